@@ -1,0 +1,279 @@
+//! The per-call sandbox: a deny-all WASI context plus the two host imports
+//! (`log`, `config`) a receiver may use, and the memory limiter.
+//!
+//! What a plugin can reach:
+//! - no files (no preopened directories), no sockets, no environment, no args;
+//! - stdin is empty; stdout and stderr are captured (up to a cap) and logged;
+//! - clocks are fixed at the Unix epoch, randomness is a fixed seeded stream,
+//!   so output depends on the input change alone;
+//! - `prism:receiver/log` and its own `prism:receiver/config`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{config, log};
+
+/// Store data for one plugin call.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    config: Arc<BTreeMap<String, String>>,
+    logs: Vec<GuestLog>,
+    stdio: CapturedOutput,
+}
+
+/// One record a plugin logged, through `log` or on stdout/stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestLog {
+    /// Severity (stdout is `info`, stderr is `warn`).
+    pub level: log::Level,
+    /// The message.
+    pub message: String,
+    /// Key/value fields the plugin attached.
+    pub fields: Vec<(String, String)>,
+}
+
+/// Caps on what one call may log.
+const MAX_LOG_RECORDS: usize = 100;
+const MAX_LOG_BYTES: usize = 16 * 1024;
+
+impl HostState {
+    /// A fresh sandbox for one call.
+    pub fn new(config: Arc<BTreeMap<String, String>>, memory_bytes: usize, stdio_cap: usize) -> Self {
+        let stdio = CapturedOutput::new(stdio_cap);
+        let mut b = WasiCtx::builder();
+        b.stdout(stdio.clone())
+            .stderr(stdio.clone())
+            .wall_clock(FixedClock)
+            .monotonic_clock(FixedClock)
+            .secure_random(wasmtime_wasi::Deterministic::new(SEED.to_vec()))
+            .insecure_random(wasmtime_wasi::Deterministic::new(SEED.to_vec()))
+            .insecure_random_seed(0x7072_6973_6d00_0000_0000_0000_0000_0001)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        Self {
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { max: memory_bytes, hit: None },
+            config,
+            logs: Vec::new(),
+            stdio,
+        }
+    }
+
+    /// The memory limiter (installed with `Store::limiter`).
+    pub fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+
+    /// If the plugin tried to grow past its memory cap: the size it asked for.
+    pub fn memory_limit_hit(&self) -> Option<usize> {
+        self.limiter.hit
+    }
+
+    /// Everything the plugin logged, stdout/stderr last.
+    pub fn take_logs(&mut self) -> Vec<GuestLog> {
+        let mut logs = std::mem::take(&mut self.logs);
+        let text = self.stdio.take();
+        if !text.is_empty() {
+            logs.push(GuestLog { level: log::Level::Warn, message: text, fields: vec![("stream".into(), "stdio".into())] });
+        }
+        logs
+    }
+
+    /// The last line the plugin wrote to stdout/stderr (a panic message, usually).
+    pub fn last_output_line(&self) -> Option<String> {
+        let text = self.stdio.peek();
+        text.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned)
+    }
+}
+
+const SEED: [u8; 16] = *b"prism-fixed-seed";
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
+        let used: usize = self.logs.iter().map(|l| l.message.len()).sum();
+        if self.logs.len() >= MAX_LOG_RECORDS || used >= MAX_LOG_BYTES {
+            return;
+        }
+        let mut message = message;
+        truncate_utf8(&mut message, MAX_LOG_BYTES - used);
+        self.logs.push(GuestLog { level, message, fields });
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+
+    fn entries(&mut self) -> Vec<(String, String)> {
+        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl super::bindings::prism::receiver::types::Host for HostState {}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+/// Caps linear memory (and tables) and remembers an attempt to exceed the cap,
+/// so a trap that follows can be reported as "memory limit" rather than as
+/// whatever the guest's allocator did next.
+pub struct MemoryLimiter {
+    max: usize,
+    hit: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            self.hit = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Clocks that always read the Unix epoch: plugins must use the change time.
+struct FixedClock;
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// stdout/stderr of one call: kept up to a cap, the rest dropped (never an
+/// error, so a chatty plugin is not made to fail by its own logging).
+#[derive(Clone)]
+struct CapturedOutput {
+    inner: Arc<Mutex<Captured>>,
+}
+
+struct Captured {
+    buf: Vec<u8>,
+    cap: usize,
+    dropped: usize,
+}
+
+impl CapturedOutput {
+    fn new(cap: usize) -> Self {
+        Self { inner: Arc::new(Mutex::new(Captured { buf: Vec::new(), cap, dropped: 0 })) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn peek(&self) -> String {
+        String::from_utf8_lossy(&self.lock().buf).into_owned()
+    }
+
+    fn take(&self) -> String {
+        let mut c = self.lock();
+        let mut text = String::from_utf8_lossy(&std::mem::take(&mut c.buf)).into_owned();
+        if c.dropped > 0 {
+            text.push_str(&format!("\n[{} more bytes of output dropped]", c.dropped));
+            c.dropped = 0;
+        }
+        text
+    }
+}
+
+impl OutputStream for CapturedOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StreamError> {
+        let mut c = self.lock();
+        let room = c.cap.saturating_sub(c.buf.len());
+        let keep = room.min(bytes.len());
+        c.buf.extend_from_slice(&bytes[..keep]);
+        c.dropped += bytes.len() - keep;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CapturedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl wasmtime_wasi::cli::IsTerminal for CapturedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for CapturedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(tokio::io::sink())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captured_output_keeps_the_cap_and_counts_the_rest() {
+        let mut out = CapturedOutput::new(5);
+        out.write(bytes::Bytes::from_static(b"hello world")).unwrap();
+        assert_eq!(out.take(), "hello\n[6 more bytes of output dropped]");
+        assert_eq!(out.take(), "");
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        let mut s = "aé".to_owned();
+        truncate_utf8(&mut s, 2);
+        assert_eq!(s, "a");
+    }
+}

@@ -1,0 +1,239 @@
+//! The registry entry for one receiver: one schema, read from a local
+//! manifest file (TOML) today and from the DynamoDB registry later.
+//!
+//! ```toml
+//! schema = 1
+//! receiver = "website-en"
+//! enabled = true
+//!
+//! [plugin]
+//! digest = "sha256:…"        # sha256 of the .wasm component
+//! file = "website.wasm"       # local registry: path next to the manifest
+//!
+//! [mode]
+//! kind = "batch"              # or "immediate" (the default)
+//! max_count = 500
+//! max_bytes = 1048576
+//! max_age_secs = 60
+//!
+//! [limits]
+//! timeout_ms = 200
+//!
+//! [config]
+//! language = "en"
+//! ```
+//!
+//! Unknown fields anywhere are errors that name the field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::limits::Limits;
+
+/// The manifest schema version this prism reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One receiver's registry entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverManifest {
+    /// Schema version; must be [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// The receiver id: lowercase letters, digits and `-`, 1 to 48 characters.
+    /// It also names the receiver's queue and outbox directory.
+    pub receiver: String,
+    /// A disabled receiver gets nothing.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Which plugin runs for this receiver.
+    pub plugin: PluginRef,
+    /// Immediate or batched delivery.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Where messages go (used by the queue-backed dispatcher).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Destination>,
+    /// Sandbox limits; defaults apply to anything unset.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Free-form config handed to the plugin through `prism:receiver/config`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The plugin a receiver runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginRef {
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: Digest,
+    /// Local registry only: the `.wasm` file, relative to the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// How a receiver gets its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Mode {
+    /// One `format` call per accepted change; messages go out at once.
+    #[default]
+    Immediate,
+    /// Accepted changes are collected and formatted together by
+    /// `format-batch` when any limit is reached.
+    Batch {
+        /// Flush after this many changes.
+        #[serde(default = "default_batch_count")]
+        max_count: usize,
+        /// Flush when the buffered images reach this many bytes.
+        #[serde(default = "default_batch_bytes")]
+        max_bytes: usize,
+        /// Flush when the oldest buffered change is this old.
+        #[serde(default = "default_batch_age")]
+        max_age_secs: u64,
+    },
+}
+
+fn default_batch_count() -> usize {
+    500
+}
+fn default_batch_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_batch_age() -> u64 {
+    300
+}
+
+/// Where a receiver's messages are delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    /// The receiver's queue (URL or name). A name ending in `.fifo` is a FIFO queue.
+    pub queue: String,
+    /// Where rejected changes are parked, with the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_queue: Option<String>,
+}
+
+/// A manifest that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not valid TOML, or an unknown / missing / mistyped field.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file (or registry item) it came from.
+        origin: String,
+        /// The parser's description, naming the field and position.
+        message: String,
+    },
+    /// Parsed, but a value is out of range.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// The file (or registry item) it came from.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ReceiverManifest {
+    /// Parse and validate manifest text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ManifestError> {
+        let m: Self = toml::from_str(text).map_err(|e| ManifestError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        m.validate().map_err(|message| ManifestError::Invalid { origin: origin.to_owned(), message })?;
+        Ok(m)
+    }
+
+    /// Render as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a manifest always serializes")
+    }
+
+    /// Check values the types cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.schema != SCHEMA_VERSION {
+            return Err(format!("schema {} is not supported (this prism reads schema {SCHEMA_VERSION})", self.schema));
+        }
+        validate_receiver_id(&self.receiver)?;
+        self.limits.validate()?;
+        if let Mode::Batch { max_count, max_bytes, max_age_secs } = self.mode {
+            if max_count == 0 || max_bytes == 0 || max_age_secs == 0 {
+                return Err("mode: batch limits max_count, max_bytes and max_age_secs must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Receiver ids name queues and directories: `[a-z0-9][a-z0-9-]{0,47}`.
+pub fn validate_receiver_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 48
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "receiver id {id:?} is invalid: use 1-48 lowercase letters, digits and '-', not starting with '-'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn text(extra: &str) -> String {
+        format!("schema = 1\nreceiver = \"web\"\n[plugin]\ndigest = \"{DIGEST}\"\nfile = \"w.wasm\"\n{extra}")
+    }
+
+    #[test]
+    fn minimal_manifest_takes_defaults() {
+        let m = ReceiverManifest::from_toml(&text(""), "web.toml").unwrap();
+        assert!(m.enabled);
+        assert_eq!(m.mode, Mode::Immediate);
+        assert_eq!(m.limits, Limits::default());
+        assert_eq!(ReceiverManifest::from_toml(&m.to_toml(), "x").unwrap(), m);
+    }
+
+    #[test]
+    fn batch_mode_and_partial_limits() {
+        let m = ReceiverManifest::from_toml(&text("[mode]\nkind = \"batch\"\nmax_count = 10\n[limits]\ntimeout_ms = 50\n"), "w").unwrap();
+        assert_eq!(m.mode, Mode::Batch { max_count: 10, max_bytes: 4 * 1024 * 1024, max_age_secs: 300 });
+        assert_eq!(m.limits.timeout_ms, 50);
+        assert_eq!(m.limits.memory_mib, crate::limits::DEFAULT_MEMORY_MIB);
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_the_file() {
+        let e = ReceiverManifest::from_toml(&text("colour = \"red\"\n"), "registry/web.toml").unwrap_err().to_string();
+        assert!(e.starts_with("registry/web.toml: "), "{e}");
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        let e = ReceiverManifest::from_toml(&text("[limits]\ntimeout = 5\n"), "w.toml").unwrap_err().to_string();
+        assert!(e.contains("unknown field `timeout`"), "{e}");
+        let e = ReceiverManifest::from_toml(&text("[mode]\nkind = \"batch\"\nmax_cnt = 5\n"), "w.toml").unwrap_err().to_string();
+        assert!(e.contains("max_cnt"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let e = ReceiverManifest::from_toml(&text("").replace("schema = 1", "schema = 2"), "w").unwrap_err();
+        assert!(e.to_string().contains("schema 2 is not supported"));
+        let e = ReceiverManifest::from_toml(&text("").replace("\"web\"", "\"Web_1\""), "w").unwrap_err();
+        assert!(e.to_string().contains("receiver id \"Web_1\" is invalid"));
+        let e = ReceiverManifest::from_toml(&text("").replace(DIGEST, "sha256:xyz"), "w").unwrap_err();
+        assert!(e.to_string().contains("digest"), "{e}");
+    }
+}
