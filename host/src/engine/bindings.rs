@@ -2,6 +2,8 @@
 //!
 //! Only curated types leave this module (see `engine/mod.rs`).
 
+#![allow(missing_docs)]
+
 wasmtime::component::bindgen!({
     world: "receiver",
     path: "../wit",

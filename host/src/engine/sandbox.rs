@@ -19,6 +19,9 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 
 use super::bindings::{config, log};
 
+/// Severity of a plugin log record.
+pub use super::bindings::log::Level;
+
 /// Store data for one plugin call.
 pub struct HostState {
     wasi: WasiCtx,

@@ -91,6 +91,28 @@ pub fn map_to_json(item: &Map<String, Value>, path: &str) -> Result<Map<String, 
     Ok(out)
 }
 
+/// The reverse: plain JSON to a DynamoDB-typed attribute (strings `S`,
+/// numbers `N` with their exact text, booleans `BOOL`, null `NULL`, objects
+/// `M`, arrays `L`). Used to write items and build stream records.
+pub fn from_json(v: &Value) -> Value {
+    let mut m = Map::new();
+    let (ty, val) = match v {
+        Value::String(s) => ("S", Value::String(s.clone())),
+        Value::Number(n) => ("N", Value::String(n.to_string())),
+        Value::Bool(b) => ("BOOL", Value::Bool(*b)),
+        Value::Null => ("NULL", Value::Bool(true)),
+        Value::Object(o) => ("M", Value::Object(item_from_json(o))),
+        Value::Array(a) => ("L", Value::Array(a.iter().map(from_json).collect())),
+    };
+    m.insert(ty.to_owned(), val);
+    Value::Object(m)
+}
+
+/// A plain JSON object to a DynamoDB item (a map of typed attributes).
+pub fn item_from_json(o: &Map<String, Value>) -> Map<String, Value> {
+    o.iter().map(|(k, v)| (k.clone(), from_json(v))).collect()
+}
+
 fn number(text: &str, path: &str) -> Result<Value, String> {
     let d = Decimal::parse(text).map_err(|e| format!("attribute at {}: {e}", show(path)))?;
     let canonical = d.to_json_text();
@@ -155,6 +177,14 @@ mod tests {
             conv(item).unwrap().to_string(),
             r#"{"b":false,"bin":"aGVsbG8=","bs":["YQ==","Yg=="],"l":[1,"a"],"n":19.99,"ns":[-1.5,9,10],"s":"hi","ss":["a","b"],"z":null}"#
         );
+    }
+
+    #[test]
+    fn round_trips_plain_json() {
+        let plain: Value = serde_json::from_str(r#"{"a":[1,"x",true,null,{"n":1.50}],"big":12345678901234567890123456789012345678}"#).unwrap();
+        let typed = Value::Object(item_from_json(plain.as_object().unwrap()));
+        let back = map_to_json(typed.as_object().unwrap(), "").unwrap();
+        assert_eq!(Value::Object(back).to_string(), r#"{"a":[1,"x",true,null,{"n":1.5}],"big":12345678901234567890123456789012345678}"#);
     }
 
     #[test]

@@ -1,0 +1,155 @@
+//! The dispatch core: every change to every enabled receiver.
+//!
+//! - Receivers run in parallel on all cores. Work is split into units of
+//!   (receiver, key shard): each unit handles its changes in input order, so
+//!   order per (receiver, product key) is kept while different keys and
+//!   receivers run side by side. A batched receiver is one unit.
+//! - Each change runs in a fresh sandbox: `accepts`, then `format`.
+//! - A failure (reject, trap, timeout, over-limit, malformed output, retries
+//!   exhausted) affects only that receiver's handling of that change: it is
+//!   parked as a dead letter naming the receiver, plugin digest, key and
+//!   sequence, and everything else carries on.
+
+mod stats;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub use stats::ReceiverStats;
+
+use crate::change::{Change, ChangeKind};
+use crate::engine::{WitChange, WitChangeKind};
+use crate::receivers::ReceiverSet;
+use crate::sink::Sink;
+
+/// Counts receiver-changes done, for a progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Receiver-changes handled so far.
+    pub done: AtomicU64,
+    /// Receiver-changes in the run.
+    pub total: AtomicU64,
+}
+
+/// Dispatch settings.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    /// Worker threads (default: all cores).
+    pub threads: usize,
+    /// How often a change the plugin asks to retry is tried again before it
+    /// is parked.
+    pub max_retries: u32,
+}
+
+impl Default for Dispatcher {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_retries: 2,
+        }
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Per receiver, sorted by id.
+    pub receivers: BTreeMap<String, ReceiverStats>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl RunReport {
+    /// Errors over all receivers.
+    pub fn errors(&self) -> u64 {
+        self.receivers.values().map(ReceiverStats::errors).sum()
+    }
+}
+
+/// Work for one thread at a time.
+enum Unit {
+    Immediate { receiver: usize, shard: usize },
+    Batch { receiver: usize },
+}
+
+impl Dispatcher {
+    /// Run `changes` (in stream order) through every active receiver of `set`.
+    pub fn run(&self, set: &ReceiverSet, changes: &[Change], sink: &dyn Sink, progress: &Progress) -> RunReport {
+        let started = Instant::now();
+        let threads = self.threads.max(1);
+        let shards = threads * 4;
+        let wit: Vec<WitChange> = changes.iter().map(to_wit).collect();
+        let shard_of: Vec<usize> = changes.iter().map(|c| shard(&c.key, shards)).collect();
+        progress.total.fetch_add((changes.len() * set.active.len()) as u64, Ordering::Relaxed);
+
+        // Batched receivers first: each is one long unit.
+        let mut units = Vec::new();
+        for (i, r) in set.active.iter().enumerate() {
+            if matches!(r.manifest.mode, crate::manifest::Mode::Batch { .. }) {
+                units.push(Unit::Batch { receiver: i });
+            }
+        }
+        for (i, r) in set.active.iter().enumerate() {
+            if !matches!(r.manifest.mode, crate::manifest::Mode::Batch { .. }) {
+                units.extend((0..shards).map(|shard| Unit::Immediate { receiver: i, shard }));
+            }
+        }
+
+        let ctx = worker::Context { changes, wit: &wit, sink, progress, max_retries: self.max_retries };
+        let next = AtomicUsize::new(0);
+        let totals: Mutex<BTreeMap<String, ReceiverStats>> = Mutex::new(
+            set.active.iter().map(|r| (r.id().to_owned(), ReceiverStats::default())).collect(),
+        );
+        std::thread::scope(|s| {
+            for _ in 0..threads.min(units.len().max(1)) {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(unit) = units.get(i) else { break };
+                        let (r, stats) = match *unit {
+                            Unit::Immediate { receiver, shard } => {
+                                let r = &set.active[receiver];
+                                let idx = (0..changes.len()).filter(|&c| shard_of[c] == shard);
+                                (r, ctx.immediate(r, idx))
+                            }
+                            Unit::Batch { receiver } => {
+                                let r = &set.active[receiver];
+                                (r, ctx.batch(r))
+                            }
+                        };
+                        let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
+                        t.entry(r.id().to_owned()).or_default().merge(stats);
+                    }
+                });
+            }
+        });
+        RunReport { receivers: totals.into_inner().unwrap_or_else(|e| e.into_inner()), elapsed: started.elapsed() }
+    }
+}
+
+fn shard(key: &str, shards: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
+/// The change as the WIT contract carries it (built once, shared by all receivers).
+pub fn to_wit(c: &Change) -> WitChange {
+    WitChange {
+        key: c.key.clone(),
+        kind: match c.kind {
+            ChangeKind::Insert => WitChangeKind::Insert,
+            ChangeKind::Modify => WitChangeKind::Modify,
+            ChangeKind::Remove => WitChangeKind::Remove,
+        },
+        new_image: c.new_json.clone(),
+        old_image: c.old_json.clone(),
+        changed_paths: c.changed_paths.clone(),
+        sequence: c.sequence.clone(),
+        time_ms: c.time_ms,
+    }
+}

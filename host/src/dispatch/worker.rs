@@ -1,0 +1,266 @@
+//! What one worker does with one unit of work: immediate receivers change by
+//! change, batched receivers window by window.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use prism_sdk::{FormatError, Message};
+use serde_json::json;
+
+use super::{Progress, ReceiverStats};
+use crate::change::Change;
+use crate::engine::{CallError, GuestLog, Session, WitChange};
+use crate::manifest::Mode;
+use crate::receivers::ActiveReceiver;
+use crate::sink::{DeadLetter, Envelope, Sink};
+
+/// Shared, read-only state of a run.
+pub(super) struct Context<'a> {
+    pub changes: &'a [Change],
+    pub wit: &'a [WitChange],
+    pub sink: &'a dyn Sink,
+    pub progress: &'a Progress,
+    pub max_retries: u32,
+}
+
+/// How formatting one change (or window) ended.
+enum Formatted {
+    Messages(Vec<Message>),
+    Failed { kind: &'static str, error: String },
+}
+
+impl Context<'_> {
+    /// Handle the changes at `indices` (in order) for an immediate receiver.
+    pub fn immediate(&self, r: &ActiveReceiver, indices: impl Iterator<Item = usize>) -> ReceiverStats {
+        let mut st = ReceiverStats::default();
+        for i in indices {
+            st.seen += 1;
+            let started = Instant::now();
+            let outcome = self.accepts(r, i).and_then(|(accepted, session)| match accepted {
+                false => Ok(None),
+                true => Ok(Some(self.format(r, session, &mut st, |s| s.format(&self.wit[i]), &self.changes[i]))),
+            });
+            st.plugin_time += started.elapsed();
+            match outcome {
+                Ok(None) => st.skipped += 1,
+                Ok(Some(Formatted::Messages(msgs))) => {
+                    st.accepted += 1;
+                    self.deliver(r, &mut st, &self.changes[i], &self.changes[i].sequence, i, &msgs);
+                }
+                Ok(Some(Formatted::Failed { kind, error })) => {
+                    st.accepted += 1;
+                    self.park(r, &mut st, &[i], kind, &error);
+                }
+                Err(e) => {
+                    let error = self.describe(r, i, &e.to_string());
+                    self.park(r, &mut st, &[i], e.kind(), &error);
+                }
+            }
+            self.progress.done.fetch_add(1, Ordering::Relaxed);
+        }
+        st
+    }
+
+    /// Handle every change, in order, for a batched receiver: collect what it
+    /// accepts and flush through `format-batch` when a window limit is hit
+    /// (count, image bytes, or stream-time age), and at the end.
+    pub fn batch(&self, r: &ActiveReceiver) -> ReceiverStats {
+        let Mode::Batch { max_count, max_bytes, max_age_secs } = r.manifest.mode else {
+            unreachable!("batch units are made for batch receivers only");
+        };
+        let mut st = ReceiverStats::default();
+        let mut window: Vec<usize> = Vec::new();
+        let mut bytes = 0usize;
+        for i in 0..self.changes.len() {
+            st.seen += 1;
+            let started = Instant::now();
+            let accepted = self.accepts(r, i);
+            st.plugin_time += started.elapsed();
+            match accepted {
+                Ok((true, _)) => {
+                    st.accepted += 1;
+                    let c = &self.changes[i];
+                    let too_old = window
+                        .first()
+                        .is_some_and(|&f| c.time_ms.saturating_sub(self.changes[f].time_ms) >= max_age_secs * 1000);
+                    if too_old {
+                        self.flush(r, &mut st, std::mem::take(&mut window));
+                        bytes = 0;
+                    }
+                    window.push(i);
+                    bytes += c.image_bytes();
+                    if window.len() >= max_count || bytes >= max_bytes {
+                        self.flush(r, &mut st, std::mem::take(&mut window));
+                        bytes = 0;
+                    }
+                }
+                Ok((false, _)) => st.skipped += 1,
+                Err(e) => {
+                    let error = self.describe(r, i, &e.to_string());
+                    self.park(r, &mut st, &[i], e.kind(), &error);
+                }
+            }
+            self.progress.done.fetch_add(1, Ordering::Relaxed);
+        }
+        if !window.is_empty() {
+            self.flush(r, &mut st, window);
+        }
+        st
+    }
+
+    fn flush(&self, r: &ActiveReceiver, st: &mut ReceiverStats, window: Vec<usize>) {
+        st.batches += 1;
+        let started = Instant::now();
+        let wits: Vec<WitChange> = window.iter().map(|&i| self.wit[i].clone()).collect();
+        let first = &self.changes[window[0]];
+        let last = &self.changes[*window.last().expect("non-empty window")];
+        let outcome = r
+            .plugin
+            .session(r.config.clone(), r.manifest.limits)
+            .map(|session| self.format(r, session, st, |s| s.format_batch(&wits), first));
+        st.plugin_time += started.elapsed();
+        match outcome {
+            Ok(Formatted::Messages(msgs)) => self.deliver(r, st, first, &last.sequence, window[0], &msgs),
+            Ok(Formatted::Failed { kind, error }) => {
+                let error = format!("batch of {} changes (sequences {}..{}): {error}", window.len(), first.sequence, last.sequence);
+                self.park(r, st, &window, kind, &error);
+            }
+            Err(e) => {
+                let error = self.describe(r, window[0], &format!("batch of {}: {e}", window.len()));
+                self.park(r, st, &window, e.kind(), &error);
+            }
+        }
+    }
+
+    /// Open a session and ask `accepts`; the session is reused for `format`.
+    fn accepts(&self, r: &ActiveReceiver, i: usize) -> Result<(bool, Session), CallError> {
+        let mut s = r.plugin.session(r.config.clone(), r.manifest.limits)?;
+        let accepted = s.accepts(&self.wit[i]);
+        self.emit_logs(r, &self.changes[i], s.take_logs());
+        Ok((accepted?, s))
+    }
+
+    /// Call `call` (format or format-batch), retrying on `retry` with a fresh
+    /// session up to `max_retries` times.
+    fn format(
+        &self,
+        r: &ActiveReceiver,
+        mut session: Session,
+        st: &mut ReceiverStats,
+        call: impl Fn(&mut Session) -> Result<Result<Vec<Message>, FormatError>, CallError>,
+        change: &Change,
+    ) -> Formatted {
+        let mut attempt = 0;
+        loop {
+            let result = call(&mut session);
+            self.emit_logs(r, change, session.take_logs());
+            let failed = |kind, what: &str| Formatted::Failed { kind, error: self.describe_change(r, change, what) };
+            match result {
+                Ok(Ok(msgs)) => return Formatted::Messages(msgs),
+                Ok(Err(FormatError::Reject(reason))) => return failed("rejected", &format!("rejected: {reason}")),
+                Ok(Err(FormatError::Retry(reason))) if attempt < self.max_retries => {
+                    attempt += 1;
+                    st.retries += 1;
+                    tracing::info!(receiver = r.id(), key = %change.key, sequence = %change.sequence, attempt, reason = %reason, "plugin asked to retry");
+                    session = match r.plugin.session(r.config.clone(), r.manifest.limits) {
+                        Ok(s) => s,
+                        Err(e) => return failed(e.kind(), &e.to_string()),
+                    };
+                }
+                Ok(Err(FormatError::Retry(reason))) => {
+                    return failed("retry-exhausted", &format!("still asking to retry after {attempt} retries: {reason}"));
+                }
+                Err(e) => return failed(e.kind(), &e.to_string()),
+            }
+        }
+    }
+
+    fn deliver(&self, r: &ActiveReceiver, st: &mut ReceiverStats, c: &Change, sequence: &str, i: usize, msgs: &[Message]) {
+        if msgs.is_empty() {
+            return;
+        }
+        let envelopes: Vec<Envelope<'_>> = msgs
+            .iter()
+            .enumerate()
+            .map(|(index, message)| Envelope {
+                receiver: r.id(),
+                key: &c.key,
+                sequence,
+                ordinal: i as u64 + 1,
+                index,
+                message,
+                digest: r.digest(),
+            })
+            .collect();
+        match self.sink.deliver(&envelopes) {
+            Ok(()) => {
+                st.messages += msgs.len() as u64;
+                st.bytes += msgs.iter().map(|m| m.body.len() as u64).sum::<u64>();
+            }
+            Err(e) => {
+                let error = self.describe(r, i, &e.to_string());
+                self.park(r, st, &[i], "delivery", &error);
+            }
+        }
+    }
+
+    fn park(&self, r: &ActiveReceiver, st: &mut ReceiverStats, indices: &[usize], kind: &str, error: &str) {
+        tracing::warn!(receiver = r.id(), digest = %r.digest(), kind, error, "change parked as a dead letter");
+        st.error(kind, error.to_owned());
+        for &i in indices {
+            let c = &self.changes[i];
+            let dead = DeadLetter {
+                receiver: r.id().to_owned(),
+                plugin_digest: Some(r.digest().to_string()),
+                key: c.key.clone(),
+                sequence: c.sequence.clone(),
+                ordinal: i as u64 + 1,
+                error_kind: kind.to_owned(),
+                error: error.to_owned(),
+                change: change_json(c),
+            };
+            if let Err(e) = self.sink.park(&dead) {
+                // Nowhere left to put it: make it loud, and count it.
+                tracing::error!(receiver = r.id(), key = %c.key, sequence = %c.sequence, error = %e, "could not park a dead letter");
+                st.error("park", format!("could not park {}/{}: {e}", c.key, c.sequence));
+            }
+        }
+    }
+
+    fn describe(&self, r: &ActiveReceiver, i: usize, what: &str) -> String {
+        self.describe_change(r, &self.changes[i], what)
+    }
+
+    fn describe_change(&self, r: &ActiveReceiver, c: &Change, what: &str) -> String {
+        format!("receiver {} (plugin {}) on key {} sequence {}: {what}", r.id(), r.digest(), c.key, c.sequence)
+    }
+
+    fn emit_logs(&self, r: &ActiveReceiver, c: &Change, logs: Vec<GuestLog>) {
+        use crate::engine::Level;
+        for l in logs {
+            let fields = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+            let (receiver, key, sequence, message) = (r.id(), c.key.as_str(), c.sequence.as_str(), l.message.as_str());
+            match l.level {
+                Level::Trace => tracing::trace!(target: "plugin", receiver, key, sequence, fields, "{message}"),
+                Level::Debug => tracing::debug!(target: "plugin", receiver, key, sequence, fields, "{message}"),
+                Level::Info => tracing::info!(target: "plugin", receiver, key, sequence, fields, "{message}"),
+                Level::Warn => tracing::warn!(target: "plugin", receiver, key, sequence, fields, "{message}"),
+                Level::Error => tracing::error!(target: "plugin", receiver, key, sequence, fields, "{message}"),
+            }
+        }
+    }
+}
+
+/// The change as it is parked: everything needed to replay it.
+pub fn change_json(c: &Change) -> serde_json::Value {
+    json!({
+        "key": c.key,
+        "kind": format!("{:?}", c.kind).to_uppercase(),
+        "sequence": c.sequence,
+        "time_ms": c.time_ms,
+        "event_id": c.event_id,
+        "changed_paths": c.changed_paths,
+        "old": c.old,
+        "new": c.new,
+    })
+}

@@ -1,0 +1,213 @@
+//! The Wasm engine: one wasmtime [`Engine`] with the component model, the
+//! pooling allocator and epoch interruption; a [`Linker`] that grants only
+//! deny-all WASI and the contract's own imports; and an on-disk compile cache.
+//!
+//! Build one [`PluginEngine`] per process and share it: components are
+//! compiled (or loaded precompiled) once, then each change runs in a fresh,
+//! cheap instance (see [`Plugin::session`]).
+
+mod bindings;
+pub mod cache;
+pub mod check;
+mod output;
+mod plugin;
+pub mod sandbox;
+mod ticker;
+
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use bindings::{WitChange, WitChangeKind};
+pub use output::OutputError;
+pub use plugin::{CallError, Plugin, Session};
+pub use sandbox::{GuestLog, Level};
+
+use crate::digest::Digest;
+use crate::limits::MAX_MEMORY_MIB;
+use cache::CompileCache;
+use sandbox::HostState;
+
+/// How often the epoch advances: the granularity of time budgets.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Options for building the engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Where precompiled components are kept; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Max instances alive at once (one per worker thread is enough).
+    pub max_instances: u32,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { cache_dir: None, max_instances: 64 }
+    }
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a Wasm component.
+    #[error("not a Wasm component: {0}")]
+    NotAComponent(String),
+    /// Cranelift refused it (invalid Wasm, unsupported feature).
+    #[error("does not compile: {0}")]
+    Compile(String),
+    /// It does not fit the `receiver` world or imports what is not granted.
+    #[error("does not fit the prism:receiver/receiver@0.1.0 world:\n{0}")]
+    Shape(String),
+}
+
+/// Where a loaded plugin's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadSource {
+    /// Compiled now from the `.wasm`.
+    Compiled,
+    /// Loaded from the compile cache.
+    Cached,
+}
+
+/// The shared Wasm engine.
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    cache: Option<CompileCache>,
+    compat_hash: String,
+    _ticker: ticker::EpochTicker,
+}
+
+impl PluginEngine {
+    /// Build the engine and start its epoch ticker.
+    pub fn new(opts: &EngineOptions) -> Result<Self, wasmtime::Error> {
+        let engine = Engine::new(&config(opts.max_instances))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::Receiver::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+        let compat_hash = compat_hash(&engine);
+        let cache = opts.cache_dir.as_deref().map(|d| CompileCache::new(d, &compat_hash));
+        let ticker = ticker::EpochTicker::start(engine.clone(), EPOCH_TICK);
+        Ok(Self { engine, linker: Arc::new(linker), cache, compat_hash, _ticker: ticker })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A short hex hash of everything that makes a precompiled artifact
+    /// loadable here (wasmtime version, features, tunables). Caches key on it.
+    pub fn compatibility_hash(&self) -> &str {
+        &self.compat_hash
+    }
+
+    /// Compile (or load from cache) and check a component.
+    pub fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        let digest = Digest::of(wasm);
+        let (component, source) = self.compile(wasm, &digest)?;
+        let (problems, exports) = check::shape(&self.engine, &component);
+        if !problems.is_empty() {
+            return Err(LoadError::Shape(problems.explain(&exports)));
+        }
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Shape(format!("{e:#}")))?;
+        let pre = bindings::ReceiverPre::new(pre).map_err(|e| LoadError::Shape(format!("{e:#}")))?;
+        Ok(Plugin::new(digest, pre, source))
+    }
+
+    /// Compile without checking the world: `(component, compile time, source)`.
+    fn compile(&self, wasm: &[u8], digest: &Digest) -> Result<(Component, LoadSource), LoadError> {
+        if !is_component(wasm) {
+            return Err(LoadError::NotAComponent(if wasm.starts_with(b"\0asm") {
+                "this is a core Wasm module; build with `--target wasm32-wasip2` (or wrap it with `wasm-tools component new`)".into()
+            } else {
+                "the file does not start with the Wasm magic bytes".into()
+            }));
+        }
+        if let Some(cache) = &self.cache {
+            let path = cache.path(digest);
+            if path.exists() {
+                match load_precompiled(&self.engine, &path) {
+                    Ok(c) => return Ok((c, LoadSource::Cached)),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "discarding unusable precompiled artifact");
+                        cache.evict(digest);
+                    }
+                }
+            }
+        }
+        let started = Instant::now();
+        let component = Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        tracing::debug!(digest = %digest, ms = started.elapsed().as_millis() as u64, "compiled component");
+        if let Some(cache) = &self.cache {
+            match component.serialize() {
+                Ok(bytes) => {
+                    if let Err(e) = cache.store(digest, &bytes) {
+                        tracing::warn!(error = %e, "could not write the compile cache");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not serialize a compiled component"),
+            }
+        }
+        Ok((component, LoadSource::Compiled))
+    }
+
+    /// Precompile a component to the bytes of a `.cwasm` for this engine.
+    pub fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>, LoadError> {
+        self.engine.precompile_component(wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))
+    }
+}
+
+/// Does this look like a component (not a core module)?
+fn is_component(wasm: &[u8]) -> bool {
+    wasm.len() >= 8 && wasm.starts_with(b"\0asm") && wasm[4..8] == [0x0d, 0x00, 0x01, 0x00]
+}
+
+#[allow(unsafe_code)]
+fn load_precompiled(engine: &Engine, path: &Path) -> Result<Component, wasmtime::Error> {
+    // SAFETY: the artifact was produced by `Component::serialize` of an engine
+    // with the same compatibility hash (it is in the path), written atomically
+    // into prism's own cache directory, which plugin authors cannot write.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+fn config(max_instances: u32) -> Config {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(max_instances)
+        .total_core_instances(max_instances * 32)
+        .total_memories(max_instances * 4)
+        .total_tables(max_instances * 16)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(32)
+        .max_memory_size(MAX_MEMORY_MIB as usize * 1024 * 1024)
+        .max_component_instance_size(4 << 20)
+        .max_core_instance_size(4 << 20);
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(1 << 20)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    cfg
+}
+
+/// Hash `Engine::precompile_compatibility_hash` with a stable hash (sha256).
+fn compat_hash(engine: &Engine) -> String {
+    struct Sha(Sha256);
+    impl Hasher for Sha {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut h = Sha(Sha256::new());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
+    hex::encode(&h.0.finalize()[..8])
+}

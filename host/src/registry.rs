@@ -1,0 +1,217 @@
+//! The local registry: a directory with one manifest per receiver
+//! (`<anything>.toml`) and the `.wasm` files they name.
+//!
+//! A bad manifest or a missing/mismatched `.wasm` disables only that
+//! receiver: it is reported as a [`RegistryError`] and the rest load.
+
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::manifest::{ManifestError, ReceiverManifest};
+
+/// A problem with one registry entry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The `.wasm` does not have the digest the manifest promises.
+    #[error("{origin}: digest mismatch for receiver {receiver}: the manifest says {expected}, but {file} is {actual}")]
+    DigestMismatch {
+        /// The manifest.
+        origin: String,
+        /// The receiver.
+        receiver: String,
+        /// The plugin file.
+        file: String,
+        /// The manifest's digest.
+        expected: Digest,
+        /// The file's digest.
+        actual: Digest,
+    },
+    /// The manifest names no file (local registries need one).
+    #[error("{origin}: [plugin] has no `file` (a local registry needs the .wasm next to the manifest)")]
+    NoFile {
+        /// The manifest.
+        origin: String,
+    },
+    /// Two manifests claim the same receiver id.
+    #[error("{origin}: receiver {receiver} is already defined in {first}")]
+    Duplicate {
+        /// The second manifest.
+        origin: String,
+        /// The receiver.
+        receiver: String,
+        /// The first manifest.
+        first: String,
+    },
+}
+
+/// One usable entry: its manifest, where it came from, and its component bytes.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The manifest.
+    pub manifest: ReceiverManifest,
+    /// Where it was read from (a file path or a registry key), for messages.
+    pub origin: String,
+    /// The component, already checked against `manifest.plugin.digest`.
+    pub wasm: Vec<u8>,
+}
+
+/// What a registry holds right now.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Usable entries, sorted by receiver id.
+    pub entries: Vec<Entry>,
+    /// Entries that could not be used, with the reason.
+    pub problems: Vec<RegistryError>,
+}
+
+/// A directory registry.
+#[derive(Debug, Clone)]
+pub struct LocalRegistry {
+    dir: PathBuf,
+}
+
+impl LocalRegistry {
+    /// A registry rooted at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Read every manifest and its component.
+    pub fn load(&self) -> Result<Snapshot, RegistryError> {
+        let io = |path: &Path, source| RegistryError::Io { path: path.display().to_string(), source };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map_err(|e| io(&self.dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        let mut snap = Snapshot::default();
+        for path in paths {
+            match self.read_entry(&path) {
+                Ok(entry) => {
+                    let dup = snap.entries.iter().find(|e| e.manifest.receiver == entry.manifest.receiver);
+                    if let Some(first) = dup {
+                        snap.problems.push(RegistryError::Duplicate {
+                            origin: entry.origin,
+                            receiver: entry.manifest.receiver,
+                            first: first.origin.clone(),
+                        });
+                    } else {
+                        snap.entries.push(entry);
+                    }
+                }
+                Err(e) => snap.problems.push(e),
+            }
+        }
+        snap.entries.sort_by(|a, b| a.manifest.receiver.cmp(&b.manifest.receiver));
+        Ok(snap)
+    }
+
+    fn read_entry(&self, path: &Path) -> Result<Entry, RegistryError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io { path: origin.clone(), source })?;
+        let manifest = ReceiverManifest::from_toml(&text, &origin)?;
+        let file = manifest.plugin.file.as_deref().ok_or_else(|| RegistryError::NoFile { origin: origin.clone() })?;
+        let wasm_path = path.parent().unwrap_or(Path::new(".")).join(file);
+        let wasm = std::fs::read(&wasm_path)
+            .map_err(|source| RegistryError::Io { path: wasm_path.display().to_string(), source })?;
+        let actual = Digest::of(&wasm);
+        if actual != manifest.plugin.digest {
+            return Err(RegistryError::DigestMismatch {
+                origin,
+                receiver: manifest.receiver,
+                file: wasm_path.display().to_string(),
+                expected: manifest.plugin.digest,
+                actual,
+            });
+        }
+        Ok(Entry { manifest, origin, wasm })
+    }
+
+    /// Write (or replace) a receiver's manifest and copy its component next to
+    /// it as `<digest>.wasm`. Returns the manifest path.
+    pub fn put(&self, mut manifest: ReceiverManifest, wasm: &[u8]) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir)?;
+        let digest = Digest::of(wasm);
+        let file = format!("{}.wasm", digest.hex());
+        std::fs::write(self.dir.join(&file), wasm)?;
+        manifest.plugin.digest = digest;
+        manifest.plugin.file = Some(file);
+        let path = self.dir.join(format!("{}.toml", manifest.receiver));
+        std::fs::write(&path, manifest.to_toml())?;
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Mode, PluginRef, SCHEMA_VERSION};
+
+    fn manifest(id: &str) -> ReceiverManifest {
+        ReceiverManifest {
+            schema: SCHEMA_VERSION,
+            receiver: id.into(),
+            enabled: true,
+            plugin: PluginRef { digest: Digest::of(b""), file: None },
+            mode: Mode::Immediate,
+            destination: None,
+            limits: Default::default(),
+            config: Default::default(),
+        }
+    }
+
+    #[test]
+    fn put_then_load_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = LocalRegistry::new(dir.path());
+        reg.put(manifest("b"), b"wasm-b").unwrap();
+        reg.put(manifest("a"), b"wasm-a").unwrap();
+        let snap = reg.load().unwrap();
+        assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+        let ids: Vec<_> = snap.entries.iter().map(|e| e.manifest.receiver.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(snap.entries[0].wasm, b"wasm-a");
+    }
+
+    #[test]
+    fn a_tampered_wasm_disables_only_its_receiver() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = LocalRegistry::new(dir.path());
+        reg.put(manifest("good"), b"good").unwrap();
+        reg.put(manifest("bad"), b"original").unwrap();
+        std::fs::write(dir.path().join(format!("{}.wasm", Digest::of(b"original").hex())), b"tampered").unwrap();
+        let snap = reg.load().unwrap();
+        assert_eq!(snap.entries.len(), 1);
+        let e = snap.problems[0].to_string();
+        assert!(e.contains("digest mismatch for receiver bad"), "{e}");
+        assert!(e.contains(&Digest::of(b"tampered").to_string()), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = LocalRegistry::new(dir.path());
+        let path = reg.put(manifest("x"), b"x").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap().replace("enabled = true", "enabled = true\ncolour = 1");
+        std::fs::write(&path, text).unwrap();
+        let e = reg.load().unwrap().problems[0].to_string();
+        assert!(e.contains("x.toml") && e.contains("unknown field `colour`"), "{e}");
+    }
+}

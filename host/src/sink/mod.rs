@@ -1,0 +1,69 @@
+//! Where messages go. The dispatcher talks to a [`Sink`]; the local outbox
+//! implements it today, an SQS sink later.
+
+mod outbox;
+
+pub use outbox::Outbox;
+
+use prism_sdk::Message;
+use serde::Serialize;
+
+use crate::digest::Digest;
+
+/// One message on its way to a receiver, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Envelope<'a> {
+    /// The receiver.
+    pub receiver: &'a str,
+    /// The product key (for a batch: the first change's key).
+    pub key: &'a str,
+    /// The stream sequence number (for a batch: the last change's).
+    pub sequence: &'a str,
+    /// Position of the (first) change in this run's input, 1-based: orders messages.
+    pub ordinal: u64,
+    /// Index of this message among those of the same change or batch.
+    pub index: usize,
+    /// The message itself.
+    pub message: &'a Message,
+    /// The plugin that made it.
+    pub digest: &'a Digest,
+}
+
+/// A change a receiver could not take, parked where it can be seen and replayed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// The receiver.
+    pub receiver: String,
+    /// The plugin digest, when a plugin was involved.
+    pub plugin_digest: Option<String>,
+    /// Product key.
+    pub key: String,
+    /// Stream sequence number.
+    pub sequence: String,
+    /// Position in this run's input (1-based).
+    pub ordinal: u64,
+    /// `rejected`, `retry-exhausted`, `timeout`, `memory-limit`, `trap`, …
+    pub error_kind: String,
+    /// The full error message.
+    pub error: String,
+    /// The original change (key, kind, images, changed paths, sequence, time).
+    pub change: serde_json::Value,
+}
+
+/// A delivery failure.
+#[derive(Debug, thiserror::Error)]
+#[error("delivery to {receiver} failed: {message}")]
+pub struct SinkError {
+    /// The receiver.
+    pub receiver: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// A destination for messages and dead letters.
+pub trait Sink: Send + Sync {
+    /// Deliver the messages of one change (or one batch), in order.
+    fn deliver(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError>;
+    /// Park a change that a receiver could not take.
+    fn park(&self, dead: &DeadLetter) -> Result<(), SinkError>;
+}
