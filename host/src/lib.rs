@@ -24,3 +24,5 @@ pub mod receivers;
 pub mod registry;
 pub mod sink;
 pub mod sample;
+#[doc(hidden)]
+pub mod cli;

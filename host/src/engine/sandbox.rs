@@ -92,10 +92,17 @@ impl HostState {
         logs
     }
 
-    /// The last line the plugin wrote to stdout/stderr (a panic message, usually).
+    /// The tail of what the plugin wrote to stdout/stderr (its panic message,
+    /// usually): up to three non-empty lines, without Rust's backtrace hint.
     pub fn last_output_line(&self) -> Option<String> {
         let text = self.stdio.peek();
-        text.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned)
+        let mut lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        let tail = lines.split_off(lines.len().saturating_sub(3));
+        (!tail.is_empty()).then(|| tail.join(" | "))
     }
 }
 

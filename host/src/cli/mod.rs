@@ -1,0 +1,84 @@
+//! The `prism` command line: one module per subcommand. The binary's
+//! `main` is [`main`]; it lives in the library so end-to-end tests can run
+//! the very same entry point. Errors here are `anyhow` (binary code).
+
+#![allow(missing_docs)]
+
+mod demo;
+mod engine_opts;
+mod new;
+mod plugin;
+mod progress;
+mod run;
+mod sample;
+mod summary;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// prism: one dispatcher, one sandboxed Wasm plugin per receiver.
+///
+/// Product changes (DynamoDB stream records) go in; each receiver's plugin
+/// filters and formats them; messages come out per receiver.
+#[derive(Debug, Parser)]
+#[command(name = "prism", version, propagate_version = true)]
+pub struct Cli {
+    /// Log more (-v: info, -vv: debug). `PRISM_LOG` (e.g. `prism_host=debug`) overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every receiver in a registry over a file of stream events, into an outbox.
+    Run(run::Args),
+    /// Check, preview or inspect a plugin.
+    #[command(subcommand)]
+    Plugin(plugin::Command),
+    /// Scaffold a new receiver plugin crate that builds and passes its tests as generated.
+    New(new::Args),
+    /// Write the sample catalogue's change stream (JSON Lines of stream records).
+    Sample(sample::Args),
+    /// The whole local pipeline on sample data: registry, stream, run, summary.
+    Demo(demo::Args),
+}
+
+/// The whole program: parse arguments, set up logging, run, map errors to
+/// exit status 1 with the error chain on stderr.
+pub fn main() -> ExitCode {
+    let args = Cli::parse();
+    init_logging(args.verbose);
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Run the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Plugin(c) => plugin::run(c),
+        Command::New(a) => new::run(a),
+        Command::Sample(a) => sample::run(a),
+        Command::Demo(a) => demo::run(a),
+    }
+}
+
+/// Human-readable logs on stderr; `PRISM_LOG` sets the filter.
+pub fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_env("PRISM_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

@@ -1,0 +1,118 @@
+//! `prism run`: the local pipeline.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use crate::dispatch::{Dispatcher, Progress, RunReport};
+use crate::input::{self, Input};
+use crate::receivers::ReceiverSet;
+use crate::registry::LocalRegistry;
+use crate::sink::Outbox;
+
+use super::engine_opts::CacheArgs;
+use super::progress::with_progress;
+use super::summary;
+
+/// Run every receiver in a registry over a file of stream events.
+///
+/// Each receiver's messages land in OUTBOX/<receiver>/ as files named in
+/// delivery order; changes a receiver could not take land in
+/// OUTBOX/<receiver>/dead-letters/ with the reason, and unreadable input
+/// records in OUTBOX/_input-errors/.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Registry directory: one <receiver>.toml manifest per receiver plus its .wasm.
+    #[arg(long, value_name = "DIR")]
+    pub registry: PathBuf,
+    /// Stream events: a Lambda DynamoDB event (JSON) or JSON Lines of records/events.
+    #[arg(long, value_name = "FILE")]
+    pub events: PathBuf,
+    /// Where messages go, one directory per receiver.
+    #[arg(long, value_name = "DIR")]
+    pub outbox: PathBuf,
+    /// Remove what a previous run left in the outbox first.
+    #[arg(long)]
+    pub clean: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Exit with status 2 if any change was parked or any receiver could not run.
+    #[arg(long)]
+    pub fail_on_error: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// What `run` did, for callers that print more (the demo).
+pub struct Outcome {
+    pub report: RunReport,
+    pub problems: usize,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let outcome = execute(&args)?;
+    Ok(if args.fail_on_error && (outcome.report.errors() > 0 || outcome.problems > 0) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn execute(args: &Args) -> anyhow::Result<Outcome> {
+    prepare_outbox(&args.outbox, args.clean)?;
+    let text = std::fs::read_to_string(&args.events).with_context(|| format!("reading {}", args.events.display()))?;
+    let input = input::parse(&text, &args.events.display().to_string());
+    park_input_errors(&args.outbox, &input)?;
+
+    let engine = args.cache.engine()?;
+    let started = Instant::now();
+    let snapshot = LocalRegistry::new(&args.registry)
+        .load()
+        .with_context(|| format!("reading registry {}", args.registry.display()))?;
+    let set = ReceiverSet::load(&engine, snapshot);
+    let load_time = started.elapsed();
+
+    let mut dispatcher = Dispatcher::default();
+    if let Some(t) = args.threads {
+        dispatcher.threads = t;
+    }
+    let progress = Progress::default();
+    let expected = (input.changes.len() * set.active.len()) as u64;
+    let outbox = Outbox::new(&args.outbox);
+    let report = with_progress(&progress, expected, || dispatcher.run(&set, &input.changes, &outbox, &progress));
+
+    summary::print(&set, &report, &input, load_time, &args.outbox);
+    Ok(Outcome { problems: set.unavailable.len() + input.errors.len(), report })
+}
+
+fn prepare_outbox(dir: &Path, clean: bool) -> anyhow::Result<()> {
+    if dir.exists() {
+        let non_empty = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.next().is_some();
+        if non_empty {
+            if !clean {
+                bail!(
+                    "outbox {} is not empty; pass --clean to clear it, or choose a new directory",
+                    dir.display()
+                );
+            }
+            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+fn park_input_errors(outbox: &Path, input: &Input) -> anyhow::Result<()> {
+    if input.errors.is_empty() {
+        return Ok(());
+    }
+    let dir = outbox.join("_input-errors");
+    std::fs::create_dir_all(&dir)?;
+    for (i, e) in input.errors.iter().enumerate() {
+        tracing::error!(location = %e.location, error = %e.message, "unreadable stream record parked");
+        let body = serde_json::json!({"location": e.location, "error": e.message, "raw": e.raw});
+        std::fs::write(dir.join(format!("{:06}.json", i + 1)), format!("{body:#}\n"))?;
+    }
+    Ok(())
+}

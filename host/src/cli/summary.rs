@@ -1,0 +1,100 @@
+//! The per-receiver summary table printed after a run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::dispatch::RunReport;
+use crate::engine::LoadSource;
+use crate::input::Input;
+use crate::manifest::Mode;
+use crate::receivers::ReceiverSet;
+
+pub fn print(set: &ReceiverSet, report: &RunReport, input: &Input, load_time: Duration, outbox: &Path) {
+    let cached = set.loads.iter().filter(|(_, s, _)| *s == LoadSource::Cached).count();
+    println!(
+        "{} changes read ({} unreadable), {} receivers active ({} loaded from the compile cache, {} compiled) in {}",
+        input.changes.len(),
+        input.errors.len(),
+        set.active.len(),
+        cached,
+        set.loads.len() - cached,
+        ms(load_time),
+    );
+    println!();
+    let header = ["receiver", "mode", "seen", "accepted", "skipped", "messages", "bytes", "errors", "plugin time"];
+    let mut rows: Vec<[String; 9]> = Vec::new();
+    for r in &set.active {
+        let st = report.receivers.get(r.id()).cloned().unwrap_or_default();
+        let mode = match r.manifest.mode {
+            Mode::Immediate => "immediate".to_owned(),
+            Mode::Batch { .. } => format!("batch ({})", st.batches),
+        };
+        rows.push([
+            r.id().to_owned(),
+            mode,
+            st.seen.to_string(),
+            st.accepted.to_string(),
+            st.skipped.to_string(),
+            st.messages.to_string(),
+            bytes(st.bytes),
+            st.errors().to_string(),
+            ms(st.plugin_time),
+        ]);
+    }
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| if i < 2 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+            .collect();
+        println!("  {}", parts.join("  "));
+    };
+    line(&header.map(str::to_owned));
+    for row in &rows {
+        line(row);
+    }
+    let total = report.receivers.values().map(|s| s.seen).sum::<u64>();
+    let rate = total as f64 / report.elapsed.as_secs_f64().max(1e-9);
+    println!();
+    println!("{total} receiver-changes in {} ({rate:.0}/s); messages in {}", ms(report.elapsed), outbox.display());
+
+    for d in &set.disabled {
+        println!("disabled: {d}");
+    }
+    for u in &set.unavailable {
+        println!("UNAVAILABLE {}: {}", u.receiver.as_deref().unwrap_or("(unreadable entry)"), u.reason);
+    }
+    for e in &input.errors {
+        println!("UNREADABLE INPUT {e}");
+    }
+    for (id, st) in &report.receivers {
+        if st.errors() == 0 {
+            continue;
+        }
+        let kinds: Vec<String> = st.errors_by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!("ERRORS {id}: {} (parked in {}/{id}/dead-letters)", kinds.join(", "), outbox.display());
+        for e in &st.first_errors {
+            println!("  - {e}");
+        }
+    }
+}
+
+fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 { format!("{ms:.2} ms") } else { format!("{ms:.0} ms") }
+}
+
+fn bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}

@@ -1,0 +1,110 @@
+//! Shared helpers for the end-to-end tests: where the built components are,
+//! and a few builders. The tests themselves live in `all/`.
+
+#![allow(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use prism_host::digest::Digest;
+use prism_host::limits::Limits;
+use prism_host::manifest::{Mode, PluginRef, ReceiverManifest, SCHEMA_VERSION};
+use prism_host::registry::LocalRegistry;
+
+/// Paths of the guest components built by `build.rs`.
+pub mod wasm {
+    include!(concat!(env!("OUT_DIR"), "/gen.rs"));
+}
+
+/// Read a built component.
+pub fn read(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A manifest for `receiver` running `wasm` with `config`.
+pub fn manifest(receiver: &str, wasm: &[u8], mode: Mode, limits: Limits, config: &[(&str, &str)]) -> ReceiverManifest {
+    ReceiverManifest {
+        schema: SCHEMA_VERSION,
+        receiver: receiver.to_owned(),
+        enabled: true,
+        plugin: PluginRef { digest: Digest::of(wasm), file: None },
+        mode,
+        destination: None,
+        limits,
+        config: config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// Put a receiver into a local registry.
+pub fn register(dir: &Path, receiver: &str, wasm_path: &str, mode: Mode, limits: Limits, config: &[(&str, &str)]) {
+    let wasm = read(wasm_path);
+    LocalRegistry::new(dir).put(manifest(receiver, &wasm, mode, limits, config), &wasm).unwrap();
+}
+
+use prism_host::change::Change;
+use prism_host::dispatch::{Dispatcher, Progress, RunReport};
+use prism_host::engine::{EngineOptions, PluginEngine};
+use prism_host::receivers::ReceiverSet;
+use prism_host::sink::Outbox;
+
+/// An engine without a compile cache.
+pub fn engine() -> PluginEngine {
+    PluginEngine::new(&EngineOptions::default()).expect("engine")
+}
+
+/// Parse stream text that must be fully readable.
+pub fn changes(text: &str) -> Vec<Change> {
+    let input = prism_host::input::parse(text, "test");
+    assert!(input.errors.is_empty(), "{:?}", input.errors);
+    input.changes
+}
+
+/// Load `registry` and run `changes` into `outbox` with `threads` workers.
+pub fn run(engine: &PluginEngine, registry: &Path, changes: &[Change], outbox: &Path, threads: usize) -> (ReceiverSet, RunReport) {
+    let set = ReceiverSet::load(engine, LocalRegistry::new(registry).load().unwrap());
+    let d = Dispatcher { threads, ..Dispatcher::default() };
+    let report = d.run(&set, changes, &Outbox::new(outbox), &Progress::default());
+    (set, report)
+}
+
+/// The message bodies a receiver got, in delivery (file name) order, as text.
+pub fn bodies(outbox: &Path, receiver: &str) -> Vec<String> {
+    files(outbox, receiver, |name| !name.ends_with(".meta.json"))
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect()
+}
+
+/// The dead letters of a receiver, parsed, in order.
+pub fn dead_letters(outbox: &Path, receiver: &str) -> Vec<serde_json::Value> {
+    let dir = outbox.join(receiver).join("dead-letters");
+    let mut names: Vec<_> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+        Err(_) => return vec![],
+    };
+    names.sort();
+    names.iter().map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()).collect()
+}
+
+/// (file name, contents) of a receiver's message files matching `keep`, sorted.
+pub fn files(outbox: &Path, receiver: &str, keep: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    let dir = outbox.join(receiver);
+    let mut out: Vec<(String, String)> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .filter_map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                keep(&name).then(|| (name, std::fs::read_to_string(&p).unwrap()))
+            })
+            .collect(),
+        Err(_) => vec![],
+    };
+    out.sort();
+    out
+}
+
+/// A small sample stream (`products` products) as JSON Lines.
+pub fn sample(products: usize) -> String {
+    prism_host::sample::stream(prism_host::sample::SampleOptions { products, seed: 42 }).to_json_lines()
+}
