@@ -7,3 +7,21 @@ mod pipeline;
 mod python;
 mod sandbox;
 mod scaffold;
+
+use std::process::{Command, Output};
+
+/// Run the real `prism` entry point with `args`, with its own compile cache.
+pub fn prism(args: &[&str]) -> Output {
+    let cache = std::env::temp_dir().join("prism-e2e-cache");
+    Command::new(env!("CARGO_BIN_EXE_prism-under-test"))
+        .args(args)
+        .env("PRISM_CACHE_DIR", cache)
+        .env_remove("PRISM_LOG")
+        .output()
+        .expect("running prism")
+}
+
+/// stdout and stderr of a run, for assertions and failure messages.
+pub fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}

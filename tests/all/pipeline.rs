@@ -1,1 +1,204 @@
-//! pipeline tests
+//! The local pipeline end to end: exact messages per receiver, order per
+//! key, batch windows, disabled receivers.
+
+use std::sync::Mutex;
+
+use prism_e2e::{bodies, changes, engine, files, register, run, wasm};
+use prism_host::dispatch::{Dispatcher, Progress};
+use prism_host::limits::Limits;
+use prism_host::manifest::Mode;
+use prism_host::receivers::ReceiverSet;
+use prism_host::registry::LocalRegistry;
+use prism_host::sample::StreamWriter;
+use prism_host::sink::{DeadLetter, Envelope, Sink, SinkError};
+use serde_json::{Value, json};
+
+fn drill() -> Value {
+    json!({
+        "pk": "P-1", "sku": "P-1", "brand": "Voltar", "category": "drills", "status": "active",
+        "texts": {"en": {"name": "Drill", "description": "Strong", "bullets": ["Fast"]}, "de": {"name": "Bohrer"}},
+        "prices": {"DE": {"currency": "EUR", "amount": 129.99}},
+        "logistics": {"ean": "4000000000013", "weight_g": 1800,
+                      "dimensions_mm": {"length": 300, "width": 90, "height": 250},
+                      "packaging": {"type": "box", "units_per_carton": 4}},
+        "images": [{"role": "main", "url": "https://cdn/1.jpg"}]
+    })
+}
+
+/// insert; weight; price; German name; remove; and a no-op rewrite of P-2.
+fn stream() -> String {
+    let mut w = StreamWriter::new();
+    let v0 = drill();
+    let mut v1 = v0.clone();
+    v1["logistics"]["weight_g"] = json!(1900);
+    let mut v2 = v1.clone();
+    v2["prices"]["DE"]["amount"] = serde_json::from_str("119.990").unwrap();
+    let mut v3 = v2.clone();
+    v3["texts"]["de"]["name"] = json!("Bohrmaschine");
+    w.push("P-1", None, Some(&v0));
+    w.push("P-1", Some(&v0), Some(&v1));
+    w.push("P-1", Some(&v1), Some(&v2));
+    w.push("P-1", Some(&v2), Some(&v3));
+    w.push("P-1", Some(&v3), None);
+    let mut p2 = drill();
+    p2["pk"] = json!("P-2");
+    w.push("P-2", Some(&p2), Some(&p2));
+    w.to_json_lines()
+}
+
+fn registry(dir: &std::path::Path) {
+    let batch = Mode::Batch { max_count: 100, max_bytes: 1 << 20, max_age_secs: 3600 };
+    register(dir, "website-en", wasm::WEBSITE, Mode::Immediate, Limits::default(), &[("language", "en")]);
+    register(dir, "leaflet", wasm::LEAFLET, Mode::Immediate, Limits::default(), &[]);
+    register(dir, "pricelist", wasm::PRICELIST, batch, Limits::default(), &[("market", "DE")]);
+    register(dir, "logistics", wasm::LOGISTICS, Mode::Immediate, Limits::default(), &[]);
+}
+
+#[test]
+fn each_receiver_gets_exactly_its_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
+    registry(&reg);
+    let (_, report) = run(&engine(), &reg, &changes(&stream()), &out, 2);
+
+    let names = |r: &str| files(&out, r, |n| !n.ends_with(".meta.json")).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    assert_eq!(names("website-en"), ["00000001-000.json", "00000003-000.json", "00000005-000.json"]);
+    assert_eq!(names("logistics"), ["00000001-000.json", "00000002-000.json", "00000005-000.json"]);
+    assert_eq!(names("leaflet"), ["00000001-000.xml", "00000004-000.xml", "00000005-000.xml"]);
+    assert_eq!(names("pricelist"), ["00000001-000.csv"]);
+
+    let web = bodies(&out, "website-en");
+    assert_eq!(
+        web[0],
+        r#"{"@context":"https://schema.org","@type":"Product","brand":{"@type":"Brand","name":"Voltar"},"description":"Strong","gtin13":"4000000000013","image":["https://cdn/1.jpg"],"name":"Drill","offers":{"@type":"Offer","availability":"https://schema.org/InStock","price":129.99,"priceCurrency":"EUR"},"sku":"P-1","url":"https://www.example.com/en/p/P-1"}"#
+    );
+    assert!(web[1].contains(r#""price":119.99"#), "{}", web[1]);
+    assert_eq!(web[2], r#"{"@context":"https://schema.org","@type":"Product","deleted":true,"sku":"P-1"}"#);
+
+    let log = bodies(&out, "logistics");
+    assert_eq!(
+        log[1],
+        r#"{"changed":["/logistics/weight_g"],"dimensions_mm":{"height":250,"length":300,"width":90},"packaging":{"type":"box","units_per_carton":4},"sku":"P-1","weight_g":1900}"#
+    );
+    assert_eq!(log[2], r#"{"deleted":true,"sku":"P-1"}"#);
+
+    let leaflet = bodies(&out, "leaflet");
+    assert_eq!(
+        leaflet[1],
+        concat!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><product sku="P-1" action="upsert"><brand>Voltar</brand><category>drills</category>"#,
+            r#"<texts><text lang="de"><name>Bohrmaschine</name></text><text lang="en"><name>Drill</name><description>Strong</description>"#,
+            r#"<bullets><bullet>Fast</bullet></bullets></text></texts><image>https://cdn/1.jpg</image></product>"#
+        )
+    );
+    assert_eq!(leaflet[2], r#"<?xml version="1.0" encoding="UTF-8"?><product sku="P-1" action="delete"></product>"#);
+
+    assert_eq!(
+        bodies(&out, "pricelist")[0],
+        "sku;ean;name;currency;price;status;sequence\r\n\
+         P-1;4000000000013;Drill;EUR;129.99;active;100000000000000000001\r\n\
+         P-1;4000000000013;Drill;EUR;119.99;active;100000000000000000003\r\n\
+         P-1;;;;;deleted;100000000000000000005\r\n"
+    );
+
+    let meta: Value = serde_json::from_str(&files(&out, "website-en", |n| n.ends_with(".meta.json"))[0].1).unwrap();
+    assert_eq!(meta["key"], "P-1");
+    assert_eq!(meta["group"], "P-1", "the ordering group defaults to the product key");
+    assert_eq!(meta["content_type"], "application/ld+json");
+    assert_eq!(meta["attributes"]["language"], "en");
+    assert!(meta["plugin_digest"].as_str().unwrap().starts_with("sha256:"));
+
+    for (id, st) in &report.receivers {
+        assert_eq!(st.seen, 6, "{id}");
+        assert_eq!(st.errors(), 0, "{id}");
+    }
+    assert_eq!(report.receivers["logistics"].skipped, 3);
+}
+
+/// Records deliveries in the order the sink sees them.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, String, String)>>);
+
+impl Sink for Recorder {
+    fn deliver(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError> {
+        let mut v = self.0.lock().unwrap();
+        for e in envelopes {
+            v.push((e.receiver.to_owned(), e.key.to_owned(), e.sequence.to_owned()));
+        }
+        Ok(())
+    }
+    fn park(&self, d: &DeadLetter) -> Result<(), SinkError> {
+        panic!("nothing should be parked: {d:?}")
+    }
+}
+
+#[test]
+fn order_per_receiver_and_key_is_kept_with_many_threads() {
+    let mut w = StreamWriter::new();
+    let mut docs: Vec<Value> = (0..8).map(|i| json!({"pk": format!("K{i}"), "logistics": {"weight_g": 0}})).collect();
+    for (i, d) in docs.iter().enumerate() {
+        w.push(&format!("K{i}"), None, Some(d));
+    }
+    for step in 1..=40 {
+        for (i, d) in docs.iter_mut().enumerate() {
+            let old = d.clone();
+            d["logistics"]["weight_g"] = json!(step);
+            w.push(&format!("K{i}"), Some(&old), Some(d));
+        }
+    }
+    let stream = changes(&w.to_json_lines());
+    let dir = tempfile::tempdir().unwrap();
+    register(dir.path(), "logistics", wasm::LOGISTICS, Mode::Immediate, Limits::default(), &[]);
+    register(dir.path(), "logistics-2", wasm::LOGISTICS, Mode::Immediate, Limits::default(), &[]);
+    let set = ReceiverSet::load(&engine(), LocalRegistry::new(dir.path()).load().unwrap());
+    let sink = Recorder::default();
+    Dispatcher { threads: 4, ..Dispatcher::default() }.run(&set, &stream, &sink, &Progress::default());
+    let seen = sink.0.into_inner().unwrap();
+    assert_eq!(seen.len(), 2 * stream.len());
+    for receiver in ["logistics", "logistics-2"] {
+        for i in 0..8 {
+            let key = format!("K{i}");
+            let seqs: Vec<u128> = seen
+                .iter()
+                .filter(|(r, k, _)| r == receiver && *k == key)
+                .map(|(_, _, s)| s.parse().unwrap())
+                .collect();
+            assert_eq!(seqs.len(), 41);
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{receiver}/{key} out of order: {seqs:?}");
+        }
+    }
+}
+
+#[test]
+fn batch_windows_close_on_count_and_on_stream_age() {
+    let stream = changes(&prism_e2e::sample(5));
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
+    register(&reg, "by-count", wasm::PRICELIST, Mode::Batch { max_count: 2, max_bytes: 1 << 30, max_age_secs: 1 << 30 }, Limits::default(), &[]);
+    register(&reg, "by-age", wasm::PRICELIST, Mode::Batch { max_count: 1000, max_bytes: 1 << 30, max_age_secs: 3 }, Limits::default(), &[]);
+    let (_, report) = run(&engine(), &reg, &stream, &out, 2);
+    let accepted = report.receivers["by-count"].accepted as usize;
+    let rows = |r: &str| bodies(&out, r).iter().map(|b| b.lines().count() - 1).collect::<Vec<_>>();
+    let by_count = rows("by-count");
+    assert_eq!(by_count.iter().sum::<usize>(), accepted);
+    assert!(by_count[..by_count.len() - 1].iter().all(|&n| n == 2), "{by_count:?}");
+    // The sample stream's records are one second apart: a 3 s window holds at most 3 seconds of changes.
+    let by_age = rows("by-age");
+    assert_eq!(by_age.iter().sum::<usize>(), accepted);
+    assert!(by_age.len() > 1 && by_age.iter().all(|&n| n <= 3), "{by_age:?}");
+}
+
+#[test]
+fn a_disabled_receiver_gets_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
+    registry(&reg);
+    let path = reg.join("leaflet.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace("enabled = true", "enabled = false");
+    std::fs::write(&path, text).unwrap();
+    let (set, report) = run(&engine(), &reg, &changes(&stream()), &out, 2);
+    assert_eq!(set.disabled, ["leaflet"]);
+    assert!(!report.receivers.contains_key("leaflet"));
+    assert!(!out.join("leaflet").exists());
+    assert_eq!(bodies(&out, "logistics").len(), 3);
+}

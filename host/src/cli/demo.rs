@@ -13,8 +13,10 @@ use crate::sample::{self, SampleOptions};
 
 use super::engine_opts::CacheArgs;
 
-/// Build a registry of the example receivers, write the sample stream, and
-/// run it: the local default, no AWS needed.
+/// Run the whole local pipeline on sample data (no AWS needed).
+///
+/// Builds a registry of the example receivers, writes the sample stream and
+/// runs it.
 ///
 /// Receivers: website-en and website-de (one plugin, two configs), leaflet,
 /// pricelist (batched CSV) and logistics.

@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 /// Product changes (DynamoDB stream records) go in; each receiver's plugin
 /// filters and formats them; messages come out per receiver.
 #[derive(Debug, Parser)]
-#[command(name = "prism", version, propagate_version = true)]
+#[command(name = "prism", bin_name = "prism", version, propagate_version = true)]
 pub struct Cli {
     /// Log more (-v: info, -vv: debug). `PRISM_LOG` (e.g. `prism_host=debug`) overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -33,16 +33,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every receiver in a registry over a file of stream events, into an outbox.
     Run(run::Args),
-    /// Check, preview or inspect a plugin.
+    /// Check or preview a plugin.
     #[command(subcommand)]
     Plugin(plugin::Command),
-    /// Scaffold a new receiver plugin crate that builds and passes its tests as generated.
     New(new::Args),
-    /// Write the sample catalogue's change stream (JSON Lines of stream records).
     Sample(sample::Args),
-    /// The whole local pipeline on sample data: registry, stream, run, summary.
     Demo(demo::Args),
 }
 

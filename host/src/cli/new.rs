@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-/// Scaffold a receiver plugin crate: Cargo.toml, src/lib.rs with a working
-/// receiver and its tests, a sample changes file and a README. It builds and
-/// passes its tests as generated.
+/// Scaffold a new receiver plugin crate.
+///
+/// Writes Cargo.toml, src/lib.rs with a working receiver and its tests, a
+/// sample changes file and a README. It builds and passes its tests as
+/// generated.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Crate name (lowercase letters, digits, '-' or '_').

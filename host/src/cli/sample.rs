@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use crate::sample::{self, SampleOptions};
 
-/// Write the sample catalogue's change stream: inserts, single-field
-/// modifies, removes and a full refresh, as JSON Lines of DynamoDB stream
-/// records in Lambda's shape. The same seed always gives the same bytes.
+/// Write the sample catalogue's change stream.
+///
+/// Inserts, single-field modifies, removes and a full refresh, as JSON Lines
+/// of DynamoDB stream records in Lambda's shape. The same seed always gives
+/// the same bytes.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Output file.
