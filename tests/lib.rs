@@ -22,23 +22,44 @@ pub fn read(path: &str) -> Vec<u8> {
 }
 
 /// A manifest for `receiver` running `wasm` with `config`.
-pub fn manifest(receiver: &str, wasm: &[u8], mode: Mode, limits: Limits, config: &[(&str, &str)]) -> ReceiverManifest {
+pub fn manifest(
+    receiver: &str,
+    wasm: &[u8],
+    mode: Mode,
+    limits: Limits,
+    config: &[(&str, &str)],
+) -> ReceiverManifest {
     ReceiverManifest {
         schema: SCHEMA_VERSION,
         receiver: receiver.to_owned(),
         enabled: true,
-        plugin: PluginRef { digest: Digest::of(wasm), file: None },
+        plugin: PluginRef {
+            digest: Digest::of(wasm),
+            file: None,
+        },
         mode,
         destination: None,
         limits,
-        config: config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
+        config: config
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
     }
 }
 
 /// Put a receiver into a local registry.
-pub fn register(dir: &Path, receiver: &str, wasm_path: &str, mode: Mode, limits: Limits, config: &[(&str, &str)]) {
+pub fn register(
+    dir: &Path,
+    receiver: &str,
+    wasm_path: &str,
+    mode: Mode,
+    limits: Limits,
+    config: &[(&str, &str)],
+) {
     let wasm = read(wasm_path);
-    LocalRegistry::new(dir).put(manifest(receiver, &wasm, mode, limits, config), &wasm).unwrap();
+    LocalRegistry::new(dir)
+        .put(manifest(receiver, &wasm, mode, limits, config), &wasm)
+        .unwrap();
 }
 
 use prism_host::change::Change;
@@ -60,9 +81,18 @@ pub fn changes(text: &str) -> Vec<Change> {
 }
 
 /// Load `registry` and run `changes` into `outbox` with `threads` workers.
-pub fn run(engine: &PluginEngine, registry: &Path, changes: &[Change], outbox: &Path, threads: usize) -> (ReceiverSet, RunReport) {
+pub fn run(
+    engine: &PluginEngine,
+    registry: &Path,
+    changes: &[Change],
+    outbox: &Path,
+    threads: usize,
+) -> (ReceiverSet, RunReport) {
     let set = ReceiverSet::load(engine, LocalRegistry::new(registry).load().unwrap());
-    let d = Dispatcher { threads, ..Dispatcher::default() };
+    let d = Dispatcher {
+        threads,
+        ..Dispatcher::default()
+    };
     let report = d.run(&set, changes, &Outbox::new(outbox), &Progress::default());
     (set, report)
 }
@@ -83,7 +113,10 @@ pub fn dead_letters(outbox: &Path, receiver: &str) -> Vec<serde_json::Value> {
         Err(_) => return vec![],
     };
     names.sort();
-    names.iter().map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()).collect()
+    names
+        .iter()
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .collect()
 }
 
 /// (file name, contents) of a receiver's message files matching `keep`, sorted.
@@ -106,5 +139,6 @@ pub fn files(outbox: &Path, receiver: &str, keep: impl Fn(&str) -> bool) -> Vec<
 
 /// A small sample stream (`products` products) as JSON Lines.
 pub fn sample(products: usize) -> String {
-    prism_host::sample::stream(prism_host::sample::SampleOptions { products, seed: 42 }).to_json_lines()
+    prism_host::sample::stream(prism_host::sample::SampleOptions { products, seed: 42 })
+        .to_json_lines()
 }

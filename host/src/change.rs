@@ -42,7 +42,9 @@ impl Change {
         time_ms: u64,
     ) -> Self {
         let changed_paths = match (&old, &new) {
-            (Some(o), Some(n)) if kind == ChangeKind::Modify => prism_sdk::pointer::changed_paths(o, n),
+            (Some(o), Some(n)) if kind == ChangeKind::Modify => {
+                prism_sdk::pointer::changed_paths(o, n)
+            }
             _ => vec![String::new()],
         };
         Self {
@@ -61,7 +63,8 @@ impl Change {
 
     /// Bytes of image text this change carries (used for batch size limits).
     pub fn image_bytes(&self) -> usize {
-        self.new_json.as_ref().map_or(0, String::len) + self.old_json.as_ref().map_or(0, String::len)
+        self.new_json.as_ref().map_or(0, String::len)
+            + self.old_json.as_ref().map_or(0, String::len)
     }
 
     /// Does the modify leave the document unchanged (no changed paths)?
@@ -84,10 +87,24 @@ mod tests {
 
     #[test]
     fn modify_gets_diffed_paths_and_insert_the_root() {
-        let c = Change::new("k".into(), ChangeKind::Modify, Some(json!({"a": 1})), Some(json!({"a": 2})), "1".into(), 0);
+        let c = Change::new(
+            "k".into(),
+            ChangeKind::Modify,
+            Some(json!({"a": 1})),
+            Some(json!({"a": 2})),
+            "1".into(),
+            0,
+        );
         assert_eq!(c.changed_paths, vec!["/a"]);
         assert_eq!(c.new_json.as_deref(), Some(r#"{"a":2}"#));
-        let c = Change::new("k".into(), ChangeKind::Insert, None, Some(json!({"a": 1})), "1".into(), 0);
+        let c = Change::new(
+            "k".into(),
+            ChangeKind::Insert,
+            None,
+            Some(json!({"a": 1})),
+            "1".into(),
+            0,
+        );
         assert_eq!(c.changed_paths, vec![""]);
     }
 
@@ -95,7 +112,13 @@ mod tests {
     fn sequences_compare_as_numbers() {
         use std::cmp::Ordering::*;
         assert_eq!(cmp_sequence("9", "10"), Less);
-        assert_eq!(cmp_sequence("111000000000000000000000000000000000002", "111000000000000000000000000000000000001"), Greater);
+        assert_eq!(
+            cmp_sequence(
+                "111000000000000000000000000000000000002",
+                "111000000000000000000000000000000000001"
+            ),
+            Greater
+        );
         assert_eq!(cmp_sequence("007", "7"), Equal);
     }
 }

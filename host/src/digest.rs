@@ -49,7 +49,9 @@ impl FromStr for Digest {
             .ok_or_else(|| format!("digest {s:?} must start with \"sha256:\""))?;
         let mut out = [0u8; 32];
         if hex_part.len() != 64 || hex::decode_to_slice(hex_part, &mut out).is_err() {
-            return Err(format!("digest {s:?} must be \"sha256:\" followed by 64 hex digits"));
+            return Err(format!(
+                "digest {s:?} must be \"sha256:\" followed by 64 hex digits"
+            ));
         }
         Ok(Self(out))
     }
@@ -75,7 +77,10 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_garbage() {
         let d = Digest::of(b"abc");
-        assert_eq!(d.hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            d.hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
         assert!("md5:00".parse::<Digest>().is_err());
         assert!("sha256:abc".parse::<Digest>().is_err());

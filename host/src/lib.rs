@@ -14,15 +14,15 @@
 #![deny(missing_docs)]
 
 pub mod change;
+#[doc(hidden)]
+pub mod cli;
 pub mod digest;
+pub mod dispatch;
+pub mod engine;
 pub mod input;
 pub mod limits;
 pub mod manifest;
-pub mod engine;
-pub mod dispatch;
 pub mod receivers;
 pub mod registry;
-pub mod sink;
 pub mod sample;
-#[doc(hidden)]
-pub mod cli;
+pub mod sink;

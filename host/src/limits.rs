@@ -49,10 +49,16 @@ impl Limits {
     /// Check that the limits are within what the host can enforce.
     pub fn validate(&self) -> Result<(), String> {
         if self.timeout_ms == 0 || self.timeout_ms > MAX_TIMEOUT_MS {
-            return Err(format!("limits.timeout_ms must be 1..={MAX_TIMEOUT_MS}, got {}", self.timeout_ms));
+            return Err(format!(
+                "limits.timeout_ms must be 1..={MAX_TIMEOUT_MS}, got {}",
+                self.timeout_ms
+            ));
         }
         if self.memory_mib == 0 || self.memory_mib > MAX_MEMORY_MIB {
-            return Err(format!("limits.memory_mib must be 1..={MAX_MEMORY_MIB}, got {}", self.memory_mib));
+            return Err(format!(
+                "limits.memory_mib must be 1..={MAX_MEMORY_MIB}, got {}",
+                self.memory_mib
+            ));
         }
         if self.max_output_bytes == 0 {
             return Err("limits.max_output_bytes must be at least 1".into());
@@ -76,9 +82,15 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bounds_are_checked() {
         assert!(Limits::default().validate().is_ok());
-        let l = Limits { memory_mib: MAX_MEMORY_MIB + 1, ..Limits::default() };
+        let l = Limits {
+            memory_mib: MAX_MEMORY_MIB + 1,
+            ..Limits::default()
+        };
         assert!(l.validate().unwrap_err().contains("memory_mib"));
-        let l = Limits { timeout_ms: 0, ..Limits::default() };
+        let l = Limits {
+            timeout_ms: 0,
+            ..Limits::default()
+        };
         assert!(l.validate().unwrap_err().contains("timeout_ms"));
     }
 }

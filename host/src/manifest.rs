@@ -149,7 +149,10 @@ impl ReceiverManifest {
             origin: origin.to_owned(),
             message: e.to_string().trim_end().replace('\n', "\n  "),
         })?;
-        m.validate().map_err(|message| ManifestError::Invalid { origin: origin.to_owned(), message })?;
+        m.validate().map_err(|message| ManifestError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        })?;
         Ok(m)
     }
 
@@ -161,14 +164,24 @@ impl ReceiverManifest {
     /// Check values the types cannot express.
     pub fn validate(&self) -> Result<(), String> {
         if self.schema != SCHEMA_VERSION {
-            return Err(format!("schema {} is not supported (this prism reads schema {SCHEMA_VERSION})", self.schema));
+            return Err(format!(
+                "schema {} is not supported (this prism reads schema {SCHEMA_VERSION})",
+                self.schema
+            ));
         }
         validate_receiver_id(&self.receiver)?;
         self.limits.validate()?;
-        if let Mode::Batch { max_count, max_bytes, max_age_secs } = self.mode {
-            if max_count == 0 || max_bytes == 0 || max_age_secs == 0 {
-                return Err("mode: batch limits max_count, max_bytes and max_age_secs must be at least 1".into());
-            }
+        if let Mode::Batch {
+            max_count,
+            max_bytes,
+            max_age_secs,
+        } = self.mode
+            && (max_count == 0 || max_bytes == 0 || max_age_secs == 0)
+        {
+            return Err(
+                "mode: batch limits max_count, max_bytes and max_age_secs must be at least 1"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -178,7 +191,9 @@ impl ReceiverManifest {
 pub fn validate_receiver_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty()
         && id.len() <= 48
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !id.starts_with('-');
     if ok {
         Ok(())
@@ -196,7 +211,9 @@ mod tests {
     const DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
     fn text(extra: &str) -> String {
-        format!("schema = 1\nreceiver = \"web\"\n[plugin]\ndigest = \"{DIGEST}\"\nfile = \"w.wasm\"\n{extra}")
+        format!(
+            "schema = 1\nreceiver = \"web\"\n[plugin]\ndigest = \"{DIGEST}\"\nfile = \"w.wasm\"\n{extra}"
+        )
     }
 
     #[test]
@@ -210,30 +227,51 @@ mod tests {
 
     #[test]
     fn batch_mode_and_partial_limits() {
-        let m = ReceiverManifest::from_toml(&text("[mode]\nkind = \"batch\"\nmax_count = 10\n[limits]\ntimeout_ms = 50\n"), "w").unwrap();
-        assert_eq!(m.mode, Mode::Batch { max_count: 10, max_bytes: 4 * 1024 * 1024, max_age_secs: 300 });
+        let m = ReceiverManifest::from_toml(
+            &text("[mode]\nkind = \"batch\"\nmax_count = 10\n[limits]\ntimeout_ms = 50\n"),
+            "w",
+        )
+        .unwrap();
+        assert_eq!(
+            m.mode,
+            Mode::Batch {
+                max_count: 10,
+                max_bytes: 4 * 1024 * 1024,
+                max_age_secs: 300
+            }
+        );
         assert_eq!(m.limits.timeout_ms, 50);
         assert_eq!(m.limits.memory_mib, crate::limits::DEFAULT_MEMORY_MIB);
     }
 
     #[test]
     fn unknown_fields_are_named_with_the_file() {
-        let e = ReceiverManifest::from_toml(&text("colour = \"red\"\n"), "registry/web.toml").unwrap_err().to_string();
+        let e = ReceiverManifest::from_toml(&text("colour = \"red\"\n"), "registry/web.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("registry/web.toml: "), "{e}");
         assert!(e.contains("unknown field `colour`"), "{e}");
-        let e = ReceiverManifest::from_toml(&text("[limits]\ntimeout = 5\n"), "w.toml").unwrap_err().to_string();
+        let e = ReceiverManifest::from_toml(&text("[limits]\ntimeout = 5\n"), "w.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `timeout`"), "{e}");
-        let e = ReceiverManifest::from_toml(&text("[mode]\nkind = \"batch\"\nmax_cnt = 5\n"), "w.toml").unwrap_err().to_string();
+        let e =
+            ReceiverManifest::from_toml(&text("[mode]\nkind = \"batch\"\nmax_cnt = 5\n"), "w.toml")
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("max_cnt"), "{e}");
     }
 
     #[test]
     fn bad_values_are_explained() {
-        let e = ReceiverManifest::from_toml(&text("").replace("schema = 1", "schema = 2"), "w").unwrap_err();
+        let e = ReceiverManifest::from_toml(&text("").replace("schema = 1", "schema = 2"), "w")
+            .unwrap_err();
         assert!(e.to_string().contains("schema 2 is not supported"));
-        let e = ReceiverManifest::from_toml(&text("").replace("\"web\"", "\"Web_1\""), "w").unwrap_err();
+        let e = ReceiverManifest::from_toml(&text("").replace("\"web\"", "\"Web_1\""), "w")
+            .unwrap_err();
         assert!(e.to_string().contains("receiver id \"Web_1\" is invalid"));
-        let e = ReceiverManifest::from_toml(&text("").replace(DIGEST, "sha256:xyz"), "w").unwrap_err();
+        let e =
+            ReceiverManifest::from_toml(&text("").replace(DIGEST, "sha256:xyz"), "w").unwrap_err();
         assert!(e.to_string().contains("digest"), "{e}");
     }
 }

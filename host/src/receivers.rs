@@ -64,7 +64,11 @@ impl ReceiverSet {
         let mut set = Self::default();
         for problem in snapshot.problems {
             tracing::error!(error = %problem, "registry entry unusable; receiver disabled");
-            set.unavailable.push(Unavailable { receiver: None, digest: None, reason: problem.to_string() });
+            set.unavailable.push(Unavailable {
+                receiver: None,
+                digest: None,
+                reason: problem.to_string(),
+            });
         }
         for entry in snapshot.entries {
             let m = entry.manifest;
@@ -75,14 +79,23 @@ impl ReceiverSet {
             let started = Instant::now();
             match engine.load(&entry.wasm) {
                 Ok(plugin) => {
-                    set.loads.push((m.receiver.clone(), plugin.source(), started.elapsed()));
+                    set.loads
+                        .push((m.receiver.clone(), plugin.source(), started.elapsed()));
                     let config = Arc::new(m.config.clone());
-                    set.active.push(Arc::new(ActiveReceiver { manifest: m, plugin, config }));
+                    set.active.push(Arc::new(ActiveReceiver {
+                        manifest: m,
+                        plugin,
+                        config,
+                    }));
                 }
                 Err(e) => {
                     let reason = load_reason(&e, &entry.origin);
                     tracing::error!(receiver = %m.receiver, digest = %m.plugin.digest, error = %reason, "plugin failed to load; receiver disabled");
-                    set.unavailable.push(Unavailable { receiver: Some(m.receiver), digest: Some(m.plugin.digest), reason });
+                    set.unavailable.push(Unavailable {
+                        receiver: Some(m.receiver),
+                        digest: Some(m.plugin.digest),
+                        reason,
+                    });
                 }
             }
         }

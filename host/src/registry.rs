@@ -24,7 +24,9 @@ pub enum RegistryError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     /// The `.wasm` does not have the digest the manifest promises.
-    #[error("{origin}: digest mismatch for receiver {receiver}: the manifest says {expected}, but {file} is {actual}")]
+    #[error(
+        "{origin}: digest mismatch for receiver {receiver}: the manifest says {expected}, but {file} is {actual}"
+    )]
     DigestMismatch {
         /// The manifest.
         origin: String,
@@ -33,12 +35,14 @@ pub enum RegistryError {
         /// The plugin file.
         file: String,
         /// The manifest's digest.
-        expected: Digest,
+        expected: String,
         /// The file's digest.
-        actual: Digest,
+        actual: String,
     },
     /// The manifest names no file (local registries need one).
-    #[error("{origin}: [plugin] has no `file` (a local registry needs the .wasm next to the manifest)")]
+    #[error(
+        "{origin}: [plugin] has no `file` (a local registry needs the .wasm next to the manifest)"
+    )]
     NoFile {
         /// The manifest.
         origin: String,
@@ -94,7 +98,10 @@ impl LocalRegistry {
 
     /// Read every manifest and its component.
     pub fn load(&self) -> Result<Snapshot, RegistryError> {
-        let io = |path: &Path, source| RegistryError::Io { path: path.display().to_string(), source };
+        let io = |path: &Path, source| RegistryError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .map_err(|e| io(&self.dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -105,7 +112,10 @@ impl LocalRegistry {
         for path in paths {
             match self.read_entry(&path) {
                 Ok(entry) => {
-                    let dup = snap.entries.iter().find(|e| e.manifest.receiver == entry.manifest.receiver);
+                    let dup = snap
+                        .entries
+                        .iter()
+                        .find(|e| e.manifest.receiver == entry.manifest.receiver);
                     if let Some(first) = dup {
                         snap.problems.push(RegistryError::Duplicate {
                             origin: entry.origin,
@@ -119,29 +129,45 @@ impl LocalRegistry {
                 Err(e) => snap.problems.push(e),
             }
         }
-        snap.entries.sort_by(|a, b| a.manifest.receiver.cmp(&b.manifest.receiver));
+        snap.entries
+            .sort_by(|a, b| a.manifest.receiver.cmp(&b.manifest.receiver));
         Ok(snap)
     }
 
     fn read_entry(&self, path: &Path) -> Result<Entry, RegistryError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io { path: origin.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
+            path: origin.clone(),
+            source,
+        })?;
         let manifest = ReceiverManifest::from_toml(&text, &origin)?;
-        let file = manifest.plugin.file.as_deref().ok_or_else(|| RegistryError::NoFile { origin: origin.clone() })?;
+        let file = manifest
+            .plugin
+            .file
+            .as_deref()
+            .ok_or_else(|| RegistryError::NoFile {
+                origin: origin.clone(),
+            })?;
         let wasm_path = path.parent().unwrap_or(Path::new(".")).join(file);
-        let wasm = std::fs::read(&wasm_path)
-            .map_err(|source| RegistryError::Io { path: wasm_path.display().to_string(), source })?;
+        let wasm = std::fs::read(&wasm_path).map_err(|source| RegistryError::Io {
+            path: wasm_path.display().to_string(),
+            source,
+        })?;
         let actual = Digest::of(&wasm);
         if actual != manifest.plugin.digest {
             return Err(RegistryError::DigestMismatch {
                 origin,
                 receiver: manifest.receiver,
                 file: wasm_path.display().to_string(),
-                expected: manifest.plugin.digest,
-                actual,
+                expected: manifest.plugin.digest.to_string(),
+                actual: actual.to_string(),
             });
         }
-        Ok(Entry { manifest, origin, wasm })
+        Ok(Entry {
+            manifest,
+            origin,
+            wasm,
+        })
     }
 
     /// Write (or replace) a receiver's manifest and copy its component next to
@@ -169,7 +195,10 @@ mod tests {
             schema: SCHEMA_VERSION,
             receiver: id.into(),
             enabled: true,
-            plugin: PluginRef { digest: Digest::of(b""), file: None },
+            plugin: PluginRef {
+                digest: Digest::of(b""),
+                file: None,
+            },
             mode: Mode::Immediate,
             destination: None,
             limits: Default::default(),
@@ -185,7 +214,11 @@ mod tests {
         reg.put(manifest("a"), b"wasm-a").unwrap();
         let snap = reg.load().unwrap();
         assert!(snap.problems.is_empty(), "{:?}", snap.problems);
-        let ids: Vec<_> = snap.entries.iter().map(|e| e.manifest.receiver.as_str()).collect();
+        let ids: Vec<_> = snap
+            .entries
+            .iter()
+            .map(|e| e.manifest.receiver.as_str())
+            .collect();
         assert_eq!(ids, ["a", "b"]);
         assert_eq!(snap.entries[0].wasm, b"wasm-a");
     }
@@ -196,7 +229,12 @@ mod tests {
         let reg = LocalRegistry::new(dir.path());
         reg.put(manifest("good"), b"good").unwrap();
         reg.put(manifest("bad"), b"original").unwrap();
-        std::fs::write(dir.path().join(format!("{}.wasm", Digest::of(b"original").hex())), b"tampered").unwrap();
+        std::fs::write(
+            dir.path()
+                .join(format!("{}.wasm", Digest::of(b"original").hex())),
+            b"tampered",
+        )
+        .unwrap();
         let snap = reg.load().unwrap();
         assert_eq!(snap.entries.len(), 1);
         let e = snap.problems[0].to_string();
@@ -209,9 +247,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let reg = LocalRegistry::new(dir.path());
         let path = reg.put(manifest("x"), b"x").unwrap();
-        let text = std::fs::read_to_string(&path).unwrap().replace("enabled = true", "enabled = true\ncolour = 1");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("enabled = true", "enabled = true\ncolour = 1");
         std::fs::write(&path, text).unwrap();
         let e = reg.load().unwrap().problems[0].to_string();
-        assert!(e.contains("x.toml") && e.contains("unknown field `colour`"), "{e}");
+        assert!(
+            e.contains("x.toml") && e.contains("unknown field `colour`"),
+            "{e}"
+        );
     }
 }

@@ -26,7 +26,10 @@ pub struct SampleOptions {
 
 impl Default for SampleOptions {
     fn default() -> Self {
-        Self { products: 300, seed: 42 }
+        Self {
+            products: 300,
+            seed: 42,
+        }
     }
 }
 
@@ -51,13 +54,34 @@ impl Rng {
     }
 }
 
-const BRANDS: &[&str] = &["Voltar", "Kranich & Söhne", "Nordlicht", "Atelier Brun", "Hexa<Tools>"];
+const BRANDS: &[&str] = &[
+    "Voltar",
+    "Kranich & Söhne",
+    "Nordlicht",
+    "Atelier Brun",
+    "Hexa<Tools>",
+];
 const KINDS: &[(&str, &str, &str, &str)] = &[
-    ("drills", "Cordless Drill", "Akku-Bohrschrauber", "Perceuse sans fil"),
+    (
+        "drills",
+        "Cordless Drill",
+        "Akku-Bohrschrauber",
+        "Perceuse sans fil",
+    ),
     ("saws", "Circular Saw", "Handkreissäge", "Scie circulaire"),
     ("lamps", "Work Lamp", "Arbeitsleuchte", "Lampe de travail"),
-    ("sanders", "Orbital Sander", "Exzenterschleifer", "Ponceuse excentrique"),
-    ("kits", "Bit Set, 32 pcs.", "Bit-Set, 32-tlg.", "Coffret d'embouts, 32 pcs"),
+    (
+        "sanders",
+        "Orbital Sander",
+        "Exzenterschleifer",
+        "Ponceuse excentrique",
+    ),
+    (
+        "kits",
+        "Bit Set, 32 pcs.",
+        "Bit-Set, 32-tlg.",
+        "Coffret d'embouts, 32 pcs",
+    ),
 ];
 const PACKAGING: &[&str] = &["box", "blister", "bag", "case"];
 
@@ -69,7 +93,9 @@ pub fn product(n: usize, rng_seed: u64) -> Value {
     let (category, en, de, fr) = KINDS[rng.below(KINDS.len() as u64) as usize];
     let model = 100 + rng.below(900);
     let base_cents = 999 + rng.below(40_000);
-    let price = |cents: u64| -> Value { serde_json::from_str(&format!("{}.{:02}", cents / 100, cents % 100)).expect("decimal") };
+    let price = |cents: u64| -> Value {
+        serde_json::from_str(&format!("{}.{:02}", cents / 100, cents % 100)).expect("decimal")
+    };
     json!({
         "pk": sku,
         "sku": sku,
@@ -108,8 +134,15 @@ pub fn sku(n: usize) -> String {
 }
 
 fn ean13(body12: u64) -> String {
-    let digits: Vec<u32> = format!("{body12:012}").chars().map(|c| c.to_digit(10).expect("digit")).collect();
-    let sum: u32 = digits.iter().enumerate().map(|(i, d)| if i % 2 == 0 { *d } else { d * 3 }).sum();
+    let digits: Vec<u32> = format!("{body12:012}")
+        .chars()
+        .map(|c| c.to_digit(10).expect("digit"))
+        .collect();
+    let sum: u32 = digits
+        .iter()
+        .enumerate()
+        .map(|(i, d)| if i % 2 == 0 { *d } else { d * 3 })
+        .sum();
     format!("{body12:012}{}", (10 - sum % 10) % 10)
 }
 
@@ -129,7 +162,11 @@ impl Default for StreamWriter {
 impl StreamWriter {
     /// Start at sequence 100000000000000000001 and 2026-01-01T00:00:00Z.
     pub fn new() -> Self {
-        Self { seq: 100_000_000_000_000_000_000, time_s: 1_767_225_600, records: Vec::new() }
+        Self {
+            seq: 100_000_000_000_000_000_000,
+            time_s: 1_767_225_600,
+            records: Vec::new(),
+        }
     }
 
     /// Append a record: `old`/`new` are plain JSON items (with `pk`).
@@ -145,10 +182,16 @@ impl StreamWriter {
         ddb.insert("ApproximateCreationDateTime".into(), json!(self.time_s));
         ddb.insert("Keys".into(), json!({"pk": {"S": key}}));
         if let Some(n) = new {
-            ddb.insert("NewImage".into(), Value::Object(attr::item_from_json(n.as_object().expect("object"))));
+            ddb.insert(
+                "NewImage".into(),
+                Value::Object(attr::item_from_json(n.as_object().expect("object"))),
+            );
         }
         if let Some(o) = old {
-            ddb.insert("OldImage".into(), Value::Object(attr::item_from_json(o.as_object().expect("object"))));
+            ddb.insert(
+                "OldImage".into(),
+                Value::Object(attr::item_from_json(o.as_object().expect("object"))),
+            );
         }
         ddb.insert("SequenceNumber".into(), json!(self.seq.to_string()));
         ddb.insert("StreamViewType".into(), json!("NEW_AND_OLD_IMAGES"));
@@ -183,14 +226,18 @@ impl StreamWriter {
 pub fn stream(opts: SampleOptions) -> StreamWriter {
     let mut w = StreamWriter::new();
     let mut rng = Rng(opts.seed);
-    let mut current: Vec<Option<Value>> = (0..opts.products).map(|n| Some(product(n, opts.seed))).collect();
+    let mut current: Vec<Option<Value>> = (0..opts.products)
+        .map(|n| Some(product(n, opts.seed)))
+        .collect();
     for (n, p) in current.iter().enumerate() {
         w.push(&sku(n), None, p.as_ref());
     }
     // Single-field modifies.
     for _ in 0..opts.products / 2 {
         let n = rng.below(opts.products as u64) as usize;
-        let Some(old) = current[n].clone() else { continue };
+        let Some(old) = current[n].clone() else {
+            continue;
+        };
         let mut new = old.clone();
         edit(&mut new, &mut rng);
         w.push(&sku(n), Some(&old), Some(&new));
@@ -221,13 +268,29 @@ fn edit(p: &mut Value, rng: &mut Rng) {
     match rng.below(6) {
         0 => {
             let cents = 999 + rng.below(40_000);
-            p["prices"]["DE"]["amount"] = serde_json::from_str(&format!("{}.{:02}", cents / 100, cents % 100)).expect("decimal");
+            p["prices"]["DE"]["amount"] =
+                serde_json::from_str(&format!("{}.{:02}", cents / 100, cents % 100))
+                    .expect("decimal");
         }
-        1 => p["texts"]["de"]["description"] = json!(format!("Neu: verbessert, Version {}.", rng.below(100))),
+        1 => {
+            p["texts"]["de"]["description"] =
+                json!(format!("Neu: verbessert, Version {}.", rng.below(100)))
+        }
         2 => p["logistics"]["weight_g"] = json!(200 + rng.below(4_800)),
         3 => p["logistics"]["packaging"]["type"] = json!(rng.pick(PACKAGING)),
-        4 => p["images"][1]["url"] = json!(format!("https://cdn.example.com/p/{}/side-{}.jpg", p["sku"].as_str().unwrap_or(""), rng.below(9))),
-        _ => p["texts"]["en"]["name"] = json!(format!("{} (new)", p["texts"]["en"]["name"].as_str().unwrap_or(""))),
+        4 => {
+            p["images"][1]["url"] = json!(format!(
+                "https://cdn.example.com/p/{}/side-{}.jpg",
+                p["sku"].as_str().unwrap_or(""),
+                rng.below(9)
+            ))
+        }
+        _ => {
+            p["texts"]["en"]["name"] = json!(format!(
+                "{} (new)",
+                p["texts"]["en"]["name"].as_str().unwrap_or("")
+            ))
+        }
     }
 }
 
@@ -237,8 +300,16 @@ mod tests {
 
     #[test]
     fn deterministic_and_readable() {
-        let a = stream(SampleOptions { products: 50, seed: 7 }).to_json_lines();
-        let b = stream(SampleOptions { products: 50, seed: 7 }).to_json_lines();
+        let a = stream(SampleOptions {
+            products: 50,
+            seed: 7,
+        })
+        .to_json_lines();
+        let b = stream(SampleOptions {
+            products: 50,
+            seed: 7,
+        })
+        .to_json_lines();
         assert_eq!(a, b);
         let input = crate::input::parse(&a, "sample");
         assert!(input.errors.is_empty(), "{:?}", input.errors);

@@ -27,13 +27,19 @@ pub struct Image {
 impl Image {
     /// Wrap JSON text; it is parsed lazily, the first time a field is read.
     pub fn from_json_text(raw: String) -> Self {
-        Self { raw, parsed: OnceLock::new() }
+        Self {
+            raw,
+            parsed: OnceLock::new(),
+        }
     }
 
     /// Wrap an already-parsed document.
     pub fn from_value(value: Value) -> Self {
         let raw = value.to_string();
-        Self { raw, parsed: OnceLock::from(value) }
+        Self {
+            raw,
+            parsed: OnceLock::from(value),
+        }
     }
 
     /// The JSON text exactly as the host sent it.
@@ -43,7 +49,8 @@ impl Image {
 
     /// The whole document. Text that is not JSON (the host never sends any) reads as `null`.
     pub fn json(&self) -> &Value {
-        self.parsed.get_or_init(|| serde_json::from_str(&self.raw).unwrap_or(Value::Null))
+        self.parsed
+            .get_or_init(|| serde_json::from_str(&self.raw).unwrap_or(Value::Null))
     }
 
     /// The value at a JSON pointer, e.g. `/texts/en/name`.
@@ -82,7 +89,10 @@ impl Image {
 
     /// The array at `pointer`, or an empty slice.
     pub fn array(&self, pointer: &str) -> &[Value] {
-        self.get(pointer).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+        self.get(pointer)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 
@@ -158,7 +168,9 @@ impl Change {
     /// Did the field at `pointer` change? True for inserts and removes, and
     /// when a changed path is the field, lies inside it, or contains it.
     pub fn changed(&self, pointer: &str) -> bool {
-        self.changed_paths.iter().any(|c| pointer::touches(c, pointer))
+        self.changed_paths
+            .iter()
+            .any(|c| pointer::touches(c, pointer))
     }
 
     /// Did any field selected by one of these patterns (`*` and `**` allowed) change?
@@ -186,7 +198,10 @@ mod tests {
 
     #[test]
     fn typed_reads() {
-        let c = Change::insert("p1", json!({"name": {"en": "Drill"}, "price": 19.99, "qty": 3, "ok": true}));
+        let c = Change::insert(
+            "p1",
+            json!({"name": {"en": "Drill"}, "price": 19.99, "qty": 3, "ok": true}),
+        );
         let img = c.new.as_ref().unwrap();
         assert_eq!(img.str("/name/en"), Some("Drill"));
         assert_eq!(img.number_text("/price").as_deref(), Some("19.99"));
@@ -199,12 +214,19 @@ mod tests {
     #[test]
     fn numbers_keep_all_digits() {
         let img = Image::from_json_text(r#"{"n": 1234567890.1234567890123456789012345678}"#.into());
-        assert_eq!(img.number_text("/n").unwrap(), "1234567890.1234567890123456789012345678");
+        assert_eq!(
+            img.number_text("/n").unwrap(),
+            "1234567890.1234567890123456789012345678"
+        );
     }
 
     #[test]
     fn changed_checks() {
-        let c = Change::modify("p1", json!({"price": 1, "name": "a"}), json!({"price": 2, "name": "a"}));
+        let c = Change::modify(
+            "p1",
+            json!({"price": 1, "name": "a"}),
+            json!({"price": 2, "name": "a"}),
+        );
         assert!(c.changed("/price"));
         assert!(!c.changed("/name"));
         assert!(c.changed_any(&["/name", "/pri*", "/price"]));

@@ -57,9 +57,8 @@ impl CsvWriter {
         } else {
             raw
         };
-        let needs_quotes = f.contains([self.delimiter, '"', '\r', '\n'])
-            || f.starts_with(' ')
-            || f.ends_with(' ');
+        let needs_quotes =
+            f.contains([self.delimiter, '"', '\r', '\n']) || f.starts_with(' ') || f.ends_with(' ');
         if needs_quotes {
             self.out.push('"');
             self.out.push_str(&f.replace('"', "\"\""));
@@ -97,7 +96,10 @@ mod tests {
     fn quotes_only_when_needed() {
         let mut c = CsvWriter::new(b';');
         c.record(["plain", "a;b", "line\nbreak", " padded", "q\"q", ""]);
-        assert_eq!(c.finish(), "plain;\"a;b\";\"line\nbreak\";\" padded\";\"q\"\"q\";\r\n");
+        assert_eq!(
+            c.finish(),
+            "plain;\"a;b\";\"line\nbreak\";\" padded\";\"q\"\"q\";\r\n"
+        );
     }
 
     #[test]

@@ -81,8 +81,10 @@ mod imp {
             Level::Warn => wit_log::Level::Warn,
             Level::Error => wit_log::Level::Error,
         };
-        let fields: Vec<(String, String)> =
-            fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         wit_log::log(level, message, &fields);
     }
 
@@ -105,7 +107,10 @@ mod imp {
             l.borrow_mut().push(LogRecord {
                 level,
                 message: message.to_owned(),
-                fields: fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+                fields: fields
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
             })
         });
     }
@@ -115,6 +120,11 @@ mod imp {
     }
 
     pub fn config_entries() -> Vec<(String, String)> {
-        CONFIG.with(|c| c.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        CONFIG.with(|c| {
+            c.borrow()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
     }
 }

@@ -72,7 +72,9 @@ pub fn touches(changed: &str, query: &str) -> bool {
 
 /// Is `inner` equal to `outer` or a pointer below it?
 fn is_within(inner: &str, outer: &str) -> bool {
-    inner.strip_prefix(outer).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    inner
+        .strip_prefix(outer)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Does a change at pointer `changed` touch the fields selected by `pattern`?
@@ -96,7 +98,9 @@ pub fn pattern_touches(pattern: &str, changed: &str) -> bool {
 
 /// Does a change with these changed paths touch any of `patterns`?
 pub fn any_interest(changed: &[String], patterns: &[String]) -> bool {
-    changed.iter().any(|c| patterns.iter().any(|p| pattern_touches(p, c)))
+    changed
+        .iter()
+        .any(|c| patterns.iter().any(|p| pattern_touches(p, c)))
 }
 
 #[cfg(test)]
@@ -129,13 +133,18 @@ mod tests {
 
     #[test]
     fn type_change_is_reported_at_its_path() {
-        assert_eq!(changed_paths(&json!({"a": {"b": 1}}), &json!({"a": 5})), vec!["/a"]);
+        assert_eq!(
+            changed_paths(&json!({"a": {"b": 1}}), &json!({"a": 5})),
+            vec!["/a"]
+        );
     }
 
     #[test]
     fn numbers_compare_exactly() {
-        let old: Value = serde_json::from_str(r#"{"n": 12345678901234567890123456789012345678}"#).unwrap();
-        let new: Value = serde_json::from_str(r#"{"n": 12345678901234567890123456789012345679}"#).unwrap();
+        let old: Value =
+            serde_json::from_str(r#"{"n": 12345678901234567890123456789012345678}"#).unwrap();
+        let new: Value =
+            serde_json::from_str(r#"{"n": 12345678901234567890123456789012345679}"#).unwrap();
         assert_eq!(changed_paths(&old, &new), vec!["/n"]);
     }
 
@@ -165,6 +174,9 @@ mod tests {
         assert!(any_interest(&["/prices".to_owned()], &pats));
         assert!(any_interest(&["".to_owned()], &pats));
         assert!(any_interest(&["/prices/EUR/amount".to_owned()], &pats));
-        assert!(!any_interest(&["/name".to_owned(), "/prices/EUR/currency".to_owned()], &pats));
+        assert!(!any_interest(
+            &["/name".to_owned(), "/prices/EUR/currency".to_owned()],
+            &pats
+        ));
     }
 }

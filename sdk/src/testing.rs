@@ -26,7 +26,12 @@ thread_local! {
 
 /// Replace this thread's receiver config, as the registry entry's `config` map would.
 pub fn set_config<K: Into<String>, V: Into<String>>(entries: impl IntoIterator<Item = (K, V)>) {
-    CONFIG.with(|c| *c.borrow_mut() = entries.into_iter().map(|(k, v)| (k.into(), v.into())).collect());
+    CONFIG.with(|c| {
+        *c.borrow_mut() = entries
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect()
+    });
 }
 
 /// Take (and clear) the records logged on this thread.

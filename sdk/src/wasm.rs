@@ -37,7 +37,9 @@ fn change_from_wit(c: wit::Change) -> Change {
     }
 }
 
-fn messages_to_wit(r: Result<Vec<Message>, FormatError>) -> Result<Vec<wit::Message>, wit::FormatError> {
+fn messages_to_wit(
+    r: Result<Vec<Message>, FormatError>,
+) -> Result<Vec<wit::Message>, wit::FormatError> {
     match r {
         Ok(msgs) => Ok(msgs
             .into_iter()
@@ -61,7 +63,9 @@ pub fn format<R: Receiver>(change: wit::Change) -> Result<Vec<wit::Message>, wit
     messages_to_wit(R::format(&change_from_wit(change)))
 }
 
-pub fn format_batch<R: Receiver>(changes: Vec<wit::Change>) -> Result<Vec<wit::Message>, wit::FormatError> {
+pub fn format_batch<R: Receiver>(
+    changes: Vec<wit::Change>,
+) -> Result<Vec<wit::Message>, wit::FormatError> {
     let changes: Vec<Change> = changes.into_iter().map(change_from_wit).collect();
     messages_to_wit(R::format_batch(&changes))
 }

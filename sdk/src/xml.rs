@@ -132,21 +132,33 @@ mod tests {
     #[test]
     fn escapes_text_and_attributes() {
         let mut x = XmlWriter::new();
-        x.open("a", &[("t", "\"q\" 'a' <&>\n")]).text("1 < 2 & \"ok\"");
+        x.open("a", &[("t", "\"q\" 'a' <&>\n")])
+            .text("1 < 2 & \"ok\"");
         let doc = x.finish();
-        assert!(doc.ends_with(r#"<a t="&quot;q&quot; &apos;a&apos; &lt;&amp;&gt;&#10;">1 &lt; 2 &amp; "ok"</a>"#), "{doc}");
+        assert!(
+            doc.ends_with(
+                r#"<a t="&quot;q&quot; &apos;a&apos; &lt;&amp;&gt;&#10;">1 &lt; 2 &amp; "ok"</a>"#
+            ),
+            "{doc}"
+        );
     }
 
     #[test]
     fn forbidden_characters_become_replacement() {
-        assert_eq!(escape("a\u{0}b\u{1F}c\u{FFFE}"), "a\u{FFFD}b\u{FFFD}c\u{FFFD}");
+        assert_eq!(
+            escape("a\u{0}b\u{1F}c\u{FFFE}"),
+            "a\u{FFFD}b\u{FFFD}c\u{FFFD}"
+        );
         assert_eq!(escape("Grüße 🙂"), "Grüße 🙂");
     }
 
     #[test]
     fn finish_closes_everything() {
         let mut x = XmlWriter::new();
-        x.open("a", &[]).open("b", &[]).element_opt("c", None).element_opt("d", Some("x"));
+        x.open("a", &[])
+            .open("b", &[])
+            .element_opt("c", None)
+            .element_opt("d", Some("x"));
         assert!(x.finish().ends_with("<a><b><d>x</d></b></a>"));
     }
 }

@@ -13,11 +13,20 @@ fn help_explains_every_command() {
         assert!(out.contains(cmd), "{out}");
     }
     let (out, _) = text(&prism(&["run", "--help"]));
-    assert!(out.contains("--registry") && out.contains("dead-letters"), "{out}");
+    assert!(
+        out.contains("--registry") && out.contains("dead-letters"),
+        "{out}"
+    );
     let (out, _) = text(&prism(&["plugin", "check", "--help"]));
-    assert!(out.contains("import nothing the host does not grant"), "{out}");
+    assert!(
+        out.contains("import nothing the host does not grant"),
+        "{out}"
+    );
     let (out, _) = text(&prism(&["plugin", "run", "--help"]));
-    assert!(out.contains("--changes") && out.contains("--config"), "{out}");
+    assert!(
+        out.contains("--changes") && out.contains("--config"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -25,12 +34,18 @@ fn plugin_check_accepts_receivers_and_explains_rejections() {
     let o = prism(&["plugin", "check", wasm::WEBSITE]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
-    assert!(out.contains(": OK") && out.contains("digest   sha256:"), "{out}");
+    assert!(
+        out.contains(": OK") && out.contains("digest   sha256:"),
+        "{out}"
+    );
 
     let o = prism(&["plugin", "check", wasm::SOCKET]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err.contains("REJECTED") && err.contains("imports `wasi:sockets/"), "{err}");
+    assert!(
+        err.contains("REJECTED") && err.contains("imports `wasi:sockets/"),
+        "{err}"
+    );
 
     let o = prism(&["plugin", "check", wasm::WRONG_WORLD]);
     let (_, err) = text(&o);
@@ -48,18 +63,47 @@ fn plugin_run_previews_messages() {
     let changes = dir.path().join("changes.jsonl");
     std::fs::write(&changes, sample(2)).unwrap();
     let c = changes.to_str().unwrap();
-    let o = prism(&["plugin", "run", wasm::WEBSITE, "--changes", c, "--config", "language=de"]);
+    let o = prism(&[
+        "plugin",
+        "run",
+        wasm::WEBSITE,
+        "--changes",
+        c,
+        "--config",
+        "language=de",
+    ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
-    assert!(out.contains("# P-00000 Insert seq 100000000000000000001: 1 message(s)"), "{out}");
-    assert!(out.contains("-- message 0: application/ld+json") && out.contains("Akku-Bohrschrauber") || out.contains("Handkreissäge") || out.contains("Arbeitsleuchte") || out.contains("Exzenterschleifer") || out.contains("Bit-Set"), "{out}");
+    assert!(
+        out.contains("# P-00000 Insert seq 100000000000000000001: 1 message(s)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-- message 0: application/ld+json") && out.contains("Akku-Bohrschrauber")
+            || out.contains("Handkreissäge")
+            || out.contains("Arbeitsleuchte")
+            || out.contains("Exzenterschleifer")
+            || out.contains("Bit-Set"),
+        "{out}"
+    );
     assert!(out.contains("skipped (accepts = false)"), "{out}");
 
     let o = prism(&["plugin", "run", wasm::PRICELIST, "--changes", c, "--batch"]);
     let (out, _) = text(&o);
-    assert!(out.contains("# batch of ") && out.contains("text/csv") && out.contains("sku;ean;name"), "{out}");
+    assert!(
+        out.contains("# batch of ") && out.contains("text/csv") && out.contains("sku;ean;name"),
+        "{out}"
+    );
 
-    let o = prism(&["plugin", "run", wasm::LEAFLET, "--changes", c, "--config", "oops"]);
+    let o = prism(&[
+        "plugin",
+        "run",
+        wasm::LEAFLET,
+        "--changes",
+        c,
+        "--config",
+        "oops",
+    ]);
     assert_eq!(o.status.code(), Some(2), "clap usage error");
     assert!(text(&o).1.contains("expected KEY=VALUE"));
 }
@@ -71,22 +115,53 @@ fn run_refuses_to_mix_with_an_old_outbox() {
     std::fs::create_dir_all(out.join("old")).unwrap();
     let events = dir.path().join("e.jsonl");
     std::fs::write(&events, sample(1)).unwrap();
-    let o = prism(&["run", "--registry", dir.path().to_str().unwrap(), "--events", events.to_str().unwrap(), "--outbox", out.to_str().unwrap()]);
+    let o = prism(&[
+        "run",
+        "--registry",
+        dir.path().to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "--outbox",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).1.contains("is not empty; pass --clean"), "{:?}", text(&o));
+    assert!(
+        text(&o).1.contains("is not empty; pass --clean"),
+        "{:?}",
+        text(&o)
+    );
 }
 
 #[test]
 fn demo_prints_a_summary_with_every_example_receiver() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = Path::new(wasm::WEBSITE).parent().unwrap();
-    let o = prism(&["demo", "--plugins", plugins.to_str().unwrap(), "--out", dir.path().to_str().unwrap(), "--products", "40"]);
+    let o = prism(&[
+        "demo",
+        "--plugins",
+        plugins.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--products",
+        "40",
+    ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
-    for r in ["website-en", "website-de", "leaflet", "pricelist", "logistics"] {
-        let line = out.lines().find(|l| l.trim_start().starts_with(r)).unwrap_or_else(|| panic!("{r} missing:\n{out}"));
+    for r in [
+        "website-en",
+        "website-de",
+        "leaflet",
+        "pricelist",
+        "logistics",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(r))
+            .unwrap_or_else(|| panic!("{r} missing:\n{out}"));
         let cols: Vec<&str> = line.split_whitespace().collect();
-        let messages: u64 = cols[cols.len() - 6].parse().unwrap_or_else(|_| panic!("{line}"));
+        let messages: u64 = cols[cols.len() - 6]
+            .parse()
+            .unwrap_or_else(|_| panic!("{line}"));
         assert!(messages > 0, "{line}");
     }
     assert!(out.contains("5 receivers active"), "{out}");

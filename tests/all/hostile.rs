@@ -10,14 +10,30 @@ use prism_host::manifest::Mode;
 const CASES: &[(&str, &str, &str)] = &[
     ("loop", "timeout", "exceeded its 50 ms time budget"),
     ("memory", "memory-limit", "over its cap of 16777216 bytes"),
-    ("huge-output", "output", "returned 5242880 bytes of message bodies, over its limit of 262144"),
-    ("many-messages", "output", "returned 10000 messages, over its limit of 100"),
+    (
+        "huge-output",
+        "output",
+        "returned 5242880 bytes of message bodies, over its limit of 262144",
+    ),
+    (
+        "many-messages",
+        "output",
+        "returned 10000 messages, over its limit of 100",
+    ),
     ("panic", "trap", "boom: no price for P-00001"),
     ("recursion", "stack-overflow", "stack overflow"),
     ("file", "trap", "could not open /etc/passwd"),
-    ("retry", "retry-exhausted", "still asking to retry after 2 retries: downstream lookup unavailable"),
+    (
+        "retry",
+        "retry-exhausted",
+        "still asking to retry after 2 retries: downstream lookup unavailable",
+    ),
     ("reject", "rejected", "rejected: P-00001 has no EAN"),
-    ("malformed", "output", "malformed result: message 0: content type \"not a content type\""),
+    (
+        "malformed",
+        "output",
+        "malformed result: message 0: content type \"not a content type\"",
+    ),
 ];
 
 const TARGET: &str = "P-00001";
@@ -26,13 +42,30 @@ const TARGET: &str = "P-00001";
 fn every_hostile_plugin_fails_alone_and_names_what_and_where() {
     let stream = changes(&sample(4));
     let targeted = stream.iter().filter(|c| c.key == TARGET).count();
-    assert!(targeted >= 2, "the sample must touch {TARGET} more than once");
+    assert!(
+        targeted >= 2,
+        "the sample must touch {TARGET} more than once"
+    );
 
     // Baseline: the good receivers alone.
     let base = tempfile::tempdir().unwrap();
     let (reg, out) = (base.path().join("reg"), base.path().join("out"));
-    register(&reg, "website", wasm::WEBSITE, Mode::Immediate, Limits::default(), &[]);
-    register(&reg, "logistics", wasm::LOGISTICS, Mode::Immediate, Limits::default(), &[]);
+    register(
+        &reg,
+        "website",
+        wasm::WEBSITE,
+        Mode::Immediate,
+        Limits::default(),
+        &[],
+    );
+    register(
+        &reg,
+        "logistics",
+        wasm::LOGISTICS,
+        Mode::Immediate,
+        Limits::default(),
+        &[],
+    );
     let e = engine();
     run(&e, &reg, &stream, &out, 2);
     let base_website = bodies(&out, "website");
@@ -42,17 +75,50 @@ fn every_hostile_plugin_fails_alone_and_names_what_and_where() {
     // The same, with every hostile plugin beside them.
     let dir = tempfile::tempdir().unwrap();
     let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
-    register(&reg, "website", wasm::WEBSITE, Mode::Immediate, Limits::default(), &[]);
-    register(&reg, "logistics", wasm::LOGISTICS, Mode::Immediate, Limits::default(), &[]);
-    let limits = Limits { timeout_ms: 50, memory_mib: 16, ..Limits::default() };
+    register(
+        &reg,
+        "website",
+        wasm::WEBSITE,
+        Mode::Immediate,
+        Limits::default(),
+        &[],
+    );
+    register(
+        &reg,
+        "logistics",
+        wasm::LOGISTICS,
+        Mode::Immediate,
+        Limits::default(),
+        &[],
+    );
+    let limits = Limits {
+        timeout_ms: 50,
+        memory_mib: 16,
+        ..Limits::default()
+    };
     for (behaviour, _, _) in CASES {
-        register(&reg, &format!("h-{behaviour}"), wasm::HOSTILE, Mode::Immediate, limits, &[("behaviour", behaviour), ("only_key", TARGET)]);
+        register(
+            &reg,
+            &format!("h-{behaviour}"),
+            wasm::HOSTILE,
+            Mode::Immediate,
+            limits,
+            &[("behaviour", behaviour), ("only_key", TARGET)],
+        );
     }
     let (set, report) = run(&e, &reg, &stream, &out, 2);
     assert_eq!(set.active.len(), 2 + CASES.len());
 
-    assert_eq!(bodies(&out, "website"), base_website, "a good receiver is not affected");
-    assert_eq!(bodies(&out, "logistics"), base_logistics, "a good receiver is not affected");
+    assert_eq!(
+        bodies(&out, "website"),
+        base_website,
+        "a good receiver is not affected"
+    );
+    assert_eq!(
+        bodies(&out, "logistics"),
+        base_logistics,
+        "a good receiver is not affected"
+    );
     assert_eq!(report.receivers["website"].errors(), 0);
 
     let digest = prism_host::digest::Digest::of(&prism_e2e::read(wasm::HOSTILE)).to_string();
@@ -60,15 +126,28 @@ fn every_hostile_plugin_fails_alone_and_names_what_and_where() {
         let id = format!("h-{behaviour}");
         let st = &report.receivers[&id];
         let dead = dead_letters(&out, &id);
-        assert_eq!(dead.len(), targeted, "{id}: one dead letter per change of {TARGET}: {:?}", st.first_errors);
+        assert_eq!(
+            dead.len(),
+            targeted,
+            "{id}: one dead letter per change of {TARGET}: {:?}",
+            st.first_errors
+        );
         for d in &dead {
             assert_eq!(d["key"], TARGET, "{id}");
             assert_eq!(d["error_kind"], *kind, "{id}: {d}");
             let err = d["error"].as_str().unwrap();
             assert!(err.contains(text), "{id}: {err}");
-            assert!(err.starts_with(&format!("receiver {id} (plugin {digest}) on key {TARGET} sequence ")), "{id}: {err}");
+            assert!(
+                err.starts_with(&format!(
+                    "receiver {id} (plugin {digest}) on key {TARGET} sequence "
+                )),
+                "{id}: {err}"
+            );
             assert_eq!(d["plugin_digest"], digest.as_str());
-            assert_eq!(d["change"]["key"], TARGET, "the original change is kept for replay");
+            assert_eq!(
+                d["change"]["key"], TARGET,
+                "the original change is kept for replay"
+            );
             assert!(d["change"]["new"].is_object() || d["change"]["old"].is_object());
         }
         // Its other changes went through.
@@ -83,7 +162,14 @@ fn a_chatty_plugin_is_capped_not_failed() {
     let stream = changes(&sample(1));
     let dir = tempfile::tempdir().unwrap();
     let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
-    register(&reg, "chatty", wasm::HOSTILE, Mode::Immediate, Limits::default(), &[("behaviour", "chatty")]);
+    register(
+        &reg,
+        "chatty",
+        wasm::HOSTILE,
+        Mode::Immediate,
+        Limits::default(),
+        &[("behaviour", "chatty")],
+    );
     let (_, report) = run(&engine(), &reg, &stream, &out, 1);
     assert_eq!(report.receivers["chatty"].errors(), 0);
     assert_eq!(bodies(&out, "chatty").len(), stream.len());
@@ -94,13 +180,42 @@ fn a_hostile_batch_receiver_parks_the_whole_window() {
     let stream = changes(&sample(2));
     let dir = tempfile::tempdir().unwrap();
     let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
-    let batch = Mode::Batch { max_count: 1000, max_bytes: 1 << 30, max_age_secs: 1_000_000 };
-    register(&reg, "bad-batch", wasm::HOSTILE, batch, Limits::default(), &[("behaviour", "panic")]);
-    register(&reg, "pricelist", wasm::PRICELIST, batch, Limits::default(), &[]);
+    let batch = Mode::Batch {
+        max_count: 1000,
+        max_bytes: 1 << 30,
+        max_age_secs: 1_000_000,
+    };
+    register(
+        &reg,
+        "bad-batch",
+        wasm::HOSTILE,
+        batch,
+        Limits::default(),
+        &[("behaviour", "panic")],
+    );
+    register(
+        &reg,
+        "pricelist",
+        wasm::PRICELIST,
+        batch,
+        Limits::default(),
+        &[],
+    );
     let (_, report) = run(&engine(), &reg, &stream, &out, 2);
     let dead = dead_letters(&out, "bad-batch");
-    assert_eq!(dead.len(), stream.len(), "every change of the failed window is parked");
-    assert!(dead[0]["error"].as_str().unwrap().contains(&format!("batch of {} changes", stream.len())), "{}", dead[0]);
+    assert_eq!(
+        dead.len(),
+        stream.len(),
+        "every change of the failed window is parked"
+    );
+    assert!(
+        dead[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("batch of {} changes", stream.len())),
+        "{}",
+        dead[0]
+    );
     assert_eq!(report.receivers["pricelist"].errors(), 0);
     assert_eq!(bodies(&out, "pricelist").len(), 1);
 }

@@ -23,5 +23,8 @@ pub fn prism(args: &[&str]) -> Output {
 
 /// stdout and stderr of a run, for assertions and failure messages.
 pub fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }

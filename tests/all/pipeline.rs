@@ -47,11 +47,43 @@ fn stream() -> String {
 }
 
 fn registry(dir: &std::path::Path) {
-    let batch = Mode::Batch { max_count: 100, max_bytes: 1 << 20, max_age_secs: 3600 };
-    register(dir, "website-en", wasm::WEBSITE, Mode::Immediate, Limits::default(), &[("language", "en")]);
-    register(dir, "leaflet", wasm::LEAFLET, Mode::Immediate, Limits::default(), &[]);
-    register(dir, "pricelist", wasm::PRICELIST, batch, Limits::default(), &[("market", "DE")]);
-    register(dir, "logistics", wasm::LOGISTICS, Mode::Immediate, Limits::default(), &[]);
+    let batch = Mode::Batch {
+        max_count: 100,
+        max_bytes: 1 << 20,
+        max_age_secs: 3600,
+    };
+    register(
+        dir,
+        "website-en",
+        wasm::WEBSITE,
+        Mode::Immediate,
+        Limits::default(),
+        &[("language", "en")],
+    );
+    register(
+        dir,
+        "leaflet",
+        wasm::LEAFLET,
+        Mode::Immediate,
+        Limits::default(),
+        &[],
+    );
+    register(
+        dir,
+        "pricelist",
+        wasm::PRICELIST,
+        batch,
+        Limits::default(),
+        &[("market", "DE")],
+    );
+    register(
+        dir,
+        "logistics",
+        wasm::LOGISTICS,
+        Mode::Immediate,
+        Limits::default(),
+        &[],
+    );
 }
 
 #[test]
@@ -61,10 +93,32 @@ fn each_receiver_gets_exactly_its_messages() {
     registry(&reg);
     let (_, report) = run(&engine(), &reg, &changes(&stream()), &out, 2);
 
-    let names = |r: &str| files(&out, r, |n| !n.ends_with(".meta.json")).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
-    assert_eq!(names("website-en"), ["00000001-000.json", "00000003-000.json", "00000005-000.json"]);
-    assert_eq!(names("logistics"), ["00000001-000.json", "00000002-000.json", "00000005-000.json"]);
-    assert_eq!(names("leaflet"), ["00000001-000.xml", "00000004-000.xml", "00000005-000.xml"]);
+    let names = |r: &str| {
+        files(&out, r, |n| !n.ends_with(".meta.json"))
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names("website-en"),
+        [
+            "00000001-000.json",
+            "00000003-000.json",
+            "00000005-000.json"
+        ]
+    );
+    assert_eq!(
+        names("logistics"),
+        [
+            "00000001-000.json",
+            "00000002-000.json",
+            "00000005-000.json"
+        ]
+    );
+    assert_eq!(
+        names("leaflet"),
+        ["00000001-000.xml", "00000004-000.xml", "00000005-000.xml"]
+    );
     assert_eq!(names("pricelist"), ["00000001-000.csv"]);
 
     let web = bodies(&out, "website-en");
@@ -73,7 +127,10 @@ fn each_receiver_gets_exactly_its_messages() {
         r#"{"@context":"https://schema.org","@type":"Product","brand":{"@type":"Brand","name":"Voltar"},"description":"Strong","gtin13":"4000000000013","image":["https://cdn/1.jpg"],"name":"Drill","offers":{"@type":"Offer","availability":"https://schema.org/InStock","price":129.99,"priceCurrency":"EUR"},"sku":"P-1","url":"https://www.example.com/en/p/P-1"}"#
     );
     assert!(web[1].contains(r#""price":119.99"#), "{}", web[1]);
-    assert_eq!(web[2], r#"{"@context":"https://schema.org","@type":"Product","deleted":true,"sku":"P-1"}"#);
+    assert_eq!(
+        web[2],
+        r#"{"@context":"https://schema.org","@type":"Product","deleted":true,"sku":"P-1"}"#
+    );
 
     let log = bodies(&out, "logistics");
     assert_eq!(
@@ -91,7 +148,10 @@ fn each_receiver_gets_exactly_its_messages() {
             r#"<bullets><bullet>Fast</bullet></bullets></text></texts><image>https://cdn/1.jpg</image></product>"#
         )
     );
-    assert_eq!(leaflet[2], r#"<?xml version="1.0" encoding="UTF-8"?><product sku="P-1" action="delete"></product>"#);
+    assert_eq!(
+        leaflet[2],
+        r#"<?xml version="1.0" encoding="UTF-8"?><product sku="P-1" action="delete"></product>"#
+    );
 
     assert_eq!(
         bodies(&out, "pricelist")[0],
@@ -101,12 +161,22 @@ fn each_receiver_gets_exactly_its_messages() {
          P-1;;;;;deleted;100000000000000000005\r\n"
     );
 
-    let meta: Value = serde_json::from_str(&files(&out, "website-en", |n| n.ends_with(".meta.json"))[0].1).unwrap();
+    let meta: Value =
+        serde_json::from_str(&files(&out, "website-en", |n| n.ends_with(".meta.json"))[0].1)
+            .unwrap();
     assert_eq!(meta["key"], "P-1");
-    assert_eq!(meta["group"], "P-1", "the ordering group defaults to the product key");
+    assert_eq!(
+        meta["group"], "P-1",
+        "the ordering group defaults to the product key"
+    );
     assert_eq!(meta["content_type"], "application/ld+json");
     assert_eq!(meta["attributes"]["language"], "en");
-    assert!(meta["plugin_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        meta["plugin_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
 
     for (id, st) in &report.receivers {
         assert_eq!(st.seen, 6, "{id}");
@@ -123,7 +193,11 @@ impl Sink for Recorder {
     fn deliver(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError> {
         let mut v = self.0.lock().unwrap();
         for e in envelopes {
-            v.push((e.receiver.to_owned(), e.key.to_owned(), e.sequence.to_owned()));
+            v.push((
+                e.receiver.to_owned(),
+                e.key.to_owned(),
+                e.sequence.to_owned(),
+            ));
         }
         Ok(())
     }
@@ -135,7 +209,9 @@ impl Sink for Recorder {
 #[test]
 fn order_per_receiver_and_key_is_kept_with_many_threads() {
     let mut w = StreamWriter::new();
-    let mut docs: Vec<Value> = (0..8).map(|i| json!({"pk": format!("K{i}"), "logistics": {"weight_g": 0}})).collect();
+    let mut docs: Vec<Value> = (0..8)
+        .map(|i| json!({"pk": format!("K{i}"), "logistics": {"weight_g": 0}}))
+        .collect();
     for (i, d) in docs.iter().enumerate() {
         w.push(&format!("K{i}"), None, Some(d));
     }
@@ -148,11 +224,29 @@ fn order_per_receiver_and_key_is_kept_with_many_threads() {
     }
     let stream = changes(&w.to_json_lines());
     let dir = tempfile::tempdir().unwrap();
-    register(dir.path(), "logistics", wasm::LOGISTICS, Mode::Immediate, Limits::default(), &[]);
-    register(dir.path(), "logistics-2", wasm::LOGISTICS, Mode::Immediate, Limits::default(), &[]);
+    register(
+        dir.path(),
+        "logistics",
+        wasm::LOGISTICS,
+        Mode::Immediate,
+        Limits::default(),
+        &[],
+    );
+    register(
+        dir.path(),
+        "logistics-2",
+        wasm::LOGISTICS,
+        Mode::Immediate,
+        Limits::default(),
+        &[],
+    );
     let set = ReceiverSet::load(&engine(), LocalRegistry::new(dir.path()).load().unwrap());
     let sink = Recorder::default();
-    Dispatcher { threads: 4, ..Dispatcher::default() }.run(&set, &stream, &sink, &Progress::default());
+    Dispatcher {
+        threads: 4,
+        ..Dispatcher::default()
+    }
+    .run(&set, &stream, &sink, &Progress::default());
     let seen = sink.0.into_inner().unwrap();
     assert_eq!(seen.len(), 2 * stream.len());
     for receiver in ["logistics", "logistics-2"] {
@@ -164,7 +258,10 @@ fn order_per_receiver_and_key_is_kept_with_many_threads() {
                 .map(|(_, _, s)| s.parse().unwrap())
                 .collect();
             assert_eq!(seqs.len(), 41);
-            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{receiver}/{key} out of order: {seqs:?}");
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "{receiver}/{key} out of order: {seqs:?}"
+            );
         }
     }
 }
@@ -174,18 +271,51 @@ fn batch_windows_close_on_count_and_on_stream_age() {
     let stream = changes(&prism_e2e::sample(5));
     let dir = tempfile::tempdir().unwrap();
     let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
-    register(&reg, "by-count", wasm::PRICELIST, Mode::Batch { max_count: 2, max_bytes: 1 << 30, max_age_secs: 1 << 30 }, Limits::default(), &[]);
-    register(&reg, "by-age", wasm::PRICELIST, Mode::Batch { max_count: 1000, max_bytes: 1 << 30, max_age_secs: 3 }, Limits::default(), &[]);
+    register(
+        &reg,
+        "by-count",
+        wasm::PRICELIST,
+        Mode::Batch {
+            max_count: 2,
+            max_bytes: 1 << 30,
+            max_age_secs: 1 << 30,
+        },
+        Limits::default(),
+        &[],
+    );
+    register(
+        &reg,
+        "by-age",
+        wasm::PRICELIST,
+        Mode::Batch {
+            max_count: 1000,
+            max_bytes: 1 << 30,
+            max_age_secs: 3,
+        },
+        Limits::default(),
+        &[],
+    );
     let (_, report) = run(&engine(), &reg, &stream, &out, 2);
     let accepted = report.receivers["by-count"].accepted as usize;
-    let rows = |r: &str| bodies(&out, r).iter().map(|b| b.lines().count() - 1).collect::<Vec<_>>();
+    let rows = |r: &str| {
+        bodies(&out, r)
+            .iter()
+            .map(|b| b.lines().count() - 1)
+            .collect::<Vec<_>>()
+    };
     let by_count = rows("by-count");
     assert_eq!(by_count.iter().sum::<usize>(), accepted);
-    assert!(by_count[..by_count.len() - 1].iter().all(|&n| n == 2), "{by_count:?}");
+    assert!(
+        by_count[..by_count.len() - 1].iter().all(|&n| n == 2),
+        "{by_count:?}"
+    );
     // The sample stream's records are one second apart: a 3 s window holds at most 3 seconds of changes.
     let by_age = rows("by-age");
     assert_eq!(by_age.iter().sum::<usize>(), accepted);
-    assert!(by_age.len() > 1 && by_age.iter().all(|&n| n <= 3), "{by_age:?}");
+    assert!(
+        by_age.len() > 1 && by_age.iter().all(|&n| n <= 3),
+        "{by_age:?}"
+    );
 }
 
 #[test]
@@ -194,7 +324,9 @@ fn a_disabled_receiver_gets_nothing() {
     let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
     registry(&reg);
     let path = reg.join("leaflet.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("enabled = true", "enabled = false");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("enabled = true", "enabled = false");
     std::fs::write(&path, text).unwrap();
     let (set, report) = run(&engine(), &reg, &changes(&stream()), &out, 2);
     assert_eq!(set.disabled, ["leaflet"]);

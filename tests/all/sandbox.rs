@@ -12,7 +12,10 @@ use serde_json::Value;
 fn probe() -> Value {
     let e = engine();
     let plugin = e.load(&read(wasm::HOSTILE)).unwrap();
-    let config = Arc::new(BTreeMap::from([("behaviour".to_owned(), "probe".to_owned())]));
+    let config = Arc::new(BTreeMap::from([(
+        "behaviour".to_owned(),
+        "probe".to_owned(),
+    )]));
     let c = &changes(&sample(1))[0];
     let mut s = plugin.session(config, Limits::default()).unwrap();
     let msgs = s.format(&to_wit(c)).unwrap().unwrap();
@@ -27,7 +30,11 @@ fn plugins_see_no_env_args_files_stdin_or_real_clock() {
     assert_eq!(p["now_ms"], 0, "the wall clock is fixed at the epoch: {p}");
     assert_eq!(p["read_root"], false, "no preopened directories: {p}");
     assert_eq!(p["stdin"], "", "{p}");
-    assert_eq!(p["config"], serde_json::json!([["behaviour", "probe"]]), "only its own config: {p}");
+    assert_eq!(
+        p["config"],
+        serde_json::json!([["behaviour", "probe"]]),
+        "only its own config: {p}"
+    );
 }
 
 #[test]
@@ -39,17 +46,30 @@ fn randomness_is_seeded_so_output_is_deterministic() {
 
 #[test]
 fn a_component_that_imports_sockets_is_refused() {
-    let err = engine().load(&read(wasm::SOCKET)).err().expect("must be refused");
+    let err = engine()
+        .load(&read(wasm::SOCKET))
+        .err()
+        .expect("must be refused");
     let msg = err.to_string();
     assert!(matches!(err, LoadError::Shape(_)), "{msg}");
-    assert!(msg.contains("wasi:sockets/") && msg.contains("network access is not granted"), "{msg}");
+    assert!(
+        msg.contains("wasi:sockets/") && msg.contains("network access is not granted"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn a_component_of_another_world_is_refused_with_what_it_exports() {
-    let msg = engine().load(&read(wasm::WRONG_WORLD)).err().expect("must be refused").to_string();
+    let msg = engine()
+        .load(&read(wasm::WRONG_WORLD))
+        .err()
+        .expect("must be refused")
+        .to_string();
     for export in ["accepts", "format", "format-batch"] {
-        assert!(msg.contains(&format!("does not export `{export}: func(")), "{msg}");
+        assert!(
+            msg.contains(&format!("does not export `{export}: func(")),
+            "{msg}"
+        );
     }
     assert!(msg.contains("it exports: func transform"), "{msg}");
 }
@@ -58,8 +78,15 @@ fn a_component_of_another_world_is_refused_with_what_it_exports() {
 fn a_core_module_or_garbage_is_not_a_component() {
     let core = b"\0asm\x01\0\0\0".to_vec();
     let msg = engine().load(&core).err().unwrap().to_string();
-    assert!(msg.contains("core Wasm module") && msg.contains("wasm32-wasip2"), "{msg}");
-    let msg = engine().load(b"PK\x03\x04 a zip").err().unwrap().to_string();
+    assert!(
+        msg.contains("core Wasm module") && msg.contains("wasm32-wasip2"),
+        "{msg}"
+    );
+    let msg = engine()
+        .load(b"PK\x03\x04 a zip")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(msg.contains("magic bytes"), "{msg}");
 }
 
@@ -67,20 +94,34 @@ fn a_core_module_or_garbage_is_not_a_component() {
 fn the_compile_cache_is_used_and_survives_a_corrupt_artifact() {
     use prism_host::engine::{EngineOptions, LoadSource, PluginEngine};
     let dir = tempfile::tempdir().unwrap();
-    let opts = EngineOptions { cache_dir: Some(dir.path().to_owned()), ..EngineOptions::default() };
+    let opts = EngineOptions {
+        cache_dir: Some(dir.path().to_owned()),
+        ..EngineOptions::default()
+    };
     let wasm = read(wasm::LOGISTICS);
     let first = PluginEngine::new(&opts).unwrap();
     assert_eq!(first.load(&wasm).unwrap().source(), LoadSource::Compiled);
     let second = PluginEngine::new(&opts).unwrap();
     assert_eq!(second.load(&wasm).unwrap().source(), LoadSource::Cached);
     // The artifact is keyed by the engine's compatibility hash and the wasm digest.
-    let artifact = dir
-        .path()
-        .join(second.compatibility_hash())
-        .join(format!("{}.cwasm", prism_host::digest::Digest::of(&wasm).hex()));
+    let artifact = dir.path().join(second.compatibility_hash()).join(format!(
+        "{}.cwasm",
+        prism_host::digest::Digest::of(&wasm).hex()
+    ));
     assert!(artifact.exists(), "{}", artifact.display());
     std::fs::write(&artifact, b"not a precompiled component").unwrap();
     let third = PluginEngine::new(&opts).unwrap();
-    assert_eq!(third.load(&wasm).unwrap().source(), LoadSource::Compiled, "a corrupt artifact is rebuilt");
-    assert_eq!(PluginEngine::new(&opts).unwrap().load(&wasm).unwrap().source(), LoadSource::Cached);
+    assert_eq!(
+        third.load(&wasm).unwrap().source(),
+        LoadSource::Compiled,
+        "a corrupt artifact is rebuilt"
+    );
+    assert_eq!(
+        PluginEngine::new(&opts)
+            .unwrap()
+            .load(&wasm)
+            .unwrap()
+            .source(),
+        LoadSource::Cached
+    );
 }

@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use crate::digest::Digest;
 use crate::limits::Limits;
 use crate::manifest::{Mode, PluginRef, ReceiverManifest, SCHEMA_VERSION};
 use crate::registry::LocalRegistry;
 use crate::sample::{self, SampleOptions};
+use anyhow::Context;
 
 use super::engine_opts::CacheArgs;
 
@@ -35,44 +35,91 @@ pub struct Args {
     pub cache: CacheArgs,
 }
 
+/// (receiver id, plugin file stem, mode, config)
+type ReceiverSpec = (
+    &'static str,
+    &'static str,
+    Mode,
+    &'static [(&'static str, &'static str)],
+);
+
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let registry = LocalRegistry::new(a.out.join("registry"));
     if registry.dir().exists() {
-        std::fs::remove_dir_all(registry.dir()).with_context(|| format!("clearing {}", registry.dir().display()))?;
+        std::fs::remove_dir_all(registry.dir())
+            .with_context(|| format!("clearing {}", registry.dir().display()))?;
     }
-    let receivers: [(&str, &str, Mode, &[(&str, &str)]); 5] = [
-        ("website-en", "website", Mode::Immediate, &[("language", "en"), ("market", "DE")]),
-        ("website-de", "website", Mode::Immediate, &[("language", "de"), ("market", "AT")]),
+    let receivers: [ReceiverSpec; 5] = [
+        (
+            "website-en",
+            "website",
+            Mode::Immediate,
+            &[("language", "en"), ("market", "DE")],
+        ),
+        (
+            "website-de",
+            "website",
+            Mode::Immediate,
+            &[("language", "de"), ("market", "AT")],
+        ),
         ("leaflet", "leaflet", Mode::Immediate, &[]),
-        ("pricelist", "pricelist", Mode::Batch { max_count: 100, max_bytes: 1 << 20, max_age_secs: 300 }, &[("market", "CH")]),
+        (
+            "pricelist",
+            "pricelist",
+            Mode::Batch {
+                max_count: 100,
+                max_bytes: 1 << 20,
+                max_age_secs: 300,
+            },
+            &[("market", "CH")],
+        ),
         ("logistics", "logistics", Mode::Immediate, &[]),
     ];
     for (id, plugin, mode, config) in receivers {
         let path = a.plugins.join(format!("{plugin}.wasm"));
         let wasm = std::fs::read(&path).with_context(|| {
-            format!("reading {} (build the plugins first: see the README's first command)", path.display())
+            format!(
+                "reading {} (build the plugins first: see the README's first command)",
+                path.display()
+            )
         })?;
         let manifest = ReceiverManifest {
             schema: SCHEMA_VERSION,
             receiver: id.to_owned(),
             enabled: true,
-            plugin: PluginRef { digest: Digest::of(&wasm), file: None },
+            plugin: PluginRef {
+                digest: Digest::of(&wasm),
+                file: None,
+            },
             mode,
             destination: None,
             limits: Limits::default(),
-            config: config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
+            config: config
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
         };
-        registry.put(manifest, &wasm).with_context(|| format!("writing the {id} manifest"))?;
+        registry
+            .put(manifest, &wasm)
+            .with_context(|| format!("writing the {id} manifest"))?;
     }
     let events = a.out.join("sample-stream.jsonl");
-    let stream = sample::stream(SampleOptions { products: a.products.max(1), seed: 42 });
-    std::fs::write(&events, stream.to_json_lines()).with_context(|| format!("writing {}", events.display()))?;
+    let stream = sample::stream(SampleOptions {
+        products: a.products.max(1),
+        seed: 42,
+    });
+    std::fs::write(&events, stream.to_json_lines())
+        .with_context(|| format!("writing {}", events.display()))?;
     println!(
         "prism demo: {} products, {} stream records (inserts, single-field modifies, removes, a full refresh)",
         a.products,
         stream.records().len()
     );
-    println!("registry: {}  stream: {}", registry.dir().display(), events.display());
+    println!(
+        "registry: {}  stream: {}",
+        registry.dir().display(),
+        events.display()
+    );
     println!();
     super::run::execute(&super::run::Args {
         registry: registry.dir().to_owned(),

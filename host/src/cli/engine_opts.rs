@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use crate::engine::{EngineOptions, PluginEngine};
+use anyhow::Context;
 
 /// Where compiled plugins are cached.
 #[derive(Debug, clap::Args)]
@@ -19,10 +19,17 @@ pub struct CacheArgs {
 impl CacheArgs {
     /// Build the engine these options describe.
     pub fn engine(&self) -> anyhow::Result<PluginEngine> {
-        let cache_dir = if self.no_cache { None } else { Some(self.dir()) };
-        PluginEngine::new(&EngineOptions { cache_dir, ..EngineOptions::default() })
-            .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .context("starting the Wasm engine")
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            Some(self.dir())
+        };
+        PluginEngine::new(&EngineOptions {
+            cache_dir,
+            ..EngineOptions::default()
+        })
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .context("starting the Wasm engine")
     }
 
     fn dir(&self) -> PathBuf {

@@ -23,10 +23,19 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let ok = a.name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && a.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let ok = a
+        .name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase())
+        && a.name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !ok {
-        bail!("crate name {:?} must start with a lowercase letter and use only a-z, 0-9, '-' and '_'", a.name);
+        bail!(
+            "crate name {:?} must start with a lowercase letter and use only a-z, 0-9, '-' and '_'",
+            a.name
+        );
     }
     let sdk = match a.sdk_path {
         Some(p) => p,
@@ -63,7 +72,9 @@ pub fn scaffold(name: &str, sdk: &Path) -> Vec<(&'static str, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut c = p.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
         })
         .collect();
     let lib = name.replace('-', "_");

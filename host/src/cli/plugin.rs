@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
 use crate::digest::Digest;
 use crate::dispatch::to_wit;
 use crate::engine::{CallError, Session};
 use crate::limits::Limits;
+use anyhow::{Context, bail};
 use prism_sdk::{FormatError, Message};
 
 use super::engine_opts::CacheArgs;
@@ -83,30 +83,47 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let load = started.elapsed();
     // It must also instantiate (a start function could trap).
     if let Err(e) = plugin.session(Arc::new(BTreeMap::new()), Limits::default()) {
-        eprintln!("{}: REJECTED\ndoes not instantiate in the sandbox: {e}", a.wasm.display());
+        eprintln!(
+            "{}: REJECTED\ndoes not instantiate in the sandbox: {e}",
+            a.wasm.display()
+        );
         return Ok(ExitCode::from(1));
     }
     println!("{}: OK", a.wasm.display());
     println!("  digest   {}", Digest::of(&wasm));
     println!("  size     {} bytes", wasm.len());
     println!("  world    prism:receiver/receiver@0.1.0 (accepts, format, format-batch)");
-    println!("  load     {:.1} ms ({:?})", load.as_secs_f64() * 1000.0, plugin.source());
+    println!(
+        "  load     {:.1} ms ({:?})",
+        load.as_secs_f64() * 1000.0,
+        plugin.source()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn preview(a: RunArgs) -> anyhow::Result<ExitCode> {
     let wasm = std::fs::read(&a.wasm).with_context(|| format!("reading {}", a.wasm.display()))?;
-    let text = std::fs::read_to_string(&a.changes).with_context(|| format!("reading {}", a.changes.display()))?;
+    let text = std::fs::read_to_string(&a.changes)
+        .with_context(|| format!("reading {}", a.changes.display()))?;
     let input = crate::input::parse(&text, &a.changes.display().to_string());
     for e in &input.errors {
         eprintln!("unreadable input: {e}");
     }
     let engine = a.cache.engine()?;
-    let plugin = engine.load(&wasm).map_err(|e| anyhow::anyhow!("{}: {e}", a.wasm.display()))?;
+    let plugin = engine
+        .load(&wasm)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.wasm.display()))?;
     let config = Arc::new(a.config.iter().cloned().collect::<BTreeMap<_, _>>());
-    let limits = Limits { timeout_ms: a.timeout_ms, ..Limits::default() };
+    let limits = Limits {
+        timeout_ms: a.timeout_ms,
+        ..Limits::default()
+    };
     limits.validate().map_err(anyhow::Error::msg)?;
-    let open = || -> anyhow::Result<Session> { plugin.session(config.clone(), limits).map_err(anyhow::Error::from) };
+    let open = || -> anyhow::Result<Session> {
+        plugin
+            .session(config.clone(), limits)
+            .map_err(anyhow::Error::from)
+    };
 
     let mut accepted = Vec::new();
     let mut failures = 0;
@@ -133,31 +150,62 @@ fn preview(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if a.batch && !accepted.is_empty() {
         let mut s = open()?;
-        failures += show(&format!("batch of {}", accepted.len()), s.format_batch(&accepted), a.max_body);
+        failures += show(
+            &format!("batch of {}", accepted.len()),
+            s.format_batch(&accepted),
+            a.max_body,
+        );
         print_logs(&mut s);
     }
     if !input.errors.is_empty() && input.changes.is_empty() {
         bail!("no readable changes in {}", a.changes.display());
     }
-    Ok(if failures > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if failures > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn show(label: &str, r: Result<Result<Vec<Message>, FormatError>, CallError>, max_body: usize) -> usize {
+fn show(
+    label: &str,
+    r: Result<Result<Vec<Message>, FormatError>, CallError>,
+    max_body: usize,
+) -> usize {
     match r {
         Ok(Ok(msgs)) => {
             println!("# {label}: {} message(s)", msgs.len());
             for (i, m) in msgs.iter().enumerate() {
-                let attrs: Vec<String> = m.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let attrs: Vec<String> = m
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 println!(
                     "-- message {i}: {} ({} bytes){}{}",
                     m.content_type,
                     m.body.len(),
-                    m.group.as_deref().map(|g| format!(" group={g}")).unwrap_or_default(),
-                    if attrs.is_empty() { String::new() } else { format!(" {}", attrs.join(" ")) }
+                    m.group
+                        .as_deref()
+                        .map(|g| format!(" group={g}"))
+                        .unwrap_or_default(),
+                    if attrs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", attrs.join(" "))
+                    }
                 );
                 let body = String::from_utf8_lossy(&m.body);
                 let cut = body.floor_char_boundary(max_body.min(body.len()));
-                println!("{}{}", &body[..cut], if cut < body.len() { "\n[… truncated]" } else { "" });
+                println!(
+                    "{}{}",
+                    &body[..cut],
+                    if cut < body.len() {
+                        "\n[… truncated]"
+                    } else {
+                        ""
+                    }
+                );
             }
             0
         }
@@ -174,6 +222,10 @@ fn show(label: &str, r: Result<Result<Vec<Message>, FormatError>, CallError>, ma
 
 fn print_logs(s: &mut Session) {
     for l in s.take_logs() {
-        println!("   [plugin {:?}] {}", l.level, l.message);
+        println!(
+            "   [plugin {}] {}",
+            format!("{:?}", l.level).to_lowercase(),
+            l.message
+        );
     }
 }

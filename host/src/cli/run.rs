@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
 use crate::dispatch::{Dispatcher, Progress, RunReport};
 use crate::input::{self, Input};
 use crate::receivers::ReceiverSet;
 use crate::registry::LocalRegistry;
 use crate::sink::Outbox;
+use anyhow::{Context, bail};
 
 use super::engine_opts::CacheArgs;
 use super::progress::with_progress;
@@ -53,16 +53,19 @@ pub struct Outcome {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let outcome = execute(&args)?;
-    Ok(if args.fail_on_error && (outcome.report.errors() > 0 || outcome.problems > 0) {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if args.fail_on_error && (outcome.report.errors() > 0 || outcome.problems > 0) {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 pub fn execute(args: &Args) -> anyhow::Result<Outcome> {
     prepare_outbox(&args.outbox, args.clean)?;
-    let text = std::fs::read_to_string(&args.events).with_context(|| format!("reading {}", args.events.display()))?;
+    let text = std::fs::read_to_string(&args.events)
+        .with_context(|| format!("reading {}", args.events.display()))?;
     let input = input::parse(&text, &args.events.display().to_string());
     park_input_errors(&args.outbox, &input)?;
 
@@ -81,15 +84,23 @@ pub fn execute(args: &Args) -> anyhow::Result<Outcome> {
     let progress = Progress::default();
     let expected = (input.changes.len() * set.active.len()) as u64;
     let outbox = Outbox::new(&args.outbox);
-    let report = with_progress(&progress, expected, || dispatcher.run(&set, &input.changes, &outbox, &progress));
+    let report = with_progress(&progress, expected, || {
+        dispatcher.run(&set, &input.changes, &outbox, &progress)
+    });
 
     summary::print(&set, &report, &input, load_time, &args.outbox);
-    Ok(Outcome { problems: set.unavailable.len() + input.errors.len(), report })
+    Ok(Outcome {
+        problems: set.unavailable.len() + input.errors.len(),
+        report,
+    })
 }
 
 fn prepare_outbox(dir: &Path, clean: bool) -> anyhow::Result<()> {
     if dir.exists() {
-        let non_empty = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.next().is_some();
+        let non_empty = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some();
         if non_empty {
             if !clean {
                 bail!(
@@ -112,7 +123,10 @@ fn park_input_errors(outbox: &Path, input: &Input) -> anyhow::Result<()> {
     for (i, e) in input.errors.iter().enumerate() {
         tracing::error!(location = %e.location, error = %e.message, "unreadable stream record parked");
         let body = serde_json::json!({"location": e.location, "error": e.message, "raw": e.raw});
-        std::fs::write(dir.join(format!("{:06}.json", i + 1)), format!("{body:#}\n"))?;
+        std::fs::write(
+            dir.join(format!("{:06}.json", i + 1)),
+            format!("{body:#}\n"),
+        )?;
     }
     Ok(())
 }

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use crate::sample::{self, SampleOptions};
+use anyhow::Context;
 
 /// Write the sample catalogue's change stream.
 ///
@@ -25,8 +25,17 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let w = sample::stream(SampleOptions { products: a.products.max(1), seed: a.seed });
-    std::fs::write(&a.out, w.to_json_lines()).with_context(|| format!("writing {}", a.out.display()))?;
-    println!("wrote {} stream records for {} products to {}", w.records().len(), a.products, a.out.display());
+    let w = sample::stream(SampleOptions {
+        products: a.products.max(1),
+        seed: a.seed,
+    });
+    std::fs::write(&a.out, w.to_json_lines())
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    println!(
+        "wrote {} stream records for {} products to {}",
+        w.records().len(),
+        a.products,
+        a.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -9,8 +9,18 @@ use crate::input::Input;
 use crate::manifest::Mode;
 use crate::receivers::ReceiverSet;
 
-pub fn print(set: &ReceiverSet, report: &RunReport, input: &Input, load_time: Duration, outbox: &Path) {
-    let cached = set.loads.iter().filter(|(_, s, _)| *s == LoadSource::Cached).count();
+pub fn print(
+    set: &ReceiverSet,
+    report: &RunReport,
+    input: &Input,
+    load_time: Duration,
+    outbox: &Path,
+) {
+    let cached = set
+        .loads
+        .iter()
+        .filter(|(_, s, _)| *s == LoadSource::Cached)
+        .count();
     println!(
         "{} changes read ({} unreadable), {} receivers active ({} loaded from the compile cache, {} compiled) in {}",
         input.changes.len(),
@@ -21,7 +31,17 @@ pub fn print(set: &ReceiverSet, report: &RunReport, input: &Input, load_time: Du
         ms(load_time),
     );
     println!();
-    let header = ["receiver", "mode", "seen", "accepted", "skipped", "messages", "bytes", "errors", "plugin time"];
+    let header = [
+        "receiver",
+        "mode",
+        "seen",
+        "accepted",
+        "skipped",
+        "messages",
+        "bytes",
+        "errors",
+        "plugin time",
+    ];
     let mut rows: Vec<[String; 9]> = Vec::new();
     for r in &set.active {
         let st = report.receivers.get(r.id()).cloned().unwrap_or_default();
@@ -52,7 +72,13 @@ pub fn print(set: &ReceiverSet, report: &RunReport, input: &Input, load_time: Du
             .iter()
             .zip(widths)
             .enumerate()
-            .map(|(i, (c, w))| if i < 2 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+            .map(|(i, (c, w))| {
+                if i < 2 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
             .collect();
         println!("  {}", parts.join("  "));
     };
@@ -63,13 +89,21 @@ pub fn print(set: &ReceiverSet, report: &RunReport, input: &Input, load_time: Du
     let total = report.receivers.values().map(|s| s.seen).sum::<u64>();
     let rate = total as f64 / report.elapsed.as_secs_f64().max(1e-9);
     println!();
-    println!("{total} receiver-changes in {} ({rate:.0}/s); messages in {}", ms(report.elapsed), outbox.display());
+    println!(
+        "{total} receiver-changes in {} ({rate:.0}/s); messages in {}",
+        ms(report.elapsed),
+        outbox.display()
+    );
 
     for d in &set.disabled {
         println!("disabled: {d}");
     }
     for u in &set.unavailable {
-        println!("UNAVAILABLE {}: {}", u.receiver.as_deref().unwrap_or("(unreadable entry)"), u.reason);
+        println!(
+            "UNAVAILABLE {}: {}",
+            u.receiver.as_deref().unwrap_or("(unreadable entry)"),
+            u.reason
+        );
     }
     for e in &input.errors {
         println!("UNREADABLE INPUT {e}");
@@ -78,8 +112,16 @@ pub fn print(set: &ReceiverSet, report: &RunReport, input: &Input, load_time: Du
         if st.errors() == 0 {
             continue;
         }
-        let kinds: Vec<String> = st.errors_by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        println!("ERRORS {id}: {} (parked in {}/{id}/dead-letters)", kinds.join(", "), outbox.display());
+        let kinds: Vec<String> = st
+            .errors_by_kind
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        println!(
+            "ERRORS {id}: {} (parked in {}/{id}/dead-letters)",
+            kinds.join(", "),
+            outbox.display()
+        );
         for e in &st.first_errors {
             println!("  - {e}");
         }
@@ -88,7 +130,11 @@ pub fn print(set: &ReceiverSet, report: &RunReport, input: &Input, load_time: Du
 
 fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 { format!("{ms:.2} ms") } else { format!("{ms:.0} ms") }
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
 }
 
 fn bytes(b: u64) -> String {

@@ -78,13 +78,21 @@ enum Unit {
 
 impl Dispatcher {
     /// Run `changes` (in stream order) through every active receiver of `set`.
-    pub fn run(&self, set: &ReceiverSet, changes: &[Change], sink: &dyn Sink, progress: &Progress) -> RunReport {
+    pub fn run(
+        &self,
+        set: &ReceiverSet,
+        changes: &[Change],
+        sink: &dyn Sink,
+        progress: &Progress,
+    ) -> RunReport {
         let started = Instant::now();
         let threads = self.threads.max(1);
         let shards = threads * 4;
         let wit: Vec<WitChange> = changes.iter().map(to_wit).collect();
         let shard_of: Vec<usize> = changes.iter().map(|c| shard(&c.key, shards)).collect();
-        progress.total.fetch_add((changes.len() * set.active.len()) as u64, Ordering::Relaxed);
+        progress
+            .total
+            .fetch_add((changes.len() * set.active.len()) as u64, Ordering::Relaxed);
 
         // Batched receivers first: each is one long unit.
         let mut units = Vec::new();
@@ -99,10 +107,19 @@ impl Dispatcher {
             }
         }
 
-        let ctx = worker::Context { changes, wit: &wit, sink, progress, max_retries: self.max_retries };
+        let ctx = worker::Context {
+            changes,
+            wit: &wit,
+            sink,
+            progress,
+            max_retries: self.max_retries,
+        };
         let next = AtomicUsize::new(0);
         let totals: Mutex<BTreeMap<String, ReceiverStats>> = Mutex::new(
-            set.active.iter().map(|r| (r.id().to_owned(), ReceiverStats::default())).collect(),
+            set.active
+                .iter()
+                .map(|r| (r.id().to_owned(), ReceiverStats::default()))
+                .collect(),
         );
         std::thread::scope(|s| {
             for _ in 0..threads.min(units.len().max(1)) {
@@ -127,7 +144,10 @@ impl Dispatcher {
                 });
             }
         });
-        RunReport { receivers: totals.into_inner().unwrap_or_else(|e| e.into_inner()), elapsed: started.elapsed() }
+        RunReport {
+            receivers: totals.into_inner().unwrap_or_else(|e| e.into_inner()),
+            elapsed: started.elapsed(),
+        }
     }
 }
 

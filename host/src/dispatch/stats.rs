@@ -70,7 +70,8 @@ impl ReceiverStats {
             *self.errors_by_kind.entry(k).or_default() += v;
         }
         let room = KEEP_ERRORS.saturating_sub(self.first_errors.len());
-        self.first_errors.extend(o.first_errors.into_iter().take(room));
+        self.first_errors
+            .extend(o.first_errors.into_iter().take(room));
     }
 }
 
@@ -80,11 +81,17 @@ mod tests {
 
     #[test]
     fn merge_adds_and_keeps_few_errors() {
-        let mut a = ReceiverStats { seen: 1, ..Default::default() };
+        let mut a = ReceiverStats {
+            seen: 1,
+            ..Default::default()
+        };
         for i in 0..4 {
             a.error("trap", format!("a{i}"));
         }
-        let mut b = ReceiverStats { seen: 2, ..Default::default() };
+        let mut b = ReceiverStats {
+            seen: 2,
+            ..Default::default()
+        };
         b.error("rejected", "b0".into());
         b.error("rejected", "b1".into());
         a.merge(b);

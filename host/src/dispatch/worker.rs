@@ -31,21 +31,39 @@ enum Formatted {
 
 impl Context<'_> {
     /// Handle the changes at `indices` (in order) for an immediate receiver.
-    pub fn immediate(&self, r: &ActiveReceiver, indices: impl Iterator<Item = usize>) -> ReceiverStats {
+    pub fn immediate(
+        &self,
+        r: &ActiveReceiver,
+        indices: impl Iterator<Item = usize>,
+    ) -> ReceiverStats {
         let mut st = ReceiverStats::default();
         for i in indices {
             st.seen += 1;
             let started = Instant::now();
-            let outcome = self.accepts(r, i).and_then(|(accepted, session)| match accepted {
-                false => Ok(None),
-                true => Ok(Some(self.format(r, session, &mut st, |s| s.format(&self.wit[i]), &self.changes[i]))),
+            let outcome = self.accepts(r, i).map(|(accepted, session)| {
+                accepted.then(|| {
+                    self.format(
+                        r,
+                        session,
+                        &mut st,
+                        |s| s.format(&self.wit[i]),
+                        &self.changes[i],
+                    )
+                })
             });
             st.plugin_time += started.elapsed();
             match outcome {
                 Ok(None) => st.skipped += 1,
                 Ok(Some(Formatted::Messages(msgs))) => {
                     st.accepted += 1;
-                    self.deliver(r, &mut st, &self.changes[i], &self.changes[i].sequence, i, &msgs);
+                    self.deliver(
+                        r,
+                        &mut st,
+                        &self.changes[i],
+                        &self.changes[i].sequence,
+                        i,
+                        &msgs,
+                    );
                 }
                 Ok(Some(Formatted::Failed { kind, error })) => {
                     st.accepted += 1;
@@ -65,7 +83,12 @@ impl Context<'_> {
     /// accepts and flush through `format-batch` when a window limit is hit
     /// (count, image bytes, or stream-time age), and at the end.
     pub fn batch(&self, r: &ActiveReceiver) -> ReceiverStats {
-        let Mode::Batch { max_count, max_bytes, max_age_secs } = r.manifest.mode else {
+        let Mode::Batch {
+            max_count,
+            max_bytes,
+            max_age_secs,
+        } = r.manifest.mode
+        else {
             unreachable!("batch units are made for batch receivers only");
         };
         let mut st = ReceiverStats::default();
@@ -80,9 +103,9 @@ impl Context<'_> {
                 Ok((true, _)) => {
                     st.accepted += 1;
                     let c = &self.changes[i];
-                    let too_old = window
-                        .first()
-                        .is_some_and(|&f| c.time_ms.saturating_sub(self.changes[f].time_ms) >= max_age_secs * 1000);
+                    let too_old = window.first().is_some_and(|&f| {
+                        c.time_ms.saturating_sub(self.changes[f].time_ms) >= max_age_secs * 1000
+                    });
                     if too_old {
                         self.flush(r, &mut st, std::mem::take(&mut window));
                         bytes = 0;
@@ -120,9 +143,16 @@ impl Context<'_> {
             .map(|session| self.format(r, session, st, |s| s.format_batch(&wits), first));
         st.plugin_time += started.elapsed();
         match outcome {
-            Ok(Formatted::Messages(msgs)) => self.deliver(r, st, first, &last.sequence, window[0], &msgs),
+            Ok(Formatted::Messages(msgs)) => {
+                self.deliver(r, st, first, &last.sequence, window[0], &msgs)
+            }
             Ok(Formatted::Failed { kind, error }) => {
-                let error = format!("batch of {} changes (sequences {}..{}): {error}", window.len(), first.sequence, last.sequence);
+                let error = format!(
+                    "batch of {} changes (sequences {}..{}): {error}",
+                    window.len(),
+                    first.sequence,
+                    last.sequence
+                );
                 self.park(r, st, &window, kind, &error);
             }
             Err(e) => {
@@ -154,10 +184,15 @@ impl Context<'_> {
         loop {
             let result = call(&mut session);
             self.emit_logs(r, change, session.take_logs());
-            let failed = |kind, what: &str| Formatted::Failed { kind, error: self.describe_change(r, change, what) };
+            let failed = |kind, what: &str| Formatted::Failed {
+                kind,
+                error: self.describe_change(r, change, what),
+            };
             match result {
                 Ok(Ok(msgs)) => return Formatted::Messages(msgs),
-                Ok(Err(FormatError::Reject(reason))) => return failed("rejected", &format!("rejected: {reason}")),
+                Ok(Err(FormatError::Reject(reason))) => {
+                    return failed("rejected", &format!("rejected: {reason}"));
+                }
                 Ok(Err(FormatError::Retry(reason))) if attempt < self.max_retries => {
                     attempt += 1;
                     st.retries += 1;
@@ -168,14 +203,25 @@ impl Context<'_> {
                     };
                 }
                 Ok(Err(FormatError::Retry(reason))) => {
-                    return failed("retry-exhausted", &format!("still asking to retry after {attempt} retries: {reason}"));
+                    return failed(
+                        "retry-exhausted",
+                        &format!("still asking to retry after {attempt} retries: {reason}"),
+                    );
                 }
                 Err(e) => return failed(e.kind(), &e.to_string()),
             }
         }
     }
 
-    fn deliver(&self, r: &ActiveReceiver, st: &mut ReceiverStats, c: &Change, sequence: &str, i: usize, msgs: &[Message]) {
+    fn deliver(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        c: &Change,
+        sequence: &str,
+        i: usize,
+        msgs: &[Message],
+    ) {
         if msgs.is_empty() {
             return;
         }
@@ -204,7 +250,14 @@ impl Context<'_> {
         }
     }
 
-    fn park(&self, r: &ActiveReceiver, st: &mut ReceiverStats, indices: &[usize], kind: &str, error: &str) {
+    fn park(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        indices: &[usize],
+        kind: &str,
+        error: &str,
+    ) {
         tracing::warn!(receiver = r.id(), digest = %r.digest(), kind, error, "change parked as a dead letter");
         st.error(kind, error.to_owned());
         for &i in indices {
@@ -222,7 +275,10 @@ impl Context<'_> {
             if let Err(e) = self.sink.park(&dead) {
                 // Nowhere left to put it: make it loud, and count it.
                 tracing::error!(receiver = r.id(), key = %c.key, sequence = %c.sequence, error = %e, "could not park a dead letter");
-                st.error("park", format!("could not park {}/{}: {e}", c.key, c.sequence));
+                st.error(
+                    "park",
+                    format!("could not park {}/{}: {e}", c.key, c.sequence),
+                );
             }
         }
     }
@@ -232,20 +288,46 @@ impl Context<'_> {
     }
 
     fn describe_change(&self, r: &ActiveReceiver, c: &Change, what: &str) -> String {
-        format!("receiver {} (plugin {}) on key {} sequence {}: {what}", r.id(), r.digest(), c.key, c.sequence)
+        format!(
+            "receiver {} (plugin {}) on key {} sequence {}: {what}",
+            r.id(),
+            r.digest(),
+            c.key,
+            c.sequence
+        )
     }
 
     fn emit_logs(&self, r: &ActiveReceiver, c: &Change, logs: Vec<GuestLog>) {
         use crate::engine::Level;
         for l in logs {
-            let fields = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-            let (receiver, key, sequence, message) = (r.id(), c.key.as_str(), c.sequence.as_str(), l.message.as_str());
+            let fields = l
+                .fields
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let (receiver, key, sequence, message) = (
+                r.id(),
+                c.key.as_str(),
+                c.sequence.as_str(),
+                l.message.as_str(),
+            );
             match l.level {
-                Level::Trace => tracing::trace!(target: "plugin", receiver, key, sequence, fields, "{message}"),
-                Level::Debug => tracing::debug!(target: "plugin", receiver, key, sequence, fields, "{message}"),
-                Level::Info => tracing::info!(target: "plugin", receiver, key, sequence, fields, "{message}"),
-                Level::Warn => tracing::warn!(target: "plugin", receiver, key, sequence, fields, "{message}"),
-                Level::Error => tracing::error!(target: "plugin", receiver, key, sequence, fields, "{message}"),
+                Level::Trace => {
+                    tracing::trace!(target: "plugin", receiver, key, sequence, fields, "{message}")
+                }
+                Level::Debug => {
+                    tracing::debug!(target: "plugin", receiver, key, sequence, fields, "{message}")
+                }
+                Level::Info => {
+                    tracing::info!(target: "plugin", receiver, key, sequence, fields, "{message}")
+                }
+                Level::Warn => {
+                    tracing::warn!(target: "plugin", receiver, key, sequence, fields, "{message}")
+                }
+                Level::Error => {
+                    tracing::error!(target: "plugin", receiver, key, sequence, fields, "{message}")
+                }
             }
         }
     }

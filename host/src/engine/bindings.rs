@@ -9,5 +9,8 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub use prism::receiver::types::{Change as WitChange, ChangeKind as WitChangeKind, FormatError as WitFormatError, Message as WitMessage};
+pub use prism::receiver::types::{
+    Change as WitChange, ChangeKind as WitChangeKind, FormatError as WitFormatError,
+    Message as WitMessage,
+};
 pub use prism::receiver::{config, log};

@@ -23,7 +23,9 @@ pub struct CompileCache {
 impl CompileCache {
     /// The cache under `root` for an engine with this compatibility hash.
     pub fn new(root: &Path, engine_hash: &str) -> Self {
-        Self { dir: root.join(engine_hash) }
+        Self {
+            dir: root.join(engine_hash),
+        }
     }
 
     /// Where the artifact for `digest` lives (whether or not it exists yet).
@@ -35,7 +37,9 @@ impl CompileCache {
     pub fn store(&self, digest: &Digest, artifact: &[u8]) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.dir)?;
         let path = self.path(digest);
-        let tmp = self.dir.join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
         std::fs::write(&tmp, artifact)?;
         std::fs::rename(&tmp, &path)?;
         Ok(path)

@@ -21,8 +21,14 @@ const GRANTED_PREFIXES: &[&str] = &[
 /// The exports the world requires, with their WIT signatures (for messages).
 pub const REQUIRED_EXPORTS: &[(&str, &str)] = &[
     ("accepts", "func(change: change) -> bool"),
-    ("format", "func(change: change) -> result<list<message>, format-error>"),
-    ("format-batch", "func(changes: list<change>) -> result<list<message>, format-error>"),
+    (
+        "format",
+        "func(change: change) -> result<list<message>, format-error>",
+    ),
+    (
+        "format-batch",
+        "func(changes: list<change>) -> result<list<message>, format-error>",
+    ),
 ];
 
 /// What is wrong with a component's shape.
@@ -45,7 +51,8 @@ impl ShapeProblems {
         let mut out = Vec::new();
         for i in &self.forbidden_imports {
             let why = if i.starts_with("wasi:sockets/") {
-                "network access is not granted to plugins"
+                "network access is not granted to plugins (Rust: do not use std::net; \
+                 componentize-py: build with `componentize --stub-wasi`)"
             } else if i.starts_with("prism:receiver/") {
                 "built against a different version of the prism:receiver contract (this host speaks 0.1)"
             } else {
@@ -54,11 +61,20 @@ impl ShapeProblems {
             out.push(format!("imports `{i}`: {why}"));
         }
         for e in &self.missing_exports {
-            let sig = REQUIRED_EXPORTS.iter().find(|(n, _)| n == e).map_or("", |(_, s)| s);
-            out.push(format!("does not export `{e}: {sig}` (the prism:receiver/receiver world requires it)"));
+            let sig = REQUIRED_EXPORTS
+                .iter()
+                .find(|(n, _)| n == e)
+                .map_or("", |(_, s)| s);
+            out.push(format!(
+                "does not export `{e}: {sig}` (the prism:receiver/receiver world requires it)"
+            ));
         }
         if !self.missing_exports.is_empty() {
-            let list = if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") };
+            let list = if exports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                exports.join(", ")
+            };
             out.push(format!("it exports: {list}"));
         }
         out.join("\n")

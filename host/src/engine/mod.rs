@@ -47,7 +47,10 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { cache_dir: None, max_instances: 64 }
+        Self {
+            cache_dir: None,
+            max_instances: 64,
+        }
     }
 }
 
@@ -89,11 +92,23 @@ impl PluginEngine {
         let engine = Engine::new(&config(opts.max_instances))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        bindings::Receiver::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::Receiver::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )?;
         let compat_hash = compat_hash(&engine);
-        let cache = opts.cache_dir.as_deref().map(|d| CompileCache::new(d, &compat_hash));
+        let cache = opts
+            .cache_dir
+            .as_deref()
+            .map(|d| CompileCache::new(d, &compat_hash));
         let ticker = ticker::EpochTicker::start(engine.clone(), EPOCH_TICK);
-        Ok(Self { engine, linker: Arc::new(linker), cache, compat_hash, _ticker: ticker })
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+            compat_hash,
+            _ticker: ticker,
+        })
     }
 
     /// The wasmtime engine.
@@ -115,8 +130,12 @@ impl PluginEngine {
         if !problems.is_empty() {
             return Err(LoadError::Shape(problems.explain(&exports)));
         }
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Shape(format!("{e:#}")))?;
-        let pre = bindings::ReceiverPre::new(pre).map_err(|e| LoadError::Shape(format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Shape(format!("{e:#}")))?;
+        let pre =
+            bindings::ReceiverPre::new(pre).map_err(|e| LoadError::Shape(format!("{e:#}")))?;
         Ok(Plugin::new(digest, pre, source))
     }
 
@@ -142,7 +161,8 @@ impl PluginEngine {
             }
         }
         let started = Instant::now();
-        let component = Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component =
+            Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         tracing::debug!(digest = %digest, ms = started.elapsed().as_millis() as u64, "compiled component");
         if let Some(cache) = &self.cache {
             match component.serialize() {
@@ -159,7 +179,9 @@ impl PluginEngine {
 
     /// Precompile a component to the bytes of a `.cwasm` for this engine.
     pub fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>, LoadError> {
-        self.engine.precompile_component(wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))
+        self.engine
+            .precompile_component(wasm)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))
     }
 }
 

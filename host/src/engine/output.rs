@@ -54,46 +54,74 @@ pub enum OutputError {
 /// Check and convert a call's messages.
 pub fn check(msgs: Vec<WitMessage>, limits: OutputLimits) -> Result<Vec<Message>, OutputError> {
     if msgs.len() > limits.max_messages {
-        return Err(OutputError::TooManyMessages { count: msgs.len(), limit: limits.max_messages });
+        return Err(OutputError::TooManyMessages {
+            count: msgs.len(),
+            limit: limits.max_messages,
+        });
     }
     let bytes: usize = msgs.iter().map(|m| m.body.len()).sum();
     if bytes > limits.max_bytes {
-        return Err(OutputError::TooManyBytes { bytes, limit: limits.max_bytes });
+        return Err(OutputError::TooManyBytes {
+            bytes,
+            limit: limits.max_bytes,
+        });
     }
     msgs.into_iter()
         .enumerate()
         .map(|(index, m)| {
             well_formed(&m).map_err(|problem| OutputError::Malformed { index, problem })?;
-            Ok(Message { body: m.body, content_type: m.content_type, group: m.group, attributes: m.attributes })
+            Ok(Message {
+                body: m.body,
+                content_type: m.content_type,
+                group: m.group,
+                attributes: m.attributes,
+            })
         })
         .collect()
 }
 
 fn well_formed(m: &WitMessage) -> Result<(), String> {
     let ct = &m.content_type;
-    if ct.is_empty() || ct.len() > 255 || !ct.contains('/') || !ct.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Err(format!("content type {ct:?} is not a media type like \"application/json\""));
+    if ct.is_empty()
+        || ct.len() > 255
+        || !ct.contains('/')
+        || !ct.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        return Err(format!(
+            "content type {ct:?} is not a media type like \"application/json\""
+        ));
     }
-    if let Some(g) = &m.group {
-        if g.is_empty() || g.len() > 128 || !g.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-            return Err(format!("group {g:?} must be 1-128 printable ASCII characters without spaces"));
-        }
+    if let Some(g) = &m.group
+        && (g.is_empty() || g.len() > 128 || !g.bytes().all(|b| (0x21..0x7f).contains(&b)))
+    {
+        return Err(format!(
+            "group {g:?} must be 1-128 printable ASCII characters without spaces"
+        ));
     }
     if m.attributes.len() > MAX_ATTRIBUTES {
-        return Err(format!("{} attributes, over the limit of {MAX_ATTRIBUTES}", m.attributes.len()));
+        return Err(format!(
+            "{} attributes, over the limit of {MAX_ATTRIBUTES}",
+            m.attributes.len()
+        ));
     }
     for (k, v) in &m.attributes {
         let name_ok = !k.is_empty()
             && k.len() <= 64
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             && !k.starts_with('.')
             && !k.ends_with('.')
             && !k.contains("..");
         if !name_ok {
-            return Err(format!("attribute name {k:?} must be 1-64 of [A-Za-z0-9_.-]"));
+            return Err(format!(
+                "attribute name {k:?} must be 1-64 of [A-Za-z0-9_.-]"
+            ));
         }
         let lower = k.to_ascii_lowercase();
-        if lower.starts_with(RESERVED_ATTRIBUTE_PREFIX) || lower.starts_with("aws.") || lower.starts_with("amazon.") {
+        if lower.starts_with(RESERVED_ATTRIBUTE_PREFIX)
+            || lower.starts_with("aws.")
+            || lower.starts_with("amazon.")
+        {
             return Err(format!("attribute name {k:?} is reserved"));
         }
         if v.is_empty() || v.len() > 1024 {
@@ -108,17 +136,28 @@ mod tests {
     use super::*;
 
     fn msg(ct: &str) -> WitMessage {
-        WitMessage { body: b"{}".to_vec(), content_type: ct.into(), group: None, attributes: vec![] }
+        WitMessage {
+            body: b"{}".to_vec(),
+            content_type: ct.into(),
+            group: None,
+            attributes: vec![],
+        }
     }
 
-    const L: OutputLimits = OutputLimits { max_bytes: 10, max_messages: 2 };
+    const L: OutputLimits = OutputLimits {
+        max_bytes: 10,
+        max_messages: 2,
+    };
 
     #[test]
     fn accepts_good_output() {
         let mut m = msg("application/json");
         m.group = Some("g-1".into());
         m.attributes = vec![("language".into(), "de".into())];
-        assert_eq!(check(vec![m], L).unwrap()[0].content_type, "application/json");
+        assert_eq!(
+            check(vec![m], L).unwrap()[0].content_type,
+            "application/json"
+        );
     }
 
     #[test]
@@ -129,16 +168,32 @@ mod tests {
         );
         let mut big = msg("a/b");
         big.body = vec![b'x'; 11];
-        assert_eq!(check(vec![big], L).unwrap_err(), OutputError::TooManyBytes { bytes: 11, limit: 10 });
+        assert_eq!(
+            check(vec![big], L).unwrap_err(),
+            OutputError::TooManyBytes {
+                bytes: 11,
+                limit: 10
+            }
+        );
     }
 
     #[test]
     fn malformed_messages_are_named() {
-        let e = check(vec![msg("a/b"), msg("json")], L).unwrap_err().to_string();
-        assert!(e.starts_with("malformed result: message 1: content type \"json\""), "{e}");
+        let e = check(vec![msg("a/b"), msg("json")], L)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("malformed result: message 1: content type \"json\""),
+            "{e}"
+        );
         let mut m = msg("a/b");
         m.attributes = vec![("prism-receiver".into(), "x".into())];
-        assert!(check(vec![m], L).unwrap_err().to_string().contains("reserved"));
+        assert!(
+            check(vec![m], L)
+                .unwrap_err()
+                .to_string()
+                .contains("reserved")
+        );
         let mut m = msg("a/b");
         m.group = Some("has space".into());
         assert!(check(vec![m], L).unwrap_err().to_string().contains("group"));

@@ -38,7 +38,9 @@ pub enum CallError {
         budget_ms: u64,
     },
     /// Tried to grow memory past its cap.
-    #[error("memory limit: tried to grow linear memory to {requested} bytes, over its cap of {cap} bytes")]
+    #[error(
+        "memory limit: tried to grow linear memory to {requested} bytes, over its cap of {cap} bytes"
+    )]
     MemoryLimit {
         /// The cap.
         cap: usize,
@@ -80,7 +82,11 @@ impl CallError {
 
 impl Plugin {
     pub(super) fn new(digest: Digest, pre: ReceiverPre<HostState>, source: LoadSource) -> Self {
-        Self { digest, pre, source }
+        Self {
+            digest,
+            pre,
+            source,
+        }
     }
 
     /// The component's digest.
@@ -94,13 +100,27 @@ impl Plugin {
     }
 
     /// Open a fresh sandboxed instance with this receiver's config and limits.
-    pub fn session(&self, config: Arc<BTreeMap<String, String>>, limits: Limits) -> Result<Session, CallError> {
+    pub fn session(
+        &self,
+        config: Arc<BTreeMap<String, String>>,
+        limits: Limits,
+    ) -> Result<Session, CallError> {
         let engine = self.pre.engine();
-        let mut store = Store::new(engine, HostState::new(config, limits.memory_bytes(), STDIO_CAP));
+        let mut store = Store::new(
+            engine,
+            HostState::new(config, limits.memory_bytes(), STDIO_CAP),
+        );
         store.limiter(|s| s.limiter());
         set_deadline(&mut store, limits.timeout_ms);
-        let instance = self.pre.instantiate(&mut store).map_err(|e| classify(e, &store, limits))?;
-        Ok(Session { store, instance, limits })
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(e, &store, limits))?;
+        Ok(Session {
+            store,
+            instance,
+            limits,
+        })
     }
 }
 
@@ -119,7 +139,10 @@ impl Session {
     }
 
     /// Call `format`, then check its output against the limits.
-    pub fn format(&mut self, change: &WitChange) -> Result<Result<Vec<Message>, FormatError>, CallError> {
+    pub fn format(
+        &mut self,
+        change: &WitChange,
+    ) -> Result<Result<Vec<Message>, FormatError>, CallError> {
         set_deadline(&mut self.store, self.limits.timeout_ms);
         let r = self.instance.call_format(&mut self.store, change);
         let r = r.map_err(|e| classify(e, &self.store, self.limits))?;
@@ -128,12 +151,22 @@ impl Session {
 
     /// Call `format-batch` for `changes` (budget and output limits scale with
     /// the number of changes), then check its output.
-    pub fn format_batch(&mut self, changes: &[WitChange]) -> Result<Result<Vec<Message>, FormatError>, CallError> {
+    pub fn format_batch(
+        &mut self,
+        changes: &[WitChange],
+    ) -> Result<Result<Vec<Message>, FormatError>, CallError> {
         let n = changes.len().max(1);
-        let budget = self.limits.timeout_ms.saturating_mul(n as u64).min(crate::limits::MAX_TIMEOUT_MS);
+        let budget = self
+            .limits
+            .timeout_ms
+            .saturating_mul(n as u64)
+            .min(crate::limits::MAX_TIMEOUT_MS);
         set_deadline(&mut self.store, budget);
         let r = self.instance.call_format_batch(&mut self.store, changes);
-        let limits = Limits { timeout_ms: budget, ..self.limits };
+        let limits = Limits {
+            timeout_ms: budget,
+            ..self.limits
+        };
         let r = r.map_err(|e| classify(e, &self.store, limits))?;
         self.finish(r, n)
     }
@@ -171,18 +204,29 @@ fn set_deadline(store: &mut Store<HostState>, budget_ms: u64) {
 fn classify(e: wasmtime::Error, store: &Store<HostState>, limits: Limits) -> CallError {
     let state = store.data();
     if let Some(requested) = state.memory_limit_hit() {
-        return CallError::MemoryLimit { cap: limits.memory_bytes(), requested };
+        return CallError::MemoryLimit {
+            cap: limits.memory_bytes(),
+            requested,
+        };
     }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => CallError::Timeout { budget_ms: limits.timeout_ms },
+        Some(Trap::Interrupt) => CallError::Timeout {
+            budget_ms: limits.timeout_ms,
+        },
         Some(Trap::StackOverflow) => CallError::StackOverflow,
-        Some(t) => CallError::Trap { message: t.to_string(), guest_output: state.last_output_line() },
+        Some(t) => CallError::Trap {
+            message: t.to_string(),
+            guest_output: state.last_output_line(),
+        },
         None => {
             let message = format!("{e:#}");
             if message.contains("concurrent") || message.contains("instance limit") {
                 CallError::Instantiate(message)
             } else {
-                CallError::Trap { message, guest_output: state.last_output_line() }
+                CallError::Trap {
+                    message,
+                    guest_output: state.last_output_line(),
+                }
             }
         }
     }

@@ -49,7 +49,11 @@ const MAX_LOG_BYTES: usize = 16 * 1024;
 
 impl HostState {
     /// A fresh sandbox for one call.
-    pub fn new(config: Arc<BTreeMap<String, String>>, memory_bytes: usize, stdio_cap: usize) -> Self {
+    pub fn new(
+        config: Arc<BTreeMap<String, String>>,
+        memory_bytes: usize,
+        stdio_cap: usize,
+    ) -> Self {
         let stdio = CapturedOutput::new(stdio_cap);
         let mut b = WasiCtx::builder();
         b.stdout(stdio.clone())
@@ -65,7 +69,10 @@ impl HostState {
         Self {
             wasi: b.build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { max: memory_bytes, hit: None },
+            limiter: MemoryLimiter {
+                max: memory_bytes,
+                hit: None,
+            },
             config,
             logs: Vec::new(),
             stdio,
@@ -87,7 +94,11 @@ impl HostState {
         let mut logs = std::mem::take(&mut self.logs);
         let text = self.stdio.take();
         if !text.is_empty() {
-            logs.push(GuestLog { level: log::Level::Warn, message: text, fields: vec![("stream".into(), "stdio".into())] });
+            logs.push(GuestLog {
+                level: log::Level::Warn,
+                message: text,
+                fields: vec![("stream".into(), "stdio".into())],
+            });
         }
         logs
     }
@@ -110,7 +121,10 @@ const SEED: [u8; 16] = *b"prism-fixed-seed";
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -122,7 +136,11 @@ impl log::Host for HostState {
         }
         let mut message = message;
         truncate_utf8(&mut message, MAX_LOG_BYTES - used);
-        self.logs.push(GuestLog { level, message, fields });
+        self.logs.push(GuestLog {
+            level,
+            message,
+            fields,
+        });
     }
 }
 
@@ -132,7 +150,10 @@ impl config::Host for HostState {
     }
 
     fn entries(&mut self) -> Vec<(String, String)> {
-        self.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -157,7 +178,12 @@ pub struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max {
             self.hit = Some(desired);
             return Ok(false);
@@ -165,7 +191,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -206,7 +237,13 @@ struct Captured {
 
 impl CapturedOutput {
     fn new(cap: usize) -> Self {
-        Self { inner: Arc::new(Mutex::new(Captured { buf: Vec::new(), cap, dropped: 0 })) }
+        Self {
+            inner: Arc::new(Mutex::new(Captured {
+                buf: Vec::new(),
+                cap,
+                dropped: 0,
+            })),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {
@@ -275,7 +312,8 @@ mod tests {
     #[test]
     fn captured_output_keeps_the_cap_and_counts_the_rest() {
         let mut out = CapturedOutput::new(5);
-        out.write(bytes::Bytes::from_static(b"hello world")).unwrap();
+        out.write(bytes::Bytes::from_static(b"hello world"))
+            .unwrap();
         assert_eq!(out.take(), "hello\n[6 more bytes of output dropped]");
         assert_eq!(out.take(), "");
     }

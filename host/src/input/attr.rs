@@ -25,10 +25,20 @@ use super::number::Decimal;
 /// Convert one DynamoDB-typed attribute; `path` (a JSON pointer) names it in errors.
 pub fn to_json(attr: &Value, path: &str) -> Result<Value, String> {
     let obj = attr.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
-        format!("attribute at {} must be an object with exactly one type key, got {}", show(path), brief(attr))
+        format!(
+            "attribute at {} must be an object with exactly one type key, got {}",
+            show(path),
+            brief(attr)
+        )
     })?;
     let (ty, v) = obj.iter().next().expect("len is 1");
-    let want = |what: &str| format!("attribute at {}: {ty} must be {what}, got {}", show(path), brief(v));
+    let want = |what: &str| {
+        format!(
+            "attribute at {}: {ty} must be {what}, got {}",
+            show(path),
+            brief(v)
+        )
+    };
     Ok(match ty.as_str() {
         "S" => Value::String(v.as_str().ok_or_else(|| want("a string"))?.to_owned()),
         "N" => number(v.as_str().ok_or_else(|| want("a string"))?, path)?,
@@ -37,8 +47,14 @@ pub fn to_json(attr: &Value, path: &str) -> Result<Value, String> {
             Value::Bool(true) => Value::Null,
             _ => return Err(want("true")),
         },
-        "B" => Value::String(binary(v.as_str().ok_or_else(|| want("a base64 string"))?, path)?),
-        "M" => Value::Object(map_to_json(v.as_object().ok_or_else(|| want("an object"))?, path)?),
+        "B" => Value::String(binary(
+            v.as_str().ok_or_else(|| want("a base64 string"))?,
+            path,
+        )?),
+        "M" => Value::Object(map_to_json(
+            v.as_object().ok_or_else(|| want("an object"))?,
+            path,
+        )?),
         "L" => {
             let items = v.as_array().ok_or_else(|| want("an array"))?;
             let mut out = Vec::with_capacity(items.len());
@@ -48,14 +64,18 @@ pub fn to_json(attr: &Value, path: &str) -> Result<Value, String> {
             Value::Array(out)
         }
         "SS" => {
-            let mut s = set(v, path, ty, |x, _| x.as_str().map(str::to_owned).ok_or("a string"))?;
+            let mut s = set(v, path, ty, |x, _| {
+                x.as_str().map(str::to_owned).ok_or("a string")
+            })?;
             s.sort();
             s.into_iter().map(Value::String).collect()
         }
         "NS" => {
             let mut s = set(v, path, ty, |x, p| {
                 let t = x.as_str().ok_or("a string")?;
-                Decimal::parse(t).map_err(|_| "a number string").map(|d| (d, p.to_owned()))
+                Decimal::parse(t)
+                    .map_err(|_| "a number string")
+                    .map(|d| (d, p.to_owned()))
             })?;
             s.sort_by(|a, b| a.0.cmp_value(&b.0));
             let mut out = Vec::with_capacity(s.len());
@@ -117,7 +137,8 @@ fn number(text: &str, path: &str) -> Result<Value, String> {
     let d = Decimal::parse(text).map_err(|e| format!("attribute at {}: {e}", show(path)))?;
     let canonical = d.to_json_text();
     // With serde_json's arbitrary_precision this keeps every digit.
-    let n: Number = serde_json::from_str(&canonical).map_err(|e| format!("attribute at {}: {e}", show(path)))?;
+    let n: Number = serde_json::from_str(&canonical)
+        .map_err(|e| format!("attribute at {}: {e}", show(path)))?;
     Ok(Value::Number(n))
 }
 
@@ -134,27 +155,43 @@ fn set<T>(
     ty: &str,
     each: impl Fn(&Value, &str) -> Result<T, &'static str>,
 ) -> Result<Vec<T>, String> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| format!("attribute at {}: {ty} must be an array, got {}", show(path), brief(v)))?;
+    let items = v.as_array().ok_or_else(|| {
+        format!(
+            "attribute at {}: {ty} must be an array, got {}",
+            show(path),
+            brief(v)
+        )
+    })?;
     items
         .iter()
         .enumerate()
         .map(|(i, x)| {
             each(x, path).map_err(|what| {
-                format!("attribute at {}: {ty} element {i} must be {what}, got {}", show(path), brief(x))
+                format!(
+                    "attribute at {}: {ty} element {i} must be {what}, got {}",
+                    show(path),
+                    brief(x)
+                )
             })
         })
         .collect()
 }
 
 fn show(path: &str) -> String {
-    if path.is_empty() { "the item root".into() } else { format!("{path:?}") }
+    if path.is_empty() {
+        "the item root".into()
+    } else {
+        format!("{path:?}")
+    }
 }
 
 fn brief(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 60 { format!("{}…", &s[..s.floor_char_boundary(60)]) } else { s }
+    if s.len() > 60 {
+        format!("{}…", &s[..s.floor_char_boundary(60)])
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]
@@ -181,10 +218,16 @@ mod tests {
 
     #[test]
     fn round_trips_plain_json() {
-        let plain: Value = serde_json::from_str(r#"{"a":[1,"x",true,null,{"n":1.50}],"big":12345678901234567890123456789012345678}"#).unwrap();
+        let plain: Value = serde_json::from_str(
+            r#"{"a":[1,"x",true,null,{"n":1.50}],"big":12345678901234567890123456789012345678}"#,
+        )
+        .unwrap();
         let typed = Value::Object(item_from_json(plain.as_object().unwrap()));
         let back = map_to_json(typed.as_object().unwrap(), "").unwrap();
-        assert_eq!(Value::Object(back).to_string(), r#"{"a":[1,"x",true,null,{"n":1.5}],"big":12345678901234567890123456789012345678}"#);
+        assert_eq!(
+            Value::Object(back).to_string(),
+            r#"{"a":[1,"x",true,null,{"n":1.5}],"big":12345678901234567890123456789012345678}"#
+        );
     }
 
     #[test]
@@ -196,7 +239,10 @@ mod tests {
     #[test]
     fn errors_name_the_path_and_problem() {
         let e = conv(json!({"M": {"price": {"X": "1"}}})).unwrap_err();
-        assert!(e.contains("\"/x/price\"") && e.contains("unknown DynamoDB type \"X\""), "{e}");
+        assert!(
+            e.contains("\"/x/price\"") && e.contains("unknown DynamoDB type \"X\""),
+            "{e}"
+        );
         let e = conv(json!({"B": "not base64!"})).unwrap_err();
         assert!(e.contains("not valid base64"), "{e}");
         let e = conv(json!({"N": "1234567890123456789012345678901234567890"})).unwrap_err();

@@ -41,13 +41,12 @@ pub struct Input {
 pub fn parse(text: &str, origin: &str) -> Input {
     let mut input = Input::default();
     let trimmed = text.trim_start();
-    if trimmed.starts_with('{') {
-        if let Ok(whole) = serde_json::from_str::<Value>(text) {
-            if whole.get("Records").is_some() {
-                read_event(&whole, origin, &mut input);
-                return input;
-            }
-        }
+    if trimmed.starts_with('{')
+        && let Ok(whole) = serde_json::from_str::<Value>(text)
+        && whole.get("Records").is_some()
+    {
+        read_event(&whole, origin, &mut input);
+        return input;
     }
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -92,7 +91,11 @@ fn read_record(v: &Value, location: &str, input: &mut Input) {
                 Some(id) => format!("{location} (eventID {id})"),
                 None => location.to_owned(),
             };
-            input.errors.push(InputError { location, message, raw: v.to_string() });
+            input.errors.push(InputError {
+                location,
+                message,
+                raw: v.to_string(),
+            });
         }
     }
 }
@@ -118,14 +121,26 @@ mod tests {
         let input = parse(&text, "s.jsonl");
         assert_eq!(input.changes.len(), 2);
         assert_eq!(input.errors.len(), 2);
-        assert!(input.errors[0].location == "s.jsonl line 2" && input.errors[0].message.contains("not valid JSON"));
+        assert!(
+            input.errors[0].location == "s.jsonl line 2"
+                && input.errors[0].message.contains("not valid JSON")
+        );
         assert_eq!(input.errors[1].location, "s.jsonl line 4 (eventID a)");
-        assert!(input.errors[1].message.contains("unknown DynamoDB type \"Q\""), "{}", input.errors[1].message);
+        assert!(
+            input.errors[1]
+                .message
+                .contains("unknown DynamoDB type \"Q\""),
+            "{}",
+            input.errors[1].message
+        );
     }
 
     #[test]
     fn records_must_be_an_array() {
         let input = parse(r#"{"Records": 5}"#, "e.json");
-        assert_eq!(input.errors[0].message, "\"Records\" must be an array of stream records");
+        assert_eq!(
+            input.errors[0].message,
+            "\"Records\" must be an array of stream records"
+        );
     }
 }

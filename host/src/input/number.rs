@@ -35,7 +35,10 @@ impl Decimal {
             Some(i) => {
                 let e = &rest[i + 1..];
                 let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
-                if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                if digits.is_empty()
+                    || digits.len() > 6
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
                     return Err(bad());
                 }
                 (&rest[..i], e.parse::<i64>().map_err(|_| bad())?)
@@ -55,7 +58,11 @@ impl Decimal {
         let trimmed = digits.trim_end_matches('0');
         scale += (digits.len() - trimmed.len()) as i64;
         if trimmed.is_empty() {
-            return Ok(Self { negative: false, coefficient: String::new(), scale: 0 });
+            return Ok(Self {
+                negative: false,
+                coefficient: String::new(),
+                scale: 0,
+            });
         }
         if trimmed.len() > MAX_DIGITS {
             return Err(format!(
@@ -63,10 +70,16 @@ impl Decimal {
                 trimmed.len()
             ));
         }
-        let d = Self { negative, coefficient: trimmed.to_owned(), scale };
+        let d = Self {
+            negative,
+            coefficient: trimmed.to_owned(),
+            scale,
+        };
         let adjusted = d.adjusted_exponent();
         if !(-130..=125).contains(&adjusted) {
-            return Err(format!("{text:?} is out of DynamoDB's range (1E-130 to 9.99E+125)"));
+            return Err(format!(
+                "{text:?} is out of DynamoDB's range (1E-130 to 9.99E+125)"
+            ));
         }
         Ok(d)
     }
@@ -109,7 +122,15 @@ impl Decimal {
 
     /// Numeric order (used to sort number sets).
     pub fn cmp_value(&self, other: &Self) -> Ordering {
-        let sign = |d: &Self| if d.is_zero() { 0 } else if d.negative { -1 } else { 1 };
+        let sign = |d: &Self| {
+            if d.is_zero() {
+                0
+            } else if d.negative {
+                -1
+            } else {
+                1
+            }
+        };
         match sign(self).cmp(&sign(other)) {
             Ordering::Equal if sign(self) == 0 => Ordering::Equal,
             Ordering::Equal => {
@@ -142,15 +163,26 @@ mod tests {
         assert_eq!(n("1.5e3"), "1500");
         assert_eq!(n("0.000123"), "0.000123");
         assert_eq!(n("-.5"), "-0.5");
-        assert_eq!(n("12345678901234567890123456789012345678"), "12345678901234567890123456789012345678");
-        assert_eq!(n("0.12345678901234567890123456789012345678"), "0.12345678901234567890123456789012345678");
+        assert_eq!(
+            n("12345678901234567890123456789012345678"),
+            "12345678901234567890123456789012345678"
+        );
+        assert_eq!(
+            n("0.12345678901234567890123456789012345678"),
+            "0.12345678901234567890123456789012345678"
+        );
         assert_eq!(n("1E+125"), "1e+125");
         assert_eq!(n("-1.25E-130"), "-1.25e-130");
     }
 
     #[test]
     fn output_is_valid_json_with_the_same_digits() {
-        for s in ["9.9999999999999999999999999999999999999E+125", "1E-130", "123.456", "-1E+50"] {
+        for s in [
+            "9.9999999999999999999999999999999999999E+125",
+            "1E-130",
+            "123.456",
+            "-1E+50",
+        ] {
             let text = n(s);
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert_eq!(v.to_string(), text);
@@ -163,14 +195,19 @@ mod tests {
         assert!(e.contains("39 significant digits"), "{e}");
         assert!(Decimal::parse("1E+126").unwrap_err().contains("range"));
         assert!(Decimal::parse("1E-131").unwrap_err().contains("range"));
-        for junk in ["", "-", "1.2.3", "abc", "1e", "0x10", "NaN", "Infinity", " 1"] {
+        for junk in [
+            "", "-", "1.2.3", "abc", "1e", "0x10", "NaN", "Infinity", " 1",
+        ] {
             assert!(Decimal::parse(junk).is_err(), "{junk}");
         }
     }
 
     #[test]
     fn orders_numerically() {
-        let mut v: Vec<Decimal> = ["10", "-2", "0", "9.5", "-10", "1E+3"].iter().map(|s| Decimal::parse(s).unwrap()).collect();
+        let mut v: Vec<Decimal> = ["10", "-2", "0", "9.5", "-10", "1E+3"]
+            .iter()
+            .map(|s| Decimal::parse(s).unwrap())
+            .collect();
         v.sort_by(Decimal::cmp_value);
         let out: Vec<String> = v.iter().map(Decimal::to_json_text).collect();
         assert_eq!(out, ["-10", "-2", "0", "9.5", "10", "1000"]);

@@ -7,8 +7,13 @@ use crate::change::{Change, ChangeKind};
 
 /// Convert one stream record. Errors say what is wrong; the caller adds where.
 pub fn to_change(record: &Value) -> Result<Change, String> {
-    let rec = record.as_object().ok_or("a stream record must be a JSON object")?;
-    let event_id = rec.get("eventID").and_then(Value::as_str).map(str::to_owned);
+    let rec = record
+        .as_object()
+        .ok_or("a stream record must be a JSON object")?;
+    let event_id = rec
+        .get("eventID")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let name = rec
         .get("eventName")
         .ok_or("missing eventName")?
@@ -18,7 +23,11 @@ pub fn to_change(record: &Value) -> Result<Change, String> {
         "INSERT" => ChangeKind::Insert,
         "MODIFY" => ChangeKind::Modify,
         "REMOVE" => ChangeKind::Remove,
-        other => return Err(format!("eventName {other:?} is not INSERT, MODIFY or REMOVE")),
+        other => {
+            return Err(format!(
+                "eventName {other:?} is not INSERT, MODIFY or REMOVE"
+            ));
+        }
     };
     let ddb = rec
         .get("dynamodb")
@@ -35,9 +44,13 @@ pub fn to_change(record: &Value) -> Result<Change, String> {
     let time_ms = match ddb.get("ApproximateCreationDateTime") {
         None | Some(Value::Null) => 0,
         Some(v) => {
-            let secs = v.as_f64().ok_or("dynamodb.ApproximateCreationDateTime must be a number of seconds")?;
+            let secs = v
+                .as_f64()
+                .ok_or("dynamodb.ApproximateCreationDateTime must be a number of seconds")?;
             if !(0.0..1e11).contains(&secs) {
-                return Err(format!("dynamodb.ApproximateCreationDateTime {secs} is out of range"));
+                return Err(format!(
+                    "dynamodb.ApproximateCreationDateTime {secs} is out of range"
+                ));
             }
             (secs * 1000.0).round() as u64
         }
@@ -55,10 +68,18 @@ pub fn to_change(record: &Value) -> Result<Change, String> {
     let old = image("OldImage")?;
     let view = "the stream must use StreamViewType NEW_AND_OLD_IMAGES";
     match (kind, &old, &new) {
-        (ChangeKind::Insert, _, None) => return Err(format!("INSERT record has no NewImage; {view}")),
-        (ChangeKind::Modify, None, _) => return Err(format!("MODIFY record has no OldImage; {view}")),
-        (ChangeKind::Modify, _, None) => return Err(format!("MODIFY record has no NewImage; {view}")),
-        (ChangeKind::Remove, None, _) => return Err(format!("REMOVE record has no OldImage; {view}")),
+        (ChangeKind::Insert, _, None) => {
+            return Err(format!("INSERT record has no NewImage; {view}"));
+        }
+        (ChangeKind::Modify, None, _) => {
+            return Err(format!("MODIFY record has no OldImage; {view}"));
+        }
+        (ChangeKind::Modify, _, None) => {
+            return Err(format!("MODIFY record has no NewImage; {view}"));
+        }
+        (ChangeKind::Remove, None, _) => {
+            return Err(format!("REMOVE record has no OldImage; {view}"));
+        }
         _ => {}
     }
     let keys = ddb
@@ -86,11 +107,16 @@ pub fn key_string(keys: &Map<String, Value>) -> Result<String, String> {
     }
     let mut parts = Vec::with_capacity(keys.len());
     for (name, v) in keys {
-        let plain = attr::to_json(v, &format!("/{name}")).map_err(|e| format!("dynamodb.Keys: {e}"))?;
+        let plain =
+            attr::to_json(v, &format!("/{name}")).map_err(|e| format!("dynamodb.Keys: {e}"))?;
         parts.push(match plain {
             Value::String(s) => s,
             Value::Number(n) => n.to_string(),
-            other => return Err(format!("dynamodb.Keys: key attribute {name:?} must be S, N or B, got {other}")),
+            other => {
+                return Err(format!(
+                    "dynamodb.Keys: key attribute {name:?} must be S, N or B, got {other}"
+                ));
+            }
         });
     }
     Ok(parts.join("#"))
@@ -107,18 +133,26 @@ mod tests {
 
     fn ddb(extra: Value) -> Value {
         let mut base = json!({"Keys": {"pk": {"S": "P-1"}}, "SequenceNumber": "100", "ApproximateCreationDateTime": 1700000000.5});
-        base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        base.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         base
     }
 
     #[test]
     fn modify_becomes_a_change_with_paths() {
-        let r = rec("MODIFY", ddb(json!({
-            "OldImage": {"pk": {"S": "P-1"}, "price": {"N": "10"}},
-            "NewImage": {"pk": {"S": "P-1"}, "price": {"N": "11.50"}}
-        })));
+        let r = rec(
+            "MODIFY",
+            ddb(json!({
+                "OldImage": {"pk": {"S": "P-1"}, "price": {"N": "10"}},
+                "NewImage": {"pk": {"S": "P-1"}, "price": {"N": "11.50"}}
+            })),
+        );
         let c = to_change(&r).unwrap();
-        assert_eq!((c.key.as_str(), c.kind, c.sequence.as_str(), c.time_ms), ("P-1", ChangeKind::Modify, "100", 1_700_000_000_500));
+        assert_eq!(
+            (c.key.as_str(), c.kind, c.sequence.as_str(), c.time_ms),
+            ("P-1", ChangeKind::Modify, "100", 1_700_000_000_500)
+        );
         assert_eq!(c.changed_paths, vec!["/price"]);
         assert_eq!(c.new_json.as_deref(), Some(r#"{"pk":"P-1","price":11.5}"#));
         assert_eq!(c.event_id.as_deref(), Some("e1"));
@@ -135,7 +169,10 @@ mod tests {
         let e = to_change(&rec("INSERT", ddb(json!({})))).unwrap_err();
         assert!(e.contains("INSERT record has no NewImage"), "{e}");
         let e = to_change(&rec("MODIFY", ddb(json!({"NewImage": {"a": {"S": "x"}}})))).unwrap_err();
-        assert!(e.contains("MODIFY record has no OldImage") && e.contains("NEW_AND_OLD_IMAGES"), "{e}");
+        assert!(
+            e.contains("MODIFY record has no OldImage") && e.contains("NEW_AND_OLD_IMAGES"),
+            "{e}"
+        );
         let e = to_change(&rec("REMOVE", ddb(json!({})))).unwrap_err();
         assert!(e.contains("REMOVE record has no OldImage"), "{e}");
     }
@@ -143,10 +180,25 @@ mod tests {
     #[test]
     fn malformed_records_are_explained() {
         assert!(to_change(&json!([1])).unwrap_err().contains("JSON object"));
-        assert!(to_change(&rec("UPSERT", ddb(json!({})))).unwrap_err().contains("\"UPSERT\""));
-        let e = to_change(&rec("INSERT", json!({"Keys": {"pk": {"S": "a"}}, "NewImage": {}}))).unwrap_err();
+        assert!(
+            to_change(&rec("UPSERT", ddb(json!({}))))
+                .unwrap_err()
+                .contains("\"UPSERT\"")
+        );
+        let e = to_change(&rec(
+            "INSERT",
+            json!({"Keys": {"pk": {"S": "a"}}, "NewImage": {}}),
+        ))
+        .unwrap_err();
         assert!(e.contains("SequenceNumber"), "{e}");
-        let e = to_change(&rec("INSERT", ddb(json!({"NewImage": {"w": {"N": "1234567890123456789012345678901234567890"}}})))).unwrap_err();
-        assert!(e.contains("dynamodb.NewImage") && e.contains("\"/w\""), "{e}");
+        let e = to_change(&rec(
+            "INSERT",
+            ddb(json!({"NewImage": {"w": {"N": "1234567890123456789012345678901234567890"}}})),
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("dynamodb.NewImage") && e.contains("\"/w\""),
+            "{e}"
+        );
     }
 }

@@ -34,7 +34,10 @@ impl Outbox {
 
     fn write(&self, receiver: &str, rel: &str, bytes: &[u8]) -> Result<(), SinkError> {
         let path = self.root.join(receiver).join(rel);
-        let err = |e: std::io::Error| SinkError { receiver: receiver.to_owned(), message: format!("{}: {e}", path.display()) };
+        let err = |e: std::io::Error| SinkError {
+            receiver: receiver.to_owned(),
+            message: format!("{}: {e}", path.display()),
+        };
         std::fs::create_dir_all(path.parent().expect("has parent")).map_err(err)?;
         std::fs::write(&path, bytes).map_err(err)
     }
@@ -59,7 +62,11 @@ impl Sink for Outbox {
         for e in envelopes {
             let stem = format!("{:08}-{:03}", e.ordinal, e.index);
             let m = e.message;
-            self.write(e.receiver, &format!("{stem}.{}", extension(&m.content_type)), &m.body)?;
+            self.write(
+                e.receiver,
+                &format!("{stem}.{}", extension(&m.content_type)),
+                &m.body,
+            )?;
             let meta = json!({
                 "receiver": e.receiver,
                 "key": e.key,
@@ -69,14 +76,22 @@ impl Sink for Outbox {
                 "attributes": m.attributes.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
                 "plugin_digest": e.digest.to_string(),
             });
-            self.write(e.receiver, &format!("{stem}.meta.json"), format!("{meta:#}\n").as_bytes())?;
+            self.write(
+                e.receiver,
+                &format!("{stem}.meta.json"),
+                format!("{meta:#}\n").as_bytes(),
+            )?;
         }
         Ok(())
     }
 
     fn park(&self, dead: &DeadLetter) -> Result<(), SinkError> {
         let body = serde_json::to_string_pretty(dead).expect("dead letters serialize");
-        self.write(&dead.receiver, &format!("dead-letters/{:08}.json", dead.ordinal), body.as_bytes())
+        self.write(
+            &dead.receiver,
+            &format!("dead-letters/{:08}.json", dead.ordinal),
+            body.as_bytes(),
+        )
     }
 }
 

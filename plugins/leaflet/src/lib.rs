@@ -26,7 +26,10 @@ impl Receiver for Leaflet {
         x.element_opt("category", doc.str("/category"));
         if let Some(texts) = doc.get("/texts").and_then(|t| t.as_object()) {
             if texts.is_empty() {
-                return Err(FormatError::reject(format!("{}: no marketing texts", change.key)));
+                return Err(FormatError::reject(format!(
+                    "{}: no marketing texts",
+                    change.key
+                )));
             }
             x.open("texts", &[]);
             for (lang, t) in texts {

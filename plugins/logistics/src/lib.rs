@@ -8,7 +8,11 @@ use prism_sdk::{Change, FormatError, Message, Receiver, export_receiver, json};
 pub struct Logistics;
 
 /// The fields the warehouse cares about.
-pub const FIELDS: &[&str] = &["/logistics/weight_g", "/logistics/dimensions_mm", "/logistics/packaging"];
+pub const FIELDS: &[&str] = &[
+    "/logistics/weight_g",
+    "/logistics/dimensions_mm",
+    "/logistics/packaging",
+];
 
 impl Receiver for Logistics {
     fn accepts(change: &Change) -> bool {
@@ -17,11 +21,13 @@ impl Receiver for Logistics {
 
     fn format(change: &Change) -> Result<Vec<Message>, FormatError> {
         let Some(doc) = change.new.as_ref() else {
-            return Ok(vec![Message::json(&json!({"sku": change.key, "deleted": true}))]);
+            return Ok(vec![Message::json(
+                &json!({"sku": change.key, "deleted": true}),
+            )]);
         };
-        let weight = doc
-            .get("/logistics/weight_g")
-            .ok_or_else(|| FormatError::reject(format!("{}: no /logistics/weight_g", change.key)))?;
+        let weight = doc.get("/logistics/weight_g").ok_or_else(|| {
+            FormatError::reject(format!("{}: no /logistics/weight_g", change.key))
+        })?;
         let body = json!({
             "sku": change.key,
             "weight_g": weight,
@@ -55,12 +61,22 @@ mod tests {
         ] {
             let mut new = item();
             *new.pointer_mut(path).unwrap() = value;
-            assert!(Logistics::accepts(&Change::modify("P", item(), new)), "{path}");
+            assert!(
+                Logistics::accepts(&Change::modify("P", item(), new)),
+                "{path}"
+            );
         }
-        for (path, value) in [("/texts/en/name", json!("x")), ("/prices/DE/amount", json!(2)), ("/logistics/ean", json!("2"))] {
+        for (path, value) in [
+            ("/texts/en/name", json!("x")),
+            ("/prices/DE/amount", json!(2)),
+            ("/logistics/ean", json!("2")),
+        ] {
             let mut new = item();
             *new.pointer_mut(path).unwrap() = value;
-            assert!(!Logistics::accepts(&Change::modify("P", item(), new)), "{path}");
+            assert!(
+                !Logistics::accepts(&Change::modify("P", item(), new)),
+                "{path}"
+            );
         }
     }
 

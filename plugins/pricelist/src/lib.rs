@@ -11,7 +11,9 @@ use prism_sdk::{Change, FormatError, Message, Receiver, config, export_receiver}
 /// The reseller price-list receiver.
 pub struct PriceList;
 
-const HEADER: [&str; 7] = ["sku", "ean", "name", "currency", "price", "status", "sequence"];
+const HEADER: [&str; 7] = [
+    "sku", "ean", "name", "currency", "price", "status", "sequence",
+];
 
 impl Receiver for PriceList {
     fn accepts(change: &Change) -> bool {
@@ -34,7 +36,11 @@ impl Receiver for PriceList {
         let lang = config::get_or("language", "en");
         let delimiter = match config::get_or("delimiter", ";").as_bytes() {
             [d] => *d,
-            other => return Err(FormatError::reject(format!("config delimiter must be one byte, got {other:?}"))),
+            other => {
+                return Err(FormatError::reject(format!(
+                    "config delimiter must be one byte, got {other:?}"
+                )));
+            }
         };
         let mut csv = CsvWriter::new(delimiter).guard_formulas(true);
         csv.record(HEADER);
@@ -56,7 +62,15 @@ impl Receiver for PriceList {
 fn row(c: &Change, market: &str, lang: &str) -> [String; 7] {
     let seq = c.sequence.clone();
     let Some(doc) = c.new.as_ref() else {
-        return [c.key.clone(), String::new(), String::new(), String::new(), String::new(), "deleted".into(), seq];
+        return [
+            c.key.clone(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            "deleted".into(),
+            seq,
+        ];
     };
     let text = |p: &str| doc.str(p).unwrap_or_default().to_owned();
     [
@@ -64,7 +78,8 @@ fn row(c: &Change, market: &str, lang: &str) -> [String; 7] {
         text("/logistics/ean"),
         text(&format!("/texts/{lang}/name")),
         text(&format!("/prices/{market}/currency")),
-        doc.number_text(&format!("/prices/{market}/amount")).unwrap_or_default(),
+        doc.number_text(&format!("/prices/{market}/amount"))
+            .unwrap_or_default(),
         text("/status"),
         seq,
     ]
@@ -109,13 +124,24 @@ mod tests {
         set_config([("market", "DE")]);
         let mut new = p("Bolt", "1");
         new["texts"]["en"]["description"] = "longer".into();
-        assert!(!PriceList::accepts(&Change::modify("A", p("Bolt", "1"), new)));
-        assert!(PriceList::accepts(&Change::modify("A", p("Bolt", "1"), p("Bolt", "2"))));
+        assert!(!PriceList::accepts(&Change::modify(
+            "A",
+            p("Bolt", "1"),
+            new
+        )));
+        assert!(PriceList::accepts(&Change::modify(
+            "A",
+            p("Bolt", "1"),
+            p("Bolt", "2")
+        )));
     }
 
     #[test]
     fn bad_delimiter_config_is_a_reject() {
         set_config([("delimiter", ";;")]);
-        assert!(matches!(PriceList::format(&Change::insert("A", p("x", "1"))), Err(FormatError::Reject(_))));
+        assert!(matches!(
+            PriceList::format(&Change::insert("A", p("x", "1"))),
+            Err(FormatError::Reject(_))
+        ));
     }
 }

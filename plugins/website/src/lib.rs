@@ -22,7 +22,13 @@ impl Receiver for Website {
         let (lang, market) = (language(), market());
         change.changed(&format!("/texts/{lang}"))
             || change.changed(&format!("/prices/{market}"))
-            || change.changed_any(&["/images", "/brand", "/status", "/category", "/logistics/ean"])
+            || change.changed_any(&[
+                "/images",
+                "/brand",
+                "/status",
+                "/category",
+                "/logistics/ean",
+            ])
     }
 
     fn format(change: &Change) -> Result<Vec<Message>, FormatError> {
@@ -53,12 +59,18 @@ impl Receiver for Website {
         if let Some(ean) = doc.str("/logistics/ean") {
             obj.insert("gtin13".into(), ean.into());
         }
-        let images: Vec<Value> = doc.array("/images").iter().filter_map(|i| i.get("url").cloned()).collect();
+        let images: Vec<Value> = doc
+            .array("/images")
+            .iter()
+            .filter_map(|i| i.get("url").cloned())
+            .collect();
         if !images.is_empty() {
             obj.insert("image".into(), Value::Array(images));
         }
         if let Some(price) = doc.get(&format!("/prices/{market}/amount")) {
-            let currency = doc.str(&format!("/prices/{market}/currency")).unwrap_or("EUR");
+            let currency = doc
+                .str(&format!("/prices/{market}/currency"))
+                .unwrap_or("EUR");
             let available = doc.str("/status") == Some("active");
             obj.insert(
                 "offers".into(),
@@ -70,7 +82,11 @@ impl Receiver for Website {
                 }),
             );
         }
-        Ok(vec![jsonld(&product).attribute("action", "upsert").attribute("language", lang)])
+        Ok(vec![
+            jsonld(&product)
+                .attribute("action", "upsert")
+                .attribute("language", lang),
+        ])
     }
 }
 
@@ -104,7 +120,11 @@ mod tests {
         assert_eq!(body["offers"]["price"].to_string(), "129.99");
         assert_eq!(body["gtin13"], "4012345000017");
         assert_eq!(msgs[0].content_type, "application/ld+json");
-        assert!(msgs[0].attributes.contains(&("language".into(), "de".into())));
+        assert!(
+            msgs[0]
+                .attributes
+                .contains(&("language".into(), "de".into()))
+        );
     }
 
     #[test]
@@ -130,7 +150,11 @@ mod tests {
     fn remove_becomes_a_delete() {
         let msgs = Website::format(&Change::remove("P-1", drill())).unwrap();
         assert!(msgs[0].body_str().unwrap().contains(r#""deleted":true"#));
-        assert!(msgs[0].attributes.contains(&("action".into(), "delete".into())));
+        assert!(
+            msgs[0]
+                .attributes
+                .contains(&("action".into(), "delete".into()))
+        );
     }
 
     fn serde_json_from(m: &Message) -> Value {

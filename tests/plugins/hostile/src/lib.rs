@@ -36,9 +36,14 @@ impl Receiver for Hostile {
                 }
             }
             "huge-output" => Ok(vec![Message::new("text/plain", vec![b'x'; 5 << 20])]),
-            "many-messages" => Ok((0..10_000).map(|i| Message::new("text/plain", i.to_string())).collect()),
+            "many-messages" => Ok((0..10_000)
+                .map(|i| Message::new("text/plain", i.to_string()))
+                .collect()),
             "panic" => panic!("boom: no price for {}", change.key),
-            "recursion" => Ok(vec![Message::new("text/plain", recurse(black_box(1 << 30)).to_string())]),
+            "recursion" => Ok(vec![Message::new(
+                "text/plain",
+                recurse(black_box(1 << 30)).to_string(),
+            )]),
             "file" => match std::fs::read_to_string("/etc/passwd") {
                 Ok(text) => Ok(vec![Message::new("text/plain", text)]),
                 Err(e) => panic!("could not open /etc/passwd: {e}"),
@@ -64,12 +69,18 @@ fn echo(change: &Change) -> Message {
 }
 
 fn recurse(n: u64) -> u64 {
-    if n == 0 { 0 } else { black_box(recurse(black_box(n - 1))) + 1 }
+    if n == 0 {
+        0
+    } else {
+        black_box(recurse(black_box(n - 1))) + 1
+    }
 }
 
 /// Everything the sandbox lets a plugin observe about its environment.
 fn probe() -> prism_sdk::Value {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64);
     let hash = RandomState::new().hash_one("same input");
     let mut map = HashMap::new();
     map.insert("a", 1);

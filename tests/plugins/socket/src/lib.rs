@@ -9,7 +9,10 @@ pub struct PhoneHome;
 impl Receiver for PhoneHome {
     fn format(change: &Change) -> Result<Vec<Message>, FormatError> {
         match std::net::TcpStream::connect("127.0.0.1:9") {
-            Ok(_) => Ok(vec![Message::new("text/plain", format!("connected for {}", change.key))]),
+            Ok(_) => Ok(vec![Message::new(
+                "text/plain",
+                format!("connected for {}", change.key),
+            )]),
             Err(e) => Err(FormatError::retry(format!("connect failed: {e}"))),
         }
     }
