@@ -142,3 +142,12 @@ pub fn sample(products: usize) -> String {
     prism_host::sample::stream(prism_host::sample::SampleOptions { products, seed: 42 })
         .to_json_lines()
 }
+
+/// Default limits with a generous time budget, for tests about output rather
+/// than time: a busy CI machine must not turn them into timeouts.
+pub fn relaxed() -> Limits {
+    Limits {
+        timeout_ms: 10_000,
+        ..Limits::default()
+    }
+}

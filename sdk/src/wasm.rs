@@ -6,6 +6,7 @@
 use crate::{Change, ChangeKind, FormatError, Image, Message, Receiver};
 
 /// Bindings generated from `wit/` (the one contract, bound once on this side).
+#[allow(clippy::too_many_arguments)] // generated lowering code
 pub mod bindings {
     wit_bindgen::generate!({
         world: "receiver",

@@ -2,7 +2,6 @@
 //! with where and what, parked, and the rest still flows.
 
 use prism_e2e::{register, sample, wasm};
-use prism_host::limits::Limits;
 use prism_host::manifest::Mode;
 
 use crate::{prism, text};
@@ -58,7 +57,7 @@ fn bad_records_are_named_parked_and_skipped() {
         "logistics",
         wasm::LOGISTICS,
         Mode::Immediate,
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[],
     );
     let out = dir.path().join("out");
@@ -119,7 +118,7 @@ fn broken_registry_entries_disable_only_themselves() {
         "logistics",
         wasm::LOGISTICS,
         Mode::Immediate,
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[],
     );
     register(
@@ -127,7 +126,7 @@ fn broken_registry_entries_disable_only_themselves() {
         "leaflet",
         wasm::LEAFLET,
         Mode::Immediate,
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[],
     );
     register(
@@ -135,7 +134,7 @@ fn broken_registry_entries_disable_only_themselves() {
         "website",
         wasm::WEBSITE,
         Mode::Immediate,
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[],
     );
     // An unknown field in one manifest, a wasm that does not match its digest in another.

@@ -5,7 +5,6 @@ use std::sync::Mutex;
 
 use prism_e2e::{bodies, changes, engine, files, register, run, wasm};
 use prism_host::dispatch::{Dispatcher, Progress};
-use prism_host::limits::Limits;
 use prism_host::manifest::Mode;
 use prism_host::receivers::ReceiverSet;
 use prism_host::registry::LocalRegistry;
@@ -57,7 +56,7 @@ fn registry(dir: &std::path::Path) {
         "website-en",
         wasm::WEBSITE,
         Mode::Immediate,
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[("language", "en")],
     );
     register(
@@ -65,7 +64,7 @@ fn registry(dir: &std::path::Path) {
         "leaflet",
         wasm::LEAFLET,
         Mode::Immediate,
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[],
     );
     register(
@@ -73,7 +72,7 @@ fn registry(dir: &std::path::Path) {
         "pricelist",
         wasm::PRICELIST,
         batch,
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[("market", "DE")],
     );
     register(
@@ -81,7 +80,7 @@ fn registry(dir: &std::path::Path) {
         "logistics",
         wasm::LOGISTICS,
         Mode::Immediate,
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[],
     );
 }
@@ -229,7 +228,7 @@ fn order_per_receiver_and_key_is_kept_with_many_threads() {
         "logistics",
         wasm::LOGISTICS,
         Mode::Immediate,
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[],
     );
     register(
@@ -237,7 +236,7 @@ fn order_per_receiver_and_key_is_kept_with_many_threads() {
         "logistics-2",
         wasm::LOGISTICS,
         Mode::Immediate,
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[],
     );
     let set = ReceiverSet::load(&engine(), LocalRegistry::new(dir.path()).load().unwrap());
@@ -280,7 +279,7 @@ fn batch_windows_close_on_count_and_on_stream_age() {
             max_bytes: 1 << 30,
             max_age_secs: 1 << 30,
         },
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[],
     );
     register(
@@ -292,7 +291,7 @@ fn batch_windows_close_on_count_and_on_stream_age() {
             max_bytes: 1 << 30,
             max_age_secs: 3,
         },
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[],
     );
     let (_, report) = run(&engine(), &reg, &stream, &out, 2);

@@ -9,7 +9,6 @@
 use std::process::Command;
 
 use prism_e2e::{bodies, changes, dead_letters, engine, run, wasm};
-use prism_host::limits::Limits;
 use prism_host::manifest::Mode;
 use prism_host::registry::LocalRegistry;
 use prism_host::sample::StreamWriter;
@@ -76,7 +75,7 @@ fn a_python_receiver_passes_check_and_runs() {
                 "python",
                 &py,
                 Mode::Immediate,
-                Limits::default(),
+                prism_e2e::relaxed(),
                 &[("market", "DE")],
             ),
             &py,
@@ -87,7 +86,7 @@ fn a_python_receiver_passes_check_and_runs() {
         "logistics",
         wasm::LOGISTICS,
         Mode::Immediate,
-        Limits::default(),
+        prism_e2e::relaxed(),
         &[],
     );
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use prism_e2e::{changes, engine, read, sample, wasm};
 use prism_host::dispatch::to_wit;
 use prism_host::engine::LoadError;
-use prism_host::limits::Limits;
 use serde_json::Value;
 
 fn probe() -> Value {
@@ -17,7 +16,7 @@ fn probe() -> Value {
         "probe".to_owned(),
     )]));
     let c = &changes(&sample(1))[0];
-    let mut s = plugin.session(config, Limits::default()).unwrap();
+    let mut s = plugin.session(config, prism_e2e::relaxed()).unwrap();
     let msgs = s.format(&to_wit(c)).unwrap().unwrap();
     serde_json::from_slice(&msgs[0].body).unwrap()
 }
