@@ -166,3 +166,88 @@ fn demo_prints_a_summary_with_every_example_receiver() {
     }
     assert!(out.contains("5 receivers active"), "{out}");
 }
+
+#[test]
+fn plugin_register_checks_then_writes_a_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    let r = reg.to_str().unwrap();
+    let o = prism(&[
+        "plugin",
+        "register",
+        wasm::PRICELIST,
+        "--receiver",
+        "resellers",
+        "--registry",
+        r,
+        "--config",
+        "market=CH",
+        "--batch-max-count",
+        "50",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let snap = prism_host::registry::LocalRegistry::new(&reg)
+        .load()
+        .unwrap();
+    assert!(snap.problems.is_empty(), "{:?}", snap.problems);
+    let m = &snap.entries[0].manifest;
+    assert_eq!(m.receiver, "resellers");
+    assert_eq!(m.config["market"], "CH");
+    assert!(matches!(
+        m.mode,
+        prism_host::manifest::Mode::Batch { max_count: 50, .. }
+    ));
+
+    // Updating keeps the settings it is not told to change.
+    let o = prism(&[
+        "plugin",
+        "register",
+        wasm::PRICELIST,
+        "--receiver",
+        "resellers",
+        "--registry",
+        r,
+        "--timeout-ms",
+        "500",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let m = prism_host::registry::LocalRegistry::new(&reg)
+        .load()
+        .unwrap()
+        .entries
+        .remove(0)
+        .manifest;
+    assert_eq!(
+        (m.config["market"].as_str(), m.limits.timeout_ms),
+        ("CH", 500)
+    );
+
+    // A component that fails the check is not registered.
+    let o = prism(&[
+        "plugin",
+        "register",
+        wasm::SOCKET,
+        "--receiver",
+        "spy",
+        "--registry",
+        r,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("REJECTED, not registered"));
+    assert!(!reg.join("spy.toml").exists());
+    let o = prism(&[
+        "plugin",
+        "register",
+        wasm::LEAFLET,
+        "--receiver",
+        "Bad_Id",
+        "--registry",
+        r,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("receiver id \"Bad_Id\" is invalid"),
+        "{:?}",
+        text(&o)
+    );
+}

@@ -9,6 +9,7 @@ mod engine_opts;
 mod new;
 mod plugin;
 mod progress;
+mod register;
 mod run;
 mod sample;
 mod summary;

@@ -23,6 +23,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Preview: run a plugin over a file of changes and print its messages.
     Run(RunArgs),
+    /// Register a plugin for a receiver in a local registry (checks it first).
+    Register(super::register::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,7 +58,7 @@ pub struct RunArgs {
     pub cache: CacheArgs,
 }
 
-fn parse_kv(s: &str) -> Result<(String, String), String> {
+pub fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
@@ -66,6 +68,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     match c {
         Command::Check(a) => check(a),
         Command::Run(a) => preview(a),
+        Command::Register(a) => super::register::run(a),
     }
 }
 
