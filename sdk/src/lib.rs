@@ -58,6 +58,11 @@ pub mod wasm;
 pub use wasm as __wasm;
 
 pub use change::{Change, ChangeKind, Image};
+
+/// The README's Rust examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 pub use host::{Level, config, log};
 pub use message::{FormatError, Message};
 pub use serde_json::{self, Value, json};
