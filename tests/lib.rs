@@ -151,3 +151,8 @@ pub fn relaxed() -> Limits {
         ..Limits::default()
     }
 }
+
+/// Register an immediate receiver with relaxed limits and no config.
+pub fn immediate(dir: &Path, receiver: &str, wasm_path: &str) {
+    register(dir, receiver, wasm_path, Mode::Immediate, relaxed(), &[]);
+}

@@ -50,22 +50,8 @@ fn every_hostile_plugin_fails_alone_and_names_what_and_where() {
     // Baseline: the good receivers alone.
     let base = tempfile::tempdir().unwrap();
     let (reg, out) = (base.path().join("reg"), base.path().join("out"));
-    register(
-        &reg,
-        "website",
-        wasm::WEBSITE,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
-    register(
-        &reg,
-        "logistics",
-        wasm::LOGISTICS,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
+    prism_e2e::immediate(&reg, "website", wasm::WEBSITE);
+    prism_e2e::immediate(&reg, "logistics", wasm::LOGISTICS);
     let e = engine();
     run(&e, &reg, &stream, &out, 2);
     let base_website = bodies(&out, "website");
@@ -75,22 +61,8 @@ fn every_hostile_plugin_fails_alone_and_names_what_and_where() {
     // The same, with every hostile plugin beside them.
     let dir = tempfile::tempdir().unwrap();
     let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
-    register(
-        &reg,
-        "website",
-        wasm::WEBSITE,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
-    register(
-        &reg,
-        "logistics",
-        wasm::LOGISTICS,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
+    prism_e2e::immediate(&reg, "website", wasm::WEBSITE);
+    prism_e2e::immediate(&reg, "logistics", wasm::LOGISTICS);
     for (behaviour, _, _) in CASES {
         // Only the endless loop gets a tight budget; the others get a generous
         // one, so a loaded machine cannot turn their real error into a timeout.

@@ -1,8 +1,7 @@
 //! Bad input and bad registry entries, through `prism run`: each is named
 //! with where and what, parked, and the rest still flows.
 
-use prism_e2e::{register, sample, wasm};
-use prism_host::manifest::Mode;
+use prism_e2e::{sample, wasm};
 
 use crate::{prism, text};
 
@@ -52,14 +51,7 @@ fn bad_records_are_named_parked_and_skipped() {
     let events = dir.path().join("events.jsonl");
     std::fs::write(&events, lines.join("\n")).unwrap();
     let reg = dir.path().join("reg");
-    register(
-        &reg,
-        "logistics",
-        wasm::LOGISTICS,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
+    prism_e2e::immediate(&reg, "logistics", wasm::LOGISTICS);
     let out = dir.path().join("out");
     let o = prism(&[
         "run",
@@ -113,30 +105,9 @@ fn bad_records_are_named_parked_and_skipped() {
 fn broken_registry_entries_disable_only_themselves() {
     let dir = tempfile::tempdir().unwrap();
     let reg = dir.path().join("reg");
-    register(
-        &reg,
-        "logistics",
-        wasm::LOGISTICS,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
-    register(
-        &reg,
-        "leaflet",
-        wasm::LEAFLET,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
-    register(
-        &reg,
-        "website",
-        wasm::WEBSITE,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
+    prism_e2e::immediate(&reg, "logistics", wasm::LOGISTICS);
+    prism_e2e::immediate(&reg, "leaflet", wasm::LEAFLET);
+    prism_e2e::immediate(&reg, "website", wasm::WEBSITE);
     // An unknown field in one manifest, a wasm that does not match its digest in another.
     let leaflet = reg.join("leaflet.toml");
     let t = std::fs::read_to_string(&leaflet)

@@ -59,14 +59,7 @@ fn registry(dir: &std::path::Path) {
         prism_e2e::relaxed(),
         &[("language", "en")],
     );
-    register(
-        dir,
-        "leaflet",
-        wasm::LEAFLET,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
+    prism_e2e::immediate(dir, "leaflet", wasm::LEAFLET);
     register(
         dir,
         "pricelist",
@@ -75,14 +68,7 @@ fn registry(dir: &std::path::Path) {
         prism_e2e::relaxed(),
         &[("market", "DE")],
     );
-    register(
-        dir,
-        "logistics",
-        wasm::LOGISTICS,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
+    prism_e2e::immediate(dir, "logistics", wasm::LOGISTICS);
 }
 
 #[test]
@@ -223,22 +209,8 @@ fn order_per_receiver_and_key_is_kept_with_many_threads() {
     }
     let stream = changes(&w.to_json_lines());
     let dir = tempfile::tempdir().unwrap();
-    register(
-        dir.path(),
-        "logistics",
-        wasm::LOGISTICS,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
-    register(
-        dir.path(),
-        "logistics-2",
-        wasm::LOGISTICS,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
+    prism_e2e::immediate(dir.path(), "logistics", wasm::LOGISTICS);
+    prism_e2e::immediate(dir.path(), "logistics-2", wasm::LOGISTICS);
     let set = ReceiverSet::load(&engine(), LocalRegistry::new(dir.path()).load().unwrap());
     let sink = Recorder::default();
     Dispatcher {

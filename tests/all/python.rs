@@ -81,14 +81,7 @@ fn a_python_receiver_passes_check_and_runs() {
             &py,
         )
         .unwrap();
-    prism_e2e::register(
-        &reg,
-        "logistics",
-        wasm::LOGISTICS,
-        Mode::Immediate,
-        prism_e2e::relaxed(),
-        &[],
-    );
+    prism_e2e::immediate(&reg, "logistics", wasm::LOGISTICS);
 
     let (set, report) = run(&engine(), &reg, &changes(&w.to_json_lines()), &outbox, 2);
     assert_eq!(set.active.len(), 2, "{:?}", set.unavailable);
