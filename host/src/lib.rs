@@ -10,6 +10,24 @@
 //! - [`engine`]: wasmtime, the compile cache, the sandbox and the limits;
 //! - [`dispatch`]: every change to every enabled receiver, in parallel, in order per key;
 //! - [`sink`]: where messages go (a local outbox today).
+//!
+//! ```
+//! // A DynamoDB stream record as Lambda delivers it, to a change with exact
+//! // numbers and the changed fields computed by the host.
+//! let event = r#"{"Records": [{"eventID": "1", "eventName": "MODIFY", "dynamodb": {
+//!     "Keys": {"pk": {"S": "P-1"}}, "SequenceNumber": "42",
+//!     "OldImage": {"pk": {"S": "P-1"}, "price": {"N": "19.90"}, "tags": {"SS": ["b", "a"]}},
+//!     "NewImage": {"pk": {"S": "P-1"}, "price": {"N": "12345678901234567890.123456789"}, "tags": {"SS": ["a", "b"]}}
+//! }}]}"#;
+//! let input = prism_host::input::parse(event, "event.json");
+//! let change = &input.changes[0];
+//! assert_eq!(change.key, "P-1");
+//! assert_eq!(change.changed_paths, ["/price"]); // the set's order does not count
+//! assert_eq!(
+//!     change.new_json.as_deref(),
+//!     Some(r#"{"pk":"P-1","price":12345678901234567890.123456789,"tags":["a","b"]}"#)
+//! );
+//! ```
 
 #![deny(missing_docs)]
 

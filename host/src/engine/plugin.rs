@@ -138,12 +138,12 @@ impl Session {
         r.map_err(|e| classify(e, &self.store, self.limits))
     }
 
-    /// Call `format`, then check its output against the limits.
+    /// Call `format`, then check its output against the limits. The time
+    /// budget is the session's: instantiation, `accepts` and `format` share it.
     pub fn format(
         &mut self,
         change: &WitChange,
     ) -> Result<Result<Vec<Message>, FormatError>, CallError> {
-        set_deadline(&mut self.store, self.limits.timeout_ms);
         let r = self.instance.call_format(&mut self.store, change);
         let r = r.map_err(|e| classify(e, &self.store, self.limits))?;
         self.finish(r, 1)
