@@ -11,6 +11,9 @@ use prism_host::limits::Limits;
 use prism_host::manifest::{Mode, PluginRef, ReceiverManifest, SCHEMA_VERSION};
 use prism_host::registry::LocalRegistry;
 
+/// moto-backed AWS test support.
+pub mod aws;
+
 /// Paths of the guest components built by `build.rs`.
 pub mod wasm {
     include!(concat!(env!("OUT_DIR"), "/gen.rs"));

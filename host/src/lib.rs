@@ -31,6 +31,7 @@
 
 #![deny(missing_docs)]
 
+pub mod aws;
 pub mod change;
 #[doc(hidden)]
 pub mod cli;

@@ -156,6 +156,19 @@ impl ReceiverManifest {
         Ok(m)
     }
 
+    /// Parse and validate an entry held as JSON (e.g. a DynamoDB item's map).
+    pub fn from_json(value: serde_json::Value, origin: &str) -> Result<Self, ManifestError> {
+        let m: Self = serde_json::from_value(value).map_err(|e| ManifestError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        m.validate().map_err(|message| ManifestError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        })?;
+        Ok(m)
+    }
+
     /// Render as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a manifest always serializes")
@@ -260,6 +273,22 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("max_cnt"), "{e}");
+    }
+
+    #[test]
+    fn json_form_round_trips_and_rejects_unknown_fields() {
+        let m = ReceiverManifest::from_toml(&text("[config]\nlanguage = \"de\"\n"), "w").unwrap();
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(ReceiverManifest::from_json(v.clone(), "item").unwrap(), m);
+        let mut bad = v;
+        bad["limits"]["fuel"] = 1.into();
+        let e = ReceiverManifest::from_json(bad, "dynamodb://t/web/v1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("dynamodb://t/web/v1: unknown field `fuel`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -47,6 +47,14 @@ pub enum RegistryError {
         /// The manifest.
         origin: String,
     },
+    /// A remote registry entry or its artifact could not be read.
+    #[error("{origin}: {message}")]
+    Unavailable {
+        /// The registry item.
+        origin: String,
+        /// What failed.
+        message: String,
+    },
     /// Two manifests claim the same receiver id.
     #[error("{origin}: receiver {receiver} is already defined in {first}")]
     Duplicate {

@@ -10,6 +10,8 @@ mod new;
 mod plugin;
 mod progress;
 mod register;
+mod registry_cmds;
+mod remote;
 mod run;
 mod sample;
 mod summary;
@@ -41,6 +43,8 @@ enum Command {
     New(new::Args),
     Sample(sample::Args),
     Demo(demo::Args),
+    /// A table of the receivers in a DynamoDB registry: version, state, last error.
+    Status(registry_cmds::AllArgs),
 }
 
 /// The whole program: parse arguments, set up logging, run, map errors to
@@ -65,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::New(a) => new::run(a),
         Command::Sample(a) => sample::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Status(a) => registry_cmds::status(a),
     }
 }
 

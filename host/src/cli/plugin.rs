@@ -23,8 +23,20 @@ pub enum Command {
     Check(CheckArgs),
     /// Preview: run a plugin over a file of changes and print its messages.
     Run(RunArgs),
-    /// Register a plugin for a receiver in a local registry (checks it first).
+    /// Register a plugin for a receiver, locally or in DynamoDB + S3 (checks it first).
     Register(super::register::Args),
+    /// List the receivers in a DynamoDB registry.
+    List(super::registry_cmds::AllArgs),
+    /// Show a receiver's live entry and its versions.
+    Show(super::registry_cmds::OneArgs),
+    /// Enable a receiver.
+    Enable(super::registry_cmds::OneArgs),
+    /// Disable a receiver: it gets nothing until enabled again.
+    Disable(super::registry_cmds::OneArgs),
+    /// Make an earlier version live again.
+    Rollback(super::registry_cmds::RollbackArgs),
+    /// Remove a receiver and its history from the registry.
+    Remove(super::registry_cmds::OneArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +81,12 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
         Command::Check(a) => check(a),
         Command::Run(a) => preview(a),
         Command::Register(a) => super::register::run(a),
+        Command::List(a) => super::registry_cmds::list(a),
+        Command::Show(a) => super::registry_cmds::show(a),
+        Command::Enable(a) => super::registry_cmds::set_enabled(a, true),
+        Command::Disable(a) => super::registry_cmds::set_enabled(a, false),
+        Command::Rollback(a) => super::registry_cmds::rollback(a),
+        Command::Remove(a) => super::registry_cmds::remove(a),
     }
 }
 

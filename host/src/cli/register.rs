@@ -10,11 +10,14 @@ use crate::digest::Digest;
 use crate::manifest::{Mode, PluginRef, ReceiverManifest, SCHEMA_VERSION};
 use crate::registry::LocalRegistry;
 
-/// Register (or update) a receiver's plugin in a local registry.
+/// Register (or update) a receiver's plugin, in a local or a DynamoDB registry.
 ///
-/// The component is checked as `prism plugin check` does, copied into the
-/// registry as `<sha256>.wasm`, and `<receiver>.toml` is written. Updating an
-/// existing receiver keeps its other settings unless flags change them.
+/// The component is checked as `prism plugin check` does. Locally it is
+/// copied into the registry as `<sha256>.wasm` and `<receiver>.toml` is
+/// written. With --table it is uploaded to the bucket (`plugins/<sha256>.wasm`),
+/// precompiled (`precompiled/<engine>/<sha256>.cwasm`), and a new version is
+/// written with a conditional write, keeping the earlier ones for rollback.
+/// Updating a receiver keeps its other settings unless flags change them.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The component (.wasm).
@@ -22,9 +25,31 @@ pub struct Args {
     /// Receiver id (lowercase letters, digits, '-').
     #[arg(long)]
     pub receiver: String,
-    /// Registry directory.
-    #[arg(long, value_name = "DIR")]
-    pub registry: PathBuf,
+    /// Local registry directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "table",
+        conflicts_with = "table"
+    )]
+    pub registry: Option<PathBuf>,
+    /// DynamoDB registry table.
+    #[arg(long, env = "PRISM_REGISTRY_TABLE", value_name = "TABLE")]
+    pub table: Option<String>,
+    /// Plugin bucket (S3), with --table.
+    #[arg(
+        long,
+        env = "PRISM_PLUGIN_BUCKET",
+        value_name = "BUCKET",
+        requires = "table"
+    )]
+    pub bucket: Option<String>,
+    /// Endpoint URL for every AWS service (an emulator such as moto).
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region [default: from the AWS config chain].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
     /// Config entries for the plugin, KEY=VALUE (repeatable; replaces the config when given).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::plugin::parse_kv)]
     pub config: Vec<(String, String)>,
@@ -51,30 +76,60 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         eprintln!("{}: REJECTED, not registered\n{e}", a.wasm.display());
         return Ok(ExitCode::from(1));
     }
-    let registry = LocalRegistry::new(&a.registry);
-    let path = a.registry.join(format!("{}.toml", a.receiver));
-    let mut m = if path.exists() {
+    let digest = Digest::of(&wasm);
+    if let Some(table) = a.table.clone() {
+        return register_remote(&a, table, &wasm, &engine);
+    }
+    let dir = a
+        .registry
+        .clone()
+        .expect("clap requires --registry or --table");
+    let path = dir.join(format!("{}.toml", a.receiver));
+    let existing = if path.exists() {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        ReceiverManifest::from_toml(&text, &path.display().to_string())?
+        Some(ReceiverManifest::from_toml(
+            &text,
+            &path.display().to_string(),
+        )?)
     } else {
-        ReceiverManifest {
-            schema: SCHEMA_VERSION,
-            receiver: a.receiver.clone(),
-            enabled: true,
-            plugin: PluginRef {
-                digest: Digest::of(&wasm),
-                file: None,
-            },
-            mode: Mode::Immediate,
-            destination: None,
-            limits: Default::default(),
-            config: Default::default(),
-        }
+        None
     };
-    let previous = m.plugin.digest;
+    let previous = existing.as_ref().map(|m| m.plugin.digest);
+    let m = apply(&a, existing, digest)?;
+    let written = LocalRegistry::new(&dir)
+        .put(m, &wasm)
+        .with_context(|| format!("writing to {}", dir.display()))?;
+    if let Some(p) = previous.filter(|p| *p != digest) {
+        println!("{}: {} -> {}", a.receiver, p.short(), digest.short());
+    }
+    println!(
+        "registered {} ({digest}) in {}",
+        a.receiver,
+        written.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The new entry: the existing one (or a fresh one) with the flags applied.
+fn apply(
+    a: &Args,
+    existing: Option<ReceiverManifest>,
+    digest: Digest,
+) -> anyhow::Result<ReceiverManifest> {
+    let mut m = existing.unwrap_or_else(|| ReceiverManifest {
+        schema: SCHEMA_VERSION,
+        receiver: a.receiver.clone(),
+        enabled: true,
+        plugin: PluginRef { digest, file: None },
+        mode: Mode::Immediate,
+        destination: None,
+        limits: Default::default(),
+        config: Default::default(),
+    });
+    m.plugin = PluginRef { digest, file: None };
     if !a.config.is_empty() {
-        m.config = a.config.into_iter().collect();
+        m.config = a.config.iter().cloned().collect();
     }
     if let Some(n) = a.batch_max_count {
         m.mode = match m.mode {
@@ -102,17 +157,59 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     m.enabled = !a.disabled;
     m.validate().map_err(anyhow::Error::msg)?;
-    let written = registry
-        .put(m, &wasm)
-        .with_context(|| format!("writing to {}", a.registry.display()))?;
-    let digest = Digest::of(&wasm);
-    if path.exists() && previous != digest {
-        println!("{}: {} -> {digest}", a.receiver, previous.short());
-    }
-    println!(
-        "registered {} ({digest}) in {}",
-        a.receiver,
-        written.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(m)
+}
+
+fn register_remote(
+    a: &Args,
+    table: String,
+    wasm: &[u8],
+    engine: &crate::engine::PluginEngine,
+) -> anyhow::Result<ExitCode> {
+    let remote = super::remote::RemoteArgs {
+        table,
+        bucket: a.bucket.clone(),
+        endpoint_url: a.endpoint_url.clone(),
+        region: a.region.clone(),
+    };
+    let cwasm = engine
+        .precompile(wasm)
+        .map_err(|e| anyhow::anyhow!("precompiling: {e}"))?;
+    super::remote::block_on(async {
+        let r = remote.connect().await;
+        let store = r.store()?;
+        let head = r.registry.head(&a.receiver).await?;
+        let m = apply(
+            a,
+            head.as_ref().map(|h| h.manifest.clone()),
+            Digest::of(wasm),
+        )?;
+        let digest = store.put_wasm(wasm).await?;
+        store
+            .put_cwasm(engine.compatibility_hash(), &digest, cwasm)
+            .await?;
+        let new = r
+            .registry
+            .publish(&m, head.as_ref(), &super::remote::operator())
+            .await?;
+        if let Some(h) = &head {
+            println!(
+                "{}: v{} ({}) -> v{} ({})",
+                a.receiver,
+                h.current,
+                h.manifest.plugin.digest.short(),
+                new.current,
+                digest.short()
+            );
+        }
+        println!(
+            "registered {} v{} ({digest}) in {}; artifacts in s3://{}/{}",
+            a.receiver,
+            new.current,
+            r.registry.table(),
+            store.bucket(),
+            crate::aws::ArtifactStore::wasm_key(&digest)
+        );
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })?
 }

@@ -126,6 +126,11 @@ impl PluginEngine {
         &self.compat_hash
     }
 
+    /// Where the compile cache keeps (or would keep) the artifact for `digest`.
+    pub fn cache_path(&self, digest: &Digest) -> Option<PathBuf> {
+        self.cache.as_ref().map(|c| c.path(digest))
+    }
+
     /// Compile (or load from cache) and check a component.
     pub fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
         let digest = Digest::of(wasm);

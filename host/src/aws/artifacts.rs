@@ -1,0 +1,212 @@
+//! Plugin artifacts in S3, content-addressed:
+//! - `plugins/<sha256>.wasm`: the component as registered;
+//! - `precompiled/<engine-compat-hash>/<sha256>.cwasm`: compiled for one
+//!   engine configuration, so a cold start compiles nothing.
+//!
+//! Downloads are cached in a local directory (Lambda's `/tmp`) and checked
+//! against their digest.
+
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::primitives::ByteStream;
+
+use super::sdk_error;
+use crate::digest::Digest;
+
+/// An artifact that could not be stored or fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// S3 said no.
+    #[error("s3://{bucket}/{key}: {message}")]
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// What S3 said.
+        message: String,
+    },
+    /// The object's bytes do not hash to its name.
+    #[error("s3://{bucket}/{key}: content is {actual}, not the digest it is stored under")]
+    Corrupt {
+        /// Bucket.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// What it hashes to.
+        actual: String,
+    },
+    /// Local cache I/O.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The plugin bucket.
+#[derive(Debug, Clone)]
+pub struct ArtifactStore {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl ArtifactStore {
+    /// A store in `bucket`.
+    pub fn new(s3: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        Self {
+            s3,
+            bucket: bucket.into(),
+        }
+    }
+
+    /// The bucket name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The object key of a component.
+    pub fn wasm_key(digest: &Digest) -> String {
+        format!("plugins/{}.wasm", digest.hex())
+    }
+
+    /// The object key of a precompiled component.
+    pub fn cwasm_key(engine_hash: &str, digest: &Digest) -> String {
+        format!("precompiled/{engine_hash}/{}.cwasm", digest.hex())
+    }
+
+    /// Upload a component under its digest (idempotent).
+    pub async fn put_wasm(&self, wasm: &[u8]) -> Result<Digest, ArtifactError> {
+        let digest = Digest::of(wasm);
+        self.put(&Self::wasm_key(&digest), wasm.to_vec(), "application/wasm")
+            .await?;
+        Ok(digest)
+    }
+
+    /// Upload a precompiled artifact for `engine_hash`.
+    pub async fn put_cwasm(
+        &self,
+        engine_hash: &str,
+        digest: &Digest,
+        bytes: Vec<u8>,
+    ) -> Result<(), ArtifactError> {
+        self.put(
+            &Self::cwasm_key(engine_hash, digest),
+            bytes,
+            "application/octet-stream",
+        )
+        .await
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ArtifactError> {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.err(key, sdk_error(&e)))?;
+        Ok(())
+    }
+
+    /// Fetch a component, from `cache_dir` when it is there, else from S3
+    /// (then cached). The bytes are checked against the digest either way.
+    pub async fn wasm(&self, digest: &Digest, cache_dir: &Path) -> Result<Vec<u8>, ArtifactError> {
+        let local = cache_dir
+            .join("plugins")
+            .join(format!("{}.wasm", digest.hex()));
+        if let Ok(bytes) = std::fs::read(&local)
+            && Digest::of(&bytes) == *digest
+        {
+            return Ok(bytes);
+        }
+        let key = Self::wasm_key(digest);
+        let bytes = self
+            .get(&key)
+            .await?
+            .ok_or_else(|| self.err(&key, "no such object".into()))?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(ArtifactError::Corrupt {
+                bucket: self.bucket.clone(),
+                key,
+                actual: actual.to_string(),
+            });
+        }
+        write_atomic(&local, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// Put the precompiled artifact for `digest`, if S3 has one, where the
+    /// engine's compile cache will find it. Returns whether it did.
+    pub async fn fetch_cwasm(
+        &self,
+        engine_hash: &str,
+        digest: &Digest,
+        cache_file: &Path,
+    ) -> Result<bool, ArtifactError> {
+        if cache_file.exists() {
+            return Ok(true);
+        }
+        match self.get(&Self::cwasm_key(engine_hash, digest)).await? {
+            Some(bytes) => {
+                write_atomic(cache_file, &bytes)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArtifactError> {
+        match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let data = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| self.err(key, e.to_string()))?;
+                Ok(Some(data.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(self.err(key, sdk_error(&e))),
+        }
+    }
+
+    fn err(&self, key: &str, message: String) -> ArtifactError {
+        ArtifactError::S3 {
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            message,
+        }
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
+    let io = |source| ArtifactError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("a"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}

@@ -1,0 +1,70 @@
+//! Options and plumbing for commands that talk to the AWS registry.
+
+use anyhow::Context;
+
+use crate::aws::{self, ArtifactStore, AwsTarget, DynamoRegistry};
+
+/// Where the DynamoDB registry and the plugin bucket are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RemoteArgs {
+    /// Registry table (DynamoDB).
+    #[arg(long, env = "PRISM_REGISTRY_TABLE", value_name = "TABLE")]
+    pub table: String,
+    /// Plugin bucket (S3), for commands that read or write artifacts.
+    #[arg(long, env = "PRISM_PLUGIN_BUCKET", value_name = "BUCKET")]
+    pub bucket: Option<String>,
+    /// Endpoint URL for every AWS service (an emulator such as moto).
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region [default: from the AWS config chain].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+}
+
+/// Clients for one command.
+pub struct Remote {
+    pub registry: DynamoRegistry,
+    pub store: Option<ArtifactStore>,
+}
+
+impl RemoteArgs {
+    /// Build the clients.
+    pub async fn connect(&self) -> Remote {
+        let target = AwsTarget {
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+        };
+        let config = aws::sdk_config(&target).await;
+        let registry = DynamoRegistry::new(aws_sdk_dynamodb::Client::new(&config), &self.table);
+        let store = self
+            .bucket
+            .as_ref()
+            .map(|b| ArtifactStore::new(aws::s3_client(&config, &target), b));
+        Remote { registry, store }
+    }
+}
+
+impl Remote {
+    /// The artifact store, or an error saying `--bucket` is needed.
+    pub fn store(&self) -> anyhow::Result<&ArtifactStore> {
+        self.store.as_ref().context(
+            "this command needs the plugin bucket: pass --bucket or set PRISM_PLUGIN_BUCKET",
+        )
+    }
+}
+
+/// Who is making a change (for the registry's audit fields).
+pub fn operator() -> String {
+    std::env::var("PRISM_OPERATOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Run a future on a fresh runtime (the CLI is otherwise synchronous).
+pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(rt.block_on(f))
+}

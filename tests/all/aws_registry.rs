@@ -1,0 +1,322 @@
+//! The DynamoDB registry and the S3 artifact store against moto: register,
+//! versions and rollback, conditional writes, enable/disable, remove, and a
+//! dispatcher snapshot that compiles nothing.
+
+use prism_e2e::aws::{endpoint, rt, setup};
+use prism_e2e::{manifest, read, wasm};
+use prism_host::aws::{ArtifactStore, RegistryOpError};
+use prism_host::digest::Digest;
+use prism_host::engine::{EngineOptions, LoadSource, PluginEngine};
+use prism_host::manifest::Mode;
+use prism_host::receivers::ReceiverSet;
+
+use crate::{prism, text};
+
+#[test]
+fn the_cli_registers_versions_rolls_back_disables_and_removes() {
+    let Some(ep) = endpoint() else { return };
+    let env = rt().block_on(setup(&ep, "cli"));
+    let remote = ["--table", &env.table, "--endpoint-url", &ep];
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(remote);
+        let o = prism(&all);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "prism {all:?}:\n{out}\n{err}");
+        out
+    };
+    let bucket = ["--bucket", env.bucket.as_str()];
+    run(&[
+        &[
+            "plugin",
+            "register",
+            wasm::LOGISTICS,
+            "--receiver",
+            "warehouse",
+            "--config",
+            "site=north",
+        ][..],
+        &bucket,
+    ]
+    .concat());
+    let out = run(&[
+        &[
+            "plugin",
+            "register",
+            wasm::WEBSITE,
+            "--receiver",
+            "warehouse",
+        ][..],
+        &bucket,
+    ]
+    .concat());
+    assert!(
+        out.contains("warehouse: v1 (") && out.contains(") -> v2 ("),
+        "{out}"
+    );
+
+    let status = run(&["status"]);
+    let line = status.lines().find(|l| l.starts_with("warehouse")).unwrap();
+    assert!(
+        line.contains("v2 of 2") && line.contains("enabled"),
+        "{status}"
+    );
+    assert!(
+        line.contains(&Digest::of(&read(wasm::WEBSITE)).short()),
+        "{status}"
+    );
+
+    let shown = run(&["plugin", "show", "warehouse"]);
+    assert!(
+        shown.contains("site = \"north\""),
+        "settings are kept across versions: {shown}"
+    );
+    assert!(
+        shown.contains(&format!("v1    {}", Digest::of(&read(wasm::LOGISTICS)))),
+        "{shown}"
+    );
+    assert!(shown.contains("<- live"), "{shown}");
+
+    let out = run(&["plugin", "rollback", "warehouse"]);
+    assert!(out.contains("warehouse: v2 -> v1"), "{out}");
+    let head = rt()
+        .block_on(env.registry.head("warehouse"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        head.manifest.plugin.digest,
+        Digest::of(&read(wasm::LOGISTICS))
+    );
+    assert_eq!((head.current, head.latest), (1, 2));
+
+    run(&["plugin", "disable", "warehouse"]);
+    assert!(run(&["plugin", "list"]).contains("disabled"));
+    run(&["plugin", "enable", "warehouse"]);
+    assert!(
+        !rt()
+            .block_on(env.registry.head("warehouse"))
+            .unwrap()
+            .unwrap()
+            .manifest
+            .plugin
+            .digest
+            .to_string()
+            .is_empty()
+    );
+
+    // The component and its precompiled form are in the bucket, by digest.
+    let digest = Digest::of(&read(wasm::WEBSITE));
+    let keys: Vec<String> = rt().block_on(async {
+        let out = env
+            .s3
+            .list_objects_v2()
+            .bucket(&env.bucket)
+            .send()
+            .await
+            .unwrap();
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    });
+    assert!(keys.contains(&ArtifactStore::wasm_key(&digest)), "{keys:?}");
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("precompiled/")
+                && k.ends_with(&format!("{}.cwasm", digest.hex()))),
+        "{keys:?}"
+    );
+
+    let out = run(&["plugin", "remove", "warehouse"]);
+    assert!(out.contains("removed warehouse (3 registry items"), "{out}");
+    assert!(
+        rt().block_on(env.registry.head("warehouse"))
+            .unwrap()
+            .is_none()
+    );
+
+    // Errors name what is wrong.
+    let o = prism(&[&["plugin", "rollback", "nobody"][..], &remote].concat());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("no receiver \"nobody\""),
+        "{:?}",
+        text(&o)
+    );
+    let o = prism(&[
+        "plugin",
+        "register",
+        wasm::SOCKET,
+        "--receiver",
+        "spy",
+        "--table",
+        &env.table,
+        "--bucket",
+        &env.bucket,
+        "--endpoint-url",
+        &ep,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("REJECTED, not registered"));
+}
+
+#[test]
+fn concurrent_writers_cannot_lose_each_others_updates() {
+    let Some(ep) = endpoint() else { return };
+    rt().block_on(async {
+        let env = setup(&ep, "conflict").await;
+        let wasm = read(wasm::LOGISTICS);
+        let m = manifest("shop", &wasm, Mode::Immediate, prism_e2e::relaxed(), &[]);
+        env.registry.publish(&m, None, "alice").await.unwrap();
+        // Two operators read the same head…
+        let seen_a = env.registry.head("shop").await.unwrap().unwrap();
+        let seen_b = seen_a.clone();
+        // …the first write wins, the second is refused, not silently lost.
+        let mut a = m.clone();
+        a.config.insert("by".into(), "alice".into());
+        env.registry
+            .publish(&a, Some(&seen_a), "alice")
+            .await
+            .unwrap();
+        let mut b = m.clone();
+        b.config.insert("by".into(), "bob".into());
+        let err = env
+            .registry
+            .publish(&b, Some(&seen_b), "bob")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryOpError::Conflict { .. }), "{err}");
+        assert!(err.to_string().contains("changed by someone else"), "{err}");
+        let mut off = seen_b.clone();
+        off.manifest.enabled = false;
+        let err = env
+            .registry
+            .update_head(&seen_b, off, "bob")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RegistryOpError::Conflict { .. }), "{err}");
+        // Creating a receiver that already exists is a conflict too.
+        assert!(matches!(
+            env.registry.publish(&m, None, "carol").await,
+            Err(RegistryOpError::Conflict { .. })
+        ));
+        let head = env.registry.head("shop").await.unwrap().unwrap();
+        assert_eq!(head.manifest.config["by"], "alice");
+        assert_eq!((head.current, head.revision), (2, 2));
+    });
+}
+
+#[test]
+fn a_cold_start_from_the_registry_compiles_nothing_and_isolates_bad_entries() {
+    let Some(ep) = endpoint() else { return };
+    rt().block_on(async {
+        let env = setup(&ep, "snapshot").await;
+        let build_cache = tempfile::tempdir().unwrap();
+        let builder = PluginEngine::new(&EngineOptions {
+            cache_dir: Some(build_cache.path().to_owned()),
+            ..Default::default()
+        })
+        .unwrap();
+        for (id, path) in [
+            ("web", wasm::WEBSITE),
+            ("stock", wasm::LOGISTICS),
+            ("leaflet", wasm::LEAFLET),
+        ] {
+            let wasm = read(path);
+            let digest = env.store.put_wasm(&wasm).await.unwrap();
+            env.store
+                .put_cwasm(
+                    builder.compatibility_hash(),
+                    &digest,
+                    builder.precompile(&wasm).unwrap(),
+                )
+                .await
+                .unwrap();
+            let mut m = manifest(id, &wasm, Mode::Immediate, prism_e2e::relaxed(), &[]);
+            m.enabled = id != "leaflet";
+            env.registry.publish(&m, None, "ops").await.unwrap();
+        }
+        // A receiver whose artifact was never uploaded, and an item with an unknown field.
+        let ghost = b"not uploaded".to_vec();
+        env.registry
+            .publish(
+                &manifest("ghost", &ghost, Mode::Immediate, prism_e2e::relaxed(), &[]),
+                None,
+                "ops",
+            )
+            .await
+            .unwrap();
+        let mut item = env
+            .ddb
+            .get_item()
+            .table_name(&env.table)
+            .key("receiver", av_s("stock"))
+            .key("version", av_n("0"))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        item.insert("receiver".into(), av_s("odd"));
+        if let Some(aws_sdk_dynamodb::types::AttributeValue::M(entry)) = item.get_mut("entry") {
+            entry.insert("receiver".into(), av_s("odd"));
+            entry.insert("colour".into(), av_s("red"));
+        }
+        env.ddb
+            .put_item()
+            .table_name(&env.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+
+        // A fresh "Lambda": empty /tmp, a new engine.
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = PluginEngine::new(&EngineOptions {
+            cache_dir: Some(tmp.path().join("compiled")),
+            ..Default::default()
+        })
+        .unwrap();
+        let snap = prism_host::aws::snapshot(
+            &env.registry,
+            &env.store,
+            &engine,
+            &tmp.path().join("artifacts"),
+        )
+        .await
+        .unwrap();
+        let problems: Vec<String> = snap.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("/ghost") && p.contains("no such object")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("unknown field `colour`")),
+            "{problems:?}"
+        );
+        let set = ReceiverSet::load(&engine, snap);
+        let ids: Vec<&str> = set.active.iter().map(|r| r.id()).collect();
+        assert_eq!(ids, ["stock", "web"]);
+        assert_eq!(set.disabled, ["leaflet"]);
+        assert!(
+            set.loads
+                .iter()
+                .all(|(_, src, _)| *src == LoadSource::Cached),
+            "compiled something: {:?}",
+            set.loads
+        );
+    });
+}
+
+fn av_s(s: &str) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::S(s.into())
+}
+
+fn av_n(s: &str) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::N(s.into())
+}
