@@ -8,6 +8,7 @@ mod pipeline;
 mod python;
 mod sandbox;
 mod scaffold;
+mod sqs;
 
 use std::process::{Command, Output};
 

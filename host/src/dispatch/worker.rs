@@ -245,7 +245,7 @@ impl Context<'_> {
             }
             Err(e) => {
                 let error = self.describe(r, i, &e.to_string());
-                self.park(r, st, &[i], "delivery", &error);
+                self.park(r, st, &[i], e.kind.as_str(), &error);
             }
         }
     }

@@ -2,8 +2,10 @@
 //! implements it today, an SQS sink later.
 
 mod outbox;
+mod sqs;
 
 pub use outbox::Outbox;
+pub use sqs::{SqsSink, dedup_id};
 
 use prism_sdk::Message;
 use serde::Serialize;
@@ -58,6 +60,27 @@ pub struct SinkError {
     pub receiver: String,
     /// What happened.
     pub message: String,
+    /// Whether trying again could help.
+    pub kind: SinkErrorKind,
+}
+
+/// What kind of delivery failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkErrorKind {
+    /// The destination is unreachable, missing or failing: retrying may help.
+    Unavailable,
+    /// The message can never be sent as it is (over the size limit).
+    TooLarge,
+}
+
+impl SinkErrorKind {
+    /// The dead-letter kind for this failure.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unavailable => "delivery",
+            Self::TooLarge => "too-large",
+        }
+    }
 }
 
 /// A destination for messages and dead letters.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{DeadLetter, Envelope, Sink, SinkError};
+use super::{DeadLetter, Envelope, Sink, SinkError, SinkErrorKind};
 
 /// A directory outbox.
 #[derive(Debug, Clone)]
@@ -37,6 +37,7 @@ impl Outbox {
         let err = |e: std::io::Error| SinkError {
             receiver: receiver.to_owned(),
             message: format!("{}: {e}", path.display()),
+            kind: SinkErrorKind::Unavailable,
         };
         std::fs::create_dir_all(path.parent().expect("has parent")).map_err(err)?;
         std::fs::write(&path, bytes).map_err(err)
