@@ -43,5 +43,6 @@ pub mod limits;
 pub mod manifest;
 pub mod receivers;
 pub mod registry;
+pub mod reload;
 pub mod sample;
 pub mod sink;

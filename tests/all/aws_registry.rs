@@ -320,3 +320,99 @@ fn av_s(s: &str) -> aws_sdk_dynamodb::types::AttributeValue {
 fn av_n(s: &str) -> aws_sdk_dynamodb::types::AttributeValue {
     aws_sdk_dynamodb::types::AttributeValue::N(s.into())
 }
+
+#[test]
+fn a_warm_dispatcher_picks_up_registry_changes_after_its_ttl() {
+    use prism_host::reload::LiveReceivers;
+    use std::time::Duration;
+    let Some(ep) = endpoint() else { return };
+    rt().block_on(async {
+        let env = setup(&ep, "reload").await;
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = PluginEngine::new(&EngineOptions {
+            cache_dir: Some(tmp.path().join("compiled")),
+            ..Default::default()
+        })
+        .unwrap();
+        let publish =
+            |id: &'static str, path: &'static str, seen: Option<prism_host::aws::Head>| {
+                let env = &env;
+                async move {
+                    let wasm = read(path);
+                    env.store.put_wasm(&wasm).await.unwrap();
+                    let m = manifest(id, &wasm, Mode::Immediate, prism_e2e::relaxed(), &[]);
+                    env.registry
+                        .publish(&m, seen.as_ref(), "ops")
+                        .await
+                        .unwrap()
+                }
+            };
+        let digest = |set: &ReceiverSet, id: &str| {
+            set.active
+                .iter()
+                .find(|r| r.id() == id)
+                .map(|r| *r.digest())
+        };
+        publish("shop", wasm::LOGISTICS, None).await;
+
+        // Wide enough that the publishes below finish within it even on a busy machine.
+        let ttl = Duration::from_secs(2);
+        let mut live = LiveReceivers::new(
+            env.registry.clone(),
+            env.store.clone(),
+            tmp.path().join("artifacts"),
+            ttl,
+        );
+        let (set, err) = live.current(&engine).await;
+        assert!(err.is_none());
+        assert_eq!(
+            digest(&set, "shop"),
+            Some(Digest::of(&read(wasm::LOGISTICS)))
+        );
+        let first = set.active[0].clone();
+
+        // A new version and a new receiver: not seen within the TTL, seen after it.
+        let head = env.registry.head("shop").await.unwrap();
+        publish("shop", wasm::WEBSITE, head).await;
+        publish("leaflet", wasm::LEAFLET, None).await;
+        let (set, _) = live.current(&engine).await;
+        assert_eq!(set.active.len(), 1, "still within the TTL");
+        tokio::time::sleep(ttl).await;
+        let (set, _) = live.current(&engine).await;
+        assert_eq!(digest(&set, "shop"), Some(Digest::of(&read(wasm::WEBSITE))));
+        assert!(digest(&set, "leaflet").is_some());
+        let leaflet = set
+            .active
+            .iter()
+            .find(|r| r.id() == "leaflet")
+            .unwrap()
+            .clone();
+
+        // Disabling is picked up; an unchanged receiver keeps its loaded plugin.
+        let head = env.registry.head("shop").await.unwrap().unwrap();
+        let mut off = head.clone();
+        off.manifest.enabled = false;
+        env.registry.update_head(&head, off, "ops").await.unwrap();
+        let changes = live.refresh(&engine).await.unwrap();
+        assert_eq!(changes.gone, ["shop"]);
+        let (set, _) = live.current(&engine).await;
+        assert_eq!(set.disabled, ["shop"]);
+        assert!(
+            std::sync::Arc::ptr_eq(&set.active[0], &leaflet),
+            "unchanged receivers are not reloaded"
+        );
+        assert!(!std::sync::Arc::ptr_eq(&first, &leaflet));
+
+        // The registry becomes unreadable: the last good set stays in use.
+        env.ddb
+            .delete_table()
+            .table_name(&env.table)
+            .send()
+            .await
+            .unwrap();
+        tokio::time::sleep(ttl).await;
+        let (set, err) = live.current(&engine).await;
+        assert!(err.is_some(), "the error is reported");
+        assert_eq!(set.active.len(), 1, "and the dispatcher keeps serving");
+    });
+}
