@@ -36,20 +36,8 @@ pub struct Args {
     /// DynamoDB registry table.
     #[arg(long, env = "PRISM_REGISTRY_TABLE", value_name = "TABLE")]
     pub table: Option<String>,
-    /// Plugin bucket (S3), with --table.
-    #[arg(
-        long,
-        env = "PRISM_PLUGIN_BUCKET",
-        value_name = "BUCKET",
-        requires = "table"
-    )]
-    pub bucket: Option<String>,
-    /// Endpoint URL for every AWS service (an emulator such as moto).
-    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
-    pub endpoint_url: Option<String>,
-    /// AWS region [default: from the AWS config chain].
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub target: super::remote::TargetArgs,
     /// Config entries for the plugin, KEY=VALUE (repeatable; replaces the config when given).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::plugin::parse_kv)]
     pub config: Vec<(String, String)>,
@@ -168,9 +156,7 @@ fn register_remote(
 ) -> anyhow::Result<ExitCode> {
     let remote = super::remote::RemoteArgs {
         table,
-        bucket: a.bucket.clone(),
-        endpoint_url: a.endpoint_url.clone(),
-        region: a.region.clone(),
+        target: a.target.clone(),
     };
     let cwasm = engine
         .precompile(wasm)

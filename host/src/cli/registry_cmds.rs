@@ -113,13 +113,7 @@ fn print_table(rows: &[[String; 7]]) {
 pub fn show(a: OneArgs) -> anyhow::Result<ExitCode> {
     block_on(async {
         let remote = a.remote.connect().await;
-        let head = remote.registry.head(&a.receiver).await?.with_context(|| {
-            format!(
-                "no receiver {:?} in {}",
-                a.receiver,
-                remote.registry.table()
-            )
-        })?;
+        let head = remote.require_head(&a.receiver).await?;
         println!(
             "# receiver {} — live: v{} (revision {}), updated {} by {}",
             a.receiver, head.current, head.revision, head.updated_at, head.updated_by
@@ -148,11 +142,7 @@ pub fn show(a: OneArgs) -> anyhow::Result<ExitCode> {
 pub fn set_enabled(a: OneArgs, enabled: bool) -> anyhow::Result<ExitCode> {
     block_on(async {
         let remote = a.remote.connect().await;
-        let head = remote
-            .registry
-            .head(&a.receiver)
-            .await?
-            .with_context(|| format!("no receiver {:?}", a.receiver))?;
+        let head = remote.require_head(&a.receiver).await?;
         if head.manifest.enabled == enabled {
             println!(
                 "{} is already {}",
@@ -180,11 +170,7 @@ pub fn set_enabled(a: OneArgs, enabled: bool) -> anyhow::Result<ExitCode> {
 pub fn rollback(a: RollbackArgs) -> anyhow::Result<ExitCode> {
     block_on(async {
         let remote = a.remote.connect().await;
-        let head = remote
-            .registry
-            .head(&a.receiver)
-            .await?
-            .with_context(|| format!("no receiver {:?}", a.receiver))?;
+        let head = remote.require_head(&a.receiver).await?;
         let versions = remote.registry.versions(&a.receiver).await?;
         let target = match a.to {
             Some(n) => versions
@@ -227,13 +213,7 @@ pub fn rollback(a: RollbackArgs) -> anyhow::Result<ExitCode> {
 pub fn remove(a: OneArgs) -> anyhow::Result<ExitCode> {
     block_on(async {
         let remote = a.remote.connect().await;
-        if remote.registry.head(&a.receiver).await?.is_none() {
-            bail!(
-                "no receiver {:?} in {}",
-                a.receiver,
-                remote.registry.table()
-            );
-        }
+        remote.require_head(&a.receiver).await?;
         let n = remote.registry.remove(&a.receiver).await?;
         println!(
             "removed {} ({n} registry items; its artifacts stay in the bucket)",

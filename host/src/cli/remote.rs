@@ -10,6 +10,13 @@ pub struct RemoteArgs {
     /// Registry table (DynamoDB).
     #[arg(long, env = "PRISM_REGISTRY_TABLE", value_name = "TABLE")]
     pub table: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// The plugin bucket and how to reach AWS (shared with `plugin register`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
     /// Plugin bucket (S3), for commands that read or write artifacts.
     #[arg(long, env = "PRISM_PLUGIN_BUCKET", value_name = "BUCKET")]
     pub bucket: Option<String>,
@@ -31,12 +38,13 @@ impl RemoteArgs {
     /// Build the clients.
     pub async fn connect(&self) -> Remote {
         let target = AwsTarget {
-            endpoint_url: self.endpoint_url.clone(),
-            region: self.region.clone(),
+            endpoint_url: self.target.endpoint_url.clone(),
+            region: self.target.region.clone(),
         };
         let config = aws::sdk_config(&target).await;
         let registry = DynamoRegistry::new(aws_sdk_dynamodb::Client::new(&config), &self.table);
         let store = self
+            .target
             .bucket
             .as_ref()
             .map(|b| ArtifactStore::new(aws::s3_client(&config, &target), b));
@@ -45,6 +53,14 @@ impl RemoteArgs {
 }
 
 impl Remote {
+    /// A receiver's head, or an error naming the receiver and the table.
+    pub async fn require_head(&self, receiver: &str) -> anyhow::Result<crate::aws::Head> {
+        self.registry
+            .head(receiver)
+            .await?
+            .with_context(|| format!("no receiver {receiver:?} in {}", self.registry.table()))
+    }
+
     /// The artifact store, or an error saying `--bucket` is needed.
     pub fn store(&self) -> anyhow::Result<&ArtifactStore> {
         self.store.as_ref().context(
