@@ -187,7 +187,14 @@ impl PluginEngine {
     }
 
     /// Precompile a component to the bytes of a `.cwasm` for this engine.
+    /// When the compile cache already holds it (a [`Self::load`] just wrote
+    /// it), those bytes are returned instead of compiling a second time.
     pub fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>, LoadError> {
+        if let Some(path) = self.cache_path(&Digest::of(wasm))
+            && let Ok(bytes) = std::fs::read(path)
+        {
+            return Ok(bytes);
+        }
         self.engine
             .precompile_component(wasm)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))
