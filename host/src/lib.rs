@@ -9,7 +9,10 @@
 //! - [`manifest`] and [`registry`]: which receivers exist, with what plugin and limits;
 //! - [`engine`]: wasmtime, the compile cache, the sandbox and the limits;
 //! - [`dispatch`]: every change to every enabled receiver, in parallel, in order per key;
-//! - [`sink`]: where messages go (a local outbox today).
+//! - [`sink`]: where messages go: a local outbox, or SQS;
+//! - [`aws`] and [`reload`]: the DynamoDB registry, S3 artifacts and hot reload;
+//! - [`stream`]: one stream batch as the Lambda handles it, with retries that repeat nothing;
+//! - [`lambda`]: the Lambda entry point.
 //!
 //! ```
 //! // A DynamoDB stream record as Lambda delivers it, to a change with exact
@@ -39,6 +42,7 @@ pub mod digest;
 pub mod dispatch;
 pub mod engine;
 pub mod input;
+pub mod lambda;
 pub mod limits;
 pub mod manifest;
 pub mod receivers;
@@ -46,3 +50,4 @@ pub mod registry;
 pub mod reload;
 pub mod sample;
 pub mod sink;
+pub mod stream;

@@ -58,6 +58,11 @@ impl LiveReceivers {
         }
     }
 
+    /// Whether the registry has been read successfully at least once.
+    pub fn loaded(&self) -> bool {
+        self.loaded_at.is_some()
+    }
+
     /// The current set, re-read from the registry if the copy is stale.
     /// On a registry error the previous set is returned with the error.
     pub async fn current(

@@ -1,4 +1,5 @@
-//! The AWS backends: the registry in DynamoDB, plugin artifacts in S3.
+//! The AWS backends: the registry in DynamoDB, plugin artifacts in S3, and
+//! the model table's stream read through the Streams API.
 //!
 //! Clients use the standard AWS config chain (env, profile, IMDS/ECS/Lambda
 //! role), rustls with the ring provider, and an optional endpoint URL for
@@ -7,9 +8,11 @@
 mod artifacts;
 mod item;
 mod registry;
+mod streams;
 
 pub use artifacts::{ArtifactError, ArtifactStore};
 pub use registry::{DynamoRegistry, Head, RegistryOpError, Version};
+pub use streams::{ShardCursor, StreamReadError, StreamReader, attr_json, item_json, record_json};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::{Builder, tls};

@@ -9,6 +9,12 @@
 //!   exhausted) affects only that receiver's handling of that change: it is
 //!   parked as a dead letter naming the receiver, plugin digest, key and
 //!   sequence, and everything else carries on.
+//! - A destination that is down is different: parking there would fail too.
+//!   By default (local runs) the change is parked as a `delivery` dead letter
+//!   elsewhere if the sink can; with [`Dispatcher::hold_unavailable`] (the
+//!   Lambda) the receiver's unit stops instead and reports the change, and
+//!   every later one of that unit, as *held*: not handled, to be retried.
+//!   Other receivers and other key shards carry on.
 
 mod stats;
 mod worker;
@@ -43,6 +49,9 @@ pub struct Dispatcher {
     /// How often a change the plugin asks to retry is tried again before it
     /// is parked.
     pub max_retries: u32,
+    /// When a destination is unavailable, hold the change (and the rest of
+    /// its unit) for a retry instead of parking it.
+    pub hold_unavailable: bool,
 }
 
 impl Default for Dispatcher {
@@ -50,9 +59,13 @@ impl Default for Dispatcher {
         Self {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_retries: 2,
+            hold_unavailable: false,
         }
     }
 }
+
+/// Which (receiver, change index) pairs an earlier attempt already handled.
+pub type AlreadyHandled<'a> = &'a (dyn Fn(&str, usize) -> bool + Sync);
 
 /// The outcome of a run.
 #[derive(Debug, Default)]
@@ -67,6 +80,14 @@ impl RunReport {
     /// Errors over all receivers.
     pub fn errors(&self) -> u64 {
         self.receivers.values().map(ReceiverStats::errors).sum()
+    }
+
+    /// The first change index some receiver holds for a retry, if any.
+    pub fn first_held(&self) -> Option<usize> {
+        self.receivers
+            .values()
+            .filter_map(|s| s.held.iter().min().copied())
+            .min()
     }
 }
 
@@ -84,6 +105,20 @@ impl Dispatcher {
         changes: &[Change],
         sink: &dyn Sink,
         progress: &Progress,
+    ) -> RunReport {
+        self.run_retry(set, changes, sink, progress, &|_, _| false)
+    }
+
+    /// Like [`Self::run`], for a retried batch: changes for which
+    /// `already(receiver, index)` holds were handled by an earlier attempt
+    /// and are not run again for that receiver.
+    pub fn run_retry(
+        &self,
+        set: &ReceiverSet,
+        changes: &[Change],
+        sink: &dyn Sink,
+        progress: &Progress,
+        already: AlreadyHandled<'_>,
     ) -> RunReport {
         let started = Instant::now();
         let threads = self.threads.max(1);
@@ -113,6 +148,8 @@ impl Dispatcher {
             sink,
             progress,
             max_retries: self.max_retries,
+            hold_unavailable: self.hold_unavailable,
+            already,
         };
         let next = AtomicUsize::new(0);
         let totals: Mutex<BTreeMap<String, ReceiverStats>> = Mutex::new(
@@ -144,8 +181,12 @@ impl Dispatcher {
                 });
             }
         });
+        let mut receivers = totals.into_inner().unwrap_or_else(|e| e.into_inner());
+        for st in receivers.values_mut() {
+            st.held.sort_unstable();
+        }
         RunReport {
-            receivers: totals.into_inner().unwrap_or_else(|e| e.into_inner()),
+            receivers,
             elapsed: started.elapsed(),
         }
     }

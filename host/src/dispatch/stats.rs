@@ -33,6 +33,10 @@ pub struct ReceiverStats {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// The first few error messages, in full.
     pub first_errors: Vec<String>,
+    /// Changes an earlier attempt already handled (not run again).
+    pub already_handled: u64,
+    /// Indices of changes held for a retry (destination unavailable), sorted.
+    pub held: Vec<usize>,
 }
 
 impl ReceiverStats {
@@ -69,6 +73,8 @@ impl ReceiverStats {
         for (k, v) in o.errors_by_kind {
             *self.errors_by_kind.entry(k).or_default() += v;
         }
+        self.already_handled += o.already_handled;
+        self.held.extend(o.held);
         let room = KEEP_ERRORS.saturating_sub(self.first_errors.len());
         self.first_errors
             .extend(o.first_errors.into_iter().take(room));

@@ -12,7 +12,7 @@ use crate::change::Change;
 use crate::engine::{CallError, GuestLog, Session, WitChange};
 use crate::manifest::Mode;
 use crate::receivers::ActiveReceiver;
-use crate::sink::{DeadLetter, Envelope, Sink};
+use crate::sink::{DeadLetter, Envelope, Sink, SinkErrorKind};
 
 /// Shared, read-only state of a run.
 pub(super) struct Context<'a> {
@@ -21,6 +21,10 @@ pub(super) struct Context<'a> {
     pub sink: &'a dyn Sink,
     pub progress: &'a Progress,
     pub max_retries: u32,
+    /// Hold (rather than park) what an unavailable destination refused.
+    pub hold_unavailable: bool,
+    /// Pairs an earlier attempt handled.
+    pub already: super::AlreadyHandled<'a>,
 }
 
 /// How formatting one change (or window) ended.
@@ -31,13 +35,25 @@ enum Formatted {
 
 impl Context<'_> {
     /// Handle the changes at `indices` (in order) for an immediate receiver.
+    /// Once a change is held, the rest of the unit is held behind it, so
+    /// order per key is kept across the retry.
     pub fn immediate(
         &self,
         r: &ActiveReceiver,
         indices: impl Iterator<Item = usize>,
     ) -> ReceiverStats {
         let mut st = ReceiverStats::default();
+        let mut holding = false;
         for i in indices {
+            self.progress.done.fetch_add(1, Ordering::Relaxed);
+            if (self.already)(r.id(), i) {
+                st.already_handled += 1;
+                continue;
+            }
+            if holding {
+                st.held.push(i);
+                continue;
+            }
             st.seen += 1;
             let started = Instant::now();
             let outcome = self.accepts(r, i).map(|(accepted, session)| {
@@ -52,8 +68,11 @@ impl Context<'_> {
                 })
             });
             st.plugin_time += started.elapsed();
-            match outcome {
-                Ok(None) => st.skipped += 1,
+            let handled = match outcome {
+                Ok(None) => {
+                    st.skipped += 1;
+                    true
+                }
                 Ok(Some(Formatted::Messages(msgs))) => {
                     st.accepted += 1;
                     self.deliver(
@@ -61,20 +80,23 @@ impl Context<'_> {
                         &mut st,
                         &self.changes[i],
                         &self.changes[i].sequence,
-                        i,
+                        &[i],
                         &msgs,
-                    );
+                    )
                 }
                 Ok(Some(Formatted::Failed { kind, error })) => {
                     st.accepted += 1;
-                    self.park(r, &mut st, &[i], kind, &error);
+                    self.park(r, &mut st, &[i], kind, &error)
                 }
                 Err(e) => {
                     let error = self.describe(r, i, &e.to_string());
-                    self.park(r, &mut st, &[i], e.kind(), &error);
+                    self.park(r, &mut st, &[i], e.kind(), &error)
                 }
+            };
+            if !handled {
+                holding = true;
+                st.held.push(i);
             }
-            self.progress.done.fetch_add(1, Ordering::Relaxed);
         }
         st
     }
@@ -94,7 +116,19 @@ impl Context<'_> {
         let mut st = ReceiverStats::default();
         let mut window: Vec<usize> = Vec::new();
         let mut bytes = 0usize;
+        // Set when a flush could not be delivered: from then on every change
+        // of this receiver is held, the failed window's included.
+        let mut holding = false;
         for i in 0..self.changes.len() {
+            self.progress.done.fetch_add(1, Ordering::Relaxed);
+            if (self.already)(r.id(), i) {
+                st.already_handled += 1;
+                continue;
+            }
+            if holding {
+                st.held.push(i);
+                continue;
+            }
             st.seen += 1;
             let started = Instant::now();
             let accepted = self.accepts(r, i);
@@ -107,23 +141,27 @@ impl Context<'_> {
                         c.time_ms.saturating_sub(self.changes[f].time_ms) >= max_age_secs * 1000
                     });
                     if too_old {
-                        self.flush(r, &mut st, std::mem::take(&mut window));
+                        holding = !self.flush(r, &mut st, std::mem::take(&mut window));
                         bytes = 0;
                     }
                     window.push(i);
                     bytes += c.image_bytes();
-                    if window.len() >= max_count || bytes >= max_bytes {
-                        self.flush(r, &mut st, std::mem::take(&mut window));
+                    if holding {
+                        st.held.append(&mut window);
+                    } else if window.len() >= max_count || bytes >= max_bytes {
+                        holding = !self.flush(r, &mut st, std::mem::take(&mut window));
                         bytes = 0;
                     }
                 }
                 Ok((false, _)) => st.skipped += 1,
                 Err(e) => {
                     let error = self.describe(r, i, &e.to_string());
-                    self.park(r, &mut st, &[i], e.kind(), &error);
+                    if !self.park(r, &mut st, &[i], e.kind(), &error) {
+                        holding = true;
+                        st.held.push(i);
+                    }
                 }
             }
-            self.progress.done.fetch_add(1, Ordering::Relaxed);
         }
         if !window.is_empty() {
             self.flush(r, &mut st, window);
@@ -131,7 +169,9 @@ impl Context<'_> {
         st
     }
 
-    fn flush(&self, r: &ActiveReceiver, st: &mut ReceiverStats, window: Vec<usize>) {
+    /// Format and deliver one window; `false` when it is held for a retry
+    /// (its indices are then in `st.held`).
+    fn flush(&self, r: &ActiveReceiver, st: &mut ReceiverStats, window: Vec<usize>) -> bool {
         st.batches += 1;
         let started = Instant::now();
         let wits: Vec<WitChange> = window.iter().map(|&i| self.wit[i].clone()).collect();
@@ -142,9 +182,9 @@ impl Context<'_> {
             .session(r.config.clone(), r.manifest.limits)
             .map(|session| self.format(r, session, st, |s| s.format_batch(&wits), first));
         st.plugin_time += started.elapsed();
-        match outcome {
+        let handled = match outcome {
             Ok(Formatted::Messages(msgs)) => {
-                self.deliver(r, st, first, &last.sequence, window[0], &msgs)
+                self.deliver(r, st, first, &last.sequence, &window, &msgs)
             }
             Ok(Formatted::Failed { kind, error }) => {
                 let error = format!(
@@ -153,13 +193,17 @@ impl Context<'_> {
                     first.sequence,
                     last.sequence
                 );
-                self.park(r, st, &window, kind, &error);
+                self.park(r, st, &window, kind, &error)
             }
             Err(e) => {
                 let error = self.describe(r, window[0], &format!("batch of {}: {e}", window.len()));
-                self.park(r, st, &window, e.kind(), &error);
+                self.park(r, st, &window, e.kind(), &error)
             }
+        };
+        if !handled {
+            st.held.extend(&window);
         }
+        handled
     }
 
     /// Open a session and ask `accepts`; the session is reused for `format`.
@@ -219,12 +263,13 @@ impl Context<'_> {
         st: &mut ReceiverStats,
         c: &Change,
         sequence: &str,
-        i: usize,
+        indices: &[usize],
         msgs: &[Message],
-    ) {
+    ) -> bool {
         if msgs.is_empty() {
-            return;
+            return true;
         }
+        let i = indices[0];
         let envelopes: Vec<Envelope<'_>> = msgs
             .iter()
             .enumerate()
@@ -242,10 +287,16 @@ impl Context<'_> {
             Ok(()) => {
                 st.messages += msgs.len() as u64;
                 st.bytes += msgs.iter().map(|m| m.body.len() as u64).sum::<u64>();
+                true
+            }
+            Err(e) if self.hold_unavailable && e.kind == SinkErrorKind::Unavailable => {
+                tracing::warn!(receiver = r.id(), key = %c.key, sequence, error = %e, "destination unavailable; change held for a retry");
+                st.error("delivery", self.describe(r, i, &e.to_string()));
+                false
             }
             Err(e) => {
                 let error = self.describe(r, i, &e.to_string());
-                self.park(r, st, &[i], e.kind.as_str(), &error);
+                self.park(r, st, indices, e.kind.as_str(), &error)
             }
         }
     }
@@ -257,7 +308,7 @@ impl Context<'_> {
         indices: &[usize],
         kind: &str,
         error: &str,
-    ) {
+    ) -> bool {
         tracing::warn!(receiver = r.id(), digest = %r.digest(), kind, error, "change parked as a dead letter");
         st.error(kind, error.to_owned());
         for &i in indices {
@@ -273,14 +324,19 @@ impl Context<'_> {
                 change: change_json(c),
             };
             if let Err(e) = self.sink.park(&dead) {
-                // Nowhere left to put it: make it loud, and count it.
+                // Nowhere left to put it: make it loud, count it, and hold it
+                // for a retry where the caller can.
                 tracing::error!(receiver = r.id(), key = %c.key, sequence = %c.sequence, error = %e, "could not park a dead letter");
                 st.error(
                     "park",
                     format!("could not park {}/{}: {e}", c.key, c.sequence),
                 );
+                if self.hold_unavailable {
+                    return false;
+                }
             }
         }
+        true
     }
 
     fn describe(&self, r: &ActiveReceiver, i: usize, what: &str) -> String {

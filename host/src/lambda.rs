@@ -1,0 +1,239 @@
+//! The dispatcher Lambda: a DynamoDB stream event in, a
+//! [`DynamoDbEventResponse`](crate::stream::DynamoDbEventResponse) out.
+//!
+//! Everything expensive (the Wasm engine, the AWS clients, the registry copy
+//! and loaded plugins) is built once per cold start and kept while the
+//! instance is warm. Logs are JSON lines (`tracing`), metrics are CloudWatch
+//! EMF lines, both on stdout.
+//!
+//! Configuration, from the environment:
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `PRISM_REGISTRY_TABLE` | the registry table | required |
+//! | `PRISM_PLUGIN_BUCKET` | the plugin bucket | required |
+//! | `PRISM_LEDGER_TABLE` | the retry ledger table | required |
+//! | `PRISM_UNREADABLE_QUEUE` | queue for records that cannot be read | none: such records are reported failed |
+//! | `PRISM_RELOAD_SECS` | how long a registry read stays fresh | 30 |
+//! | `PRISM_CACHE_DIR` | compiled plugins and artifacts | `/tmp/prism` |
+//! | `PRISM_THREADS` | dispatcher threads | all cores |
+//! | `PRISM_LOG` | log filter | `info` |
+//! | `AWS_ENDPOINT_URL` | one endpoint for every service (emulators) | AWS |
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+use crate::aws::{self, ArtifactStore, AwsTarget, DynamoRegistry};
+use crate::dispatch::Dispatcher;
+use crate::engine::{EngineOptions, PluginEngine};
+use crate::reload::LiveReceivers;
+use crate::stream::{DynamoDbEventResponse, Ledger, Receivers, StreamProcessor};
+
+/// The Lambda's settings, read from the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaConfig {
+    /// Registry table.
+    pub registry_table: String,
+    /// Plugin bucket.
+    pub plugin_bucket: String,
+    /// Retry ledger table.
+    pub ledger_table: String,
+    /// Queue for unreadable records.
+    pub unreadable_queue: Option<String>,
+    /// Registry TTL.
+    pub reload: Duration,
+    /// Cache directory.
+    pub cache_dir: PathBuf,
+    /// Dispatcher threads.
+    pub threads: Option<usize>,
+    /// Endpoint override.
+    pub endpoint_url: Option<String>,
+}
+
+impl LambdaConfig {
+    /// Read the settings through `var` (the environment, or a map in tests).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let required = |name: &str| {
+            var(name)
+                .filter(|v| !v.is_empty())
+                .with_context(|| format!("environment variable {name} is not set"))
+        };
+        let number = |name: &str| -> anyhow::Result<Option<u64>> {
+            var(name)
+                .map(|v| {
+                    v.parse::<u64>()
+                        .with_context(|| format!("{name}={v:?} is not a whole number"))
+                })
+                .transpose()
+        };
+        Ok(Self {
+            registry_table: required("PRISM_REGISTRY_TABLE")?,
+            plugin_bucket: required("PRISM_PLUGIN_BUCKET")?,
+            ledger_table: required("PRISM_LEDGER_TABLE")?,
+            unreadable_queue: var("PRISM_UNREADABLE_QUEUE").filter(|v| !v.is_empty()),
+            reload: Duration::from_secs(number("PRISM_RELOAD_SECS")?.unwrap_or(30)),
+            cache_dir: var("PRISM_CACHE_DIR")
+                .map_or_else(|| PathBuf::from("/tmp/prism"), PathBuf::from),
+            threads: number("PRISM_THREADS")?.map(|n| n.max(1) as usize),
+            endpoint_url: var("AWS_ENDPOINT_URL").filter(|v| !v.is_empty()),
+        })
+    }
+
+    /// Build the shared state: engine, clients, live receivers, ledger.
+    pub async fn processor(&self) -> anyhow::Result<StreamProcessor> {
+        let target = AwsTarget {
+            endpoint_url: self.endpoint_url.clone(),
+            region: None,
+        };
+        let config = aws::sdk_config(&target).await;
+        let ddb = aws_sdk_dynamodb::Client::new(&config);
+        let engine = PluginEngine::new(&EngineOptions {
+            cache_dir: Some(self.cache_dir.join("compiled")),
+            ..EngineOptions::default()
+        })
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .context("starting the Wasm engine")?;
+        let live = LiveReceivers::new(
+            DynamoRegistry::new(ddb.clone(), &self.registry_table),
+            ArtifactStore::new(aws::s3_client(&config, &target), &self.plugin_bucket),
+            self.cache_dir.join("artifacts"),
+            self.reload,
+        );
+        let mut dispatcher = Dispatcher::default();
+        if let Some(t) = self.threads {
+            dispatcher.threads = t;
+        }
+        Ok(StreamProcessor {
+            engine,
+            receivers: Receivers::Live(tokio::sync::Mutex::new(live)),
+            sqs: aws_sdk_sqs::Client::new(&config),
+            ledger: Ledger::Dynamo {
+                client: ddb,
+                table: self.ledger_table.clone(),
+            },
+            dispatcher,
+            unreadable_queue: self.unreadable_queue.clone(),
+            emit_metrics: true,
+        })
+    }
+}
+
+/// JSON log lines on stdout; `PRISM_LOG` sets the filter (default `info`).
+pub fn init_json_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PRISM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .init();
+}
+
+/// The Lambda binary: build the shared state once, then serve invocations.
+pub fn main() -> ExitCode {
+    init_json_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result: anyhow::Result<()> = rt.block_on(async {
+        let config = LambdaConfig::from_vars(|k| std::env::var(k).ok())?;
+        tracing::info!(registry = %config.registry_table, bucket = %config.plugin_bucket, ledger = %config.ledger_table, "cold start");
+        let processor = Arc::new(config.processor().await?);
+        lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+            let processor = processor.clone();
+            async move { invoke(&processor, event).await }
+        }))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("the Lambda runtime stopped")
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "dispatcher failed");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn invoke(
+    processor: &StreamProcessor,
+    event: LambdaEvent<Value>,
+) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
+    let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
+    let _enter = span.enter();
+    let outcome = processor.handle(&event.payload).await?;
+    tracing::info!(
+        records = outcome.numbers.records,
+        failed = outcome.numbers.failed,
+        elapsed_ms = outcome.report.elapsed.as_millis() as u64,
+        "batch handled"
+    );
+    Ok(outcome.response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn config_names_the_missing_variable() {
+        let e = LambdaConfig::from_vars(vars(&[("PRISM_REGISTRY_TABLE", "r")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "environment variable PRISM_PLUGIN_BUCKET is not set"
+        );
+        let e = LambdaConfig::from_vars(vars(&[
+            ("PRISM_REGISTRY_TABLE", "r"),
+            ("PRISM_PLUGIN_BUCKET", "b"),
+            ("PRISM_LEDGER_TABLE", "l"),
+            ("PRISM_RELOAD_SECS", "soon"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "PRISM_RELOAD_SECS=\"soon\" is not a whole number"
+        );
+    }
+
+    #[test]
+    fn config_defaults() {
+        let c = LambdaConfig::from_vars(vars(&[
+            ("PRISM_REGISTRY_TABLE", "r"),
+            ("PRISM_PLUGIN_BUCKET", "b"),
+            ("PRISM_LEDGER_TABLE", "l"),
+        ]))
+        .unwrap();
+        assert_eq!(c.reload, Duration::from_secs(30));
+        assert_eq!(c.cache_dir, PathBuf::from("/tmp/prism"));
+        assert_eq!(
+            (c.unreadable_queue, c.threads, c.endpoint_url),
+            (None, None, None)
+        );
+    }
+}

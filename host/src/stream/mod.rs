@@ -1,0 +1,360 @@
+//! One batch of DynamoDB stream records through every receiver, as the
+//! Lambda does it (and `prism dev`, which polls the stream itself).
+//!
+//! - Messages go to each receiver's SQS queue; what a receiver cannot take
+//!   (rejected, trapped, over a limit, too large for SQS) is parked in its
+//!   dead-letter queue with the original change, the error and the digest.
+//! - A queue that is down holds the change for a retry: the dispatcher runs
+//!   in hold mode, and the batch reports that record and every later one as
+//!   failed (`batchItemFailures`), so Lambda sends them again. Nothing is
+//!   acknowledged unless it was delivered or parked.
+//! - The [`ledger`] remembers which receivers handled the reported records,
+//!   so the retry does not repeat their work.
+//! - A record that cannot be read at all is parked in the dispatcher's own
+//!   dead-letter queue when one is configured, and otherwise reported as
+//!   failed (the event source mapping's on-failure destination then keeps
+//!   it after its retries).
+
+pub mod ledger;
+pub mod metrics;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::aws::RegistryOpError;
+use crate::change::Change;
+use crate::dispatch::{Dispatcher, Progress, RunReport};
+use crate::engine::PluginEngine;
+use crate::manifest::Destination;
+use crate::receivers::ReceiverSet;
+use crate::reload::LiveReceivers;
+use crate::sink::{DeadLetter, Sink, SqsSink};
+
+pub use ledger::{Ledger, LedgerError};
+pub use metrics::BatchNumbers;
+
+/// The receiver name under which unreadable records are parked and remembered.
+pub const UNREADABLE: &str = "prism:unreadable";
+
+/// What a DynamoDB stream Lambda returns: the records to retry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamoDbEventResponse {
+    /// Failed records; Lambda retries from the lowest sequence number.
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+/// One failed record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItemFailure {
+    /// The record's sequence number.
+    pub item_identifier: String,
+}
+
+/// Why a whole batch could not be handled (Lambda retries all of it).
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The event is not a DynamoDB stream event.
+    #[error("malformed stream event: {0}")]
+    Malformed(String),
+    /// The registry has never been read, so no receiver is known.
+    #[error("no receivers loaded: {0}")]
+    Registry(#[from] RegistryOpError),
+}
+
+/// Where the receivers come from.
+pub enum Receivers {
+    /// The DynamoDB registry, re-read on a TTL (hot reload).
+    Live(tokio::sync::Mutex<LiveReceivers>),
+    /// A fixed set (tests, local registries).
+    Fixed(Arc<ReceiverSet>),
+}
+
+/// Everything a warm dispatcher keeps between batches.
+pub struct StreamProcessor {
+    /// The Wasm engine (with its compile cache).
+    pub engine: PluginEngine,
+    /// The receivers.
+    pub receivers: Receivers,
+    /// SQS, for queues and dead-letter queues.
+    pub sqs: aws_sdk_sqs::Client,
+    /// The retry ledger.
+    pub ledger: Ledger,
+    /// Dispatch settings (hold mode is forced on).
+    pub dispatcher: Dispatcher,
+    /// Queue for records that cannot be read (name or URL).
+    pub unreadable_queue: Option<String>,
+    /// Write EMF metric lines to stdout.
+    pub emit_metrics: bool,
+}
+
+/// What one batch did.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// The answer for Lambda.
+    pub response: DynamoDbEventResponse,
+    /// Per-receiver counts.
+    pub report: RunReport,
+    /// Batch-level numbers (also emitted as metrics).
+    pub numbers: BatchNumbers,
+}
+
+/// One record of the event, as far as it could be read.
+struct Record {
+    /// `<event source ARN>#<sequence>` (the ledger's key).
+    id: String,
+    sequence: String,
+    change: Result<Change, String>,
+    raw: Value,
+}
+
+impl StreamProcessor {
+    /// Handle one DynamoDB stream event (`{"Records": [...]}`).
+    pub async fn handle(&self, event: &Value) -> Result<BatchOutcome, StreamError> {
+        let records = read_records(event)?;
+        let set = self.current().await?;
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let prior = match self.ledger.lookup(&ids).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Without the ledger a retry may repeat work (FIFO queues
+                // still drop the duplicates); stopping the shard would be worse.
+                tracing::error!(error = %e, "retry ledger unreadable; handling the batch as new");
+                HashMap::new()
+            }
+        };
+
+        let mut destinations: HashMap<String, Destination> = HashMap::new();
+        for r in &set.active {
+            match &r.manifest.destination {
+                Some(d) => {
+                    destinations.insert(r.id().to_owned(), d.clone());
+                }
+                None => tracing::error!(
+                    receiver = r.id(),
+                    "receiver has no destination queue in its registry entry; it gets nothing"
+                ),
+            }
+        }
+        if let Some(q) = &self.unreadable_queue {
+            destinations.insert(
+                UNREADABLE.to_owned(),
+                Destination {
+                    queue: q.clone(),
+                    dead_letter_queue: Some(q.clone()),
+                },
+            );
+        }
+        let sink = SqsSink::new(
+            self.sqs.clone(),
+            tokio::runtime::Handle::current(),
+            destinations.clone(),
+        );
+
+        // Readable records become changes; `of_change[c]` is change c's record.
+        let mut changes = Vec::new();
+        let mut of_change = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            if let Ok(c) = &r.change {
+                changes.push(c.clone());
+                of_change.push(i);
+            }
+        }
+        let deliverable = Arc::new(ReceiverSet {
+            active: set
+                .active
+                .iter()
+                .filter(|r| destinations.contains_key(r.id()))
+                .cloned()
+                .collect(),
+            ..ReceiverSet::default()
+        });
+        let dispatcher = Dispatcher {
+            hold_unavailable: true,
+            ..self.dispatcher.clone()
+        };
+        let unreadable_queue = self.unreadable_queue.is_some();
+        let (report, changes, prior, of_change, records) = {
+            let ids = ids.clone();
+            let set = deliverable.clone();
+            tokio::task::spawn_blocking(move || {
+                let already = |receiver: &str, c: usize| {
+                    prior
+                        .get(&ids[of_change[c]])
+                        .is_some_and(|s| s.contains(receiver))
+                };
+                let report =
+                    dispatcher.run_retry(&set, &changes, &sink, &Progress::default(), &already);
+                let records: Vec<(Record, bool)> = records
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let parked = match &r.change {
+                            Ok(_) => false,
+                            Err(e) => {
+                                tracing::error!(sequence = %r.sequence, error = %e, "stream record unreadable");
+                                prior.get(&r.id).is_some_and(|s| s.contains(UNREADABLE))
+                                    || (unreadable_queue && park_unreadable(&sink, i, &r, e))
+                            }
+                        };
+                        (r, parked)
+                    })
+                    .collect();
+                (report, changes, prior, of_change, records)
+            })
+            .await
+            .expect("the dispatcher does not panic")
+        };
+
+        // Unreadable records that could not be parked are held like the rest.
+        let mut first_failed = report.first_held().map(|c| of_change[c]);
+        let mut unreadable = 0;
+        for (i, (r, parked)) in records.iter().enumerate() {
+            if r.change.is_err() {
+                unreadable += 1;
+                if !parked {
+                    first_failed = Some(first_failed.map_or(i, |f| f.min(i)));
+                }
+            }
+        }
+
+        let mut response = DynamoDbEventResponse::default();
+        if let Some(f) = first_failed {
+            let mut entries = Vec::new();
+            let mut change_of: HashMap<usize, usize> = HashMap::new();
+            for (c, &rec) in of_change.iter().enumerate() {
+                change_of.insert(rec, c);
+            }
+            for (i, (r, parked)) in records.iter().enumerate().skip(f) {
+                let mut handled: BTreeSet<String> = prior.get(&r.id).cloned().unwrap_or_default();
+                if let Some(&c) = change_of.get(&i) {
+                    for rcv in &deliverable.active {
+                        let held = report
+                            .receivers
+                            .get(rcv.id())
+                            .is_some_and(|s| s.held.binary_search(&c).is_ok());
+                        if !held {
+                            handled.insert(rcv.id().to_owned());
+                        }
+                    }
+                } else if *parked {
+                    handled.insert(UNREADABLE.to_owned());
+                }
+                entries.push((r.id.clone(), handled));
+                response.batch_item_failures.push(BatchItemFailure {
+                    item_identifier: r.sequence.clone(),
+                });
+            }
+            if let Err(e) = self.ledger.remember(&entries).await {
+                tracing::error!(error = %e, "could not write the retry ledger; the retry may repeat delivered work");
+            }
+            tracing::warn!(first = %records[f].0.sequence, failed = response.batch_item_failures.len(), "records reported failed for a retry");
+        }
+
+        let now_ms = now_ms();
+        let numbers = BatchNumbers {
+            records: records.len(),
+            unreadable,
+            failed: response.batch_item_failures.len(),
+            unavailable_receivers: set.unavailable.len()
+                + (set.active.len() - deliverable.active.len()),
+            iterator_age_ms: changes
+                .iter()
+                .map(|c| c.time_ms)
+                .max()
+                .map_or(0, |t| now_ms.saturating_sub(t)),
+        };
+        if self.emit_metrics {
+            for (receiver, st) in &report.receivers {
+                println!("{}", metrics::receiver_line(receiver, st, now_ms));
+            }
+            println!("{}", metrics::batch_line(&numbers, now_ms));
+        }
+        Ok(BatchOutcome {
+            response,
+            report,
+            numbers,
+        })
+    }
+
+    /// The current receivers (re-read from the registry when stale).
+    async fn current(&self) -> Result<Arc<ReceiverSet>, StreamError> {
+        match &self.receivers {
+            Receivers::Fixed(s) => Ok(s.clone()),
+            Receivers::Live(live) => {
+                let mut live = live.lock().await;
+                let (set, err) = live.current(&self.engine).await;
+                match err {
+                    Some(e) if !live.loaded() => Err(StreamError::Registry(e)),
+                    _ => Ok(set),
+                }
+            }
+        }
+    }
+}
+
+/// Park an unreadable record in the dispatcher's dead-letter queue.
+fn park_unreadable(sink: &SqsSink, i: usize, r: &Record, error: &str) -> bool {
+    let dead = DeadLetter {
+        receiver: UNREADABLE.to_owned(),
+        plugin_digest: None,
+        key: String::new(),
+        sequence: r.sequence.clone(),
+        ordinal: i as u64 + 1,
+        error_kind: "unreadable".into(),
+        error: format!("stream record {i} (sequence {}): {error}", r.sequence),
+        change: r.raw.clone(),
+    };
+    match sink.park(&dead) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(sequence = %r.sequence, error = %e, "could not park an unreadable record");
+            false
+        }
+    }
+}
+
+fn read_records(event: &Value) -> Result<Vec<Record>, StreamError> {
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| StreamError::Malformed("no \"Records\" array".into()))?;
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let sequence = raw
+                .pointer("/dynamodb/SequenceNumber")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    StreamError::Malformed(format!(
+                        "record {i} (eventID {}) has no dynamodb.SequenceNumber string",
+                        raw.get("eventID").unwrap_or(&Value::Null)
+                    ))
+                })?
+                .to_owned();
+            let source = raw
+                .get("eventSourceARN")
+                .and_then(Value::as_str)
+                .unwrap_or("local");
+            Ok(Record {
+                id: format!("{source}#{sequence}"),
+                change: crate::input::record::to_change(raw)
+                    .map_err(|e| format!("record {i}: {e}")),
+                sequence,
+                raw: raw.clone(),
+            })
+        })
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
