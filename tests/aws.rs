@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
+use std::collections::HashMap;
+
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use prism_host::aws::{self, ArtifactStore, AwsTarget, DynamoRegistry};
 
 /// One test's AWS resources.
@@ -97,4 +100,189 @@ pub async fn create_registry_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
         .send()
         .await
         .unwrap();
+}
+
+fn key_schema(name: &str) -> (AttributeDefinition, KeySchemaElement) {
+    (
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap(),
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(KeyType::Hash)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// The product-model table (key `pk`) with a NEW_AND_OLD_IMAGES stream;
+/// returns the stream ARN.
+pub async fn create_model_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> String {
+    use aws_sdk_dynamodb::types::{StreamSpecification, StreamViewType};
+    let (attr, key) = key_schema("pk");
+    let out = ddb
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(attr)
+        .key_schema(key)
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.table_description
+        .and_then(|d| d.latest_stream_arn)
+        .expect("the table has a stream")
+}
+
+/// The retry ledger table (key `record`).
+pub async fn create_ledger_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
+    let (attr, key) = key_schema(prism_host::stream::ledger::KEY);
+    ddb.create_table()
+        .table_name(name)
+        .attribute_definitions(attr)
+        .key_schema(key)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A plain JSON value as a DynamoDB attribute (numbers keep their exact text).
+pub fn attr(v: &serde_json::Value) -> aws_sdk_dynamodb::types::AttributeValue {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    use serde_json::Value as V;
+    match v {
+        V::Null => A::Null(true),
+        V::Bool(b) => A::Bool(*b),
+        V::Number(n) => A::N(n.to_string()),
+        V::String(s) => A::S(s.clone()),
+        V::Array(a) => A::L(a.iter().map(attr).collect()),
+        V::Object(o) => A::M(o.iter().map(|(k, v)| (k.clone(), attr(v))).collect()),
+    }
+}
+
+/// Write a plain JSON document as an item.
+pub async fn put(ddb: &aws_sdk_dynamodb::Client, table: &str, doc: &serde_json::Value) {
+    let item = doc
+        .as_object()
+        .expect("an object")
+        .iter()
+        .map(|(k, v)| (k.clone(), attr(v)))
+        .collect();
+    ddb.put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Delete the item with key `pk`.
+pub async fn delete(ddb: &aws_sdk_dynamodb::Client, table: &str, pk: &str) {
+    ddb.delete_item()
+        .table_name(table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// SQS queues for one test, named apart from other tests', and a
+/// multi-threaded runtime for the async calls (the SQS sink blocks on it).
+pub struct Queues {
+    pub client: aws_sdk_sqs::Client,
+    pub rt: tokio::runtime::Runtime,
+    pub prefix: String,
+}
+
+impl Queues {
+    /// `None` when moto is not running (see [`endpoint`]).
+    pub fn new(test: &str) -> Option<Self> {
+        let ep = endpoint()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let target = AwsTarget {
+            endpoint_url: Some(ep),
+            region: Some("us-east-1".into()),
+        };
+        let client = aws_sdk_sqs::Client::new(&rt.block_on(aws::sdk_config(&target)));
+        Some(Self {
+            client,
+            rt,
+            prefix: format!("t{}-{test}", std::process::id()),
+        })
+    }
+
+    /// Create queue `<prefix>-<name>` (FIFO when it ends in `.fifo`); its URL.
+    pub fn create(&self, name: &str) -> String {
+        let name = format!("{}-{name}", self.prefix);
+        let fifo = name.ends_with(".fifo");
+        self.rt.block_on(async {
+            let mut req = self.client.create_queue().queue_name(&name);
+            if fifo {
+                req = req.attributes(QueueAttributeName::FifoQueue, "true");
+            }
+            req.send().await.unwrap().queue_url.unwrap()
+        })
+    }
+
+    /// Every message in the queue: (body, attributes, group id).
+    pub fn drain(&self, url: &str) -> Vec<(String, HashMap<String, String>, Option<String>)> {
+        self.rt.block_on(async {
+            let mut all = Vec::new();
+            loop {
+                let out = self
+                    .client
+                    .receive_message()
+                    .queue_url(url)
+                    .max_number_of_messages(10)
+                    .message_attribute_names("All")
+                    .message_system_attribute_names(MessageSystemAttributeName::All)
+                    .send()
+                    .await
+                    .unwrap();
+                let msgs = out.messages();
+                if msgs.is_empty() {
+                    break;
+                }
+                for m in msgs {
+                    let attrs = m
+                        .message_attributes()
+                        .map(|a| {
+                            a.iter()
+                                .map(|(k, v)| {
+                                    (k.clone(), v.string_value().unwrap_or_default().to_owned())
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let group = m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                        .cloned();
+                    all.push((m.body().unwrap_or_default().to_owned(), attrs, group));
+                    self.client
+                        .delete_message()
+                        .queue_url(url)
+                        .receipt_handle(m.receipt_handle().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+            all
+        })
+    }
 }

@@ -26,6 +26,27 @@ fn the_cli_registers_versions_rolls_back_disables_and_removes() {
         out
     };
     let bucket = ["--bucket", env.bucket.as_str()];
+    // A new receiver on AWS needs somewhere to deliver to.
+    let o = prism(
+        &[
+            &[
+                "plugin",
+                "register",
+                wasm::LOGISTICS,
+                "--receiver",
+                "warehouse",
+            ][..],
+            &bucket,
+            &remote,
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("has no destination: pass --queue"),
+        "{:?}",
+        text(&o)
+    );
     run(&[
         &[
             "plugin",
@@ -35,6 +56,10 @@ fn the_cli_registers_versions_rolls_back_disables_and_removes() {
             "warehouse",
             "--config",
             "site=north",
+            "--queue",
+            "warehouse-q",
+            "--dead-letter-queue",
+            "warehouse-dlq",
         ][..],
         &bucket,
     ]
@@ -68,8 +93,8 @@ fn the_cli_registers_versions_rolls_back_disables_and_removes() {
 
     let shown = run(&["plugin", "show", "warehouse"]);
     assert!(
-        shown.contains("site = \"north\""),
-        "settings are kept across versions: {shown}"
+        shown.contains("site = \"north\"") && shown.contains("warehouse-dlq"),
+        "settings and destination are kept across versions: {shown}"
     );
     assert!(
         shown.contains(&format!("v1    {}", Digest::of(&read(wasm::LOGISTICS)))),

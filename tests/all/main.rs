@@ -9,6 +9,7 @@ mod python;
 mod sandbox;
 mod scaffold;
 mod sqs;
+mod stream;
 
 use std::process::{Command, Output};
 

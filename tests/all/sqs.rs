@@ -5,101 +5,13 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use prism_e2e::aws::Queues;
 use prism_e2e::{bodies, changes, engine, register, sample, wasm};
-use prism_host::aws::{self, AwsTarget};
 use prism_host::dispatch::{Dispatcher, Progress};
 use prism_host::manifest::{Destination, Mode};
 use prism_host::receivers::ReceiverSet;
 use prism_host::registry::LocalRegistry;
 use prism_host::sink::SqsSink;
-
-struct Queues {
-    client: aws_sdk_sqs::Client,
-    rt: tokio::runtime::Runtime,
-    prefix: String,
-}
-
-impl Queues {
-    fn new(test: &str) -> Option<Self> {
-        let ep = prism_e2e::aws::endpoint()?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let target = AwsTarget {
-            endpoint_url: Some(ep),
-            region: Some("us-east-1".into()),
-        };
-        let client = aws_sdk_sqs::Client::new(&rt.block_on(aws::sdk_config(&target)));
-        Some(Self {
-            client,
-            rt,
-            prefix: format!("t{}-{test}", std::process::id()),
-        })
-    }
-
-    fn create(&self, name: &str) -> String {
-        let name = format!("{}-{name}", self.prefix);
-        let fifo = name.ends_with(".fifo");
-        self.rt.block_on(async {
-            let mut req = self.client.create_queue().queue_name(&name);
-            if fifo {
-                req = req.attributes(QueueAttributeName::FifoQueue, "true");
-            }
-            req.send().await.unwrap().queue_url.unwrap()
-        })
-    }
-
-    /// Every message in the queue: (body, attributes, group id).
-    fn drain(&self, url: &str) -> Vec<(String, HashMap<String, String>, Option<String>)> {
-        self.rt.block_on(async {
-            let mut all = Vec::new();
-            loop {
-                let out = self
-                    .client
-                    .receive_message()
-                    .queue_url(url)
-                    .max_number_of_messages(10)
-                    .message_attribute_names("All")
-                    .message_system_attribute_names(MessageSystemAttributeName::All)
-                    .send()
-                    .await
-                    .unwrap();
-                let msgs = out.messages();
-                if msgs.is_empty() {
-                    break;
-                }
-                for m in msgs {
-                    let attrs = m
-                        .message_attributes()
-                        .map(|a| {
-                            a.iter()
-                                .map(|(k, v)| {
-                                    (k.clone(), v.string_value().unwrap_or_default().to_owned())
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    let group = m
-                        .attributes()
-                        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-                        .cloned();
-                    all.push((m.body().unwrap_or_default().to_owned(), attrs, group));
-                    self.client
-                        .delete_message()
-                        .queue_url(url)
-                        .receipt_handle(m.receipt_handle().unwrap())
-                        .send()
-                        .await
-                        .unwrap();
-                }
-            }
-            all
-        })
-    }
-}
 
 fn destinations(reg: &std::path::Path, dests: &[(&str, &str, &str)]) {
     for (receiver, queue, dlq) in dests {

@@ -50,6 +50,13 @@ pub struct Args {
     /// Linear memory cap, in MiB.
     #[arg(long)]
     pub memory_mib: Option<u32>,
+    /// The receiver's SQS queue (name or URL; a name ending in `.fifo` is a
+    /// FIFO queue). Required for a new receiver in a DynamoDB registry.
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+    /// The receiver's dead-letter queue, for changes it cannot take.
+    #[arg(long, value_name = "QUEUE", requires = "queue")]
+    pub dead_letter_queue: Option<String>,
     /// Register it disabled.
     #[arg(long)]
     pub disabled: bool,
@@ -137,6 +144,12 @@ fn apply(
             },
         };
     }
+    if let Some(queue) = &a.queue {
+        m.destination = Some(crate::manifest::Destination {
+            queue: queue.clone(),
+            dead_letter_queue: a.dead_letter_queue.clone(),
+        });
+    }
     if let Some(t) = a.timeout_ms {
         m.limits.timeout_ms = t;
     }
@@ -170,6 +183,11 @@ fn register_remote(
             head.as_ref().map(|h| h.manifest.clone()),
             Digest::of(wasm),
         )?;
+        anyhow::ensure!(
+            m.destination.is_some(),
+            "receiver {} has no destination: pass --queue (and --dead-letter-queue)",
+            a.receiver
+        );
         let digest = store.put_wasm(wasm).await?;
         store
             .put_cwasm(engine.compatibility_hash(), &digest, cwasm)
