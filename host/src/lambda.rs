@@ -176,9 +176,11 @@ async fn invoke(
     processor: &StreamProcessor,
     event: LambdaEvent<Value>,
 ) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
-    let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
-    let _enter = span.enter();
-    let outcome = processor.handle(&event.payload).await?;
+    // The runtime's own span already carries the request id.
+    let outcome = processor
+        .handle(&event.payload)
+        .await
+        .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
     tracing::info!(
         records = outcome.numbers.records,
         failed = outcome.numbers.failed,
