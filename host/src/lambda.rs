@@ -42,8 +42,8 @@ pub struct LambdaConfig {
     pub registry_table: String,
     /// Plugin bucket.
     pub plugin_bucket: String,
-    /// Retry ledger table.
-    pub ledger_table: String,
+    /// Retry ledger table (`None`: in process, for `prism dev`).
+    pub ledger_table: Option<String>,
     /// Queue for unreadable records.
     pub unreadable_queue: Option<String>,
     /// Registry TTL.
@@ -75,7 +75,7 @@ impl LambdaConfig {
         Ok(Self {
             registry_table: required("PRISM_REGISTRY_TABLE")?,
             plugin_bucket: required("PRISM_PLUGIN_BUCKET")?,
-            ledger_table: required("PRISM_LEDGER_TABLE")?,
+            ledger_table: Some(required("PRISM_LEDGER_TABLE")?),
             unreadable_queue: var("PRISM_UNREADABLE_QUEUE").filter(|v| !v.is_empty()),
             reload: Duration::from_secs(number("PRISM_RELOAD_SECS")?.unwrap_or(30)),
             cache_dir: var("PRISM_CACHE_DIR")
@@ -92,6 +92,16 @@ impl LambdaConfig {
             region: None,
         };
         let config = aws::sdk_config(&target).await;
+        self.processor_with(&config, &target).await
+    }
+
+    /// As [`Self::processor`], with an SDK config already loaded.
+    pub async fn processor_with(
+        &self,
+        config: &aws_config::SdkConfig,
+        target: &AwsTarget,
+    ) -> anyhow::Result<StreamProcessor> {
+        let (config, target) = (config.clone(), target.clone());
         let ddb = aws_sdk_dynamodb::Client::new(&config);
         let engine = PluginEngine::new(&EngineOptions {
             cache_dir: Some(self.cache_dir.join("compiled")),
@@ -113,9 +123,12 @@ impl LambdaConfig {
             engine,
             receivers: Receivers::Live(tokio::sync::Mutex::new(live)),
             sqs: aws_sdk_sqs::Client::new(&config),
-            ledger: Ledger::Dynamo {
-                client: ddb,
-                table: self.ledger_table.clone(),
+            ledger: match &self.ledger_table {
+                Some(table) => Ledger::Dynamo {
+                    client: ddb,
+                    table: table.clone(),
+                },
+                None => Ledger::memory(),
             },
             dispatcher,
             unreadable_queue: self.unreadable_queue.clone(),
@@ -153,7 +166,7 @@ pub fn main() -> ExitCode {
     };
     let result: anyhow::Result<()> = rt.block_on(async {
         let config = LambdaConfig::from_vars(|k| std::env::var(k).ok())?;
-        tracing::info!(registry = %config.registry_table, bucket = %config.plugin_bucket, ledger = %config.ledger_table, "cold start");
+        tracing::info!(registry = %config.registry_table, bucket = %config.plugin_bucket, ledger = ?config.ledger_table, "cold start");
         let processor = Arc::new(config.processor().await?);
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
             let processor = processor.clone();

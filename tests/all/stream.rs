@@ -672,3 +672,67 @@ fn the_real_lambda_binary_runs_under_the_runtime_api_emulator() {
     assert_eq!(emf["ChangesSeen"], 2.0);
     assert_eq!(emf["Messages"], 2.0);
 }
+
+#[test]
+fn prism_dev_follows_the_stream_and_reports_what_it_holds() {
+    let Some(w) = World::new("dev") else { return };
+    let (site_q, _) = w.register(wasm::WEBSITE, "website", &[], true);
+    w.write(&products(0..3));
+    let dev = |extra: &[&str]| {
+        let mut args = vec![
+            "dev",
+            "--once",
+            "--from-start",
+            "--model-table",
+            &w.model,
+            "--bucket",
+            &w.bucket,
+            "--table",
+            &w.table,
+            "--endpoint-url",
+            &w.ep,
+            "--region",
+            "us-east-1",
+        ];
+        args.extend(extra);
+        prism(&args)
+    };
+    let o = dev(&[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("following arn:aws:dynamodb:"), "{out}");
+    assert!(out.contains(": 3 records -> website 3/3 msgs"), "{out}");
+    assert_eq!(w.bodies(&site_q).len(), 3);
+
+    // A receiver whose queue does not exist: held, reported, exit status 1.
+    w.register(wasm::LOGISTICS, "warehouse", &[], false);
+    w.write(&products(3..4));
+    let o = dev(&["--metrics"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(out.contains("held for a retry"), "{out}");
+    assert!(out.contains("records still held for a retry"), "{out}");
+    assert!(
+        out.contains("\"CloudWatchMetrics\""),
+        "--metrics prints EMF lines: {out}"
+    );
+    // --from-start replays the stream: the website sees all four again.
+    assert_eq!(w.bodies(&site_q).len(), 4);
+
+    let o = prism(&[
+        "dev",
+        "--table",
+        &w.table,
+        "--model-table",
+        &w.model,
+        "--endpoint-url",
+        &w.ep,
+        "--once",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("needs the plugin bucket"),
+        "{:?}",
+        text(&o)
+    );
+}

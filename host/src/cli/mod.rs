@@ -5,6 +5,7 @@
 #![allow(missing_docs)]
 
 mod demo;
+mod dev;
 mod engine_opts;
 mod new;
 mod plugin;
@@ -45,6 +46,7 @@ enum Command {
     Demo(demo::Args),
     /// A table of the receivers in a DynamoDB registry: version, state, last error.
     Status(registry_cmds::AllArgs),
+    Dev(dev::Args),
 }
 
 /// The whole program: parse arguments, set up logging, run, map errors to
@@ -70,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sample(a) => sample::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Status(a) => registry_cmds::status(a),
+        Command::Dev(a) => dev::run(a),
     }
 }
 

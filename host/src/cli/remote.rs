@@ -84,3 +84,13 @@ pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
         .context("starting the async runtime")?;
     Ok(rt.block_on(f))
 }
+
+/// Run a future on a multi-threaded runtime (for commands that dispatch:
+/// the SQS sink blocks worker threads on it).
+pub fn block_on_multi<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(rt.block_on(f))
+}

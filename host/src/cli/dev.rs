@@ -1,0 +1,209 @@
+//! `prism dev`: poll a table's stream and dispatch continuously, as the
+//! Lambda would, against moto or real AWS.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use super::remote::RemoteArgs;
+use crate::aws::{self, AwsTarget, ShardCursor, StreamReader};
+use crate::lambda::LambdaConfig;
+use crate::stream::StreamProcessor;
+
+/// Watch the whole system run: poll the model table's stream through the
+/// DynamoDB Streams API and hand each shard's records to the same stream
+/// processor the Lambda uses (registry hot reload, SQS delivery, DLQs, held
+/// records retried without repeating work). One line per batch.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// The product-model table whose stream to follow.
+    #[arg(long, value_name = "TABLE", required_unless_present = "stream_arn")]
+    pub model_table: Option<String>,
+    /// The stream ARN (instead of --model-table).
+    #[arg(long, value_name = "ARN", conflicts_with = "model_table")]
+    pub stream_arn: Option<String>,
+    /// Start at the oldest record still in the stream (default: only new ones).
+    #[arg(long)]
+    pub from_start: bool,
+    /// Read everything there is now, dispatch it, and exit (status 1 if
+    /// anything is still held for a retry).
+    #[arg(long)]
+    pub once: bool,
+    /// Records per batch (as the event source mapping's batch size).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub batch_size: i32,
+    /// Pause between polls when there is nothing new, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// Registry refresh interval, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub reload_secs: u64,
+    /// Retry ledger table [default: kept in this process].
+    #[arg(long, value_name = "TABLE")]
+    pub ledger_table: Option<String>,
+    /// Queue for records that cannot be read [default: they are held].
+    #[arg(long, value_name = "QUEUE")]
+    pub unreadable_queue: Option<String>,
+    /// Compiled plugins and downloaded artifacts.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Also print the EMF metric lines the Lambda writes.
+    #[arg(long)]
+    pub metrics: bool,
+}
+
+/// A shard being followed, with the records held for a retry.
+struct Shard {
+    cursor: ShardCursor,
+    held: Vec<Value>,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    super::remote::block_on_multi(async move { dev(a).await })?
+}
+
+async fn dev(a: Args) -> anyhow::Result<ExitCode> {
+    let bucket =
+        a.remote.target.bucket.clone().context(
+            "prism dev needs the plugin bucket: pass --bucket or set PRISM_PLUGIN_BUCKET",
+        )?;
+    let target = AwsTarget {
+        endpoint_url: a.remote.target.endpoint_url.clone(),
+        region: a.remote.target.region.clone(),
+    };
+    let config = aws::sdk_config(&target).await;
+    let arn = match (&a.stream_arn, &a.model_table) {
+        (Some(arn), _) => arn.clone(),
+        (None, Some(table)) => {
+            let d = aws_sdk_dynamodb::Client::new(&config)
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", aws::sdk_error(&e)))
+                .with_context(|| format!("describing table {table}"))?;
+            d.table
+                .and_then(|t| t.latest_stream_arn)
+                .with_context(|| format!("table {table} has no stream"))?
+        }
+        (None, None) => unreachable!("clap requires one of them"),
+    };
+    let cache_dir = a
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("prism-dev"));
+    let lambda = LambdaConfig {
+        registry_table: a.remote.table.clone(),
+        plugin_bucket: bucket,
+        ledger_table: a.ledger_table.clone(),
+        unreadable_queue: a.unreadable_queue.clone(),
+        reload: Duration::from_secs(a.reload_secs),
+        cache_dir,
+        threads: None,
+        endpoint_url: target.endpoint_url.clone(),
+    };
+    let mut processor = lambda.processor_with(&config, &target).await?;
+    processor.emit_metrics = a.metrics;
+    let reader = StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&config), &arn);
+    println!("following {arn}");
+
+    let mut shards: BTreeMap<String, Shard> = BTreeMap::new();
+    let mut first = true;
+    loop {
+        // New shards (splits, or the stream's first) start at their beginning.
+        for id in reader.shards().await? {
+            if !shards.contains_key(&id) {
+                let cursor = reader.open(&id, a.from_start || !first).await?;
+                shards.insert(
+                    id,
+                    Shard {
+                        cursor,
+                        held: Vec::new(),
+                    },
+                );
+            }
+        }
+        first = false;
+        let mut busy = false;
+        for (id, shard) in &mut shards {
+            let new = reader.read(&mut shard.cursor, a.batch_size).await?;
+            if new.is_empty() && shard.held.is_empty() {
+                continue;
+            }
+            busy |= !new.is_empty();
+            let mut batch = std::mem::take(&mut shard.held);
+            batch.extend(new);
+            shard.held = dispatch(&processor, id, batch).await?;
+        }
+        shards.retain(|_, s| s.cursor.iterator.is_some() || !s.held.is_empty());
+        if a.once && !busy {
+            let held: usize = shards.values().map(|s| s.held.len()).sum();
+            if held > 0 {
+                println!("{held} records still held for a retry");
+                return Ok(ExitCode::from(1));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !busy {
+            tokio::time::sleep(Duration::from_millis(a.interval_ms)).await;
+        }
+    }
+}
+
+/// Handle one batch; returns the records to retry.
+async fn dispatch(
+    processor: &StreamProcessor,
+    shard: &str,
+    batch: Vec<Value>,
+) -> anyhow::Result<Vec<Value>> {
+    let outcome = processor
+        .handle(&json!({ "Records": batch }))
+        .await
+        .with_context(|| format!("shard {shard}"))?;
+    let per: Vec<String> = outcome
+        .report
+        .receivers
+        .iter()
+        .map(|(r, st)| {
+            format!(
+                "{r} {}/{} msgs{}",
+                st.messages,
+                st.seen,
+                if st.errors() > 0 {
+                    format!(" {} errors", st.errors())
+                } else {
+                    String::new()
+                }
+            )
+        })
+        .collect();
+    let failed = &outcome.response.batch_item_failures;
+    println!(
+        "{shard}: {} records -> {}{}",
+        outcome.numbers.records,
+        if per.is_empty() {
+            "no receivers".to_owned()
+        } else {
+            per.join(", ")
+        },
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} held for a retry)", failed.len())
+        }
+    );
+    let Some(from) = failed.first() else {
+        return Ok(Vec::new());
+    };
+    let start = batch
+        .iter()
+        .position(|r| r["dynamodb"]["SequenceNumber"].as_str() == Some(&from.item_identifier))
+        .unwrap_or(0);
+    Ok(batch[start..].to_vec())
+}
