@@ -105,12 +105,45 @@ impl LiveReceivers {
             }
         }
         let mut set = ReceiverSet::load(engine, fresh);
+        self.share_compiled(engine, &set).await;
         set.active.extend(reused);
         set.active.sort_by(|a, b| a.id().cmp(b.id()));
         let changes = diff(&old, &set);
         self.set = Arc::new(set);
         self.loaded_at = Some(Instant::now());
         Ok(changes)
+    }
+}
+
+impl LiveReceivers {
+    /// Upload what this engine had to compile, so that the next cold start
+    /// of any dispatcher with the same engine loads it precompiled. A failed
+    /// upload only costs that later start a compile.
+    async fn share_compiled(&self, engine: &PluginEngine, set: &ReceiverSet) {
+        for (receiver, source, took) in &set.loads {
+            if *source != crate::engine::LoadSource::Compiled {
+                continue;
+            }
+            let Some(r) = set.active.iter().find(|r| r.id() == receiver) else {
+                continue;
+            };
+            let digest = *r.digest();
+            tracing::warn!(receiver = %receiver, %digest, took_ms = took.as_millis() as u64, "plugin compiled at start-up; sharing the artifact");
+            let Some(path) = engine.cache_path(&digest) else {
+                continue;
+            };
+            let uploaded = match std::fs::read(&path) {
+                Ok(bytes) => self
+                    .store
+                    .put_cwasm(engine.compatibility_hash(), &digest, bytes)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("{}: {e}", path.display())),
+            };
+            if let Err(e) = uploaded {
+                tracing::warn!(receiver = %receiver, error = %e, "could not share the compiled plugin");
+            }
+        }
     }
 }
 

@@ -441,3 +441,54 @@ fn a_warm_dispatcher_picks_up_registry_changes_after_its_ttl() {
         assert_eq!(set.active.len(), 1, "and the dispatcher keeps serving");
     });
 }
+
+#[test]
+fn a_plugin_compiled_at_start_up_is_shared_so_the_next_cold_start_compiles_nothing() {
+    use prism_host::reload::LiveReceivers;
+    use std::time::Duration;
+    let Some(ep) = endpoint() else { return };
+    rt().block_on(async {
+        let env = setup(&ep, "share").await;
+        // Published without a precompiled artifact (as if precompiled for
+        // another engine, e.g. on an x86 laptop for an arm64 Lambda).
+        let wasm = read(wasm::LOGISTICS);
+        let digest = env.store.put_wasm(&wasm).await.unwrap();
+        let m = manifest("shop", &wasm, Mode::Immediate, prism_e2e::relaxed(), &[]);
+        env.registry.publish(&m, None, "ops").await.unwrap();
+
+        let cold_start = || async {
+            let tmp = tempfile::tempdir().unwrap();
+            let engine = PluginEngine::new(&EngineOptions {
+                cache_dir: Some(tmp.path().join("compiled")),
+                ..Default::default()
+            })
+            .unwrap();
+            let mut live = LiveReceivers::new(
+                env.registry.clone(),
+                env.store.clone(),
+                tmp.path().join("artifacts"),
+                Duration::from_secs(30),
+            );
+            let (set, err) = live.current(&engine).await;
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(set.active.len(), 1);
+            (set.loads[0].1, engine.compatibility_hash().to_owned())
+        };
+        let (first, hash) = cold_start().await;
+        assert_eq!(first, LoadSource::Compiled);
+        let key = ArtifactStore::cwasm_key(&hash, &digest);
+        env.s3
+            .head_object()
+            .bucket(&env.bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key} was not uploaded: {e:?}"));
+        let (second, _) = cold_start().await;
+        assert_eq!(
+            second,
+            LoadSource::Cached,
+            "the second cold start compiles nothing"
+        );
+    });
+}

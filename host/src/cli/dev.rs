@@ -118,15 +118,12 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
     loop {
         // New shards (splits, or the stream's first) start at their beginning.
         for id in reader.shards().await? {
-            if !shards.contains_key(&id) {
-                let cursor = reader.open(&id, a.from_start || !first).await?;
-                shards.insert(
-                    id,
-                    Shard {
-                        cursor,
-                        held: Vec::new(),
-                    },
-                );
+            if let std::collections::btree_map::Entry::Vacant(slot) = shards.entry(id) {
+                let cursor = reader.open(slot.key(), a.from_start || !first).await?;
+                slot.insert(Shard {
+                    cursor,
+                    held: Vec::new(),
+                });
             }
         }
         first = false;
