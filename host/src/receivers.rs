@@ -42,6 +42,9 @@ pub struct Unavailable {
     pub digest: Option<Digest>,
     /// Why.
     pub reason: String,
+    /// Where its changes would have gone (its dead-letter queue then keeps
+    /// them on the AWS path), when the entry got that far.
+    pub destination: Option<crate::manifest::Destination>,
 }
 
 /// All receivers of one registry snapshot.
@@ -68,6 +71,7 @@ impl ReceiverSet {
                 receiver: None,
                 digest: None,
                 reason: problem.to_string(),
+                destination: None,
             });
         }
         for entry in snapshot.entries {
@@ -92,6 +96,7 @@ impl ReceiverSet {
                     let reason = load_reason(&e, &entry.origin);
                     tracing::error!(receiver = %m.receiver, digest = %m.plugin.digest, error = %reason, "plugin failed to load; receiver disabled");
                     set.unavailable.push(Unavailable {
+                        destination: m.destination.clone(),
                         receiver: Some(m.receiver),
                         digest: Some(m.plugin.digest),
                         reason,

@@ -30,6 +30,7 @@ struct World {
     reader: StreamReader,
     cursors: Mutex<Vec<ShardCursor>>,
     ddb: aws_sdk_dynamodb::Client,
+    env: prism_e2e::aws::AwsEnv,
 }
 
 impl World {
@@ -66,6 +67,7 @@ impl World {
             ledger,
             reader,
             cursors: Mutex::new(cursors),
+            env,
             q,
         })
     }
@@ -735,4 +737,49 @@ fn prism_dev_follows_the_stream_and_reports_what_it_holds() {
         "{:?}",
         text(&o)
     );
+}
+
+#[test]
+fn changes_for_a_receiver_whose_plugin_does_not_load_wait_in_its_dlq() {
+    let Some(w) = World::new("lambda-broken") else {
+        return;
+    };
+    let (site_q, _) = w.register(wasm::WEBSITE, "website", &[], true);
+    // Registered behind the CLI's back: a component of the wrong world.
+    let bad = prism_e2e::read(wasm::WRONG_WORLD);
+    let dlq = w.q.create("broken-dlq");
+    let queue = w.q.create("broken");
+    w.q.rt.block_on(async {
+        w.env.store.put_wasm(&bad).await.unwrap();
+        let mut m = prism_e2e::manifest("broken", &bad, Mode::Immediate, relaxed(), &[]);
+        m.destination = Some(prism_host::manifest::Destination {
+            queue,
+            dead_letter_queue: Some(dlq.clone()),
+        });
+        w.env.registry.publish(&m, None, "ops").await.unwrap();
+    });
+    let p = w.processor(&[]);
+    w.write(&products(0..2));
+    let out = w.invoke(&p, &w.records());
+    assert!(failed(&out).is_empty(), "{:?}", out.response);
+    assert_eq!(out.numbers.unavailable_receivers, 1);
+    assert_eq!(w.bodies(&site_q).len(), 2, "the others carry on");
+    let dead: Vec<Value> = w
+        .bodies(&dlq)
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(
+        dead.len(),
+        2,
+        "every change waits in its DLQ for a fixed plugin"
+    );
+    for d in &dead {
+        assert_eq!(d["error_kind"], "unavailable");
+        assert!(
+            d["error"].as_str().unwrap().contains("plugin unavailable"),
+            "{d}"
+        );
+        assert!(d["change"]["new"]["sku"].is_string(), "{d}");
+    }
 }

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use stats::ReceiverStats;
+pub use worker::change_json;
 
 use crate::change::{Change, ChangeKind};
 use crate::engine::{WitChange, WitChangeKind};

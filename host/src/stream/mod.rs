@@ -150,6 +150,23 @@ impl StreamProcessor {
                 },
             );
         }
+        // Enabled receivers whose plugin does not load: their changes are
+        // parked in their dead-letter queue, to be replayed once it is fixed.
+        let broken: Vec<Broken> = set
+            .unavailable
+            .iter()
+            .filter_map(|u| {
+                let d = u.destination.clone()?;
+                d.dead_letter_queue.as_ref()?;
+                let receiver = u.receiver.clone()?;
+                destinations.insert(receiver.clone(), d);
+                Some(Broken {
+                    receiver,
+                    digest: u.digest.map(|d| d.to_string()),
+                    reason: u.reason.clone(),
+                })
+            })
+            .collect();
         let sink = SqsSink::new(
             self.sqs.clone(),
             tokio::runtime::Handle::current(),
@@ -188,8 +205,12 @@ impl StreamProcessor {
                         .get(&ids[of_change[c]])
                         .is_some_and(|s| s.contains(receiver))
                 };
-                let report =
+                let mut report =
                     dispatcher.run_retry(&set, &changes, &sink, &Progress::default(), &already);
+                for b in &broken {
+                    let st = park_all(&sink, b, &changes, &already);
+                    report.receivers.insert(b.receiver.clone(), st);
+                }
                 let records: Vec<(Record, bool)> = records
                     .into_iter()
                     .enumerate()
@@ -233,13 +254,9 @@ impl StreamProcessor {
             for (i, (r, parked)) in records.iter().enumerate().skip(f) {
                 let mut handled: BTreeSet<String> = prior.get(&r.id).cloned().unwrap_or_default();
                 if let Some(&c) = change_of.get(&i) {
-                    for rcv in &deliverable.active {
-                        let held = report
-                            .receivers
-                            .get(rcv.id())
-                            .is_some_and(|s| s.held.binary_search(&c).is_ok());
-                        if !held {
-                            handled.insert(rcv.id().to_owned());
+                    for (receiver, st) in &report.receivers {
+                        if st.held.binary_search(&c).is_err() {
+                            handled.insert(receiver.clone());
                         }
                     }
                 } else if *parked {
@@ -296,6 +313,59 @@ impl StreamProcessor {
             }
         }
     }
+}
+
+/// A receiver whose plugin failed to load, with a dead-letter queue.
+struct Broken {
+    receiver: String,
+    digest: Option<String>,
+    reason: String,
+}
+
+/// Park every change for a receiver that cannot run; stop (and hold the
+/// rest) at the first that cannot be parked.
+fn park_all(
+    sink: &SqsSink,
+    b: &Broken,
+    changes: &[Change],
+    already: crate::dispatch::AlreadyHandled<'_>,
+) -> crate::dispatch::ReceiverStats {
+    let mut st = crate::dispatch::ReceiverStats::default();
+    for (c, change) in changes.iter().enumerate() {
+        if already(&b.receiver, c) {
+            st.already_handled += 1;
+            continue;
+        }
+        if !st.held.is_empty() {
+            st.held.push(c);
+            continue;
+        }
+        st.seen += 1;
+        let error = format!(
+            "receiver {} (plugin {}) on key {} sequence {}: plugin unavailable: {}",
+            b.receiver,
+            b.digest.as_deref().unwrap_or("?"),
+            change.key,
+            change.sequence,
+            b.reason
+        );
+        st.error("unavailable", error.clone());
+        let dead = DeadLetter {
+            receiver: b.receiver.clone(),
+            plugin_digest: b.digest.clone(),
+            key: change.key.clone(),
+            sequence: change.sequence.clone(),
+            ordinal: c as u64 + 1,
+            error_kind: "unavailable".into(),
+            error,
+            change: crate::dispatch::change_json(change),
+        };
+        if let Err(e) = sink.park(&dead) {
+            tracing::error!(receiver = %b.receiver, key = %change.key, error = %e, "could not park a change for an unavailable receiver; held");
+            st.held.push(c);
+        }
+    }
+    st
 }
 
 /// Park an unreadable record in the dispatcher's dead-letter queue.
