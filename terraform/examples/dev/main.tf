@@ -1,0 +1,110 @@
+# A complete dev environment: the prism module and one receiver's queue.
+#
+#   cargo lambda build --release --arm64 --bin prism-lambda --output-format zip
+#   terraform init && terraform apply -var env=dev -var owner=you@example.com
+#   prism plugin register website.wasm --receiver website-de \
+#     --table "$(terraform output -raw registry_table)" --bucket "$(terraform output -raw plugin_bucket)" \
+#     --queue "$(terraform output -raw website_queue)" --dead-letter-queue "$(terraform output -raw website_dlq)"
+
+terraform {
+  required_version = ">= 1.6"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.60, < 7.0"
+    }
+  }
+}
+
+variable "env" {
+  description = "Environment name."
+  type        = string
+  default     = "dev"
+}
+
+variable "owner" {
+  description = "Who answers for this environment (a team address)."
+  type        = string
+}
+
+variable "region" {
+  description = "AWS region."
+  type        = string
+  default     = "eu-central-1"
+}
+
+variable "lambda_zip" {
+  description = "The dispatcher zip."
+  type        = string
+  default     = "../../../target/lambda/prism-lambda/bootstrap.zip"
+}
+
+provider "aws" {
+  region = var.region
+
+  # Every resource gets these; scripts/cleanup-env finds an environment by them.
+  default_tags {
+    tags = {
+      env          = var.env
+      owner        = var.owner
+      "managed-by" = "terraform"
+      app          = "prism"
+    }
+  }
+
+  # Drift on purpose: cost-allocation tooling adds `cost:*` tags outside
+  # Terraform; a plan must neither remove them nor show them as changes.
+  ignore_tags {
+    key_prefixes = ["cost:"]
+  }
+}
+
+module "prism" {
+  source = "../.."
+
+  env        = var.env
+  lambda_zip = var.lambda_zip
+
+  shadow_tables = {
+    products  = { hash_key = "product_id" }
+    prices    = { hash_key = "product_id", range_key = "market" }
+    texts     = { hash_key = "product_id", range_key = "language" }
+    logistics = { hash_key = "product_id" }
+    brands    = { hash_key = "brand_id" }
+  }
+}
+
+# The website receiver's team owns this; the dispatcher needs no change for it.
+module "website_queue" {
+  source = "../../modules/receiver-queue"
+
+  env         = var.env
+  receiver    = "website-de"
+  kms_key_arn = module.prism.kms_key_arn
+}
+
+output "registry_table" {
+  description = "For prism plugin --table."
+  value       = module.prism.registry_table
+}
+
+output "plugin_bucket" {
+  description = "For prism plugin register --bucket."
+  value       = module.prism.plugin_bucket
+}
+
+output "model_table" {
+  description = "For prism dev --model-table."
+  value       = module.prism.model_table
+}
+
+output "website_queue" {
+  description = "For prism plugin register --queue."
+  value       = module.website_queue.queue_name
+}
+
+output "website_dlq" {
+  description = "For prism plugin register --dead-letter-queue."
+  value       = module.website_queue.dead_letter_queue_name
+}

@@ -1,0 +1,104 @@
+# The dispatcher's role: exactly what host/src calls, on exactly these
+# resources (tests/all/terraform.rs checks it against the code).
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "dispatcher" {
+  name               = local.function_name
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+}
+
+data "aws_iam_policy_document" "dispatcher" {
+  statement {
+    sid       = "ReadTheModelStream"
+    actions   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"]
+    resources = ["${aws_dynamodb_table.model.arn}/stream/*"]
+  }
+
+  statement {
+    sid       = "ReadTheRegistry"
+    actions   = ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query"]
+    resources = [aws_dynamodb_table.registry.arn]
+  }
+
+  # `prism status` shows each receiver's last error: the dispatcher may set
+  # that attribute and nothing else.
+  statement {
+    sid       = "RecordLastErrors"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.registry.arn]
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "dynamodb:Attributes"
+      values   = ["receiver", "version", "last_error"]
+    }
+  }
+
+  statement {
+    sid       = "UseTheRetryLedger"
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"]
+    resources = [aws_dynamodb_table.ledger.arn]
+  }
+
+  statement {
+    sid     = "ReadPlugins"
+    actions = ["s3:GetObject"]
+    resources = [
+      "${aws_s3_bucket.plugins.arn}/plugins/*",
+      "${aws_s3_bucket.plugins.arn}/precompiled/*",
+    ]
+  }
+
+  # A plugin compiled at a cold start is shared for the next one.
+  statement {
+    sid       = "SharePrecompiledPlugins"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.plugins.arn}/precompiled/*"]
+  }
+
+  # Any receiver queue of this environment, by name: a new receiver's queue
+  # needs no change here.
+  statement {
+    sid       = "DeliverToReceiverQueues"
+    actions   = ["sqs:GetQueueUrl", "sqs:SendMessage"]
+    resources = [local.receiver_queue_arns]
+  }
+
+  statement {
+    sid       = "ParkUnreadableAndFailedBatches"
+    actions   = ["sqs:GetQueueUrl", "sqs:SendMessage"]
+    resources = [aws_sqs_queue.unreadable.arn, aws_sqs_queue.stream_failures.arn]
+  }
+
+  statement {
+    sid       = "UseTheEnvironmentKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.main.arn]
+  }
+
+  statement {
+    sid       = "WriteItsLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.dispatcher.arn}:*"]
+  }
+
+  statement {
+    sid       = "Trace"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "dispatcher" {
+  name   = "dispatcher"
+  role   = aws_iam_role.dispatcher.id
+  policy = data.aws_iam_policy_document.dispatcher.json
+}

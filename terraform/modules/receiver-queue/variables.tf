@@ -1,0 +1,59 @@
+variable "prefix" {
+  description = "The environment's prefix (the prism module's `prefix`)."
+  type        = string
+  default     = "prism"
+}
+
+variable "env" {
+  description = "The environment (the prism module's `env`)."
+  type        = string
+}
+
+variable "receiver" {
+  description = "The receiver id as registered (`prism plugin register --receiver`)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,39}$", var.receiver))
+    error_message = "receiver must be lowercase letters, digits or '-' (at most 40), as the registry requires."
+  }
+}
+
+variable "fifo" {
+  description = "A FIFO queue: per-product order (MessageGroupId) and deduplication of retried deliveries."
+  type        = bool
+  default     = false
+}
+
+variable "kms_key_arn" {
+  description = "The environment's key (the prism module's `kms_key_arn` output)."
+  type        = string
+}
+
+variable "max_receive_count" {
+  description = "Receives before a message moves to the DLQ."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000
+    error_message = "max_receive_count must be between 1 and 1000."
+  }
+}
+
+variable "visibility_timeout_seconds" {
+  description = "How long a consumer has to process a message."
+  type        = number
+  default     = 60
+}
+
+variable "retention_seconds" {
+  description = "How long messages are kept (the DLQ keeps them 14 days)."
+  type        = number
+  default     = 345600
+
+  validation {
+    condition     = var.retention_seconds >= 60 && var.retention_seconds <= 1209600
+    error_message = "retention_seconds must be between 60 and 1209600."
+  }
+}

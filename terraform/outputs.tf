@@ -1,0 +1,59 @@
+output "name" {
+  description = "The environment's name prefix (<prefix>-<env>)."
+  value       = local.name
+}
+
+output "model_table" {
+  description = "The product-model table (the dispatcher's stream source)."
+  value       = aws_dynamodb_table.model.name
+}
+
+output "model_stream_arn" {
+  description = "The model table's stream (for `prism dev --stream-arn`)."
+  value       = aws_dynamodb_table.model.stream_arn
+}
+
+output "registry_table" {
+  description = "The receiver registry (PRISM_REGISTRY_TABLE for `prism plugin ...`)."
+  value       = aws_dynamodb_table.registry.name
+}
+
+output "ledger_table" {
+  description = "The dispatcher's retry ledger."
+  value       = aws_dynamodb_table.ledger.name
+}
+
+output "shadow_tables" {
+  description = "Shadow table names by entity."
+  value       = { for k, t in aws_dynamodb_table.shadow : k => t.name }
+}
+
+output "plugin_bucket" {
+  description = "The plugin bucket (PRISM_PLUGIN_BUCKET for `prism plugin register`)."
+  value       = aws_s3_bucket.plugins.bucket
+}
+
+output "kms_key_arn" {
+  description = "The environment's key; pass it to modules/receiver-queue."
+  value       = aws_kms_key.main.arn
+}
+
+output "receiver_queue_prefix" {
+  description = "Receiver queues must be named with this prefix for the dispatcher to send to them."
+  value       = local.receiver_queue_prefix
+}
+
+output "dispatcher_function" {
+  description = "The dispatcher Lambda's name."
+  value       = aws_lambda_function.dispatcher.function_name
+}
+
+output "stream_failures_queue_url" {
+  description = "Batches the event source mapping gave up on."
+  value       = aws_sqs_queue.stream_failures.url
+}
+
+output "unreadable_queue_url" {
+  description = "Stream records the dispatcher could not read."
+  value       = aws_sqs_queue.unreadable.url
+}

@@ -1,0 +1,161 @@
+variable "prefix" {
+  description = "First part of every name (<prefix>-<env>-...). Short, lowercase."
+  type        = string
+  default     = "prism"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]{1,11}$", var.prefix))
+    error_message = "prefix must be 2-12 lowercase letters or digits, starting with a letter."
+  }
+}
+
+variable "env" {
+  description = "Environment name (prod, staging, dev, or a throwaway test name): the second part of every name."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,19}$", var.env)) && !endswith(var.env, "-")
+    error_message = "env must be 2-20 lowercase letters, digits or '-', starting with a letter and not ending with '-'."
+  }
+}
+
+variable "shadow_tables" {
+  description = "Master-data shadow tables, one per source entity: name => key attributes (all strings). Each gets a NEW_AND_OLD_IMAGES stream for the model builder."
+  type = map(object({
+    hash_key  = string
+    range_key = optional(string)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.shadow_tables) : can(regex("^[a-z][a-z0-9-]{0,39}$", name))])
+    error_message = "shadow table names must be lowercase letters, digits or '-' (at most 40)."
+  }
+}
+
+variable "lambda_zip" {
+  description = "Path to the dispatcher zip that `cargo lambda build --release --arm64 --bin prism-lambda --output-format zip` writes (target/lambda/prism-lambda/bootstrap.zip)."
+  type        = string
+}
+
+variable "lambda_memory_mb" {
+  description = "Dispatcher memory (MB). CPU grows with it; 1769 MB is one full vCPU."
+  type        = number
+  default     = 1769
+
+  validation {
+    condition     = var.lambda_memory_mb >= 256 && var.lambda_memory_mb <= 10240
+    error_message = "lambda_memory_mb must be between 256 and 10240."
+  }
+}
+
+variable "lambda_timeout_seconds" {
+  description = "Dispatcher timeout per batch."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.lambda_timeout_seconds >= 10 && var.lambda_timeout_seconds <= 900
+    error_message = "lambda_timeout_seconds must be between 10 and 900."
+  }
+}
+
+variable "reserved_concurrency" {
+  description = "Reserved concurrent executions for the dispatcher: at least shards x parallelization_factor of the model stream."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.reserved_concurrency >= 1
+    error_message = "reserved_concurrency must be at least 1."
+  }
+}
+
+variable "batch_size" {
+  description = "Stream records per dispatcher invocation."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.batch_size >= 1 && var.batch_size <= 10000
+    error_message = "batch_size must be between 1 and 10000."
+  }
+}
+
+variable "batching_window_seconds" {
+  description = "How long the event source mapping may wait to fill a batch."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.batching_window_seconds >= 0 && var.batching_window_seconds <= 300
+    error_message = "batching_window_seconds must be between 0 and 300."
+  }
+}
+
+variable "parallelization_factor" {
+  description = "Concurrent batches per stream shard (order per product key is kept)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.parallelization_factor >= 1 && var.parallelization_factor <= 10
+    error_message = "parallelization_factor must be between 1 and 10."
+  }
+}
+
+variable "max_retries" {
+  description = "Retries of a failed batch before it goes to the on-failure queue."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.max_retries >= 0 && var.max_retries <= 10000
+    error_message = "max_retries must be between 0 and 10000."
+  }
+}
+
+variable "max_record_age_seconds" {
+  description = "Records older than this go to the on-failure queue instead of being retried (-1: until the stream drops them after 24 h)."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.max_record_age_seconds == -1 || (var.max_record_age_seconds >= 60 && var.max_record_age_seconds <= 604800)
+    error_message = "max_record_age_seconds must be -1 or between 60 and 604800."
+  }
+}
+
+variable "registry_reload_seconds" {
+  description = "How long a warm dispatcher trusts its copy of the registry (hot reload TTL)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.registry_reload_seconds >= 0
+    error_message = "registry_reload_seconds must not be negative."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the dispatcher's log group (logs and EMF metrics)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a CloudWatch retention of at least a year (365, 400, 545, 731, ...)."
+  }
+}
+
+variable "log_level" {
+  description = "The dispatcher's log filter (PRISM_LOG, tracing syntax)."
+  type        = string
+  default     = "info"
+}
+
+variable "point_in_time_recovery" {
+  description = "Point-in-time recovery on every table. Switch off only for throwaway test environments."
+  type        = bool
+  default     = true
+}
