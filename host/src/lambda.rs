@@ -35,6 +35,43 @@ use crate::engine::{EngineOptions, PluginEngine};
 use crate::reload::LiveReceivers;
 use crate::stream::{DynamoDbEventResponse, Ledger, Receivers, StreamProcessor};
 
+/// The names of the Lambda's environment variables (Terraform sets them;
+/// `tests/all/terraform.rs` checks the two agree).
+pub mod vars {
+    /// The registry table (required).
+    pub const REGISTRY_TABLE: &str = "PRISM_REGISTRY_TABLE";
+    /// The plugin bucket (required).
+    pub const PLUGIN_BUCKET: &str = "PRISM_PLUGIN_BUCKET";
+    /// The retry ledger table (required).
+    pub const LEDGER_TABLE: &str = "PRISM_LEDGER_TABLE";
+    /// Queue for unreadable records.
+    pub const UNREADABLE_QUEUE: &str = "PRISM_UNREADABLE_QUEUE";
+    /// Registry TTL in seconds.
+    pub const RELOAD_SECS: &str = "PRISM_RELOAD_SECS";
+    /// Cache directory.
+    pub const CACHE_DIR: &str = "PRISM_CACHE_DIR";
+    /// Dispatcher threads.
+    pub const THREADS: &str = "PRISM_THREADS";
+    /// Log filter.
+    pub const LOG: &str = "PRISM_LOG";
+    /// Endpoint override (emulators).
+    pub const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+    /// Every variable the dispatcher reads.
+    pub const ALL: &[&str] = &[
+        REGISTRY_TABLE,
+        PLUGIN_BUCKET,
+        LEDGER_TABLE,
+        UNREADABLE_QUEUE,
+        RELOAD_SECS,
+        CACHE_DIR,
+        THREADS,
+        LOG,
+        ENDPOINT_URL,
+    ];
+    /// The ones without a default.
+    pub const REQUIRED: &[&str] = &[REGISTRY_TABLE, PLUGIN_BUCKET, LEDGER_TABLE];
+}
+
 /// The Lambda's settings, read from the environment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LambdaConfig {
@@ -73,15 +110,15 @@ impl LambdaConfig {
                 .transpose()
         };
         Ok(Self {
-            registry_table: required("PRISM_REGISTRY_TABLE")?,
-            plugin_bucket: required("PRISM_PLUGIN_BUCKET")?,
-            ledger_table: Some(required("PRISM_LEDGER_TABLE")?),
-            unreadable_queue: var("PRISM_UNREADABLE_QUEUE").filter(|v| !v.is_empty()),
-            reload: Duration::from_secs(number("PRISM_RELOAD_SECS")?.unwrap_or(30)),
-            cache_dir: var("PRISM_CACHE_DIR")
+            registry_table: required(vars::REGISTRY_TABLE)?,
+            plugin_bucket: required(vars::PLUGIN_BUCKET)?,
+            ledger_table: Some(required(vars::LEDGER_TABLE)?),
+            unreadable_queue: var(vars::UNREADABLE_QUEUE).filter(|v| !v.is_empty()),
+            reload: Duration::from_secs(number(vars::RELOAD_SECS)?.unwrap_or(30)),
+            cache_dir: var(vars::CACHE_DIR)
                 .map_or_else(|| PathBuf::from("/tmp/prism"), PathBuf::from),
-            threads: number("PRISM_THREADS")?.map(|n| n.max(1) as usize),
-            endpoint_url: var("AWS_ENDPOINT_URL").filter(|v| !v.is_empty()),
+            threads: number(vars::THREADS)?.map(|n| n.max(1) as usize),
+            endpoint_url: var(vars::ENDPOINT_URL).filter(|v| !v.is_empty()),
         })
     }
 
@@ -140,7 +177,7 @@ impl LambdaConfig {
 /// JSON log lines on stdout; `PRISM_LOG` sets the filter (default `info`).
 pub fn init_json_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PRISM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env(vars::LOG).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)

@@ -116,6 +116,16 @@ impl LiveReceivers {
 }
 
 impl LiveReceivers {
+    /// Record each receiver's latest error on its registry head, for
+    /// `prism status` (best effort: a failure is logged, nothing more).
+    pub async fn record_errors(&self, errors: &[(String, String)]) {
+        for (receiver, error) in errors {
+            if let Err(e) = self.registry.record_error(receiver, error).await {
+                tracing::warn!(receiver = %receiver, error = %e, "could not record the last error in the registry");
+            }
+        }
+    }
+
     /// Upload what this engine had to compile, so that the next cold start
     /// of any dispatcher with the same engine loads it precompiled. A failed
     /// upload only costs that later start a compile.

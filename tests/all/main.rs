@@ -1,6 +1,7 @@
 //! All end-to-end tests, in one binary (one link instead of many).
 
 mod aws_registry;
+mod cleanup;
 mod cli;
 mod hostile;
 mod input;
@@ -10,6 +11,7 @@ mod sandbox;
 mod scaffold;
 mod sqs;
 mod stream;
+mod terraform;
 
 use std::process::{Command, Output};
 

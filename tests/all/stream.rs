@@ -401,6 +401,13 @@ fn a_rejected_change_goes_to_its_receivers_dlq_and_blocks_no_one() {
         "the original change is kept"
     );
     assert_eq!(d["sequence"], records[1]["dynamodb"]["SequenceNumber"]);
+
+    // Operators see it in `prism status`.
+    let status = w.prism(&["status"]);
+    let line = status.lines().find(|l| l.starts_with("picky")).unwrap();
+    assert!(line.contains("P-00001 has no EAN"), "{status}");
+    let line = status.lines().find(|l| l.starts_with("website")).unwrap();
+    assert!(!line.contains("rejected"), "{status}");
 }
 
 #[test]

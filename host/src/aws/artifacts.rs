@@ -13,6 +13,17 @@ use aws_sdk_s3::primitives::ByteStream;
 use super::sdk_error;
 use crate::digest::Digest;
 
+/// Where components live in the bucket.
+pub const WASM_PREFIX: &str = "plugins/";
+/// Where precompiled artifacts live in the bucket.
+pub const CWASM_PREFIX: &str = "precompiled/";
+/// What a dispatcher does to the bucket: reads components and precompiled
+/// artifacts, and writes precompiled artifacts it had to compile itself
+/// (under [`CWASM_PREFIX`] only). Terraform grants exactly these.
+pub const DISPATCHER_READS: &[&str] = &["s3:GetObject"];
+/// See [`DISPATCHER_READS`].
+pub const DISPATCHER_WRITES: &[&str] = &["s3:PutObject"];
+
 /// An artifact that could not be stored or fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -69,12 +80,12 @@ impl ArtifactStore {
 
     /// The object key of a component.
     pub fn wasm_key(digest: &Digest) -> String {
-        format!("plugins/{}.wasm", digest.hex())
+        format!("{WASM_PREFIX}{}.wasm", digest.hex())
     }
 
     /// The object key of a precompiled component.
     pub fn cwasm_key(engine_hash: &str, digest: &Digest) -> String {
-        format!("precompiled/{engine_hash}/{}.cwasm", digest.hex())
+        format!("{CWASM_PREFIX}{engine_hash}/{}.cwasm", digest.hex())
     }
 
     /// Upload a component under its digest (idempotent).
@@ -85,7 +96,8 @@ impl ArtifactStore {
         Ok(digest)
     }
 
-    /// Upload a precompiled artifact for `engine_hash`.
+    /// Upload a precompiled artifact for `engine_hash` (a dispatcher does
+    /// this for what it had to compile).
     pub async fn put_cwasm(
         &self,
         engine_hash: &str,

@@ -5,9 +5,9 @@
 //! role), rustls with the ring provider, and an optional endpoint URL for
 //! emulators such as moto.
 
-mod artifacts;
+pub mod artifacts;
 mod item;
-mod registry;
+pub mod registry;
 mod streams;
 
 pub use artifacts::{ArtifactError, ArtifactStore};

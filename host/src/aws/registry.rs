@@ -28,6 +28,12 @@ use crate::registry::RegistryError;
 pub const KEY_RECEIVER: &str = "receiver";
 /// Sort key attribute.
 pub const KEY_VERSION: &str = "version";
+/// The attribute the dispatcher writes on a head (and only that one).
+pub const LAST_ERROR: &str = "last_error";
+
+/// The DynamoDB calls a dispatcher makes on the registry table (reading the
+/// heads, recording a receiver's last error). Terraform grants exactly these.
+pub const DISPATCHER_ACTIONS: &[&str] = &["dynamodb:Scan", "dynamodb:UpdateItem"];
 
 /// A registry operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -322,7 +328,8 @@ impl DynamoRegistry {
             .table_name(&self.table)
             .key(KEY_RECEIVER, AttributeValue::S(receiver.to_owned()))
             .key(KEY_VERSION, AttributeValue::N("0".into()))
-            .update_expression("SET last_error = :e")
+            .update_expression("SET #e = :e")
+            .expression_attribute_names("#e", LAST_ERROR)
             .condition_expression("attribute_exists(#r)")
             .expression_attribute_names("#r", KEY_RECEIVER)
             .expression_attribute_values(":e", AttributeValue::S(format!("{} {error}", now())))
@@ -345,7 +352,7 @@ impl DynamoRegistry {
             .item("updated_by", AttributeValue::S(h.updated_by.clone()))
             .expression_attribute_names("#r", KEY_RECEIVER);
         if let Some(e) = &h.last_error {
-            b = b.item("last_error", AttributeValue::S(e.clone()));
+            b = b.item(LAST_ERROR, AttributeValue::S(e.clone()));
         }
         b = match expected_revision {
             None => b.condition_expression("attribute_not_exists(#r)"),
@@ -365,7 +372,7 @@ impl DynamoRegistry {
             revision: num(item, "revision"),
             updated_at: text(item, "updated_at"),
             updated_by: text(item, "updated_by"),
-            last_error: item.get("last_error").and_then(|v| v.as_s().ok()).cloned(),
+            last_error: item.get(LAST_ERROR).and_then(|v| v.as_s().ok()).cloned(),
         })
     }
 

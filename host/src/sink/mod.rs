@@ -2,7 +2,7 @@
 //! implements it today, an SQS sink later.
 
 mod outbox;
-mod sqs;
+pub mod sqs;
 
 pub use outbox::Outbox;
 pub use sqs::{SqsSink, dedup_id};

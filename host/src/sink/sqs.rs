@@ -31,6 +31,9 @@ pub const MAX_BYTES: usize = 256 * 1024;
 /// SQS's limit on entries per batch.
 pub const MAX_ENTRIES: usize = 10;
 const ATTEMPTS: u32 = 5;
+/// The IAM actions the sink needs on a queue (`SendMessageBatch` is
+/// authorized as `sqs:SendMessage`). Terraform grants exactly these.
+pub const ACTIONS: &[&str] = &["sqs:GetQueueUrl", "sqs:SendMessage"];
 
 /// Sends to SQS, blocking the calling (non-runtime) thread on `handle`.
 pub struct SqsSink {

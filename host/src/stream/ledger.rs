@@ -33,6 +33,12 @@ pub const KEY: &str = "record";
 pub const RECEIVERS: &str = "receivers";
 /// The TTL attribute (N, epoch seconds).
 pub const EXPIRES_AT: &str = "expires_at";
+/// The calls the dispatcher makes on the ledger table. Terraform grants exactly these.
+pub const ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+];
 /// How long an entry is kept.
 pub const KEEP: Duration = Duration::from_secs(2 * 24 * 3600);
 

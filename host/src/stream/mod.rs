@@ -273,6 +273,17 @@ impl StreamProcessor {
             tracing::warn!(first = %records[f].0.sequence, failed = response.batch_item_failures.len(), "records reported failed for a retry");
         }
 
+        if let Receivers::Live(live) = &self.receivers {
+            let errors: Vec<(String, String)> = report
+                .receivers
+                .iter()
+                .filter_map(|(r, st)| Some((r.clone(), st.first_errors.first()?.clone())))
+                .collect();
+            if !errors.is_empty() {
+                live.lock().await.record_errors(&errors).await;
+            }
+        }
+
         let now_ms = now_ms();
         let numbers = BatchNumbers {
             records: records.len(),

@@ -1,0 +1,299 @@
+//! The Terraform in `terraform/` against the code that runs in it: table
+//! names and keys, the stream view, the event source mapping's response
+//! types, the Lambda's environment and the IAM actions the code calls. The
+//! names live in one place (the host's constants); these tests fail when
+//! either side drifts.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hcl::{Block, Body};
+use prism_e2e::wasm::ROOT;
+use prism_host::aws::{artifacts, registry};
+use prism_host::lambda::vars;
+use prism_host::sink::sqs;
+use prism_host::stream::ledger;
+
+/// Every top-level block of the `.tf` files in a directory.
+fn blocks(dir: &str) -> Vec<Block> {
+    let dir = Path::new(ROOT).join(dir);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tf"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .tf files in {}", dir.display());
+    files
+        .iter()
+        .flat_map(|f| {
+            let body: Body = hcl::parse(&std::fs::read_to_string(f).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            body.into_blocks()
+        })
+        .collect()
+}
+
+fn find<'a>(blocks: &'a [Block], kind: &str, labels: &[&str]) -> &'a Block {
+    blocks
+        .iter()
+        .find(|b| {
+            b.identifier() == kind
+                && b.labels()
+                    .iter()
+                    .map(|l| l.as_str())
+                    .eq(labels.iter().copied())
+        })
+        .unwrap_or_else(|| panic!("no {kind} {labels:?} in terraform/"))
+}
+
+/// An attribute's expression as HCL text (`"x"`, `aws_s3_bucket.plugins.arn`, …).
+fn attr(b: &Block, key: &str) -> String {
+    b.body()
+        .attributes()
+        .find(|a| a.key() == key)
+        .unwrap_or_else(|| panic!("{} {:?} has no {key}", b.identifier(), b.labels()))
+        .expr()
+        .to_string()
+}
+
+fn nested<'a>(b: &'a Block, ident: &str) -> Vec<&'a Block> {
+    b.body()
+        .blocks()
+        .filter(|n| n.identifier() == ident)
+        .collect()
+}
+
+/// A list attribute's items as HCL text, strings unquoted.
+fn list(b: &Block, key: &str) -> Vec<String> {
+    let hcl::Expression::Array(items) = b
+        .body()
+        .attributes()
+        .find(|a| a.key() == key)
+        .unwrap_or_else(|| panic!("{} {:?} has no {key}", b.identifier(), b.labels()))
+        .expr()
+        .clone()
+    else {
+        panic!("{key} is not a list")
+    };
+    items
+        .iter()
+        .map(|e| e.to_string().trim_matches('"').to_owned())
+        .collect()
+}
+
+fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+#[test]
+fn tables_have_the_keys_the_code_uses() {
+    let tf = blocks("terraform");
+    let table = |name| find(&tf, "resource", &["aws_dynamodb_table", name]);
+    let attr_types = |b: &Block| -> BTreeMap<String, String> {
+        nested(b, "attribute")
+            .iter()
+            .map(|a| (attr(a, "name"), attr(a, "type")))
+            .collect()
+    };
+
+    let reg = table("registry");
+    assert_eq!(attr(reg, "hash_key"), quoted(registry::KEY_RECEIVER));
+    assert_eq!(attr(reg, "range_key"), quoted(registry::KEY_VERSION));
+    let types = attr_types(reg);
+    assert_eq!(types[&quoted(registry::KEY_RECEIVER)], quoted("S"));
+    assert_eq!(types[&quoted(registry::KEY_VERSION)], quoted("N"));
+
+    let ledger_t = table("ledger");
+    assert_eq!(attr(ledger_t, "hash_key"), quoted(ledger::KEY));
+    assert_eq!(attr_types(ledger_t)[&quoted(ledger::KEY)], quoted("S"));
+    let ttl = nested(ledger_t, "ttl");
+    assert_eq!(attr(ttl[0], "attribute_name"), quoted(ledger::EXPIRES_AT));
+    assert_eq!(attr(ttl[0], "enabled"), "true");
+
+    // The dispatcher diffs old and new images: it needs both.
+    let model = table("model");
+    assert_eq!(attr(model, "stream_enabled"), "true");
+    assert_eq!(
+        attr(model, "stream_view_type"),
+        quoted("NEW_AND_OLD_IMAGES")
+    );
+
+    for t in tf
+        .iter()
+        .filter(|b| b.identifier() == "resource" && b.labels()[0].as_str() == "aws_dynamodb_table")
+    {
+        let name = t.labels()[1].as_str();
+        assert_eq!(attr(t, "billing_mode"), quoted("PAY_PER_REQUEST"), "{name}");
+        assert_eq!(nested(t, "point_in_time_recovery").len(), 1, "{name}");
+        let sse = nested(t, "server_side_encryption");
+        assert_eq!(
+            attr(sse[0], "kms_key_arn"),
+            "aws_kms_key.main.arn",
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_event_source_mapping_lets_the_dispatcher_report_item_failures() {
+    let tf = blocks("terraform");
+    let esm = find(
+        &tf,
+        "resource",
+        &["aws_lambda_event_source_mapping", "model_stream"],
+    );
+    assert_eq!(
+        attr(esm, "event_source_arn"),
+        "aws_dynamodb_table.model.stream_arn"
+    );
+    assert_eq!(
+        list(esm, "function_response_types"),
+        ["ReportBatchItemFailures"]
+    );
+    assert_eq!(attr(esm, "bisect_batch_on_function_error"), "true");
+    assert_eq!(attr(esm, "maximum_retry_attempts"), "var.max_retries");
+    assert_eq!(
+        attr(esm, "maximum_record_age_in_seconds"),
+        "var.max_record_age_seconds"
+    );
+    assert_eq!(attr(esm, "batch_size"), "var.batch_size");
+    assert_eq!(
+        attr(esm, "maximum_batching_window_in_seconds"),
+        "var.batching_window_seconds"
+    );
+    let dest = nested(esm, "destination_config");
+    let on_failure = nested(dest[0], "on_failure");
+    assert_eq!(
+        attr(on_failure[0], "destination_arn"),
+        "aws_sqs_queue.stream_failures.arn"
+    );
+}
+
+#[test]
+fn the_lambda_gets_the_variables_the_dispatcher_reads() {
+    let tf = blocks("terraform");
+    let f = find(&tf, "resource", &["aws_lambda_function", "dispatcher"]);
+    assert_eq!(attr(f, "runtime"), quoted("provided.al2023"));
+    assert_eq!(list(f, "architectures"), ["arm64"]);
+    assert_eq!(attr(f, "handler"), quoted("bootstrap"));
+    let env = nested(f, "environment");
+    let hcl::Expression::Object(vars_set) = env[0]
+        .body()
+        .attributes()
+        .find(|a| a.key() == "variables")
+        .unwrap()
+        .expr()
+        .clone()
+    else {
+        panic!("environment.variables is not an object")
+    };
+    let set: BTreeMap<String, String> = vars_set
+        .iter()
+        .map(|(k, v)| (k.to_string().trim_matches('"').to_owned(), v.to_string()))
+        .collect();
+    for name in set.keys() {
+        assert!(
+            vars::ALL.contains(&name.as_str()),
+            "Terraform sets {name}, which the dispatcher does not read"
+        );
+    }
+    for name in vars::REQUIRED {
+        assert!(
+            set.contains_key(*name),
+            "Terraform does not set the required {name}"
+        );
+    }
+    assert_eq!(
+        set[vars::REGISTRY_TABLE],
+        "aws_dynamodb_table.registry.name"
+    );
+    assert_eq!(set[vars::LEDGER_TABLE], "aws_dynamodb_table.ledger.name");
+    assert_eq!(set[vars::PLUGIN_BUCKET], "aws_s3_bucket.plugins.bucket");
+    assert_eq!(set[vars::UNREADABLE_QUEUE], "aws_sqs_queue.unreadable.url");
+}
+
+/// The dispatcher policy's statements: (actions, resources) as HCL text.
+fn statements(tf: &[Block]) -> Vec<(Vec<String>, Vec<String>)> {
+    let doc = find(tf, "data", &["aws_iam_policy_document", "dispatcher"]);
+    nested(doc, "statement")
+        .iter()
+        .map(|s| (list(s, "actions"), list(s, "resources")))
+        .collect()
+}
+
+#[test]
+fn the_role_grants_exactly_what_the_code_calls_where_it_calls_it() {
+    let tf = blocks("terraform");
+    let st = statements(&tf);
+    let granted = |action: &str, resource: &str| {
+        st.iter()
+            .any(|(a, r)| a.iter().any(|x| x == action) && r.iter().any(|x| x == resource))
+    };
+    let plugins = format!("${{aws_s3_bucket.plugins.arn}}/{}*", artifacts::WASM_PREFIX);
+    let precompiled = format!(
+        "${{aws_s3_bucket.plugins.arn}}/{}*",
+        artifacts::CWASM_PREFIX
+    );
+    let needs: Vec<(&[&str], &str)> = vec![
+        (
+            registry::DISPATCHER_ACTIONS,
+            "aws_dynamodb_table.registry.arn",
+        ),
+        (ledger::ACTIONS, "aws_dynamodb_table.ledger.arn"),
+        (artifacts::DISPATCHER_READS, &plugins),
+        (artifacts::DISPATCHER_READS, &precompiled),
+        (artifacts::DISPATCHER_WRITES, &precompiled),
+        (sqs::ACTIONS, "local.receiver_queue_arns"),
+        (sqs::ACTIONS, "aws_sqs_queue.unreadable.arn"),
+    ];
+    for (actions, resource) in needs {
+        for a in actions {
+            assert!(
+                granted(a, resource),
+                "the dispatcher calls {a} on {resource}, and the role does not grant it"
+            );
+        }
+    }
+    // Least privilege: components are never written by the dispatcher, no
+    // action is a wildcard, and only X-Ray (which has no resources) is on "*".
+    for a in artifacts::DISPATCHER_WRITES {
+        assert!(
+            !granted(a, &plugins),
+            "the dispatcher may not write {plugins}"
+        );
+    }
+    for (actions, resources) in &st {
+        assert!(
+            actions.iter().all(|a| !a.contains('*')),
+            "wildcard action in {actions:?}"
+        );
+        if resources.iter().any(|r| r == "*") {
+            assert!(
+                actions.iter().all(|a| a.starts_with("xray:")),
+                "{actions:?} on *"
+            );
+        }
+    }
+}
+
+#[test]
+fn receiver_queues_are_named_the_way_the_role_allows() {
+    let tf = blocks("terraform");
+    let locals = find(&tf, "locals", &[]);
+    let name = attr(locals, "name");
+    let prefix =
+        attr(locals, "receiver_queue_prefix").replace("${local.name}", name.trim_matches('"'));
+    assert_eq!(
+        attr(locals, "receiver_queue_arns")
+            .matches("${local.receiver_queue_prefix}*")
+            .count(),
+        1
+    );
+    let module = blocks("terraform/modules/receiver-queue");
+    let base = attr(find(&module, "locals", &[]), "base");
+    assert!(
+        base.trim_matches('"').starts_with(prefix.trim_matches('"')),
+        "receiver-queue names its queues {base}, the role allows {prefix}*"
+    );
+}
