@@ -305,3 +305,117 @@ fn a_disabled_receiver_gets_nothing() {
     assert!(!out.join("leaflet").exists());
     assert_eq!(bodies(&out, "logistics").len(), 3);
 }
+
+/// A sink whose destination for one receiver and key is down.
+struct DownFor {
+    receiver: &'static str,
+    key: &'static str,
+    delivered: Recorder,
+}
+
+impl Sink for DownFor {
+    fn deliver(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError> {
+        let e = &envelopes[0];
+        if e.receiver == self.receiver && e.key == self.key {
+            return Err(SinkError {
+                receiver: e.receiver.to_owned(),
+                message: "queue unreachable".into(),
+                kind: prism_host::sink::SinkErrorKind::Unavailable,
+            });
+        }
+        self.delivered.deliver(envelopes)
+    }
+    fn park(&self, d: &DeadLetter) -> Result<(), SinkError> {
+        panic!("an unavailable destination must hold, not park: {d:?}")
+    }
+}
+
+#[test]
+fn hold_mode_stops_a_receiver_at_a_dead_destination_and_the_retry_runs_only_what_it_held() {
+    // Eight keys, each inserted then modified 5 times (weight).
+    let mut w = StreamWriter::new();
+    let mut docs: Vec<Value> = (0..8)
+        .map(|i| json!({"pk": format!("K{i}"), "logistics": {"weight_g": 0}}))
+        .collect();
+    for (i, d) in docs.iter().enumerate() {
+        w.push(&format!("K{i}"), None, Some(d));
+    }
+    for step in 1..=5 {
+        for (i, d) in docs.iter_mut().enumerate() {
+            let old = d.clone();
+            d["logistics"]["weight_g"] = json!(step);
+            w.push(&format!("K{i}"), Some(&old), Some(d));
+        }
+    }
+    let stream = changes(&w.to_json_lines());
+    let dir = tempfile::tempdir().unwrap();
+    prism_e2e::immediate(dir.path(), "down", wasm::LOGISTICS);
+    prism_e2e::immediate(dir.path(), "up", wasm::LOGISTICS);
+    let set = ReceiverSet::load(&engine(), LocalRegistry::new(dir.path()).load().unwrap());
+    let d = Dispatcher {
+        threads: 2,
+        hold_unavailable: true,
+        ..Dispatcher::default()
+    };
+    let sink = DownFor {
+        receiver: "down",
+        key: "K3",
+        delivered: Recorder::default(),
+    };
+    let first = d.run(&set, &stream, &sink, &Progress::default());
+
+    // `up` got everything; `down` held from K3's insert on, within its unit.
+    let down = &first.receivers["down"];
+    let up = &first.receivers["up"];
+    assert!(up.held.is_empty());
+    assert_eq!(up.messages as usize, stream.len());
+    assert_eq!(first.first_held(), Some(3), "K3's insert is change 3");
+    let k3: Vec<usize> = (0..stream.len())
+        .filter(|&i| stream[i].key == "K3")
+        .collect();
+    for i in &k3 {
+        assert!(
+            down.held.contains(i),
+            "K3 change {i} must wait behind the first"
+        );
+    }
+    assert_eq!(
+        down.seen as usize + down.held.len() - 1,
+        stream.len(),
+        "each change is run or held once (the failed one both)"
+    );
+    let delivered = sink.delivered.0.into_inner().unwrap();
+    assert!(!delivered.iter().any(|(r, k, _)| r == "down" && k == "K3"));
+
+    // The retry, with the destination back: only the held pairs run.
+    let held = down.held.clone();
+    let sink = Recorder::default();
+    let already = |receiver: &str, i: usize| receiver == "up" || !held.contains(&i);
+    let retry = d.run_retry(&set, &stream, &sink, &Progress::default(), &already);
+    assert_eq!(retry.receivers["up"].already_handled as usize, stream.len());
+    assert_eq!(retry.receivers["up"].messages, 0);
+    assert_eq!(retry.receivers["down"].messages as usize, held.len());
+    assert_eq!(
+        retry.receivers["down"].already_handled as usize,
+        stream.len() - held.len()
+    );
+    let again = sink.0.into_inner().unwrap();
+    let mut k3_seqs: Vec<u128> = again
+        .iter()
+        .filter(|(_, k, _)| k == "K3")
+        .map(|(_, _, s)| s.parse().unwrap())
+        .collect();
+    assert_eq!(
+        k3_seqs.len(),
+        6,
+        "K3's insert and its five changes, now delivered"
+    );
+    let sorted = {
+        let mut s = k3_seqs.clone();
+        s.sort();
+        s
+    };
+    assert_eq!(k3_seqs, sorted, "in order");
+    k3_seqs.dedup();
+    assert_eq!(k3_seqs.len(), 6);
+}

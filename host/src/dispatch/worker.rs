@@ -45,16 +45,9 @@ impl Context<'_> {
         let mut st = ReceiverStats::default();
         let mut holding = false;
         for i in indices {
-            self.progress.done.fetch_add(1, Ordering::Relaxed);
-            if (self.already)(r.id(), i) {
-                st.already_handled += 1;
+            if !self.should_run(r, i, holding, &mut st) {
                 continue;
             }
-            if holding {
-                st.held.push(i);
-                continue;
-            }
-            st.seen += 1;
             let started = Instant::now();
             let outcome = self.accepts(r, i).map(|(accepted, session)| {
                 accepted.then(|| {
@@ -120,16 +113,9 @@ impl Context<'_> {
         // of this receiver is held, the failed window's included.
         let mut holding = false;
         for i in 0..self.changes.len() {
-            self.progress.done.fetch_add(1, Ordering::Relaxed);
-            if (self.already)(r.id(), i) {
-                st.already_handled += 1;
+            if !self.should_run(r, i, holding, &mut st) {
                 continue;
             }
-            if holding {
-                st.held.push(i);
-                continue;
-            }
-            st.seen += 1;
             let started = Instant::now();
             let accepted = self.accepts(r, i);
             st.plugin_time += started.elapsed();
@@ -204,6 +190,28 @@ impl Context<'_> {
             st.held.extend(&window);
         }
         handled
+    }
+
+    /// Count change `i` and say whether to run it: not when an earlier
+    /// attempt handled it, nor while the unit is holding (then it is held).
+    fn should_run(
+        &self,
+        r: &ActiveReceiver,
+        i: usize,
+        holding: bool,
+        st: &mut ReceiverStats,
+    ) -> bool {
+        self.progress.done.fetch_add(1, Ordering::Relaxed);
+        if (self.already)(r.id(), i) {
+            st.already_handled += 1;
+            return false;
+        }
+        if holding {
+            st.held.push(i);
+            return false;
+        }
+        st.seen += 1;
+        true
     }
 
     /// Open a session and ask `accepts`; the session is reused for `format`.
