@@ -42,6 +42,7 @@ pub fn manifest(
         },
         mode,
         destination: None,
+        interest: Vec::new(),
         limits,
         config: config
             .iter()

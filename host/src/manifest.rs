@@ -55,6 +55,12 @@ pub struct ReceiverManifest {
     /// Where messages go (used by the queue-backed dispatcher).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<Destination>,
+    /// Field interest: JSON pointers (tokens may be `*` or `**`) of the
+    /// model fields this receiver cares about. A modify that touches none of
+    /// them is not offered to the plugin at all; inserts and removes always
+    /// are. Empty: every change is offered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interest: Vec<String>,
     /// Sandbox limits; defaults apply to anything unset.
     #[serde(default)]
     pub limits: Limits,
@@ -184,6 +190,13 @@ impl ReceiverManifest {
         }
         validate_receiver_id(&self.receiver)?;
         self.limits.validate()?;
+        for p in &self.interest {
+            if !p.starts_with('/') {
+                return Err(format!(
+                    "interest: {p:?} is not a JSON pointer (it must start with '/', e.g. \"/prices/*\")"
+                ));
+            }
+        }
         if let Mode::Batch {
             max_count,
             max_bytes,
@@ -236,6 +249,23 @@ mod tests {
         assert_eq!(m.mode, Mode::Immediate);
         assert_eq!(m.limits, Limits::default());
         assert_eq!(ReceiverManifest::from_toml(&m.to_toml(), "x").unwrap(), m);
+    }
+
+    #[test]
+    fn interest_is_a_list_of_pointers() {
+        let with = |list: &str| {
+            ReceiverManifest::from_toml(
+                &format!(
+                    "schema = 1\nreceiver = \"web\"\ninterest = {list}\n[plugin]\ndigest = \"{DIGEST}\"\n"
+                ),
+                "web.toml",
+            )
+        };
+        let m = with(r#"["/prices/*", "/logistics/**"]"#).unwrap();
+        assert_eq!(m.interest, ["/prices/*", "/logistics/**"]);
+        assert_eq!(ReceiverManifest::from_toml(&m.to_toml(), "x").unwrap(), m);
+        let e = with(r#"["prices"]"#).unwrap_err().to_string();
+        assert!(e.contains("\"prices\" is not a JSON pointer"), "{e}");
     }
 
     #[test]

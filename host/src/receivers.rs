@@ -31,6 +31,13 @@ impl ActiveReceiver {
     pub fn digest(&self) -> &Digest {
         self.plugin.digest()
     }
+
+    /// Whether the change touches the receiver's declared field interest
+    /// (always, for inserts, removes, and receivers that declare none).
+    pub fn interested(&self, c: &crate::change::Change) -> bool {
+        self.manifest.interest.is_empty()
+            || prism_sdk::pointer::any_interest(&c.changed_paths, &self.manifest.interest)
+    }
 }
 
 /// A receiver that is registered but cannot run.

@@ -209,6 +209,7 @@ mod tests {
             },
             mode: Mode::Immediate,
             destination: None,
+            interest: Vec::new(),
             limits: Default::default(),
             config: Default::default(),
         }

@@ -419,3 +419,85 @@ fn hold_mode_stops_a_receiver_at_a_dead_destination_and_the_retry_runs_only_what
     k3_seqs.dedup();
     assert_eq!(k3_seqs.len(), 6);
 }
+
+/// Website's own `accepts`, written as a field interest.
+const WEBSITE_INTEREST: &[&str] = &[
+    "/texts/en/**",
+    "/prices/DE/**",
+    "/images/**",
+    "/brand",
+    "/status",
+    "/category",
+    "/logistics/ean",
+];
+
+#[test]
+fn field_interest_skips_plugin_calls_and_changes_no_output() {
+    let stream = changes(&prism_e2e::sample(60));
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, filtered) = (dir.path().join("plain"), dir.path().join("filtered"));
+    prism_e2e::immediate(&plain, "website", wasm::WEBSITE);
+    prism_e2e::immediate(&filtered, "website", wasm::WEBSITE);
+    let path = filtered.join("website.toml");
+    let mut m = prism_host::manifest::ReceiverManifest::from_toml(
+        &std::fs::read_to_string(&path).unwrap(),
+        "m",
+    )
+    .unwrap();
+    m.interest = WEBSITE_INTEREST.iter().map(|s| (*s).to_owned()).collect();
+    std::fs::write(&path, m.to_toml()).unwrap();
+
+    let (out_a, out_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (_, a) = run(&engine(), &plain, &stream, &out_a, 2);
+    let (_, b) = run(&engine(), &filtered, &stream, &out_b, 2);
+    let (a, b) = (&a.receivers["website"], &b.receivers["website"]);
+    assert_eq!(bodies(&out_a, "website"), bodies(&out_b, "website"));
+    assert_eq!(a.filtered, 0);
+    assert!(b.filtered > stream.len() as u64 / 4, "{b:?}");
+    assert_eq!(a.seen, b.seen);
+    // Every call the host skipped is one `accepts` would have declined.
+    assert_eq!(a.skipped, b.skipped + b.filtered);
+    assert_eq!(a.accepted, b.accepted);
+}
+
+#[test]
+fn inserts_and_removes_always_pass_the_interest_filter() {
+    let stream = changes(&prism_e2e::sample(40));
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    register(
+        &reg,
+        "echo",
+        wasm::HOSTILE,
+        Mode::Immediate,
+        prism_e2e::relaxed(),
+        &[],
+    );
+    let path = reg.join("echo.toml");
+    let mut m = prism_host::manifest::ReceiverManifest::from_toml(
+        &std::fs::read_to_string(&path).unwrap(),
+        "m",
+    )
+    .unwrap();
+    m.interest = vec!["/logistics/**".into()];
+    std::fs::write(&path, m.to_toml()).unwrap();
+    let out = dir.path().join("out");
+    let (_, report) = run(&engine(), &reg, &stream, &out, 2);
+    // The echo plugin answers everything it is offered: what it got is
+    // exactly the inserts, the removes and the modifies touching /logistics.
+    let offered = stream
+        .iter()
+        .filter(|c| {
+            c.kind != prism_host::change::ChangeKind::Modify
+                || c.changed_paths.iter().any(|p| p.starts_with("/logistics"))
+        })
+        .count();
+    let st = &report.receivers["echo"];
+    assert_eq!(st.messages as usize, offered);
+    assert_eq!((st.filtered as usize) + offered, stream.len());
+    assert!(
+        stream
+            .iter()
+            .any(|c| c.kind == prism_host::change::ChangeKind::Remove)
+    );
+}

@@ -270,6 +270,22 @@ fn stream_records_reach_standard_and_fifo_queues_as_the_local_pipeline_makes_the
     };
     let (site_q, _) = w.register(wasm::WEBSITE, "website", &["language=de"], true);
     let (wh_q, _) = w.register_to(wasm::LOGISTICS, "warehouse", &[], "warehouse.fifo", true);
+    // Answers everything it is offered; the host offers only inserts,
+    // removes and logistics changes.
+    let echo_q = w.q.create("echo");
+    w.prism(&[
+        "plugin",
+        "register",
+        wasm::HOSTILE,
+        "--receiver",
+        "echo",
+        "--bucket",
+        &w.bucket,
+        "--queue",
+        &echo_q,
+        "--interest",
+        "/logistics/**",
+    ]);
     let p = w.processor(&[]);
 
     let mut docs = products(0..6);
@@ -295,6 +311,9 @@ fn stream_records_reach_standard_and_fifo_queues_as_the_local_pipeline_makes_the
     // The price change is not the warehouse's business.
     let st = &out.report.receivers["warehouse"];
     assert_eq!((st.seen, st.skipped), (9, 1), "{st:?}");
+    let echo = &out.report.receivers["echo"];
+    assert_eq!((echo.filtered, echo.messages), (1, 8), "{echo:?}");
+    assert_eq!(w.bodies(&echo_q).len(), 8);
 }
 
 #[test]

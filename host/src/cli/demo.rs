@@ -93,6 +93,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             },
             mode,
             destination: None,
+            interest: Vec::new(),
             limits: Limits::default(),
             config: config
                 .iter()

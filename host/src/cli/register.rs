@@ -57,6 +57,11 @@ pub struct Args {
     /// The receiver's dead-letter queue, for changes it cannot take.
     #[arg(long, value_name = "QUEUE", requires = "queue")]
     pub dead_letter_queue: Option<String>,
+    /// Field interest: a JSON pointer (`*` and `**` allowed) of a field the
+    /// receiver cares about; modifies touching none are not offered to the
+    /// plugin (repeatable; replaces the interest when given).
+    #[arg(long, value_name = "POINTER")]
+    pub interest: Vec<String>,
     /// Register it disabled.
     #[arg(long)]
     pub disabled: bool,
@@ -119,6 +124,7 @@ fn apply(
         plugin: PluginRef { digest, file: None },
         mode: Mode::Immediate,
         destination: None,
+        interest: Vec::new(),
         limits: Default::default(),
         config: Default::default(),
     });
@@ -143,6 +149,9 @@ fn apply(
                 max_age_secs: 300,
             },
         };
+    }
+    if !a.interest.is_empty() {
+        m.interest = a.interest.clone();
     }
     if let Some(queue) = &a.queue {
         m.destination = Some(crate::manifest::Destination {

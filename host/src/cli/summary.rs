@@ -35,6 +35,7 @@ pub fn print(
         "receiver",
         "mode",
         "seen",
+        "filtered",
         "accepted",
         "skipped",
         "messages",
@@ -42,7 +43,7 @@ pub fn print(
         "errors",
         "plugin time",
     ];
-    let mut rows: Vec<[String; 9]> = Vec::new();
+    let mut rows: Vec<[String; 10]> = Vec::new();
     for r in &set.active {
         let st = report.receivers.get(r.id()).cloned().unwrap_or_default();
         let mode = match r.manifest.mode {
@@ -53,6 +54,7 @@ pub fn print(
             r.id().to_owned(),
             mode,
             st.seen.to_string(),
+            st.filtered.to_string(),
             st.accepted.to_string(),
             st.skipped.to_string(),
             st.messages.to_string(),
@@ -88,7 +90,14 @@ pub fn print(
     }
     let total = report.receivers.values().map(|s| s.seen).sum::<u64>();
     let rate = total as f64 / report.elapsed.as_secs_f64().max(1e-9);
+    let filtered = report.receivers.values().map(|s| s.filtered).sum::<u64>();
     println!();
+    if filtered > 0 {
+        println!(
+            "{filtered} plugin calls skipped by field interest ({:.0}% of receiver-changes)",
+            100.0 * filtered as f64 / total.max(1) as f64
+        );
+    }
     println!(
         "{total} receiver-changes in {} ({rate:.0}/s); messages in {}",
         ms(report.elapsed),

@@ -15,6 +15,9 @@ pub struct ReceiverStats {
     pub accepted: u64,
     /// Changes its `accepts` declined.
     pub skipped: u64,
+    /// Changes the host did not offer to the plugin at all: a modify
+    /// outside the receiver's declared field interest.
+    pub filtered: u64,
     /// Messages delivered.
     pub messages: u64,
     /// Body bytes delivered.
@@ -63,6 +66,7 @@ impl ReceiverStats {
         self.seen += o.seen;
         self.accepted += o.accepted;
         self.skipped += o.skipped;
+        self.filtered += o.filtered;
         self.messages += o.messages;
         self.bytes += o.bytes;
         self.batches += o.batches;

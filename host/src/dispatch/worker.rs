@@ -48,6 +48,10 @@ impl Context<'_> {
             if !self.should_run(r, i, holding, &mut st) {
                 continue;
             }
+            if !r.interested(&self.changes[i]) {
+                st.filtered += 1;
+                continue;
+            }
             let started = Instant::now();
             let outcome = self.accepts(r, i).map(|(accepted, session)| {
                 accepted.then(|| {
@@ -114,6 +118,10 @@ impl Context<'_> {
         let mut holding = false;
         for i in 0..self.changes.len() {
             if !self.should_run(r, i, holding, &mut st) {
+                continue;
+            }
+            if !r.interested(&self.changes[i]) {
+                st.filtered += 1;
                 continue;
             }
             let started = Instant::now();

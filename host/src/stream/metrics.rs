@@ -17,6 +17,7 @@ pub fn receiver_line(receiver: &str, st: &ReceiverStats, timestamp_ms: u64) -> V
         ("ChangesSeen", st.seen as f64, "Count"),
         ("ChangesAccepted", st.accepted as f64, "Count"),
         ("ChangesSkipped", st.skipped as f64, "Count"),
+        ("CallsSkipped", st.filtered as f64, "Count"),
         ("Messages", st.messages as f64, "Count"),
         ("MessageBytes", st.bytes as f64, "Bytes"),
         ("Errors", st.errors() as f64, "Count"),
