@@ -24,7 +24,7 @@ pub enum Command {
     /// Preview: run a plugin over a file of changes and print its messages.
     Run(RunArgs),
     /// Register a plugin for a receiver, locally or in DynamoDB + S3 (checks it first).
-    Register(super::register::Args),
+    Register(Box<super::register::Args>),
     /// List the receivers in a DynamoDB registry.
     List(super::registry_cmds::AllArgs),
     /// Show a receiver's live entry and its versions.
@@ -80,7 +80,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     match c {
         Command::Check(a) => check(a),
         Command::Run(a) => preview(a),
-        Command::Register(a) => super::register::run(a),
+        Command::Register(a) => super::register::run(*a),
         Command::List(a) => super::registry_cmds::list(a),
         Command::Show(a) => super::registry_cmds::show(a),
         Command::Enable(a) => super::registry_cmds::set_enabled(a, true),
