@@ -49,6 +49,12 @@ data "aws_iam_policy_document" "dispatcher" {
   }
 
   statement {
+    sid       = "KeepOutputDedupState"
+    actions   = ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.outputs.arn]
+  }
+
+  statement {
     sid     = "ReadPlugins"
     actions = ["s3:GetObject"]
     resources = [

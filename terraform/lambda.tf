@@ -36,6 +36,7 @@ resource "aws_lambda_function" "dispatcher" {
       PRISM_PLUGIN_BUCKET    = aws_s3_bucket.plugins.bucket
       PRISM_LEDGER_TABLE     = aws_dynamodb_table.ledger.name
       PRISM_UNREADABLE_QUEUE = aws_sqs_queue.unreadable.url
+      PRISM_OUTPUTS_TABLE    = aws_dynamodb_table.outputs.name
       PRISM_RELOAD_SECS      = tostring(var.registry_reload_seconds)
       PRISM_CACHE_DIR        = "/tmp/prism"
       PRISM_LOG              = var.log_level

@@ -23,6 +23,11 @@ output "ledger_table" {
   value       = aws_dynamodb_table.ledger.name
 }
 
+output "outputs_table" {
+  description = "The output dedup state (for `prism dev --outputs-table`)."
+  value       = aws_dynamodb_table.outputs.name
+}
+
 output "shadow_tables" {
   description = "Shadow table names by entity."
   value       = { for k, t in aws_dynamodb_table.shadow : k => t.name }

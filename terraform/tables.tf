@@ -79,6 +79,34 @@ resource "aws_dynamodb_table" "ledger" {
   }
 }
 
+# Output dedup: the hash and sequence of the last output delivered to each
+# (receiver, product key).
+resource "aws_dynamodb_table" "outputs" {
+  name         = "${local.name}-outputs"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "receiver"
+  range_key    = "key"
+
+  attribute {
+    name = "receiver"
+    type = "S"
+  }
+
+  attribute {
+    name = "key"
+    type = "S"
+  }
+
+  point_in_time_recovery {
+    enabled = var.point_in_time_recovery
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.main.arn
+  }
+}
+
 # Master-data shadow tables, one per source entity, mirroring the master
 # system's own model.
 resource "aws_dynamodb_table" "shadow" {

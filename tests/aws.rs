@@ -156,6 +156,29 @@ pub async fn create_ledger_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
         .unwrap();
 }
 
+/// The output dedup table (receiver S, key S).
+pub async fn create_outputs_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
+    use prism_host::aws::outputs::{KEY_PRODUCT, KEY_RECEIVER};
+    let (ra, rk) = key_schema(KEY_RECEIVER);
+    let (ka, _) = key_schema(KEY_PRODUCT);
+    ddb.create_table()
+        .table_name(name)
+        .attribute_definitions(ra)
+        .attribute_definitions(ka)
+        .key_schema(rk)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(KEY_PRODUCT)
+                .key_type(KeyType::Range)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
+
 /// A plain JSON value as a DynamoDB attribute (numbers keep their exact text).
 pub fn attr(v: &serde_json::Value) -> aws_sdk_dynamodb::types::AttributeValue {
     use aws_sdk_dynamodb::types::AttributeValue as A;

@@ -43,6 +43,7 @@ pub fn manifest(
         mode,
         destination: None,
         interest: Vec::new(),
+        dedup: true,
         limits,
         config: config
             .iter()

@@ -14,6 +14,7 @@
 //! | `PRISM_PLUGIN_BUCKET` | the plugin bucket | required |
 //! | `PRISM_LEDGER_TABLE` | the retry ledger table | required |
 //! | `PRISM_UNREADABLE_QUEUE` | queue for records that cannot be read | none: such records are reported failed |
+//! | `PRISM_OUTPUTS_TABLE` | output dedup state | none: every output is sent |
 //! | `PRISM_RELOAD_SECS` | how long a registry read stays fresh | 30 |
 //! | `PRISM_CACHE_DIR` | compiled plugins and artifacts | `/tmp/prism` |
 //! | `PRISM_THREADS` | dispatcher threads | all cores |
@@ -46,6 +47,8 @@ pub mod vars {
     pub const LEDGER_TABLE: &str = "PRISM_LEDGER_TABLE";
     /// Queue for unreadable records.
     pub const UNREADABLE_QUEUE: &str = "PRISM_UNREADABLE_QUEUE";
+    /// The output dedup table (unset: no dedup).
+    pub const OUTPUTS_TABLE: &str = "PRISM_OUTPUTS_TABLE";
     /// Registry TTL in seconds.
     pub const RELOAD_SECS: &str = "PRISM_RELOAD_SECS";
     /// Cache directory.
@@ -62,6 +65,7 @@ pub mod vars {
         PLUGIN_BUCKET,
         LEDGER_TABLE,
         UNREADABLE_QUEUE,
+        OUTPUTS_TABLE,
         RELOAD_SECS,
         CACHE_DIR,
         THREADS,
@@ -83,6 +87,8 @@ pub struct LambdaConfig {
     pub ledger_table: Option<String>,
     /// Queue for unreadable records.
     pub unreadable_queue: Option<String>,
+    /// Output dedup table (`None`: no dedup, or in process for `prism dev`).
+    pub outputs_table: Option<String>,
     /// Registry TTL.
     pub reload: Duration,
     /// Cache directory.
@@ -114,6 +120,7 @@ impl LambdaConfig {
             plugin_bucket: required(vars::PLUGIN_BUCKET)?,
             ledger_table: Some(required(vars::LEDGER_TABLE)?),
             unreadable_queue: var(vars::UNREADABLE_QUEUE).filter(|v| !v.is_empty()),
+            outputs_table: var(vars::OUTPUTS_TABLE).filter(|v| !v.is_empty()),
             reload: Duration::from_secs(number(vars::RELOAD_SECS)?.unwrap_or(30)),
             cache_dir: var(vars::CACHE_DIR)
                 .map_or_else(|| PathBuf::from("/tmp/prism"), PathBuf::from),
@@ -170,6 +177,12 @@ impl LambdaConfig {
             dispatcher,
             unreadable_queue: self.unreadable_queue.clone(),
             emit_metrics: true,
+            outputs: self.outputs_table.as_ref().map(|t| {
+                crate::stream::OutputsStore::Dynamo(crate::aws::outputs::DynamoOutputs::new(
+                    aws_sdk_dynamodb::Client::new(&config),
+                    t,
+                ))
+            }),
         })
     }
 }

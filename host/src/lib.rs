@@ -45,6 +45,7 @@ pub mod input;
 pub mod lambda;
 pub mod limits;
 pub mod manifest;
+pub mod outputs;
 pub mod receivers;
 pub mod registry;
 pub mod reload;

@@ -61,6 +61,11 @@ pub struct ReceiverManifest {
     /// are. Empty: every change is offered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interest: Vec<String>,
+    /// Output dedup: an output identical to the last one delivered for the
+    /// same product is not sent again (immediate receivers). Off for a
+    /// receiver that wants every refresh.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub dedup: bool,
     /// Sandbox limits; defaults apply to anything unset.
     #[serde(default)]
     pub limits: Limits,
@@ -71,6 +76,10 @@ pub struct ReceiverManifest {
 
 fn yes() -> bool {
     true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The plugin a receiver runs.

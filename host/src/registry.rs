@@ -210,6 +210,7 @@ mod tests {
             mode: Mode::Immediate,
             destination: None,
             interest: Vec::new(),
+            dedup: true,
             limits: Default::default(),
             config: Default::default(),
         }

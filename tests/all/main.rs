@@ -3,6 +3,7 @@
 mod aws_registry;
 mod cleanup;
 mod cli;
+mod dedup;
 mod hostile;
 mod input;
 mod pipeline;

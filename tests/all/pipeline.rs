@@ -391,7 +391,16 @@ fn hold_mode_stops_a_receiver_at_a_dead_destination_and_the_retry_runs_only_what
     let held = down.held.clone();
     let sink = Recorder::default();
     let already = |receiver: &str, i: usize| receiver == "up" || !held.contains(&i);
-    let retry = d.run_retry(&set, &stream, &sink, &Progress::default(), &already);
+    let retry = d.run_with(
+        &set,
+        &stream,
+        &sink,
+        &Progress::default(),
+        prism_host::dispatch::RunOptions {
+            already: &already,
+            outputs: None,
+        },
+    );
     assert_eq!(retry.receivers["up"].already_handled as usize, stream.len());
     assert_eq!(retry.receivers["up"].messages, 0);
     assert_eq!(retry.receivers["down"].messages as usize, held.len());

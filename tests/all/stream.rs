@@ -43,6 +43,7 @@ impl World {
         let (arn, streams) = q.rt.block_on(async {
             let arn = create_model_table(&env.ddb, &model).await;
             create_ledger_table(&env.ddb, &ledger).await;
+            prism_e2e::aws::create_outputs_table(&env.ddb, &format!("{}-outputs", env.table)).await;
             let config = prism_host::aws::sdk_config(&prism_host::aws::AwsTarget {
                 endpoint_url: Some(ep.clone()),
                 region: Some("us-east-1".into()),
@@ -808,4 +809,60 @@ fn changes_for_a_receiver_whose_plugin_does_not_load_wait_in_its_dlq() {
         );
         assert!(d["change"]["new"]["sku"].is_string(), "{d}");
     }
+}
+
+#[test]
+fn dedup_in_dynamodb_sends_only_changed_outputs_across_cold_starts() {
+    let Some(w) = World::new("lambda-dedup") else {
+        return;
+    };
+    let (site_q, _) = w.register(wasm::WEBSITE, "website", &[], true);
+    let outputs = format!("{}-outputs", w.table);
+    let vars = [("PRISM_OUTPUTS_TABLE", outputs.as_str())];
+    let p = w.processor(&vars);
+    let mut docs = products(0..5);
+    w.write(&docs);
+    let inserts = w.records();
+    w.invoke(&p, &inserts);
+    assert_eq!(w.bodies(&site_q).len(), 5);
+
+    // A refresh: bullets everywhere (not published), two new prices.
+    for (i, d) in docs.iter_mut().enumerate() {
+        d["texts"]["en"]["bullets"] = json!(["Refreshed"]);
+        if i < 2 {
+            d["prices"]["DE"]["amount"] = json!(1.25);
+        }
+    }
+    w.write(&docs);
+    let out = w.invoke(&p, &w.records());
+    let st = &out.report.receivers["website"];
+    assert_eq!((st.messages, st.suppressed), (2, 3), "{st:?}");
+    assert_eq!(w.bodies(&site_q).len(), 2);
+
+    // A cold start reads the state from the table: another refresh sends nothing.
+    let cold = w.processor(&vars);
+    for d in docs.iter_mut() {
+        d["texts"]["en"]["bullets"] = json!(["Again"]);
+    }
+    w.write(&docs);
+    let out = w.invoke(&cold, &w.records());
+    assert_eq!(out.report.receivers["website"].suppressed, 5);
+    assert!(w.bodies(&site_q).is_empty());
+
+    // A late retry of the old inserts: the two whose price changed since are
+    // sent (they differ from the last output), but the state does not move
+    // backwards: the current output is still recognised afterwards.
+    let late = w.invoke(&cold, &inserts);
+    assert_eq!(late.report.receivers["website"].messages, 2);
+    w.bodies(&site_q);
+    for d in docs.iter_mut() {
+        d["texts"]["en"]["bullets"] = json!(["Once more"]);
+    }
+    w.write(&docs);
+    let out = w.invoke(&cold, &w.records());
+    assert_eq!(
+        out.report.receivers["website"].suppressed, 5,
+        "state did not move backwards"
+    );
+    assert!(w.bodies(&site_q).is_empty());
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use hcl::{Block, Body};
 use prism_e2e::wasm::ROOT;
-use prism_host::aws::{artifacts, registry};
+use prism_host::aws::{artifacts, outputs, registry};
 use prism_host::lambda::vars;
 use prism_host::sink::sqs;
 use prism_host::stream::ledger;
@@ -111,6 +111,10 @@ fn tables_have_the_keys_the_code_uses() {
     assert_eq!(attr(ttl[0], "attribute_name"), quoted(ledger::EXPIRES_AT));
     assert_eq!(attr(ttl[0], "enabled"), "true");
 
+    let outputs_t = table("outputs");
+    assert_eq!(attr(outputs_t, "hash_key"), quoted(outputs::KEY_RECEIVER));
+    assert_eq!(attr(outputs_t, "range_key"), quoted(outputs::KEY_PRODUCT));
+
     // The dispatcher diffs old and new images: it needs both.
     let model = table("model");
     assert_eq!(attr(model, "stream_enabled"), "true");
@@ -211,6 +215,7 @@ fn the_lambda_gets_the_variables_the_dispatcher_reads() {
     assert_eq!(set[vars::LEDGER_TABLE], "aws_dynamodb_table.ledger.name");
     assert_eq!(set[vars::PLUGIN_BUCKET], "aws_s3_bucket.plugins.bucket");
     assert_eq!(set[vars::UNREADABLE_QUEUE], "aws_sqs_queue.unreadable.url");
+    assert_eq!(set[vars::OUTPUTS_TABLE], "aws_dynamodb_table.outputs.name");
 }
 
 /// The dispatcher policy's statements: (actions, resources) as HCL text.
@@ -241,6 +246,7 @@ fn the_role_grants_exactly_what_the_code_calls_where_it_calls_it() {
             "aws_dynamodb_table.registry.arn",
         ),
         (ledger::ACTIONS, "aws_dynamodb_table.ledger.arn"),
+        (outputs::ACTIONS, "aws_dynamodb_table.outputs.arn"),
         (artifacts::DISPATCHER_READS, &plugins),
         (artifacts::DISPATCHER_READS, &precompiled),
         (artifacts::DISPATCHER_WRITES, &precompiled),

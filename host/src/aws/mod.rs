@@ -6,7 +6,9 @@
 //! emulators such as moto.
 
 pub mod artifacts;
+pub mod batch;
 mod item;
+pub mod outputs;
 pub mod registry;
 mod streams;
 

@@ -41,6 +41,8 @@ type ReceiverSpec = (
     &'static str,
     Mode,
     &'static [(&'static str, &'static str)],
+    // Field interest (empty: every change is offered).
+    &'static [&'static str],
 );
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -55,14 +57,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             "website",
             Mode::Immediate,
             &[("language", "en"), ("market", "DE")],
+            &[],
         ),
         (
             "website-de",
             "website",
             Mode::Immediate,
             &[("language", "de"), ("market", "AT")],
+            &[],
         ),
-        ("leaflet", "leaflet", Mode::Immediate, &[]),
+        (
+            "leaflet",
+            "leaflet",
+            Mode::Immediate,
+            &[],
+            &["/texts/**", "/brand", "/images/**", "/category"],
+        ),
         (
             "pricelist",
             "pricelist",
@@ -72,10 +82,21 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 max_age_secs: 300,
             },
             &[("market", "CH")],
+            &[],
         ),
-        ("logistics", "logistics", Mode::Immediate, &[]),
+        (
+            "logistics",
+            "logistics",
+            Mode::Immediate,
+            &[],
+            &[
+                "/logistics/weight_g",
+                "/logistics/dimensions_mm/**",
+                "/logistics/packaging/**",
+            ],
+        ),
     ];
-    for (id, plugin, mode, config) in receivers {
+    for (id, plugin, mode, config, interest) in receivers {
         let path = a.plugins.join(format!("{plugin}.wasm"));
         let wasm = std::fs::read(&path).with_context(|| {
             format!(
@@ -93,7 +114,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             },
             mode,
             destination: None,
-            interest: Vec::new(),
+            interest: interest.iter().map(|p| (*p).to_owned()).collect(),
+            dedup: true,
             limits: Limits::default(),
             config: config
                 .iter()
@@ -127,6 +149,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         events,
         outbox: a.out.join("outbox"),
         clean: true,
+        state: None,
         threads: None,
         fail_on_error: false,
         cache: a.cache,

@@ -47,6 +47,9 @@ pub struct Args {
     /// Retry ledger table [default: kept in this process].
     #[arg(long, value_name = "TABLE")]
     pub ledger_table: Option<String>,
+    /// Output dedup table [default: kept in this process].
+    #[arg(long, value_name = "TABLE")]
+    pub outputs_table: Option<String>,
     /// Queue for records that cannot be read [default: they are held].
     #[arg(long, value_name = "QUEUE")]
     pub unreadable_queue: Option<String>,
@@ -103,6 +106,7 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         plugin_bucket: bucket,
         ledger_table: a.ledger_table.clone(),
         unreadable_queue: a.unreadable_queue.clone(),
+        outputs_table: a.outputs_table.clone(),
         reload: Duration::from_secs(a.reload_secs),
         cache_dir,
         threads: None,
@@ -110,6 +114,9 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
     };
     let mut processor = lambda.processor_with(&config, &target).await?;
     processor.emit_metrics = a.metrics;
+    if processor.outputs.is_none() {
+        processor.outputs = Some(crate::stream::OutputsStore::Memory(Default::default()));
+    }
     let reader = StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&config), &arn);
     println!("following {arn}");
 
@@ -169,9 +176,14 @@ async fn dispatch(
         .iter()
         .map(|(r, st)| {
             format!(
-                "{r} {}/{} msgs{}",
+                "{r} {}/{} msgs{}{}",
                 st.messages,
                 st.seen,
+                if st.suppressed > 0 {
+                    format!(" ({} unchanged)", st.suppressed)
+                } else {
+                    String::new()
+                },
                 if st.errors() > 0 {
                     format!(" {} errors", st.errors())
                 } else {

@@ -125,6 +125,7 @@ fn apply(
         mode: Mode::Immediate,
         destination: None,
         interest: Vec::new(),
+        dedup: true,
         limits: Default::default(),
         config: Default::default(),
     });

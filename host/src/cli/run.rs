@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::dispatch::{Dispatcher, Progress, RunReport};
+use crate::dispatch::{Dispatcher, Progress, RunOptions, RunReport};
 use crate::input::{self, Input};
+use crate::outputs::{self, OutputMemory};
 use crate::receivers::ReceiverSet;
 use crate::registry::LocalRegistry;
 use crate::sink::Outbox;
@@ -35,6 +36,11 @@ pub struct Args {
     /// Remove what a previous run left in the outbox first.
     #[arg(long)]
     pub clean: bool,
+    /// Keep the output dedup state here across runs (DIR/outputs.jsonl):
+    /// an output identical to the last one delivered for the same product
+    /// is not sent again. Without it, dedup spans this run only.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
     /// Worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -84,9 +90,20 @@ pub fn execute(args: &Args) -> anyhow::Result<Outcome> {
     let progress = Progress::default();
     let expected = (input.changes.len() * set.active.len()) as u64;
     let outbox = Outbox::new(&args.outbox);
+    let outputs = match &args.state {
+        Some(dir) => outputs::local::load(dir)?,
+        None => OutputMemory::default(),
+    };
+    let opts = RunOptions {
+        outputs: Some(&outputs),
+        ..RunOptions::default()
+    };
     let report = with_progress(&progress, expected, || {
-        dispatcher.run(&set, &input.changes, &outbox, &progress)
+        dispatcher.run_with(&set, &input.changes, &outbox, &progress, opts)
     });
+    if let Some(dir) = &args.state {
+        outputs::local::save(dir, &outputs)?;
+    }
 
     summary::print(&set, &report, &input, load_time, &args.outbox);
     Ok(Outcome {

@@ -39,11 +39,12 @@ pub fn print(
         "accepted",
         "skipped",
         "messages",
+        "unchanged",
         "bytes",
         "errors",
         "plugin time",
     ];
-    let mut rows: Vec<[String; 10]> = Vec::new();
+    let mut rows: Vec<[String; 11]> = Vec::new();
     for r in &set.active {
         let st = report.receivers.get(r.id()).cloned().unwrap_or_default();
         let mode = match r.manifest.mode {
@@ -58,6 +59,7 @@ pub fn print(
             st.accepted.to_string(),
             st.skipped.to_string(),
             st.messages.to_string(),
+            st.suppressed.to_string(),
             bytes(st.bytes),
             st.errors().to_string(),
             ms(st.plugin_time),
@@ -92,6 +94,12 @@ pub fn print(
     let rate = total as f64 / report.elapsed.as_secs_f64().max(1e-9);
     let filtered = report.receivers.values().map(|s| s.filtered).sum::<u64>();
     println!();
+    let suppressed = report.receivers.values().map(|s| s.suppressed).sum::<u64>();
+    if suppressed > 0 {
+        println!(
+            "{suppressed} messages not sent: identical to the last output delivered for the product"
+        );
+    }
     if filtered > 0 {
         println!(
             "{filtered} plugin calls skipped by field interest ({:.0}% of receiver-changes)",

@@ -68,6 +68,25 @@ impl Default for Dispatcher {
 /// Which (receiver, change index) pairs an earlier attempt already handled.
 pub type AlreadyHandled<'a> = &'a (dyn Fn(&str, usize) -> bool + Sync);
 
+/// What a run may know beyond its changes.
+#[derive(Clone, Copy)]
+pub struct RunOptions<'a> {
+    /// Pairs an earlier attempt handled: not run again (a retried batch).
+    pub already: AlreadyHandled<'a>,
+    /// The last output delivered per (receiver, key): identical outputs are
+    /// not sent again. `None`: no dedup.
+    pub outputs: Option<&'a crate::outputs::OutputMemory>,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        Self {
+            already: &|_, _| false,
+            outputs: None,
+        }
+    }
+}
+
 /// The outcome of a run.
 #[derive(Debug, Default)]
 pub struct RunReport {
@@ -107,19 +126,18 @@ impl Dispatcher {
         sink: &dyn Sink,
         progress: &Progress,
     ) -> RunReport {
-        self.run_retry(set, changes, sink, progress, &|_, _| false)
+        self.run_with(set, changes, sink, progress, RunOptions::default())
     }
 
-    /// Like [`Self::run`], for a retried batch: changes for which
-    /// `already(receiver, index)` holds were handled by an earlier attempt
-    /// and are not run again for that receiver.
-    pub fn run_retry(
+    /// Like [`Self::run`], with what the run may know beyond its changes:
+    /// pairs an earlier attempt handled, and the output dedup state.
+    pub fn run_with(
         &self,
         set: &ReceiverSet,
         changes: &[Change],
         sink: &dyn Sink,
         progress: &Progress,
-        already: AlreadyHandled<'_>,
+        opts: RunOptions<'_>,
     ) -> RunReport {
         let started = Instant::now();
         let threads = self.threads.max(1);
@@ -150,7 +168,8 @@ impl Dispatcher {
             progress,
             max_retries: self.max_retries,
             hold_unavailable: self.hold_unavailable,
-            already,
+            already: opts.already,
+            outputs: opts.outputs,
         };
         let next = AtomicUsize::new(0);
         let totals: Mutex<BTreeMap<String, ReceiverStats>> = Mutex::new(

@@ -22,6 +22,9 @@ pub struct ReceiverStats {
     pub messages: u64,
     /// Body bytes delivered.
     pub bytes: u64,
+    /// Messages not sent because they were identical to the last output
+    /// delivered for the same product (output dedup).
+    pub suppressed: u64,
     /// `format-batch` calls (batch mode).
     pub batches: u64,
     /// Changes the plugin rejected (parked, not retried).
@@ -69,6 +72,7 @@ impl ReceiverStats {
         self.filtered += o.filtered;
         self.messages += o.messages;
         self.bytes += o.bytes;
+        self.suppressed += o.suppressed;
         self.batches += o.batches;
         self.rejected += o.rejected;
         self.failed += o.failed;

@@ -25,6 +25,8 @@ pub(super) struct Context<'a> {
     pub hold_unavailable: bool,
     /// Pairs an earlier attempt handled.
     pub already: super::AlreadyHandled<'a>,
+    /// Output dedup state.
+    pub outputs: Option<&'a crate::outputs::OutputMemory>,
 }
 
 /// How formatting one change (or window) ended.
@@ -79,6 +81,7 @@ impl Context<'_> {
                         &self.changes[i].sequence,
                         &[i],
                         &msgs,
+                        r.manifest.dedup,
                     )
                 }
                 Ok(Some(Formatted::Failed { kind, error })) => {
@@ -178,7 +181,8 @@ impl Context<'_> {
         st.plugin_time += started.elapsed();
         let handled = match outcome {
             Ok(Formatted::Messages(msgs)) => {
-                self.deliver(r, st, first, &last.sequence, &window, &msgs)
+                // A window's output spans many products: never deduplicated.
+                self.deliver(r, st, first, &last.sequence, &window, &msgs, false)
             }
             Ok(Formatted::Failed { kind, error }) => {
                 let error = format!(
@@ -281,11 +285,20 @@ impl Context<'_> {
         sequence: &str,
         indices: &[usize],
         msgs: &[Message],
+        dedup: bool,
     ) -> bool {
         if msgs.is_empty() {
             return true;
         }
         let i = indices[0];
+        let outputs = self.outputs.filter(|_| dedup);
+        let hash = outputs.map(|_| crate::outputs::hash_messages(msgs));
+        if let (Some(o), Some(h)) = (outputs, &hash)
+            && o.unchanged(r.id(), &c.key, h)
+        {
+            st.suppressed += msgs.len() as u64;
+            return true;
+        }
         let envelopes: Vec<Envelope<'_>> = msgs
             .iter()
             .enumerate()
@@ -303,6 +316,9 @@ impl Context<'_> {
             Ok(()) => {
                 st.messages += msgs.len() as u64;
                 st.bytes += msgs.iter().map(|m| m.body.len() as u64).sum::<u64>();
+                if let (Some(o), Some(h)) = (outputs, hash) {
+                    o.record(r.id(), &c.key, sequence, h);
+                }
                 true
             }
             Err(e) if self.hold_unavailable && e.kind == SinkErrorKind::Unavailable => {

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 /// Which receivers handled each record.
 pub type Handled = HashMap<String, BTreeSet<String>>;
@@ -103,58 +103,15 @@ impl Ledger {
                 if probe.item.is_none() {
                     return Ok(Handled::new());
                 }
-                let mut out = Handled::new();
                 let unique: BTreeSet<&String> = records.iter().collect();
-                let keys: Vec<_> = unique.into_iter().collect();
-                for chunk in keys.chunks(100) {
-                    let mut pending = KeysAndAttributes::builder()
-                        .set_keys(Some(
-                            chunk
-                                .iter()
-                                .map(|r| {
-                                    HashMap::from([(
-                                        KEY.to_owned(),
-                                        AttributeValue::S((*r).clone()),
-                                    )])
-                                })
-                                .collect(),
-                        ))
-                        .consistent_read(true)
-                        .build()
-                        .expect("keys are set");
-                    for attempt in 1.. {
-                        let got = client
-                            .batch_get_item()
-                            .request_items(table, pending.clone())
-                            .send()
-                            .await
-                            .map_err(|e| {
-                                err(format!("BatchGetItem: {}", crate::aws::sdk_error(&e)))
-                            })?;
-                        for item in got
-                            .responses
-                            .unwrap_or_default()
-                            .remove(table)
-                            .unwrap_or_default()
-                        {
-                            if let Some((record, receivers)) = decode(&item) {
-                                out.insert(record, receivers);
-                            }
-                        }
-                        match got.unprocessed_keys.and_then(|mut u| u.remove(table)) {
-                            Some(rest) if !rest.keys.is_empty() => {
-                                if attempt >= 8 {
-                                    return Err(err(
-                                        "BatchGetItem kept returning unprocessed keys".into(),
-                                    ));
-                                }
-                                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
-                                pending = rest;
-                            }
-                            _ => break,
-                        }
-                    }
-                }
+                let keys = unique
+                    .into_iter()
+                    .map(|r| HashMap::from([(KEY.to_owned(), AttributeValue::S(r.clone()))]))
+                    .collect();
+                let items = crate::aws::batch::batch_get(client, table, keys)
+                    .await
+                    .map_err(err)?;
+                let out: Handled = items.iter().filter_map(decode).collect();
                 Ok(out)
             }
         }

@@ -20,6 +20,7 @@ pub fn receiver_line(receiver: &str, st: &ReceiverStats, timestamp_ms: u64) -> V
         ("CallsSkipped", st.filtered as f64, "Count"),
         ("Messages", st.messages as f64, "Count"),
         ("MessageBytes", st.bytes as f64, "Bytes"),
+        ("MessagesSuppressed", st.suppressed as f64, "Count"),
         ("Errors", st.errors() as f64, "Count"),
         ("ChangesHeld", st.held.len() as f64, "Count"),
         ("AlreadyHandled", st.already_handled as f64, "Count"),

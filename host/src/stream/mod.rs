@@ -26,10 +26,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aws::RegistryOpError;
+use crate::aws::outputs::DynamoOutputs;
 use crate::change::Change;
+use crate::dispatch::RunOptions;
 use crate::dispatch::{Dispatcher, Progress, RunReport};
 use crate::engine::PluginEngine;
-use crate::manifest::Destination;
+use crate::manifest::{Destination, Mode};
+use crate::outputs::OutputMemory;
 use crate::receivers::ReceiverSet;
 use crate::reload::LiveReceivers;
 use crate::sink::{DeadLetter, Sink, SqsSink};
@@ -91,6 +94,16 @@ pub struct StreamProcessor {
     pub unreadable_queue: Option<String>,
     /// Write EMF metric lines to stdout.
     pub emit_metrics: bool,
+    /// Output dedup state; `None`: every output is sent.
+    pub outputs: Option<OutputsStore>,
+}
+
+/// Where the output dedup state lives.
+pub enum OutputsStore {
+    /// In this process, kept across batches (`prism dev`).
+    Memory(Arc<OutputMemory>),
+    /// A DynamoDB table, read and written per batch (the Lambda).
+    Dynamo(DynamoOutputs),
 }
 
 /// What one batch did.
@@ -195,18 +208,24 @@ impl StreamProcessor {
             hold_unavailable: true,
             ..self.dispatcher.clone()
         };
+        let outputs = self.batch_outputs(&deliverable, &changes).await;
         let unreadable_queue = self.unreadable_queue.is_some();
         let (report, changes, prior, of_change, records) = {
             let ids = ids.clone();
             let set = deliverable.clone();
+            let outputs = outputs.clone();
             tokio::task::spawn_blocking(move || {
                 let already = |receiver: &str, c: usize| {
                     prior
                         .get(&ids[of_change[c]])
                         .is_some_and(|s| s.contains(receiver))
                 };
+                let opts = RunOptions {
+                    already: &already,
+                    outputs: outputs.as_deref(),
+                };
                 let mut report =
-                    dispatcher.run_retry(&set, &changes, &sink, &Progress::default(), &already);
+                    dispatcher.run_with(&set, &changes, &sink, &Progress::default(), opts);
                 for b in &broken {
                     let st = park_all(&sink, b, &changes, &already);
                     report.receivers.insert(b.receiver.clone(), st);
@@ -273,6 +292,13 @@ impl StreamProcessor {
             tracing::warn!(first = %records[f].0.sequence, failed = response.batch_item_failures.len(), "records reported failed for a retry");
         }
 
+        if let (Some(OutputsStore::Dynamo(store)), Some(mem)) = (&self.outputs, &outputs) {
+            if let Err(e) = store.write(&mem.take_dirty()).await {
+                // The state lags: the next identical output is sent once more.
+                tracing::error!(error = %e, "could not write the output dedup state");
+            }
+        }
+
         if let Receivers::Live(live) = &self.receivers {
             let errors: Vec<(String, String)> = report
                 .receivers
@@ -308,6 +334,35 @@ impl StreamProcessor {
             report,
             numbers,
         })
+    }
+
+    /// The dedup state for this batch: the long-lived one, or the stored
+    /// entries of its (receiver, key) pairs. A store that cannot be read
+    /// turns dedup off for the batch (sending twice rather than losing).
+    async fn batch_outputs(
+        &self,
+        set: &ReceiverSet,
+        changes: &[Change],
+    ) -> Option<Arc<OutputMemory>> {
+        match self.outputs.as_ref()? {
+            OutputsStore::Memory(m) => Some(m.clone()),
+            OutputsStore::Dynamo(store) => {
+                let keys: BTreeSet<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+                let pairs: Vec<(String, String)> = set
+                    .active
+                    .iter()
+                    .filter(|r| r.manifest.dedup && r.manifest.mode == Mode::Immediate)
+                    .flat_map(|r| keys.iter().map(|k| (r.id().to_owned(), (*k).to_owned())))
+                    .collect();
+                match store.read(&pairs).await {
+                    Ok(entries) => Some(Arc::new(OutputMemory::from_entries(entries))),
+                    Err(e) => {
+                        tracing::error!(error = %e, "output dedup state unreadable; this batch sends every output");
+                        None
+                    }
+                }
+            }
+        }
     }
 
     /// The current receivers (re-read from the registry when stale).

@@ -1,0 +1,49 @@
+//! `BatchGetItem` in chunks of 100 keys, retrying what DynamoDB leaves
+//! unprocessed (with backoff), shared by every table that reads many items.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+
+/// One item (or key).
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Read the items with `keys` from `table` (missing ones are simply absent),
+/// strongly consistent. Errors are the SDK's, rendered.
+pub async fn batch_get(client: &Client, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, String> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(100) {
+        let mut pending = KeysAndAttributes::builder()
+            .set_keys(Some(chunk.to_vec()))
+            .consistent_read(true)
+            .build()
+            .expect("keys are set");
+        for attempt in 1.. {
+            let got = client
+                .batch_get_item()
+                .request_items(table, pending.clone())
+                .send()
+                .await
+                .map_err(|e| format!("BatchGetItem: {}", super::sdk_error(&e)))?;
+            out.extend(
+                got.responses
+                    .unwrap_or_default()
+                    .remove(table)
+                    .unwrap_or_default(),
+            );
+            match got.unprocessed_keys.and_then(|mut u| u.remove(table)) {
+                Some(rest) if !rest.keys.is_empty() => {
+                    if attempt >= 8 {
+                        return Err("BatchGetItem kept returning unprocessed keys".into());
+                    }
+                    tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+                    pending = rest;
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(out)
+}
