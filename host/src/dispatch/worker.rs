@@ -74,15 +74,7 @@ impl Context<'_> {
                 }
                 Ok(Some(Formatted::Messages(msgs))) => {
                     st.accepted += 1;
-                    self.deliver(
-                        r,
-                        &mut st,
-                        &self.changes[i],
-                        &self.changes[i].sequence,
-                        &[i],
-                        &msgs,
-                        r.manifest.dedup,
-                    )
+                    self.deliver(r, &mut st, &[i], &msgs, r.manifest.dedup)
                 }
                 Ok(Some(Formatted::Failed { kind, error })) => {
                     st.accepted += 1;
@@ -182,7 +174,7 @@ impl Context<'_> {
         let handled = match outcome {
             Ok(Formatted::Messages(msgs)) => {
                 // A window's output spans many products: never deduplicated.
-                self.deliver(r, st, first, &last.sequence, &window, &msgs, false)
+                self.deliver(r, st, &window, &msgs, false)
             }
             Ok(Formatted::Failed { kind, error }) => {
                 let error = format!(
@@ -277,12 +269,12 @@ impl Context<'_> {
         }
     }
 
+    /// Deliver the messages of the changes at `indices` (one change, or a
+    /// batch window: keyed by its first change, sequenced by its last).
     fn deliver(
         &self,
         r: &ActiveReceiver,
         st: &mut ReceiverStats,
-        c: &Change,
-        sequence: &str,
         indices: &[usize],
         msgs: &[Message],
         dedup: bool,
@@ -290,6 +282,10 @@ impl Context<'_> {
         if msgs.is_empty() {
             return true;
         }
+        let c = &self.changes[indices[0]];
+        let sequence = self.changes[*indices.last().expect("at least one change")]
+            .sequence
+            .as_str();
         let i = indices[0];
         let outputs = self.outputs.filter(|_| dedup);
         let hash = outputs.map(|_| crate::outputs::hash_messages(msgs));

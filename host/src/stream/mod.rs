@@ -292,11 +292,11 @@ impl StreamProcessor {
             tracing::warn!(first = %records[f].0.sequence, failed = response.batch_item_failures.len(), "records reported failed for a retry");
         }
 
-        if let (Some(OutputsStore::Dynamo(store)), Some(mem)) = (&self.outputs, &outputs) {
-            if let Err(e) = store.write(&mem.take_dirty()).await {
-                // The state lags: the next identical output is sent once more.
-                tracing::error!(error = %e, "could not write the output dedup state");
-            }
+        if let (Some(OutputsStore::Dynamo(store)), Some(mem)) = (&self.outputs, &outputs)
+            && let Err(e) = store.write(&mem.take_dirty()).await
+        {
+            // The state lags: the next identical output is sent once more.
+            tracing::error!(error = %e, "could not write the output dedup state");
         }
 
         if let Receivers::Live(live) = &self.receivers {
