@@ -441,8 +441,9 @@ fn throughput(products: usize) {
         "1 thread"
     );
     let mut last = None;
+    let insert_label = format!("{products} inserts (every change formatted)");
     for (name, changes, dedup) in [
-        ("10k inserts (every change formatted)", &inserts, false),
+        (insert_label.as_str(), &inserts, false),
         (
             "full refresh, 3 % new prices (interest+dedup)",
             &refresh,
