@@ -38,6 +38,7 @@ pub mod aws;
 pub mod change;
 #[doc(hidden)]
 pub mod cli;
+pub mod diff;
 pub mod digest;
 pub mod dispatch;
 pub mod engine;

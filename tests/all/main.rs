@@ -4,6 +4,7 @@ mod aws_registry;
 mod cleanup;
 mod cli;
 mod dedup;
+mod diff;
 mod hostile;
 mod input;
 mod pipeline;

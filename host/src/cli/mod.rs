@@ -6,6 +6,7 @@
 
 mod demo;
 mod dev;
+mod diff;
 mod engine_opts;
 mod new;
 mod plugin;

@@ -23,6 +23,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Preview: run a plugin over a file of changes and print its messages.
     Run(RunArgs),
+    /// The release gate: compare a candidate with a receiver's live plugin on recorded changes.
+    Diff(super::diff::Args),
     /// Register a plugin for a receiver, locally or in DynamoDB + S3 (checks it first).
     Register(Box<super::register::Args>),
     /// List the receivers in a DynamoDB registry.
@@ -81,6 +83,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
         Command::Check(a) => check(a),
         Command::Run(a) => preview(a),
         Command::Register(a) => super::register::run(*a),
+        Command::Diff(a) => super::diff::run(a),
         Command::List(a) => super::registry_cmds::list(a),
         Command::Show(a) => super::registry_cmds::show(a),
         Command::Enable(a) => super::registry_cmds::set_enabled(a, true),

@@ -62,6 +62,14 @@ pub struct Args {
     /// plugin (repeatable; replaces the interest when given).
     #[arg(long, value_name = "POINTER")]
     pub interest: Vec<String>,
+    /// Release gate: first replay these recorded changes through the live
+    /// version and this one (as `prism plugin diff`); refuse to register if
+    /// the outputs differ, unless --allow-diff.
+    #[arg(long, value_name = "FILE")]
+    pub diff_changes: Option<PathBuf>,
+    /// Register even though the diff against the live version is not clean.
+    #[arg(long, requires = "diff_changes")]
+    pub allow_diff: bool,
     /// Register it disabled.
     #[arg(long)]
     pub disabled: bool,
@@ -77,6 +85,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let digest = Digest::of(&wasm);
+    if let Some(file) = &a.diff_changes
+        && !diff_gate(&a, file, &wasm, &engine)?
+    {
+        return Ok(ExitCode::from(1));
+    }
     if let Some(table) = a.table.clone() {
         return register_remote(&a, table, &wasm, &engine);
     }
@@ -226,4 +239,44 @@ fn register_remote(
         );
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })?
+}
+
+/// Compare with the live version on recorded changes; `false` when the
+/// outputs differ and that is not allowed.
+fn diff_gate(
+    a: &Args,
+    changes: &std::path::Path,
+    wasm: &[u8],
+    engine: &crate::engine::PluginEngine,
+) -> anyhow::Result<bool> {
+    let changes = super::diff::read_changes(changes)?;
+    let live = match (&a.table, &a.registry) {
+        (Some(table), _) => super::diff::remote_live(table, &a.target, &a.receiver)?,
+        (None, Some(dir)) => super::diff::local_live(dir, &a.receiver)?,
+        (None, None) => unreachable!("clap requires --registry or --table"),
+    };
+    let Some(live) = live else {
+        println!(
+            "{}: no live version to compare with; the diff gate passes",
+            a.receiver
+        );
+        return Ok(true);
+    };
+    let report = super::diff::gate(engine, &live.manifest, &live.wasm, wasm, &changes)?;
+    print!("{}", crate::diff::render(&report, 3));
+    if report.differences.is_empty() {
+        return Ok(true);
+    }
+    if a.allow_diff {
+        println!(
+            "outputs differ from {}; registering anyway (--allow-diff)",
+            live.origin
+        );
+        return Ok(true);
+    }
+    eprintln!(
+        "{}: not registered: its outputs differ from the live version ({}); review the diff above and pass --allow-diff to register anyway",
+        a.receiver, live.origin
+    );
+    Ok(false)
 }
