@@ -17,6 +17,12 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Max messages produced for one change (or one batch).
     pub max_messages: usize,
+    /// How many changes one sandbox serves before it is replaced by a fresh
+    /// one (immediate receivers). 1: a fresh sandbox per change. A sandbox
+    /// that fails is never reused, and a change that fails in a reused
+    /// sandbox is tried once more in a fresh one, so earlier changes cannot
+    /// make it fail. Plugins must not keep state between calls.
+    pub reuse: u32,
 }
 
 /// Default time budget per change.
@@ -27,6 +33,10 @@ pub const DEFAULT_MEMORY_MIB: u32 = 64;
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 256 * 1024;
 /// Default message cap per change.
 pub const DEFAULT_MAX_MESSAGES: usize = 100;
+/// Default number of changes one sandbox serves.
+pub const DEFAULT_REUSE: u32 = 100;
+/// The most changes one sandbox may serve.
+pub const MAX_REUSE: u32 = 10_000;
 
 /// The largest memory cap a manifest may ask for; the engine's pooling
 /// allocator reserves slots of this size.
@@ -41,6 +51,7 @@ impl Default for Limits {
             memory_mib: DEFAULT_MEMORY_MIB,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_messages: DEFAULT_MAX_MESSAGES,
+            reuse: DEFAULT_REUSE,
         }
     }
 }
@@ -65,6 +76,12 @@ impl Limits {
         }
         if self.max_messages == 0 {
             return Err("limits.max_messages must be at least 1".into());
+        }
+        if self.reuse == 0 || self.reuse > MAX_REUSE {
+            return Err(format!(
+                "limits.reuse must be 1..={MAX_REUSE}, got {}",
+                self.reuse
+            ));
         }
         Ok(())
     }

@@ -159,7 +159,7 @@ fn demo_prints_a_summary_with_every_example_receiver() {
             .find(|l| l.trim_start().starts_with(r))
             .unwrap_or_else(|| panic!("{r} missing:\n{out}"));
         let cols: Vec<&str> = line.split_whitespace().collect();
-        let messages: u64 = cols[cols.len() - 6]
+        let messages: u64 = cols[cols.len() - 7]
             .parse()
             .unwrap_or_else(|_| panic!("{line}"));
         assert!(messages > 0, "{line}");

@@ -195,3 +195,70 @@ fn a_hostile_batch_receiver_parks_the_whole_window() {
     assert_eq!(report.receivers["pricelist"].errors(), 0);
     assert_eq!(bodies(&out, "pricelist").len(), 1);
 }
+
+/// A sandbox serves several changes (limits.reuse), but never carries
+/// failure from one change to another: a plugin that leaks memory across
+/// calls runs into its memory limit in a reused sandbox, and that change is
+/// tried again in a fresh one, so no change fails because of earlier ones.
+#[test]
+fn a_reused_sandbox_never_makes_a_later_change_fail() {
+    let stream = prism_e2e::changes(&prism_e2e::sample(30));
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    prism_e2e::register(
+        &reg,
+        "leaky",
+        prism_e2e::wasm::HOSTILE,
+        prism_host::manifest::Mode::Immediate,
+        prism_host::limits::Limits {
+            memory_mib: 64,
+            ..prism_e2e::relaxed()
+        },
+        &[("behaviour", "leak")],
+    );
+    let out = dir.path().join("out");
+    let (_, report) = prism_e2e::run(&prism_e2e::engine(), &reg, &stream, &out, 1);
+    let st = &report.receivers["leaky"];
+    assert!(
+        stream.len() > 7,
+        "enough changes to fill 64 MiB at 8 MiB each"
+    );
+    assert_eq!(st.errors(), 0, "{:?}", st.first_errors);
+    assert_eq!(st.messages as usize, stream.len());
+}
+
+/// Reuse is real (a stateful plugin sees it) and bounded by limits.reuse;
+/// with reuse = 1 every change gets a fresh sandbox.
+#[test]
+fn limits_reuse_bounds_how_many_changes_a_sandbox_serves() {
+    let stream = prism_e2e::changes(&prism_e2e::sample(10));
+    let calls = |reuse: u32| -> Vec<u64> {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = dir.path().join("reg");
+        prism_e2e::register(
+            &reg,
+            "counter",
+            prism_e2e::wasm::HOSTILE,
+            prism_host::manifest::Mode::Immediate,
+            prism_host::limits::Limits {
+                reuse,
+                ..prism_e2e::relaxed()
+            },
+            &[("behaviour", "count")],
+        );
+        let out = dir.path().join("out");
+        prism_e2e::run(&prism_e2e::engine(), &reg, &stream, &out, 1);
+        prism_e2e::bodies(&out, "counter")
+            .iter()
+            .map(|b| {
+                serde_json::from_str::<serde_json::Value>(b).unwrap()["calls"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert!(calls(1).iter().all(|&n| n == 1));
+    let four = calls(4);
+    assert_eq!(four.iter().max(), Some(&4), "{four:?}");
+    assert!(four.contains(&1) && four.len() > 8);
+}

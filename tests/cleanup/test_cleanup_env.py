@@ -88,7 +88,8 @@ def half_built(env, tagged=True, with_lambda=True):
 def exists(kind, ident):
     try:
         if kind == "table":
-            return ident in client("dynamodb").list_tables()["TableNames"]
+            client("dynamodb").describe_table(TableName=ident)
+            return True
         if kind == "queue":
             return any(u.endswith("/" + ident) for u in client("sqs").list_queues(QueueNamePrefix=ident).get("QueueUrls", []))
         if kind == "bucket":
@@ -102,7 +103,10 @@ def exists(kind, ident):
             client("lambda").get_function(FunctionName=ident)
             return True
         if kind == "alias":
-            return any(a["AliasName"] == ident for a in client("kms").list_aliases()["Aliases"])
+            pages = client("kms").get_paginator("list_aliases").paginate()
+            return any(a["AliasName"] == ident for page in pages for a in page["Aliases"])
+    except client("dynamodb").exceptions.ResourceNotFoundException:
+        return False
     except client("iam").exceptions.NoSuchEntityException:
         return False
     except client("lambda").exceptions.ResourceNotFoundException:

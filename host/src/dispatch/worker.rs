@@ -29,6 +29,16 @@ pub(super) struct Context<'a> {
     pub outputs: Option<&'a crate::outputs::OutputMemory>,
 }
 
+/// A unit's sandbox kept for its next change, with how many it served.
+type Warm = Option<(Session, u32)>;
+
+/// Whether a call that failed in a reused sandbox is worth one more try in
+/// a fresh one: anything but a timeout (a fresh sandbox does not make a
+/// loop shorter, and a retry would double the time a hostile plugin costs).
+fn retry_fresh(e: &CallError) -> bool {
+    e.kind() != "timeout"
+}
+
 /// How formatting one change (or window) ended.
 enum Formatted {
     Messages(Vec<Message>),
@@ -46,6 +56,7 @@ impl Context<'_> {
     ) -> ReceiverStats {
         let mut st = ReceiverStats::default();
         let mut holding = false;
+        let mut warm: Warm = None;
         for i in indices {
             if !self.should_run(r, i, holding, &mut st) {
                 continue;
@@ -55,17 +66,23 @@ impl Context<'_> {
                 continue;
             }
             let started = Instant::now();
-            let outcome = self.accepts(r, i).map(|(accepted, session)| {
-                accepted.then(|| {
-                    self.format(
+            let outcome = self
+                .accepts(r, i, &mut warm)
+                .map(|(accepted, session, used)| {
+                    if !accepted {
+                        warm = Some((session, used + 1));
+                        return None;
+                    }
+                    Some(self.format(
                         r,
                         session,
+                        used,
                         &mut st,
                         |s| s.format(&self.wit[i]),
                         &self.changes[i],
-                    )
-                })
-            });
+                        &mut warm,
+                    ))
+                });
             st.plugin_time += started.elapsed();
             let handled = match outcome {
                 Ok(None) => {
@@ -111,6 +128,7 @@ impl Context<'_> {
         // Set when a flush could not be delivered: from then on every change
         // of this receiver is held, the failed window's included.
         let mut holding = false;
+        let mut warm: Warm = None;
         for i in 0..self.changes.len() {
             if !self.should_run(r, i, holding, &mut st) {
                 continue;
@@ -120,10 +138,13 @@ impl Context<'_> {
                 continue;
             }
             let started = Instant::now();
-            let accepted = self.accepts(r, i);
+            let accepted = self.accepts(r, i, &mut warm).map(|(a, session, used)| {
+                warm = Some((session, used + 1));
+                a
+            });
             st.plugin_time += started.elapsed();
             match accepted {
-                Ok((true, _)) => {
+                Ok(true) => {
                     st.accepted += 1;
                     let c = &self.changes[i];
                     let too_old = window.first().is_some_and(|&f| {
@@ -142,7 +163,7 @@ impl Context<'_> {
                         bytes = 0;
                     }
                 }
-                Ok((false, _)) => st.skipped += 1,
+                Ok(false) => st.skipped += 1,
                 Err(e) => {
                     let error = self.describe(r, i, &e.to_string());
                     if !self.park(r, &mut st, &[i], e.kind(), &error) {
@@ -169,7 +190,18 @@ impl Context<'_> {
         let outcome = r
             .plugin
             .session(r.config.clone(), r.manifest.limits)
-            .map(|session| self.format(r, session, st, |s| s.format_batch(&wits), first));
+            .map(|session| {
+                // A window gets a fresh sandbox, and does not hand it on.
+                self.format(
+                    r,
+                    session,
+                    0,
+                    st,
+                    |s| s.format_batch(&wits),
+                    first,
+                    &mut None,
+                )
+            });
         st.plugin_time += started.elapsed();
         let handled = match outcome {
             Ok(Formatted::Messages(msgs)) => {
@@ -218,23 +250,55 @@ impl Context<'_> {
         true
     }
 
-    /// Open a session and ask `accepts`; the session is reused for `format`.
-    fn accepts(&self, r: &ActiveReceiver, i: usize) -> Result<(bool, Session), CallError> {
-        let mut s = r.plugin.session(r.config.clone(), r.manifest.limits)?;
+    /// The unit's warm sandbox if it may serve another change (with a
+    /// fresh time budget), else a fresh one.
+    fn checkout(&self, r: &ActiveReceiver, warm: &mut Warm) -> Result<(Session, u32), CallError> {
+        if let Some((mut s, used)) = warm.take()
+            && used < r.manifest.limits.reuse
+        {
+            s.renew();
+            return Ok((s, used));
+        }
+        Ok((r.plugin.session(r.config.clone(), r.manifest.limits)?, 0))
+    }
+
+    /// Ask `accepts`; the session goes on to `format` (or back to `warm`).
+    /// A reused sandbox that fails is replaced by a fresh one and the change
+    /// tried once more, so earlier changes can never make this one fail.
+    fn accepts(
+        &self,
+        r: &ActiveReceiver,
+        i: usize,
+        warm: &mut Warm,
+    ) -> Result<(bool, Session, u32), CallError> {
+        let (mut s, used) = self.checkout(r, warm)?;
         let accepted = s.accepts(&self.wit[i]);
         self.emit_logs(r, &self.changes[i], s.take_logs());
-        Ok((accepted?, s))
+        match accepted {
+            Ok(a) => Ok((a, s, used)),
+            Err(e) if used > 0 && retry_fresh(&e) => {
+                let mut s = r.plugin.session(r.config.clone(), r.manifest.limits)?;
+                let accepted = s.accepts(&self.wit[i]);
+                self.emit_logs(r, &self.changes[i], s.take_logs());
+                Ok((accepted?, s, 0))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Call `call` (format or format-batch), retrying on `retry` with a fresh
-    /// session up to `max_retries` times.
+    /// session up to `max_retries` times. A session that served the call
+    /// cleanly goes back to `warm` (`used` changes so far).
+    #[allow(clippy::too_many_arguments)]
     fn format(
         &self,
         r: &ActiveReceiver,
         mut session: Session,
+        mut used: u32,
         st: &mut ReceiverStats,
         call: impl Fn(&mut Session) -> Result<Result<Vec<Message>, FormatError>, CallError>,
         change: &Change,
+        warm: &mut Warm,
     ) -> Formatted {
         let mut attempt = 0;
         loop {
@@ -244,17 +308,22 @@ impl Context<'_> {
                 kind,
                 error: self.describe_change(r, change, what),
             };
+            let fresh = || r.plugin.session(r.config.clone(), r.manifest.limits);
             match result {
-                Ok(Ok(msgs)) => return Formatted::Messages(msgs),
+                Ok(Ok(msgs)) => {
+                    *warm = Some((session, used + 1));
+                    return Formatted::Messages(msgs);
+                }
                 Ok(Err(FormatError::Reject(reason))) => {
+                    *warm = Some((session, used + 1));
                     return failed("rejected", &format!("rejected: {reason}"));
                 }
                 Ok(Err(FormatError::Retry(reason))) if attempt < self.max_retries => {
                     attempt += 1;
                     st.retries += 1;
                     tracing::info!(receiver = r.id(), key = %change.key, sequence = %change.sequence, attempt, reason = %reason, "plugin asked to retry");
-                    session = match r.plugin.session(r.config.clone(), r.manifest.limits) {
-                        Ok(s) => s,
+                    (session, used) = match fresh() {
+                        Ok(s) => (s, 0),
                         Err(e) => return failed(e.kind(), &e.to_string()),
                     };
                 }
@@ -263,6 +332,12 @@ impl Context<'_> {
                         "retry-exhausted",
                         &format!("still asking to retry after {attempt} retries: {reason}"),
                     );
+                }
+                Err(e) if used > 0 && retry_fresh(&e) => {
+                    (session, used) = match fresh() {
+                        Ok(s) => (s, 0),
+                        Err(e) => return failed(e.kind(), &e.to_string()),
+                    };
                 }
                 Err(e) => return failed(e.kind(), &e.to_string()),
             }

@@ -189,6 +189,12 @@ impl Session {
         }
     }
 
+    /// Give the session a fresh time budget for its next change (when a
+    /// sandbox is reused for several changes).
+    pub fn renew(&mut self) {
+        set_deadline(&mut self.store, self.limits.timeout_ms);
+    }
+
     /// What the plugin logged so far (drained).
     pub fn take_logs(&mut self) -> Vec<GuestLog> {
         self.store.data_mut().take_logs()

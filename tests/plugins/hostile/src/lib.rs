@@ -1,7 +1,9 @@
 //! A receiver that misbehaves on purpose. Its config key `behaviour` picks how:
 //! `loop`, `memory`, `huge-output`, `many-messages`, `panic`, `recursion`,
 //! `file`, `retry`, `reject`, `malformed`, `chatty`, `probe` (report what the
-//! sandbox lets it see), or anything else (behave: echo the key).
+//! sandbox lets it see), `leak` (keep 8 MiB more per call, and echo),
+//! `count` (echo with how many calls this instance has served), or anything
+//! else (behave: echo the key).
 //!
 //! With `only_key` set, it misbehaves only for that product key and behaves
 //! for the others.
@@ -9,6 +11,13 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::hint::black_box;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What `leak` keeps, and what `count` counts: state across calls, which a
+/// plugin must not have (the host may reuse an instance for many changes).
+static HOARD: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 use prism_sdk::{Change, FormatError, Message, Receiver, config, export_receiver, json, log};
 
@@ -59,6 +68,17 @@ impl Receiver for Hostile {
                 Ok(vec![echo(change)])
             }
             "probe" => Ok(vec![Message::json(&probe())]),
+            "leak" => {
+                HOARD
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(black_box(vec![1u8; 8 << 20]));
+                Ok(vec![echo(change)])
+            }
+            "count" => {
+                let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+                Ok(vec![Message::json(&json!({"key": change.key, "calls": n}))])
+            }
             _ => Ok(vec![echo(change)]),
         }
     }
