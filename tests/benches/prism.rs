@@ -427,6 +427,12 @@ fn throughput(products: usize) {
         w.push(d["pk"].as_str().unwrap(), Some(&old), Some(d));
     }
     let refresh = prism_host::input::parse(&w.to_json_lines(), "refresh").changes;
+    // A full refresh that changes nothing: every product rewritten as it is.
+    let mut w = StreamWriter::new();
+    for d in &docs {
+        w.push(d["pk"].as_str().unwrap(), Some(d), Some(d));
+    }
+    let noop = prism_host::input::parse(&w.to_json_lines(), "no-op").changes;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     println!();
@@ -476,6 +482,9 @@ fn throughput(products: usize) {
     let outputs = OutputMemory::default();
     let on_sample = run(&set, &sample, cores, Some(&outputs));
     let (_, on_refresh) = last.unwrap();
+    let outputs = OutputMemory::default();
+    run(&set, &inserts, cores, Some(&outputs));
+    let on_noop = run(&set, &noop, cores, Some(&outputs));
     println!();
     println!("4. What field interest and dedup saved");
     println!(
@@ -485,6 +494,7 @@ fn throughput(products: usize) {
     for (name, r) in [
         ("sample stream (demo's mix)", &on_sample),
         ("full refresh, 3 % new prices", &on_refresh),
+        ("no-op full refresh", &on_noop),
     ] {
         let sum = |f: fn(&prism_host::dispatch::ReceiverStats) -> u64| {
             r.receivers.values().map(f).sum::<u64>()
