@@ -9,6 +9,7 @@
 //! - [`manifest`] and [`registry`]: which receivers exist, with what plugin and limits;
 //! - [`engine`]: wasmtime, the compile cache, the sandbox and the limits;
 //! - [`dispatch`]: every change to every enabled receiver, in parallel, in order per key;
+//! - [`outputs`] and [`diff`]: output dedup, and the release gate's comparison;
 //! - [`sink`]: where messages go: a local outbox, or SQS;
 //! - [`aws`] and [`reload`]: the DynamoDB registry, S3 artifacts and hot reload;
 //! - [`stream`]: one stream batch as the Lambda handles it, with retries that repeat nothing;

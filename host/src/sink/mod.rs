@@ -1,5 +1,5 @@
 //! Where messages go. The dispatcher talks to a [`Sink`]; the local outbox
-//! implements it today, an SQS sink later.
+//! implements it for local runs, the SQS sink on AWS.
 
 mod outbox;
 pub mod sqs;
