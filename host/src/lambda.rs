@@ -1,5 +1,5 @@
 //! The dispatcher Lambda: a DynamoDB stream event in, a
-//! [`DynamoDbEventResponse`](crate::stream::DynamoDbEventResponse) out.
+//! [`DynamoDbEventResponse`] out.
 //!
 //! Everything expensive (the Wasm engine, the AWS clients, the registry copy
 //! and loaded plugins) is built once per cold start and kept while the
