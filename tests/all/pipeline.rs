@@ -171,6 +171,26 @@ fn each_receiver_gets_exactly_its_messages() {
 }
 
 /// Records deliveries in the order the sink sees them.
+/// Eight keys K0…K7, each inserted, then its weight changed `steps` times,
+/// round-robin over the keys.
+fn weight_stream(steps: u32) -> Vec<prism_host::change::Change> {
+    let mut w = StreamWriter::new();
+    let mut docs: Vec<Value> = (0..8)
+        .map(|i| json!({"pk": format!("K{i}"), "logistics": {"weight_g": 0}}))
+        .collect();
+    for (i, d) in docs.iter().enumerate() {
+        w.push(&format!("K{i}"), None, Some(d));
+    }
+    for step in 1..=steps {
+        for (i, d) in docs.iter_mut().enumerate() {
+            let old = d.clone();
+            d["logistics"]["weight_g"] = json!(step);
+            w.push(&format!("K{i}"), Some(&old), Some(d));
+        }
+    }
+    changes(&w.to_json_lines())
+}
+
 #[derive(Default)]
 struct Recorder(Mutex<Vec<(String, String, String)>>);
 
@@ -193,21 +213,7 @@ impl Sink for Recorder {
 
 #[test]
 fn order_per_receiver_and_key_is_kept_with_many_threads() {
-    let mut w = StreamWriter::new();
-    let mut docs: Vec<Value> = (0..8)
-        .map(|i| json!({"pk": format!("K{i}"), "logistics": {"weight_g": 0}}))
-        .collect();
-    for (i, d) in docs.iter().enumerate() {
-        w.push(&format!("K{i}"), None, Some(d));
-    }
-    for step in 1..=40 {
-        for (i, d) in docs.iter_mut().enumerate() {
-            let old = d.clone();
-            d["logistics"]["weight_g"] = json!(step);
-            w.push(&format!("K{i}"), Some(&old), Some(d));
-        }
-    }
-    let stream = changes(&w.to_json_lines());
+    let stream = weight_stream(40);
     let dir = tempfile::tempdir().unwrap();
     prism_e2e::immediate(dir.path(), "logistics", wasm::LOGISTICS);
     prism_e2e::immediate(dir.path(), "logistics-2", wasm::LOGISTICS);
@@ -333,21 +339,7 @@ impl Sink for DownFor {
 #[test]
 fn hold_mode_stops_a_receiver_at_a_dead_destination_and_the_retry_runs_only_what_it_held() {
     // Eight keys, each inserted then modified 5 times (weight).
-    let mut w = StreamWriter::new();
-    let mut docs: Vec<Value> = (0..8)
-        .map(|i| json!({"pk": format!("K{i}"), "logistics": {"weight_g": 0}}))
-        .collect();
-    for (i, d) in docs.iter().enumerate() {
-        w.push(&format!("K{i}"), None, Some(d));
-    }
-    for step in 1..=5 {
-        for (i, d) in docs.iter_mut().enumerate() {
-            let old = d.clone();
-            d["logistics"]["weight_g"] = json!(step);
-            w.push(&format!("K{i}"), Some(&old), Some(d));
-        }
-    }
-    let stream = changes(&w.to_json_lines());
+    let stream = weight_stream(5);
     let dir = tempfile::tempdir().unwrap();
     prism_e2e::immediate(dir.path(), "down", wasm::LOGISTICS);
     prism_e2e::immediate(dir.path(), "up", wasm::LOGISTICS);

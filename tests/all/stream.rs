@@ -866,3 +866,49 @@ fn dedup_in_dynamodb_sends_only_changed_outputs_across_cold_starts() {
     );
     assert!(w.bodies(&site_q).is_empty());
 }
+
+#[test]
+fn plugin_diff_replays_the_last_records_of_the_stream() {
+    let Some(w) = World::new("diff-stream") else {
+        return;
+    };
+    w.register(wasm::WEBSITE, "website", &[], true);
+    w.write(&products(0..6));
+    let diff = |candidate: &str| {
+        let args = [
+            "plugin",
+            "diff",
+            candidate,
+            "--receiver",
+            "website",
+            "--model-table",
+            &w.model,
+            "--last",
+            "4",
+            "--table",
+            &w.table,
+            "--bucket",
+            &w.bucket,
+            "--endpoint-url",
+            &w.ep,
+            "--region",
+            "us-east-1",
+        ];
+        prism(&args)
+    };
+    let o = diff(wasm::WEBSITE);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.ends_with("4 outputs compared: 4 identical, 0 changed, 0 added, 0 removed\n"),
+        "{out}"
+    );
+    let o = diff(wasm::LEAFLET);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    // The last four of six inserts: P-00002 … P-00005.
+    assert!(
+        out.contains("== P-00005 (sequence ") && !out.contains("== P-00001 "),
+        "{out}"
+    );
+}

@@ -81,22 +81,8 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         region: a.remote.target.region.clone(),
     };
     let config = aws::sdk_config(&target).await;
-    let arn = match (&a.stream_arn, &a.model_table) {
-        (Some(arn), _) => arn.clone(),
-        (None, Some(table)) => {
-            let d = aws_sdk_dynamodb::Client::new(&config)
-                .describe_table()
-                .table_name(table)
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", aws::sdk_error(&e)))
-                .with_context(|| format!("describing table {table}"))?;
-            d.table
-                .and_then(|t| t.latest_stream_arn)
-                .with_context(|| format!("table {table} has no stream"))?
-        }
-        (None, None) => unreachable!("clap requires one of them"),
-    };
+    let arn = super::remote::stream_arn(&config, a.stream_arn.as_deref(), a.model_table.as_deref())
+        .await?;
     let cache_dir = a
         .cache_dir
         .clone()

@@ -31,8 +31,17 @@ pub struct Args {
     #[arg(long)]
     pub receiver: String,
     /// Recorded changes: a Lambda DynamoDB event or JSON Lines of stream records.
-    #[arg(long, value_name = "FILE")]
-    pub changes: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["model_table", "stream_arn"])]
+    pub changes: Option<PathBuf>,
+    /// Replay the last --last records of this table's stream instead of a file.
+    #[arg(long, value_name = "TABLE", conflicts_with_all = ["changes", "stream_arn"])]
+    pub model_table: Option<String>,
+    /// Replay the last --last records of this stream instead of a file.
+    #[arg(long, value_name = "ARN", conflicts_with = "changes")]
+    pub stream_arn: Option<String>,
+    /// How many of the stream's latest records to replay.
+    #[arg(long, default_value_t = 1000)]
+    pub last: usize,
     /// Local registry directory.
     #[arg(
         long,
@@ -59,7 +68,21 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let candidate =
         std::fs::read(&a.wasm).with_context(|| format!("reading {}", a.wasm.display()))?;
-    let changes = read_changes(&a.changes)?;
+    let changes = match &a.changes {
+        Some(file) => read_changes(file)?,
+        None => {
+            let target = crate::aws::AwsTarget {
+                endpoint_url: a.target.endpoint_url.clone(),
+                region: a.target.region.clone(),
+            };
+            block_on(super::remote::last_changes(
+                &target,
+                a.stream_arn.as_deref(),
+                a.model_table.as_deref(),
+                a.last,
+            ))??
+        }
+    };
     let engine = a.cache.engine()?;
     let live = match (&a.registry, &a.table) {
         (Some(dir), _) => local_live(dir, &a.receiver)?

@@ -94,3 +94,62 @@ pub fn block_on_multi<F: std::future::Future>(f: F) -> anyhow::Result<F::Output>
         .context("starting the async runtime")?;
     Ok(rt.block_on(f))
 }
+
+/// The stream to read: `arn` as given, or `table`'s latest stream.
+pub async fn stream_arn(
+    config: &aws_config::SdkConfig,
+    arn: Option<&str>,
+    table: Option<&str>,
+) -> anyhow::Result<String> {
+    match (arn, table) {
+        (Some(arn), _) => Ok(arn.to_owned()),
+        (None, Some(table)) => {
+            let d = aws_sdk_dynamodb::Client::new(config)
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", aws::sdk_error(&e)))
+                .with_context(|| format!("describing table {table}"))?;
+            d.table
+                .and_then(|t| t.latest_stream_arn)
+                .with_context(|| format!("table {table} has no stream"))
+        }
+        (None, None) => anyhow::bail!("name the stream: --stream-arn or --model-table"),
+    }
+}
+
+/// The last `n` records still in a stream (every shard, oldest first), as
+/// changes.
+pub async fn last_changes(
+    target: &AwsTarget,
+    arn: Option<&str>,
+    table: Option<&str>,
+    n: usize,
+) -> anyhow::Result<Vec<crate::change::Change>> {
+    let config = aws::sdk_config(target).await;
+    let arn = stream_arn(&config, arn, table).await?;
+    let reader = aws::StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&config), &arn);
+    let mut records = Vec::new();
+    for shard in reader.shards().await? {
+        let mut cursor = reader.open(&shard, true).await?;
+        loop {
+            let got = reader.read(&mut cursor, 1000).await?;
+            if got.is_empty() {
+                break;
+            }
+            records.extend(got);
+        }
+    }
+    let input = crate::input::parse(&serde_json::json!({ "Records": records }).to_string(), &arn);
+    if let Some(e) = input.errors.first() {
+        anyhow::bail!(
+            "{} unreadable record(s) in {arn}, the first: {e}",
+            input.errors.len()
+        );
+    }
+    let mut changes = input.changes;
+    changes.sort_by(|a, b| crate::change::cmp_sequence(&a.sequence, &b.sequence));
+    let skip = changes.len().saturating_sub(n);
+    Ok(changes.split_off(skip))
+}
