@@ -84,13 +84,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let engine = a.cache.engine()?;
-    let live = match (&a.registry, &a.table) {
-        (Some(dir), _) => local_live(dir, &a.receiver)?
-            .with_context(|| format!("no receiver {:?} in {}", a.receiver, dir.display()))?,
-        (None, Some(table)) => remote_live(table, &a.target, &a.receiver)?
-            .with_context(|| format!("no receiver {:?} in {table}", a.receiver))?,
-        (None, None) => unreachable!("clap requires --registry or --table"),
-    };
+    let live = live_entry(
+        a.registry.as_deref(),
+        a.table.as_deref(),
+        &a.target,
+        &a.receiver,
+    )?
+    .with_context(|| {
+        let place = a.registry.as_ref().map_or_else(
+            || a.table.clone().unwrap_or_default(),
+            |d| d.display().to_string(),
+        );
+        format!("no receiver {:?} in {place}", a.receiver)
+    })?;
     let report = gate(&engine, &live.manifest, &live.wasm, &candidate, &changes)?;
     print!("{}", render(&report, a.context));
     Ok(if report.differences.is_empty() || a.allow {
@@ -113,6 +119,21 @@ pub fn read_changes(path: &std::path::Path) -> anyhow::Result<Vec<Change>> {
         );
     }
     Ok(input.changes)
+}
+
+/// The live entry of `receiver` in the local registry `dir` or, without
+/// one, the DynamoDB registry `table`, if it has one.
+pub fn live_entry(
+    dir: Option<&std::path::Path>,
+    table: Option<&str>,
+    target: &TargetArgs,
+    receiver: &str,
+) -> anyhow::Result<Option<Entry>> {
+    match (dir, table) {
+        (Some(dir), _) => local_live(dir, receiver),
+        (None, Some(table)) => remote_live(table, target, receiver),
+        (None, None) => bail!("name the registry: --registry DIR or --table TABLE"),
+    }
 }
 
 /// The live entry of `receiver` in a local registry, if it has one.

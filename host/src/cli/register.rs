@@ -250,11 +250,12 @@ fn diff_gate(
     engine: &crate::engine::PluginEngine,
 ) -> anyhow::Result<bool> {
     let changes = super::diff::read_changes(changes)?;
-    let live = match (&a.table, &a.registry) {
-        (Some(table), _) => super::diff::remote_live(table, &a.target, &a.receiver)?,
-        (None, Some(dir)) => super::diff::local_live(dir, &a.receiver)?,
-        (None, None) => unreachable!("clap requires --registry or --table"),
-    };
+    let live = super::diff::live_entry(
+        a.registry.as_deref(),
+        a.table.as_deref(),
+        &a.target,
+        &a.receiver,
+    )?;
     let Some(live) = live else {
         println!(
             "{}: no live version to compare with; the diff gate passes",
