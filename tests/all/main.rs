@@ -13,7 +13,9 @@ mod sandbox;
 mod scaffold;
 mod sqs;
 mod stream;
+mod stream_cli;
 mod terraform;
+mod world;
 
 use std::process::{Command, Output};
 

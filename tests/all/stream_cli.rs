@@ -1,0 +1,283 @@
+//! The Lambda path through its real entry points: the `prism-lambda`
+//! binary under cargo lambda's runtime API emulator, `prism dev` following a
+//! stream, and `prism plugin diff` replaying a stream's last records.
+
+use prism_e2e::wasm;
+use serde_json::{Value, json};
+
+use crate::world::{World, products};
+use crate::{prism, text};
+
+/// Children killed when the test ends, however it ends.
+struct Kill(Vec<std::process::Child>);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cargo_lambda() -> bool {
+    let found = std::process::Command::new("cargo")
+        .args(["lambda", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("PRISM_REQUIRE_ALL").is_none(),
+            "cargo-lambda is not installed; scripts/test installs it (pip install cargo-lambda)"
+        );
+        eprintln!("SKIPPED: cargo-lambda not installed; scripts/test installs it");
+    }
+    found
+}
+
+#[test]
+fn the_real_lambda_binary_runs_under_the_runtime_api_emulator() {
+    use std::process::{Command, Stdio};
+    if !cargo_lambda() {
+        return;
+    }
+    let Some(w) = World::new("lambda-emulated") else {
+        return;
+    };
+    let (site_q, _) = w.register(wasm::WEBSITE, "website", &[], true);
+    w.write(&products(0..2));
+    let records = w.records();
+
+    let port = free_port().to_string();
+    let mut children = Kill(Vec::new());
+    children.0.push(
+        Command::new("cargo")
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port,
+            ])
+            .current_dir(wasm::ROOT)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting cargo lambda watch"),
+    );
+    let up = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok()
+    });
+    assert!(up, "the runtime API emulator did not start on port {port}");
+
+    let cache = tempfile::tempdir().unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    children.0.push(
+        Command::new(env!("CARGO_BIN_EXE_prism-lambda-under-test"))
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt"),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .env("PRISM_REGISTRY_TABLE", &w.table)
+            .env("PRISM_PLUGIN_BUCKET", &w.bucket)
+            .env("PRISM_LEDGER_TABLE", &w.ledger)
+            .env("PRISM_CACHE_DIR", cache.path())
+            .env("AWS_ENDPOINT_URL", &w.ep)
+            .env_remove("PRISM_LOG")
+            .stdout(log.reopen().unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the Lambda binary"),
+    );
+
+    let event = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(event.path(), json!({ "Records": records }).to_string()).unwrap();
+    let o = Command::new("cargo")
+        .args([
+            "lambda",
+            "invoke",
+            "_",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "--data-file",
+        ])
+        .arg(event.path())
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "invoke failed:\n{out}\n{err}");
+    let response: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(response, json!({"batchItemFailures": []}));
+    assert_eq!(w.bodies(&site_q).len(), 2);
+
+    // A malformed event is an invocation error, named.
+    let o = Command::new("cargo")
+        .args([
+            "lambda",
+            "invoke",
+            "_",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "--data-ascii",
+            "{\"x\": 1}",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o)
+            .1
+            .contains("malformed stream event: no \"Records\" array"),
+        "{:?}",
+        text(&o)
+    );
+
+    drop(children);
+    let logs = std::fs::read_to_string(log.path()).unwrap();
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(lines.iter().any(|l| l["message"] == "cold start"), "{logs}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "batch handled" && l["records"] == 2),
+        "{logs}"
+    );
+    let emf = lines
+        .iter()
+        .find(|l| l["Receiver"] == "website")
+        .unwrap_or_else(|| panic!("no EMF line for website:\n{logs}"));
+    assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], "prism");
+    assert_eq!(emf["ChangesSeen"], 2.0);
+    assert_eq!(emf["Messages"], 2.0);
+}
+
+#[test]
+fn prism_dev_follows_the_stream_and_reports_what_it_holds() {
+    let Some(w) = World::new("dev") else { return };
+    let (site_q, _) = w.register(wasm::WEBSITE, "website", &[], true);
+    w.write(&products(0..3));
+    let dev = |extra: &[&str]| {
+        let mut args = vec![
+            "dev",
+            "--once",
+            "--from-start",
+            "--model-table",
+            &w.model,
+            "--bucket",
+            &w.bucket,
+            "--table",
+            &w.table,
+            "--endpoint-url",
+            &w.ep,
+            "--region",
+            "us-east-1",
+        ];
+        args.extend(extra);
+        prism(&args)
+    };
+    let o = dev(&[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("following arn:aws:dynamodb:"), "{out}");
+    assert!(out.contains(": 3 records -> website 3/3 msgs"), "{out}");
+    assert_eq!(w.bodies(&site_q).len(), 3);
+
+    // A receiver whose queue does not exist: held, reported, exit status 1.
+    w.register(wasm::LOGISTICS, "warehouse", &[], false);
+    w.write(&products(3..4));
+    let o = dev(&["--metrics"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(out.contains("held for a retry"), "{out}");
+    assert!(out.contains("records still held for a retry"), "{out}");
+    assert!(
+        out.contains("\"CloudWatchMetrics\""),
+        "--metrics prints EMF lines: {out}"
+    );
+    // --from-start replays the stream: the website sees all four again.
+    assert_eq!(w.bodies(&site_q).len(), 4);
+
+    let o = prism(&[
+        "dev",
+        "--table",
+        &w.table,
+        "--model-table",
+        &w.model,
+        "--endpoint-url",
+        &w.ep,
+        "--once",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("needs the plugin bucket"),
+        "{:?}",
+        text(&o)
+    );
+}
+
+#[test]
+fn plugin_diff_replays_the_last_records_of_the_stream() {
+    let Some(w) = World::new("diff-stream") else {
+        return;
+    };
+    w.register(wasm::WEBSITE, "website", &[], true);
+    w.write(&products(0..6));
+    let diff = |candidate: &str| {
+        let args = [
+            "plugin",
+            "diff",
+            candidate,
+            "--receiver",
+            "website",
+            "--model-table",
+            &w.model,
+            "--last",
+            "4",
+            "--table",
+            &w.table,
+            "--bucket",
+            &w.bucket,
+            "--endpoint-url",
+            &w.ep,
+            "--region",
+            "us-east-1",
+        ];
+        prism(&args)
+    };
+    let o = diff(wasm::WEBSITE);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.ends_with("4 outputs compared: 4 identical, 0 changed, 0 added, 0 removed\n"),
+        "{out}"
+    );
+    let o = diff(wasm::LEAFLET);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    // The last four of six inserts: P-00002 … P-00005.
+    assert!(
+        out.contains("== P-00005 (sequence ") && !out.contains("== P-00001 "),
+        "{out}"
+    );
+}
