@@ -309,3 +309,26 @@ impl Queues {
         })
     }
 }
+
+/// The spool table (lane S, entry S).
+pub async fn create_spool_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
+    use prism_host::aws::spool::{KEY_ENTRY, KEY_LANE};
+    let (la, lk) = key_schema(KEY_LANE);
+    let (ea, _) = key_schema(KEY_ENTRY);
+    ddb.create_table()
+        .table_name(name)
+        .attribute_definitions(la)
+        .attribute_definitions(ea)
+        .key_schema(lk)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(KEY_ENTRY)
+                .key_type(KeyType::Range)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}

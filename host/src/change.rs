@@ -71,6 +71,56 @@ impl Change {
     pub fn is_noop(&self) -> bool {
         self.kind == ChangeKind::Modify && self.changed_paths.is_empty()
     }
+
+    /// The change as JSON: everything needed to replay it. This is what
+    /// dead letters carry and what batch buffers and retry lanes store.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "key": self.key,
+            "kind": kind_name(self.kind),
+            "sequence": self.sequence,
+            "time_ms": self.time_ms,
+            "event_id": self.event_id,
+            "changed_paths": self.changed_paths,
+            "old": self.old,
+            "new": self.new,
+        })
+    }
+
+    /// Read back what [`Self::to_json`] wrote; the error names the field.
+    pub fn from_json(v: &Value) -> Result<Self, String> {
+        let text = |field: &str| {
+            v.get(field)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("stored change has no string \"{field}\""))
+        };
+        let kind = match text("kind")?.as_str() {
+            "INSERT" => ChangeKind::Insert,
+            "MODIFY" => ChangeKind::Modify,
+            "REMOVE" => ChangeKind::Remove,
+            other => return Err(format!("stored change has unknown kind {other:?}")),
+        };
+        let image = |field: &str| v.get(field).filter(|i| !i.is_null()).cloned();
+        let mut c = Change::new(
+            text("key")?,
+            kind,
+            image("old"),
+            image("new"),
+            text("sequence")?,
+            v.get("time_ms").and_then(Value::as_u64).unwrap_or(0),
+        );
+        c.event_id = v.get("event_id").and_then(Value::as_str).map(str::to_owned);
+        Ok(c)
+    }
+}
+
+fn kind_name(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Insert => "INSERT",
+        ChangeKind::Modify => "MODIFY",
+        ChangeKind::Remove => "REMOVE",
+    }
 }
 
 /// Compare two stream sequence numbers (decimal strings of any length) numerically.
@@ -106,6 +156,26 @@ mod tests {
             0,
         );
         assert_eq!(c.changed_paths, vec![""]);
+    }
+
+    #[test]
+    fn stored_changes_read_back_whole() {
+        let mut c = Change::new(
+            "P-1".into(),
+            ChangeKind::Modify,
+            Some(json!({"a": 1, "b": [1]})),
+            Some(json!({"a": 2, "b": [1]})),
+            "120".into(),
+            77,
+        );
+        c.event_id = Some("e1".into());
+        assert_eq!(Change::from_json(&c.to_json()).unwrap(), c);
+        let gone = Change::new("P-2".into(), ChangeKind::Remove, Some(json!({})), None, "9".into(), 1);
+        assert_eq!(Change::from_json(&gone.to_json()).unwrap(), gone);
+        let err = Change::from_json(&json!({"key": "k", "kind": "UPSERT", "sequence": "1"})).unwrap_err();
+        assert!(err.contains("UPSERT"), "{err}");
+        let err = Change::from_json(&json!({"kind": "INSERT"})).unwrap_err();
+        assert!(err.contains("\"key\""), "{err}");
     }
 
     #[test]

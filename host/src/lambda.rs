@@ -15,6 +15,7 @@
 //! | `PRISM_LEDGER_TABLE` | the retry ledger table | required |
 //! | `PRISM_UNREADABLE_QUEUE` | queue for records that cannot be read | none: such records are reported failed |
 //! | `PRISM_OUTPUTS_TABLE` | output dedup state | none: every output is sent |
+//! | `PRISM_SPOOL_TABLE` | batch buffers and retry lanes | none: batch windows end with the stream batch, held changes fail their record |
 //! | `PRISM_RELOAD_SECS` | how long a registry read stays fresh | 30 |
 //! | `PRISM_CACHE_DIR` | compiled plugins and artifacts | `/tmp/prism` |
 //! | `PRISM_THREADS` | dispatcher threads | all cores |
@@ -34,7 +35,7 @@ use crate::aws::{self, ArtifactStore, AwsTarget, DynamoRegistry};
 use crate::dispatch::Dispatcher;
 use crate::engine::{EngineOptions, PluginEngine};
 use crate::reload::LiveReceivers;
-use crate::stream::{DynamoDbEventResponse, Ledger, Receivers, StreamProcessor};
+use crate::stream::{Ledger, Receivers, StreamProcessor};
 
 /// The names of the Lambda's environment variables (Terraform sets them;
 /// `tests/all/terraform.rs` checks the two agree).
@@ -49,6 +50,8 @@ pub mod vars {
     pub const UNREADABLE_QUEUE: &str = "PRISM_UNREADABLE_QUEUE";
     /// The output dedup table (unset: no dedup).
     pub const OUTPUTS_TABLE: &str = "PRISM_OUTPUTS_TABLE";
+    /// The spool table: batch buffers and retry lanes (unset: none).
+    pub const SPOOL_TABLE: &str = "PRISM_SPOOL_TABLE";
     /// Registry TTL in seconds.
     pub const RELOAD_SECS: &str = "PRISM_RELOAD_SECS";
     /// Cache directory.
@@ -66,6 +69,7 @@ pub mod vars {
         LEDGER_TABLE,
         UNREADABLE_QUEUE,
         OUTPUTS_TABLE,
+        SPOOL_TABLE,
         RELOAD_SECS,
         CACHE_DIR,
         THREADS,
@@ -89,6 +93,8 @@ pub struct LambdaConfig {
     pub unreadable_queue: Option<String>,
     /// Output dedup table (`None`: no dedup, or in process for `prism dev`).
     pub outputs_table: Option<String>,
+    /// Spool table (`None`: no spool, or in process for `prism dev`).
+    pub spool_table: Option<String>,
     /// Registry TTL.
     pub reload: Duration,
     /// Cache directory.
@@ -121,6 +127,7 @@ impl LambdaConfig {
             ledger_table: Some(required(vars::LEDGER_TABLE)?),
             unreadable_queue: var(vars::UNREADABLE_QUEUE).filter(|v| !v.is_empty()),
             outputs_table: var(vars::OUTPUTS_TABLE).filter(|v| !v.is_empty()),
+            spool_table: var(vars::SPOOL_TABLE).filter(|v| !v.is_empty()),
             reload: Duration::from_secs(number(vars::RELOAD_SECS)?.unwrap_or(30)),
             cache_dir: var(vars::CACHE_DIR)
                 .map_or_else(|| PathBuf::from("/tmp/prism"), PathBuf::from),
@@ -183,6 +190,13 @@ impl LambdaConfig {
                     t,
                 ))
             }),
+            spool: self.spool_table.as_ref().map(|t| {
+                Arc::new(crate::aws::spool::DynamoSpool::new(
+                    aws_sdk_dynamodb::Client::new(&config),
+                    t,
+                    tokio::runtime::Handle::current(),
+                )) as Arc<dyn crate::spool::Spool>
+            }),
         })
     }
 }
@@ -235,22 +249,76 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// What an invocation asks for.
+#[derive(Debug, PartialEq)]
+pub enum Invocation {
+    /// A DynamoDB stream batch (`{"Records": [...]}`).
+    Stream,
+    /// The scheduled tick (`{"prism": "tick"}`, optionally `"force": true`
+    /// to flush every buffer whatever its limits).
+    Tick {
+        /// Flush every buffer.
+        force: bool,
+    },
+}
+
+/// Tell a stream batch from a tick; anything else is named in the error.
+pub fn invocation(event: &Value) -> Result<Invocation, String> {
+    if event.get("Records").is_some() {
+        return Ok(Invocation::Stream);
+    }
+    match event.get("prism").and_then(Value::as_str) {
+        Some("tick") => Ok(Invocation::Tick {
+            force: event.get("force").and_then(Value::as_bool).unwrap_or(false),
+        }),
+        Some(other) => Err(format!("unknown prism event {other:?} (expected \"tick\")")),
+        None => Err(
+            "neither a DynamoDB stream event (no \"Records\") nor a prism tick ({\"prism\": \"tick\"})"
+                .into(),
+        ),
+    }
+}
+
 async fn invoke(
     processor: &StreamProcessor,
     event: LambdaEvent<Value>,
-) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
+) -> Result<Value, lambda_runtime::Error> {
     // The runtime's own span already carries the request id.
-    let outcome = processor
-        .handle(&event.payload)
-        .await
-        .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
-    tracing::info!(
-        records = outcome.numbers.records,
-        failed = outcome.numbers.failed,
-        elapsed_ms = outcome.report.elapsed.as_millis() as u64,
-        "batch handled"
-    );
-    Ok(outcome.response)
+    let fail = |e: String| lambda_runtime::Error::from(e);
+    match invocation(&event.payload).map_err(|e| fail(format!("malformed event: {e}")))? {
+        Invocation::Stream => {
+            let outcome = processor
+                .handle(&event.payload)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            tracing::info!(
+                records = outcome.numbers.records,
+                failed = outcome.numbers.failed,
+                elapsed_ms = outcome.report.elapsed.as_millis() as u64,
+                "batch handled"
+            );
+            Ok(serde_json::to_value(outcome.response).expect("the response serializes"))
+        }
+        Invocation::Tick { force } => {
+            let opts = crate::dispatch::TickOptions {
+                force,
+                ..crate::dispatch::TickOptions::at(crate::spool::now_ms())
+            };
+            let report = processor.tick(opts).await.map_err(|e| fail(e.to_string()))?;
+            if !report.errors.is_empty() {
+                // Fail the invocation so the error shows (the schedule fires again).
+                return Err(fail(format!("spool: {}", report.errors.join("; "))));
+            }
+            Ok(serde_json::json!({
+                "lanes": report.lanes,
+                "busy": report.busy,
+                "waiting": report.waiting,
+                "orphaned": report.orphaned,
+                "flushed": report.receivers.values().map(|s| s.batches).sum::<u64>(),
+                "messages": report.receivers.values().map(|s| s.messages).sum::<u64>(),
+            }))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +352,22 @@ mod tests {
             e.to_string(),
             "PRISM_RELOAD_SECS=\"soon\" is not a whole number"
         );
+    }
+
+    #[test]
+    fn invocations_are_told_apart() {
+        use serde_json::json;
+        assert_eq!(invocation(&json!({"Records": []})), Ok(Invocation::Stream));
+        assert_eq!(
+            invocation(&json!({"prism": "tick"})),
+            Ok(Invocation::Tick { force: false })
+        );
+        assert_eq!(
+            invocation(&json!({"prism": "tick", "force": true})),
+            Ok(Invocation::Tick { force: true })
+        );
+        assert!(invocation(&json!({"prism": "flush"})).unwrap_err().contains("\"flush\""));
+        assert!(invocation(&json!({"detail": {}})).unwrap_err().contains("Records"));
     }
 
     #[test]

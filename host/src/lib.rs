@@ -11,6 +11,7 @@
 //! - [`dispatch`]: every change to every enabled receiver, in parallel, in order per key;
 //! - [`outputs`] and [`diff`]: output dedup, and the release gate's comparison;
 //! - [`sink`]: where messages go: a local outbox, or SQS;
+//! - [`spool`]: durable batch buffers and per-product retry lanes;
 //! - [`aws`] and [`reload`]: the DynamoDB registry, S3 artifacts and hot reload;
 //! - [`stream`]: one stream batch as the Lambda handles it, with retries that repeat nothing;
 //! - [`lambda`]: the Lambda entry point.
@@ -53,4 +54,5 @@ pub mod registry;
 pub mod reload;
 pub mod sample;
 pub mod sink;
+pub mod spool;
 pub mod stream;

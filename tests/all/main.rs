@@ -11,6 +11,7 @@ mod pipeline;
 mod python;
 mod sandbox;
 mod scaffold;
+mod spool;
 mod sqs;
 mod stream;
 mod stream_cli;

@@ -1,11 +1,14 @@
-//! `BatchGetItem` in chunks of 100 keys, retrying what DynamoDB leaves
+//! Batched DynamoDB reads and writes (`BatchGetItem` in chunks of 100 keys,
+//! `BatchWriteItem` in chunks of 25), retrying what DynamoDB leaves
 //! unprocessed (with backoff), shared by every table that reads many items.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest,
+};
 
 /// One item (or key).
 pub type Item = HashMap<String, AttributeValue>;
@@ -46,4 +49,57 @@ pub async fn batch_get(client: &Client, table: &str, keys: Vec<Item>) -> Result<
         }
     }
     Ok(out)
+}
+
+/// Apply `requests` (puts and deletes) to `table` with `BatchWriteItem` in
+/// chunks of 25, retrying what DynamoDB leaves unprocessed (with backoff).
+/// Errors are the SDK's, rendered.
+pub async fn batch_write(
+    client: &Client,
+    table: &str,
+    requests: Vec<WriteRequest>,
+) -> Result<(), String> {
+    for chunk in requests.chunks(25) {
+        let mut pending = chunk.to_vec();
+        for attempt in 1.. {
+            let out = client
+                .batch_write_item()
+                .request_items(table, pending)
+                .send()
+                .await
+                .map_err(|e| format!("BatchWriteItem: {}", super::sdk_error(&e)))?;
+            match out.unprocessed_items.and_then(|mut u| u.remove(table)) {
+                Some(rest) if !rest.is_empty() => {
+                    if attempt >= 8 {
+                        return Err(format!(
+                            "BatchWriteItem left {} entries unprocessed",
+                            rest.len()
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+                    pending = rest;
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `PutRequest` for `item`.
+pub fn put(item: Item) -> WriteRequest {
+    let put = PutRequest::builder()
+        .set_item(Some(item))
+        .build()
+        .expect("item is set");
+    WriteRequest::builder().put_request(put).build()
+}
+
+/// A `DeleteRequest` for `key`.
+pub fn delete(key: Item) -> WriteRequest {
+    let delete = DeleteRequest::builder()
+        .set_key(Some(key))
+        .build()
+        .expect("key is set");
+    WriteRequest::builder().delete_request(delete).build()
 }

@@ -10,6 +10,7 @@ pub mod batch;
 mod item;
 pub mod outputs;
 pub mod registry;
+pub mod spool;
 mod streams;
 
 pub use artifacts::{ArtifactError, ArtifactStore};

@@ -50,6 +50,10 @@ pub struct Args {
     /// Output dedup table [default: kept in this process].
     #[arg(long, value_name = "TABLE")]
     pub outputs_table: Option<String>,
+    /// Spool table for batch buffers and retry lanes [default: kept in this
+    /// process; --once flushes every buffer before it exits].
+    #[arg(long, value_name = "TABLE")]
+    pub spool_table: Option<String>,
     /// Queue for records that cannot be read [default: they are held].
     #[arg(long, value_name = "QUEUE")]
     pub unreadable_queue: Option<String>,
@@ -93,6 +97,7 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         ledger_table: a.ledger_table.clone(),
         unreadable_queue: a.unreadable_queue.clone(),
         outputs_table: a.outputs_table.clone(),
+        spool_table: a.spool_table.clone(),
         reload: Duration::from_secs(a.reload_secs),
         cache_dir,
         threads: None,
@@ -102,6 +107,10 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
     processor.emit_metrics = a.metrics;
     if processor.outputs.is_none() {
         processor.outputs = Some(crate::stream::OutputsStore::Memory(Default::default()));
+    }
+    let durable = processor.spool.is_some();
+    if !durable {
+        processor.spool = Some(std::sync::Arc::new(crate::spool::LocalSpool::memory()));
     }
     let reader = StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&config), &arn);
     println!("following {arn}");
@@ -132,10 +141,14 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
             shard.held = dispatch(&processor, id, batch).await?;
         }
         shards.retain(|_, s| s.cursor.iterator.is_some() || !s.held.is_empty());
-        if a.once && !busy {
+        let last = a.once && !busy;
+        // The tick: due buffers and retry lanes (an in-process spool is
+        // flushed whole before --once exits, so nothing is left in memory).
+        let waiting = tick(&processor, last && !durable).await?;
+        if last {
             let held: usize = shards.values().map(|s| s.held.len()).sum();
-            if held > 0 {
-                println!("{held} records still held for a retry");
+            if held > 0 || waiting > 0 {
+                println!("{held} records still held for a retry, {waiting} changes waiting in the spool");
                 return Ok(ExitCode::from(1));
             }
             return Ok(ExitCode::SUCCESS);
@@ -144,6 +157,28 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(a.interval_ms)).await;
         }
     }
+}
+
+/// Run the tick and say what it did; returns the changes still waiting.
+async fn tick(processor: &StreamProcessor, force: bool) -> anyhow::Result<u64> {
+    let opts = crate::dispatch::TickOptions {
+        force,
+        ..crate::dispatch::TickOptions::at(crate::spool::now_ms())
+    };
+    let report = processor.tick(opts).await.context("tick")?;
+    if let Some(e) = report.errors.first() {
+        anyhow::bail!("tick: {e}");
+    }
+    let flushed: u64 = report.receivers.values().map(|s| s.batches).sum();
+    let messages: u64 = report.receivers.values().map(|s| s.messages).sum();
+    let errors: u64 = report.receivers.values().map(|s| s.errors()).sum();
+    if report.lanes > 0 {
+        println!(
+            "tick: {} lanes, {flushed} windows flushed, {messages} msgs, {errors} errors, {} changes waiting",
+            report.lanes, report.waiting
+        );
+    }
+    Ok(report.waiting)
 }
 
 /// Handle one batch; returns the records to retry.
@@ -162,9 +197,15 @@ async fn dispatch(
         .iter()
         .map(|(r, st)| {
             format!(
-                "{r} {}/{} msgs{}{}",
+                "{r} {}/{} msgs{}{}{}",
                 st.messages,
                 st.seen,
+                match (st.buffered, st.laned) {
+                    (0, 0) => String::new(),
+                    (b, 0) => format!(" ({b} buffered)"),
+                    (0, l) => format!(" ({l} in retry lanes)"),
+                    (b, l) => format!(" ({b} buffered, {l} in retry lanes)"),
+                },
                 if st.suppressed > 0 {
                     format!(" ({} unchanged)", st.suppressed)
                 } else {

@@ -8,6 +8,7 @@ mod demo;
 mod dev;
 mod diff;
 mod engine_opts;
+mod flush;
 mod new;
 mod plugin;
 mod progress;
@@ -48,6 +49,7 @@ enum Command {
     /// A table of the receivers in a DynamoDB registry: version, state, last error.
     Status(registry_cmds::AllArgs),
     Dev(dev::Args),
+    Flush(flush::Args),
 }
 
 /// The whole program: parse arguments, set up logging, run, map errors to
@@ -74,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Status(a) => registry_cmds::status(a),
         Command::Dev(a) => dev::run(a),
+        Command::Flush(a) => flush::run(a),
     }
 }
 

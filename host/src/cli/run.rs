@@ -4,12 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::dispatch::{Dispatcher, Progress, RunOptions, RunReport};
+use crate::dispatch::{Dispatcher, Lanes, Progress, RunOptions, RunReport, TickOptions, tick};
 use crate::input::{self, Input};
 use crate::outputs::{self, OutputMemory};
 use crate::receivers::ReceiverSet;
 use crate::registry::LocalRegistry;
 use crate::sink::Outbox;
+use crate::spool::{LocalSpool, now_ms};
 use anyhow::{Context, bail};
 
 use super::engine_opts::CacheArgs;
@@ -36,9 +37,12 @@ pub struct Args {
     /// Remove what a previous run left in the outbox first.
     #[arg(long)]
     pub clean: bool,
-    /// Keep the output dedup state here across runs (DIR/outputs.jsonl):
-    /// an output identical to the last one delivered for the same product
-    /// is not sent again. Without it, dedup spans this run only.
+    /// Keep state here across runs: the output dedup state
+    /// (DIR/outputs.jsonl: an output identical to the last one delivered for
+    /// the same product is not sent again), batched receivers' buffers and
+    /// retry lanes (DIR/spool.json: a buffer is flushed when a limit is
+    /// reached, here or by `prism flush`). Without it, dedup spans this run
+    /// only and every batch window is flushed by the end of the run.
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
     /// Worker threads [default: all cores].
@@ -94,8 +98,21 @@ pub fn execute(args: &Args) -> anyhow::Result<Outcome> {
         Some(dir) => outputs::local::load(dir)?,
         None => OutputMemory::default(),
     };
+    let spool = match &args.state {
+        Some(dir) => Some(LocalSpool::open(dir)?),
+        None => None,
+    };
+    let lanes = match &spool {
+        Some(s) => {
+            // Held changes wait in retry lanes, retried by `prism flush`.
+            dispatcher.hold_unavailable = true;
+            Some(Lanes::open(s, now_ms())?)
+        }
+        None => None,
+    };
     let opts = RunOptions {
         outputs: Some(&outputs),
+        lanes: lanes.as_ref(),
         ..RunOptions::default()
     };
     let report = with_progress(&progress, expected, || {
@@ -106,6 +123,11 @@ pub fn execute(args: &Args) -> anyhow::Result<Outcome> {
     }
 
     summary::print(&set, &report, &input, load_time, &args.outbox);
+    if let (Some(spool), Some(dir)) = (&spool, &args.state) {
+        // The run loop's tick: buffers that are due, retry lanes.
+        let ticked = tick(&dispatcher, &set, spool, &outbox, TickOptions::at(now_ms()));
+        super::flush::print_tick(&ticked, &dir.display());
+    }
     Ok(Outcome {
         problems: set.unavailable.len() + input.errors.len(),
         report,

@@ -49,6 +49,9 @@ pub fn print(
         let st = report.receivers.get(r.id()).cloned().unwrap_or_default();
         let mode = match r.manifest.mode {
             Mode::Immediate => "immediate".to_owned(),
+            Mode::Batch { .. } if st.buffered > 0 => {
+                format!("batch ({}, {} buffered)", st.batches, st.buffered)
+            }
             Mode::Batch { .. } => format!("batch ({})", st.batches),
         };
         rows.push([
@@ -94,6 +97,12 @@ pub fn print(
     let rate = total as f64 / report.elapsed.as_secs_f64().max(1e-9);
     let filtered = report.receivers.values().map(|s| s.filtered).sum::<u64>();
     println!();
+    let laned = report.receivers.values().map(|s| s.laned).sum::<u64>();
+    if laned > 0 {
+        println!(
+            "{laned} changes wait in retry lanes (destination unavailable, or the plugin kept asking to retry); `prism flush` retries them in order"
+        );
+    }
     let suppressed = report.receivers.values().map(|s| s.suppressed).sum::<u64>();
     if suppressed > 0 {
         println!(

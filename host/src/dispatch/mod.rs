@@ -14,17 +14,25 @@
 //!   elsewhere if the sink can; with [`Dispatcher::hold_unavailable`] (the
 //!   Lambda) the receiver's unit stops instead and reports the change, and
 //!   every later one of that unit, as *held*: not handled, to be retried.
-//!   Other receivers and other key shards carry on.
+//!   Other receivers and other products carry on. With a spool
+//!   ([`RunOptions::lanes`]) the held change goes to the receiver's retry
+//!   lane for that product instead, later changes of the product wait in
+//!   the lane behind it, and [`tick`] retries the lanes in order.
+//! - Batched receivers: with a spool, accepted changes are buffered durably
+//!   and flushed by limit (here, or by [`tick`]); without one, windows are
+//!   formatted within the run and the last one at its end.
 
+mod lanes;
 mod stats;
 mod worker;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use lanes::{MAX_LANE_ATTEMPTS, TickOptions, TickReport, tick};
 pub use stats::ReceiverStats;
 pub use worker::change_json;
 
@@ -76,6 +84,14 @@ pub struct RunOptions<'a> {
     /// The last output delivered per (receiver, key): identical outputs are
     /// not sent again. `None`: no dedup.
     pub outputs: Option<&'a crate::outputs::OutputMemory>,
+    /// The spool: batched receivers buffer there (durably) instead of
+    /// formatting windows within the run, and held changes go to retry
+    /// lanes instead of failing the run. `None`: windows end with the run,
+    /// held changes are reported as held.
+    pub lanes: Option<&'a Lanes<'a>>,
+    /// Hold a change whose plugin is still asking to retry after
+    /// `max_retries`, rather than parking it (a retry lane's next try).
+    pub hold_retry: bool,
 }
 
 impl Default for RunOptions<'_> {
@@ -83,7 +99,42 @@ impl Default for RunOptions<'_> {
         Self {
             already: &|_, _| false,
             outputs: None,
+            lanes: None,
+            hold_retry: false,
         }
+    }
+}
+
+/// The spool as a run uses it.
+pub struct Lanes<'a> {
+    /// Where buffers and retry lanes live.
+    pub spool: &'a dyn crate::spool::Spool,
+    /// Retry lanes open when the run started, as (receiver, key): a change
+    /// for one of them waits in the lane behind the earlier ones.
+    pub open: HashSet<(String, String)>,
+    /// The time the run spools at (ms since the Unix epoch).
+    pub now_ms: u64,
+}
+
+impl<'a> Lanes<'a> {
+    /// Read the open retry lanes of `spool`.
+    pub fn open(
+        spool: &'a dyn crate::spool::Spool,
+        now_ms: u64,
+    ) -> Result<Self, crate::spool::SpoolError> {
+        let open = spool
+            .lanes()?
+            .into_iter()
+            .filter_map(|(lane, _)| match lane {
+                crate::spool::Lane::Retry { receiver, key } => Some((receiver, key)),
+                crate::spool::Lane::Buffer { .. } => None,
+            })
+            .collect();
+        Ok(Self {
+            spool,
+            open,
+            now_ms,
+        })
     }
 }
 
@@ -170,6 +221,8 @@ impl Dispatcher {
             hold_unavailable: self.hold_unavailable,
             already: opts.already,
             outputs: opts.outputs,
+            lanes: opts.lanes,
+            hold_retry: opts.hold_retry,
         };
         let next = AtomicUsize::new(0);
         let totals: Mutex<BTreeMap<String, ReceiverStats>> = Mutex::new(

@@ -43,6 +43,10 @@ pub struct ReceiverStats {
     pub already_handled: u64,
     /// Indices of changes held for a retry (destination unavailable), sorted.
     pub held: Vec<usize>,
+    /// Changes put in the receiver's batch buffer (flushed later).
+    pub buffered: u64,
+    /// Changes put in a retry lane (retried in order by the tick).
+    pub laned: u64,
 }
 
 impl ReceiverStats {
@@ -83,6 +87,8 @@ impl ReceiverStats {
         }
         self.already_handled += o.already_handled;
         self.held.extend(o.held);
+        self.buffered += o.buffered;
+        self.laned += o.laned;
         let room = KEEP_ERRORS.saturating_sub(self.first_errors.len());
         self.first_errors
             .extend(o.first_errors.into_iter().take(room));

@@ -1,16 +1,17 @@
 //! What one worker does with one unit of work: immediate receivers change by
 //! change, batched receivers window by window.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use prism_sdk::{FormatError, Message};
-use serde_json::json;
 
 use super::{Progress, ReceiverStats};
 use crate::change::Change;
 use crate::engine::{CallError, GuestLog, Session, WitChange};
 use crate::manifest::Mode;
+use crate::spool::{Lane, Spooled};
 use crate::receivers::ActiveReceiver;
 use crate::sink::{DeadLetter, Envelope, Sink, SinkErrorKind};
 
@@ -27,6 +28,10 @@ pub(super) struct Context<'a> {
     pub already: super::AlreadyHandled<'a>,
     /// Output dedup state.
     pub outputs: Option<&'a crate::outputs::OutputMemory>,
+    /// The spool: batch buffers and retry lanes.
+    pub lanes: Option<&'a super::Lanes<'a>>,
+    /// Hold (rather than park) a change still asking to retry.
+    pub hold_retry: bool,
 }
 
 /// A unit's sandbox kept for its next change, with how many it served.
@@ -40,27 +45,35 @@ fn retry_fresh(e: &CallError) -> bool {
 }
 
 /// How formatting one change (or window) ended.
-enum Formatted {
+pub(super) enum Formatted {
     Messages(Vec<Message>),
     Failed { kind: &'static str, error: String },
 }
 
 impl Context<'_> {
     /// Handle the changes at `indices` (in order) for an immediate receiver.
-    /// Once a change is held, the rest of the unit is held behind it, so
-    /// order per key is kept across the retry.
+    /// Once a change of a product is held, the product's later changes are
+    /// held behind it (in its retry lane, when there is a spool), so order
+    /// per key is kept across the retry; other products carry on.
     pub fn immediate(
         &self,
         r: &ActiveReceiver,
         indices: impl Iterator<Item = usize>,
     ) -> ReceiverStats {
         let mut st = ReceiverStats::default();
-        let mut holding = false;
+        let mut stuck: HashSet<&str> = HashSet::new();
         let mut warm: Warm = None;
         for i in indices {
-            if !self.should_run(r, i, holding, &mut st) {
+            if !self.should_run(r, i, &mut st) {
                 continue;
             }
+            let key = self.changes[i].key.as_str();
+            if stuck.contains(key) || self.lane_open(r, key) {
+                stuck.insert(key);
+                self.hold(r, &mut st, i);
+                continue;
+            }
+            st.seen += 1;
             if !r.interested(&self.changes[i]) {
                 st.filtered += 1;
                 continue;
@@ -93,6 +106,14 @@ impl Context<'_> {
                     st.accepted += 1;
                     self.deliver(r, &mut st, &[i], &msgs, r.manifest.dedup)
                 }
+                Ok(Some(Formatted::Failed { kind, error }))
+                    if kind == "retry-exhausted" && (self.hold_retry || self.lanes.is_some()) =>
+                {
+                    // Still asking to retry: try again later, in order.
+                    st.accepted += 1;
+                    st.error(kind, error);
+                    false
+                }
                 Ok(Some(Formatted::Failed { kind, error })) => {
                     st.accepted += 1;
                     self.park(r, &mut st, &[i], kind, &error)
@@ -103,16 +124,50 @@ impl Context<'_> {
                 }
             };
             if !handled {
-                holding = true;
-                st.held.push(i);
+                stuck.insert(key);
+                self.hold(r, &mut st, i);
             }
         }
         st
     }
 
+    /// Does this receiver have a retry lane open for `key`?
+    fn lane_open(&self, r: &ActiveReceiver, key: &str) -> bool {
+        self.lanes.is_some_and(|l| {
+            !l.open.is_empty() && l.open.contains(&(r.id().to_owned(), key.to_owned()))
+        })
+    }
+
+    /// Hold change `i` for a retry: in the receiver's retry lane for its
+    /// product when there is a spool, else reported as held. A lane that
+    /// cannot be written is reported too: nothing is dropped.
+    fn hold(&self, r: &ActiveReceiver, st: &mut ReceiverStats, i: usize) {
+        let c = &self.changes[i];
+        if let Some(l) = self.lanes {
+            let lane = Lane::Retry {
+                receiver: r.id().to_owned(),
+                key: c.key.clone(),
+            };
+            match l.spool.append(&lane, &[Spooled::new(c, l.now_ms)]) {
+                Ok(_) => {
+                    tracing::info!(receiver = r.id(), key = %c.key, sequence = %c.sequence, "change waits in its retry lane");
+                    st.laned += 1;
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(receiver = r.id(), key = %c.key, sequence = %c.sequence, error = %e, "could not put a change in its retry lane; held");
+                    st.error("spool", e.to_string());
+                }
+            }
+        }
+        st.held.push(i);
+    }
+
     /// Handle every change, in order, for a batched receiver: collect what it
-    /// accepts and flush through `format-batch` when a window limit is hit
-    /// (count, image bytes, or stream-time age), and at the end.
+    /// accepts. With a spool, append it to the receiver's buffer and flush
+    /// whatever is due; without one, flush through `format-batch` when a
+    /// window limit is hit (count, image bytes, or stream-time age), and at
+    /// the end.
     pub fn batch(&self, r: &ActiveReceiver) -> ReceiverStats {
         let Mode::Batch {
             max_count,
@@ -130,9 +185,14 @@ impl Context<'_> {
         let mut holding = false;
         let mut warm: Warm = None;
         for i in 0..self.changes.len() {
-            if !self.should_run(r, i, holding, &mut st) {
+            if !self.should_run(r, i, &mut st) {
                 continue;
             }
+            if holding {
+                st.held.push(i);
+                continue;
+            }
+            st.seen += 1;
             if !r.interested(&self.changes[i]) {
                 st.filtered += 1;
                 continue;
@@ -144,6 +204,10 @@ impl Context<'_> {
             });
             st.plugin_time += started.elapsed();
             match accepted {
+                Ok(true) if self.lanes.is_some() => {
+                    st.accepted += 1;
+                    window.push(i);
+                }
                 Ok(true) => {
                     st.accepted += 1;
                     let c = &self.changes[i];
@@ -173,15 +237,78 @@ impl Context<'_> {
                 }
             }
         }
-        if !window.is_empty() {
+        if let Some(l) = self.lanes {
+            self.buffer(r, l, &mut st, window);
+        } else if !window.is_empty() {
             self.flush(r, &mut st, window);
         }
         st
     }
 
+    /// Append the accepted changes to the receiver's buffer, then flush it
+    /// if a limit is reached. A buffer that cannot be written holds them.
+    fn buffer(
+        &self,
+        r: &ActiveReceiver,
+        l: &super::Lanes<'_>,
+        st: &mut ReceiverStats,
+        accepted: Vec<usize>,
+    ) {
+        if accepted.is_empty() {
+            return;
+        }
+        let lane = Lane::Buffer {
+            receiver: r.id().to_owned(),
+        };
+        let entries: Vec<Spooled> = accepted
+            .iter()
+            .map(|&i| Spooled::new(&self.changes[i], l.now_ms))
+            .collect();
+        match l.spool.append(&lane, &entries) {
+            Ok(info) => {
+                st.buffered += accepted.len() as u64;
+                if super::lanes::due(r, &info, l.now_ms) {
+                    let flushed = super::lanes::flush(
+                        r,
+                        l.spool,
+                        self.sink,
+                        self.max_retries,
+                        super::TickOptions::at(l.now_ms),
+                    );
+                    st.merge(flushed);
+                }
+            }
+            Err(e) => {
+                tracing::error!(receiver = r.id(), error = %e, "could not buffer changes; held");
+                st.error("spool", e.to_string());
+                st.held.extend(accepted);
+            }
+        }
+    }
+
     /// Format and deliver one window; `false` when it is held for a retry
     /// (its indices are then in `st.held`).
     fn flush(&self, r: &ActiveReceiver, st: &mut ReceiverStats, window: Vec<usize>) -> bool {
+        let handled = match self.format_window(r, st, &window) {
+            Formatted::Messages(msgs) => {
+                // A window's output spans many products: never deduplicated.
+                self.deliver(r, st, &window, &msgs, false)
+            }
+            Formatted::Failed { kind, error } => self.park(r, st, &window, kind, &error),
+        };
+        if !handled {
+            st.held.extend(&window);
+        }
+        handled
+    }
+
+    /// Run `format-batch` over the changes at `window` in a fresh sandbox.
+    pub(super) fn format_window(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        window: &[usize],
+    ) -> Formatted {
         st.batches += 1;
         let started = Instant::now();
         let wits: Vec<WitChange> = window.iter().map(|&i| self.wit[i].clone()).collect();
@@ -203,50 +330,32 @@ impl Context<'_> {
                 )
             });
         st.plugin_time += started.elapsed();
-        let handled = match outcome {
-            Ok(Formatted::Messages(msgs)) => {
-                // A window's output spans many products: never deduplicated.
-                self.deliver(r, st, &window, &msgs, false)
-            }
-            Ok(Formatted::Failed { kind, error }) => {
-                let error = format!(
+        match outcome {
+            Ok(Formatted::Failed { kind, error }) => Formatted::Failed {
+                kind,
+                error: format!(
                     "batch of {} changes (sequences {}..{}): {error}",
                     window.len(),
                     first.sequence,
                     last.sequence
-                );
-                self.park(r, st, &window, kind, &error)
-            }
-            Err(e) => {
-                let error = self.describe(r, window[0], &format!("batch of {}: {e}", window.len()));
-                self.park(r, st, &window, e.kind(), &error)
-            }
-        };
-        if !handled {
-            st.held.extend(&window);
+                ),
+            },
+            Ok(done) => done,
+            Err(e) => Formatted::Failed {
+                kind: e.kind(),
+                error: self.describe(r, window[0], &format!("batch of {}: {e}", window.len())),
+            },
         }
-        handled
     }
 
     /// Count change `i` and say whether to run it: not when an earlier
-    /// attempt handled it, nor while the unit is holding (then it is held).
-    fn should_run(
-        &self,
-        r: &ActiveReceiver,
-        i: usize,
-        holding: bool,
-        st: &mut ReceiverStats,
-    ) -> bool {
+    /// attempt handled it.
+    fn should_run(&self, r: &ActiveReceiver, i: usize, st: &mut ReceiverStats) -> bool {
         self.progress.done.fetch_add(1, Ordering::Relaxed);
         if (self.already)(r.id(), i) {
             st.already_handled += 1;
             return false;
         }
-        if holding {
-            st.held.push(i);
-            return false;
-        }
-        st.seen += 1;
         true
     }
 
@@ -381,6 +490,7 @@ impl Context<'_> {
                 index,
                 message,
                 digest: r.digest(),
+                window: None,
             })
             .collect();
         match self.sink.deliver(&envelopes) {
@@ -404,7 +514,7 @@ impl Context<'_> {
         }
     }
 
-    fn park(
+    pub(super) fn park(
         &self,
         r: &ActiveReceiver,
         st: &mut ReceiverStats,
@@ -494,14 +604,5 @@ impl Context<'_> {
 
 /// The change as it is parked: everything needed to replay it.
 pub fn change_json(c: &Change) -> serde_json::Value {
-    json!({
-        "key": c.key,
-        "kind": format!("{:?}", c.kind).to_uppercase(),
-        "sequence": c.sequence,
-        "time_ms": c.time_ms,
-        "event_id": c.event_id,
-        "changed_paths": c.changed_paths,
-        "old": c.old,
-        "new": c.new,
-    })
+    c.to_json()
 }

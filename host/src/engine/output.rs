@@ -16,8 +16,8 @@ pub struct OutputLimits {
 }
 
 /// Max attributes a plugin may set per message (SQS allows 10 in all; prism
-/// adds its own five).
-pub const MAX_ATTRIBUTES: usize = 5;
+/// adds its own five, six for a base64 body).
+pub const MAX_ATTRIBUTES: usize = 4;
 
 /// Attribute names prism sets itself.
 pub const RESERVED_ATTRIBUTE_PREFIX: &str = "prism-";

@@ -29,6 +29,9 @@ pub struct Envelope<'a> {
     pub message: &'a Message,
     /// The plugin that made it.
     pub digest: &'a Digest,
+    /// For a flushed batch buffer: the window's id (`<first>-<last>`
+    /// sequence), the same however often the flush is tried.
+    pub window: Option<&'a str>,
 }
 
 /// A change a receiver could not take, parked where it can be seen and replayed.
@@ -89,4 +92,10 @@ pub trait Sink: Send + Sync {
     fn deliver(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError>;
     /// Park a change that a receiver could not take.
     fn park(&self, dead: &DeadLetter) -> Result<(), SinkError>;
+    /// Would these messages be accepted as they are (size limits)? Checked
+    /// before a flush sends anything, so an oversized window can be split.
+    fn check(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError> {
+        let _ = envelopes;
+        Ok(())
+    }
 }

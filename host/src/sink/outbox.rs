@@ -7,7 +7,9 @@
 //! outbox/website/dead-letters/00000007.json
 //! ```
 //! `00000001` is the change's position in the input (a batch uses its first
-//! change's), `000` the message's index within that change.
+//! change's), `000` the message's index within that change. A window flushed
+//! from a durable batch buffer is named by its sequences instead:
+//! `batch-<first>-<last>-000.csv`, the same however often it is flushed.
 
 use std::path::{Path, PathBuf};
 
@@ -61,7 +63,10 @@ pub fn extension(content_type: &str) -> &'static str {
 impl Sink for Outbox {
     fn deliver(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError> {
         for e in envelopes {
-            let stem = format!("{:08}-{:03}", e.ordinal, e.index);
+            let stem = match e.window {
+                Some(w) => format!("batch-{w}-{:03}", e.index),
+                None => format!("{:08}-{:03}", e.ordinal, e.index),
+            };
             let m = e.message;
             self.write(
                 e.receiver,

@@ -3,7 +3,9 @@
 //!
 //! - `SendMessageBatch`, split to SQS's limits: 10 entries and 256 KiB per call.
 //! - Attributes on every message: `prism-receiver`, `prism-key`,
-//!   `prism-sequence`, `prism-content-type`, `prism-digest`, plus the plugin's own.
+//!   `prism-sequence`, `prism-content-type`, `prism-digest`, plus the plugin's
+//!   own. A flushed batch window carries its first key and last sequence, so
+//!   the same window always has the same attributes and deduplication ids.
 //! - FIFO queues (`.fifo`): `MessageGroupId` is the message's group (default:
 //!   the product key); `MessageDeduplicationId` is sha256(receiver, key,
 //!   sequence, index), so a retried delivery is never a duplicate.
@@ -267,6 +269,7 @@ fn outgoing(e: &Envelope<'_>) -> Result<Outgoing, SinkError> {
     if encoded {
         ours.push(("prism-encoding", "base64"));
     }
+
     let mut size = body.len();
     for (k, v) in ours
         .iter()
@@ -315,6 +318,10 @@ impl Sink for SqsSink {
                 e.receiver = receiver.to_owned();
                 e
             })
+    }
+
+    fn check(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError> {
+        envelopes.iter().try_for_each(|e| outgoing(e).map(|_| ()))
     }
 
     fn park(&self, dead: &DeadLetter) -> Result<(), SinkError> {

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 /// Which receivers handled each record.
 pub type Handled = HashMap<String, BTreeSet<String>>;
@@ -138,54 +138,27 @@ impl Ledger {
                 let expires = (SystemTime::now() + KEEP)
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                for chunk in entries.chunks(25) {
-                    let mut pending: Vec<WriteRequest> = chunk
-                        .iter()
-                        .map(|(record, receivers)| {
-                            let item = HashMap::from([
-                                (KEY.to_owned(), AttributeValue::S(record.clone())),
-                                (
-                                    RECEIVERS.to_owned(),
-                                    AttributeValue::L(
-                                        receivers.iter().cloned().map(AttributeValue::S).collect(),
-                                    ),
+                let requests = entries
+                    .iter()
+                    .map(|(record, receivers)| {
+                        crate::aws::batch::put(HashMap::from([
+                            (KEY.to_owned(), AttributeValue::S(record.clone())),
+                            (
+                                RECEIVERS.to_owned(),
+                                AttributeValue::L(
+                                    receivers.iter().cloned().map(AttributeValue::S).collect(),
                                 ),
-                                (
-                                    EXPIRES_AT.to_owned(),
-                                    AttributeValue::N(expires.to_string()),
-                                ),
-                            ]);
-                            let put = PutRequest::builder()
-                                .set_item(Some(item))
-                                .build()
-                                .expect("item is set");
-                            WriteRequest::builder().put_request(put).build()
-                        })
-                        .collect();
-                    for attempt in 1.. {
-                        let out = client
-                            .batch_write_item()
-                            .request_items(table, pending)
-                            .send()
-                            .await
-                            .map_err(|e| {
-                                err(format!("BatchWriteItem: {}", crate::aws::sdk_error(&e)))
-                            })?;
-                        match out.unprocessed_items.and_then(|mut u| u.remove(table)) {
-                            Some(rest) if !rest.is_empty() => {
-                                if attempt >= 8 {
-                                    return Err(err(format!(
-                                        "BatchWriteItem left {} entries unprocessed",
-                                        rest.len()
-                                    )));
-                                }
-                                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
-                                pending = rest;
-                            }
-                            _ => break,
-                        }
-                    }
-                }
+                            ),
+                            (
+                                EXPIRES_AT.to_owned(),
+                                AttributeValue::N(expires.to_string()),
+                            ),
+                        ]))
+                    })
+                    .collect();
+                crate::aws::batch::batch_write(client, table, requests)
+                    .await
+                    .map_err(err)?;
                 Ok(())
             }
         }

@@ -23,6 +23,8 @@ pub fn receiver_line(receiver: &str, st: &ReceiverStats, timestamp_ms: u64) -> V
         ("MessagesSuppressed", st.suppressed as f64, "Count"),
         ("Errors", st.errors() as f64, "Count"),
         ("ChangesHeld", st.held.len() as f64, "Count"),
+        ("ChangesBuffered", st.buffered as f64, "Count"),
+        ("ChangesLaned", st.laned as f64, "Count"),
         ("AlreadyHandled", st.already_handled as f64, "Count"),
         (
             "PluginTime",
@@ -60,6 +62,17 @@ pub fn batch_line(n: &BatchNumbers, timestamp_ms: u64) -> Value {
             "Count",
         ),
         ("IteratorAge", n.iterator_age_ms as f64, "Milliseconds"),
+    ];
+    line(&[], &metrics, timestamp_ms)
+}
+
+/// The EMF line for a tick: lanes worked and changes still waiting.
+pub fn tick_line(r: &crate::dispatch::TickReport, timestamp_ms: u64) -> Value {
+    let metrics = [
+        ("SpoolLanes", r.lanes as f64, "Count"),
+        ("SpoolWaiting", r.waiting as f64, "Count"),
+        ("SpoolOrphaned", r.orphaned as f64, "Count"),
+        ("SpoolErrors", r.errors.len() as f64, "Count"),
     ];
     line(&[], &metrics, timestamp_ms)
 }

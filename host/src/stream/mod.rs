@@ -4,10 +4,15 @@
 //! - Messages go to each receiver's SQS queue; what a receiver cannot take
 //!   (rejected, trapped, over a limit, too large for SQS) is parked in its
 //!   dead-letter queue with the original change, the error and the digest.
-//! - A queue that is down holds the change for a retry: the dispatcher runs
-//!   in hold mode, and the batch reports that record and every later one as
-//!   failed (`batchItemFailures`), so Lambda sends them again. Nothing is
-//!   acknowledged unless it was delivered or parked.
+//! - A queue that is down (or a plugin that keeps asking to retry) holds
+//!   the change for a retry. With a spool the change waits in the
+//!   receiver's retry lane for that product, later changes of the product
+//!   wait behind it, and everything else carries on; the scheduled tick
+//!   ([`StreamProcessor::tick`]) retries the lanes in order and flushes
+//!   batch buffers. Only what cannot be put in a lane fails its record: the
+//!   batch then reports it and every later record (`batchItemFailures`), so
+//!   Lambda sends them again. Nothing is acknowledged unless it was
+//!   delivered, parked or spooled.
 //! - The [`ledger`] remembers which receivers handled the reported records,
 //!   so the retry does not repeat their work.
 //! - A record that cannot be read at all is parked in the dispatcher's own
@@ -28,7 +33,7 @@ use serde_json::Value;
 use crate::aws::RegistryOpError;
 use crate::aws::outputs::DynamoOutputs;
 use crate::change::Change;
-use crate::dispatch::RunOptions;
+use crate::dispatch::{Lanes, RunOptions, TickOptions, TickReport};
 use crate::dispatch::{Dispatcher, Progress, RunReport};
 use crate::engine::PluginEngine;
 use crate::manifest::{Destination, Mode};
@@ -36,6 +41,7 @@ use crate::outputs::OutputMemory;
 use crate::receivers::ReceiverSet;
 use crate::reload::LiveReceivers;
 use crate::sink::{DeadLetter, Sink, SqsSink};
+use crate::spool::Spool;
 
 pub use ledger::{Ledger, LedgerError};
 pub use metrics::BatchNumbers;
@@ -96,6 +102,9 @@ pub struct StreamProcessor {
     pub emit_metrics: bool,
     /// Output dedup state; `None`: every output is sent.
     pub outputs: Option<OutputsStore>,
+    /// Batch buffers and retry lanes; `None`: batch windows end with the
+    /// stream batch, and a held change fails its record (Lambda retries it).
+    pub spool: Option<Arc<dyn Spool>>,
 }
 
 /// Where the output dedup state lives.
@@ -142,44 +151,7 @@ impl StreamProcessor {
             }
         };
 
-        let mut destinations: HashMap<String, Destination> = HashMap::new();
-        for r in &set.active {
-            match &r.manifest.destination {
-                Some(d) => {
-                    destinations.insert(r.id().to_owned(), d.clone());
-                }
-                None => tracing::error!(
-                    receiver = r.id(),
-                    "receiver has no destination queue in its registry entry; it gets nothing"
-                ),
-            }
-        }
-        if let Some(q) = &self.unreadable_queue {
-            destinations.insert(
-                UNREADABLE.to_owned(),
-                Destination {
-                    queue: q.clone(),
-                    dead_letter_queue: Some(q.clone()),
-                },
-            );
-        }
-        // Enabled receivers whose plugin does not load: their changes are
-        // parked in their dead-letter queue, to be replayed once it is fixed.
-        let broken: Vec<Broken> = set
-            .unavailable
-            .iter()
-            .filter_map(|u| {
-                let d = u.destination.clone()?;
-                d.dead_letter_queue.as_ref()?;
-                let receiver = u.receiver.clone()?;
-                destinations.insert(receiver.clone(), d);
-                Some(Broken {
-                    receiver,
-                    digest: u.digest.map(|d| d.to_string()),
-                    reason: u.reason.clone(),
-                })
-            })
-            .collect();
+        let (destinations, broken) = self.destinations(&set);
         let sink = SqsSink::new(
             self.sqs.clone(),
             tokio::runtime::Handle::current(),
@@ -212,6 +184,7 @@ impl StreamProcessor {
         let unreadable_queue = self.unreadable_queue.is_some();
         let (report, changes, prior, of_change, records) = {
             let ids = ids.clone();
+            let spool = self.spool.clone();
             let set = deliverable.clone();
             let outputs = outputs.clone();
             tokio::task::spawn_blocking(move || {
@@ -220,9 +193,20 @@ impl StreamProcessor {
                         .get(&ids[of_change[c]])
                         .is_some_and(|s| s.contains(receiver))
                 };
+                let lanes = spool.as_deref().and_then(|s| match Lanes::open(s, now_ms()) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        // Without lanes a held change fails its record, and
+                        // Lambda retries it: slower, but nothing is lost.
+                        tracing::error!(error = %e, "spool unreadable; held changes fail the batch");
+                        None
+                    }
+                });
                 let opts = RunOptions {
                     already: &already,
                     outputs: outputs.as_deref(),
+                    lanes: lanes.as_ref(),
+                    hold_retry: false,
                 };
                 let mut report =
                     dispatcher.run_with(&set, &changes, &sink, &Progress::default(), opts);
@@ -334,6 +318,92 @@ impl StreamProcessor {
             report,
             numbers,
         })
+    }
+
+    /// Where each receiver's messages go (receivers without a queue are
+    /// logged and left out), and the receivers whose plugin does not load
+    /// but whose changes can be parked in their dead-letter queue.
+    fn destinations(&self, set: &ReceiverSet) -> (HashMap<String, Destination>, Vec<Broken>) {
+        let mut destinations: HashMap<String, Destination> = HashMap::new();
+        for r in &set.active {
+            match &r.manifest.destination {
+                Some(d) => {
+                    destinations.insert(r.id().to_owned(), d.clone());
+                }
+                None => tracing::error!(
+                    receiver = r.id(),
+                    "receiver has no destination queue in its registry entry; it gets nothing"
+                ),
+            }
+        }
+        if let Some(q) = &self.unreadable_queue {
+            destinations.insert(
+                UNREADABLE.to_owned(),
+                Destination {
+                    queue: q.clone(),
+                    dead_letter_queue: Some(q.clone()),
+                },
+            );
+        }
+        // Enabled receivers whose plugin does not load: their changes are
+        // parked in their dead-letter queue, to be replayed once it is fixed.
+        let broken: Vec<Broken> = set
+            .unavailable
+            .iter()
+            .filter_map(|u| {
+                let d = u.destination.clone()?;
+                d.dead_letter_queue.as_ref()?;
+                let receiver = u.receiver.clone()?;
+                destinations.insert(receiver.clone(), d);
+                Some(Broken {
+                    receiver,
+                    digest: u.digest.map(|d| d.to_string()),
+                    reason: u.reason.clone(),
+                })
+            })
+            .collect();
+        (destinations, broken)
+    }
+
+    /// The scheduled tick: flush the batch buffers that are due (all of them
+    /// with `opts.force`) and retry the retry lanes, in order. Without a
+    /// spool there is nothing to do.
+    pub async fn tick(&self, opts: TickOptions) -> Result<TickReport, StreamError> {
+        let Some(spool) = self.spool.clone() else {
+            tracing::info!("tick without a spool: nothing to flush or retry");
+            return Ok(TickReport::default());
+        };
+        let set = self.current().await?;
+        let (destinations, _) = self.destinations(&set);
+        let sink = SqsSink::new(
+            self.sqs.clone(),
+            tokio::runtime::Handle::current(),
+            destinations.clone(),
+        );
+        let deliverable = ReceiverSet {
+            active: set
+                .active
+                .iter()
+                .filter(|r| destinations.contains_key(r.id()))
+                .cloned()
+                .collect(),
+            ..ReceiverSet::default()
+        };
+        let dispatcher = self.dispatcher.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            crate::dispatch::tick(&dispatcher, &deliverable, &*spool, &sink, opts)
+        })
+        .await
+        .expect("the tick does not panic");
+        tracing::info!(lanes = report.lanes, busy = report.busy, waiting = report.waiting, orphaned = report.orphaned, "tick done");
+        if self.emit_metrics {
+            let now_ms = now_ms();
+            for (receiver, st) in &report.receivers {
+                println!("{}", metrics::receiver_line(receiver, st, now_ms));
+            }
+            println!("{}", metrics::tick_line(&report, now_ms));
+        }
+        Ok(report)
     }
 
     /// The dedup state for this batch: the long-lived one, or the stored
