@@ -55,6 +55,18 @@ data "aws_iam_policy_document" "dispatcher" {
   }
 
   statement {
+    sid = "KeepTheSpool"
+    actions = [
+      "dynamodb:Query",
+      "dynamodb:GetItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:BatchWriteItem",
+    ]
+    resources = [aws_dynamodb_table.spool.arn]
+  }
+
+  statement {
     sid     = "ReadPlugins"
     actions = ["s3:GetObject"]
     resources = [

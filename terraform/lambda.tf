@@ -37,6 +37,7 @@ resource "aws_lambda_function" "dispatcher" {
       PRISM_LEDGER_TABLE     = aws_dynamodb_table.ledger.name
       PRISM_UNREADABLE_QUEUE = aws_sqs_queue.unreadable.url
       PRISM_OUTPUTS_TABLE    = aws_dynamodb_table.outputs.name
+      PRISM_SPOOL_TABLE      = aws_dynamodb_table.spool.name
       PRISM_RELOAD_SECS      = tostring(var.registry_reload_seconds)
       PRISM_CACHE_DIR        = "/tmp/prism"
       PRISM_LOG              = var.log_level
@@ -90,4 +91,32 @@ resource "aws_lambda_event_source_mapping" "model_stream" {
     # resume it the same way when the incident is over.
     ignore_changes = [enabled]
   }
+}
+
+# The tick: one schedule for all receivers. It calls the dispatcher with
+# {"prism": "tick"}: batch buffers that are due are flushed, retry lanes are
+# retried in order. New receivers need nothing here.
+resource "aws_cloudwatch_event_rule" "tick" {
+  name                = "${local.name}-tick"
+  description         = "prism: flush due batch buffers and retry retry lanes"
+  schedule_expression = "rate(${var.tick_minutes} ${var.tick_minutes == 1 ? "minute" : "minutes"})"
+}
+
+resource "aws_cloudwatch_event_target" "tick" {
+  rule  = aws_cloudwatch_event_rule.tick.name
+  arn   = aws_lambda_function.dispatcher.arn
+  input = jsonencode({ prism = "tick" })
+
+  retry_policy {
+    maximum_retry_attempts       = 0
+    maximum_event_age_in_seconds = 60
+  }
+}
+
+resource "aws_lambda_permission" "tick" {
+  statement_id  = "AllowTickSchedule"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.dispatcher.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.tick.arn
 }

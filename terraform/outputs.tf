@@ -28,6 +28,11 @@ output "outputs_table" {
   value       = aws_dynamodb_table.outputs.name
 }
 
+output "spool_table" {
+  description = "Batch buffers and retry lanes (for `prism flush --spool-table` and `prism dev --spool-table`)."
+  value       = aws_dynamodb_table.spool.name
+}
+
 output "shadow_tables" {
   description = "Shadow table names by entity."
   value       = { for k, t in aws_dynamodb_table.shadow : k => t.name }

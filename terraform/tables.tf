@@ -107,6 +107,34 @@ resource "aws_dynamodb_table" "outputs" {
   }
 }
 
+# The spool: batched receivers' buffers and per-product retry lanes, with an
+# index of open lanes and each lane's claim (see host/src/aws/spool.rs).
+resource "aws_dynamodb_table" "spool" {
+  name         = "${local.name}-spool"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "lane"
+  range_key    = "entry"
+
+  attribute {
+    name = "lane"
+    type = "S"
+  }
+
+  attribute {
+    name = "entry"
+    type = "S"
+  }
+
+  point_in_time_recovery {
+    enabled = var.point_in_time_recovery
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.main.arn
+  }
+}
+
 # Master-data shadow tables, one per source entity, mirroring the master
 # system's own model.
 resource "aws_dynamodb_table" "shadow" {

@@ -148,6 +148,17 @@ variable "log_retention_days" {
   }
 }
 
+variable "tick_minutes" {
+  description = "How often the tick runs (minutes): batch buffers past their max age are flushed and retry lanes retried at this pace."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.tick_minutes >= 1 && var.tick_minutes <= 60 && floor(var.tick_minutes) == var.tick_minutes
+    error_message = "tick_minutes must be a whole number from 1 to 60."
+  }
+}
+
 variable "log_level" {
   description = "The dispatcher's log filter (PRISM_LOG, tracing syntax)."
   type        = string

@@ -170,9 +170,17 @@ mod tests {
         );
         c.event_id = Some("e1".into());
         assert_eq!(Change::from_json(&c.to_json()).unwrap(), c);
-        let gone = Change::new("P-2".into(), ChangeKind::Remove, Some(json!({})), None, "9".into(), 1);
+        let gone = Change::new(
+            "P-2".into(),
+            ChangeKind::Remove,
+            Some(json!({})),
+            None,
+            "9".into(),
+            1,
+        );
         assert_eq!(Change::from_json(&gone.to_json()).unwrap(), gone);
-        let err = Change::from_json(&json!({"key": "k", "kind": "UPSERT", "sequence": "1"})).unwrap_err();
+        let err =
+            Change::from_json(&json!({"key": "k", "kind": "UPSERT", "sequence": "1"})).unwrap_err();
         assert!(err.contains("UPSERT"), "{err}");
         let err = Change::from_json(&json!({"kind": "INSERT"})).unwrap_err();
         assert!(err.contains("\"key\""), "{err}");

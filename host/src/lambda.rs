@@ -304,7 +304,10 @@ async fn invoke(
                 force,
                 ..crate::dispatch::TickOptions::at(crate::spool::now_ms())
             };
-            let report = processor.tick(opts).await.map_err(|e| fail(e.to_string()))?;
+            let report = processor
+                .tick(opts)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             if !report.errors.is_empty() {
                 // Fail the invocation so the error shows (the schedule fires again).
                 return Err(fail(format!("spool: {}", report.errors.join("; "))));
@@ -366,8 +369,16 @@ mod tests {
             invocation(&json!({"prism": "tick", "force": true})),
             Ok(Invocation::Tick { force: true })
         );
-        assert!(invocation(&json!({"prism": "flush"})).unwrap_err().contains("\"flush\""));
-        assert!(invocation(&json!({"detail": {}})).unwrap_err().contains("Records"));
+        assert!(
+            invocation(&json!({"prism": "flush"}))
+                .unwrap_err()
+                .contains("\"flush\"")
+        );
+        assert!(
+            invocation(&json!({"detail": {}}))
+                .unwrap_err()
+                .contains("Records")
+        );
     }
 
     #[test]

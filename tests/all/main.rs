@@ -12,6 +12,7 @@ mod python;
 mod sandbox;
 mod scaffold;
 mod spool;
+mod spool_aws;
 mod sqs;
 mod stream;
 mod stream_cli;

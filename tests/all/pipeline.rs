@@ -366,7 +366,10 @@ fn hold_mode_stops_one_product_at_a_dead_destination_and_the_retry_runs_only_wha
     let k3: Vec<usize> = (0..stream.len())
         .filter(|&i| stream[i].key == "K3")
         .collect();
-    assert_eq!(down.held, k3, "K3's changes wait behind the first, and only they");
+    assert_eq!(
+        down.held, k3,
+        "K3's changes wait behind the first, and only they"
+    );
     assert_eq!(
         down.seen as usize + down.held.len() - 1,
         stream.len(),

@@ -79,29 +79,53 @@ fn a_buffer_fills_across_runs_and_flushes_at_its_count_limit() {
     std::fs::write(p("all.jsonl"), jsonl(w.records())).unwrap();
     let run = |events: &str, outbox: &str| {
         ok(&[
-            "run", "--registry", &p("reg"), "--events", &p(events), "--outbox", &p(outbox),
-            "--state", &p("state"),
+            "run",
+            "--registry",
+            &p("reg"),
+            "--events",
+            &p(events),
+            "--outbox",
+            &p(outbox),
+            "--state",
+            &p("state"),
         ])
     };
 
     let out = run("one.jsonl", "out1");
     assert!(out.contains("batch (0, 3 buffered)"), "{out}");
     assert!(out.contains("3 changes waiting"), "{out}");
-    assert!(rows(&dir.path().join("out1")).is_empty(), "below the limit: nothing sent");
+    assert!(
+        rows(&dir.path().join("out1")).is_empty(),
+        "below the limit: nothing sent"
+    );
 
     // 3 + 4 = 7 reach the limit of 5: one window of the oldest five.
     let out = run("two.jsonl", "out2");
     assert!(out.contains("2 changes waiting"), "{out}");
-    let files = prism_e2e::files(&dir.path().join("out2"), "pricelist", |n| n.ends_with(".csv"));
+    let files = prism_e2e::files(&dir.path().join("out2"), "pricelist", |n| {
+        n.ends_with(".csv")
+    });
     assert_eq!(files.len(), 1, "{files:?}");
-    assert!(files[0].0.starts_with("batch-100000000000000000001-100000000000000000005-"), "{}", files[0].0);
+    assert!(
+        files[0]
+            .0
+            .starts_with("batch-100000000000000000001-100000000000000000005-"),
+        "{}",
+        files[0].0
+    );
     assert_eq!(rows(&dir.path().join("out2")).len(), 5);
 
     // The tick leaves a buffer below its limits alone; --all flushes it.
     let flush = |all: bool| {
         let (reg, state, out3) = (p("reg"), p("state"), p("out3"));
         let mut args = vec![
-            "flush", "--registry", &reg, "--state", &state, "--outbox", &out3,
+            "flush",
+            "--registry",
+            &reg,
+            "--state",
+            &state,
+            "--outbox",
+            &out3,
         ];
         if all {
             args.push("--all");
@@ -112,11 +136,22 @@ fn a_buffer_fills_across_runs_and_flushes_at_its_count_limit() {
     assert!(out.contains("2 changes waiting"), "{out}");
     assert!(rows(&dir.path().join("out3")).is_empty());
     let out = flush(true);
-    assert!(out.contains("pricelist: 1 windows flushed, 1 messages, 0 errors"), "{out}");
+    assert!(
+        out.contains("pricelist: 1 windows flushed, 1 messages, 0 errors"),
+        "{out}"
+    );
     assert!(out.contains("0 changes waiting"), "{out}");
 
     // Across the runs and the flush, exactly the rows one run of everything makes.
-    ok(&["run", "--registry", &p("reg"), "--events", &p("all.jsonl"), "--outbox", &p("once")]);
+    ok(&[
+        "run",
+        "--registry",
+        &p("reg"),
+        "--events",
+        &p("all.jsonl"),
+        "--outbox",
+        &p("once"),
+    ]);
     let mut got = rows(&dir.path().join("out2"));
     got.extend(rows(&dir.path().join("out3")));
     got.sort();
@@ -127,7 +162,12 @@ fn a_buffer_fills_across_runs_and_flushes_at_its_count_limit() {
 fn a_flush_killed_at_any_point_resumes_and_sends_each_change_exactly_once() {
     let mut w = StreamWriter::new();
     inserts(&mut w, 0, 20);
-    for point in ["flush-claimed:2", "flush-sent:2", "flush-removed:2", "flush-sent:4"] {
+    for point in [
+        "flush-claimed:2",
+        "flush-sent:2",
+        "flush-removed:2",
+        "flush-sent:4",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
         register(
@@ -143,21 +183,46 @@ fn a_flush_killed_at_any_point_resumes_and_sends_each_change_exactly_once() {
         // is killed partway through.
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_prism-under-test"))
             .args([
-                "run", "--registry", &p("reg"), "--events", &p("in.jsonl"), "--outbox", &p("out"),
-                "--state", &p("state"),
+                "run",
+                "--registry",
+                &p("reg"),
+                "--events",
+                &p("in.jsonl"),
+                "--outbox",
+                &p("out"),
+                "--state",
+                &p("state"),
             ])
-            .env("PRISM_CACHE_DIR", std::env::temp_dir().join("prism-e2e-cache"))
+            .env(
+                "PRISM_CACHE_DIR",
+                std::env::temp_dir().join("prism-e2e-cache"),
+            )
             .env("PRISM_CRASH_AT", point)
             .output()
             .unwrap();
         let (out, err) = text(&o);
-        assert!(!o.status.success(), "{point}: the run must be killed\n{out}\n{err}");
+        assert!(
+            !o.status.success(),
+            "{point}: the run must be killed\n{out}\n{err}"
+        );
         assert!(err.contains("aborting"), "{point}: {err}");
-        let left = LocalSpool::open(&dir.path().join("state")).unwrap().lanes().unwrap();
-        assert!(!left.is_empty(), "{point}: killed before the buffer was empty");
+        let left = LocalSpool::open(&dir.path().join("state"))
+            .unwrap()
+            .lanes()
+            .unwrap();
+        assert!(
+            !left.is_empty(),
+            "{point}: killed before the buffer was empty"
+        );
 
         let out = ok(&[
-            "flush", "--registry", &p("reg"), "--state", &p("state"), "--outbox", &p("out"),
+            "flush",
+            "--registry",
+            &p("reg"),
+            "--state",
+            &p("state"),
+            "--outbox",
+            &p("out"),
         ]);
         assert!(out.contains("0 changes waiting"), "{point}: {out}");
         let got = rows(&dir.path().join("out"));
@@ -166,7 +231,9 @@ fn a_flush_killed_at_any_point_resumes_and_sends_each_change_exactly_once() {
         unique.dedup();
         assert_eq!(got.len(), 20, "{point}: every change once: {got:#?}");
         assert_eq!(unique.len(), 20, "{point}: no change twice");
-        let windows = prism_e2e::files(&dir.path().join("out"), "pricelist", |n| n.ends_with(".csv"));
+        let windows = prism_e2e::files(&dir.path().join("out"), "pricelist", |n| {
+            n.ends_with(".csv")
+        });
         assert_eq!(windows.len(), 4, "{point}: the same four windows");
     }
 }
@@ -240,7 +307,10 @@ impl Sink for Recorder {
     }
 
     fn check(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError> {
-        match (self.max_body, envelopes.iter().map(|e| e.message.body.len()).max()) {
+        match (
+            self.max_body,
+            envelopes.iter().map(|e| e.message.body.len()).max(),
+        ) {
             (Some(max), Some(len)) if len > max => Err(SinkError {
                 receiver: envelopes[0].receiver.to_owned(),
                 message: format!("{len} bytes, over {max}"),
@@ -287,7 +357,14 @@ fn a_buffer_is_flushed_by_age_on_the_tick_and_oversized_windows_are_split() {
         max_bytes: 1 << 30,
         max_age_secs: 60,
     };
-    register(dir.path(), "pricelist", wasm::PRICELIST, age, relaxed(), &[]);
+    register(
+        dir.path(),
+        "pricelist",
+        wasm::PRICELIST,
+        age,
+        relaxed(),
+        &[],
+    );
     let set = load(dir.path());
     let mut w = StreamWriter::new();
     inserts(&mut w, 0, 40);
@@ -310,7 +387,11 @@ fn a_buffer_is_flushed_by_age_on_the_tick_and_oversized_windows_are_split() {
     let due = tick(&hold(), &set, &spool, &sink, TickOptions::at(t0 + 60_000));
     assert_eq!(due.waiting, 0);
     let bodies = sink.bodies("pricelist");
-    assert!(bodies.len() > 1, "the window was split: {} messages", bodies.len());
+    assert!(
+        bodies.len() > 1,
+        "the window was split: {} messages",
+        bodies.len()
+    );
     assert!(bodies.iter().all(|b| b.len() <= 1500));
     let rows: Vec<&str> = bodies.iter().flat_map(|b| b.lines().skip(1)).collect();
     assert_eq!(rows.len(), 40, "every change once");
@@ -347,7 +428,11 @@ fn a_dead_destination_parks_one_product_in_its_retry_lane_and_everything_else_ca
     let sink = Recorder::down_for("down", "K3");
 
     let report = run_spooled(&set, &first, &sink, &spool, 0);
-    assert_eq!(report.first_held(), None, "nothing fails the run: K3 waits in its lane");
+    assert_eq!(
+        report.first_held(),
+        None,
+        "nothing fails the run: K3 waits in its lane"
+    );
     let down = &report.receivers["down"];
     assert_eq!(down.laned, 6, "K3's insert and its five changes");
     assert_eq!(down.messages, 42, "the other seven products carry on");
@@ -365,7 +450,10 @@ fn a_dead_destination_parks_one_product_in_its_retry_lane_and_everything_else_ca
     }
     let second = prism_e2e::changes(&jsonl(&w.records()[before..]));
     let report = run_spooled(&set, &second, &sink, &spool, 0);
-    assert_eq!(report.receivers["down"].laned, 1, "K3's new change waits in the lane");
+    assert_eq!(
+        report.receivers["down"].laned, 1,
+        "K3's new change waits in the lane"
+    );
     assert_eq!(report.receivers["down"].messages, 1, "K1's goes out");
     assert!(sink.sequences("down", "K3").is_empty());
 
@@ -416,9 +504,25 @@ fn a_plugin_that_keeps_asking_to_retry_waits_in_its_lane_then_is_parked() {
         by_attempt.insert(attempt, (t.waiting, sink.parked.lock().unwrap().len()));
     }
     assert_eq!(by_attempt[&1], (3, 0));
-    assert_eq!(by_attempt[&(MAX_LANE_ATTEMPTS - 1)], (3, 0), "still waiting");
-    assert_eq!(by_attempt[&MAX_LANE_ATTEMPTS], (0, 3), "then parked, each with the reason");
+    assert_eq!(
+        by_attempt[&(MAX_LANE_ATTEMPTS - 1)],
+        (3, 0),
+        "still waiting"
+    );
+    assert_eq!(
+        by_attempt[&MAX_LANE_ATTEMPTS],
+        (0, 3),
+        "then parked, each with the reason"
+    );
     let parked = sink.parked.lock().unwrap();
-    assert!(parked.iter().all(|d| d.error_kind == "retry-exhausted" && d.key == "K2"));
-    assert!(parked[0].error.contains("downstream lookup unavailable"), "{}", parked[0].error);
+    assert!(
+        parked
+            .iter()
+            .all(|d| d.error_kind == "retry-exhausted" && d.key == "K2")
+    );
+    assert!(
+        parked[0].error.contains("downstream lookup unavailable"),
+        "{}",
+        parked[0].error
+    );
 }

@@ -53,6 +53,20 @@ fn the_real_lambda_binary_runs_under_the_runtime_api_emulator() {
         return;
     };
     let (site_q, _) = w.register(wasm::WEBSITE, "website", &[], true);
+    let prices_q = w.q.create("pricelist");
+    w.prism(&[
+        "plugin",
+        "register",
+        wasm::PRICELIST,
+        "--receiver",
+        "pricelist",
+        "--bucket",
+        &w.bucket,
+        "--queue",
+        &prices_q,
+        "--batch-max-count",
+        "100",
+    ]);
     w.write(&products(0..2));
     let records = w.records();
 
@@ -95,6 +109,7 @@ fn the_real_lambda_binary_runs_under_the_runtime_api_emulator() {
             .env("PRISM_REGISTRY_TABLE", &w.table)
             .env("PRISM_PLUGIN_BUCKET", &w.bucket)
             .env("PRISM_LEDGER_TABLE", &w.ledger)
+            .env("PRISM_SPOOL_TABLE", w.spool())
             .env("PRISM_CACHE_DIR", cache.path())
             .env("AWS_ENDPOINT_URL", &w.ep)
             .env_remove("PRISM_LOG")
@@ -104,50 +119,47 @@ fn the_real_lambda_binary_runs_under_the_runtime_api_emulator() {
             .expect("starting the Lambda binary"),
     );
 
-    let event = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(event.path(), json!({ "Records": records }).to_string()).unwrap();
-    let o = Command::new("cargo")
-        .args([
-            "lambda",
-            "invoke",
-            "_",
-            "-A",
-            "127.0.0.1",
-            "-P",
-            &port,
-            "--data-file",
-        ])
-        .arg(event.path())
-        .output()
-        .unwrap();
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "invoke failed:\n{out}\n{err}");
+    let invoke = |data: &str| {
+        let o = Command::new("cargo")
+            .args([
+                "lambda",
+                "invoke",
+                "_",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port,
+                "--data-ascii",
+                data,
+            ])
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        (o.status.success(), out, err)
+    };
+    let (ok, out, err) = invoke(&json!({ "Records": records }).to_string());
+    assert!(ok, "invoke failed:\n{out}\n{err}");
     let response: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(response, json!({"batchItemFailures": []}));
     assert_eq!(w.bodies(&site_q).len(), 2);
+    assert!(w.bodies(&prices_q).is_empty(), "the price list buffers");
+
+    // The scheduled tick, forced: the buffer goes out as one window.
+    let (ok, out, err) = invoke(r#"{"prism": "tick", "force": true}"#);
+    assert!(ok, "tick failed:\n{out}\n{err}");
+    let response: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(response["flushed"], 1, "{response}");
+    assert_eq!(response["waiting"], 0, "{response}");
+    let prices = w.bodies(&prices_q);
+    assert_eq!(prices.len(), 1);
+    assert_eq!(prices[0].lines().count(), 3, "header and two rows");
 
     // A malformed event is an invocation error, named.
-    let o = Command::new("cargo")
-        .args([
-            "lambda",
-            "invoke",
-            "_",
-            "-A",
-            "127.0.0.1",
-            "-P",
-            &port,
-            "--data-ascii",
-            "{\"x\": 1}",
-        ])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
+    let (ok, out, err) = invoke(r#"{"x": 1}"#);
+    assert!(!ok, "{out}");
     assert!(
-        text(&o)
-            .1
-            .contains("malformed stream event: no \"Records\" array"),
-        "{:?}",
-        text(&o)
+        err.contains("malformed event: neither a DynamoDB stream event"),
+        "{err}"
     );
 
     drop(children);

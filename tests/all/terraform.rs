@@ -9,7 +9,7 @@ use std::path::Path;
 
 use hcl::{Block, Body};
 use prism_e2e::wasm::ROOT;
-use prism_host::aws::{artifacts, outputs, registry};
+use prism_host::aws::{artifacts, outputs, registry, spool};
 use prism_host::lambda::vars;
 use prism_host::sink::sqs;
 use prism_host::stream::ledger;
@@ -115,6 +115,13 @@ fn tables_have_the_keys_the_code_uses() {
     assert_eq!(attr(outputs_t, "hash_key"), quoted(outputs::KEY_RECEIVER));
     assert_eq!(attr(outputs_t, "range_key"), quoted(outputs::KEY_PRODUCT));
 
+    let spool_t = table("spool");
+    assert_eq!(attr(spool_t, "hash_key"), quoted(spool::KEY_LANE));
+    assert_eq!(attr(spool_t, "range_key"), quoted(spool::KEY_ENTRY));
+    let types = attr_types(spool_t);
+    assert_eq!(types[&quoted(spool::KEY_LANE)], quoted("S"));
+    assert_eq!(types[&quoted(spool::KEY_ENTRY)], quoted("S"));
+
     // The dispatcher diffs old and new images: it needs both.
     let model = table("model");
     assert_eq!(attr(model, "stream_enabled"), "true");
@@ -216,6 +223,58 @@ fn the_lambda_gets_the_variables_the_dispatcher_reads() {
     assert_eq!(set[vars::PLUGIN_BUCKET], "aws_s3_bucket.plugins.bucket");
     assert_eq!(set[vars::UNREADABLE_QUEUE], "aws_sqs_queue.unreadable.url");
     assert_eq!(set[vars::OUTPUTS_TABLE], "aws_dynamodb_table.outputs.name");
+    assert_eq!(set[vars::SPOOL_TABLE], "aws_dynamodb_table.spool.name");
+}
+
+#[test]
+fn one_schedule_ticks_the_dispatcher_with_the_event_it_understands() {
+    let tf = blocks("terraform");
+    let rule = find(&tf, "resource", &["aws_cloudwatch_event_rule", "tick"]);
+    assert!(attr(rule, "schedule_expression").contains("var.tick_minutes"));
+    let target = find(&tf, "resource", &["aws_cloudwatch_event_target", "tick"]);
+    assert_eq!(attr(target, "arn"), "aws_lambda_function.dispatcher.arn");
+    assert_eq!(attr(target, "rule"), "aws_cloudwatch_event_rule.tick.name");
+    // The input, handed to the Lambda entry point's own parser, is a tick.
+    let input = target
+        .body()
+        .attributes()
+        .find(|a| a.key() == "input")
+        .unwrap()
+        .expr()
+        .clone();
+    let hcl::Expression::FuncCall(call) = input else {
+        panic!("input is not jsonencode(...)")
+    };
+    assert_eq!(call.name.to_string(), "jsonencode");
+    let hcl::Expression::Object(object) = &call.args[0] else {
+        panic!("jsonencode of something other than an object")
+    };
+    let event: serde_json::Map<String, serde_json::Value> = object
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                hcl::Expression::String(s) => serde_json::Value::from(s.as_str()),
+                hcl::Expression::Bool(b) => serde_json::Value::from(*b),
+                other => panic!("unexpected value {other:?}"),
+            };
+            (k.to_string().trim_matches('"').to_owned(), value)
+        })
+        .collect();
+    let event = serde_json::Value::Object(event);
+    assert_eq!(
+        prism_host::lambda::invocation(&event),
+        Ok(prism_host::lambda::Invocation::Tick { force: false }),
+        "{event}"
+    );
+    let permission = find(&tf, "resource", &["aws_lambda_permission", "tick"]);
+    assert_eq!(
+        attr(permission, "principal"),
+        quoted("events.amazonaws.com")
+    );
+    assert_eq!(
+        attr(permission, "source_arn"),
+        "aws_cloudwatch_event_rule.tick.arn"
+    );
 }
 
 /// The dispatcher policy's statements: (actions, resources) as HCL text.
@@ -247,6 +306,7 @@ fn the_role_grants_exactly_what_the_code_calls_where_it_calls_it() {
         ),
         (ledger::ACTIONS, "aws_dynamodb_table.ledger.arn"),
         (outputs::ACTIONS, "aws_dynamodb_table.outputs.arn"),
+        (spool::ACTIONS, "aws_dynamodb_table.spool.arn"),
         (artifacts::DISPATCHER_READS, &plugins),
         (artifacts::DISPATCHER_READS, &precompiled),
         (artifacts::DISPATCHER_WRITES, &precompiled),

@@ -1,6 +1,6 @@
 //! Test support for the Lambda-path tests: one model table with a stream,
-//! a registry, a bucket, a retry ledger, an output table and queues per
-//! test, all in moto, and the stream processor built as the Lambda builds it.
+//! a registry, a bucket, a retry ledger, an output table, a spool table and
+//! queues per test, all in moto, and the stream processor built as the Lambda builds it.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -40,6 +40,7 @@ impl World {
             let arn = create_model_table(&env.ddb, &model).await;
             create_ledger_table(&env.ddb, &ledger).await;
             prism_e2e::aws::create_outputs_table(&env.ddb, &format!("{}-outputs", env.table)).await;
+            prism_e2e::aws::create_spool_table(&env.ddb, &format!("{}-spool", env.table)).await;
             let config = prism_host::aws::sdk_config(&prism_host::aws::AwsTarget {
                 endpoint_url: Some(ep.clone()),
                 region: Some("us-east-1".into()),
@@ -154,6 +155,11 @@ impl World {
         let mut p = self.q.rt.block_on(config.processor()).unwrap();
         p.emit_metrics = false;
         p
+    }
+
+    /// This world's spool table (created empty).
+    pub(crate) fn spool(&self) -> String {
+        format!("{}-spool", self.table)
     }
 
     pub(crate) fn write(&self, docs: &[Value]) {

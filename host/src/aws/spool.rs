@@ -71,7 +71,9 @@ fn num(item: &Item, name: &str) -> u64 {
 }
 
 fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 /// The spool table, used from blocking threads.
@@ -349,11 +351,7 @@ impl Spool for DynamoSpool {
                     members: a
                         .get("members")
                         .and_then(|m| m.as_l().ok())
-                        .map(|l| {
-                            l.iter()
-                                .filter_map(|v| v.as_s().ok().cloned())
-                                .collect()
-                        })
+                        .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
                         .unwrap_or_default(),
                     sent: num(&a, "sent") as usize,
                     digest: text(&a, "digest")
@@ -368,7 +366,10 @@ impl Spool for DynamoSpool {
             {
                 Ok(None)
             }
-            Err(e) => Err(self.err(lane, format!("UpdateItem (claim): {}", super::sdk_error(&e)))),
+            Err(e) => Err(self.err(
+                lane,
+                format!("UpdateItem (claim): {}", super::sdk_error(&e)),
+            )),
         }
     }
 
@@ -394,7 +395,12 @@ impl Spool for DynamoSpool {
                     .send(),
             )
             .map(|_| ())
-            .map_err(|e| self.err(lane, format!("DeleteItem (claim): {}", super::sdk_error(&e))))
+            .map_err(|e| {
+                self.err(
+                    lane,
+                    format!("DeleteItem (claim): {}", super::sdk_error(&e)),
+                )
+            })
     }
 }
 

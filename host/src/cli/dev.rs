@@ -148,7 +148,9 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         if last {
             let held: usize = shards.values().map(|s| s.held.len()).sum();
             if held > 0 || waiting > 0 {
-                println!("{held} records still held for a retry, {waiting} changes waiting in the spool");
+                println!(
+                    "{held} records still held for a retry, {waiting} changes waiting in the spool"
+                );
                 return Ok(ExitCode::from(1));
             }
             return Ok(ExitCode::SUCCESS);

@@ -115,11 +115,9 @@ async fn aws_tick(a: &Args, spool_table: &str) -> anyhow::Result<TickReport> {
         .table
         .clone()
         .context("--spool-table needs the registry: pass --table or set PRISM_REGISTRY_TABLE")?;
-    let bucket = a
-        .target
-        .bucket
-        .clone()
-        .context("--spool-table needs the plugin bucket: pass --bucket or set PRISM_PLUGIN_BUCKET")?;
+    let bucket = a.target.bucket.clone().context(
+        "--spool-table needs the plugin bucket: pass --bucket or set PRISM_PLUGIN_BUCKET",
+    )?;
     let target = AwsTarget {
         endpoint_url: a.target.endpoint_url.clone(),
         region: a.target.region.clone(),
@@ -164,7 +162,10 @@ pub fn print_tick(report: &TickReport, store: &dyn Display) {
         println!("spool error: {e}");
     }
     if report.busy > 0 {
-        println!("{} lanes skipped: another flush is working on them", report.busy);
+        println!(
+            "{} lanes skipped: another flush is working on them",
+            report.busy
+        );
     }
     if report.orphaned > 0 {
         println!(

@@ -111,7 +111,13 @@ pub fn tick(
         };
         let st = match &lane {
             Lane::Buffer { .. } if opts.force || due(r, &info, now_ms) => {
-                flush(r, spool, sink, dispatcher.max_retries, opts)
+                match flush(r, spool, sink, dispatcher.max_retries, opts) {
+                    Some(st) => st,
+                    None => {
+                        report.busy += 1;
+                        continue;
+                    }
+                }
             }
             Lane::Buffer { .. } => continue,
             Lane::Retry { .. } => match retry(dispatcher, r, &lane, spool, sink, opts) {
@@ -136,13 +142,14 @@ pub fn tick(
 }
 
 /// Flush `r`'s buffer: every window that is due (all of it with `force`).
+/// `None` when another flush holds the buffer's lease.
 pub fn flush(
     r: &ActiveReceiver,
     spool: &dyn Spool,
     sink: &dyn Sink,
     max_retries: u32,
     opts: TickOptions,
-) -> ReceiverStats {
+) -> Option<ReceiverStats> {
     let lane = Lane::Buffer {
         receiver: r.id().to_owned(),
     };
@@ -155,18 +162,21 @@ pub fn flush(
         lane: &lane,
         st: &mut st,
     };
+    let mut first = true;
     loop {
         let claim = match spool.claim(&lane, opts.now_ms, opts.break_leases) {
             Ok(Some(c)) => c,
-            Ok(None) => {
+            Ok(None) if first => {
                 tracing::info!(receiver = r.id(), "buffer is being flushed elsewhere");
-                break;
+                return None;
             }
+            Ok(None) => break,
             Err(e) => {
                 flusher.spool_error(e);
                 break;
             }
         };
+        first = false;
         match flusher.window(claim, opts.now_ms, opts.force) {
             Ok(true) => continue,
             Ok(false) => break,
@@ -176,7 +186,7 @@ pub fn flush(
             }
         }
     }
-    st
+    Some(st)
 }
 
 /// How delivering a window ended.
@@ -261,7 +271,8 @@ impl Flusher<'_> {
                     Ok(c) => changes.push(c),
                     Err(error) => {
                         self.park_unreadable(e, &error)?;
-                        self.spool.remove(self.lane, std::slice::from_ref(&e.sequence))?;
+                        self.spool
+                            .remove(self.lane, std::slice::from_ref(&e.sequence))?;
                         claim.members.retain(|m| *m != e.sequence);
                         self.spool.save_claim(self.lane, &claim)?;
                     }
@@ -309,7 +320,10 @@ impl Flusher<'_> {
         };
         let digest = hex::encode(crate::outputs::hash_messages(&msgs));
         if claim.digest.as_ref().is_some_and(|d| *d != digest) {
-            tracing::warn!(receiver = self.r.id(), "the window formats differently than before the flush was interrupted (a new plugin version?); sending all of it");
+            tracing::warn!(
+                receiver = self.r.id(),
+                "the window formats differently than before the flush was interrupted (a new plugin version?); sending all of it"
+            );
             claim.sent = 0;
         }
         claim.digest = Some(digest);
@@ -337,7 +351,11 @@ impl Flusher<'_> {
                 // Split the window until its output fits.
                 claim.members.truncate(claim.members.len() / 2);
                 claim.digest = None;
-                tracing::info!(receiver = self.r.id(), changes = changes.len(), "window output over the destination's size limit; halving the window");
+                tracing::info!(
+                    receiver = self.r.id(),
+                    changes = changes.len(),
+                    "window output over the destination's size limit; halving the window"
+                );
                 self.spool.save_claim(self.lane, claim)?;
                 return Ok(Step::Halved);
             }
@@ -349,13 +367,19 @@ impl Flusher<'_> {
             let chunk = &envelopes[claim.sent..(claim.sent + CHUNK).min(envelopes.len())];
             if let Err(e) = self.sink.deliver(chunk) {
                 tracing::warn!(receiver = self.r.id(), window = %id, error = %e, "flush could not deliver; the window stays buffered for the next tick");
-                self.st.error("delivery", format!("receiver {} window {id}: {e}", self.r.id()));
+                self.st.error(
+                    "delivery",
+                    format!("receiver {} window {id}: {e}", self.r.id()),
+                );
                 self.spool.unlock(self.lane, claim)?;
                 return Ok(Step::Stopped);
             }
             claim.sent += chunk.len();
             self.st.messages += chunk.len() as u64;
-            self.st.bytes += chunk.iter().map(|e| e.message.body.len() as u64).sum::<u64>();
+            self.st.bytes += chunk
+                .iter()
+                .map(|e| e.message.body.len() as u64)
+                .sum::<u64>();
             self.spool.save_claim(self.lane, claim)?;
             crash_point("flush-sent");
         }
@@ -382,7 +406,11 @@ impl Flusher<'_> {
     }
 
     /// An entry that no longer reads as a change: park it as it is stored.
-    fn park_unreadable(&mut self, e: &Spooled, error: &str) -> Result<(), crate::spool::SpoolError> {
+    fn park_unreadable(
+        &mut self,
+        e: &Spooled,
+        error: &str,
+    ) -> Result<(), crate::spool::SpoolError> {
         let dead = DeadLetter {
             receiver: self.r.id().to_owned(),
             plugin_digest: None,
@@ -470,7 +498,11 @@ fn retry(
         if held.is_empty() {
             spool.release(lane)?;
         } else {
-            claim.attempts = if done.is_empty() { claim.attempts + 1 } else { 0 };
+            claim.attempts = if done.is_empty() {
+                claim.attempts + 1
+            } else {
+                0
+            };
             tracing::info!(lane = %lane, waiting = held.len(), attempts = claim.attempts, "retry lane still blocked");
             spool.unlock(lane, claim)?;
         }

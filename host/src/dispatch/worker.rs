@@ -11,9 +11,9 @@ use super::{Progress, ReceiverStats};
 use crate::change::Change;
 use crate::engine::{CallError, GuestLog, Session, WitChange};
 use crate::manifest::Mode;
-use crate::spool::{Lane, Spooled};
 use crate::receivers::ActiveReceiver;
 use crate::sink::{DeadLetter, Envelope, Sink, SinkErrorKind};
+use crate::spool::{Lane, Spooled};
 
 /// Shared, read-only state of a run.
 pub(super) struct Context<'a> {
@@ -275,7 +275,8 @@ impl Context<'_> {
                         self.max_retries,
                         super::TickOptions::at(l.now_ms),
                     );
-                    st.merge(flushed);
+                    // Busy: the flush under way elsewhere, or the tick, takes it.
+                    st.merge(flushed.unwrap_or_default());
                 }
             }
             Err(e) => {

@@ -88,11 +88,7 @@ impl LocalSpool {
     }
 
     /// Apply `f` to the state and persist it.
-    fn with<T>(
-        &self,
-        lane: &Lane,
-        f: impl FnOnce(&mut State) -> T,
-    ) -> Result<T, SpoolError> {
+    fn with<T>(&self, lane: &Lane, f: impl FnOnce(&mut State) -> T) -> Result<T, SpoolError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let out = f(&mut state);
         if let Some(file) = &self.file {
@@ -221,7 +217,8 @@ mod tests {
     #[test]
     fn lanes_order_by_sequence_and_appends_are_idempotent() {
         let s = LocalSpool::memory();
-        s.append(&buffer(), &[entry("10", 5), entry("9", 7)]).unwrap();
+        s.append(&buffer(), &[entry("10", 5), entry("9", 7)])
+            .unwrap();
         let info = s.append(&buffer(), &[entry("10", 9)]).unwrap();
         assert_eq!(
             info,
@@ -231,7 +228,12 @@ mod tests {
                 oldest_ms: 5
             }
         );
-        let seqs: Vec<_> = s.read(&buffer()).unwrap().into_iter().map(|e| e.sequence).collect();
+        let seqs: Vec<_> = s
+            .read(&buffer())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.sequence)
+            .collect();
         assert_eq!(seqs, ["9", "10"]);
         s.remove(&buffer(), &["9".into(), "10".into()]).unwrap();
         assert!(s.lanes().unwrap().is_empty());
@@ -243,7 +245,11 @@ mod tests {
         let c = s.claim(&buffer(), 1000, false).unwrap().expect("free");
         assert_eq!(c, Claim::default());
         assert_eq!(s.claim(&buffer(), 2000, false).unwrap(), None, "leased");
-        assert_eq!(s.claim(&buffer(), 2000, true).unwrap(), Some(Claim::default()), "stolen");
+        assert_eq!(
+            s.claim(&buffer(), 2000, true).unwrap(),
+            Some(Claim::default()),
+            "stolen"
+        );
         let progress = Claim {
             members: vec!["1".into()],
             sent: 3,
@@ -251,11 +257,17 @@ mod tests {
         };
         s.save_claim(&buffer(), &progress).unwrap();
         // The holder died: once the lease runs out the next one resumes it.
-        assert_eq!(s.claim(&buffer(), 1000 + LEASE_MS + 1, false).unwrap(), Some(progress.clone()));
+        assert_eq!(
+            s.claim(&buffer(), 2000 + LEASE_MS + 1, false).unwrap(),
+            Some(progress.clone())
+        );
         s.unlock(&buffer(), &progress).unwrap();
         assert_eq!(s.claim(&buffer(), 0, false).unwrap(), Some(progress));
         s.release(&buffer()).unwrap();
-        assert_eq!(s.claim(&buffer(), 0, false).unwrap(), Some(Claim::default()));
+        assert_eq!(
+            s.claim(&buffer(), 0, false).unwrap(),
+            Some(Claim::default())
+        );
     }
 
     #[test]
@@ -263,7 +275,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalSpool::open(dir.path()).unwrap();
         s.append(&buffer(), &[entry("1", 1)]).unwrap();
-        s.save_claim(&buffer(), &Claim { sent: 2, ..Claim::default() }).unwrap();
+        s.save_claim(
+            &buffer(),
+            &Claim {
+                sent: 2,
+                ..Claim::default()
+            },
+        )
+        .unwrap();
         drop(s);
         let s = LocalSpool::open(dir.path()).unwrap();
         assert_eq!(s.read(&buffer()).unwrap(), [entry("1", 1)]);
@@ -271,6 +290,9 @@ mod tests {
         assert_eq!(s.claim(&buffer(), 0, false).unwrap().unwrap().sent, 2);
         std::fs::write(dir.path().join("spool.json"), "{").unwrap();
         let err = LocalSpool::open(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("spool.json") && err.contains("not a prism spool file"), "{err}");
+        assert!(
+            err.contains("spool.json") && err.contains("not a prism spool file"),
+            "{err}"
+        );
     }
 }

@@ -33,8 +33,8 @@ use serde_json::Value;
 use crate::aws::RegistryOpError;
 use crate::aws::outputs::DynamoOutputs;
 use crate::change::Change;
-use crate::dispatch::{Lanes, RunOptions, TickOptions, TickReport};
 use crate::dispatch::{Dispatcher, Progress, RunReport};
+use crate::dispatch::{Lanes, RunOptions, TickOptions, TickReport};
 use crate::engine::PluginEngine;
 use crate::manifest::{Destination, Mode};
 use crate::outputs::OutputMemory;
@@ -395,7 +395,13 @@ impl StreamProcessor {
         })
         .await
         .expect("the tick does not panic");
-        tracing::info!(lanes = report.lanes, busy = report.busy, waiting = report.waiting, orphaned = report.orphaned, "tick done");
+        tracing::info!(
+            lanes = report.lanes,
+            busy = report.busy,
+            waiting = report.waiting,
+            orphaned = report.orphaned,
+            "tick done"
+        );
         if self.emit_metrics {
             let now_ms = now_ms();
             for (receiver, st) in &report.receivers {

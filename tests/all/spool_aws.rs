@@ -1,0 +1,178 @@
+//! The spool on AWS, against moto: retry lanes in DynamoDB that keep a dead
+//! queue from failing the stream batch, the tick that empties them in order
+//! once the queue is back, and a batch buffer in DynamoDB whose flush is
+//! killed at each point of its protocol and resumed by `prism flush`.
+
+use prism_e2e::wasm;
+use prism_host::dispatch::TickOptions;
+use prism_host::spool::{Spool, now_ms};
+use serde_json::json;
+
+use crate::text;
+use crate::world::{World, expected, failed, products};
+
+fn spool(w: &World) -> prism_host::aws::spool::DynamoSpool {
+    prism_host::aws::spool::DynamoSpool::new(w.ddb.clone(), w.spool(), w.q.rt.handle().clone())
+}
+
+fn lanes(w: &World) -> usize {
+    let s = spool(w);
+    std::thread::scope(|t| t.spawn(|| s.lanes().unwrap().len()).join().unwrap())
+}
+
+#[test]
+fn a_dead_queue_waits_in_retry_lanes_and_the_tick_delivers_it_in_order() {
+    let Some(w) = World::new("spool-lanes") else {
+        return;
+    };
+    let (site_q, _) = w.register(wasm::WEBSITE, "website", &[], true);
+    // The warehouse's queue does not exist yet.
+    let (wh_q, _) = w.register(wasm::LOGISTICS, "warehouse", &[], false);
+    let p = w.processor(&[("PRISM_SPOOL_TABLE", &w.spool())]);
+    let mut docs = products(0..4);
+    w.write(&docs);
+    docs[3]["logistics"]["weight_g"] = json!(1);
+    w.write(&docs[3..]);
+    let records = w.records();
+
+    let out = w.invoke(&p, &records);
+    assert!(
+        failed(&out).is_empty(),
+        "nothing fails the batch: {:?}",
+        out.response
+    );
+    let wh = &out.report.receivers["warehouse"];
+    assert_eq!(
+        wh.laned, 5,
+        "four products' inserts and P-00003's change: {wh:?}"
+    );
+    assert!(wh.held.is_empty());
+    assert_eq!(
+        w.bodies(&site_q),
+        expected(&records, "website", wasm::WEBSITE, &[]),
+        "the website carries on"
+    );
+    assert_eq!(lanes(&w), 4, "one lane per product");
+
+    // Still down: the tick keeps them.
+    let t = w.q.rt.block_on(p.tick(TickOptions::at(now_ms()))).unwrap();
+    assert_eq!(t.waiting, 5);
+
+    w.q.create("warehouse");
+    let t = w.q.rt.block_on(p.tick(TickOptions::at(now_ms()))).unwrap();
+    assert_eq!(t.waiting, 0, "{t:?}");
+    assert!(t.errors.is_empty(), "{t:?}");
+    assert_eq!(
+        w.bodies(&wh_q),
+        expected(&records, "warehouse", wasm::LOGISTICS, &[]),
+        "exactly what it would have got"
+    );
+    assert_eq!(lanes(&w), 0);
+}
+
+#[test]
+fn without_a_readable_spool_a_dead_queue_fails_the_batch_for_a_retry() {
+    let Some(w) = World::new("spool-gone") else {
+        return;
+    };
+    w.register(wasm::LOGISTICS, "warehouse", &[], false);
+    let p = w.processor(&[("PRISM_SPOOL_TABLE", "no-such-table")]);
+    w.write(&products(0..2));
+    let records = w.records();
+    let out = w.invoke(&p, &records);
+    assert_eq!(
+        failed(&out).len(),
+        2,
+        "held and reported: {:?}",
+        out.response
+    );
+}
+
+#[test]
+fn a_buffer_in_dynamodb_survives_a_flush_killed_at_each_point() {
+    let Some(w) = World::new("spool-kill") else {
+        return;
+    };
+    let queue = w.q.create("pricelist");
+    w.prism(&[
+        "plugin",
+        "register",
+        wasm::PRICELIST,
+        "--receiver",
+        "pricelist",
+        "--bucket",
+        &w.bucket,
+        "--queue",
+        &queue,
+        "--batch-max-count",
+        "100",
+    ]);
+    let p = w.processor(&[("PRISM_SPOOL_TABLE", &w.spool())]);
+    let flush = |crash: Option<&str>, extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_prism-under-test"));
+        cmd.args([
+            "flush",
+            "--spool-table",
+            &w.spool(),
+            "--table",
+            &w.table,
+            "--bucket",
+            &w.bucket,
+            "--endpoint-url",
+            &w.ep,
+            "--region",
+            "us-east-1",
+            "--all",
+        ])
+        .args(extra)
+        .env(
+            "PRISM_CACHE_DIR",
+            std::env::temp_dir().join("prism-e2e-cache"),
+        );
+        if let Some(c) = crash {
+            cmd.env("PRISM_CRASH_AT", c);
+        }
+        cmd.output().unwrap()
+    };
+    for (round, point) in ["flush-claimed", "flush-sent", "flush-removed"]
+        .iter()
+        .enumerate()
+    {
+        w.write(&products(round * 10..round * 10 + 10));
+        let out = w.invoke(&p, &w.records());
+        assert_eq!(out.report.receivers["pricelist"].buffered, 10, "{point}");
+        assert!(w.bodies(&queue).is_empty(), "{point}: buffered, not sent");
+
+        let o = flush(Some(point), &[]);
+        let (so, se) = text(&o);
+        assert!(!o.status.success(), "{point}: killed\n{so}\n{se}");
+        // The dead flush's lease keeps the buffer from a second flush (once
+        // the window is removed there is nothing left to keep)...
+        let o = flush(None, &[]);
+        let (so, se) = text(&o);
+        assert!(o.status.success(), "{point}:\n{so}\n{se}");
+        if *point == "flush-removed" {
+            assert!(so.contains("0 changes waiting"), "{point}: {so}");
+        } else {
+            assert!(so.contains("1 lanes skipped"), "{point}: {so}");
+        }
+        // ...until it is broken on purpose.
+        let o = flush(None, &["--break-leases"]);
+        let (so, se) = text(&o);
+        assert!(o.status.success(), "{point}:\n{so}\n{se}");
+        assert!(so.contains("0 changes waiting"), "{point}: {so}");
+
+        let bodies = w.bodies(&queue);
+        assert_eq!(
+            bodies.len(),
+            1,
+            "{point}: one window, sent once: {bodies:#?}"
+        );
+        assert_eq!(
+            bodies[0].lines().count(),
+            11,
+            "{point}: header and ten rows"
+        );
+        assert_eq!(lanes(&w), 0, "{point}");
+    }
+}
