@@ -12,12 +12,18 @@
 //!    10k products of which 3 % changed (field interest and dedup at work).
 //! 4. Calls skipped by field interest and messages suppressed by dedup.
 //!
+//! With `--features baselines`, table 1 is followed by the logistics
+//! formatter written in jq (run by jaq) and JavaScript (run by QuickJS).
+//!
 //! Messages go to a sink that drops them: this measures prism, not a queue.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[cfg(feature = "baselines")]
+mod baselines;
 
 use prism_e2e::wasm;
 use prism_host::change::Change;
@@ -285,6 +291,64 @@ fn per_change(products: usize) {
     println!(
         "   (pricelist is batched: one format-batch per 100 accepted changes; 'reused' = one sandbox per 100 changes)"
     );
+    other_engines(&engine, &changes, &wits);
+}
+
+/// The logistics formatter in jq and JavaScript, against native and Wasm.
+#[cfg(feature = "baselines")]
+fn other_engines(engine: &PluginEngine, changes: &[Change], wits: &[WitChange]) {
+    let n = changes.len();
+    let native_bodies = || {
+        let started = Instant::now();
+        let mut bodies = Vec::new();
+        for c in changes {
+            let c = sdk_change(c);
+            if logistics::Logistics::accepts(&c) {
+                for m in logistics::Logistics::format(&c).expect("formats") {
+                    bodies.push(String::from_utf8(m.body).expect("JSON text"));
+                }
+            }
+        }
+        (started.elapsed(), bodies)
+    };
+    let best = |f: &dyn Fn() -> (Duration, Vec<String>)| {
+        (0..3).map(|_| f()).min_by_key(|r| r.0).expect("three runs")
+    };
+    prism_sdk::testing::set_config::<&str, &str>([]);
+    let (t_native, expect) = best(&native_bodies);
+    let t_wasm = (0..3)
+        .map(|_| in_wasm(engine, wasm::LOGISTICS, &[], false, wits, 100))
+        .min()
+        .expect("three runs");
+    let (t_jaq, jaq_out) = best(&|| baselines::jaq(changes));
+    let (t_js, js_out) = best(&|| baselines::quickjs(changes));
+    let parse = |v: &[String]| -> Vec<serde_json::Value> {
+        v.iter().map(|b| serde_json::from_str(b).expect("JSON")).collect()
+    };
+    assert_eq!(parse(&jaq_out), parse(&expect), "jaq formats as the plugin does");
+    assert_eq!(parse(&js_out), parse(&expect), "QuickJS formats as the plugin does");
+    println!();
+    println!(
+        "   logistics, the same formatter elsewhere ({} messages, checked equal), µs per change",
+        expect.len()
+    );
+    for (what, t) in [
+        ("native Rust", t_native),
+        ("Wasm (prism, reused)", t_wasm),
+        ("jq (jaq 3)", t_jaq),
+        ("JavaScript (QuickJS)", t_js),
+    ] {
+        println!(
+            "   {what:<22} {:>9.2} {:>6.2}×",
+            us(t, n),
+            t.as_secs_f64() / t_native.as_secs_f64()
+        );
+    }
+}
+
+#[cfg(not(feature = "baselines"))]
+fn other_engines(_: &PluginEngine, _: &[Change], _: &[WitChange]) {
+    println!("   (jq and JavaScript baselines: add --features baselines)");
 }
 
 /// 20 receivers: each example plugin under 5 configurations.
