@@ -23,5 +23,6 @@ locals {
   receiver_queue_prefix = "${local.name}-rcv-"
   receiver_queue_arns   = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.receiver_queue_prefix}*"
 
-  function_name = "${local.name}-dispatcher"
+  function_name     = "${local.name}-dispatcher"
+  api_function_name = "${local.name}-api"
 }

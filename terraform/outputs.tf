@@ -67,3 +67,8 @@ output "unreadable_queue_url" {
   description = "Stream records the dispatcher could not read."
   value       = aws_sqs_queue.unreadable.url
 }
+
+output "api_endpoint" {
+  description = "The read API's base URL (IAM-authorized: sign requests with SigV4 for execute-api)."
+  value       = aws_apigatewayv2_stage.read.invoke_url
+}

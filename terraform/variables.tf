@@ -38,6 +38,45 @@ variable "lambda_zip" {
   type        = string
 }
 
+variable "api_lambda_zip" {
+  description = "Path to the read API zip that `cargo lambda build --release --arm64 --bin prism-api --output-format zip` writes (target/lambda/prism-api/bootstrap.zip)."
+  type        = string
+}
+
+variable "api_memory_mb" {
+  description = "Read API Lambda memory (MB)."
+  type        = number
+  default     = 1024
+
+  validation {
+    condition     = var.api_memory_mb >= 128 && var.api_memory_mb <= 10240
+    error_message = "api_memory_mb must be between 128 and 10240."
+  }
+}
+
+variable "api_reserved_concurrency" {
+  description = "Concurrent executions reserved for the read API (caps what it can cost and what it takes from the account)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.api_reserved_concurrency >= 1
+    error_message = "api_reserved_concurrency must be at least 1."
+  }
+}
+
+variable "api_rate_limit" {
+  description = "Read API steady-state requests per second (stage throttling)."
+  type        = number
+  default     = 100
+}
+
+variable "api_burst_limit" {
+  description = "Read API burst (stage throttling)."
+  type        = number
+  default     = 200
+}
+
 variable "lambda_memory_mb" {
   description = "Dispatcher memory (MB). CPU grows with it; 1769 MB is one full vCPU."
   type        = number

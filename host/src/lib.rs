@@ -36,6 +36,7 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod aws;
 pub mod change;
 #[doc(hidden)]

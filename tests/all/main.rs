@@ -11,6 +11,7 @@ mod pipeline;
 mod python;
 mod sandbox;
 mod scaffold;
+mod serve;
 mod spool;
 mod spool_aws;
 mod sqs;

@@ -279,7 +279,12 @@ fn one_schedule_ticks_the_dispatcher_with_the_event_it_understands() {
 
 /// The dispatcher policy's statements: (actions, resources) as HCL text.
 fn statements(tf: &[Block]) -> Vec<(Vec<String>, Vec<String>)> {
-    let doc = find(tf, "data", &["aws_iam_policy_document", "dispatcher"]);
+    policy(tf, "dispatcher")
+}
+
+/// A policy document's statements: (actions, resources) as HCL text.
+fn policy(tf: &[Block], name: &str) -> Vec<(Vec<String>, Vec<String>)> {
+    let doc = find(tf, "data", &["aws_iam_policy_document", name]);
     nested(doc, "statement")
         .iter()
         .map(|s| (list(s, "actions"), list(s, "resources")))
@@ -362,4 +367,109 @@ fn receiver_queues_are_named_the_way_the_role_allows() {
         base.trim_matches('"').starts_with(prefix.trim_matches('"')),
         "receiver-queue names its queues {base}, the role allows {prefix}*"
     );
+}
+
+#[test]
+fn the_read_api_serves_the_routes_the_code_answers_behind_iam() {
+    use prism_host::api::{lambda::vars as api_vars, model, route};
+    let tf = blocks("terraform");
+    let routes = find(&tf, "resource", &["aws_apigatewayv2_route", "read"]);
+    let hcl::Expression::FuncCall(set) = routes
+        .body()
+        .attributes()
+        .find(|a| a.key() == "for_each")
+        .unwrap()
+        .expr()
+        .clone()
+    else {
+        panic!("for_each is not toset([...])")
+    };
+    let hcl::Expression::Array(keys) = &set.args[0] else {
+        panic!("toset of something other than a list")
+    };
+    let keys: Vec<String> = keys
+        .iter()
+        .map(|k| k.to_string().trim_matches('"').to_owned())
+        .collect();
+    assert_eq!(
+        keys,
+        route::ROUTES,
+        "API Gateway routes and the router differ"
+    );
+    // Every declared route parses to a route the code answers.
+    for k in route::ROUTES {
+        let path = k
+            .trim_start_matches("GET ")
+            .replace("{key}", "P-1")
+            .replace("{receiver}", "r");
+        assert!(route::parse("GET", &path).is_ok(), "{k}");
+    }
+    assert_eq!(attr(routes, "authorization_type"), quoted("AWS_IAM"));
+    let integration = find(&tf, "resource", &["aws_apigatewayv2_integration", "read"]);
+    assert_eq!(attr(integration, "integration_type"), quoted("AWS_PROXY"));
+    assert_eq!(attr(integration, "payload_format_version"), quoted("2.0"));
+    assert_eq!(
+        attr(integration, "integration_uri"),
+        "aws_lambda_function.api.invoke_arn"
+    );
+
+    let f = find(&tf, "resource", &["aws_lambda_function", "api"]);
+    let env = nested(f, "environment");
+    let hcl::Expression::Object(set) = env[0]
+        .body()
+        .attributes()
+        .find(|a| a.key() == "variables")
+        .unwrap()
+        .expr()
+        .clone()
+    else {
+        panic!("environment.variables is not an object")
+    };
+    let set: BTreeMap<String, String> = set
+        .iter()
+        .map(|(k, v)| (k.to_string().trim_matches('"').to_owned(), v.to_string()))
+        .collect();
+    for name in set.keys() {
+        assert!(
+            api_vars::ALL.contains(&name.as_str()),
+            "Terraform sets {name}, which the API does not read"
+        );
+    }
+    for name in api_vars::REQUIRED {
+        assert!(
+            set.contains_key(*name),
+            "Terraform does not set the required {name}"
+        );
+    }
+    assert_eq!(set[api_vars::MODEL_TABLE], "aws_dynamodb_table.model.name");
+
+    let st = policy(&tf, "api");
+    let granted = |action: &str, resource: &str| {
+        st.iter()
+            .any(|(a, r)| a.iter().any(|x| x == action) && r.iter().any(|x| x == resource))
+    };
+    for a in model::ACTIONS {
+        assert!(
+            granted(a, "aws_dynamodb_table.model.arn"),
+            "{a} on the model"
+        );
+    }
+    for a in registry::READER_ACTIONS {
+        assert!(
+            granted(a, "aws_dynamodb_table.registry.arn"),
+            "{a} on the registry"
+        );
+    }
+    // Read-only on the data: the API writes no table.
+    for (actions, _) in &st {
+        for a in actions {
+            assert!(
+                !a.starts_with("dynamodb:")
+                    || a.contains("Get")
+                    || a.contains("Describe")
+                    || a.contains("Scan"),
+                "the read API may not {a}"
+            );
+        }
+    }
 }

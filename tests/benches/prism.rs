@@ -323,10 +323,20 @@ fn other_engines(engine: &PluginEngine, changes: &[Change], wits: &[WitChange]) 
     let (t_jaq, jaq_out) = best(&|| baselines::jaq(changes));
     let (t_js, js_out) = best(&|| baselines::quickjs(changes));
     let parse = |v: &[String]| -> Vec<serde_json::Value> {
-        v.iter().map(|b| serde_json::from_str(b).expect("JSON")).collect()
+        v.iter()
+            .map(|b| serde_json::from_str(b).expect("JSON"))
+            .collect()
     };
-    assert_eq!(parse(&jaq_out), parse(&expect), "jaq formats as the plugin does");
-    assert_eq!(parse(&js_out), parse(&expect), "QuickJS formats as the plugin does");
+    assert_eq!(
+        parse(&jaq_out),
+        parse(&expect),
+        "jaq formats as the plugin does"
+    );
+    assert_eq!(
+        parse(&js_out),
+        parse(&expect),
+        "QuickJS formats as the plugin does"
+    );
     println!();
     println!(
         "   logistics, the same formatter elsewhere ({} messages, checked equal), µs per change",

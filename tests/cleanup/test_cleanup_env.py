@@ -79,6 +79,17 @@ def half_built(env, tagged=True, with_lambda=True):
     stream = ddb.describe_table(TableName=f"{name}-product-model")["Table"]["LatestStreamArn"]
     lam.create_event_source_mapping(FunctionName=fn["FunctionArn"], EventSourceArn=stream,
                                     StartingPosition="TRIM_HORIZON", FunctionResponseTypes=["ReportBatchItemFailures"])
+    events = client("events")
+    rule = events.put_rule(Name=f"{name}-tick", ScheduleExpression="rate(1 minute)",
+                           Tags=[{"Key": k, "Value": v} for k, v in t.items()])
+    events.put_targets(Rule=f"{name}-tick", Targets=[{"Id": "dispatcher", "Arn": fn["FunctionArn"],
+                                                      "Input": json.dumps({"prism": "tick"})}])
+    made.append(("rule", f"{name}-tick"))
+    assert rule["RuleArn"]
+    client("apigatewayv2").create_api(Name=f"{name}-read", ProtocolType="HTTP", Tags=t)
+    made.append(("api", f"{name}-read"))
+    logs.create_log_group(logGroupName=f"/aws/apigateway/{name}-read", tags=t)
+    made.append(("log group", f"/aws/apigateway/{name}-read"))
     key = kms.create_key(Description=name)["KeyMetadata"]["KeyId"]
     kms.create_alias(AliasName=f"alias/{name}", TargetKeyId=key)
     made.append(("alias", f"alias/{name}"))
@@ -102,6 +113,10 @@ def exists(kind, ident):
         if kind == "function":
             client("lambda").get_function(FunctionName=ident)
             return True
+        if kind == "rule":
+            return any(r["Name"] == ident for r in client("events").list_rules(NamePrefix=ident)["Rules"])
+        if kind == "api":
+            return any(a["Name"] == ident for a in client("apigatewayv2").get_apis().get("Items", []))
         if kind == "alias":
             pages = client("kms").get_paginator("list_aliases").paginate()
             return any(a["AliasName"] == ident for page in pages for a in page["Aliases"])

@@ -51,6 +51,59 @@ pub fn map_from_av(
     Ok(out)
 }
 
+/// `item_json` and `attr_json`: an item in DynamoDB JSON (`{"S": …}`,
+/// `{"M": {…}}`, sets, base64 binaries), the shape Lambda delivers and
+/// [`crate::input::attr`] reads, for the `AttributeValue` in scope where the
+/// macro is used: the DynamoDB and the Streams SDK each have their own type,
+/// with the same variants.
+macro_rules! dynamodb_json {
+    ($blob:ty) => {
+        /// An item in DynamoDB JSON.
+        pub fn item_json(item: &HashMap<String, AttributeValue>) -> Value {
+            Value::Object(
+                item.iter()
+                    .map(|(k, v)| (k.clone(), attr_json(v)))
+                    .collect(),
+            )
+        }
+
+        /// One attribute value in DynamoDB JSON.
+        pub fn attr_json(v: &AttributeValue) -> Value {
+            use base64::Engine as _;
+            let b64 = |b: &$blob| base64::engine::general_purpose::STANDARD.encode(b.as_ref());
+            match v {
+                AttributeValue::S(s) => serde_json::json!({ "S": s }),
+                AttributeValue::N(n) => serde_json::json!({ "N": n }),
+                AttributeValue::B(b) => serde_json::json!({ "B": b64(b) }),
+                AttributeValue::Bool(b) => serde_json::json!({ "BOOL": b }),
+                AttributeValue::Null(n) => serde_json::json!({ "NULL": n }),
+                AttributeValue::Ss(s) => serde_json::json!({ "SS": s }),
+                AttributeValue::Ns(n) => serde_json::json!({ "NS": n }),
+                AttributeValue::Bs(bs) => {
+                    serde_json::json!({ "BS": bs.iter().map(b64).collect::<Vec<_>>() })
+                }
+                AttributeValue::L(l) => {
+                    serde_json::json!({ "L": l.iter().map(attr_json).collect::<Vec<_>>() })
+                }
+                AttributeValue::M(m) => serde_json::json!({ "M": item_json(m) }),
+                // A type newer than this SDK: say so rather than guess.
+                _ => serde_json::json!({ "UNKNOWN": format!("{v:?}") }),
+            }
+        }
+    };
+}
+pub(crate) use dynamodb_json;
+
+/// The DynamoDB SDK's items in DynamoDB JSON.
+pub mod ddb {
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use serde_json::Value;
+
+    super::dynamodb_json!(aws_sdk_dynamodb::primitives::Blob);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@
 
 pub mod artifacts;
 pub mod batch;
-mod item;
+pub mod item;
 pub mod outputs;
 pub mod registry;
 pub mod spool;

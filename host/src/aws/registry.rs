@@ -34,6 +34,8 @@ pub const LAST_ERROR: &str = "last_error";
 /// The DynamoDB calls a dispatcher makes on the registry table (reading the
 /// heads, recording a receiver's last error). Terraform grants exactly these.
 pub const DISPATCHER_ACTIONS: &[&str] = &["dynamodb:Scan", "dynamodb:UpdateItem"];
+/// The calls the read API makes on the registry table (reading the heads).
+pub const READER_ACTIONS: &[&str] = &["dynamodb:Scan"];
 
 /// A registry operation that failed.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodbstreams::Client;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
-use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 /// A Streams API call that failed.
@@ -182,35 +181,7 @@ pub fn record_json(r: &Record, source_arn: &str, region: &str) -> Value {
     })
 }
 
-/// An item in DynamoDB JSON (`{"name": {"S": "x"}, …}`).
-pub fn item_json(item: &HashMap<String, AttributeValue>) -> Value {
-    Value::Object(
-        item.iter()
-            .map(|(k, v)| (k.clone(), attr_json(v)))
-            .collect(),
-    )
-}
-
-/// One attribute value in DynamoDB JSON.
-pub fn attr_json(v: &AttributeValue) -> Value {
-    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
-        base64::engine::general_purpose::STANDARD.encode(b.as_ref())
-    };
-    match v {
-        AttributeValue::S(s) => json!({ "S": s }),
-        AttributeValue::N(n) => json!({ "N": n }),
-        AttributeValue::B(b) => json!({ "B": b64(b) }),
-        AttributeValue::Bool(b) => json!({ "BOOL": b }),
-        AttributeValue::Null(n) => json!({ "NULL": n }),
-        AttributeValue::Ss(s) => json!({ "SS": s }),
-        AttributeValue::Ns(n) => json!({ "NS": n }),
-        AttributeValue::Bs(bs) => json!({ "BS": bs.iter().map(b64).collect::<Vec<_>>() }),
-        AttributeValue::L(l) => json!({ "L": l.iter().map(attr_json).collect::<Vec<_>>() }),
-        AttributeValue::M(m) => json!({ "M": item_json(m) }),
-        // A type newer than this SDK: say so rather than guess.
-        _ => json!({ "UNKNOWN": format!("{v:?}") }),
-    }
-}
+super::item::dynamodb_json!(aws_sdk_dynamodbstreams::primitives::Blob);
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ mod registry_cmds;
 mod remote;
 mod run;
 mod sample;
+mod serve;
 mod summary;
 
 use std::process::ExitCode;
@@ -50,6 +51,7 @@ enum Command {
     Status(registry_cmds::AllArgs),
     Dev(dev::Args),
     Flush(flush::Args),
+    Serve(serve::Args),
 }
 
 /// The whole program: parse arguments, set up logging, run, map errors to
@@ -77,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(a) => registry_cmds::status(a),
         Command::Dev(a) => dev::run(a),
         Command::Flush(a) => flush::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 

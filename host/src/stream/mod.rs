@@ -84,6 +84,28 @@ pub enum Receivers {
     Fixed(Arc<ReceiverSet>),
 }
 
+impl Receivers {
+    /// The current set (re-read from the registry when stale). An error
+    /// only when the registry has never been read: after that, a failed
+    /// refresh keeps the last good set.
+    pub async fn current(
+        &self,
+        engine: &PluginEngine,
+    ) -> Result<Arc<ReceiverSet>, RegistryOpError> {
+        match self {
+            Receivers::Fixed(s) => Ok(s.clone()),
+            Receivers::Live(live) => {
+                let mut live = live.lock().await;
+                let (set, err) = live.current(engine).await;
+                match err {
+                    Some(e) if !live.loaded() => Err(e),
+                    _ => Ok(set),
+                }
+            }
+        }
+    }
+}
+
 /// Everything a warm dispatcher keeps between batches.
 pub struct StreamProcessor {
     /// The Wasm engine (with its compile cache).
@@ -443,17 +465,7 @@ impl StreamProcessor {
 
     /// The current receivers (re-read from the registry when stale).
     async fn current(&self) -> Result<Arc<ReceiverSet>, StreamError> {
-        match &self.receivers {
-            Receivers::Fixed(s) => Ok(s.clone()),
-            Receivers::Live(live) => {
-                let mut live = live.lock().await;
-                let (set, err) = live.current(&self.engine).await;
-                match err {
-                    Some(e) if !live.loaded() => Err(StreamError::Registry(e)),
-                    _ => Ok(set),
-                }
-            }
-        }
+        Ok(self.receivers.current(&self.engine).await?)
     }
 }
 

@@ -40,6 +40,12 @@ variable "lambda_zip" {
   default     = "../../../target/lambda/prism-lambda/bootstrap.zip"
 }
 
+variable "api_lambda_zip" {
+  description = "The read API zip."
+  type        = string
+  default     = "../../../target/lambda/prism-api/bootstrap.zip"
+}
+
 provider "aws" {
   region = var.region
 
@@ -63,8 +69,9 @@ provider "aws" {
 module "prism" {
   source = "../.."
 
-  env        = var.env
-  lambda_zip = var.lambda_zip
+  env            = var.env
+  lambda_zip     = var.lambda_zip
+  api_lambda_zip = var.api_lambda_zip
 
   shadow_tables = {
     products  = { hash_key = "product_id" }
