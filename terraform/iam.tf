@@ -59,6 +59,7 @@ data "aws_iam_policy_document" "dispatcher" {
     actions = [
       "dynamodb:Query",
       "dynamodb:GetItem",
+      "dynamodb:BatchGetItem",
       "dynamodb:UpdateItem",
       "dynamodb:DeleteItem",
       "dynamodb:BatchWriteItem",

@@ -125,6 +125,13 @@ resource "aws_dynamodb_table" "spool" {
     type = "S"
   }
 
+  # Done marks (what a lane handled, so a retried stream batch cannot bring
+  # it back) expire after two days, past the stream's retention.
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
+  }
+
   point_in_time_recovery {
     enabled = var.point_in_time_recovery
   }

@@ -121,6 +121,9 @@ fn tables_have_the_keys_the_code_uses() {
     let types = attr_types(spool_t);
     assert_eq!(types[&quoted(spool::KEY_LANE)], quoted("S"));
     assert_eq!(types[&quoted(spool::KEY_ENTRY)], quoted("S"));
+    let ttl = nested(spool_t, "ttl");
+    assert_eq!(attr(ttl[0], "attribute_name"), quoted(spool::EXPIRES_AT));
+    assert_eq!(attr(ttl[0], "enabled"), "true");
 
     // The dispatcher diffs old and new images: it needs both.
     let model = table("model");

@@ -5,6 +5,9 @@
 //!   so text order is numeric; `change` (S, JSON), `spooled_ms` (N), `bytes` (N);
 //! - the lane's claim: `entry = "~claim"` (sorts after every sequence):
 //!   `lease_until`, `members`, `sent`, `digest`, `attempts`;
+//! - a *done* mark for every entry a lane removed, in the partition
+//!   `lane = "#done/<lane>"`, expiring (TTL [`EXPIRES_AT`]) after
+//!   [`crate::spool::DONE_MS`]: an append skips what a lane already handled;
 //! - an index of non-empty lanes in the partition `lane = "#index"`, one
 //!   item per lane (`entry` = lane name) with `count`, `bytes`, `oldest_ms`
 //!   and a `version` every append increments. One `Query` finds every open
@@ -17,8 +20,10 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::batch::{Item, batch_write, delete, put};
-use crate::spool::{Claim, LEASE_MS, Lane, LaneInfo, Spool, SpoolError, Spooled};
+use super::batch::{Item, batch_get, batch_write, delete, put};
+use crate::spool::{
+    Appended, Claim, DONE_MS, LEASE_MS, Lane, LaneInfo, Spool, SpoolError, Spooled, now_ms,
+};
 
 /// Partition key: the lane name, or [`INDEX`] (S).
 pub const KEY_LANE: &str = "lane";
@@ -28,10 +33,15 @@ pub const KEY_ENTRY: &str = "entry";
 pub const INDEX: &str = "#index";
 /// A lane's claim item.
 pub const CLAIM: &str = "~claim";
+/// Prefix of the partitions holding lanes' done marks.
+pub const DONE_PREFIX: &str = "#done/";
+/// The TTL attribute of done marks (N, epoch seconds).
+pub const EXPIRES_AT: &str = "expires_at";
 /// The calls the dispatcher makes on the table. Terraform grants exactly these.
 pub const ACTIONS: &[&str] = &[
     "dynamodb:Query",
     "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
@@ -179,11 +189,52 @@ impl DynamoSpool {
 }
 
 impl Spool for DynamoSpool {
-    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<LaneInfo, SpoolError> {
+    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError> {
         let name = lane.to_string();
+        let done_lane = format!("{DONE_PREFIX}{name}");
         self.handle
             .block_on(async {
-                let requests = entries
+                // What this lane handled already is not added again.
+                let marks = batch_get(
+                    &self.client,
+                    &self.table,
+                    entries
+                        .iter()
+                        .map(|e| key(&done_lane, &padded(&e.sequence)))
+                        .collect(),
+                )
+                .await?;
+                let now_s = now_ms() / 1000;
+                let done: std::collections::HashSet<String> = marks
+                    .iter()
+                    .filter(|m| num(m, EXPIRES_AT) > now_s)
+                    .filter_map(|m| text(m, KEY_ENTRY).map(str::to_owned))
+                    .collect();
+                let fresh: Vec<&Spooled> = entries
+                    .iter()
+                    .filter(|e| !done.contains(&padded(&e.sequence)))
+                    .collect();
+                if fresh.is_empty() {
+                    let index = self
+                        .client
+                        .get_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key(INDEX, &name)))
+                        .consistent_read(true)
+                        .send()
+                        .await
+                        .map_err(|e| format!("GetItem (index): {}", super::sdk_error(&e)))?;
+                    let a = index.item.unwrap_or_default();
+                    return Ok(Appended {
+                        added: 0,
+                        info: LaneInfo {
+                            count: num(&a, "count"),
+                            bytes: num(&a, "bytes"),
+                            oldest_ms: num(&a, "oldest_ms"),
+                        },
+                    });
+                }
+                let requests = fresh
                     .iter()
                     .map(|e| {
                         let mut item = key(&name, &padded(&e.sequence));
@@ -194,7 +245,7 @@ impl Spool for DynamoSpool {
                     })
                     .collect();
                 batch_write(&self.client, &self.table, requests).await?;
-                let oldest = entries.iter().map(|e| e.spooled_ms).min().unwrap_or(0);
+                let oldest = fresh.iter().map(|e| e.spooled_ms).min().unwrap_or(0);
                 let out = self
                     .client
                     .update_item()
@@ -204,10 +255,10 @@ impl Spool for DynamoSpool {
                         "ADD #c :c, bytes :b, version :one SET oldest_ms = if_not_exists(oldest_ms, :o)",
                     )
                     .expression_attribute_names("#c", "count")
-                    .expression_attribute_values(":c", n(entries.len()))
+                    .expression_attribute_values(":c", n(fresh.len()))
                     .expression_attribute_values(
                         ":b",
-                        n(entries.iter().map(|e| e.bytes).sum::<u64>()),
+                        n(fresh.iter().map(|e| e.bytes).sum::<u64>()),
                     )
                     .expression_attribute_values(":one", n(1))
                     .expression_attribute_values(":o", n(oldest))
@@ -216,10 +267,13 @@ impl Spool for DynamoSpool {
                     .await
                     .map_err(|e| format!("UpdateItem (index): {}", super::sdk_error(&e)))?;
                 let a = out.attributes.unwrap_or_default();
-                Ok(LaneInfo {
-                    count: num(&a, "count"),
-                    bytes: num(&a, "bytes"),
-                    oldest_ms: num(&a, "oldest_ms"),
+                Ok(Appended {
+                    added: fresh.len() as u64,
+                    info: LaneInfo {
+                        count: num(&a, "count"),
+                        bytes: num(&a, "bytes"),
+                        oldest_ms: num(&a, "oldest_ms"),
+                    },
                 })
             })
             .map_err(|e: String| self.err(lane, e))
@@ -235,10 +289,17 @@ impl Spool for DynamoSpool {
         let name = lane.to_string();
         self.handle
             .block_on(async {
-                let requests = sequences
+                let done_lane = format!("{DONE_PREFIX}{name}");
+                let expires = (now_ms() + DONE_MS) / 1000;
+                let mut requests: Vec<_> = sequences
                     .iter()
                     .map(|q| delete(key(&name, &padded(q))))
                     .collect();
+                requests.extend(sequences.iter().map(|q| {
+                    let mut mark = key(&done_lane, &padded(q));
+                    mark.insert(EXPIRES_AT.into(), n(expires));
+                    put(mark)
+                }));
                 batch_write(&self.client, &self.table, requests).await?;
                 // Read the version before looking at what is left: an append
                 // after this read bumps it, and the index item then stays.

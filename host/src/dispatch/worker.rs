@@ -149,6 +149,11 @@ impl Context<'_> {
                 key: c.key.clone(),
             };
             match l.spool.append(&lane, &[Spooled::new(c, l.now_ms)]) {
+                Ok(a) if a.added == 0 => {
+                    // The lane handled it already (a retried stream batch).
+                    st.already_handled += 1;
+                    return;
+                }
                 Ok(_) => {
                     tracing::info!(receiver = r.id(), key = %c.key, sequence = %c.sequence, "change waits in its retry lane");
                     st.laned += 1;
@@ -265,9 +270,10 @@ impl Context<'_> {
             .map(|&i| Spooled::new(&self.changes[i], l.now_ms))
             .collect();
         match l.spool.append(&lane, &entries) {
-            Ok(info) => {
-                st.buffered += accepted.len() as u64;
-                if super::lanes::due(r, &info, l.now_ms) {
+            Ok(a) => {
+                st.buffered += a.added;
+                st.already_handled += accepted.len() as u64 - a.added;
+                if super::lanes::due(r, &a.info, l.now_ms) {
                     let flushed = super::lanes::flush(
                         r,
                         l.spool,

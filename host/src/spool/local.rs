@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Claim, LEASE_MS, Lane, LaneInfo, Spool, SpoolError, Spooled};
+use super::{Appended, Claim, LEASE_MS, Lane, LaneInfo, Spool, SpoolError, Spooled};
 
 /// Sort key of an entry: the sequence, zero-padded so text order is numeric.
 fn padded(sequence: &str) -> String {
@@ -26,6 +26,9 @@ struct State {
     lanes: BTreeMap<String, BTreeMap<String, Spooled>>,
     /// Lane name → claim and lease.
     claims: BTreeMap<String, Held>,
+    /// Lane name → padded sequence → until when it counts as handled (ms).
+    #[serde(default)]
+    done: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -118,13 +121,31 @@ fn info(entries: &BTreeMap<String, Spooled>) -> LaneInfo {
 }
 
 impl Spool for LocalSpool {
-    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<LaneInfo, SpoolError> {
+    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError> {
+        let now = super::now_ms();
         self.with(lane, |s| {
-            let l = s.lanes.entry(lane.to_string()).or_default();
+            let name = lane.to_string();
+            let done = s.done.get(&name);
+            let mut added = 0;
+            let l = s.lanes.entry(name.clone()).or_default();
             for e in entries {
-                l.entry(padded(&e.sequence)).or_insert_with(|| e.clone());
+                let key = padded(&e.sequence);
+                if done
+                    .and_then(|d| d.get(&key))
+                    .is_some_and(|&until| until > now)
+                {
+                    continue;
+                }
+                if let std::collections::btree_map::Entry::Vacant(v) = l.entry(key) {
+                    v.insert(e.clone());
+                    added += 1;
+                }
             }
-            info(l)
+            let info = info(l);
+            if l.is_empty() {
+                s.lanes.remove(&name);
+            }
+            Appended { added, info }
         })
     }
 
@@ -137,8 +158,14 @@ impl Spool for LocalSpool {
     }
 
     fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+        let now = super::now_ms();
         self.with(lane, |s| {
             let name = lane.to_string();
+            let done = s.done.entry(name.clone()).or_default();
+            done.retain(|_, until| *until > now);
+            for q in sequences {
+                done.insert(padded(q), now + super::DONE_MS);
+            }
             if let Some(l) = s.lanes.get_mut(&name) {
                 for q in sequences {
                     l.remove(&padded(q));
@@ -219,13 +246,16 @@ mod tests {
         let s = LocalSpool::memory();
         s.append(&buffer(), &[entry("10", 5), entry("9", 7)])
             .unwrap();
-        let info = s.append(&buffer(), &[entry("10", 9)]).unwrap();
+        let a = s.append(&buffer(), &[entry("10", 9)]).unwrap();
         assert_eq!(
-            info,
-            LaneInfo {
-                count: 2,
-                bytes: 20,
-                oldest_ms: 5
+            a,
+            Appended {
+                added: 0,
+                info: LaneInfo {
+                    count: 2,
+                    bytes: 20,
+                    oldest_ms: 5
+                }
             }
         );
         let seqs: Vec<_> = s
@@ -237,6 +267,18 @@ mod tests {
         assert_eq!(seqs, ["9", "10"]);
         s.remove(&buffer(), &["9".into(), "10".into()]).unwrap();
         assert!(s.lanes().unwrap().is_empty());
+        // A retried stream batch brings 9 and 10 again, and 11: only 11 is new.
+        let a = s
+            .append(&buffer(), &[entry("9", 1), entry("10", 1), entry("11", 1)])
+            .unwrap();
+        assert_eq!(a.added, 1);
+        let seqs: Vec<_> = s
+            .read(&buffer())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.sequence)
+            .collect();
+        assert_eq!(seqs, ["11"]);
     }
 
     #[test]

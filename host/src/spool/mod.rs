@@ -71,6 +71,19 @@ pub struct LaneInfo {
     pub oldest_ms: u64,
 }
 
+/// What an append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Entries added (not already in the lane, nor handled by it before).
+    pub added: u64,
+    /// The lane's totals afterwards.
+    pub info: LaneInfo,
+}
+
+/// How long a lane remembers the sequences it handled: past the stream's
+/// 24-hour retention, so no retry of a stream batch can bring one back.
+pub const DONE_MS: u64 = 48 * 3600 * 1000;
+
 /// Work in progress on a lane.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
@@ -161,12 +174,15 @@ pub const LEASE_MS: u64 = 15 * 60 * 1000;
 /// A spool store. Every method is blocking.
 pub trait Spool: Send + Sync {
     /// Add entries to a lane. Appending an entry the lane already has (same
-    /// sequence) is harmless. Returns the lane's totals afterwards.
-    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<LaneInfo, SpoolError>;
+    /// sequence) is harmless, and one the lane removed (handled) within
+    /// [`DONE_MS`] is not added again: a stream batch retried after a crash
+    /// cannot put a flushed or delivered change back. Returns how many were
+    /// added and the lane's totals afterwards.
+    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError>;
     /// Every entry of a lane, in sequence order.
     fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError>;
-    /// Remove entries (by sequence); a lane left empty disappears from
-    /// [`Self::lanes`].
+    /// Remove entries (by sequence) as handled, remembering them for
+    /// [`DONE_MS`]; a lane left empty disappears from [`Self::lanes`].
     fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError>;
     /// Every non-empty lane with its totals.
     fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, SpoolError>;
