@@ -215,8 +215,13 @@ pub fn init_json_logging() {
         .init();
 }
 
-/// The Lambda binary: build the shared state once, then serve invocations.
-pub fn main() -> ExitCode {
+/// Run a Lambda binary: JSON logging, a multi-threaded runtime, `body`
+/// (build the shared state once, then serve invocations), and exit status 1
+/// with the error logged if it fails.
+pub fn run_binary(
+    what: &str,
+    body: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
     init_json_logging();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -228,7 +233,18 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result: anyhow::Result<()> = rt.block_on(async {
+    match rt.block_on(body) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "{what} failed");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The Lambda binary: build the shared state once, then serve invocations.
+pub fn main() -> ExitCode {
+    run_binary("dispatcher", async {
         let config = LambdaConfig::from_vars(|k| std::env::var(k).ok())?;
         tracing::info!(registry = %config.registry_table, bucket = %config.plugin_bucket, ledger = ?config.ledger_table, "cold start");
         let processor = Arc::new(config.processor().await?);
@@ -239,14 +255,7 @@ pub fn main() -> ExitCode {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("the Lambda runtime stopped")
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "dispatcher failed");
-            ExitCode::from(1)
-        }
-    }
+    })
 }
 
 /// What an invocation asks for.

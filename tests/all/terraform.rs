@@ -82,6 +82,24 @@ fn list(b: &Block, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// A Lambda function's environment variables: name → HCL expression text.
+fn env_vars(f: &Block) -> BTreeMap<String, String> {
+    let env = nested(f, "environment");
+    let hcl::Expression::Object(vars) = env[0]
+        .body()
+        .attributes()
+        .find(|a| a.key() == "variables")
+        .unwrap()
+        .expr()
+        .clone()
+    else {
+        panic!("environment.variables is not an object")
+    };
+    vars.iter()
+        .map(|(k, v)| (k.to_string().trim_matches('"').to_owned(), v.to_string()))
+        .collect()
+}
+
 fn quoted(s: &str) -> String {
     format!("{s:?}")
 }
@@ -191,21 +209,7 @@ fn the_lambda_gets_the_variables_the_dispatcher_reads() {
     assert_eq!(attr(f, "runtime"), quoted("provided.al2023"));
     assert_eq!(list(f, "architectures"), ["arm64"]);
     assert_eq!(attr(f, "handler"), quoted("bootstrap"));
-    let env = nested(f, "environment");
-    let hcl::Expression::Object(vars_set) = env[0]
-        .body()
-        .attributes()
-        .find(|a| a.key() == "variables")
-        .unwrap()
-        .expr()
-        .clone()
-    else {
-        panic!("environment.variables is not an object")
-    };
-    let set: BTreeMap<String, String> = vars_set
-        .iter()
-        .map(|(k, v)| (k.to_string().trim_matches('"').to_owned(), v.to_string()))
-        .collect();
+    let set = env_vars(f);
     for name in set.keys() {
         assert!(
             vars::ALL.contains(&name.as_str()),
@@ -417,21 +421,7 @@ fn the_read_api_serves_the_routes_the_code_answers_behind_iam() {
     );
 
     let f = find(&tf, "resource", &["aws_lambda_function", "api"]);
-    let env = nested(f, "environment");
-    let hcl::Expression::Object(set) = env[0]
-        .body()
-        .attributes()
-        .find(|a| a.key() == "variables")
-        .unwrap()
-        .expr()
-        .clone()
-    else {
-        panic!("environment.variables is not an object")
-    };
-    let set: BTreeMap<String, String> = set
-        .iter()
-        .map(|(k, v)| (k.to_string().trim_matches('"').to_owned(), v.to_string()))
-        .collect();
+    let set = env_vars(f);
     for name in set.keys() {
         assert!(
             api_vars::ALL.contains(&name.as_str()),

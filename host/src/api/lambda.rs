@@ -74,18 +74,7 @@ pub async fn build(
 
 /// The API Lambda binary.
 pub fn main() -> ExitCode {
-    crate::lambda::init_json_logging();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let result: anyhow::Result<()> = rt.block_on(async {
+    crate::lambda::run_binary("read API", async {
         let var = |name: &str| {
             std::env::var(name)
                 .ok()
@@ -134,12 +123,5 @@ pub fn main() -> ExitCode {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("the Lambda runtime stopped")
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "read API failed");
-            ExitCode::from(1)
-        }
-    }
+    })
 }

@@ -86,6 +86,15 @@ fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// A lane's totals from its index item.
+fn lane_info(item: &Item) -> LaneInfo {
+    LaneInfo {
+        count: num(item, "count"),
+        bytes: num(item, "bytes"),
+        oldest_ms: num(item, "oldest_ms"),
+    }
+}
+
 /// The spool table, used from blocking threads.
 #[derive(Debug, Clone)]
 pub struct DynamoSpool {
@@ -227,11 +236,7 @@ impl Spool for DynamoSpool {
                     let a = index.item.unwrap_or_default();
                     return Ok(Appended {
                         added: 0,
-                        info: LaneInfo {
-                            count: num(&a, "count"),
-                            bytes: num(&a, "bytes"),
-                            oldest_ms: num(&a, "oldest_ms"),
-                        },
+                        info: lane_info(&a),
                     });
                 }
                 let requests = fresh
@@ -269,11 +274,7 @@ impl Spool for DynamoSpool {
                 let a = out.attributes.unwrap_or_default();
                 Ok(Appended {
                     added: fresh.len() as u64,
-                    info: LaneInfo {
-                        count: num(&a, "count"),
-                        bytes: num(&a, "bytes"),
-                        oldest_ms: num(&a, "oldest_ms"),
-                    },
+                    info: lane_info(&a),
                 })
             })
             .map_err(|e: String| self.err(lane, e))
@@ -380,12 +381,7 @@ impl Spool for DynamoSpool {
             .iter()
             .filter_map(|item| {
                 let lane = Lane::parse(text(item, KEY_ENTRY)?)?;
-                let info = LaneInfo {
-                    count: num(item, "count"),
-                    bytes: num(item, "bytes"),
-                    oldest_ms: num(item, "oldest_ms"),
-                };
-                Some((lane, info))
+                Some((lane, lane_info(item)))
             })
             .collect())
     }

@@ -189,15 +189,7 @@ impl StreamProcessor {
                 of_change.push(i);
             }
         }
-        let deliverable = Arc::new(ReceiverSet {
-            active: set
-                .active
-                .iter()
-                .filter(|r| destinations.contains_key(r.id()))
-                .cloned()
-                .collect(),
-            ..ReceiverSet::default()
-        });
+        let deliverable = Arc::new(deliverable(&set, &destinations));
         let dispatcher = Dispatcher {
             hold_unavailable: true,
             ..self.dispatcher.clone()
@@ -402,15 +394,7 @@ impl StreamProcessor {
             tokio::runtime::Handle::current(),
             destinations.clone(),
         );
-        let deliverable = ReceiverSet {
-            active: set
-                .active
-                .iter()
-                .filter(|r| destinations.contains_key(r.id()))
-                .cloned()
-                .collect(),
-            ..ReceiverSet::default()
-        };
+        let deliverable = deliverable(&set, &destinations);
         let dispatcher = self.dispatcher.clone();
         let report = tokio::task::spawn_blocking(move || {
             crate::dispatch::tick(&dispatcher, &deliverable, &*spool, &sink, opts)
@@ -466,6 +450,19 @@ impl StreamProcessor {
     /// The current receivers (re-read from the registry when stale).
     async fn current(&self) -> Result<Arc<ReceiverSet>, StreamError> {
         Ok(self.receivers.current(&self.engine).await?)
+    }
+}
+
+/// The active receivers that have somewhere to deliver.
+fn deliverable(set: &ReceiverSet, destinations: &HashMap<String, Destination>) -> ReceiverSet {
+    ReceiverSet {
+        active: set
+            .active
+            .iter()
+            .filter(|r| destinations.contains_key(r.id()))
+            .cloned()
+            .collect(),
+        ..ReceiverSet::default()
     }
 }
 
