@@ -293,3 +293,90 @@ fn plugin_diff_replays_the_last_records_of_the_stream() {
         "{out}"
     );
 }
+
+#[test]
+fn prism_dev_flushes_its_in_process_buffers_when_interrupted() {
+    use std::io::{BufRead, BufReader};
+    let Some(w) = World::new("dev-interrupt") else {
+        return;
+    };
+    let prices_q = w.q.create("pricelist");
+    w.prism(&[
+        "plugin",
+        "register",
+        wasm::PRICELIST,
+        "--receiver",
+        "pricelist",
+        "--bucket",
+        &w.bucket,
+        "--queue",
+        &prices_q,
+        "--batch-max-count",
+        "100",
+    ]);
+    w.write(&products(0..3));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prism-under-test"))
+        .args([
+            "dev",
+            "--from-start",
+            "--interval-ms",
+            "100",
+            "--model-table",
+            &w.model,
+            "--bucket",
+            &w.bucket,
+            "--table",
+            &w.table,
+            "--endpoint-url",
+            &w.ep,
+            "--region",
+            "us-east-1",
+        ])
+        .env(
+            "PRISM_CACHE_DIR",
+            std::env::temp_dir().join("prism-e2e-cache"),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A watchdog: a dev that never prints the expected line must not hang the suite.
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(120));
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains(": 3 records -> pricelist 0/3 msgs (3 buffered)") {
+            break;
+        }
+    }
+    assert!(
+        w.bodies(&prices_q).is_empty(),
+        "buffered, not sent: {seen:#?}"
+    );
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{seen:#?}\n{rest:#?}");
+    assert!(
+        rest.iter().any(|l| l.contains("1 windows flushed")),
+        "{rest:#?}"
+    );
+    let bodies = w.bodies(&prices_q);
+    assert_eq!(
+        bodies.len(),
+        1,
+        "the buffer went out before the process ended"
+    );
+    assert_eq!(bodies[0].lines().count(), 4, "header and three rows");
+}

@@ -51,7 +51,7 @@ pub struct Args {
     #[arg(long, value_name = "TABLE")]
     pub outputs_table: Option<String>,
     /// Spool table for batch buffers and retry lanes [default: kept in this
-    /// process; --once flushes every buffer before it exits].
+    /// process; --once and Ctrl-C flush every buffer before it exits].
     #[arg(long, value_name = "TABLE")]
     pub spool_table: Option<String>,
     /// Queue for records that cannot be read [default: they are held].
@@ -115,6 +115,18 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
     let reader = StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&config), &arn);
     println!("following {arn}");
 
+    // Ctrl-C ends the loop after the current poll, with a last tick that
+    // flushes an in-process spool whole (nothing buffered dies with us).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+
     let mut shards: BTreeMap<String, Shard> = BTreeMap::new();
     let mut first = true;
     loop {
@@ -141,7 +153,8 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
             shard.held = dispatch(&processor, id, batch).await?;
         }
         shards.retain(|_, s| s.cursor.iterator.is_some() || !s.held.is_empty());
-        let last = a.once && !busy;
+        let interrupted = stop.load(std::sync::atomic::Ordering::SeqCst);
+        let last = (a.once && !busy) || interrupted;
         // The tick: due buffers and retry lanes (an in-process spool is
         // flushed whole before --once exits, so nothing is left in memory).
         let waiting = tick(&processor, last && !durable).await?;
