@@ -1,5 +1,7 @@
 //! The dispatcher Lambda: a DynamoDB stream event in, a
-//! [`DynamoDbEventResponse`] out.
+//! [`DynamoDbEventResponse`](crate::stream::DynamoDbEventResponse) out; or
+//! the scheduled tick (`{"prism": "tick"}`), which flushes due batch buffers
+//! and retries retry lanes ([`invocation`] tells them apart).
 //!
 //! Everything expensive (the Wasm engine, the AWS clients, the registry copy
 //! and loaded plugins) is built once per cold start and kept while the

@@ -19,13 +19,13 @@ use super::summary;
 
 /// Run every receiver in a registry over a file of stream events.
 ///
-/// Each receiver's messages land in OUTBOX/<receiver>/ as files named in
+/// Each receiver's messages land in OUTBOX/RECEIVER/ as files named in
 /// delivery order; changes a receiver could not take land in
-/// OUTBOX/<receiver>/dead-letters/ with the reason, and unreadable input
+/// OUTBOX/RECEIVER/dead-letters/ with the reason, and unreadable input
 /// records in OUTBOX/_input-errors/.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Registry directory: one <receiver>.toml manifest per receiver plus its .wasm.
+    /// Registry directory: one RECEIVER.toml manifest per receiver plus its .wasm.
     #[arg(long, value_name = "DIR")]
     pub registry: PathBuf,
     /// Stream events: a Lambda DynamoDB event (JSON) or JSON Lines of records/events.
