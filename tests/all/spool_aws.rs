@@ -93,20 +93,7 @@ fn a_buffer_in_dynamodb_survives_a_flush_killed_at_each_point() {
     let Some(w) = World::new("spool-kill") else {
         return;
     };
-    let queue = w.q.create("pricelist");
-    w.prism(&[
-        "plugin",
-        "register",
-        wasm::PRICELIST,
-        "--receiver",
-        "pricelist",
-        "--bucket",
-        &w.bucket,
-        "--queue",
-        &queue,
-        "--batch-max-count",
-        "100",
-    ]);
+    let queue = w.register_pricelist();
     let p = w.processor(&[("PRISM_SPOOL_TABLE", &w.spool())]);
     let flush = |crash: Option<&str>, extra: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_prism-under-test"));

@@ -53,20 +53,7 @@ fn the_real_lambda_binary_runs_under_the_runtime_api_emulator() {
         return;
     };
     let (site_q, _) = w.register(wasm::WEBSITE, "website", &[], true);
-    let prices_q = w.q.create("pricelist");
-    w.prism(&[
-        "plugin",
-        "register",
-        wasm::PRICELIST,
-        "--receiver",
-        "pricelist",
-        "--bucket",
-        &w.bucket,
-        "--queue",
-        &prices_q,
-        "--batch-max-count",
-        "100",
-    ]);
+    let prices_q = w.register_pricelist();
     w.write(&products(0..2));
     let records = w.records();
 
@@ -300,20 +287,7 @@ fn prism_dev_flushes_its_in_process_buffers_when_interrupted() {
     let Some(w) = World::new("dev-interrupt") else {
         return;
     };
-    let prices_q = w.q.create("pricelist");
-    w.prism(&[
-        "plugin",
-        "register",
-        wasm::PRICELIST,
-        "--receiver",
-        "pricelist",
-        "--bucket",
-        &w.bucket,
-        "--queue",
-        &prices_q,
-        "--batch-max-count",
-        "100",
-    ]);
+    let prices_q = w.register_pricelist();
     w.write(&products(0..3));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prism-under-test"))
         .args([

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use prism_e2e::aws::{Queues, create_ledger_table, create_model_table, delete, put, setup};
-use prism_e2e::{bodies, engine, register, relaxed};
+use prism_e2e::{bodies, engine, register, relaxed, wasm};
 use prism_host::aws::{ShardCursor, StreamReader};
 use prism_host::lambda::LambdaConfig;
 use prism_host::manifest::Mode;
@@ -132,6 +132,26 @@ impl World {
         }
         self.prism(&args);
         (queue, dlq)
+    }
+
+    /// Register the price list as a batched receiver (windows of up to 100)
+    /// with a new standard queue; returns the queue's URL.
+    pub(crate) fn register_pricelist(&self) -> String {
+        let queue = self.q.create("pricelist");
+        self.prism(&[
+            "plugin",
+            "register",
+            wasm::PRICELIST,
+            "--receiver",
+            "pricelist",
+            "--bucket",
+            &self.bucket,
+            "--queue",
+            &queue,
+            "--batch-max-count",
+            "100",
+        ]);
+        queue
     }
 
     /// A warm dispatcher as the Lambda builds it, from the same variables.

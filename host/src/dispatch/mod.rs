@@ -22,6 +22,7 @@
 //!   and flushed by limit (here, or by [`tick`]); without one, windows are
 //!   formatted within the run and the last one at its end.
 
+mod batch;
 mod lanes;
 mod stats;
 mod worker;
