@@ -49,6 +49,7 @@ pub mod input;
 pub mod lambda;
 pub mod limits;
 pub mod manifest;
+pub mod mapping;
 pub mod outputs;
 pub mod receivers;
 pub mod registry;

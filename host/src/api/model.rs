@@ -89,7 +89,10 @@ impl DynamoModel {
             unreachable!("an item is an object");
         };
         crate::input::attr::map_to_json(&ddb, key)
-            .map(|doc| Some(Value::Object(doc)))
+            .map(|mut doc| {
+                crate::mapping::store::strip_bookkeeping(&mut doc);
+                Some(Value::Object(doc))
+            })
             .map_err(|e| self.err(format!("item {key}: {e}")))
     }
 }

@@ -13,16 +13,18 @@ use anyhow::Context;
 
 use super::engine_opts::CacheArgs;
 
-/// Run the whole local pipeline on sample data (no AWS needed).
+/// Run the whole local chain on sample data (no AWS needed).
 ///
-/// Builds a registry of the example receivers, writes the sample stream and
-/// runs it.
+/// Writes the catalog mapper's manifest, a registry of the example
+/// receivers and the sample shadow-table stream, then runs the chain:
+/// shadow changes → the mapper → the product model → the receivers.
 ///
 /// Receivers: website-en and website-de (one plugin, two configs), leaflet,
 /// pricelist (batched CSV) and logistics.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Directory holding website.wasm, leaflet.wasm, pricelist.wasm and logistics.wasm.
+    /// Directory holding catalog.wasm (the mapper), website.wasm,
+    /// leaflet.wasm, pricelist.wasm and logistics.wasm.
     #[arg(long, value_name = "DIR", default_value = "target/wasm32-wasip2/wasm")]
     pub plugins: PathBuf,
     /// Where the registry, the stream and the outbox go.
@@ -33,6 +35,32 @@ pub struct Args {
     pub products: usize,
     #[command(flatten)]
     pub cache: CacheArgs,
+}
+
+/// Write the catalog mapper's manifest and component into `dir`.
+fn write_mapper(plugins: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let path = plugins.join("catalog.wasm");
+    let wasm = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading {} (build the plugins first: see the README's first command)",
+            path.display()
+        )
+    })?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let digest = Digest::of(&wasm);
+    let file = format!("{}.wasm", digest.hex());
+    std::fs::write(dir.join(&file), &wasm)?;
+    let manifest = sample::shadow::manifest(PluginRef {
+        digest,
+        file: Some(file),
+    });
+    let out = dir.join("catalog.toml");
+    std::fs::write(&out, manifest.to_toml())
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(out)
 }
 
 /// (receiver id, plugin file stem, mode, config)
@@ -126,20 +154,29 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .put(manifest, &wasm)
             .with_context(|| format!("writing the {id} manifest"))?;
     }
-    let events = a.out.join("sample-stream.jsonl");
-    let stream = sample::stream(SampleOptions {
-        products: a.products.max(1),
-        seed: 42,
-    });
-    std::fs::write(&events, stream.to_json_lines())
+    let mapper = write_mapper(&a.plugins, &a.out.join("mapper"))?;
+    let events = a.out.join("sample-shadow-stream.jsonl");
+    let sample = sample::shadow::stream(
+        SampleOptions {
+            products: a.products.max(1),
+            seed: 42,
+        },
+        "",
+    );
+    std::fs::write(&events, sample.stream.to_json_lines())
         .with_context(|| format!("writing {}", events.display()))?;
     println!(
-        "prism demo: {} products, {} stream records (inserts, single-field modifies, removes, a full refresh)",
+        "prism demo: {} products, {} shadow-table records (brands, logistics classes, products, prices, texts: \
+         inserts, single-field edits, a brand rename touching {} products, a logistics class change touching {}, \
+         removes, a full refresh)",
         a.products,
-        stream.records().len()
+        sample.stream.records().len(),
+        sample.renamed,
+        sample.reclassed,
     );
     println!(
-        "registry: {}  stream: {}",
+        "mapper: {}  registry: {}  shadow stream: {}",
+        mapper.display(),
         registry.dir().display(),
         events.display()
     );
@@ -147,6 +184,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     super::run::execute(&super::run::Args {
         registry: registry.dir().to_owned(),
         events,
+        mapper: Some(mapper),
+        shadow_prefix: String::new(),
         outbox: a.out.join("outbox"),
         clean: true,
         state: None,

@@ -4,6 +4,7 @@
 
 #![allow(missing_docs)]
 
+mod chain;
 mod demo;
 mod dev;
 mod diff;

@@ -28,9 +28,21 @@ pub struct Args {
     /// Registry directory: one RECEIVER.toml manifest per receiver plus its .wasm.
     #[arg(long, value_name = "DIR")]
     pub registry: PathBuf,
-    /// Stream events: a Lambda DynamoDB event (JSON) or JSON Lines of records/events.
+    /// Stream events: a Lambda DynamoDB event (JSON) or JSON Lines of
+    /// records/events. Model-table records, or with --mapper shadow-table
+    /// records.
     #[arg(long, value_name = "FILE")]
     pub events: PathBuf,
+    /// Run the whole chain: EVENTS are changes to the master data system's
+    /// shadow tables, which this mapper (its manifest, with the .wasm next
+    /// to it) turns into product-model changes before the receivers run.
+    /// Mapper failures land in OUTBOX/_mapper/dead-letters/.
+    #[arg(long, value_name = "MANIFEST")]
+    pub mapper: Option<PathBuf>,
+    /// With --mapper: the shadow tables' physical names are PREFIX + the
+    /// manifest's table names (as in the records' eventSourceARN).
+    #[arg(long, value_name = "PREFIX", default_value = "", requires = "mapper")]
+    pub shadow_prefix: String,
     /// Where messages go, one directory per receiver.
     #[arg(long, value_name = "DIR")]
     pub outbox: PathBuf,
@@ -76,10 +88,28 @@ pub fn execute(args: &Args) -> anyhow::Result<Outcome> {
     prepare_outbox(&args.outbox, args.clean)?;
     let text = std::fs::read_to_string(&args.events)
         .with_context(|| format!("reading {}", args.events.display()))?;
-    let input = input::parse(&text, &args.events.display().to_string());
-    park_input_errors(&args.outbox, &input)?;
-
+    let origin = args.events.display().to_string();
     let engine = args.cache.engine()?;
+    let (input, chain) = match &args.mapper {
+        Some(mapper) => {
+            let (input, report) = super::chain::map_shadow_stream(
+                &engine,
+                mapper,
+                &args.shadow_prefix,
+                &text,
+                &origin,
+                args.state.as_deref(),
+                &args.outbox,
+            )?;
+            (input, Some(report))
+        }
+        None => (input::parse(&text, &origin), None),
+    };
+    park_input_errors(&args.outbox, &input)?;
+    if let Some(chain) = &chain {
+        println!("{}", chain.line());
+    }
+
     let started = Instant::now();
     let snapshot = LocalRegistry::new(&args.registry)
         .load()
@@ -129,7 +159,9 @@ pub fn execute(args: &Args) -> anyhow::Result<Outcome> {
         super::flush::print_tick(&ticked, &dir.display());
     }
     Ok(Outcome {
-        problems: set.unavailable.len() + input.errors.len(),
+        problems: set.unavailable.len()
+            + input.errors.len()
+            + chain.as_ref().map_or(0, |c| c.failed),
         report,
     })
 }

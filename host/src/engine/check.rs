@@ -1,16 +1,26 @@
-//! Does a component fit the `receiver` world, and import nothing the host
-//! does not grant? Used by `prism plugin check` and at every load.
+//! Does a component fit its world (`receiver` or `mapper`), and import
+//! nothing the host does not grant? Used by `prism plugin check` and at
+//! every load.
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
-/// The interfaces a plugin may import: the contract's own and WASI 0.2
-/// (backed by a deny-all context). Sockets are not granted at all.
-const GRANTED_PREFIXES: &[&str] = &[
-    "prism:receiver/log@0.1.",
-    "prism:receiver/config@0.1.",
-    "prism:receiver/types@0.1.",
+/// What a world grants and requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct World {
+    /// The world's name, e.g. `prism:receiver/receiver@0.1.0`.
+    pub name: &'static str,
+    /// Import name prefixes a plugin of this world may use.
+    pub granted: &'static [&'static str],
+    /// The exports the world requires, with their WIT signatures (for messages).
+    pub exports: &'static [(&'static str, &'static str)],
+    /// What the host grants, in words (for messages).
+    pub grants: &'static str,
+}
+
+/// WASI 0.2, backed by a deny-all context. Sockets are not granted at all.
+const WASI: [&str; 5] = [
     "wasi:cli/",
     "wasi:clocks/",
     "wasi:filesystem/",
@@ -18,18 +28,56 @@ const GRANTED_PREFIXES: &[&str] = &[
     "wasi:random/",
 ];
 
-/// The exports the world requires, with their WIT signatures (for messages).
-pub const REQUIRED_EXPORTS: &[(&str, &str)] = &[
-    ("accepts", "func(change: change) -> bool"),
-    (
-        "format",
-        "func(change: change) -> result<list<message>, format-error>",
-    ),
-    (
-        "format-batch",
-        "func(changes: list<change>) -> result<list<message>, format-error>",
-    ),
-];
+/// The receiver world: `log`, `config` and deny-all WASI.
+pub const RECEIVER: World = World {
+    name: "prism:receiver/receiver@0.1.0",
+    granted: &[
+        "prism:receiver/log@0.1.",
+        "prism:receiver/config@0.1.",
+        "prism:receiver/types@0.1.",
+        WASI[0],
+        WASI[1],
+        WASI[2],
+        WASI[3],
+        WASI[4],
+    ],
+    exports: &[
+        ("accepts", "func(change: change) -> bool"),
+        (
+            "format",
+            "func(change: change) -> result<list<message>, format-error>",
+        ),
+        (
+            "format-batch",
+            "func(changes: list<change>) -> result<list<message>, format-error>",
+        ),
+    ],
+    grants: "prism:receiver/{log,config} and deny-all WASI 0.2",
+};
+
+/// The mapper world: the receiver's grants plus read access to the shadow
+/// tables and the model.
+pub const MAPPER: World = World {
+    name: "prism:receiver/mapper@0.1.0",
+    granted: &[
+        "prism:receiver/log@0.1.",
+        "prism:receiver/config@0.1.",
+        "prism:receiver/types@0.1.",
+        "prism:receiver/mapping@0.1.",
+        "prism:receiver/shadow@0.1.",
+        "prism:receiver/model@0.1.",
+        WASI[0],
+        WASI[1],
+        WASI[2],
+        WASI[3],
+        WASI[4],
+    ],
+    exports: &[(
+        "map-change",
+        "func(change: shadow-change) -> result<list<model-write>, map-error>",
+    )],
+    grants: "prism:receiver/{log,config,shadow,model} and deny-all WASI 0.2",
+};
 
 /// What is wrong with a component's shape.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -47,26 +95,35 @@ impl ShapeProblems {
     }
 
     /// A multi-line explanation.
-    pub fn explain(&self, exports: &[String]) -> String {
+    pub fn explain(&self, world: &World, exports: &[String]) -> String {
         let mut out = Vec::new();
         for i in &self.forbidden_imports {
             let why = if i.starts_with("wasi:sockets/") {
                 "network access is not granted to plugins (Rust: do not use std::net; \
                  componentize-py: build with `componentize --stub-wasi`)"
-            } else if i.starts_with("prism:receiver/") {
+            } else if i.starts_with("prism:receiver/") && !i.contains("@0.1.") {
                 "built against a different version of the prism:receiver contract (this host speaks 0.1)"
             } else {
-                "the host grants only prism:receiver/{log,config} and deny-all WASI 0.2"
+                ""
             };
-            out.push(format!("imports `{i}`: {why}"));
+            if why.is_empty() {
+                out.push(format!(
+                    "imports `{i}`: the {} world grants only {}",
+                    world.name, world.grants
+                ));
+            } else {
+                out.push(format!("imports `{i}`: {why}"));
+            }
         }
         for e in &self.missing_exports {
-            let sig = REQUIRED_EXPORTS
+            let sig = world
+                .exports
                 .iter()
                 .find(|(n, _)| n == e)
                 .map_or("", |(_, s)| s);
             out.push(format!(
-                "does not export `{e}: {sig}` (the prism:receiver/receiver world requires it)"
+                "does not export `{e}: {sig}` (the {} world requires it)",
+                world.name
             ));
         }
         if !self.missing_exports.is_empty() {
@@ -81,12 +138,16 @@ impl ShapeProblems {
     }
 }
 
-/// Inspect a compiled component's imports and exports.
-pub fn shape(engine: &Engine, component: &Component) -> (ShapeProblems, Vec<String>) {
+/// Inspect a compiled component's imports and exports against `world`.
+pub fn shape(
+    engine: &Engine,
+    component: &Component,
+    world: &World,
+) -> (ShapeProblems, Vec<String>) {
     let ty = component.component_type();
     let mut problems = ShapeProblems::default();
     for (name, _) in ty.imports(engine) {
-        if !GRANTED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        if !world.granted.iter().any(|p| name.starts_with(p)) {
             problems.forbidden_imports.push(name.to_owned());
         }
     }
@@ -98,7 +159,7 @@ pub fn shape(engine: &Engine, component: &Component) -> (ShapeProblems, Vec<Stri
             _ => name.to_owned(),
         })
         .collect();
-    for (name, _) in REQUIRED_EXPORTS {
+    for (name, _) in world.exports {
         if !exports.iter().any(|e| e == &format!("func {name}")) {
             problems.missing_exports.push((*name).to_owned());
         }

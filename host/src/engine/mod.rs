@@ -9,6 +9,7 @@
 mod bindings;
 pub mod cache;
 pub mod check;
+pub mod mapper;
 mod output;
 mod plugin;
 pub mod sandbox;
@@ -24,6 +25,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use bindings::{WitChange, WitChangeKind};
+pub use mapper::{MapError, MapperPlugin, MapperReads, ModelWrite, ShadowChange};
 pub use output::OutputError;
 pub use plugin::{CallError, Plugin, Session};
 pub use sandbox::{GuestLog, Level};
@@ -67,8 +69,9 @@ pub enum LoadError {
     /// Cranelift refused it (invalid Wasm, unsupported feature).
     #[error("does not compile: {0}")]
     Compile(String),
-    /// It does not fit the `receiver` world or imports what is not granted.
-    #[error("does not fit the prism:receiver/receiver@0.1.0 world:\n{0}")]
+    /// It does not fit its world or imports what is not granted; the text
+    /// names the world.
+    #[error("{0}")]
     Shape(String),
 }
 
@@ -85,6 +88,7 @@ pub enum LoadSource {
 pub struct PluginEngine {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
+    mapper_linker: Arc<Linker<HostState>>,
     cache: Option<CompileCache>,
     compat_hash: String,
     _ticker: ticker::EpochTicker,
@@ -100,6 +104,12 @@ impl PluginEngine {
             &mut linker,
             |s| s,
         )?;
+        let mut mapper_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut mapper_linker)?;
+        bindings::mapper::Mapper::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut mapper_linker,
+            |s| s,
+        )?;
         let compat_hash = compat_hash(&engine);
         let cache = opts
             .cache_dir
@@ -109,6 +119,7 @@ impl PluginEngine {
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            mapper_linker: Arc::new(mapper_linker),
             cache,
             compat_hash,
             _ticker: ticker,
@@ -135,17 +146,39 @@ impl PluginEngine {
     pub fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
         let digest = Digest::of(wasm);
         let (component, source) = self.compile(wasm, &digest)?;
-        let (problems, exports) = check::shape(&self.engine, &component);
-        if !problems.is_empty() {
-            return Err(LoadError::Shape(problems.explain(&exports)));
-        }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Shape(format!("{e:#}")))?;
-        let pre =
-            bindings::ReceiverPre::new(pre).map_err(|e| LoadError::Shape(format!("{e:#}")))?;
+        let pre = self.checked(&self.linker, &component, &check::RECEIVER)?;
+        let pre = bindings::ReceiverPre::new(pre).map_err(|e| shape_error(&check::RECEIVER, e))?;
         Ok(Plugin::new(digest, pre, source))
+    }
+
+    /// Compile (or load from cache) and check a mapper component.
+    pub fn load_mapper(&self, wasm: &[u8]) -> Result<MapperPlugin, LoadError> {
+        let digest = Digest::of(wasm);
+        let (component, source) = self.compile(wasm, &digest)?;
+        let pre = self.checked(&self.mapper_linker, &component, &check::MAPPER)?;
+        let pre =
+            bindings::mapper::MapperPre::new(pre).map_err(|e| shape_error(&check::MAPPER, e))?;
+        Ok(MapperPlugin::new(digest, pre, source))
+    }
+
+    /// Check a component's shape against `world`, then pre-link it.
+    fn checked(
+        &self,
+        linker: &Linker<HostState>,
+        component: &Component,
+        world: &check::World,
+    ) -> Result<wasmtime::component::InstancePre<HostState>, LoadError> {
+        let (problems, exports) = check::shape(&self.engine, component, world);
+        if !problems.is_empty() {
+            return Err(LoadError::Shape(format!(
+                "does not fit the {} world:\n{}",
+                world.name,
+                problems.explain(world, &exports)
+            )));
+        }
+        linker
+            .instantiate_pre(component)
+            .map_err(|e| shape_error(world, e))
     }
 
     /// Compile without checking the world: `(component, compile time, source)`.
@@ -199,6 +232,10 @@ impl PluginEngine {
             .precompile_component(wasm)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))
     }
+}
+
+fn shape_error(world: &check::World, e: wasmtime::Error) -> LoadError {
+    LoadError::Shape(format!("does not fit the {} world:\n{e:#}", world.name))
 }
 
 /// Does this look like a component (not a core module)?

@@ -201,13 +201,13 @@ impl Session {
     }
 }
 
-fn set_deadline(store: &mut Store<HostState>, budget_ms: u64) {
+pub(super) fn set_deadline(store: &mut Store<HostState>, budget_ms: u64) {
     let tick = EPOCH_TICK.as_millis().max(1) as u64;
     // +1: the current tick may be nearly over.
     store.set_epoch_deadline(budget_ms.div_ceil(tick) + 1);
 }
 
-fn classify(e: wasmtime::Error, store: &Store<HostState>, limits: Limits) -> CallError {
+pub(super) fn classify(e: wasmtime::Error, store: &Store<HostState>, limits: Limits) -> CallError {
     let state = store.data();
     if let Some(requested) = state.memory_limit_hit() {
         return CallError::MemoryLimit {

@@ -30,6 +30,9 @@ pub struct HostState {
     config: Arc<BTreeMap<String, String>>,
     logs: Vec<GuestLog>,
     stdio: CapturedOutput,
+    /// What a mapper may read (`None` for receivers, whose linker has no
+    /// `shadow` or `model` import anyway).
+    reads: Option<super::mapper::ReadAccess>,
 }
 
 /// One record a plugin logged, through `log` or on stdout/stderr.
@@ -76,7 +79,18 @@ impl HostState {
             config,
             logs: Vec::new(),
             stdio,
+            reads: None,
         }
+    }
+
+    /// Grant a mapper's reads for this call.
+    pub(super) fn grant_reads(&mut self, reads: super::mapper::ReadAccess) {
+        self.reads = Some(reads);
+    }
+
+    /// The mapper's reads, if granted.
+    pub(super) fn reads(&mut self) -> Option<&mut super::mapper::ReadAccess> {
+        self.reads.as_mut()
     }
 
     /// The memory limiter (installed with `Store::limiter`).

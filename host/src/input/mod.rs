@@ -39,14 +39,40 @@ pub struct Input {
 
 /// Parse input text; `origin` (e.g. the file name) prefixes error locations.
 pub fn parse(text: &str, origin: &str) -> Input {
-    let mut input = Input::default();
+    let p = parse_with(text, origin, record::to_change);
+    Input {
+        changes: p.items,
+        errors: p.errors,
+    }
+}
+
+/// Records converted by some function, and those it could not convert.
+#[derive(Debug)]
+pub struct Parsed<T> {
+    /// Converted records, in order.
+    pub items: Vec<T>,
+    /// Records that could not be read.
+    pub errors: Vec<InputError>,
+}
+
+/// Parse input text of either shape, converting each record with `convert`
+/// (e.g. to a model [`Change`], or to a shadow change).
+pub fn parse_with<T>(
+    text: &str,
+    origin: &str,
+    convert: impl Fn(&Value) -> Result<T, String>,
+) -> Parsed<T> {
+    let mut out = Parsed {
+        items: Vec::new(),
+        errors: Vec::new(),
+    };
     let trimmed = text.trim_start();
     if trimmed.starts_with('{')
         && let Ok(whole) = serde_json::from_str::<Value>(text)
         && whole.get("Records").is_some()
     {
-        read_event(&whole, origin, &mut input);
-        return input;
+        read_event(&whole, origin, &convert, &mut out);
+        return out;
     }
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -54,27 +80,32 @@ pub fn parse(text: &str, origin: &str) -> Input {
         }
         let here = format!("{origin} line {}", i + 1);
         match serde_json::from_str::<Value>(line) {
-            Ok(v) if v.get("Records").is_some() => read_event(&v, &here, &mut input),
-            Ok(v) => read_record(&v, &here, &mut input),
-            Err(e) => input.errors.push(InputError {
+            Ok(v) if v.get("Records").is_some() => read_event(&v, &here, &convert, &mut out),
+            Ok(v) => read_record(&v, &here, &convert, &mut out),
+            Err(e) => out.errors.push(InputError {
                 location: here,
                 message: format!("not valid JSON: {e}"),
                 raw: line.to_owned(),
             }),
         }
     }
-    input
+    out
 }
 
 /// Read a Lambda DynamoDB event (`{"Records": [...]}`).
-pub fn read_event(event: &Value, origin: &str, input: &mut Input) {
+pub fn read_event<T>(
+    event: &Value,
+    origin: &str,
+    convert: &impl Fn(&Value) -> Result<T, String>,
+    out: &mut Parsed<T>,
+) {
     match event.get("Records").and_then(Value::as_array) {
         Some(records) => {
             for (i, r) in records.iter().enumerate() {
-                read_record(r, &format!("{origin} record {i}"), input);
+                read_record(r, &format!("{origin} record {i}"), convert, out);
             }
         }
-        None => input.errors.push(InputError {
+        None => out.errors.push(InputError {
             location: origin.to_owned(),
             message: "\"Records\" must be an array of stream records".into(),
             raw: event.to_string(),
@@ -82,16 +113,21 @@ pub fn read_event(event: &Value, origin: &str, input: &mut Input) {
     }
 }
 
-fn read_record(v: &Value, location: &str, input: &mut Input) {
-    match record::to_change(v) {
-        Ok(c) => input.changes.push(c),
+fn read_record<T>(
+    v: &Value,
+    location: &str,
+    convert: &impl Fn(&Value) -> Result<T, String>,
+    out: &mut Parsed<T>,
+) {
+    match convert(v) {
+        Ok(c) => out.items.push(c),
         Err(message) => {
             let id = v.get("eventID").and_then(Value::as_str);
             let location = match id {
                 Some(id) => format!("{location} (eventID {id})"),
                 None => location.to_owned(),
             };
-            input.errors.push(InputError {
+            out.errors.push(InputError {
                 location,
                 message,
                 raw: v.to_string(),

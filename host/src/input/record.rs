@@ -58,9 +58,13 @@ pub fn to_change(record: &Value) -> Result<Change, String> {
     let image = |field: &str| -> Result<Option<Value>, String> {
         match ddb.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(m)) => Ok(Some(Value::Object(
-                attr::map_to_json(m, "").map_err(|e| format!("dynamodb.{field}: {e}"))?,
-            ))),
+            Some(Value::Object(m)) => {
+                let mut item =
+                    attr::map_to_json(m, "").map_err(|e| format!("dynamodb.{field}: {e}"))?;
+                // The model builder's revision and sources are not the receivers' business.
+                crate::mapping::store::strip_bookkeeping(&mut item);
+                Ok(Some(Value::Object(item)))
+            }
             Some(_) => Err(format!("dynamodb.{field} must be an object")),
         }
     };
@@ -156,6 +160,20 @@ mod tests {
         assert_eq!(c.changed_paths, vec!["/price"]);
         assert_eq!(c.new_json.as_deref(), Some(r#"{"pk":"P-1","price":11.5}"#));
         assert_eq!(c.event_id.as_deref(), Some("e1"));
+    }
+
+    #[test]
+    fn the_model_builders_bookkeeping_is_not_shown() {
+        let r = rec(
+            "MODIFY",
+            ddb(json!({
+                "OldImage": {"pk": {"S": "P-1"}, "_prism_rev": {"N": "1"}},
+                "NewImage": {"pk": {"S": "P-1"}, "_prism_rev": {"N": "2"}, "_prism_sources": {"M": {}}}
+            })),
+        );
+        let c = to_change(&r).unwrap();
+        assert_eq!(c.new_json.as_deref(), Some(r#"{"pk":"P-1"}"#));
+        assert!(c.is_noop(), "a write of bookkeeping alone changes nothing");
     }
 
     #[test]

@@ -11,9 +11,14 @@
 //! 4. a full refresh that rewrites every remaining product, of which about
 //!    3 % really change.
 
+pub mod shadow;
+
 use serde_json::{Map, Value, json};
 
 use crate::input::attr;
+
+/// The model table's name in the sample streams' ARNs.
+pub const MODEL_TABLE: &str = "prism-dev-product-model";
 
 /// Sample settings.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +39,7 @@ impl Default for SampleOptions {
 }
 
 /// splitmix64: small, fast, deterministic.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -45,7 +50,7 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 
@@ -54,7 +59,7 @@ impl Rng {
     }
 }
 
-const BRANDS: &[&str] = &[
+pub(crate) const BRANDS: &[&str] = &[
     "Voltar",
     "Kranich & Söhne",
     "Nordlicht",
@@ -169,8 +174,14 @@ impl StreamWriter {
         }
     }
 
-    /// Append a record: `old`/`new` are plain JSON items (with `pk`).
+    /// Append a model-table record: `old`/`new` are plain JSON items (with `pk`).
     pub fn push(&mut self, key: &str, old: Option<&Value>, new: Option<&Value>) {
+        let keys = json!({ "pk": key });
+        self.push_to(MODEL_TABLE, &keys, old, new);
+    }
+
+    /// Append a record of `table` with these key attributes (plain JSON).
+    pub fn push_to(&mut self, table: &str, keys: &Value, old: Option<&Value>, new: Option<&Value>) {
         self.seq += 1;
         self.time_s += 1;
         let name = match (old, new) {
@@ -178,20 +189,15 @@ impl StreamWriter {
             (Some(_), Some(_)) => "MODIFY",
             _ => "REMOVE",
         };
+        let image = |v: &Value| Value::Object(attr::item_from_json(v.as_object().expect("object")));
         let mut ddb = Map::new();
         ddb.insert("ApproximateCreationDateTime".into(), json!(self.time_s));
-        ddb.insert("Keys".into(), json!({"pk": {"S": key}}));
+        ddb.insert("Keys".into(), image(keys));
         if let Some(n) = new {
-            ddb.insert(
-                "NewImage".into(),
-                Value::Object(attr::item_from_json(n.as_object().expect("object"))),
-            );
+            ddb.insert("NewImage".into(), image(n));
         }
         if let Some(o) = old {
-            ddb.insert(
-                "OldImage".into(),
-                Value::Object(attr::item_from_json(o.as_object().expect("object"))),
-            );
+            ddb.insert("OldImage".into(), image(o));
         }
         ddb.insert("SequenceNumber".into(), json!(self.seq.to_string()));
         ddb.insert("StreamViewType".into(), json!("NEW_AND_OLD_IMAGES"));
@@ -202,7 +208,7 @@ impl StreamWriter {
             "eventSource": "aws:dynamodb",
             "awsRegion": "eu-central-1",
             "dynamodb": ddb,
-            "eventSourceARN": "arn:aws:dynamodb:eu-central-1:000000000000:table/prism-dev-product-model/stream/2026-01-01T00:00:00.000",
+            "eventSourceARN": format!("arn:aws:dynamodb:eu-central-1:000000000000:table/{table}/stream/2026-01-01T00:00:00.000"),
         }));
     }
 
@@ -264,7 +270,7 @@ pub fn stream(opts: SampleOptions) -> StreamWriter {
 }
 
 /// Change exactly one field, the way the master data system would.
-fn edit(p: &mut Value, rng: &mut Rng) {
+pub(crate) fn edit(p: &mut Value, rng: &mut Rng) {
     match rng.below(6) {
         0 => {
             let cents = 999 + rng.below(40_000);

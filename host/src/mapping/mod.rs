@@ -1,0 +1,183 @@
+//! The model builder: shadow-table changes → the product model.
+//!
+//! The master data system writes *shadow tables* that mirror its own data
+//! model. For each change to one of them, the mapper plugin (the `mapper`
+//! world, one per deployment, declared by a [`MapperManifest`]) returns
+//! model writes, reading what else it needs through the host. The host
+//! applies them ([`write`]): conditioned on the source's sequence so a
+//! retry never moves a document backwards, and not at all when a document
+//! would not change, so no empty change reaches the receivers.
+//!
+//! Stores: [`local`] (memory or a state directory, for `prism run`) and
+//! DynamoDB (`crate::aws::shadow`, for `prism dev` and the Lambda).
+
+pub mod local;
+pub mod manifest;
+pub mod reads;
+pub mod record;
+pub mod store;
+pub mod write;
+
+use std::sync::Arc;
+
+use crate::engine::{
+    CallError, GuestLog, Level, LoadError, MapError, MapperPlugin, PluginEngine, ShadowChange,
+};
+pub use manifest::{MapperManifest, TableDecl};
+use reads::Reads;
+use store::{ModelStore, ShadowStore, StoreError};
+pub use write::WriteTally;
+
+/// Why a shadow change could not be mapped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The plugin rejected it (bad master data): parked, not retried.
+    #[error("mapper rejected the change: {0}")]
+    Rejected(String),
+    /// The plugin asked for a retry (e.g. a read failed).
+    #[error("mapper asked to retry: {0}")]
+    Retry(String),
+    /// The plugin failed: trapped, ran out of time or memory, or returned
+    /// more than its limits or malformed writes.
+    #[error("mapper {0}")]
+    Plugin(#[from] CallError),
+    /// Writing the model failed.
+    #[error("model store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl BuildError {
+    /// A short machine-readable kind, for dead letters and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Rejected(_) => "rejected",
+            Self::Retry(_) => "retry",
+            Self::Plugin(e) => e.kind(),
+            Self::Store(_) => "model-store",
+        }
+    }
+
+    /// Worth retrying later (the stream retries the record)? Otherwise the
+    /// change is parked with the reason.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Retry(_)
+                | Self::Store(_)
+                | Self::Plugin(CallError::Timeout { .. } | CallError::Instantiate(_))
+        )
+    }
+}
+
+/// What mapping one change did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The model writes and how they went.
+    pub tally: WriteTally,
+    /// Items the plugin read through the host.
+    pub items_read: usize,
+}
+
+/// The mapper plugin with its manifest and stores.
+pub struct ModelBuilder {
+    manifest: Arc<MapperManifest>,
+    plugin: MapperPlugin,
+    config: Arc<std::collections::BTreeMap<String, String>>,
+    reads: Arc<Reads>,
+    model: Arc<dyn ModelStore>,
+}
+
+impl ModelBuilder {
+    /// Load the mapper's component and wire its reads to these stores.
+    pub fn new(
+        engine: &PluginEngine,
+        manifest: MapperManifest,
+        wasm: &[u8],
+        shadow: Arc<dyn ShadowStore>,
+        model: Arc<dyn ModelStore>,
+    ) -> Result<Self, LoadError> {
+        let plugin = engine.load_mapper(wasm)?;
+        let manifest = Arc::new(manifest);
+        Ok(Self {
+            config: Arc::new(manifest.config.clone()),
+            reads: Arc::new(Reads::new(manifest.clone(), shadow, model.clone())),
+            manifest,
+            plugin,
+            model,
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &MapperManifest {
+        &self.manifest
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &MapperPlugin {
+        &self.plugin
+    }
+
+    /// Map one change and apply its writes.
+    pub fn apply(&self, change: &ShadowChange) -> Result<Applied, BuildError> {
+        let result = self.plugin.map(
+            change,
+            self.config.clone(),
+            self.manifest.limits.sandbox(),
+            self.reads.clone(),
+        )?;
+        emit_logs(&self.manifest.mapper, change, result.logs);
+        let writes = result.outcome.map_err(|e| match e {
+            MapError::Reject(r) => BuildError::Rejected(r),
+            MapError::Retry(r) => BuildError::Retry(r),
+        })?;
+        let source = format!("{}/{}", change.table, change.key);
+        let tally = write::apply(
+            self.model.as_ref(),
+            &self.manifest.model_key,
+            writes,
+            &source,
+            &change.sequence,
+        )?;
+        Ok(Applied {
+            tally,
+            items_read: result.items_read,
+        })
+    }
+}
+
+/// The change as it is parked: everything needed to replay it.
+pub fn change_json(c: &ShadowChange) -> serde_json::Value {
+    serde_json::json!({
+        "table": c.table,
+        "key": c.key,
+        "kind": format!("{:?}", c.kind).to_uppercase(),
+        "sequence": c.sequence,
+        "time_ms": c.time_ms,
+        "old": c.old,
+        "new": c.new,
+    })
+}
+
+fn emit_logs(mapper: &str, c: &ShadowChange, logs: Vec<GuestLog>) {
+    let (table, key, sequence) = (c.table.as_str(), c.key.to_string(), c.sequence.as_str());
+    for l in logs {
+        let message = l.message.as_str();
+        match l.level {
+            Level::Trace => {
+                tracing::trace!(target: "plugin", mapper, table, key, sequence, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "plugin", mapper, table, key, sequence, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "plugin", mapper, table, key, sequence, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "plugin", mapper, table, key, sequence, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "plugin", mapper, table, key, sequence, "{message}")
+            }
+        }
+    }
+}

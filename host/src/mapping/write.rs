@@ -1,0 +1,141 @@
+//! Applying a mapper's writes to the model: idempotent, never backwards,
+//! and silent when nothing changed.
+//!
+//! For each write, the current document is read (in batches), then:
+//! - if this source already applied this or a later sequence: **stale**,
+//!   skipped (a retry, or a late duplicate);
+//! - if the document would not change: **unchanged**, nothing is written,
+//!   so no empty change flows to the receivers;
+//! - otherwise it is written conditioned on the revision read; a concurrent
+//!   write (another shadow stream's change to the same product) makes the
+//!   condition fail, and the write is decided again on a fresh read.
+
+use serde_json::Value;
+
+use super::store::{ModelStore, Put, StoreError, Stored};
+use crate::change::cmp_sequence;
+use crate::engine::ModelWrite;
+
+/// How many documents one read fetches.
+const READ_CHUNK: usize = 100;
+/// How often a write is decided again after a conflict.
+const MAX_CONFLICTS: usize = 8;
+
+/// What the writes of one change did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteTally {
+    /// Documents created or replaced.
+    pub upserted: usize,
+    /// Documents deleted.
+    pub deleted: usize,
+    /// Writes skipped: the document would not change (or a delete of none).
+    pub unchanged: usize,
+    /// Writes skipped: this source already applied this or a later change.
+    pub stale: usize,
+}
+
+impl WriteTally {
+    /// Add another tally.
+    pub fn add(&mut self, o: &WriteTally) {
+        self.upserted += o.upserted;
+        self.deleted += o.deleted;
+        self.unchanged += o.unchanged;
+        self.stale += o.stale;
+    }
+
+    /// Documents that changed.
+    pub fn written(&self) -> usize {
+        self.upserted + self.deleted
+    }
+}
+
+enum Outcome {
+    Upserted,
+    Deleted,
+    Unchanged,
+    Stale,
+}
+
+/// Apply `writes` from `source` at `sequence`. `model_key` is the attribute
+/// set to each document's key. A store error stops the writes: the change
+/// is retried as a whole, and what was written is then stale.
+pub fn apply(
+    store: &dyn ModelStore,
+    model_key: &str,
+    writes: Vec<ModelWrite>,
+    source: &str,
+    sequence: &str,
+) -> Result<WriteTally, StoreError> {
+    let mut tally = WriteTally::default();
+    for chunk in writes.chunks(READ_CHUNK) {
+        let keys: Vec<String> = chunk.iter().map(|w| w.key().to_owned()).collect();
+        let mut current = store.get_many(&keys)?;
+        for (write, stored) in chunk.iter().zip(current.iter_mut()) {
+            let mut attempt = 0;
+            let outcome = loop {
+                match decide(store, model_key, write, stored.take(), source, sequence)? {
+                    Ok(outcome) => break outcome,
+                    Err(()) if attempt < MAX_CONFLICTS => {
+                        attempt += 1;
+                        *stored = store
+                            .get_many(std::slice::from_ref(&write.key().to_owned()))?
+                            .pop()
+                            .flatten();
+                    }
+                    Err(()) => {
+                        return Err(StoreError(format!(
+                            "model document {:?} kept changing under {MAX_CONFLICTS} attempts to write it",
+                            write.key()
+                        )));
+                    }
+                }
+            };
+            match outcome {
+                Outcome::Upserted => tally.upserted += 1,
+                Outcome::Deleted => tally.deleted += 1,
+                Outcome::Unchanged => tally.unchanged += 1,
+                Outcome::Stale => tally.stale += 1,
+            }
+        }
+    }
+    Ok(tally)
+}
+
+/// Decide and do one write; `Err(())` is a conflict.
+fn decide(
+    store: &dyn ModelStore,
+    model_key: &str,
+    write: &ModelWrite,
+    current: Option<Stored>,
+    source: &str,
+    sequence: &str,
+) -> Result<Result<Outcome, ()>, StoreError> {
+    if let Some(c) = &current
+        && let Some(applied) = c.sources.get(source)
+        && cmp_sequence(applied, sequence).is_ge()
+    {
+        return Ok(Ok(Outcome::Stale));
+    }
+    let put = match (write, current) {
+        (ModelWrite::Upsert { key, doc }, current) => {
+            let mut doc = doc.clone();
+            if let Some(o) = doc.as_object_mut() {
+                o.insert(model_key.to_owned(), Value::String(key.clone()));
+            }
+            let (rev, mut sources, expected) = match &current {
+                Some(c) if c.doc == doc => return Ok(Ok(Outcome::Unchanged)),
+                Some(c) => (c.rev + 1, c.sources.clone(), Some(c.rev)),
+                None => (1, Default::default(), None),
+            };
+            sources.insert(source.to_owned(), sequence.to_owned());
+            let next = Stored { doc, rev, sources };
+            (store.put(key, &next, expected)?, Outcome::Upserted)
+        }
+        (ModelWrite::Delete { .. }, None) => return Ok(Ok(Outcome::Unchanged)),
+        (ModelWrite::Delete { key }, Some(c)) => (store.delete(key, c.rev)?, Outcome::Deleted),
+    };
+    Ok(match put {
+        (Put::Done, outcome) => Ok(outcome),
+        (Put::Conflict, _) => Err(()),
+    })
+}

@@ -1,0 +1,143 @@
+//! The values a mapper receives and returns.
+
+use serde_json::Value;
+
+/// What happened to the shadow item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The item appeared.
+    Insert,
+    /// The item changed.
+    Modify,
+    /// The item is gone.
+    Remove,
+}
+
+/// One change to one shadow-table item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowChange {
+    /// The table's logical name, as the mapper manifest declares it.
+    pub table: String,
+    /// The key attributes, as a JSON object.
+    pub key: Value,
+    /// Insert, modify or remove.
+    pub kind: ChangeKind,
+    /// The item after the change (absent on remove).
+    pub new: Option<Value>,
+    /// The item before the change (absent on insert).
+    pub old: Option<Value>,
+    /// The shadow stream's sequence number.
+    pub sequence: String,
+    /// When it was written, ms since the Unix epoch.
+    pub time_ms: u64,
+}
+
+impl ShadowChange {
+    /// An insert (for tests).
+    pub fn insert(table: &str, key: Value, new: Value) -> Self {
+        Self::build(table, key, ChangeKind::Insert, None, Some(new))
+    }
+
+    /// A modify (for tests).
+    pub fn modify(table: &str, key: Value, old: Value, new: Value) -> Self {
+        Self::build(table, key, ChangeKind::Modify, Some(old), Some(new))
+    }
+
+    /// A remove (for tests).
+    pub fn remove(table: &str, key: Value, old: Value) -> Self {
+        Self::build(table, key, ChangeKind::Remove, Some(old), None)
+    }
+
+    fn build(
+        table: &str,
+        key: Value,
+        kind: ChangeKind,
+        old: Option<Value>,
+        new: Option<Value>,
+    ) -> Self {
+        Self {
+            table: table.to_owned(),
+            key,
+            kind,
+            new,
+            old,
+            sequence: "1".to_owned(),
+            time_ms: 0,
+        }
+    }
+
+    /// A string key attribute, or a rejection naming it.
+    pub fn key_str(&self, attribute: &str) -> Result<&str, MapError> {
+        self.key[attribute].as_str().ok_or_else(|| {
+            MapError::reject(format!(
+                "{} key {} has no string attribute {attribute:?}",
+                self.table, self.key
+            ))
+        })
+    }
+
+    /// The item as it is now: the new item, or the old one on remove.
+    pub fn item(&self) -> Option<&Value> {
+        self.new.as_ref().or(self.old.as_ref())
+    }
+}
+
+/// One write to the product model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelWrite {
+    /// Create or replace the product document (the host skips it when unchanged).
+    Upsert {
+        /// The model key.
+        key: String,
+        /// The whole document, a JSON object.
+        doc: Value,
+    },
+    /// Delete the product document.
+    Delete {
+        /// The model key.
+        key: String,
+    },
+}
+
+impl ModelWrite {
+    /// Create or replace a document.
+    pub fn upsert(key: impl Into<String>, doc: Value) -> Self {
+        Self::Upsert {
+            key: key.into(),
+            doc,
+        }
+    }
+
+    /// Delete a document.
+    pub fn delete(key: impl Into<String>) -> Self {
+        Self::Delete { key: key.into() }
+    }
+}
+
+/// Why a change could not be mapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapError {
+    /// Bad master data: parked with the reason, not retried.
+    Reject(String),
+    /// A transient problem (a read failed): retried later.
+    Retry(String),
+}
+
+impl MapError {
+    /// A rejection.
+    pub fn reject(reason: impl Into<String>) -> Self {
+        Self::Reject(reason.into())
+    }
+
+    /// A request to retry.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Self::Retry(reason.into())
+    }
+}
+
+impl From<crate::ReadError> for MapError {
+    /// A failed read is transient as far as the mapper can tell: retry.
+    fn from(e: crate::ReadError) -> Self {
+        Self::Retry(e.to_string())
+    }
+}
