@@ -97,7 +97,11 @@ key = ["article_no", "market"]
         let c = to_shadow_change(&rec(arn, keys), &manifest(), "prism-dev-shadow-").unwrap();
         assert_eq!((c.table.as_str(), c.sequence.as_str()), ("prices", "7"));
         assert_eq!(c.key, json!({"article_no": "P1", "market": "DE"}));
-        assert_eq!(c.new.unwrap()["amount"].to_string(), "9.90");
+        assert_eq!(
+            c.new.unwrap()["amount"].to_string(),
+            "9.9",
+            "numbers as the model stream reads them"
+        );
     }
 
     #[test]
