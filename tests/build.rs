@@ -8,11 +8,13 @@ use std::process::Command;
 
 /// (package, wasm file stem, constant name)
 const GUESTS: &[(&str, &str, &str)] = &[
+    ("catalog", "catalog", "CATALOG"),
     ("website", "website", "WEBSITE"),
     ("leaflet", "leaflet", "LEAFLET"),
     ("pricelist", "pricelist", "PRICELIST"),
     ("logistics", "logistics", "LOGISTICS"),
     ("hostile", "hostile", "HOSTILE"),
+    ("hostile-mapper", "hostile_mapper", "HOSTILE_MAPPER"),
     ("socket-plugin", "socket_plugin", "SOCKET"),
     ("wrong-world", "wrong_world", "WRONG_WORLD"),
 ];

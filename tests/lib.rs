@@ -161,3 +161,41 @@ pub fn relaxed() -> Limits {
 pub fn immediate(dir: &Path, receiver: &str, wasm_path: &str) {
     register(dir, receiver, wasm_path, Mode::Immediate, relaxed(), &[]);
 }
+
+use prism_host::mapping::{MapperManifest, TableDecl};
+
+/// The catalog mapper's manifest for the sample shadow tables, naming `wasm`.
+pub fn catalog_manifest(wasm: &[u8]) -> MapperManifest {
+    prism_host::sample::shadow::manifest(PluginRef {
+        digest: Digest::of(wasm),
+        file: Some("mapper.wasm".into()),
+    })
+}
+
+/// A manifest for the hostile test mapper: one table `orders` (key `id`,
+/// index `by-customer`), with these limits.
+pub fn hostile_mapper_manifest(
+    wasm: &[u8],
+    limits: prism_host::mapping::manifest::MapperLimits,
+) -> MapperManifest {
+    MapperManifest {
+        limits,
+        mapper: "hostile".into(),
+        tables: vec![TableDecl {
+            name: "orders".into(),
+            key: vec!["id".into()],
+            indexes: [("by-customer".to_owned(), "customer".to_owned())].into(),
+        }],
+        ..catalog_manifest(wasm)
+    }
+}
+
+/// Write `manifest` and `wasm_path`'s component (as `mapper.wasm`) into
+/// `dir`; returns the manifest's path, for `prism run --mapper`.
+pub fn write_mapper(dir: &Path, manifest: &MapperManifest, wasm_path: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("mapper.wasm"), read(wasm_path)).unwrap();
+    let path = dir.join("mapper.toml");
+    std::fs::write(&path, manifest.to_toml()).unwrap();
+    path
+}

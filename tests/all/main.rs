@@ -7,6 +7,7 @@ mod dedup;
 mod diff;
 mod hostile;
 mod input;
+mod mapper;
 mod pipeline;
 mod python;
 mod sandbox;

@@ -132,17 +132,24 @@ pub struct MapperPlugin {
     digest: Digest,
     pre: MapperPre<HostState>,
     source: LoadSource,
+    _ticker: std::sync::Arc<super::ticker::EpochTicker>,
 }
 
 /// Bytes of stdout/stderr kept per call.
 const STDIO_CAP: usize = 8 * 1024;
 
 impl MapperPlugin {
-    pub(super) fn new(digest: Digest, pre: MapperPre<HostState>, source: LoadSource) -> Self {
+    pub(super) fn new(
+        digest: Digest,
+        pre: MapperPre<HostState>,
+        source: LoadSource,
+        ticker: std::sync::Arc<super::ticker::EpochTicker>,
+    ) -> Self {
         Self {
             digest,
             pre,
             source,
+            _ticker: ticker,
         }
     }
 

@@ -13,7 +13,7 @@ pub mod mapper;
 mod output;
 mod plugin;
 pub mod sandbox;
-mod ticker;
+pub(crate) mod ticker;
 
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
@@ -91,7 +91,9 @@ pub struct PluginEngine {
     mapper_linker: Arc<Linker<HostState>>,
     cache: Option<CompileCache>,
     compat_hash: String,
-    _ticker: ticker::EpochTicker,
+    /// Shared with every loaded plugin: a plugin that outlives the engine
+    /// value still has its time budget enforced.
+    ticker: Arc<ticker::EpochTicker>,
 }
 
 impl PluginEngine {
@@ -122,7 +124,7 @@ impl PluginEngine {
             mapper_linker: Arc::new(mapper_linker),
             cache,
             compat_hash,
-            _ticker: ticker,
+            ticker: Arc::new(ticker),
         })
     }
 
@@ -148,7 +150,7 @@ impl PluginEngine {
         let (component, source) = self.compile(wasm, &digest)?;
         let pre = self.checked(&self.linker, &component, &check::RECEIVER)?;
         let pre = bindings::ReceiverPre::new(pre).map_err(|e| shape_error(&check::RECEIVER, e))?;
-        Ok(Plugin::new(digest, pre, source))
+        Ok(Plugin::new(digest, pre, source, self.ticker.clone()))
     }
 
     /// Compile (or load from cache) and check a mapper component.
@@ -158,7 +160,7 @@ impl PluginEngine {
         let pre = self.checked(&self.mapper_linker, &component, &check::MAPPER)?;
         let pre =
             bindings::mapper::MapperPre::new(pre).map_err(|e| shape_error(&check::MAPPER, e))?;
-        Ok(MapperPlugin::new(digest, pre, source))
+        Ok(MapperPlugin::new(digest, pre, source, self.ticker.clone()))
     }
 
     /// Check a component's shape against `world`, then pre-link it.

@@ -25,6 +25,7 @@ pub struct Plugin {
     digest: Digest,
     pre: ReceiverPre<HostState>,
     source: LoadSource,
+    _ticker: std::sync::Arc<super::ticker::EpochTicker>,
 }
 
 /// Why a call into a plugin failed (as opposed to the plugin answering
@@ -81,11 +82,17 @@ impl CallError {
 }
 
 impl Plugin {
-    pub(super) fn new(digest: Digest, pre: ReceiverPre<HostState>, source: LoadSource) -> Self {
+    pub(super) fn new(
+        digest: Digest,
+        pre: ReceiverPre<HostState>,
+        source: LoadSource,
+        ticker: std::sync::Arc<super::ticker::EpochTicker>,
+    ) -> Self {
         Self {
             digest,
             pre,
             source,
+            _ticker: ticker,
         }
     }
 
