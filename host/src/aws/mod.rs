@@ -9,7 +9,9 @@ pub mod artifacts;
 pub mod batch;
 pub mod item;
 pub mod outputs;
+pub mod model_store;
 pub mod registry;
+pub mod shadow;
 pub mod spool;
 mod streams;
 
