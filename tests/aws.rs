@@ -332,3 +332,72 @@ pub async fn create_spool_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
         .await
         .unwrap();
 }
+
+/// A shadow table as `decl` declares it (string keys, one GSI per declared
+/// index, projecting everything) with a NEW_AND_OLD_IMAGES stream; returns
+/// the stream ARN.
+pub async fn create_shadow_table(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    decl: &prism_host::mapping::TableDecl,
+) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+        ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    };
+    let mut attrs: Vec<&String> = decl.key.iter().chain(decl.indexes.values()).collect();
+    attrs.sort();
+    attrs.dedup();
+    let definitions = attrs
+        .iter()
+        .map(|a| {
+            AttributeDefinition::builder()
+                .attribute_name(a.as_str())
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let element = |a: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(a)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    let mut key = vec![element(&decl.key[0], KeyType::Hash)];
+    if let Some(sort) = decl.key.get(1) {
+        key.push(element(sort, KeyType::Range));
+    }
+    let mut req = ddb
+        .create_table()
+        .table_name(name)
+        .set_attribute_definitions(Some(definitions))
+        .set_key_schema(Some(key))
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .unwrap(),
+        );
+    for (index, attr) in &decl.indexes {
+        req = req.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index)
+                .key_schema(element(attr, KeyType::Hash))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        );
+    }
+    let out = req.send().await.unwrap();
+    out.table_description
+        .and_then(|d| d.latest_stream_arn)
+        .expect("the table has a stream")
+}

@@ -8,6 +8,7 @@ mod diff;
 mod hostile;
 mod input;
 mod mapper;
+mod mapper_aws;
 mod pipeline;
 mod python;
 mod sandbox;

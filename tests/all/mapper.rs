@@ -150,6 +150,11 @@ fn catalogue_of_one_brand(chain: &Chain) -> u64 {
         .unwrap();
     for n in 0..3200 {
         let sku = format!("P-{n:05}");
+        let text = json!({"article_no": sku, "language": "en", "name": format!("Drill {n}")});
+        let key = json!({"article_no": sku, "language": "en"});
+        chain
+            .write(&change("texts", key, None, Some(text), next()))
+            .unwrap();
         let row = json!({"article_no": sku, "brand_id": if n < 3000 { "B-01" } else { "B-02" },
                          "product_group": "drills", "lifecycle": "ACTIVE", "logistics_class": "LC-1"});
         chain

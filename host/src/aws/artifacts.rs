@@ -1,7 +1,9 @@
 //! Plugin artifacts in S3, content-addressed:
 //! - `plugins/<sha256>.wasm`: the component as registered;
 //! - `precompiled/<engine-compat-hash>/<sha256>.cwasm`: compiled for one
-//!   engine configuration, so a cold start compiles nothing.
+//!   engine configuration, so a cold start compiles nothing;
+//! - `mappers/<name>.toml`: a model mapper's manifest (its component is
+//!   under `plugins/` like any other).
 //!
 //! Downloads are cached in a local directory (Lambda's `/tmp`) and checked
 //! against their digest.
@@ -17,6 +19,8 @@ use crate::digest::Digest;
 pub const WASM_PREFIX: &str = "plugins/";
 /// Where precompiled artifacts live in the bucket.
 pub const CWASM_PREFIX: &str = "precompiled/";
+/// Where mapper manifests live in the bucket.
+pub const MAPPER_PREFIX: &str = "mappers/";
 /// What a dispatcher does to the bucket: reads components and precompiled
 /// artifacts, and writes precompiled artifacts it had to compile itself
 /// (under [`CWASM_PREFIX`] only). Terraform grants exactly these.
@@ -86,6 +90,38 @@ impl ArtifactStore {
     /// The object key of a precompiled component.
     pub fn cwasm_key(engine_hash: &str, digest: &Digest) -> String {
         format!("{CWASM_PREFIX}{engine_hash}/{}.cwasm", digest.hex())
+    }
+
+    /// The object key of a mapper's manifest.
+    pub fn mapper_key(mapper: &str) -> String {
+        format!("{MAPPER_PREFIX}{mapper}.toml")
+    }
+
+    /// Publish a mapper: its component, then its manifest (without the
+    /// local file name), which is what makes the new version live.
+    /// Returns the manifest's key.
+    pub async fn put_mapper(
+        &self,
+        manifest: &crate::mapping::MapperManifest,
+        wasm: &[u8],
+    ) -> Result<String, ArtifactError> {
+        let mut manifest = manifest.clone();
+        manifest.plugin.digest = self.put_wasm(wasm).await?;
+        manifest.plugin.file = None;
+        let key = Self::mapper_key(&manifest.mapper);
+        self.put(&key, manifest.to_toml().into_bytes(), "application/toml")
+            .await?;
+        Ok(key)
+    }
+
+    /// A text object (a mapper manifest), or `None` if there is none.
+    pub async fn text(&self, key: &str) -> Result<Option<String>, ArtifactError> {
+        match self.get(key).await? {
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|e| self.err(key, format!("not UTF-8: {e}"))),
+            None => Ok(None),
+        }
     }
 
     /// Upload a component under its digest (idempotent).

@@ -8,8 +8,8 @@
 pub mod artifacts;
 pub mod batch;
 pub mod item;
-pub mod outputs;
 pub mod model_store;
+pub mod outputs;
 pub mod registry;
 pub mod shadow;
 pub mod spool;

@@ -59,12 +59,20 @@ impl DynamoModelStore {
 fn condition(expected: Option<u64>) -> (String, Option<AttributeValue>) {
     match expected {
         None => ("attribute_not_exists(#k)".into(), None),
-        Some(0) => ("attribute_exists(#k) AND attribute_not_exists(#rev)".into(), None),
-        Some(rev) => ("#rev = :rev".into(), Some(AttributeValue::N(rev.to_string()))),
+        Some(0) => (
+            "attribute_exists(#k) AND attribute_not_exists(#rev)".into(),
+            None,
+        ),
+        Some(rev) => (
+            "#rev = :rev".into(),
+            Some(AttributeValue::N(rev.to_string())),
+        ),
     }
 }
 
-fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
+    e: &SdkError<E, R>,
+) -> bool {
     matches!(e, SdkError::ServiceError(s) if s.err().code() == Some("ConditionalCheckFailedException"))
 }
 
@@ -86,14 +94,22 @@ impl ModelStore for DynamoModelStore {
             let Value::Object(v) = plain(item, &self.table)? else {
                 unreachable!("an item is an object");
             };
-            let k = v.get(&self.key).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let k = v
+                .get(&self.key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             by_key.insert(k, Stored::from_item(v));
         }
         Ok(keys.iter().map(|k| by_key.get(k).cloned()).collect())
     }
 
     fn put(&self, key: &str, next: &Stored, expected: Option<u64>) -> Result<Put, StoreError> {
-        let item: Item = next.to_item().iter().map(|(k, v)| (k.clone(), to_av(v))).collect();
+        let item: Item = next
+            .to_item()
+            .iter()
+            .map(|(k, v)| (k.clone(), to_av(v)))
+            .collect();
         let (cond, rev) = condition(expected);
         let mut call = self
             .client
@@ -148,7 +164,10 @@ mod tests {
     fn writes_are_conditioned_on_the_revision_read() {
         assert_eq!(condition(None).0, "attribute_not_exists(#k)");
         let (c, v) = condition(Some(4));
-        assert_eq!((c.as_str(), v), ("#rev = :rev", Some(AttributeValue::N("4".into()))));
+        assert_eq!(
+            (c.as_str(), v),
+            ("#rev = :rev", Some(AttributeValue::N("4".into())))
+        );
         assert!(condition(Some(0)).0.contains("attribute_not_exists(#rev)"));
     }
 }

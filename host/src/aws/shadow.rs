@@ -57,7 +57,11 @@ fn key_item(key: &Value) -> Item {
 }
 
 impl ShadowStore for DynamoShadow {
-    fn get_many(&self, table: &TableDecl, keys: &[Value]) -> Result<Vec<Option<Value>>, StoreError> {
+    fn get_many(
+        &self,
+        table: &TableDecl,
+        keys: &[Value],
+    ) -> Result<Vec<Option<Value>>, StoreError> {
         let name = self.physical(table);
         let mut unique: Vec<Item> = Vec::new();
         for k in keys {
@@ -131,4 +135,3 @@ impl ShadowStore for DynamoShadow {
         })
     }
 }
-

@@ -63,12 +63,82 @@ pub struct Args {
     /// Also print the EMF metric lines the Lambda writes.
     #[arg(long)]
     pub metrics: bool,
+    /// Run the whole chain: also follow the shadow tables' streams and
+    /// build the product model (--model-table) with this mapper (a local
+    /// manifest, its .wasm next to it), as the mapper Lambda does.
+    #[arg(long, value_name = "MANIFEST", requires = "model_table")]
+    pub mapper: Option<PathBuf>,
+    /// With --mapper: shadow tables are named PREFIX + the manifest's names.
+    #[arg(long, value_name = "PREFIX", default_value = "", requires = "mapper")]
+    pub shadow_prefix: String,
+    /// With --mapper: queue for shadow changes the mapper rejects or fails
+    /// on [default: they are held and retried].
+    #[arg(long, value_name = "QUEUE", requires = "mapper")]
+    pub mapper_dlq: Option<String>,
 }
 
 /// A shard being followed, with the records held for a retry.
 struct Shard {
     cursor: ShardCursor,
     held: Vec<Value>,
+}
+
+/// One stream being followed, shard by shard.
+pub(super) struct Followed {
+    reader: StreamReader,
+    shards: BTreeMap<String, Shard>,
+}
+
+impl Followed {
+    pub(super) fn new(config: &aws_config::SdkConfig, arn: &str) -> Self {
+        Self {
+            reader: StreamReader::new(aws_sdk_dynamodbstreams::Client::new(config), arn),
+            shards: BTreeMap::new(),
+        }
+    }
+
+    /// Read every shard once and hand each batch (held records first) to
+    /// `handle`, which returns the records to hold for a retry. Returns
+    /// whether anything new was read.
+    pub(super) async fn poll<F, Fut>(
+        &mut self,
+        batch_size: i32,
+        from_start: bool,
+        mut handle: F,
+    ) -> anyhow::Result<bool>
+    where
+        F: FnMut(String, Vec<Value>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Vec<Value>>>,
+    {
+        // New shards (splits, or the stream's first) start at their beginning.
+        for id in self.reader.shards().await? {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.shards.entry(id) {
+                let cursor = self.reader.open(slot.key(), from_start).await?;
+                slot.insert(Shard {
+                    cursor,
+                    held: Vec::new(),
+                });
+            }
+        }
+        let mut busy = false;
+        for (id, shard) in &mut self.shards {
+            let new = self.reader.read(&mut shard.cursor, batch_size).await?;
+            if new.is_empty() && shard.held.is_empty() {
+                continue;
+            }
+            busy |= !new.is_empty();
+            let mut batch = std::mem::take(&mut shard.held);
+            batch.extend(new);
+            shard.held = handle(id.clone(), batch).await?;
+        }
+        self.shards
+            .retain(|_, s| s.cursor.iterator.is_some() || !s.held.is_empty());
+        Ok(busy)
+    }
+
+    pub(super) fn held(&self) -> usize {
+        self.shards.values().map(|s| s.held.len()).sum()
+    }
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -112,8 +182,22 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
     if !durable {
         processor.spool = Some(std::sync::Arc::new(crate::spool::LocalSpool::memory()));
     }
-    let reader = StreamReader::new(aws_sdk_dynamodbstreams::Client::new(&config), &arn);
+    let mut model_stream = Followed::new(&config, &arn);
     println!("following {arn}");
+    let mut chain = match &a.mapper {
+        Some(path) => Some(
+            super::dev_mapper::Chain::start(
+                &config,
+                &target,
+                path,
+                &a.shadow_prefix,
+                a.model_table.as_deref().unwrap_or_default(),
+                a.mapper_dlq.as_deref(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
 
     // Ctrl-C ends the loop after the current poll, with a last tick that
     // flushes an in-process spool whole (nothing buffered dies with us).
@@ -127,39 +211,28 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         });
     }
 
-    let mut shards: BTreeMap<String, Shard> = BTreeMap::new();
     let mut first = true;
     loop {
-        // New shards (splits, or the stream's first) start at their beginning.
-        for id in reader.shards().await? {
-            if let std::collections::btree_map::Entry::Vacant(slot) = shards.entry(id) {
-                let cursor = reader.open(slot.key(), a.from_start || !first).await?;
-                slot.insert(Shard {
-                    cursor,
-                    held: Vec::new(),
-                });
-            }
-        }
-        first = false;
+        let from_start = a.from_start || !first;
         let mut busy = false;
-        for (id, shard) in &mut shards {
-            let new = reader.read(&mut shard.cursor, a.batch_size).await?;
-            if new.is_empty() && shard.held.is_empty() {
-                continue;
-            }
-            busy |= !new.is_empty();
-            let mut batch = std::mem::take(&mut shard.held);
-            batch.extend(new);
-            shard.held = dispatch(&processor, id, batch).await?;
+        // Shadow changes first: the model writes they cause are then read
+        // from the model stream in the same round.
+        if let Some(chain) = chain.as_mut() {
+            busy |= chain.poll(a.batch_size, from_start).await?;
         }
-        shards.retain(|_, s| s.cursor.iterator.is_some() || !s.held.is_empty());
+        busy |= model_stream
+            .poll(a.batch_size, from_start, |id, batch| {
+                dispatch(&processor, id, batch)
+            })
+            .await?;
+        first = false;
         let interrupted = stop.load(std::sync::atomic::Ordering::SeqCst);
         let last = (a.once && !busy) || interrupted;
         // The tick: due buffers and retry lanes (an in-process spool is
         // flushed whole before --once exits, so nothing is left in memory).
         let waiting = tick(&processor, last && !durable).await?;
         if last {
-            let held: usize = shards.values().map(|s| s.held.len()).sum();
+            let held = model_stream.held() + chain.as_ref().map_or(0, |c| c.held());
             if held > 0 || waiting > 0 {
                 println!(
                     "{held} records still held for a retry, {waiting} changes waiting in the spool"
@@ -199,7 +272,7 @@ async fn tick(processor: &StreamProcessor, force: bool) -> anyhow::Result<u64> {
 /// Handle one batch; returns the records to retry.
 async fn dispatch(
     processor: &StreamProcessor,
-    shard: &str,
+    shard: String,
     batch: Vec<Value>,
 ) -> anyhow::Result<Vec<Value>> {
     let outcome = processor
@@ -249,12 +322,20 @@ async fn dispatch(
             format!(" ({} held for a retry)", failed.len())
         }
     );
+    Ok(held_from(batch, failed))
+}
+
+/// The records Lambda would retry: from the lowest failed sequence on.
+pub(super) fn held_from(
+    batch: Vec<Value>,
+    failed: &[crate::stream::BatchItemFailure],
+) -> Vec<Value> {
     let Some(from) = failed.first() else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
     let start = batch
         .iter()
         .position(|r| r["dynamodb"]["SequenceNumber"].as_str() == Some(&from.item_identifier))
         .unwrap_or(0);
-    Ok(batch[start..].to_vec())
+    batch[start..].to_vec()
 }

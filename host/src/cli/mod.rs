@@ -7,9 +7,11 @@
 mod chain;
 mod demo;
 mod dev;
+mod dev_mapper;
 mod diff;
 mod engine_opts;
 mod flush;
+mod mapper;
 mod new;
 mod plugin;
 mod progress;
@@ -53,6 +55,9 @@ enum Command {
     Dev(dev::Args),
     Flush(flush::Args),
     Serve(serve::Args),
+    /// Check or publish the model mapper (shadow tables → product model).
+    #[command(subcommand)]
+    Mapper(mapper::Command),
 }
 
 /// The whole program: parse arguments, set up logging, run, map errors to
@@ -81,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dev(a) => dev::run(a),
         Command::Flush(a) => flush::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Mapper(c) => mapper::run(c),
     }
 }
 

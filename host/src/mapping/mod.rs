@@ -11,11 +11,13 @@
 //! Stores: [`local`] (memory or a state directory, for `prism run`) and
 //! DynamoDB (`crate::aws::shadow`, for `prism dev` and the Lambda).
 
+pub mod lambda;
 pub mod local;
 pub mod manifest;
 pub mod reads;
 pub mod record;
 pub mod store;
+pub mod stream;
 pub mod write;
 
 use std::sync::Arc;

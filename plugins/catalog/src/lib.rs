@@ -20,6 +20,10 @@
 //! (one query for the products, one batched read of their documents).
 //! Products whose document does not exist yet are skipped: they are built,
 //! with the brand and class as they are then, when their own row arrives.
+//!
+//! A product is published once it is complete enough to show: it has a
+//! name in at least one language. Until then nothing is written (shadow
+//! tables have streams of their own, so a row may arrive before its texts).
 
 use prism_mapper_sdk::{
     MapError, Mapper, ModelWrite, ShadowChange, Value, export_mapper, json, log, model, shadow,
@@ -33,15 +37,17 @@ impl Mapper for Catalog {
         match change.table.as_str() {
             "products" => {
                 let sku = change.key_str("article_no")?;
-                match &change.new {
-                    Some(row) => Ok(vec![ModelWrite::upsert(sku, build(sku, row)?)]),
+                // The row as it is now, not as this change left it: a late
+                // retry of an old change must not bring back old data.
+                match shadow::get("products", &json!({ "article_no": sku }))? {
+                    Some(row) => publish(sku, &row),
                     None => Ok(vec![ModelWrite::delete(sku)]),
                 }
             }
             "prices" | "texts" => {
                 let sku = change.key_str("article_no")?;
                 match shadow::get("products", &json!({ "article_no": sku }))? {
-                    Some(row) => Ok(vec![ModelWrite::upsert(sku, build(sku, &row)?)]),
+                    Some(row) => publish(sku, &row),
                     None => {
                         log::debug(&format!("{sku}: no product row yet; built when it arrives"));
                         Ok(vec![])
@@ -80,6 +86,18 @@ impl Mapper for Catalog {
 }
 
 export_mapper!(Catalog);
+
+/// The product's document, once it is complete enough to publish.
+fn publish(sku: &str, row: &Value) -> Result<Vec<ModelWrite>, MapError> {
+    let doc = build(sku, row)?;
+    if doc["texts"].as_object().is_none_or(|t| t.is_empty()) {
+        log::debug(&format!(
+            "{sku}: no texts yet; published when it has a name"
+        ));
+        return Ok(vec![]);
+    }
+    Ok(vec![ModelWrite::upsert(sku, doc)])
+}
 
 /// Patch the document of every product whose `index` attribute is `id`.
 fn cascade(index: &str, id: &str, patch: impl Fn(&mut Value)) -> Result<Vec<ModelWrite>, MapError> {
@@ -217,11 +235,15 @@ mod tests {
     #[test]
     fn a_product_row_is_denormalized_into_one_document() {
         shadow_product();
+        testing::put_shadow("products", json!({"article_no": "P1"}), row());
         let c = ShadowChange::insert("products", json!({"article_no": "P1"}), row());
         assert_eq!(
             Catalog::map(&c).unwrap(),
             vec![ModelWrite::upsert("P1", expected())]
         );
+        // Without texts the product is not complete: nothing is published.
+        testing::delete_shadow("texts", &json!({"article_no": "P1", "language": "en"}));
+        assert_eq!(Catalog::map(&c).unwrap(), vec![]);
     }
 
     #[test]
@@ -270,6 +292,19 @@ mod tests {
     fn removing_the_row_deletes_the_document_and_unknown_tables_are_rejected() {
         shadow_product();
         let c = ShadowChange::remove("products", json!({"article_no": "P1"}), row());
+        // A late retry of the insert after the row is gone deletes too.
+        let late = ShadowChange::insert("products", json!({"article_no": "P1"}), row());
+        assert_eq!(Catalog::map(&late).unwrap(), vec![ModelWrite::delete("P1")]);
+        // A late retry of the insert after the row is gone deletes too.
+        assert_eq!(
+            Catalog::map(&ShadowChange::insert(
+                "products",
+                json!({"article_no": "P1"}),
+                row()
+            ))
+            .unwrap(),
+            vec![ModelWrite::delete("P1")]
+        );
         assert_eq!(Catalog::map(&c).unwrap(), vec![ModelWrite::delete("P1")]);
         let c = ShadowChange::insert("warehouses", json!({"id": "W"}), json!({}));
         assert!(matches!(Catalog::map(&c), Err(MapError::Reject(r)) if r.contains("warehouses")));
