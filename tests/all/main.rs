@@ -1,6 +1,7 @@
 //! All end-to-end tests, in one binary (one link instead of many).
 
 mod aws_registry;
+mod chain_cli;
 mod cleanup;
 mod cli;
 mod dedup;

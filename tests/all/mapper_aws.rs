@@ -330,3 +330,66 @@ fn a_shadow_table_write_reaches_the_receivers_queues_through_mapper_and_dispatch
             .unwrap();
     assert_eq!(o.report.tally.upserted, 1);
 }
+
+#[test]
+fn prism_dev_with_a_mapper_follows_the_shadow_streams_through_to_the_queues() {
+    let Some(w) = World::new("mapper-dev") else {
+        return;
+    };
+    let sh = Shadow::create(&w);
+    let (site_q, _) = w.register(
+        wasm::WEBSITE,
+        "website",
+        &["language=en", "market=DE"],
+        true,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_mapper(
+        dir.path(),
+        &catalog_manifest(&read(wasm::CATALOG)),
+        wasm::CATALOG,
+    );
+    sh.put(&w, "brands", json!({"brand_id": "B-01", "name": "Voltar"}));
+    sh.put(
+        &w,
+        "logistics",
+        json!({"class_id": "LC-001", "packaging_type": "box", "units_per_carton": 6}),
+    );
+    for sku in ["P-1", "P-2"] {
+        for (table, item) in product(sku, "B-01") {
+            sh.put(&w, table, item);
+        }
+    }
+    let o = prism(&[
+        "dev",
+        "--once",
+        "--from-start",
+        "--mapper",
+        manifest.to_str().unwrap(),
+        "--shadow-prefix",
+        &sh.prefix,
+        "--model-table",
+        &w.model,
+        "--bucket",
+        &w.bucket,
+        "--table",
+        &w.table,
+        "--endpoint-url",
+        &w.ep,
+        "--region",
+        "us-east-1",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains(&format!("following shadow table {}products", sh.prefix)),
+        "{out}"
+    );
+    // Products arrive on their own stream: each maps to one model write once complete.
+    assert!(out.contains("records -> 2 model writes"), "{out}");
+    assert!(out.contains("website 2/2 msgs"), "{out}");
+    assert_eq!(
+        names(&w, &site_q, "name"),
+        ["P-1|\"Drill P-1\"", "P-2|\"Drill P-2\""]
+    );
+}
