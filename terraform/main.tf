@@ -23,6 +23,10 @@ locals {
   receiver_queue_prefix = "${local.name}-rcv-"
   receiver_queue_arns   = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.receiver_queue_prefix}*"
 
-  function_name     = "${local.name}-dispatcher"
-  api_function_name = "${local.name}-api"
+  function_name        = "${local.name}-dispatcher"
+  api_function_name    = "${local.name}-api"
+  mapper_function_name = "${local.name}-mapper"
+
+  # Shadow tables are <prefix>-<env>-shadow-<name>; the mapper sees <name>.
+  shadow_prefix = "${local.name}-shadow-"
 }

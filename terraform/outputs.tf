@@ -72,3 +72,18 @@ output "api_endpoint" {
   description = "The read API's base URL (IAM-authorized: sign requests with SigV4 for execute-api)."
   value       = aws_apigatewayv2_stage.read.invoke_url
 }
+
+output "mapper_function" {
+  description = "The mapper Lambda (on the shadow tables' streams)."
+  value       = aws_lambda_function.mapper.function_name
+}
+
+output "mapper_dead_letter_queue" {
+  description = "Shadow changes the mapper rejected or failed on, with the reason."
+  value       = aws_sqs_queue.mapper_dead_letters.name
+}
+
+output "shadow_prefix" {
+  description = "Shadow tables are named this + their name (for `prism dev --shadow-prefix`)."
+  value       = local.shadow_prefix
+}

@@ -147,7 +147,7 @@ resource "aws_dynamodb_table" "spool" {
 resource "aws_dynamodb_table" "shadow" {
   for_each = var.shadow_tables
 
-  name             = "${local.name}-shadow-${each.key}"
+  name             = "${local.shadow_prefix}${each.key}"
   billing_mode     = "PAY_PER_REQUEST"
   hash_key         = each.value.hash_key
   range_key        = each.value.range_key
@@ -160,10 +160,21 @@ resource "aws_dynamodb_table" "shadow" {
   }
 
   dynamic "attribute" {
-    for_each = each.value.range_key == null ? [] : [each.value.range_key]
+    for_each = setsubtract(toset(concat(each.value.range_key == null ? [] : [each.value.range_key], values(each.value.indexes))), [each.value.hash_key])
     content {
       name = attribute.value
       type = "S"
+    }
+  }
+
+  # The mapper's declared indexes (e.g. all products of a brand, for a
+  # cascade), projecting whole items: the mapper reads them as rows.
+  dynamic "global_secondary_index" {
+    for_each = each.value.indexes
+    content {
+      name            = global_secondary_index.key
+      hash_key        = global_secondary_index.value
+      projection_type = "ALL"
     }
   }
 

@@ -20,10 +20,11 @@ variable "env" {
 }
 
 variable "shadow_tables" {
-  description = "Master-data shadow tables, one per source entity: name => key attributes (all strings). Each gets a NEW_AND_OLD_IMAGES stream for the model builder."
+  description = "Master-data shadow tables, one per source entity: name => key attributes and global secondary indexes (index name => its partition attribute; all strings). They must match the mapper manifest's [[tables]]. Each gets a NEW_AND_OLD_IMAGES stream that drives the mapper."
   type = map(object({
     hash_key  = string
     range_key = optional(string)
+    indexes   = optional(map(string), {})
   }))
   default = {}
 
@@ -36,6 +37,66 @@ variable "shadow_tables" {
 variable "lambda_zip" {
   description = "Path to the dispatcher zip that `cargo lambda build --release --arm64 --bin prism-lambda --output-format zip` writes (target/lambda/prism-lambda/bootstrap.zip)."
   type        = string
+}
+
+variable "mapper_lambda_zip" {
+  description = "Path to the mapper zip that `cargo lambda build --release --arm64 --bin prism-mapper --output-format zip` writes (target/lambda/prism-mapper/bootstrap.zip)."
+  type        = string
+}
+
+variable "mapper_manifest_key" {
+  description = "The mapper manifest's key in the plugin bucket, as `prism mapper publish` writes it (mappers/<name>.toml)."
+  type        = string
+  default     = "mappers/catalog.toml"
+
+  validation {
+    condition     = can(regex("^mappers/[a-z0-9-]+\\.toml$", var.mapper_manifest_key))
+    error_message = "mapper_manifest_key must be mappers/<name>.toml."
+  }
+}
+
+variable "mapper_memory_mb" {
+  description = "Mapper memory (MB): a cascade over thousands of products holds their documents."
+  type        = number
+  default     = 1769
+
+  validation {
+    condition     = var.mapper_memory_mb >= 256 && var.mapper_memory_mb <= 10240
+    error_message = "mapper_memory_mb must be between 256 and 10240."
+  }
+}
+
+variable "mapper_timeout_seconds" {
+  description = "Mapper timeout per batch: longer than the dispatcher's, since one brand change rewrites all its products."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.mapper_timeout_seconds >= 10 && var.mapper_timeout_seconds <= 900
+    error_message = "mapper_timeout_seconds must be between 10 and 900."
+  }
+}
+
+variable "mapper_concurrency" {
+  description = "Shadow items one mapper invocation maps at once (PRISM_MAPPER_CONCURRENCY)."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.mapper_concurrency >= 1 && var.mapper_concurrency <= 64
+    error_message = "mapper_concurrency must be between 1 and 64."
+  }
+}
+
+variable "mapper_reserved_concurrency" {
+  description = "Reserved concurrent executions for the mapper: at least (shards of all shadow streams) x parallelization_factor."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.mapper_reserved_concurrency >= 1
+    error_message = "mapper_reserved_concurrency must be at least 1."
+  }
 }
 
 variable "api_lambda_zip" {

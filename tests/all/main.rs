@@ -21,6 +21,7 @@ mod sqs;
 mod stream;
 mod stream_cli;
 mod terraform;
+mod terraform_mapper;
 mod world;
 
 use std::process::{Command, Output};

@@ -15,7 +15,7 @@ use prism_host::sink::sqs;
 use prism_host::stream::ledger;
 
 /// Every top-level block of the `.tf` files in a directory.
-fn blocks(dir: &str) -> Vec<Block> {
+pub(crate) fn blocks(dir: &str) -> Vec<Block> {
     let dir = Path::new(ROOT).join(dir);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -34,7 +34,7 @@ fn blocks(dir: &str) -> Vec<Block> {
         .collect()
 }
 
-fn find<'a>(blocks: &'a [Block], kind: &str, labels: &[&str]) -> &'a Block {
+pub(crate) fn find<'a>(blocks: &'a [Block], kind: &str, labels: &[&str]) -> &'a Block {
     blocks
         .iter()
         .find(|b| {
@@ -48,7 +48,7 @@ fn find<'a>(blocks: &'a [Block], kind: &str, labels: &[&str]) -> &'a Block {
 }
 
 /// An attribute's expression as HCL text (`"x"`, `aws_s3_bucket.plugins.arn`, …).
-fn attr(b: &Block, key: &str) -> String {
+pub(crate) fn attr(b: &Block, key: &str) -> String {
     b.body()
         .attributes()
         .find(|a| a.key() == key)
@@ -57,7 +57,7 @@ fn attr(b: &Block, key: &str) -> String {
         .to_string()
 }
 
-fn nested<'a>(b: &'a Block, ident: &str) -> Vec<&'a Block> {
+pub(crate) fn nested<'a>(b: &'a Block, ident: &str) -> Vec<&'a Block> {
     b.body()
         .blocks()
         .filter(|n| n.identifier() == ident)
@@ -65,7 +65,7 @@ fn nested<'a>(b: &'a Block, ident: &str) -> Vec<&'a Block> {
 }
 
 /// A list attribute's items as HCL text, strings unquoted.
-fn list(b: &Block, key: &str) -> Vec<String> {
+pub(crate) fn list(b: &Block, key: &str) -> Vec<String> {
     let hcl::Expression::Array(items) = b
         .body()
         .attributes()
@@ -83,7 +83,7 @@ fn list(b: &Block, key: &str) -> Vec<String> {
 }
 
 /// A Lambda function's environment variables: name → HCL expression text.
-fn env_vars(f: &Block) -> BTreeMap<String, String> {
+pub(crate) fn env_vars(f: &Block) -> BTreeMap<String, String> {
     let env = nested(f, "environment");
     let hcl::Expression::Object(vars) = env[0]
         .body()
@@ -100,7 +100,7 @@ fn env_vars(f: &Block) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn quoted(s: &str) -> String {
+pub(crate) fn quoted(s: &str) -> String {
     format!("{s:?}")
 }
 
@@ -290,12 +290,27 @@ fn statements(tf: &[Block]) -> Vec<(Vec<String>, Vec<String>)> {
 }
 
 /// A policy document's statements: (actions, resources) as HCL text.
-fn policy(tf: &[Block], name: &str) -> Vec<(Vec<String>, Vec<String>)> {
+pub(crate) fn policy(tf: &[Block], name: &str) -> Vec<(Vec<String>, Vec<String>)> {
     let doc = find(tf, "data", &["aws_iam_policy_document", name]);
     nested(doc, "statement")
         .iter()
-        .map(|s| (list(s, "actions"), list(s, "resources")))
+        .map(|s| (list(s, "actions"), list_or_expr(s, "resources")))
         .collect()
+}
+
+/// A list attribute's items (as [`list`]), or, for a computed list (a
+/// `for` expression), the whole expression as one item.
+pub(crate) fn list_or_expr(b: &Block, key: &str) -> Vec<String> {
+    let expr = b
+        .body()
+        .attributes()
+        .find(|a| a.key() == key)
+        .unwrap_or_else(|| panic!("{} {:?} has no {key}", b.identifier(), b.labels()))
+        .expr();
+    match expr {
+        hcl::Expression::Array(_) => list(b, key),
+        other => vec![other.to_string()],
+    }
 }
 
 #[test]

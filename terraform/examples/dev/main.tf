@@ -1,10 +1,11 @@
 # A complete dev environment: the prism module and one receiver's queue.
 #
-#   cargo lambda build --release --arm64 --bin prism-lambda --output-format zip
+#   cargo lambda build --release --arm64 --bin prism-lambda --bin prism-mapper --bin prism-api --output-format zip
 #   terraform init && terraform apply -var env=dev -var owner=you@example.com
 #   prism plugin register website.wasm --receiver website-de \
 #     --table "$(terraform output -raw registry_table)" --bucket "$(terraform output -raw plugin_bucket)" \
 #     --queue "$(terraform output -raw website_queue)" --dead-letter-queue "$(terraform output -raw website_dlq)"
+#   prism mapper publish --manifest catalog.toml --bucket "$(terraform output -raw plugin_bucket)"
 
 terraform {
   required_version = ">= 1.6"
@@ -40,6 +41,12 @@ variable "lambda_zip" {
   default     = "../../../target/lambda/prism-lambda/bootstrap.zip"
 }
 
+variable "mapper_lambda_zip" {
+  description = "The mapper zip."
+  type        = string
+  default     = "../../../target/lambda/prism-mapper/bootstrap.zip"
+}
+
 variable "api_lambda_zip" {
   description = "The read API zip."
   type        = string
@@ -69,16 +76,21 @@ provider "aws" {
 module "prism" {
   source = "../.."
 
-  env            = var.env
-  lambda_zip     = var.lambda_zip
-  api_lambda_zip = var.api_lambda_zip
+  env               = var.env
+  lambda_zip        = var.lambda_zip
+  api_lambda_zip    = var.api_lambda_zip
+  mapper_lambda_zip = var.mapper_lambda_zip
 
+  # The example catalog mapper's tables (plugins/catalog; the manifest's [[tables]]).
   shadow_tables = {
-    products  = { hash_key = "product_id" }
-    prices    = { hash_key = "product_id", range_key = "market" }
-    texts     = { hash_key = "product_id", range_key = "language" }
-    logistics = { hash_key = "product_id" }
     brands    = { hash_key = "brand_id" }
+    logistics = { hash_key = "class_id" }
+    products = {
+      hash_key = "article_no"
+      indexes  = { by-brand = "brand_id", by-logistics-class = "logistics_class" }
+    }
+    prices = { hash_key = "article_no", range_key = "market" }
+    texts  = { hash_key = "article_no", range_key = "language" }
   }
 }
 
