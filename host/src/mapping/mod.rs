@@ -4,7 +4,7 @@
 //! model. For each change to one of them, the mapper plugin (the `mapper`
 //! world, one per deployment, declared by a [`MapperManifest`]) returns
 //! model writes, reading what else it needs through the host. The host
-//! applies them ([`write`]): conditioned on the source's sequence so a
+//! applies them ([`write`](mod@write)): conditioned on the source's sequence so a
 //! retry never moves a document backwards, and not at all when a document
 //! would not change, so no empty change reaches the receivers.
 //!
