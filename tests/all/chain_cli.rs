@@ -1,7 +1,7 @@
 //! `prism run --mapper`: the whole local chain from a file of shadow-table
 //! changes, its state across runs, and where what fails is parked.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use prism_e2e::{
     bodies, catalog_manifest, hostile_mapper_manifest, immediate, read, wasm, write_mapper,
@@ -39,6 +39,20 @@ fn run(
     (o.status.success(), out, err)
 }
 
+/// A temporary directory with a registry of the website alone, an empty
+/// state directory and where the outbox goes.
+fn website_only() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (registry, state, outbox) = (
+        tmp.path().join("reg"),
+        tmp.path().join("state"),
+        tmp.path().join("out"),
+    );
+    std::fs::create_dir_all(&state).unwrap();
+    immediate(&registry, "website", wasm::WEBSITE);
+    (tmp, registry, state, outbox)
+}
+
 fn files(dir: &Path) -> Vec<Value> {
     let mut paths: Vec<_> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
@@ -53,14 +67,7 @@ fn files(dir: &Path) -> Vec<Value> {
 
 #[test]
 fn prism_run_maps_shadow_changes_then_runs_the_receivers_and_keeps_state() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (registry, state, outbox) = (
-        tmp.path().join("reg"),
-        tmp.path().join("state"),
-        tmp.path().join("out"),
-    );
-    std::fs::create_dir_all(&state).unwrap();
-    immediate(&registry, "website", wasm::WEBSITE);
+    let (tmp, registry, state, outbox) = website_only();
     let mapper = write_mapper(
         &tmp.path().join("mapper"),
         &catalog_manifest(&read(wasm::CATALOG)),
@@ -144,14 +151,7 @@ fn prism_run_maps_shadow_changes_then_runs_the_receivers_and_keeps_state() {
 
 #[test]
 fn a_change_the_mapper_rejects_is_parked_with_its_record_for_replay() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (registry, state, outbox) = (
-        tmp.path().join("reg"),
-        tmp.path().join("state"),
-        tmp.path().join("out"),
-    );
-    std::fs::create_dir_all(&state).unwrap();
-    immediate(&registry, "website", wasm::WEBSITE);
+    let (tmp, registry, state, outbox) = website_only();
     let manifest = hostile_mapper_manifest(&read(wasm::HOSTILE_MAPPER), MapperLimits::default());
     let mapper = write_mapper(&tmp.path().join("mapper"), &manifest, wasm::HOSTILE_MAPPER);
     let mut w = StreamWriter::new();

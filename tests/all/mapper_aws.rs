@@ -47,17 +47,11 @@ impl Shadow {
     }
 
     fn put(&self, w: &World, table: &str, item: Value) {
-        let item = item
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), attr(v)))
-            .collect();
         w.q.rt.block_on(async {
             w.ddb
                 .put_item()
                 .table_name(format!("{}{table}", self.prefix))
-                .set_item(Some(item))
+                .set_item(Some(attrs(&item)))
                 .send()
                 .await
                 .unwrap()
@@ -65,17 +59,11 @@ impl Shadow {
     }
 
     fn delete(&self, w: &World, table: &str, key: Value) {
-        let key = key
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), attr(v)))
-            .collect();
         w.q.rt.block_on(async {
             w.ddb
                 .delete_item()
                 .table_name(format!("{}{table}", self.prefix))
-                .set_key(Some(key))
+                .set_key(Some(attrs(&key)))
                 .send()
                 .await
                 .unwrap()
@@ -99,6 +87,15 @@ impl Shadow {
             out
         })
     }
+}
+
+/// A plain JSON object as DynamoDB attributes.
+fn attrs(v: &Value) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), attr(v)))
+        .collect()
 }
 
 fn mapper_lambda(w: &World, prefix: &str, model_table: &str, dlq: &str) -> MapperLambda {

@@ -387,7 +387,6 @@ impl Context<'_> {
     }
 
     fn emit_logs(&self, r: &ActiveReceiver, c: &Change, logs: Vec<GuestLog>) {
-        use crate::engine::Level;
         for l in logs {
             let fields = l
                 .fields
@@ -401,23 +400,7 @@ impl Context<'_> {
                 c.sequence.as_str(),
                 l.message.as_str(),
             );
-            match l.level {
-                Level::Trace => {
-                    tracing::trace!(target: "plugin", receiver, key, sequence, fields, "{message}")
-                }
-                Level::Debug => {
-                    tracing::debug!(target: "plugin", receiver, key, sequence, fields, "{message}")
-                }
-                Level::Info => {
-                    tracing::info!(target: "plugin", receiver, key, sequence, fields, "{message}")
-                }
-                Level::Warn => {
-                    tracing::warn!(target: "plugin", receiver, key, sequence, fields, "{message}")
-                }
-                Level::Error => {
-                    tracing::error!(target: "plugin", receiver, key, sequence, fields, "{message}")
-                }
-            }
+            crate::plugin_log!(l.level, receiver, key, sequence, fields; "{message}");
         }
     }
 }

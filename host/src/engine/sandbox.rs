@@ -22,6 +22,23 @@ use super::bindings::{config, log};
 /// Severity of a plugin log record.
 pub use super::bindings::log::Level;
 
+/// Emit a plugin's log record through `tracing` at the record's own level
+/// (target `plugin`): `plugin_log!(level, field, field, …; "{message}")`.
+/// `tracing` takes levels as constants, hence one arm per level.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! plugin_log {
+    ($level:expr, $($field:ident),* ; $($msg:tt)+) => {
+        match $level {
+            $crate::engine::Level::Trace => ::tracing::trace!(target: "plugin", $($field,)* $($msg)+),
+            $crate::engine::Level::Debug => ::tracing::debug!(target: "plugin", $($field,)* $($msg)+),
+            $crate::engine::Level::Info => ::tracing::info!(target: "plugin", $($field,)* $($msg)+),
+            $crate::engine::Level::Warn => ::tracing::warn!(target: "plugin", $($field,)* $($msg)+),
+            $crate::engine::Level::Error => ::tracing::error!(target: "plugin", $($field,)* $($msg)+),
+        }
+    };
+}
+
 /// Store data for one plugin call.
 pub struct HostState {
     wasi: WasiCtx,

@@ -23,7 +23,7 @@ pub mod write;
 use std::sync::Arc;
 
 use crate::engine::{
-    CallError, GuestLog, Level, LoadError, MapError, MapperPlugin, PluginEngine, ShadowChange,
+    CallError, GuestLog, LoadError, MapError, MapperPlugin, PluginEngine, ShadowChange,
 };
 pub use manifest::{MapperManifest, TableDecl};
 use reads::Reads;
@@ -164,22 +164,6 @@ fn emit_logs(mapper: &str, c: &ShadowChange, logs: Vec<GuestLog>) {
     let (table, key, sequence) = (c.table.as_str(), c.key.to_string(), c.sequence.as_str());
     for l in logs {
         let message = l.message.as_str();
-        match l.level {
-            Level::Trace => {
-                tracing::trace!(target: "plugin", mapper, table, key, sequence, "{message}")
-            }
-            Level::Debug => {
-                tracing::debug!(target: "plugin", mapper, table, key, sequence, "{message}")
-            }
-            Level::Info => {
-                tracing::info!(target: "plugin", mapper, table, key, sequence, "{message}")
-            }
-            Level::Warn => {
-                tracing::warn!(target: "plugin", mapper, table, key, sequence, "{message}")
-            }
-            Level::Error => {
-                tracing::error!(target: "plugin", mapper, table, key, sequence, "{message}")
-            }
-        }
+        crate::plugin_log!(l.level, mapper, table, key, sequence; "{message}");
     }
 }
