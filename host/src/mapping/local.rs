@@ -41,11 +41,18 @@ fn write_json(path: &Path, v: &Value) -> Result<(), StoreError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-/// Shadow tables in memory: table → canonical key text → item.
+/// Shadow tables in memory: table → canonical key text → item, with an
+/// index per (table, attribute) built on its first query and kept up to
+/// date from then on (a cascade queries the same index for every change).
 #[derive(Debug, Default)]
 pub struct LocalShadow {
+    // Lock order: tables, then indexes.
     tables: Mutex<BTreeMap<String, BTreeMap<String, Value>>>,
+    indexes: Mutex<BTreeMap<(String, String), Index>>,
 }
+
+/// Attribute value (as JSON text) → keys of the items that have it.
+type Index = BTreeMap<String, std::collections::BTreeSet<String>>;
 
 impl LocalShadow {
     /// Load `DIR/shadow.json` (empty if absent).
@@ -57,6 +64,7 @@ impl LocalShadow {
         };
         Ok(Self {
             tables: Mutex::new(tables),
+            indexes: Mutex::default(),
         })
     }
 
@@ -68,12 +76,27 @@ impl LocalShadow {
 
     /// Apply a shadow change (what the master system's write did to the table).
     pub fn apply(&self, change: &ShadowChange) {
+        let key = change.key.to_string();
         let mut tables = lock(&self.tables);
         let table = tables.entry(change.table.clone()).or_default();
-        match &change.new {
-            Some(item) => table.insert(change.key.to_string(), item.clone()),
-            None => table.remove(&change.key.to_string()),
+        let old = match &change.new {
+            Some(item) => table.insert(key.clone(), item.clone()),
+            None => table.remove(&key),
         };
+        let mut indexes = lock(&self.indexes);
+        for ((t, attribute), index) in indexes.iter_mut() {
+            if *t != change.table {
+                continue;
+            }
+            if let Some(v) = old.as_ref().and_then(|o| o.get(attribute))
+                && let Some(keys) = index.get_mut(&v.to_string())
+            {
+                keys.remove(&key);
+            }
+            if let Some(v) = change.new.as_ref().and_then(|n| n.get(attribute)) {
+                index.entry(v.to_string()).or_default().insert(key.clone());
+            }
+        }
     }
 
     /// How many items all tables hold.
@@ -109,15 +132,27 @@ impl ShadowStore for LocalShadow {
         value: &Value,
     ) -> Result<Vec<Value>, StoreError> {
         let tables = lock(&self.tables);
-        Ok(tables
-            .get(&table.name)
-            .map(|t| {
-                t.values()
-                    .filter(|i| i.get(attribute) == Some(value))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default())
+        let Some(items) = tables.get(&table.name) else {
+            return Ok(Vec::new());
+        };
+        let mut indexes = lock(&self.indexes);
+        let index = indexes
+            .entry((table.name.clone(), attribute.to_owned()))
+            .or_insert_with(|| {
+                let mut index = Index::new();
+                for (k, item) in items {
+                    if let Some(v) = item.get(attribute) {
+                        index.entry(v.to_string()).or_default().insert(k.clone());
+                    }
+                }
+                index
+            });
+        Ok(index
+            .get(&value.to_string())
+            .into_iter()
+            .flatten()
+            .filter_map(|k| items.get(k).cloned())
+            .collect())
     }
 }
 
@@ -257,5 +292,45 @@ impl ModelStore for LocalModel {
             }
             _ => Ok(Put::Conflict),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::ChangeKind;
+
+    fn put(s: &LocalShadow, id: &str, brand: Option<&str>) {
+        s.apply(&ShadowChange {
+            table: "products".into(),
+            key: json!({ "article_no": id }),
+            kind: ChangeKind::Modify,
+            old: None,
+            new: brand.map(|b| json!({"article_no": id, "brand_id": b})),
+            sequence: "1".into(),
+            time_ms: 0,
+        });
+    }
+
+    #[test]
+    fn an_index_follows_the_items_after_its_first_query() {
+        let s = LocalShadow::default();
+        let t = crate::sample::shadow::tables().remove(2);
+        let by_brand = |b: &str| -> Vec<String> {
+            s.query(&t, Some("by-brand"), "brand_id", &json!(b))
+                .unwrap()
+                .iter()
+                .map(|i| i["article_no"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        put(&s, "P1", Some("B1"));
+        put(&s, "P2", Some("B1"));
+        assert_eq!(by_brand("B1"), ["P1", "P2"]);
+        put(&s, "P2", Some("B2")); // moves to another brand
+        put(&s, "P3", Some("B1")); // arrives after the index was built
+        put(&s, "P1", None); // goes
+        assert_eq!(by_brand("B1"), ["P3"]);
+        assert_eq!(by_brand("B2"), ["P2"]);
+        assert!(by_brand("B3").is_empty());
     }
 }
