@@ -80,12 +80,26 @@ fn prism_run_maps_shadow_changes_then_runs_the_receivers_and_keeps_state() {
         },
         "",
     );
-    let mut text = sample.stream.to_json_lines();
-    text.push_str("{not json\n");
-    text.push_str(&json!({"eventName": "INSERT", "eventSourceARN": "arn:aws:dynamodb:r:1:table/warehouses/stream/x",
-                           "dynamodb": {"Keys": {"id": {"S": "W"}}, "NewImage": {"id": {"S": "W"}}, "SequenceNumber": "1"}}).to_string());
     let events = tmp.path().join("shadow.jsonl");
-    std::fs::write(&events, text).unwrap();
+    let o = prism(&[
+        "sample",
+        "--shadow",
+        "--products",
+        "20",
+        "--out",
+        events.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let mut stream = std::fs::read_to_string(&events).unwrap();
+    assert_eq!(
+        stream,
+        sample.stream.to_json_lines(),
+        "prism sample --shadow writes the sample, byte for byte"
+    );
+    stream.push_str("{not json\n");
+    stream.push_str(&json!({"eventName": "INSERT", "eventSourceARN": "arn:aws:dynamodb:r:1:table/warehouses/stream/x",
+                           "dynamodb": {"Keys": {"id": {"S": "W"}}, "NewImage": {"id": {"S": "W"}}, "SequenceNumber": "1"}}).to_string());
+    std::fs::write(&events, stream).unwrap();
 
     let (ok, out, err) = run(&mapper, &registry, &events, &outbox, &state);
     assert!(

@@ -9,8 +9,9 @@ use anyhow::Context;
 /// Write the sample catalogue's change stream.
 ///
 /// Inserts, single-field modifies, removes and a full refresh, as JSON Lines
-/// of DynamoDB stream records in Lambda's shape. The same seed always gives
-/// the same bytes.
+/// of DynamoDB stream records in Lambda's shape: of the model table, or with
+/// --shadow of the five shadow tables. The same seed always gives the same
+/// bytes.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Output file.
@@ -22,13 +23,26 @@ pub struct Args {
     /// PRNG seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Write the master data system's shadow-table stream instead (for
+    /// `prism run --mapper`): brands, logistics classes, products, prices
+    /// and texts.
+    #[arg(long)]
+    pub shadow: bool,
+    /// With --shadow: physical table names are PREFIX + the logical names.
+    #[arg(long, value_name = "PREFIX", default_value = "", requires = "shadow")]
+    pub shadow_prefix: String,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let w = sample::stream(SampleOptions {
+    let opts = SampleOptions {
         products: a.products.max(1),
         seed: a.seed,
-    });
+    };
+    let w = if a.shadow {
+        sample::shadow::stream(opts, &a.shadow_prefix).stream
+    } else {
+        sample::stream(opts)
+    };
     std::fs::write(&a.out, w.to_json_lines())
         .with_context(|| format!("writing {}", a.out.display()))?;
     println!(
