@@ -57,8 +57,9 @@ enum Outcome {
 }
 
 /// Apply `writes` from `source` at `sequence`. `model_key` is the attribute
-/// set to each document's key. A store error stops the writes: the change
-/// is retried as a whole, and what was written is then stale.
+/// set to each document's key. Of several writes to one key, the last one
+/// counts. A store error stops the writes: the change is retried as a
+/// whole, and what was written is then stale.
 pub fn apply(
     store: &dyn ModelStore,
     model_key: &str,
@@ -66,6 +67,7 @@ pub fn apply(
     source: &str,
     sequence: &str,
 ) -> Result<WriteTally, StoreError> {
+    let writes = last_per_key(writes);
     let mut tally = WriteTally::default();
     for chunk in writes.chunks(READ_CHUNK) {
         let keys: Vec<String> = chunk.iter().map(|w| w.key().to_owned()).collect();
@@ -99,6 +101,20 @@ pub fn apply(
         }
     }
     Ok(tally)
+}
+
+/// The last write of each key, in the order of those last writes.
+fn last_per_key(writes: Vec<ModelWrite>) -> Vec<ModelWrite> {
+    let mut last = std::collections::HashMap::new();
+    for (i, w) in writes.iter().enumerate() {
+        last.insert(w.key().to_owned(), i);
+    }
+    writes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, w)| last.get(w.key()) == Some(i))
+        .map(|(_, w)| w)
+        .collect()
 }
 
 /// Decide and do one write; `Err(())` is a conflict.
@@ -138,4 +154,53 @@ fn decide(
         (Put::Done, outcome) => Ok(outcome),
         (Put::Conflict, _) => Err(()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::local::LocalModel;
+    use serde_json::json;
+
+    fn upsert(key: &str, v: u64) -> ModelWrite {
+        ModelWrite::Upsert {
+            key: key.into(),
+            doc: json!({ "v": v }),
+        }
+    }
+
+    #[test]
+    fn stale_unchanged_and_the_last_write_per_key() {
+        let m = LocalModel::default();
+        let t = apply(
+            &m,
+            "pk",
+            vec![upsert("A", 1), upsert("B", 1), upsert("A", 2)],
+            "s/1",
+            "10",
+        )
+        .unwrap();
+        assert_eq!((t.upserted, t.stale), (2, 0));
+        assert_eq!(m.documents()["A"], json!({"pk": "A", "v": 2}));
+        // The same source again at the same or an older sequence: stale.
+        let t = apply(&m, "pk", vec![upsert("A", 3)], "s/1", "9").unwrap();
+        assert_eq!((t.upserted, t.stale), (0, 1));
+        // Another source, the same document: unchanged, nothing recorded.
+        let before = m.take_changes().len();
+        let t = apply(&m, "pk", vec![upsert("A", 2)], "s/2", "1").unwrap();
+        assert_eq!((t.unchanged, before, m.take_changes().len()), (1, 2, 0));
+        // A delete of nothing is unchanged; of something, a delete.
+        let t = apply(
+            &m,
+            "pk",
+            vec![
+                ModelWrite::Delete { key: "Z".into() },
+                ModelWrite::Delete { key: "B".into() },
+            ],
+            "s/3",
+            "1",
+        )
+        .unwrap();
+        assert_eq!((t.unchanged, t.deleted), (1, 1));
+    }
 }
