@@ -6,6 +6,7 @@ mod cleanup;
 mod cli;
 mod dedup;
 mod diff;
+mod emulator;
 mod hostile;
 mod input;
 mod mapper;

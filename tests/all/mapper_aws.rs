@@ -13,6 +13,7 @@ use prism_host::mapping::lambda::{MapperConfig, MapperLambda, vars};
 use prism_host::sample::shadow;
 use serde_json::{Value, json};
 
+use crate::emulator::{Emulator, log_lines};
 use crate::world::World;
 use crate::{prism, text};
 
@@ -98,6 +99,33 @@ fn attrs(v: &Value) -> std::collections::HashMap<String, aws_sdk_dynamodb::types
         .collect()
 }
 
+/// `prism mapper publish` the catalog mapper to this world's bucket.
+fn publish(w: &World) {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_mapper(
+        dir.path(),
+        &catalog_manifest(&read(wasm::CATALOG)),
+        wasm::CATALOG,
+    );
+    let o = prism(&[
+        "mapper",
+        "publish",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--bucket",
+        &w.bucket,
+        "--endpoint-url",
+        &w.ep,
+        "--region",
+        "us-east-1",
+    ]);
+    let (out, err) = text(&o);
+    assert!(
+        o.status.success() && out.contains("mappers/catalog.toml"),
+        "{out}\n{err}"
+    );
+}
+
 fn mapper_lambda(w: &World, prefix: &str, model_table: &str, dlq: &str) -> MapperLambda {
     let cache = tempfile::tempdir().unwrap().keep();
     let env: BTreeMap<&str, String> = [
@@ -169,29 +197,7 @@ fn a_shadow_table_write_reaches_the_receivers_queues_through_mapper_and_dispatch
     let dlq = w.q.create("mapper-dlq");
 
     // Ops publish the mapper to the bucket; the Lambda reads it from there.
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = write_mapper(
-        dir.path(),
-        &catalog_manifest(&read(wasm::CATALOG)),
-        wasm::CATALOG,
-    );
-    let o = prism(&[
-        "mapper",
-        "publish",
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--bucket",
-        &w.bucket,
-        "--endpoint-url",
-        &w.ep,
-        "--region",
-        "us-east-1",
-    ]);
-    let (out, err) = text(&o);
-    assert!(
-        o.status.success() && out.contains("mappers/catalog.toml"),
-        "{out}\n{err}"
-    );
+    publish(&w);
     let mapper = mapper_lambda(&w, &sh.prefix, &w.model, &dlq);
     let dispatcher = w.processor(&[]);
 
@@ -388,5 +394,78 @@ fn prism_dev_with_a_mapper_follows_the_shadow_streams_through_to_the_queues() {
     assert_eq!(
         names(&w, &site_q, "name"),
         ["P-1|\"Drill P-1\"", "P-2|\"Drill P-2\""]
+    );
+}
+
+#[test]
+fn the_real_mapper_binary_maps_shadow_batches_under_the_runtime_api_emulator() {
+    let Some(w) = World::new("mapper-emulated") else {
+        return;
+    };
+    let Some(mut emulator) = Emulator::start() else {
+        return;
+    };
+    let mut sh = Shadow::create(&w);
+    publish(&w);
+    let dlq = w.q.create("mapper-dlq");
+    sh.put(&w, "brands", json!({"brand_id": "B-01", "name": "Voltar"}));
+    sh.put(
+        &w,
+        "logistics",
+        json!({"class_id": "LC-001", "packaging_type": "box", "units_per_carton": 6}),
+    );
+    for (table, item) in product("P-1", "B-01") {
+        sh.put(&w, table, item);
+    }
+
+    let cache = tempfile::tempdir().unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    emulator.run(
+        env!("CARGO_BIN_EXE_prism-mapper-under-test"),
+        &[
+            (vars::MAPPER_MANIFEST, "mappers/catalog.toml"),
+            (vars::PLUGIN_BUCKET, &w.bucket),
+            (vars::MODEL_TABLE, &w.model),
+            (vars::SHADOW_PREFIX, &sh.prefix),
+            (vars::DEAD_LETTER_QUEUE, &dlq),
+            (vars::CACHE_DIR, cache.path().to_str().unwrap()),
+            (vars::ENDPOINT_URL, &w.ep),
+        ],
+        log.path(),
+    );
+    // One invocation per shadow table's batch, as each event source mapping makes.
+    for table in ["brands", "logistics", "texts", "prices", "products"] {
+        let event = json!({ "Records": sh.records(&w, table) }).to_string();
+        let (ok, out, err) = emulator.invoke(&event);
+        assert!(ok, "{table}: invoke failed:\n{out}\n{err}");
+        let response: Value =
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(response, json!({"batchItemFailures": []}), "{table}");
+    }
+    // The product is in the model table, and its stream carries it onward.
+    let model = w.records();
+    assert_eq!(model.len(), 1, "{model:?}");
+    assert_eq!(model[0]["eventName"], "INSERT");
+    assert_eq!(model[0]["dynamodb"]["NewImage"]["brand"]["S"], "Voltar");
+
+    let (ok, _, err) = emulator.invoke(r#"{"x": 1}"#);
+    assert!(!ok && err.contains("malformed event"), "{err}");
+    drop(emulator);
+    let lines = log_lines(log.path());
+    assert!(
+        lines.iter().any(|l| l["message"] == "cold start"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "mapper loaded" && l["mapper"] == "catalog"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "batch" && l["written"] == 1 && l["records"] == 1),
+        "{lines:?}"
     );
 }

@@ -5,51 +5,16 @@
 use prism_e2e::wasm;
 use serde_json::{Value, json};
 
+use crate::emulator::{Emulator, log_lines};
 use crate::world::{World, products};
 use crate::{prism, text};
 
-/// Children killed when the test ends, however it ends.
-struct Kill(Vec<std::process::Child>);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn cargo_lambda() -> bool {
-    let found = std::process::Command::new("cargo")
-        .args(["lambda", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("PRISM_REQUIRE_ALL").is_none(),
-            "cargo-lambda is not installed; scripts/test installs it (pip install cargo-lambda)"
-        );
-        eprintln!("SKIPPED: cargo-lambda not installed; scripts/test installs it");
-    }
-    found
-}
-
 #[test]
 fn the_real_lambda_binary_runs_under_the_runtime_api_emulator() {
-    use std::process::{Command, Stdio};
-    if !cargo_lambda() {
-        return;
-    }
     let Some(w) = World::new("lambda-emulated") else {
+        return;
+    };
+    let Some(mut emulator) = Emulator::start() else {
         return;
     };
     let (site_q, _) = w.register(wasm::WEBSITE, "website", &[], true);
@@ -57,73 +22,22 @@ fn the_real_lambda_binary_runs_under_the_runtime_api_emulator() {
     w.write(&products(0..2));
     let records = w.records();
 
-    let port = free_port().to_string();
-    let mut children = Kill(Vec::new());
-    children.0.push(
-        Command::new("cargo")
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &port,
-            ])
-            .current_dir(wasm::ROOT)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting cargo lambda watch"),
-    );
-    let up = (0..600).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok()
-    });
-    assert!(up, "the runtime API emulator did not start on port {port}");
-
     let cache = tempfile::tempdir().unwrap();
     let log = tempfile::NamedTempFile::new().unwrap();
-    children.0.push(
-        Command::new(env!("CARGO_BIN_EXE_prism-lambda-under-test"))
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{port}/.rt"),
-            )
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-            .env("PRISM_REGISTRY_TABLE", &w.table)
-            .env("PRISM_PLUGIN_BUCKET", &w.bucket)
-            .env("PRISM_LEDGER_TABLE", &w.ledger)
-            .env("PRISM_SPOOL_TABLE", w.spool())
-            .env("PRISM_CACHE_DIR", cache.path())
-            .env("AWS_ENDPOINT_URL", &w.ep)
-            .env_remove("PRISM_LOG")
-            .stdout(log.reopen().unwrap())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the Lambda binary"),
+    let spool = w.spool();
+    emulator.run(
+        env!("CARGO_BIN_EXE_prism-lambda-under-test"),
+        &[
+            ("PRISM_REGISTRY_TABLE", &w.table),
+            ("PRISM_PLUGIN_BUCKET", &w.bucket),
+            ("PRISM_LEDGER_TABLE", &w.ledger),
+            ("PRISM_SPOOL_TABLE", &spool),
+            ("PRISM_CACHE_DIR", cache.path().to_str().unwrap()),
+            ("AWS_ENDPOINT_URL", &w.ep),
+        ],
+        log.path(),
     );
-
-    let invoke = |data: &str| {
-        let o = Command::new("cargo")
-            .args([
-                "lambda",
-                "invoke",
-                "_",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &port,
-                "--data-ascii",
-                data,
-            ])
-            .output()
-            .unwrap();
-        let (out, err) = text(&o);
-        (o.status.success(), out, err)
-    };
+    let invoke = |data: &str| emulator.invoke(data);
     let (ok, out, err) = invoke(&json!({ "Records": records }).to_string());
     assert!(ok, "invoke failed:\n{out}\n{err}");
     let response: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
@@ -149,12 +63,9 @@ fn the_real_lambda_binary_runs_under_the_runtime_api_emulator() {
         "{err}"
     );
 
-    drop(children);
+    drop(emulator);
     let logs = std::fs::read_to_string(log.path()).unwrap();
-    let lines: Vec<Value> = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let lines = log_lines(log.path());
     assert!(lines.iter().any(|l| l["message"] == "cold start"), "{logs}");
     assert!(
         lines

@@ -1,0 +1,6 @@
+//! The real mapper Lambda entry point (`prism_host::mapping::lambda::main`),
+//! built here so the end-to-end tests can run it under the runtime API emulator.
+
+fn main() -> std::process::ExitCode {
+    prism_host::mapping::lambda::main()
+}
