@@ -117,10 +117,19 @@ fn key_schema(name: &str) -> (AttributeDefinition, KeySchemaElement) {
     )
 }
 
+/// A stream of NEW_AND_OLD_IMAGES, as prism reads every table's stream.
+fn new_and_old_images() -> aws_sdk_dynamodb::types::StreamSpecification {
+    use aws_sdk_dynamodb::types::{StreamSpecification, StreamViewType};
+    StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewAndOldImages)
+        .build()
+        .unwrap()
+}
+
 /// The product-model table (key `pk`) with a NEW_AND_OLD_IMAGES stream;
 /// returns the stream ARN.
 pub async fn create_model_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> String {
-    use aws_sdk_dynamodb::types::{StreamSpecification, StreamViewType};
     let (attr, key) = key_schema("pk");
     let out = ddb
         .create_table()
@@ -128,13 +137,7 @@ pub async fn create_model_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> S
         .attribute_definitions(attr)
         .key_schema(key)
         .billing_mode(BillingMode::PayPerRequest)
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
-                .build()
-                .unwrap(),
-        )
+        .stream_specification(new_and_old_images())
         .send()
         .await
         .unwrap();
@@ -343,7 +346,7 @@ pub async fn create_shadow_table(
 ) -> String {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-        ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+        ProjectionType, ScalarAttributeType,
     };
     let mut attrs: Vec<&String> = decl.key.iter().chain(decl.indexes.values()).collect();
     attrs.sort();
@@ -375,13 +378,7 @@ pub async fn create_shadow_table(
         .set_attribute_definitions(Some(definitions))
         .set_key_schema(Some(key))
         .billing_mode(BillingMode::PayPerRequest)
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
-                .build()
-                .unwrap(),
-        );
+        .stream_specification(new_and_old_images());
     for (index, attr) in &decl.indexes {
         req = req.global_secondary_indexes(
             GlobalSecondaryIndex::builder()

@@ -363,24 +363,11 @@ fn prism_dev_with_a_mapper_follows_the_shadow_streams_through_to_the_queues() {
             sh.put(&w, table, item);
         }
     }
-    let o = prism(&[
-        "dev",
-        "--once",
-        "--from-start",
+    let o = w.dev(&[
         "--mapper",
         manifest.to_str().unwrap(),
         "--shadow-prefix",
         &sh.prefix,
-        "--model-table",
-        &w.model,
-        "--bucket",
-        &w.bucket,
-        "--table",
-        &w.table,
-        "--endpoint-url",
-        &w.ep,
-        "--region",
-        "us-east-1",
     ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");

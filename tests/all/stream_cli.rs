@@ -87,25 +87,7 @@ fn prism_dev_follows_the_stream_and_reports_what_it_holds() {
     let Some(w) = World::new("dev") else { return };
     let (site_q, _) = w.register(wasm::WEBSITE, "website", &[], true);
     w.write(&products(0..3));
-    let dev = |extra: &[&str]| {
-        let mut args = vec![
-            "dev",
-            "--once",
-            "--from-start",
-            "--model-table",
-            &w.model,
-            "--bucket",
-            &w.bucket,
-            "--table",
-            &w.table,
-            "--endpoint-url",
-            &w.ep,
-            "--region",
-            "us-east-1",
-        ];
-        args.extend(extra);
-        prism(&args)
-    };
+    let dev = |extra: &[&str]| w.dev(extra);
     let o = dev(&[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");

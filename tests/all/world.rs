@@ -87,6 +87,27 @@ impl World {
         out
     }
 
+    /// `prism dev --once --from-start` against this world, plus `extra`.
+    pub(crate) fn dev(&self, extra: &[&str]) -> std::process::Output {
+        let mut args = vec![
+            "dev",
+            "--once",
+            "--from-start",
+            "--model-table",
+            &self.model,
+            "--bucket",
+            &self.bucket,
+            "--table",
+            &self.table,
+            "--endpoint-url",
+            &self.ep,
+            "--region",
+            "us-east-1",
+        ];
+        args.extend(extra);
+        prism(&args)
+    }
+
     /// Register `wasm` as `receiver` with its own queue and DLQ (created
     /// unless `create` is false); returns (queue URL or name, DLQ URL).
     pub(crate) fn register(
