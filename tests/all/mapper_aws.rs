@@ -143,10 +143,12 @@ fn mapper_lambda(w: &World, prefix: &str, model_table: &str, dlq: &str) -> Mappe
         endpoint_url: Some(w.ep.clone()),
         region: Some("us-east-1".into()),
     };
-    w.q.rt.block_on(async {
+    let mut lambda = w.q.rt.block_on(async {
         let sdk = prism_host::aws::sdk_config(&target).await;
         config.build(&sdk, &target).await.unwrap()
-    })
+    });
+    lambda.emit_metrics = false;
+    lambda
 }
 
 fn product(sku: &str, brand: &str) -> [(&'static str, Value); 3] {
@@ -454,5 +456,14 @@ fn the_real_mapper_binary_maps_shadow_batches_under_the_runtime_api_emulator() {
             .iter()
             .any(|l| l["message"] == "batch" && l["written"] == 1 && l["records"] == 1),
         "{lines:?}"
+    );
+    let emf: Vec<&Value> = lines.iter().filter(|l| l["Mapper"] == "catalog").collect();
+    assert_eq!(emf.len(), 5, "one EMF line per batch: {lines:?}");
+    assert_eq!(emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], "prism");
+    assert_eq!(
+        emf.iter()
+            .map(|l| l["ModelWrites"].as_f64().unwrap())
+            .sum::<f64>(),
+        1.0
     );
 }

@@ -182,6 +182,7 @@ impl MapperConfig {
                 reload: self.reload,
                 loaded: tokio::sync::Mutex::new(None),
             },
+            emit_metrics: true,
         })
     }
 }
@@ -265,16 +266,38 @@ pub struct MapperLambda {
     pub processor: MapperProcessor,
     /// The mapper.
     pub live: LiveMapper,
+    /// Write an EMF metric line per batch on stdout (on in the Lambda).
+    pub emit_metrics: bool,
 }
 
 impl MapperLambda {
     /// Handle one stream event with the current mapper.
     pub async fn handle(&self, event: &Value) -> anyhow::Result<MapBatchOutcome> {
         let builder = self.live.current().await?;
-        self.processor
+        let mapper = builder.manifest().mapper.clone();
+        let outcome = self
+            .processor
             .handle(builder, event)
             .await
-            .map_err(|e| anyhow::anyhow!("malformed event: {e}"))
+            .map_err(|e| anyhow::anyhow!("malformed event: {e}"))?;
+        let r = &outcome.report;
+        tracing::info!(
+            mapper,
+            records = r.records,
+            mapped = r.mapped,
+            written = r.tally.written(),
+            unchanged = r.tally.unchanged,
+            stale = r.tally.stale,
+            parked = r.parked,
+            failed = r.failed,
+            items_read = r.items_read,
+            "batch"
+        );
+        if self.emit_metrics {
+            let line = crate::stream::metrics::mapper_line(&mapper, r, crate::spool::now_ms());
+            println!("{line}");
+        }
+        Ok(outcome)
     }
 }
 
@@ -296,18 +319,6 @@ pub fn main() -> ExitCode {
                     .handle(&event.payload)
                     .await
                     .map_err(|e| lambda_runtime::Error::from(format!("{e:#}")))?;
-                let r = &outcome.report;
-                tracing::info!(
-                    records = r.records,
-                    mapped = r.mapped,
-                    written = r.tally.written(),
-                    unchanged = r.tally.unchanged,
-                    stale = r.tally.stale,
-                    parked = r.parked,
-                    failed = r.failed,
-                    items_read = r.items_read,
-                    "batch"
-                );
                 serde_json::to_value(&outcome.response).map_err(lambda_runtime::Error::from)
             }
         }))

@@ -77,6 +77,25 @@ pub fn tick_line(r: &crate::dispatch::TickReport, timestamp_ms: u64) -> Value {
     line(&[], &metrics, timestamp_ms)
 }
 
+/// The EMF line for one mapper batch (dimension `Mapper`).
+pub fn mapper_line(
+    mapper: &str,
+    r: &crate::mapping::stream::MapBatchReport,
+    timestamp_ms: u64,
+) -> Value {
+    let metrics = [
+        ("ShadowRecords", r.records as f64, "Count"),
+        ("ShadowChangesMapped", r.mapped as f64, "Count"),
+        ("ModelWrites", r.tally.written() as f64, "Count"),
+        ("ModelWritesUnchanged", r.tally.unchanged as f64, "Count"),
+        ("ModelWritesStale", r.tally.stale as f64, "Count"),
+        ("ShadowChangesParked", r.parked as f64, "Count"),
+        ("ShadowRecordsFailed", r.failed as f64, "Count"),
+        ("ShadowItemsRead", r.items_read as f64, "Count"),
+    ];
+    line(&[("Mapper", mapper)], &metrics, timestamp_ms)
+}
+
 fn line(dimensions: &[(&str, &str)], metrics: &[(&str, f64, &str)], timestamp_ms: u64) -> Value {
     let mut root = serde_json::Map::new();
     root.insert(
