@@ -274,10 +274,20 @@ fn a_late_or_retried_change_never_moves_a_document_backwards() {
 }
 
 /// A model store where another writer changes a document between the
-/// builder's read and its write, `conflicts` times.
+/// builder's read and its write, `conflicts` times: it sets `/theirs` to
+/// the number of its write, as a concurrent price or text change would.
 struct Contended {
     inner: Arc<LocalModel>,
     conflicts: std::sync::atomic::AtomicUsize,
+}
+
+impl Contended {
+    fn new(inner: Arc<LocalModel>, conflicts: usize) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            conflicts: conflicts.into(),
+        })
+    }
 }
 
 impl ModelStore for Contended {
@@ -287,15 +297,16 @@ impl ModelStore for Contended {
 
     fn put(&self, key: &str, next: &Stored, expected: Option<u64>) -> Result<Put, StoreError> {
         use std::sync::atomic::Ordering;
-        if self.conflicts.load(Ordering::SeqCst) > 0 {
-            self.conflicts.fetch_sub(1, Ordering::SeqCst);
+        let left = self.conflicts.load(Ordering::SeqCst);
+        if left > 0 {
+            self.conflicts.store(left - 1, Ordering::SeqCst);
             let current = self.inner.get_many(&[key.to_owned()])?.pop().flatten();
             let mut theirs = current.clone().unwrap_or(Stored {
                 doc: json!({"pk": key}),
                 rev: 0,
                 sources: Default::default(),
             });
-            theirs.doc["theirs"] = json!(true);
+            theirs.doc["theirs"] = json!(left);
             theirs.rev += 1;
             self.inner.put(key, &theirs, current.map(|c| c.rev))?;
         }
@@ -308,30 +319,64 @@ impl ModelStore for Contended {
 }
 
 #[test]
-fn a_concurrent_write_is_decided_again_on_a_fresh_read() {
-    let wasm = read(wasm::HOSTILE_MAPPER);
+fn a_concurrent_write_makes_the_change_map_again_and_neither_change_is_lost() {
+    // A brand rename patches documents it read; another writer changes one
+    // of them in between. Writing the patched old document would undo that
+    // write: the change is mapped again on what is there now.
     let model = Arc::new(LocalModel::default());
-    let store = Arc::new(Contended {
-        inner: model.clone(),
-        conflicts: 2.into(),
-    });
-    let manifest = hostile_mapper_manifest(&wasm, MapperLimits::default());
-    let chain = Chain::with_store(manifest.clone(), wasm::HOSTILE_MAPPER, model.clone(), store);
-    let t = chain
-        .write(&order("o1", json!({"model_key": "K", "doc": {"v": 1}}), 1))
-        .unwrap();
-    assert_eq!(t.upserted, 1);
-    assert_eq!(
-        model.documents()["K"],
-        json!({"pk": "K", "v": 1}),
-        "ours wins, decided on what theirs left"
+    let manifest = catalog_manifest(&read(wasm::CATALOG));
+    let plain = Chain::with_model(manifest.clone(), wasm::CATALOG, model.clone());
+    let seq = catalogue_of_one_brand(&plain);
+    let contended = Contended::new(model.clone(), 0);
+    let chain = Chain::with_store(
+        manifest.clone(),
+        wasm::CATALOG,
+        model.clone(),
+        contended.clone(),
     );
+    // The contended chain needs the same shadow tables: replay the catalogue into it.
+    catalogue_of_one_brand(&chain);
+    contended
+        .conflicts
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    let old = json!({"brand_id": "B-02", "name": "Nordlicht"});
+    let new = json!({"brand_id": "B-02", "name": "Nordlicht Pro"});
+    let t = chain
+        .write(&change(
+            "brands",
+            json!({"brand_id": "B-02"}),
+            Some(old),
+            Some(new),
+            seq + 1,
+        ))
+        .unwrap();
+    assert_eq!(t.upserted, 200, "{t:?}");
+    let docs = model.documents();
+    let b02: Vec<&Value> = docs
+        .values()
+        .filter(|d| d["brand"] == "Nordlicht Pro")
+        .collect();
+    assert_eq!(b02.len(), 200);
+    let theirs: Vec<&&Value> = b02.iter().filter(|d| d.get("theirs").is_some()).collect();
+    assert_eq!(
+        theirs.len(),
+        1,
+        "their write survives, with our rename on top"
+    );
+    assert_eq!(
+        theirs[0]["theirs"], 1,
+        "the second concurrent write is the one left"
+    );
+
     // A store that never settles gives up with a clear, retryable error.
-    let store = Arc::new(Contended {
-        inner: model.clone(),
-        conflicts: 1000.into(),
-    });
-    let chain = Chain::with_store(manifest, wasm::HOSTILE_MAPPER, model, store);
+    let wasm = read(wasm::HOSTILE_MAPPER);
+    let manifest = hostile_mapper_manifest(&wasm, MapperLimits::default());
+    let chain = Chain::with_store(
+        manifest,
+        wasm::HOSTILE_MAPPER,
+        model.clone(),
+        Contended::new(model, 1000),
+    );
     let e = chain
         .write(&order("o1", json!({"model_key": "K", "doc": {"v": 2}}), 2))
         .unwrap_err();

@@ -28,7 +28,7 @@ use crate::engine::{
 pub use manifest::{MapperManifest, TableDecl};
 use reads::Reads;
 use store::{ModelStore, ShadowStore, StoreError};
-pub use write::WriteTally;
+pub use write::{WriteError, WriteTally};
 
 /// Why a shadow change could not be mapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,33 +119,59 @@ impl ModelBuilder {
         &self.plugin
     }
 
-    /// Map one change and apply its writes.
+    /// Map one change and apply its writes. When a document changes between
+    /// the mapper's read and the host's write (another stream's change to
+    /// the same product), the change is mapped again on the new state, up
+    /// to [`MAX_REMAPS`] times.
     pub fn apply(&self, change: &ShadowChange) -> Result<Applied, BuildError> {
-        let result = self.plugin.map(
-            change,
-            self.config.clone(),
-            self.manifest.limits.sandbox(),
-            self.reads.clone(),
-        )?;
-        emit_logs(&self.manifest.mapper, change, result.logs);
-        let writes = result.outcome.map_err(|e| match e {
-            MapError::Reject(r) => BuildError::Rejected(r),
-            MapError::Retry(r) => BuildError::Retry(r),
-        })?;
         let source = format!("{}/{}", change.table, change.key);
-        let tally = write::apply(
-            self.model.as_ref(),
-            &self.manifest.model_key,
-            writes,
-            &source,
-            &change.sequence,
-        )?;
-        Ok(Applied {
-            tally,
-            items_read: result.items_read,
-        })
+        let mut applied = Applied::default();
+        for _ in 0..=MAX_REMAPS {
+            let result = self.plugin.map(
+                change,
+                self.config.clone(),
+                self.manifest.limits.sandbox(),
+                self.reads.clone(),
+            )?;
+            emit_logs(&self.manifest.mapper, change, result.logs);
+            applied.items_read += result.items_read;
+            let writes = result.outcome.map_err(|e| match e {
+                MapError::Reject(r) => BuildError::Rejected(r),
+                MapError::Retry(r) => BuildError::Retry(r),
+            })?;
+            match write::apply(
+                self.model.as_ref(),
+                &self.manifest.model_key,
+                writes,
+                &source,
+                &change.sequence,
+            ) {
+                Ok(mut tally) => {
+                    // What an earlier attempt wrote is stale now: it counts as written.
+                    tally.stale = tally.stale.saturating_sub(applied.tally.written());
+                    tally.upserted += applied.tally.upserted;
+                    tally.deleted += applied.tally.deleted;
+                    applied.tally = tally;
+                    return Ok(applied);
+                }
+                Err(WriteError::Conflict { key, done }) => {
+                    tracing::debug!(%key, "model document changed while mapping; mapping again");
+                    applied.tally.upserted += done.upserted;
+                    applied.tally.deleted += done.deleted;
+                }
+                Err(WriteError::Store(e)) => return Err(e.into()),
+            }
+        }
+        Err(StoreError(format!(
+            "model documents kept changing while this change was mapped ({} attempts); retried later",
+            MAX_REMAPS + 1
+        ))
+        .into())
     }
 }
+
+/// How often a change is mapped again after a conflicting write.
+pub const MAX_REMAPS: usize = 7;
 
 /// The change as it is parked: everything needed to replay it.
 pub fn change_json(c: &ShadowChange) -> serde_json::Value {

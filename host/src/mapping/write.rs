@@ -6,9 +6,13 @@
 //!   skipped (a retry, or a late duplicate);
 //! - if the document would not change: **unchanged**, nothing is written,
 //!   so no empty change flows to the receivers;
-//! - otherwise it is written conditioned on the revision read; a concurrent
+//! - otherwise it is written conditioned on the revision read. A concurrent
 //!   write (another shadow stream's change to the same product) makes the
-//!   condition fail, and the write is decided again on a fresh read.
+//!   condition fail: the writes stop with [`WriteError::Conflict`], and the
+//!   caller maps the change again, so the plugin builds its documents from
+//!   what is there now (re-applying the document it built from the old
+//!   state would undo the other write). What this change already wrote is
+//!   then stale and skipped.
 
 use serde_json::Value;
 
@@ -18,8 +22,25 @@ use crate::engine::ModelWrite;
 
 /// How many documents one read fetches.
 const READ_CHUNK: usize = 100;
-/// How often a write is decided again after a conflict.
-const MAX_CONFLICTS: usize = 8;
+/// Why the writes stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// The store failed.
+    Store(StoreError),
+    /// A document changed between its read and its write: map again.
+    Conflict {
+        /// The document.
+        key: String,
+        /// What was written before it.
+        done: WriteTally,
+    },
+}
+
+impl From<StoreError> for WriteError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
 
 /// What the writes of one change did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -58,39 +79,27 @@ enum Outcome {
 
 /// Apply `writes` from `source` at `sequence`. `model_key` is the attribute
 /// set to each document's key. Of several writes to one key, the last one
-/// counts. A store error stops the writes: the change is retried as a
-/// whole, and what was written is then stale.
+/// counts. A store error or a conflict stops the writes: the change is
+/// mapped again (or retried as a whole), and what was written is then stale.
 pub fn apply(
     store: &dyn ModelStore,
     model_key: &str,
     writes: Vec<ModelWrite>,
     source: &str,
     sequence: &str,
-) -> Result<WriteTally, StoreError> {
+) -> Result<WriteTally, WriteError> {
     let writes = last_per_key(writes);
     let mut tally = WriteTally::default();
     for chunk in writes.chunks(READ_CHUNK) {
         let keys: Vec<String> = chunk.iter().map(|w| w.key().to_owned()).collect();
         let mut current = store.get_many(&keys)?;
         for (write, stored) in chunk.iter().zip(current.iter_mut()) {
-            let mut attempt = 0;
-            let outcome = loop {
-                match decide(store, model_key, write, stored.take(), source, sequence)? {
-                    Ok(outcome) => break outcome,
-                    Err(()) if attempt < MAX_CONFLICTS => {
-                        attempt += 1;
-                        *stored = store
-                            .get_many(std::slice::from_ref(&write.key().to_owned()))?
-                            .pop()
-                            .flatten();
-                    }
-                    Err(()) => {
-                        return Err(StoreError(format!(
-                            "model document {:?} kept changing under {MAX_CONFLICTS} attempts to write it",
-                            write.key()
-                        )));
-                    }
-                }
+            let Ok(outcome) = decide(store, model_key, write, stored.take(), source, sequence)?
+            else {
+                return Err(WriteError::Conflict {
+                    key: write.key().to_owned(),
+                    done: tally,
+                });
             };
             match outcome {
                 Outcome::Upserted => tally.upserted += 1,
