@@ -203,3 +203,48 @@ fn a_change_the_mapper_rejects_is_parked_with_its_record_for_replay() {
     // The raw stream record is there, exactly, to replay it.
     assert_eq!(dead[0]["record"], w.records()[0]);
 }
+
+#[test]
+fn prism_mapper_check_accepts_a_mapper_and_names_what_is_wrong_with_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = write_mapper(
+        &tmp.path().join("good"),
+        &catalog_manifest(&read(wasm::CATALOG)),
+        wasm::CATALOG,
+    );
+    let o = prism(&["mapper", "check", "--manifest", good.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("mapper catalog fits prism:receiver/mapper@0.1.0; 5 shadow tables: brands, logistics, products, prices, texts"),
+        "{out}"
+    );
+    // A receiver's component under a mapper manifest: refused, saying why.
+    let wrong = write_mapper(
+        &tmp.path().join("wrong"),
+        &catalog_manifest(&read(wasm::WEBSITE)),
+        wasm::WEBSITE,
+    );
+    let o = prism(&["mapper", "check", "--manifest", wrong.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("does not export `map-change"), "{err}");
+    // A component that is not the one the manifest names.
+    std::fs::write(
+        tmp.path().join("good").join("mapper.wasm"),
+        read(wasm::HOSTILE_MAPPER),
+    )
+    .unwrap();
+    let o = prism(&["mapper", "check", "--manifest", good.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert!(err.contains("but the manifest says sha256:"), "{err}");
+    // Publishing needs the bucket.
+    let fine = write_mapper(
+        &tmp.path().join("fine"),
+        &catalog_manifest(&read(wasm::CATALOG)),
+        wasm::CATALOG,
+    );
+    let o = prism(&["mapper", "publish", "--manifest", fine.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert!(err.contains("publishing needs the plugin bucket"), "{err}");
+}
