@@ -398,7 +398,24 @@ fn a_buffer_is_flushed_by_age_on_the_tick_and_oversized_windows_are_split() {
     assert!(sink.parked.lock().unwrap().is_empty());
 }
 
-/// Eight keys K0…K7: inserted, then their weight changed `steps` times.
+/// `n` keys K0…: inserted with weight 0, then their weight changed to each
+/// of `steps` in turn. Returns the writer and the documents as they end.
+fn inserted_then_weighed(
+    n: usize,
+    steps: std::ops::RangeInclusive<u32>,
+) -> (StreamWriter, Vec<Value>) {
+    let mut w = StreamWriter::new();
+    let mut docs: Vec<Value> = (0..n)
+        .map(|i| json!({"pk": format!("K{i}"), "logistics": {"weight_g": 0}}))
+        .collect();
+    for (i, d) in docs.iter().enumerate() {
+        w.push(&format!("K{i}"), None, Some(d));
+    }
+    weights(&mut w, &mut docs, steps);
+    (w, docs)
+}
+
+/// Keys K0…: their weight changed to each of `steps` in turn.
 fn weights(w: &mut StreamWriter, docs: &mut [Value], steps: std::ops::RangeInclusive<u32>) {
     for step in steps {
         for (i, d) in docs.iter_mut().enumerate() {
@@ -415,14 +432,7 @@ fn a_dead_destination_parks_one_product_in_its_retry_lane_and_everything_else_ca
     prism_e2e::immediate(dir.path(), "down", wasm::LOGISTICS);
     prism_e2e::immediate(dir.path(), "up", wasm::LOGISTICS);
     let set = load(dir.path());
-    let mut w = StreamWriter::new();
-    let mut docs: Vec<Value> = (0..8)
-        .map(|i| json!({"pk": format!("K{i}"), "logistics": {"weight_g": 0}}))
-        .collect();
-    for (i, d) in docs.iter().enumerate() {
-        w.push(&format!("K{i}"), None, Some(d));
-    }
-    weights(&mut w, &mut docs, 1..=5);
+    let (mut w, mut docs) = inserted_then_weighed(8, 1..=5);
     let first = prism_e2e::changes(&w.to_json_lines());
     let spool = LocalSpool::memory();
     let sink = Recorder::down_for("down", "K3");
@@ -480,14 +490,7 @@ fn a_plugin_that_keeps_asking_to_retry_waits_in_its_lane_then_is_parked() {
         &[("behaviour", "retry"), ("only_key", "K2")],
     );
     let set = load(dir.path());
-    let mut w = StreamWriter::new();
-    let mut docs: Vec<Value> = (0..4)
-        .map(|i| json!({"pk": format!("K{i}"), "logistics": {"weight_g": 0}}))
-        .collect();
-    for (i, d) in docs.iter().enumerate() {
-        w.push(&format!("K{i}"), None, Some(d));
-    }
-    weights(&mut w, &mut docs, 1..=2);
+    let (w, _) = inserted_then_weighed(4, 1..=2);
     let changes = prism_e2e::changes(&w.to_json_lines());
     let spool = LocalSpool::memory();
     let sink = Recorder::default();

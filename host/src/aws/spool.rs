@@ -152,6 +152,20 @@ impl DynamoSpool {
         }
     }
 
+    /// The lane's index item (its totals and version), read consistently.
+    async fn index_item(&self, name: &str) -> Result<Option<Item>, String> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(INDEX, name)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| format!("GetItem (index): {}", super::sdk_error(&e)))?;
+        Ok(out.item)
+    }
+
     async fn entries(&self, lane: &Lane) -> Result<Vec<Spooled>, String> {
         let items = self.query(&lane.to_string(), Some("~")).await?;
         items
@@ -224,16 +238,7 @@ impl Spool for DynamoSpool {
                     .filter(|e| !done.contains(&padded(&e.sequence)))
                     .collect();
                 if fresh.is_empty() {
-                    let index = self
-                        .client
-                        .get_item()
-                        .table_name(&self.table)
-                        .set_key(Some(key(INDEX, &name)))
-                        .consistent_read(true)
-                        .send()
-                        .await
-                        .map_err(|e| format!("GetItem (index): {}", super::sdk_error(&e)))?;
-                    let a = index.item.unwrap_or_default();
+                    let a = self.index_item(&name).await?.unwrap_or_default();
                     return Ok(Appended {
                         added: 0,
                         info: lane_info(&a),
@@ -304,16 +309,8 @@ impl Spool for DynamoSpool {
                 batch_write(&self.client, &self.table, requests).await?;
                 // Read the version before looking at what is left: an append
                 // after this read bumps it, and the index item then stays.
-                let index = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(INDEX, &name)))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| format!("GetItem (index): {}", super::sdk_error(&e)))?;
-                let version = index.item.as_ref().map_or(0, |i| num(i, "version"));
+                let index = self.index_item(&name).await?;
+                let version = index.as_ref().map_or(0, |i| num(i, "version"));
                 let left = self.entries(lane).await?;
                 // A lost race (condition failed) means an append came in;
                 // its totals stand.
