@@ -188,7 +188,7 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         Some(path) => Some(
             super::dev_mapper::Chain::start(
                 &config,
-                &target,
+                &processor.engine,
                 path,
                 &a.shadow_prefix,
                 a.model_table.as_deref().unwrap_or_default(),

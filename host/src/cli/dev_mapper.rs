@@ -9,10 +9,9 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::dev::{Followed, held_from};
-use crate::aws::AwsTarget;
 use crate::aws::model_store::DynamoModelStore;
 use crate::aws::shadow::DynamoShadow;
-use crate::engine::{EngineOptions, PluginEngine};
+use crate::engine::PluginEngine;
 use crate::mapping::stream::{MAPPER, MapperProcessor};
 use crate::mapping::{MapperManifest, ModelBuilder};
 
@@ -21,14 +20,13 @@ pub struct Chain {
     builder: Arc<ModelBuilder>,
     processor: MapperProcessor,
     streams: Vec<(String, Followed)>,
-    _engine: PluginEngine,
 }
 
 impl Chain {
     /// Load the mapper and find each declared shadow table's stream.
     pub async fn start(
         config: &aws_config::SdkConfig,
-        _target: &AwsTarget,
+        engine: &PluginEngine,
         manifest: &Path,
         prefix: &str,
         model_table: &str,
@@ -37,9 +35,6 @@ impl Chain {
         let (m, wasm) = MapperManifest::read_local(manifest)?;
         let handle = tokio::runtime::Handle::current();
         let ddb = aws_sdk_dynamodb::Client::new(config);
-        let engine = PluginEngine::new(&EngineOptions::default())
-            .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .context("starting the Wasm engine")?;
         let mut streams = Vec::new();
         for t in &m.tables {
             let table = format!("{prefix}{}", t.name);
@@ -55,7 +50,8 @@ impl Chain {
             handle.clone(),
         ));
         let name = m.mapper.clone();
-        let builder = ModelBuilder::new(&engine, m, &wasm, shadow, model)
+        // The dispatcher's engine: the mapper keeps its ticker alive.
+        let builder = ModelBuilder::new(engine, m, &wasm, shadow, model)
             .with_context(|| format!("loading mapper {name} ({})", manifest.display()))?;
         let parking = dead_letters.map(|q| {
             let d = crate::manifest::Destination {
@@ -76,7 +72,6 @@ impl Chain {
                 concurrency: 8,
             },
             streams,
-            _engine: engine,
         })
     }
 
