@@ -18,7 +18,7 @@ use super::bindings::mapper::{
     Mapper, MapperPre, WitMapError, WitModelWrite, WitShadowChange, model, shadow,
 };
 use super::output::OutputError;
-use super::plugin::{CallError, classify, set_deadline};
+use super::plugin::{CallError, STDIO_CAP, classify, set_deadline};
 use super::sandbox::{GuestLog, HostState};
 use crate::change::ChangeKind;
 use crate::digest::Digest;
@@ -134,9 +134,6 @@ pub struct MapperPlugin {
     source: LoadSource,
     _ticker: std::sync::Arc<super::ticker::EpochTicker>,
 }
-
-/// Bytes of stdout/stderr kept per call.
-const STDIO_CAP: usize = 8 * 1024;
 
 impl MapperPlugin {
     pub(super) fn new(

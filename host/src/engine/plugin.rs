@@ -18,7 +18,7 @@ use crate::digest::Digest;
 use crate::limits::Limits;
 
 /// Bytes of stdout/stderr kept per session.
-const STDIO_CAP: usize = 8 * 1024;
+pub(super) const STDIO_CAP: usize = 8 * 1024;
 
 /// A compiled, checked plugin, ready to instantiate.
 pub struct Plugin {
