@@ -2,7 +2,9 @@
 //!
 //! The dispatcher: reads product changes from a DynamoDB stream, runs one
 //! sandboxed Wasm component per receiver over them, and delivers the
-//! messages each receiver's plugin produces.
+//! messages each receiver's plugin produces. Before it, the model builder
+//! turns the master data system's shadow-table changes into those product
+//! changes with one sandboxed mapper component.
 //!
 //! The pieces, each in its own module:
 //! - [`input`]: DynamoDB stream records (Lambda's JSON) to [`change::Change`];
@@ -14,7 +16,9 @@
 //! - [`spool`]: durable batch buffers and per-product retry lanes;
 //! - [`aws`] and [`reload`]: the DynamoDB registry, S3 artifacts and hot reload;
 //! - [`stream`]: one stream batch as the Lambda handles it, with retries that repeat nothing;
-//! - [`lambda`]: the Lambda entry point.
+//! - [`lambda`]: the Lambda entry point;
+//! - [`mapping`]: the model builder (shadow tables → product model) and its Lambda;
+//! - [`api`]: the read API over the model.
 //!
 //! ```
 //! // A DynamoDB stream record as Lambda delivers it, to a change with exact
