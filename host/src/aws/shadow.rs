@@ -63,18 +63,21 @@ impl ShadowStore for DynamoShadow {
         keys: &[Value],
     ) -> Result<Vec<Option<Value>>, StoreError> {
         let name = self.physical(table);
-        let mut unique: Vec<Item> = Vec::new();
+        // Keys by their JSON text (objects serialize with sorted keys), so a
+        // cascade of thousands of keys is not matched pair by pair.
+        let mut unique: std::collections::HashMap<String, Item> = std::collections::HashMap::new();
         for k in keys {
-            let item = key_item(k);
-            if !unique.contains(&item) {
-                unique.push(item);
-            }
+            unique.entry(k.to_string()).or_insert_with(|| key_item(k));
         }
         let found = self
             .handle
-            .block_on(batch_get(&self.client, &name, unique))
+            .block_on(batch_get(
+                &self.client,
+                &name,
+                unique.into_values().collect(),
+            ))
             .map_err(|e| StoreError(format!("shadow table {name}: {e}")))?;
-        let mut by_key = Vec::with_capacity(found.len());
+        let mut by_key = std::collections::HashMap::with_capacity(found.len());
         for item in &found {
             let v = plain(item, &name)?;
             let key: serde_json::Map<String, Value> = table
@@ -82,16 +85,11 @@ impl ShadowStore for DynamoShadow {
                 .iter()
                 .filter_map(|k| v.get(k).map(|x| (k.clone(), x.clone())))
                 .collect();
-            by_key.push((Value::Object(key), v));
+            by_key.insert(Value::Object(key).to_string(), v);
         }
         Ok(keys
             .iter()
-            .map(|k| {
-                by_key
-                    .iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| v.clone())
-            })
+            .map(|k| by_key.get(&k.to_string()).cloned())
             .collect())
     }
 

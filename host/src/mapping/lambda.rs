@@ -253,7 +253,8 @@ impl LiveMapper {
             ModelBuilder::new(&self.engine, manifest, &wasm, self.shadow.clone(), model)
         })
         .with_context(|| format!("loading mapper {name} ({origin})"))?;
-        tracing::info!(mapper = %name, %digest, "mapper loaded");
+        let source = builder.plugin().source();
+        tracing::info!(mapper = %name, %digest, ?source, "mapper loaded");
         let builder = Arc::new(builder);
         *loaded = Some((Instant::now(), text, builder.clone()));
         Ok(builder)

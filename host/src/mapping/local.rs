@@ -98,16 +98,6 @@ impl LocalShadow {
             }
         }
     }
-
-    /// How many items all tables hold.
-    pub fn len(&self) -> usize {
-        lock(&self.tables).values().map(BTreeMap::len).sum()
-    }
-
-    /// Are all tables empty?
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl ShadowStore for LocalShadow {
