@@ -33,7 +33,8 @@
 //!
 //! ## What a plugin can reach
 //! Only what the host grants: [`log`], its own [`config`], and a deny-all WASI
-//! (no files, no network, no environment; fixed clocks; seeded randomness).
+//! (no files, no network, no environment; virtual clocks that move only when
+//! the plugin sleeps, and sleeps that never wait; seeded randomness).
 //! See the README's "Sandbox" section.
 
 #![deny(missing_docs)]

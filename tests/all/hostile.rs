@@ -2,6 +2,8 @@
 //! misbehaves on, its other changes still go through, and the good
 //! receivers deliver exactly what they deliver without it.
 
+use std::time::{Duration, Instant};
+
 use prism_e2e::{bodies, changes, dead_letters, engine, register, run, sample, wasm};
 use prism_host::limits::Limits;
 use prism_host::manifest::Mode;
@@ -10,15 +12,19 @@ use prism_host::manifest::Mode;
 const CASES: &[(&str, &str, &str)] = &[
     ("loop", "timeout", "exceeded its 50 ms time budget"),
     ("memory", "memory-limit", "over its cap of 16777216 bytes"),
+    // 5 MiB of body against a 256 KiB cap: refused while being lifted,
+    // before the host copies it (the cap leaves room for 100 messages'
+    // metadata and a reason: 829,980 bytes).
     (
         "huge-output",
         "output",
-        "returned 5242880 bytes of message bodies, over its limit of 262144",
+        "tried to pass more than 829980 bytes to the host in one call",
     ),
+    // 10,000 messages: the list alone is over the cap, refused unlifted.
     (
         "many-messages",
         "output",
-        "returned 10000 messages, over its limit of 100",
+        "tried to pass more than 829980 bytes to the host in one call",
     ),
     ("panic", "trap", "boom: no price for P-00001"),
     ("recursion", "stack-overflow", "stack overflow"),
@@ -33,6 +39,20 @@ const CASES: &[(&str, &str, &str)] = &[
         "malformed",
         "output",
         "malformed result: message 0: content type \"not a content type\"",
+    ),
+    // Blocks inside a WASI host call (`std::thread::sleep`): virtual time
+    // turns the hour into an immediate timeout.
+    ("sleep", "timeout", "exceeded its 10000 ms time budget"),
+    // Cheap in the guest, huge for a host that copies before it checks.
+    (
+        "alias-output",
+        "output",
+        "tried to pass more than 829980 bytes to the host in one call",
+    ),
+    (
+        "alias-log",
+        "output",
+        "tried to pass more than 829980 bytes to the host in one call",
     ),
 ];
 
@@ -84,6 +104,11 @@ fn every_hostile_plugin_fails_alone_and_names_what_and_where() {
     }
     let (set, report) = run(&e, &reg, &stream, &out, 2);
     assert_eq!(set.active.len(), 2 + CASES.len());
+    assert_eq!(
+        prism_host::engine::host_copy_cap(&Limits::default(), 1),
+        829_980,
+        "the cap the expected texts name"
+    );
 
     assert_eq!(
         bodies(&out, "website"),
@@ -261,4 +286,78 @@ fn limits_reuse_bounds_how_many_changes_a_sandbox_serves() {
     let four = calls(4);
     assert_eq!(four.iter().max(), Some(&4), "{four:?}");
     assert!(four.contains(&1) && four.len() > 8);
+}
+
+/// `std::thread::sleep` waits in WASI host code, where the epoch never
+/// reaches. In virtual time it does not wait at all: an hour's sleep is a
+/// timeout at once, however large the budget, and no worker thread is held.
+#[test]
+fn a_plugin_that_sleeps_for_an_hour_times_out_without_waiting() {
+    let stream = changes(&sample(1));
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
+    let budget = Duration::from_secs(30);
+    register(
+        &reg,
+        "sleeper",
+        wasm::HOSTILE,
+        Mode::Immediate,
+        Limits {
+            timeout_ms: budget.as_millis() as u64,
+            ..prism_e2e::relaxed()
+        },
+        &[("behaviour", "sleep")],
+    );
+    prism_e2e::immediate(&reg, "website", wasm::WEBSITE);
+    let started = Instant::now();
+    let (_, report) = run(&engine(), &reg, &stream, &out, 1);
+    let took = started.elapsed();
+    let st = &report.receivers["sleeper"];
+    assert_eq!(st.errors_by_kind["timeout"], stream.len() as u64);
+    assert_eq!(report.receivers["website"].errors(), 0);
+    // Correctness, not speed: had any sleep waited, the run would have
+    // taken at least one budget per change.
+    assert!(
+        took < budget,
+        "{} sleeps took {took:?}: a sleep waited in real time",
+        stream.len()
+    );
+}
+
+/// A short sleep moves the plugin's own clocks by exactly what it slept,
+/// wall and monotonic alike, so its output replays byte for byte; the same
+/// sleep over a smaller budget is a timeout (virtual time is charged).
+#[test]
+fn virtual_time_is_exact_deterministic_and_charged_to_the_budget() {
+    let stream = changes(&sample(1));
+    let outputs = |timeout_ms: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
+        register(
+            &reg,
+            "napper",
+            wasm::HOSTILE,
+            Mode::Immediate,
+            Limits {
+                timeout_ms,
+                ..prism_e2e::relaxed()
+            },
+            &[("behaviour", "nap")],
+        );
+        let (_, report) = run(&engine(), &reg, &stream, &out, 2);
+        (bodies(&out, "napper"), report.receivers["napper"].clone())
+    };
+    let (first, st) = outputs(10_000);
+    assert_eq!(st.errors(), 0, "{:?}", st.first_errors);
+    assert_eq!(first.len(), stream.len());
+    for body in &first {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["slept_ns"], 30_000_000, "{body}");
+        assert_eq!(v["wall_ns"], 30_000_000, "{body}");
+    }
+    assert_eq!(outputs(10_000).0, first, "a replay is byte-identical");
+
+    let (none, st) = outputs(20);
+    assert!(none.is_empty());
+    assert_eq!(st.errors_by_kind["timeout"], stream.len() as u64);
 }

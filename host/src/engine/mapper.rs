@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
-use wasmtime::Store;
 
 use super::LoadSource;
 use super::bindings::WitChangeKind;
@@ -18,7 +17,7 @@ use super::bindings::mapper::{
     Mapper, MapperPre, WitMapError, WitModelWrite, WitShadowChange, model, shadow,
 };
 use super::output::OutputError;
-use super::plugin::{CallError, STDIO_CAP, classify, set_deadline};
+use super::plugin::{CallError, classify, new_store};
 use super::sandbox::{GuestLog, HostState};
 use crate::change::ChangeKind;
 use crate::digest::Digest;
@@ -169,16 +168,11 @@ impl MapperPlugin {
         limits: Limits,
         reads: Arc<dyn MapperReads>,
     ) -> Result<MapResult, CallError> {
-        let mut store = Store::new(
-            self.pre.engine(),
-            HostState::new(config, limits.memory_bytes(), STDIO_CAP),
-        );
+        let mut store = new_store(self.pre.engine(), config, limits);
         store.data_mut().grant_reads(ReadAccess {
             reads,
             items_read: 0,
         });
-        store.limiter(|s| s.limiter());
-        set_deadline(&mut store, limits.timeout_ms);
         let instance: Mapper = self
             .pre
             .instantiate(&mut store)
@@ -189,8 +183,8 @@ impl MapperPlugin {
         let items_read = store.data_mut().reads().map_or(0, |r| r.items_read);
         let outcome = match r {
             Ok(writes) => Ok(check_writes(writes, limits)?),
-            Err(WitMapError::Reject(r)) => Err(MapError::Reject(r)),
-            Err(WitMapError::Retry(r)) => Err(MapError::Retry(r)),
+            Err(WitMapError::Reject(r)) => Err(MapError::Reject(super::plugin::cap_reason(&r))),
+            Err(WitMapError::Retry(r)) => Err(MapError::Retry(super::plugin::cap_reason(&r))),
         };
         Ok(MapResult {
             outcome,

@@ -41,6 +41,16 @@ pub enum OutputError {
         /// The limit.
         limit: usize,
     },
+    /// Tried to pass more bytes to the host in one call (a result, or the
+    /// arguments of one import) than its limits allow: refused while being
+    /// lifted, before the host copied it.
+    #[error(
+        "output limit: tried to pass more than {limit} bytes to the host in one call (its result, or the arguments of one host call)"
+    )]
+    HostCopy {
+        /// The cap, in bytes.
+        limit: usize,
+    },
     /// A message is malformed.
     #[error("malformed result: message {index}: {problem}")]
     Malformed {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use prism_sdk::{FormatError, Message};
-use wasmtime::{Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::{Receiver, ReceiverPre, WitChange, WitFormatError};
 use super::output::{self, OutputError, OutputLimits};
@@ -112,13 +112,7 @@ impl Plugin {
         config: Arc<BTreeMap<String, String>>,
         limits: Limits,
     ) -> Result<Session, CallError> {
-        let engine = self.pre.engine();
-        let mut store = Store::new(
-            engine,
-            HostState::new(config, limits.memory_bytes(), STDIO_CAP),
-        );
-        store.limiter(|s| s.limiter());
-        set_deadline(&mut store, limits.timeout_ms);
+        let mut store = new_store(self.pre.engine(), config, limits);
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -169,6 +163,7 @@ impl Session {
             .saturating_mul(n as u64)
             .min(crate::limits::MAX_TIMEOUT_MS);
         set_deadline(&mut self.store, budget);
+        self.store.set_hostcall_fuel(host_copy_cap(&self.limits, n));
         let r = self.instance.call_format_batch(&mut self.store, changes);
         let limits = Limits {
             timeout_ms: budget,
@@ -191,8 +186,8 @@ impl Session {
                 };
                 Ok(Ok(output::check(msgs, limits)?))
             }
-            Err(WitFormatError::Reject(r)) => Ok(Err(FormatError::Reject(r))),
-            Err(WitFormatError::Retry(r)) => Ok(Err(FormatError::Retry(r))),
+            Err(WitFormatError::Reject(r)) => Ok(Err(FormatError::Reject(cap_reason(&r)))),
+            Err(WitFormatError::Retry(r)) => Ok(Err(FormatError::Retry(cap_reason(&r)))),
         }
     }
 
@@ -200,6 +195,7 @@ impl Session {
     /// sandbox is reused for several changes).
     pub fn renew(&mut self) {
         set_deadline(&mut self.store, self.limits.timeout_ms);
+        self.store.set_hostcall_fuel(host_copy_cap(&self.limits, 1));
     }
 
     /// What the plugin logged so far (drained).
@@ -208,11 +204,80 @@ impl Session {
     }
 }
 
-pub(super) fn set_deadline(store: &mut Store<HostState>, budget_ms: u64) {
-    let tick = EPOCH_TICK.as_millis().max(1) as u64;
-    // +1: the current tick may be nearly over.
-    store.set_epoch_deadline(budget_ms.div_ceil(tick) + 1);
+/// How often (in epoch ticks) a running call re-checks its budget, which
+/// also counts the virtual time it waited: the precision of a timeout.
+const BUDGET_CHECK_TICKS: u64 = 10;
+
+/// Fuel the host-copy cap leaves for one message's metadata beyond its body:
+/// the lifted record, a content type, a group and four attributes at their
+/// largest well-formed sizes (see `output::well_formed`).
+const MESSAGE_OVERHEAD: usize = size_of::<super::bindings::WitMessage>()
+    + 255
+    + 128
+    + 4 * (2 * size_of::<String>() + 64 + 1024);
+
+/// Room for a reject or retry reason and other small values in a result.
+const RESULT_SLACK: usize = 64 * 1024;
+
+/// The most bytes the host copies out of a sandbox in one host call or one
+/// result (wasmtime's hostcall fuel): what `changes` changes may return at
+/// most under `limits`, with room for their messages' metadata. A result or
+/// an import argument over it is refused while it is lifted, before it is
+/// copied.
+pub fn host_copy_cap(limits: &Limits, changes: usize) -> usize {
+    let messages = limits.max_messages.saturating_mul(changes);
+    limits
+        .max_output_bytes
+        .saturating_mul(changes)
+        .saturating_add(messages.saturating_mul(MESSAGE_OVERHEAD))
+        .saturating_add(RESULT_SLACK)
 }
+
+/// A store for one sandbox: its memory cap, its host-copy cap, and a time
+/// budget enforced by the epoch and charged with the virtual time the
+/// plugin waits (see `vtime`).
+pub(super) fn new_store(
+    engine: &Engine,
+    config: Arc<BTreeMap<String, String>>,
+    limits: Limits,
+) -> Store<HostState> {
+    let mut store = Store::new(
+        engine,
+        HostState::new(config, limits.memory_bytes(), STDIO_CAP),
+    );
+    store.limiter(|s| s.limiter());
+    store.epoch_deadline_callback(|mut ctx| {
+        Ok(match ctx.data_mut().time().remaining() {
+            None => UpdateDeadline::Interrupt,
+            Some(left) => UpdateDeadline::Continue(ticks(left).min(BUDGET_CHECK_TICKS)),
+        })
+    });
+    store.set_hostcall_fuel(host_copy_cap(&limits, 1));
+    set_deadline(&mut store, limits.timeout_ms);
+    store
+}
+
+fn ticks(d: std::time::Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos().max(1);
+    // +1: the current tick may be nearly over.
+    (d.as_nanos().div_ceil(tick) as u64).saturating_add(1)
+}
+
+/// Start a call's budget of `budget_ms` now.
+pub(super) fn set_deadline(store: &mut Store<HostState>, budget_ms: u64) {
+    let budget = std::time::Duration::from_millis(budget_ms);
+    store.data_mut().time().start(budget);
+    store.set_epoch_deadline(ticks(budget).min(BUDGET_CHECK_TICKS));
+}
+
+/// A plugin's reject or retry reason, cut to what the host keeps.
+pub(super) fn cap_reason(r: &str) -> String {
+    crate::text::cap(r, crate::text::MAX_REASON_BYTES)
+}
+
+/// How wasmtime words a lift over the hostcall fuel (its error type is
+/// private); `tests::fuel_exhaustion_is_recognised` fails if it changes.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 pub(super) fn classify(e: wasmtime::Error, store: &Store<HostState>, limits: Limits) -> CallError {
     let state = store.data();
@@ -233,7 +298,11 @@ pub(super) fn classify(e: wasmtime::Error, store: &Store<HostState>, limits: Lim
         },
         None => {
             let message = format!("{e:#}");
-            if message.contains("concurrent") || message.contains("instance limit") {
+            if message.contains(HOSTCALL_FUEL_EXHAUSTED) {
+                CallError::Output(OutputError::HostCopy {
+                    limit: store.hostcall_fuel(),
+                })
+            } else if message.contains("concurrent") || message.contains("instance limit") {
                 CallError::Instantiate(message)
             } else {
                 CallError::Trap {

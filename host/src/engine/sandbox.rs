@@ -4,20 +4,22 @@
 //! What a plugin can reach:
 //! - no files (no preopened directories), no sockets, no environment, no args;
 //! - stdin is empty; stdout and stderr are captured (up to a cap) and logged;
-//! - clocks are fixed at the Unix epoch, randomness is a fixed seeded stream,
-//!   so output depends on the input change alone;
+//! - clocks are virtual: they start at the Unix epoch and move only when the
+//!   plugin sleeps or polls, which never waits (see [`super::vtime`]);
+//!   randomness is a fixed seeded stream, so output depends on the input
+//!   change alone;
 //! - `prism:receiver/log` and its own `prism:receiver/config`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{config, log};
+use super::vtime::{VirtualClock, VirtualTime};
 
 /// Severity of a plugin log record.
 pub use super::bindings::log::Level;
@@ -50,6 +52,8 @@ pub struct HostState {
     /// What a mapper may read (`None` for receivers, whose linker has no
     /// `shadow` or `model` import anyway).
     reads: Option<super::mapper::ReadAccess>,
+    /// The sandbox's virtual clock and the current call's time budget.
+    time: VirtualTime,
 }
 
 /// One record a plugin logged, through `log` or on stdout/stderr.
@@ -63,9 +67,27 @@ pub struct GuestLog {
     pub fields: Vec<(String, String)>,
 }
 
-/// Caps on what one call may log.
-const MAX_LOG_RECORDS: usize = 100;
-const MAX_LOG_BYTES: usize = 16 * 1024;
+/// Caps on what one call may log: records, bytes in all (messages, field
+/// names and values), fields per record, and the size of each field.
+pub const MAX_LOG_RECORDS: usize = 100;
+/// See [`MAX_LOG_RECORDS`].
+pub const MAX_LOG_BYTES: usize = 16 * 1024;
+/// See [`MAX_LOG_RECORDS`].
+pub const MAX_LOG_FIELDS: usize = 16;
+const MAX_LOG_FIELD_KEY: usize = 64;
+const MAX_LOG_FIELD_VALUE: usize = 512;
+
+impl GuestLog {
+    /// Bytes the host keeps for this record.
+    fn bytes(&self) -> usize {
+        self.message.len()
+            + self
+                .fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+}
 
 impl HostState {
     /// A fresh sandbox for one call.
@@ -75,11 +97,12 @@ impl HostState {
         stdio_cap: usize,
     ) -> Self {
         let stdio = CapturedOutput::new(stdio_cap);
+        let clock = VirtualClock::default();
         let mut b = WasiCtx::builder();
         b.stdout(stdio.clone())
             .stderr(stdio.clone())
-            .wall_clock(FixedClock)
-            .monotonic_clock(FixedClock)
+            .wall_clock(clock.clone())
+            .monotonic_clock(clock.clone())
             .secure_random(wasmtime_wasi::Deterministic::new(SEED.to_vec()))
             .insecure_random(wasmtime_wasi::Deterministic::new(SEED.to_vec()))
             .insecure_random_seed(0x7072_6973_6d00_0000_0000_0000_0000_0001)
@@ -97,7 +120,18 @@ impl HostState {
             logs: Vec::new(),
             stdio,
             reads: None,
+            time: VirtualTime::new(clock),
         }
+    }
+
+    /// The virtual clock and the current call's budget.
+    pub(super) fn time(&mut self) -> &mut VirtualTime {
+        &mut self.time
+    }
+
+    /// The virtual time and the resource table, borrowed together.
+    pub(super) fn time_and_table(&mut self) -> (&mut VirtualTime, &mut ResourceTable) {
+        (&mut self.time, &mut self.table)
     }
 
     /// Grant a mapper's reads for this call.
@@ -144,7 +178,8 @@ impl HostState {
             .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
             .collect();
         let tail = lines.split_off(lines.len().saturating_sub(3));
-        (!tail.is_empty()).then(|| tail.join(" | "))
+        (!tail.is_empty())
+            .then(|| crate::text::cap(&tail.join(" | "), crate::text::MAX_REASON_BYTES))
     }
 }
 
@@ -161,16 +196,29 @@ impl WasiView for HostState {
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
-        let used: usize = self.logs.iter().map(|l| l.message.len()).sum();
+        let used: usize = self.logs.iter().map(GuestLog::bytes).sum();
         if self.logs.len() >= MAX_LOG_RECORDS || used >= MAX_LOG_BYTES {
             return;
         }
+        let mut room = MAX_LOG_BYTES - used;
         let mut message = message;
-        truncate_utf8(&mut message, MAX_LOG_BYTES - used);
+        crate::text::truncate(&mut message, room);
+        room -= message.len();
+        let mut kept = Vec::new();
+        for (mut k, mut v) in fields.into_iter().take(MAX_LOG_FIELDS) {
+            crate::text::truncate(&mut k, MAX_LOG_FIELD_KEY.min(room));
+            room -= k.len();
+            crate::text::truncate(&mut v, MAX_LOG_FIELD_VALUE.min(room));
+            room -= v.len();
+            if k.is_empty() {
+                break;
+            }
+            kept.push((k, v));
+        }
         self.logs.push(GuestLog {
             level,
             message,
-            fields,
+            fields: kept,
         });
     }
 }
@@ -189,16 +237,6 @@ impl config::Host for HostState {
 }
 
 impl super::bindings::prism::receiver::types::Host for HostState {}
-
-fn truncate_utf8(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-}
 
 /// Caps linear memory (and tables) and remembers an attempt to exceed the cap,
 /// so a trap that follows can be reported as "memory limit" rather than as
@@ -229,27 +267,6 @@ impl ResourceLimiter for MemoryLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
-    }
-}
-
-/// Clocks that always read the Unix epoch: plugins must use the change time.
-struct FixedClock;
-
-impl HostWallClock for FixedClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-impl HostMonotonicClock for FixedClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
     }
 }
 
@@ -350,9 +367,32 @@ mod tests {
     }
 
     #[test]
-    fn truncation_respects_char_boundaries() {
-        let mut s = "aé".to_owned();
-        truncate_utf8(&mut s, 2);
-        assert_eq!(s, "a");
+    fn log_records_fields_and_their_sizes_are_capped() {
+        use log::Host as _;
+        let mut st = HostState::new(Arc::default(), 1 << 20, 64);
+        let fields: Vec<(String, String)> = (0..1000)
+            .map(|i| (format!("k{i}{}", "x".repeat(100)), "v".repeat(10_000)))
+            .collect();
+        st.log(log::Level::Info, "m".repeat(1000), fields);
+        let logs = st.take_logs();
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0].message.len(), 1000);
+        assert_eq!(logs[0].fields.len(), MAX_LOG_FIELDS);
+        assert!(
+            logs[0]
+                .fields
+                .iter()
+                .all(|(k, v)| k.len() == 64 && v.len() == 512)
+        );
+        // Everything one call keeps stays under the byte cap.
+        for _ in 0..1000 {
+            st.log(
+                log::Level::Info,
+                "y".repeat(5000),
+                vec![("k".into(), "v".repeat(5000))],
+            );
+        }
+        let kept: usize = st.take_logs().iter().map(GuestLog::bytes).sum();
+        assert!(kept <= MAX_LOG_BYTES, "{kept}");
     }
 }

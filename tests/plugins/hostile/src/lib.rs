@@ -2,8 +2,15 @@
 //! `loop`, `memory`, `huge-output`, `many-messages`, `panic`, `recursion`,
 //! `file`, `retry`, `reject`, `malformed`, `chatty`, `probe` (report what the
 //! sandbox lets it see), `leak` (keep 8 MiB more per call, and echo),
-//! `count` (echo with how many calls this instance has served), or anything
-//! else (behave: echo the key).
+//! `count` (echo with how many calls this instance has served), `sleep`
+//! (`std::thread::sleep` for an hour: blocks inside a WASI host call),
+//! `nap` (sleep 30 ms, then report what its clocks saw), `alias-output`
+//! (1,000 messages whose bodies are one 200 KiB buffer: cheap in the guest,
+//! 200 MB for a host that copies before it checks), `alias-log` (one log
+//! call whose 10,000 fields all point at one 200 KiB string), `fill`
+//! (touch `fill_mib` MiB of memory, then echo: a receiver at its memory cap),
+//! `spin` (count to `spin` in a loop, then echo: slow but legal), or
+//! anything else (behave: echo the key).
 //!
 //! With `only_key` set, it misbehaves only for that product key and behaves
 //! for the others.
@@ -13,6 +20,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::hint::black_box;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 /// What `leak` keeps, and what `count` counts: state across calls, which a
 /// plugin must not have (the host may reuse an instance for many changes).
@@ -79,6 +87,44 @@ impl Receiver for Hostile {
                 let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
                 Ok(vec![Message::json(&json!({"key": change.key, "calls": n}))])
             }
+            "sleep" => {
+                std::thread::sleep(Duration::from_secs(3600));
+                Ok(vec![echo(change)])
+            }
+            "nap" => {
+                let (t0, w0) = (Instant::now(), SystemTime::now());
+                std::thread::sleep(Duration::from_millis(30));
+                let slept = t0.elapsed().as_nanos() as u64;
+                let wall = SystemTime::now()
+                    .duration_since(w0)
+                    .map(|d| d.as_nanos() as u64);
+                Ok(vec![Message::json(
+                    &json!({"key": change.key, "slept_ns": slept, "wall_ns": wall.ok()}),
+                )])
+            }
+            "alias-output" => Ok(aliased::messages(1000, 200 << 10)),
+            "fill" => {
+                let mib: usize = config::get_or("fill_mib", "60").parse().unwrap_or(60);
+                let hoard = black_box(vec![1u8; mib << 20]);
+                let sum: u64 = hoard.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+                Ok(vec![Message::json(
+                    &json!({"key": change.key, "pages": sum}),
+                )])
+            }
+            "spin" => {
+                let n: u64 = config::get_or("spin", "1000000")
+                    .parse()
+                    .unwrap_or(1_000_000);
+                let mut i: u64 = 0;
+                while black_box(i) < n {
+                    i += 1;
+                }
+                Ok(vec![echo(change)])
+            }
+            "alias-log" => {
+                aliased::log_fields(10_000, 200 << 10);
+                Ok(vec![echo(change)])
+            }
             _ => Ok(vec![echo(change)]),
         }
     }
@@ -117,3 +163,64 @@ fn probe() -> prism_sdk::Value {
 }
 
 export_receiver!(Hostile);
+
+/// Values that many list entries share one buffer: what the canonical ABI
+/// allows and a host that copies before it checks pays for many times over.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+mod aliased {
+    use std::mem::ManuallyDrop;
+
+    use prism_sdk::__wasm::bindings::prism::receiver::log as wit_log;
+    use prism_sdk::Message;
+
+    /// `count` messages whose bodies are all the same `len` bytes.
+    pub fn messages(count: usize, len: usize) -> Vec<Message> {
+        let mut shared = ManuallyDrop::new(vec![b'x'; len]);
+        let ptr = shared.as_mut_ptr();
+        (0..count)
+            .map(|_| {
+                // SAFETY: never dropped in the guest; the lowered result only
+                // points at the shared buffer (the host refuses it).
+                let body = unsafe { Vec::from_raw_parts(ptr, len, len) };
+                Message::new("text/plain", body)
+            })
+            .collect()
+    }
+
+    /// One log call with `count` fields whose key and value are all the same
+    /// `len`-byte string.
+    pub fn log_fields(count: usize, len: usize) {
+        let mut shared = ManuallyDrop::new("k".repeat(len));
+        let ptr = shared.as_mut_ptr();
+        let fields: Vec<ManuallyDrop<(String, String)>> = (0..count)
+            .map(|_| {
+                // SAFETY: as above; ManuallyDrop keeps them from being freed.
+                let s = || unsafe { String::from_raw_parts(ptr, len, len) };
+                ManuallyDrop::new((s(), s()))
+            })
+            .collect();
+        // SAFETY: ManuallyDrop<T> is repr(transparent) over T.
+        let fields: &[(String, String)] =
+            unsafe { std::slice::from_raw_parts(fields.as_ptr().cast(), fields.len()) };
+        wit_log::log(wit_log::Level::Info, "aliased fields", fields);
+    }
+}
+
+/// Natively (clippy, `cargo test`) there is no host to alias against.
+#[cfg(not(target_arch = "wasm32"))]
+mod aliased {
+    use prism_sdk::Message;
+
+    /// Natively: `count` messages of `len` bytes each.
+    pub fn messages(count: usize, len: usize) -> Vec<Message> {
+        (0..count)
+            .map(|_| Message::new("text/plain", vec![b'x'; len]))
+            .collect()
+    }
+
+    /// Natively: one log record.
+    pub fn log_fields(_count: usize, _len: usize) {
+        prism_sdk::log::info("aliased fields");
+    }
+}
