@@ -41,6 +41,7 @@ resource "aws_lambda_function" "dispatcher" {
       PRISM_RELOAD_SECS      = tostring(var.registry_reload_seconds)
       PRISM_CACHE_DIR        = "/tmp/prism"
       PRISM_LOG              = var.log_level
+      PRISM_MEMORY_MB        = tostring(var.lambda_memory_mb)
     }
   }
 

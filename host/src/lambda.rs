@@ -21,6 +21,7 @@
 //! | `PRISM_RELOAD_SECS` | how long a registry read stays fresh | 30 |
 //! | `PRISM_CACHE_DIR` | compiled plugins and artifacts | `/tmp/prism` |
 //! | `PRISM_THREADS` | dispatcher threads | all cores |
+//! | `PRISM_MEMORY_MB` | the function's memory: receivers whose limits cannot fit are refused | `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, else unchecked |
 //! | `PRISM_LOG` | log filter | `info` |
 //! | `AWS_ENDPOINT_URL` | one endpoint for every service (emulators) | AWS |
 
@@ -62,6 +63,12 @@ pub mod vars {
     pub const THREADS: &str = "PRISM_THREADS";
     /// Log filter.
     pub const LOG: &str = "PRISM_LOG";
+    /// The function's memory in MB (Terraform sets it from
+    /// `lambda_memory_mb`); receivers whose limits cannot fit are refused.
+    pub const MEMORY_MB: &str = "PRISM_MEMORY_MB";
+    /// What Lambda itself sets to the function's memory, when
+    /// [`MEMORY_MB`] is not.
+    pub const LAMBDA_MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
     /// Endpoint override (emulators).
     pub const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
     /// Every variable the dispatcher reads.
@@ -76,6 +83,7 @@ pub mod vars {
         CACHE_DIR,
         THREADS,
         LOG,
+        MEMORY_MB,
         ENDPOINT_URL,
     ];
     /// The ones without a default.
@@ -105,6 +113,15 @@ pub struct LambdaConfig {
     pub threads: Option<usize>,
     /// Endpoint override.
     pub endpoint_url: Option<String>,
+    /// The function's memory (MB), for the memory check at load.
+    pub memory_mb: Option<u64>,
+}
+
+/// Instances the engine's pool holds for `threads` workers: one sandbox
+/// per worker, a replacement made while a failed one is dropped, and room
+/// for a flush and a tick.
+pub fn max_instances(threads: usize) -> u32 {
+    2 * threads.max(1) as u32 + 2
 }
 
 impl LambdaConfig {
@@ -135,6 +152,10 @@ impl LambdaConfig {
                 .map_or_else(|| PathBuf::from("/tmp/prism"), PathBuf::from),
             threads: number(vars::THREADS)?.map(|n| n.max(1) as usize),
             endpoint_url: var(vars::ENDPOINT_URL).filter(|v| !v.is_empty()),
+            memory_mb: match number(vars::MEMORY_MB)? {
+                Some(mb) => Some(mb),
+                None => number(vars::LAMBDA_MEMORY_SIZE)?,
+            },
         })
     }
 
@@ -156,8 +177,14 @@ impl LambdaConfig {
     ) -> anyhow::Result<StreamProcessor> {
         let (config, target) = (config.clone(), target.clone());
         let ddb = aws_sdk_dynamodb::Client::new(&config);
+        let threads = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let engine = PluginEngine::new(&EngineOptions {
             cache_dir: Some(self.cache_dir.join("compiled")),
+            max_instances: max_instances(threads),
+            memory_mib: self.memory_mb,
+            threads,
             ..EngineOptions::default()
         })
         .map_err(|e| anyhow::anyhow!("{e:#}"))
@@ -168,10 +195,10 @@ impl LambdaConfig {
             self.cache_dir.join("artifacts"),
             self.reload,
         );
-        let mut dispatcher = Dispatcher::default();
-        if let Some(t) = self.threads {
-            dispatcher.threads = t;
-        }
+        let dispatcher = Dispatcher {
+            threads,
+            ..Dispatcher::default()
+        };
         Ok(StreamProcessor {
             engine,
             receivers: Receivers::Live(tokio::sync::Mutex::new(live)),
@@ -299,7 +326,7 @@ async fn invoke(
     match invocation(&event.payload).map_err(|e| fail(format!("malformed event: {e}")))? {
         Invocation::Stream => {
             let outcome = processor
-                .handle(&event.payload)
+                .handle_within(&event.payload, Some(event.context.deadline()))
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             tracing::info!(
@@ -316,7 +343,7 @@ async fn invoke(
                 ..crate::dispatch::TickOptions::at(crate::spool::now_ms())
             };
             let report = processor
-                .tick(opts)
+                .tick_within(opts, Some(event.context.deadline()))
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             if !report.errors.is_empty() {
@@ -328,6 +355,7 @@ async fn invoke(
                 "busy": report.busy,
                 "waiting": report.waiting,
                 "orphaned": report.orphaned,
+                "deferred": report.deferred,
                 "flushed": report.receivers.values().map(|s| s.batches).sum::<u64>(),
                 "messages": report.receivers.values().map(|s| s.messages).sum::<u64>(),
             }))
@@ -403,8 +431,32 @@ mod tests {
         assert_eq!(c.reload, Duration::from_secs(30));
         assert_eq!(c.cache_dir, PathBuf::from("/tmp/prism"));
         assert_eq!(
-            (c.unreadable_queue, c.threads, c.endpoint_url),
-            (None, None, None)
+            (c.unreadable_queue, c.threads, c.endpoint_url, c.memory_mb),
+            (None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn memory_comes_from_terraform_else_from_lambda() {
+        let base = [
+            ("PRISM_REGISTRY_TABLE", "r"),
+            ("PRISM_PLUGIN_BUCKET", "b"),
+            ("PRISM_LEDGER_TABLE", "l"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let all: Vec<_> = base.iter().chain(extra).copied().collect();
+            LambdaConfig::from_vars(vars(&all)).unwrap().memory_mb
+        };
+        assert_eq!(
+            with(&[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")]),
+            Some(1024)
+        );
+        assert_eq!(
+            with(&[
+                ("PRISM_MEMORY_MB", "1769"),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            ]),
+            Some(1769)
         );
     }
 }

@@ -42,6 +42,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod breaker;
 pub mod change;
 #[doc(hidden)]
 pub mod cli;
@@ -62,3 +63,4 @@ pub mod sample;
 pub mod sink;
 pub mod spool;
 pub mod stream;
+pub mod text;

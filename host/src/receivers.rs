@@ -19,6 +19,8 @@ pub struct ActiveReceiver {
     pub plugin: Plugin,
     /// Its config, shared with every sandbox.
     pub config: Arc<BTreeMap<String, String>>,
+    /// Its circuit breaker (state for this process and plugin version).
+    pub breaker: crate::breaker::Breaker,
 }
 
 impl ActiveReceiver {
@@ -87,6 +89,16 @@ impl ReceiverSet {
                 set.disabled.push(m.receiver);
                 continue;
             }
+            if let Err(reason) = engine.check_memory(&m.limits) {
+                tracing::error!(receiver = %m.receiver, error = %reason, "receiver refused: its limits do not fit the process's memory");
+                set.unavailable.push(Unavailable {
+                    destination: m.destination.clone(),
+                    receiver: Some(m.receiver),
+                    digest: Some(m.plugin.digest),
+                    reason: format!("{}: {reason}", entry.origin),
+                });
+                continue;
+            }
             let started = Instant::now();
             match engine.load(&entry.wasm) {
                 Ok(plugin) => {
@@ -97,6 +109,7 @@ impl ReceiverSet {
                         manifest: m,
                         plugin,
                         config,
+                        breaker: crate::breaker::Breaker::default(),
                     }));
                 }
                 Err(e) => {

@@ -124,3 +124,44 @@ fn the_compile_cache_is_used_and_survives_a_corrupt_artifact() {
         LoadSource::Cached
     );
 }
+
+/// Compilation is bounded: a component over the size cap is refused before
+/// anything compiles, and a compile that runs over its time cap fails only
+/// that load, while the compile finishes in the background and fills the
+/// cache, so the next load is instant.
+#[test]
+fn components_over_the_size_cap_or_the_compile_cap_are_refused() {
+    use prism_host::engine::{EngineOptions, LoadSource, PluginEngine};
+    use std::time::{Duration, Instant};
+    let wasm = read(wasm::LOGISTICS);
+    let small = PluginEngine::new(&EngineOptions {
+        max_component_bytes: wasm.len() - 1,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let err = small.load(&wasm).err().expect("refused");
+    assert!(
+        matches!(err, LoadError::TooLarge { bytes, .. } if bytes == wasm.len()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("over the"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let hasty = PluginEngine::new(&EngineOptions {
+        cache_dir: Some(dir.path().to_owned()),
+        max_compile: Duration::ZERO,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let err = hasty.load(&wasm).err().expect("abandoned");
+    assert!(matches!(err, LoadError::CompileTimeout(_)), "{err}");
+    let cached = hasty
+        .cache_path(&prism_host::digest::Digest::of(&wasm))
+        .unwrap();
+    let waited = Instant::now();
+    while !cached.exists() && waited.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(cached.exists(), "the abandoned compile fills the cache");
+    assert_eq!(hasty.load(&wasm).unwrap().source(), LoadSource::Cached);
+}

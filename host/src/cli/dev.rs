@@ -172,6 +172,7 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         cache_dir,
         threads: None,
         endpoint_url: target.endpoint_url.clone(),
+        memory_mb: None,
     };
     let mut processor = lambda.processor_with(&config, &target).await?;
     processor.emit_metrics = a.metrics;

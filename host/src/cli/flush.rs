@@ -138,6 +138,7 @@ async fn aws_tick(a: &Args, spool_table: &str) -> anyhow::Result<TickReport> {
             .unwrap_or_else(|| std::env::temp_dir().join("prism-flush")),
         threads: None,
         endpoint_url: target.endpoint_url.clone(),
+        memory_mb: None,
     };
     let mut processor = lambda.processor_with(&config, &target).await?;
     processor.emit_metrics = false;

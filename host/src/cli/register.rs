@@ -73,6 +73,14 @@ pub struct Args {
     /// Register it disabled.
     #[arg(long)]
     pub disabled: bool,
+    /// The dispatcher Lambda's memory (MB): refuse limits that cannot fit
+    /// it (its worker threads each at this receiver's memory and copy caps).
+    #[arg(long, env = "PRISM_LAMBDA_MEMORY_MB", value_name = "MB")]
+    pub lambda_memory_mb: Option<u64>,
+    /// The dispatcher's worker threads, for the memory check (a Lambda has
+    /// 1 vCPU per 1769 MB; prism runs one thread per core).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub lambda_threads: usize,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
@@ -83,6 +91,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = engine.load(&wasm) {
         eprintln!("{}: REJECTED, not registered\n{e}", a.wasm.display());
         return Ok(ExitCode::from(1));
+    }
+    if let Some(total_mib) = a.lambda_memory_mb {
+        let budget = crate::engine::budget::MemoryBudget {
+            total_mib,
+            threads: a.lambda_threads.max(1),
+            max_instances: crate::lambda::max_instances(a.lambda_threads),
+        };
+        let limits = apply(&a, None, Digest::of(&wasm))?.limits;
+        if let Err(e) = budget.check(&limits) {
+            eprintln!("{}: REJECTED, not registered\n{e}", a.wasm.display());
+            return Ok(ExitCode::from(1));
+        }
     }
     let digest = Digest::of(&wasm);
     if let Some(file) = &a.diff_changes
@@ -212,13 +232,37 @@ fn register_remote(
             a.receiver
         );
         let digest = store.put_wasm(wasm).await?;
-        store
+        let cwasm_digest = Digest::of(&cwasm);
+        // A receiver team's deploy role may not write precompiled/ (native
+        // code): then the dispatcher compiles at its next start and shares.
+        let uploaded = match store
             .put_cwasm(engine.compatibility_hash(), &digest, cwasm)
-            .await?;
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!(
+                    "note: the precompiled artifact was not uploaded ({e}); the dispatcher compiles the plugin at its next start"
+                );
+                false
+            }
+        };
         let new = r
             .registry
             .publish(&m, head.as_ref(), &super::remote::operator())
             .await?;
+        if uploaded {
+            // Vouch for the artifact just uploaded: dispatchers load
+            // precompiled code only when a trusted writer recorded its sha256.
+            r.registry
+                .record_precompiled(
+                    &a.receiver,
+                    engine.compatibility_hash(),
+                    &digest,
+                    &cwasm_digest,
+                )
+                .await?;
+        }
         if let Some(h) = &head {
             println!(
                 "{}: v{} ({}) -> v{} ({})",

@@ -7,6 +7,7 @@
 //! cheap instance (see [`Plugin::session`]).
 
 mod bindings;
+pub mod budget;
 pub mod cache;
 pub mod check;
 pub mod mapper;
@@ -14,6 +15,7 @@ mod output;
 mod plugin;
 pub mod sandbox;
 pub(crate) mod ticker;
+mod vtime;
 
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
@@ -27,7 +29,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use bindings::{WitChange, WitChangeKind};
 pub use mapper::{MapError, MapperPlugin, MapperReads, ModelWrite, ShadowChange};
 pub use output::OutputError;
-pub use plugin::{CallError, Plugin, Session};
+pub use plugin::{CallError, Plugin, Session, host_copy_cap};
 pub use sandbox::{GuestLog, Level};
 
 use crate::digest::Digest;
@@ -40,7 +42,17 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Bytes of each linear memory kept resident between instances (reset
 /// with memset instead of madvise).
-const KEEP_RESIDENT: usize = 2 << 20;
+pub const KEEP_RESIDENT: usize = 2 << 20;
+
+/// The largest component prism compiles by default: well above what
+/// componentize-py (about 18 MB, the Python interpreter included) and
+/// componentize-js (about 12 MB, StarlingMonkey included) produce.
+pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// How long one compile may take by default before its receiver is made
+/// unavailable (the compile goes on in the background and lands in the
+/// compile cache, so a later reload finds it).
+pub const DEFAULT_MAX_COMPILE: Duration = Duration::from_secs(120);
 
 /// Options for building the engine.
 #[derive(Debug, Clone)]
@@ -49,6 +61,15 @@ pub struct EngineOptions {
     pub cache_dir: Option<PathBuf>,
     /// Max instances alive at once (one per worker thread is enough).
     pub max_instances: u32,
+    /// Components larger than this are refused before any compile.
+    pub max_component_bytes: usize,
+    /// A compile that takes longer is abandoned (see [`DEFAULT_MAX_COMPILE`]).
+    pub max_compile: Duration,
+    /// The process's memory: receivers whose limits cannot fit it are
+    /// refused at load ([`budget`]). `None`: not checked.
+    pub memory_mib: Option<u64>,
+    /// Worker threads that run sandboxes at once (for the memory check).
+    pub threads: usize,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +77,10 @@ impl Default for EngineOptions {
         Self {
             cache_dir: None,
             max_instances: 64,
+            max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
+            max_compile: DEFAULT_MAX_COMPILE,
+            memory_mib: None,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -73,6 +98,20 @@ pub enum LoadError {
     /// names the world.
     #[error("{0}")]
     Shape(String),
+    /// Larger than the engine compiles.
+    #[error("the component is {bytes} bytes, over the {limit}-byte limit on components")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The compile took longer than the engine allows.
+    #[error(
+        "compiling took longer than {} s; abandoned (it finishes in the background and a later load finds it in the compile cache)",
+        .0.as_secs()
+    )]
+    CompileTimeout(Duration),
 }
 
 /// Where a loaded plugin's machine code came from.
@@ -94,6 +133,9 @@ pub struct PluginEngine {
     /// Shared with every loaded plugin: a plugin that outlives the engine
     /// value still has its time budget enforced.
     ticker: Arc<ticker::EpochTicker>,
+    max_component_bytes: usize,
+    max_compile: Duration,
+    budget: Option<budget::MemoryBudget>,
 }
 
 impl PluginEngine {
@@ -101,13 +143,13 @@ impl PluginEngine {
     pub fn new(opts: &EngineOptions) -> Result<Self, wasmtime::Error> {
         let engine = Engine::new(&config(opts.max_instances))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        add_wasi(&mut linker)?;
         bindings::Receiver::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |s| s,
         )?;
         let mut mapper_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut mapper_linker)?;
+        add_wasi(&mut mapper_linker)?;
         bindings::mapper::Mapper::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut mapper_linker,
             |s| s,
@@ -125,6 +167,13 @@ impl PluginEngine {
             cache,
             compat_hash,
             ticker: Arc::new(ticker),
+            max_component_bytes: opts.max_component_bytes,
+            max_compile: opts.max_compile,
+            budget: opts.memory_mib.map(|total_mib| budget::MemoryBudget {
+                total_mib,
+                threads: opts.threads.max(1),
+                max_instances: opts.max_instances,
+            }),
         })
     }
 
@@ -137,6 +186,12 @@ impl PluginEngine {
     /// loadable here (wasmtime version, features, tunables). Caches key on it.
     pub fn compatibility_hash(&self) -> &str {
         &self.compat_hash
+    }
+
+    /// Whether a receiver with `limits` fits the process's memory (always,
+    /// when the engine was given no memory size).
+    pub fn check_memory(&self, limits: &crate::limits::Limits) -> Result<(), String> {
+        self.budget.map_or(Ok(()), |b| b.check(limits))
     }
 
     /// Where the compile cache keeps (or would keep) the artifact for `digest`.
@@ -183,8 +238,39 @@ impl PluginEngine {
             .map_err(|e| shape_error(world, e))
     }
 
+    /// Compile on a thread of its own, waiting at most `max_compile`.
+    /// Cranelift cannot be interrupted: a compile that runs over is left to
+    /// finish in the background, where it still fills the compile cache.
+    fn compile_bounded(&self, wasm: &[u8]) -> Result<Component, LoadError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (engine, bytes, cache) = (self.engine.clone(), wasm.to_vec(), self.cache.clone());
+        std::thread::Builder::new()
+            .name("prism-compile".into())
+            .spawn(move || {
+                let r = Component::new(&engine, &bytes).map_err(|e| format!("{e:#}"));
+                let compiled = r.as_ref().ok().cloned();
+                if tx.send(r).is_err()
+                    && let (Some(c), Some(cache)) = (compiled, &cache)
+                {
+                    // Nobody waits any more: keep the work for the next load.
+                    store_in_cache(cache, &Digest::of(&bytes), &c);
+                }
+            })
+            .map_err(|e| LoadError::Compile(format!("starting a compile thread: {e}")))?;
+        match rx.recv_timeout(self.max_compile) {
+            Ok(r) => r.map_err(LoadError::Compile),
+            Err(_) => Err(LoadError::CompileTimeout(self.max_compile)),
+        }
+    }
+
     /// Compile without checking the world: `(component, compile time, source)`.
     fn compile(&self, wasm: &[u8], digest: &Digest) -> Result<(Component, LoadSource), LoadError> {
+        if wasm.len() > self.max_component_bytes {
+            return Err(LoadError::TooLarge {
+                bytes: wasm.len(),
+                limit: self.max_component_bytes,
+            });
+        }
         if !is_component(wasm) {
             return Err(LoadError::NotAComponent(if wasm.starts_with(b"\0asm") {
                 "this is a core Wasm module; build with `--target wasm32-wasip2` (or wrap it with `wasm-tools component new`)".into()
@@ -205,18 +291,10 @@ impl PluginEngine {
             }
         }
         let started = Instant::now();
-        let component =
-            Component::new(&self.engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component = self.compile_bounded(wasm)?;
         tracing::debug!(digest = %digest, ms = started.elapsed().as_millis() as u64, "compiled component");
         if let Some(cache) = &self.cache {
-            match component.serialize() {
-                Ok(bytes) => {
-                    if let Err(e) = cache.store(digest, &bytes) {
-                        tracing::warn!(error = %e, "could not write the compile cache");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "could not serialize a compiled component"),
-            }
+            store_in_cache(cache, digest, &component);
         }
         Ok((component, LoadSource::Compiled))
     }
@@ -233,6 +311,31 @@ impl PluginEngine {
         self.engine
             .precompile_component(wasm)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))
+    }
+}
+
+/// Deny-all WASI, with prism's virtual time in place of wasmtime-wasi's
+/// monotonic clock and poll (which wait in host code; see [`vtime`]).
+fn add_wasi(linker: &mut Linker<HostState>) -> Result<(), wasmtime::Error> {
+    use wasmtime::component::HasSelf;
+    use wasmtime_wasi::p2::bindings::{clocks::monotonic_clock, sync::io::poll};
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    linker.allow_shadowing(true);
+    monotonic_clock::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    poll::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Write a compiled component to the cache (a failure costs a compile later).
+fn store_in_cache(cache: &CompileCache, digest: &Digest, component: &Component) {
+    match component.serialize() {
+        Ok(bytes) => {
+            if let Err(e) = cache.store(digest, &bytes) {
+                tracing::warn!(error = %e, "could not write the compile cache");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not serialize a compiled component"),
     }
 }
 

@@ -146,6 +146,7 @@ impl MapperConfig {
         let engine = PluginEngine::new(&EngineOptions {
             cache_dir: Some(self.cache_dir.join("compiled")),
             max_instances: 2 * self.concurrency as u32 + 2,
+            ..EngineOptions::default()
         })
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .context("starting the Wasm engine")?;
@@ -274,11 +275,30 @@ pub struct MapperLambda {
 impl MapperLambda {
     /// Handle one stream event with the current mapper.
     pub async fn handle(&self, event: &Value) -> anyhow::Result<MapBatchOutcome> {
+        self.handle_within(event, None).await
+    }
+
+    /// [`Self::handle`] within an invocation that ends at `deadline`: no
+    /// change starts later than the mapper's time budget plus
+    /// [`crate::stream::FINISH_RESERVE`] before it.
+    pub async fn handle_within(
+        &self,
+        event: &Value,
+        deadline: Option<std::time::SystemTime>,
+    ) -> anyhow::Result<MapBatchOutcome> {
         let builder = self.live.current().await?;
         let mapper = builder.manifest().mapper.clone();
+        let stop_at = deadline.map(|d| {
+            let left = d
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            let keep = crate::stream::FINISH_RESERVE
+                + std::time::Duration::from_millis(builder.manifest().limits.timeout_ms);
+            Instant::now() + left.saturating_sub(keep)
+        });
         let outcome = self
             .processor
-            .handle(builder, event)
+            .handle_within(builder, event, stop_at)
             .await
             .map_err(|e| anyhow::anyhow!("malformed event: {e}"))?;
         let r = &outcome.report;
@@ -291,6 +311,7 @@ impl MapperLambda {
             stale = r.tally.stale,
             parked = r.parked,
             failed = r.failed,
+            deferred = r.deferred,
             items_read = r.items_read,
             "batch"
         );
@@ -317,7 +338,7 @@ pub fn main() -> ExitCode {
             let lambda = lambda.clone();
             async move {
                 let outcome = lambda
-                    .handle(&event.payload)
+                    .handle_within(&event.payload, Some(event.context.deadline()))
                     .await
                     .map_err(|e| lambda_runtime::Error::from(format!("{e:#}")))?;
                 serde_json::to_value(&outcome.response).map_err(lambda_runtime::Error::from)
