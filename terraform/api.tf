@@ -38,6 +38,8 @@ data "aws_iam_policy_document" "api" {
     resources = [aws_dynamodb_table.registry.arn]
   }
 
+  # Read-only on the bucket: precompiled artifacts are native code that
+  # dispatchers run, so only the dispatcher and operators may write them.
   statement {
     sid     = "ReadPlugins"
     actions = ["s3:GetObject"]
@@ -45,12 +47,6 @@ data "aws_iam_policy_document" "api" {
       "${aws_s3_bucket.plugins.arn}/plugins/*",
       "${aws_s3_bucket.plugins.arn}/precompiled/*",
     ]
-  }
-
-  statement {
-    sid       = "SharePrecompiledPlugins"
-    actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.plugins.arn}/precompiled/*"]
   }
 
   statement {

@@ -85,6 +85,9 @@ pub struct Snapshot {
     pub entries: Vec<Entry>,
     /// Entries that could not be used, with the reason.
     pub problems: Vec<RegistryError>,
+    /// Precompiled artifacts that were discarded because their bytes are
+    /// not the ones recorded by a trusted writer (object keys).
+    pub untrusted_artifacts: Vec<String>,
 }
 
 /// A directory registry.

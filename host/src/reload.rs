@@ -21,12 +21,23 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
 /// The receivers a warm dispatcher serves, refreshed on a TTL.
 pub struct LiveReceivers {
-    registry: DynamoRegistry,
-    store: ArtifactStore,
-    artifacts_dir: PathBuf,
+    loader: Loader,
     ttl: Duration,
     loaded_at: Option<Instant>,
     set: Arc<ReceiverSet>,
+    /// A refresh is under way outside the lock (see [`Self::begin_refresh`]).
+    refreshing: bool,
+}
+
+/// What a refresh reads and writes: everything but the current set, so
+/// that it can run without the lock on the set.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    registry: DynamoRegistry,
+    store: ArtifactStore,
+    artifacts_dir: PathBuf,
+    /// Whether what this process compiles is recorded and uploaded.
+    shares_compiled: bool,
 }
 
 /// What a refresh changed (receiver ids).
@@ -36,12 +47,13 @@ pub struct Changes {
     pub added: Vec<String>,
     /// Receivers whose entry changed (new plugin, config, limits, …).
     pub changed: Vec<String>,
-    /// Receivers that are no longer active (disabled, removed or unloadable).
+    /// Receivers that are gone (removed or disabled).
     pub gone: Vec<String>,
 }
 
 impl LiveReceivers {
-    /// Nothing loaded yet; the first [`Self::current`] reads the registry.
+    /// Receivers from `registry`, components from `store` (cached in
+    /// `artifacts_dir`), re-read when older than `ttl`.
     pub fn new(
         registry: DynamoRegistry,
         store: ArtifactStore,
@@ -49,18 +61,34 @@ impl LiveReceivers {
         ttl: Duration,
     ) -> Self {
         Self {
-            registry,
-            store,
-            artifacts_dir,
+            loader: Loader {
+                registry,
+                store,
+                artifacts_dir,
+                shares_compiled: true,
+            },
             ttl,
             loaded_at: None,
             set: Arc::new(ReceiverSet::default()),
+            refreshing: false,
         }
+    }
+
+    /// Never share what this process compiles (the read API: its role may
+    /// not write the bucket or vouch for native code in the registry).
+    pub fn without_sharing(mut self) -> Self {
+        self.loader.shares_compiled = false;
+        self
     }
 
     /// Whether the registry has been read successfully at least once.
     pub fn loaded(&self) -> bool {
         self.loaded_at.is_some()
+    }
+
+    /// The set in use now.
+    pub fn set(&self) -> Arc<ReceiverSet> {
+        self.set.clone()
     }
 
     /// The current set, re-read from the registry if the copy is stale.
@@ -69,15 +97,40 @@ impl LiveReceivers {
         &mut self,
         engine: &PluginEngine,
     ) -> (Arc<ReceiverSet>, Option<RegistryOpError>) {
-        let fresh = self.loaded_at.is_some_and(|t| t.elapsed() < self.ttl);
-        if fresh {
+        let Some((loader, old)) = self.begin_refresh() else {
             return (self.set.clone(), None);
+        };
+        let result = loader.load(engine, &old).await;
+        self.finish_refresh(result)
+    }
+
+    /// Start a refresh if the copy is stale and no other refresh is under
+    /// way: what it needs, to run without holding whatever guards `self`
+    /// (compiles take seconds). Finish it with [`Self::finish_refresh`].
+    /// `None`: serve [`Self::set`] as it is.
+    pub fn begin_refresh(&mut self) -> Option<(Loader, Arc<ReceiverSet>)> {
+        let fresh = self.loaded_at.is_some_and(|t| t.elapsed() < self.ttl);
+        if fresh || self.refreshing {
+            return None;
         }
-        match self.refresh(engine).await {
-            Ok(changes) => {
+        self.refreshing = true;
+        Some((self.loader.clone(), self.set.clone()))
+    }
+
+    /// Install what a refresh loaded (or keep the old set on an error).
+    pub fn finish_refresh(
+        &mut self,
+        result: Result<ReceiverSet, RegistryOpError>,
+    ) -> (Arc<ReceiverSet>, Option<RegistryOpError>) {
+        self.refreshing = false;
+        match result {
+            Ok(set) => {
+                let changes = diff(&self.set, &set);
                 if changes != Changes::default() {
                     tracing::info!(added = ?changes.added, changed = ?changes.changed, gone = ?changes.gone, "registry reloaded");
                 }
+                self.set = Arc::new(set);
+                self.loaded_at = Some(Instant::now());
                 (self.set.clone(), None)
             }
             Err(e) => {
@@ -90,13 +143,39 @@ impl LiveReceivers {
 
     /// Re-read the registry now.
     pub async fn refresh(&mut self, engine: &PluginEngine) -> Result<Changes, RegistryOpError> {
+        let set = self.loader.clone().load(engine, &self.set).await?;
+        let changes = diff(&self.set, &set);
+        self.set = Arc::new(set);
+        self.loaded_at = Some(Instant::now());
+        Ok(changes)
+    }
+
+    /// Record each receiver's latest error on its registry head, for
+    /// `prism status` (best effort: a failure is logged, nothing more).
+    pub async fn record_errors(&self, errors: &[(String, String)]) {
+        for (receiver, error) in errors {
+            if let Err(e) = self.loader.registry.record_error(receiver, error).await {
+                tracing::warn!(receiver = %receiver, error = %e, "could not record the last error in the registry");
+            }
+        }
+    }
+}
+
+impl Loader {
+    /// Read the registry and load what changed since `old` (receivers whose
+    /// entry is the same keep their loaded plugin and breaker).
+    pub async fn load(
+        &self,
+        engine: &PluginEngine,
+        old: &ReceiverSet,
+    ) -> Result<ReceiverSet, RegistryOpError> {
         let snapshot =
             aws::snapshot(&self.registry, &self.store, engine, &self.artifacts_dir).await?;
-        let old = self.set.clone();
         let mut reused = Vec::new();
         let mut fresh = crate::registry::Snapshot {
             problems: snapshot.problems,
             entries: Vec::new(),
+            untrusted_artifacts: snapshot.untrusted_artifacts,
         };
         for e in snapshot.entries {
             match old.active.iter().find(|r| r.manifest == e.manifest) {
@@ -105,30 +184,20 @@ impl LiveReceivers {
             }
         }
         let mut set = ReceiverSet::load(engine, fresh);
-        self.share_compiled(engine, &set).await;
+        if self.shares_compiled {
+            self.share_compiled(engine, &set).await;
+        }
         set.active.extend(reused);
         set.active.sort_by(|a, b| a.id().cmp(b.id()));
-        let changes = diff(&old, &set);
-        self.set = Arc::new(set);
-        self.loaded_at = Some(Instant::now());
-        Ok(changes)
-    }
-}
-
-impl LiveReceivers {
-    /// Record each receiver's latest error on its registry head, for
-    /// `prism status` (best effort: a failure is logged, nothing more).
-    pub async fn record_errors(&self, errors: &[(String, String)]) {
-        for (receiver, error) in errors {
-            if let Err(e) = self.registry.record_error(receiver, error).await {
-                tracing::warn!(receiver = %receiver, error = %e, "could not record the last error in the registry");
-            }
-        }
+        Ok(set)
     }
 
-    /// Upload what this engine had to compile, so that the next cold start
-    /// of any dispatcher with the same engine loads it precompiled. A failed
-    /// upload only costs that later start a compile.
+    /// Share what this engine had to compile, so that the next cold start
+    /// of any dispatcher with the same engine loads it precompiled: record
+    /// the artifact's sha256 in the registry (only if no trusted writer has
+    /// recorded one: first writer wins), then upload it. A dispatcher that
+    /// lost the race uploads nothing, so the bucket never holds bytes other
+    /// than the recorded ones. A failure only costs a later start a compile.
     async fn share_compiled(&self, engine: &PluginEngine, set: &ReceiverSet) {
         for (receiver, source, took) in &set.loads {
             if *source != crate::engine::LoadSource::Compiled {
@@ -142,15 +211,23 @@ impl LiveReceivers {
             let Some(path) = engine.cache_path(&digest) else {
                 continue;
             };
-            let uploaded = match std::fs::read(&path) {
-                Ok(bytes) => self
-                    .store
-                    .put_cwasm(engine.compatibility_hash(), &digest, bytes)
+            let shared = async {
+                let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let hash = engine.compatibility_hash();
+                let recorded = self
+                    .registry
+                    .record_precompiled(receiver, hash, &digest, &crate::digest::Digest::of(&bytes))
                     .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(format!("{}: {e}", path.display())),
+                    .map_err(|e| e.to_string())?;
+                if recorded {
+                    self.store
+                        .put_cwasm(hash, &digest, bytes)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok::<_, String>(())
             };
-            if let Err(e) = uploaded {
+            if let Err(e) = shared.await {
                 tracing::warn!(receiver = %receiver, error = %e, "could not share the compiled plugin");
             }
         }

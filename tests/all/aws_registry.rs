@@ -492,3 +492,112 @@ fn a_plugin_compiled_at_start_up_is_shared_so_the_next_cold_start_compiles_nothi
         );
     });
 }
+
+/// Native code runs only when its bytes are proven. Whoever can write the
+/// `precompiled/` prefix puts plugin A's artifact under plugin B's key; a
+/// dispatcher cold-starting with an empty cache discards it (its sha256 is
+/// not the one `register` recorded), compiles B from its digest-checked
+/// `.wasm`, and B's output is B's.
+#[test]
+fn a_precompiled_artifact_under_another_plugins_key_is_never_loaded() {
+    use prism_host::dispatch::{Dispatcher, Progress};
+    use prism_host::sink::Outbox;
+    let Some(ep) = endpoint() else { return };
+    rt().block_on(async {
+        let env = setup(&ep, "cwasm-swap").await;
+        let builder = PluginEngine::new(&EngineOptions::default()).unwrap();
+        let hash = builder.compatibility_hash().to_owned();
+        let (a, b) = (read(wasm::WEBSITE), read(wasm::LOGISTICS));
+        let digest_b = env.store.put_wasm(&b).await.unwrap();
+        let cwasm_b = builder.precompile(&b).unwrap();
+        env.store
+            .put_cwasm(&hash, &digest_b, cwasm_b.clone())
+            .await
+            .unwrap();
+        let m = manifest("shop", &b, Mode::Immediate, prism_e2e::relaxed(), &[]);
+        env.registry.publish(&m, None, "ops").await.unwrap();
+        assert!(
+            env.registry
+                .record_precompiled("shop", &hash, &digest_b, &Digest::of(&cwasm_b))
+                .await
+                .unwrap()
+        );
+        // A second writer cannot replace the record.
+        assert!(
+            !env.registry
+                .record_precompiled("shop", &hash, &digest_b, &Digest::of(b"other"))
+                .await
+                .unwrap()
+        );
+
+        let cold_start = || async {
+            let tmp = tempfile::tempdir().unwrap();
+            let engine = PluginEngine::new(&EngineOptions {
+                cache_dir: Some(tmp.path().join("compiled")),
+                ..Default::default()
+            })
+            .unwrap();
+            let snap = prism_host::aws::snapshot(
+                &env.registry,
+                &env.store,
+                &engine,
+                &tmp.path().join("artifacts"),
+            )
+            .await
+            .unwrap();
+            let untrusted = snap.untrusted_artifacts.clone();
+            let set = ReceiverSet::load(&engine, snap);
+            let out = tmp.path().join("out");
+            let stream = prism_e2e::changes(&prism_e2e::sample(2));
+            Dispatcher::default().run(&set, &stream, &Outbox::new(&out), &Progress::default());
+            (set.loads[0].1, untrusted, prism_e2e::bodies(&out, "shop"))
+        };
+        // The proven artifact loads precompiled.
+        let (source, untrusted, genuine) = cold_start().await;
+        assert_eq!(source, LoadSource::Cached);
+        assert!(untrusted.is_empty());
+        assert!(!genuine.is_empty());
+
+        // The attacker's swap: A's native code under B's key.
+        env.store
+            .put_cwasm(&hash, &digest_b, builder.precompile(&a).unwrap())
+            .await
+            .unwrap();
+        let (source, untrusted, output) = cold_start().await;
+        assert_eq!(source, LoadSource::Compiled, "compiled from B's .wasm");
+        assert_eq!(
+            untrusted,
+            [ArtifactStore::cwasm_key(&hash, &digest_b)],
+            "the discarded object is named"
+        );
+        assert_eq!(output, genuine, "B's output is B's");
+
+        // Nothing recorded (e.g. uploaded by hand, or a new engine): never
+        // fetched, compiled instead.
+        let ghost = manifest("ghost", &a, Mode::Immediate, prism_e2e::relaxed(), &[]);
+        let digest_a = env.store.put_wasm(&a).await.unwrap();
+        env.store
+            .put_cwasm(&hash, &digest_a, builder.precompile(&b).unwrap())
+            .await
+            .unwrap();
+        env.registry.publish(&ghost, None, "ops").await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = PluginEngine::new(&EngineOptions {
+            cache_dir: Some(tmp.path().join("compiled")),
+            ..Default::default()
+        })
+        .unwrap();
+        let got = env
+            .store
+            .fetch_cwasm(
+                &hash,
+                &digest_a,
+                &engine.cache_path(&digest_a).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(got, prism_host::aws::Precompiled::NotRecorded);
+        assert!(!engine.cache_path(&digest_a).unwrap().exists());
+    });
+}

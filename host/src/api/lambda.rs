@@ -64,7 +64,8 @@ pub async fn build(
         ArtifactStore::new(aws::s3_client(config, target), bucket),
         cache_dir.join("artifacts"),
         reload,
-    );
+    )
+    .without_sharing();
     Ok(ReadApi {
         engine,
         receivers: Receivers::Live(tokio::sync::Mutex::new(live)),

@@ -61,6 +61,28 @@ pub enum ArtifactError {
     },
 }
 
+/// What [`ArtifactStore::fetch_cwasm`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precompiled {
+    /// The compile cache already had it (prism wrote it).
+    Cached,
+    /// Fetched, proven against the recorded digest, and cached.
+    Fetched,
+    /// No trusted digest is recorded for this engine: nothing was fetched.
+    NotRecorded,
+    /// A digest is recorded but the bucket has no object.
+    Missing,
+    /// The object in the bucket is not the recorded one: discarded.
+    Untrusted {
+        /// The object key.
+        key: String,
+        /// What its bytes hash to.
+        actual: Digest,
+        /// What the registry says they must hash to.
+        recorded: Digest,
+    },
+}
+
 /// The plugin bucket.
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
@@ -189,23 +211,39 @@ impl ArtifactStore {
         Ok(bytes)
     }
 
-    /// Put the precompiled artifact for `digest`, if S3 has one, where the
-    /// engine's compile cache will find it. Returns whether it did.
+    /// Put the precompiled artifact for `digest` where the engine's compile
+    /// cache will find it, if S3 has one **and** its sha256 is `trusted` (the
+    /// digest a trusted writer recorded in the registry). Anything else in
+    /// the bucket is native code nobody vouched for: it is discarded, never
+    /// written to the cache, and the component is compiled from its `.wasm`.
     pub async fn fetch_cwasm(
         &self,
         engine_hash: &str,
         digest: &Digest,
         cache_file: &Path,
-    ) -> Result<bool, ArtifactError> {
+        trusted: Option<&Digest>,
+    ) -> Result<Precompiled, ArtifactError> {
         if cache_file.exists() {
-            return Ok(true);
+            return Ok(Precompiled::Cached);
         }
-        match self.get(&Self::cwasm_key(engine_hash, digest)).await? {
+        let Some(trusted) = trusted else {
+            return Ok(Precompiled::NotRecorded);
+        };
+        let key = Self::cwasm_key(engine_hash, digest);
+        match self.get(&key).await? {
             Some(bytes) => {
+                let actual = Digest::of(&bytes);
+                if actual != *trusted {
+                    return Ok(Precompiled::Untrusted {
+                        key,
+                        actual,
+                        recorded: *trusted,
+                    });
+                }
                 write_atomic(cache_file, &bytes)?;
-                Ok(true)
+                Ok(Precompiled::Fetched)
             }
-            None => Ok(false),
+            None => Ok(Precompiled::Missing),
         }
     }
 

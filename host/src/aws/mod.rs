@@ -15,7 +15,7 @@ pub mod shadow;
 pub mod spool;
 mod streams;
 
-pub use artifacts::{ArtifactError, ArtifactStore};
+pub use artifacts::{ArtifactError, ArtifactStore, Precompiled};
 pub use registry::{DynamoRegistry, Head, RegistryOpError, Version};
 pub use streams::{ShardCursor, StreamReadError, StreamReader, attr_json, item_json, record_json};
 
@@ -45,7 +45,7 @@ pub async fn snapshot(
                 continue;
             }
         };
-        let m = head.manifest;
+        let m = head.manifest.clone();
         let origin = format!(
             "dynamodb://{}/{} (v{})",
             registry.table(),
@@ -63,12 +63,26 @@ pub async fn snapshot(
         let digest = m.plugin.digest;
         match store.wasm(&digest, cache_dir).await {
             Ok(wasm) => {
-                if let Some(path) = engine.cache_path(&digest)
-                    && let Err(e) = store
-                        .fetch_cwasm(engine.compatibility_hash(), &digest, &path)
+                if let Some(path) = engine.cache_path(&digest) {
+                    let engine_hash = engine.compatibility_hash();
+                    let trusted = head.trusted_precompiled(engine_hash, &digest);
+                    match store
+                        .fetch_cwasm(engine_hash, &digest, &path, trusted)
                         .await
-                {
-                    tracing::warn!(receiver = %m.receiver, error = %e, "no precompiled artifact; compiling");
+                    {
+                        Ok(Precompiled::Untrusted {
+                            key,
+                            actual,
+                            recorded,
+                        }) => {
+                            tracing::error!(receiver = %m.receiver, key = %key, %actual, %recorded, "discarding a precompiled artifact that is not the one recorded in the registry; compiling from the .wasm");
+                            snap.untrusted_artifacts.push(key);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(receiver = %m.receiver, error = %e, "no precompiled artifact; compiling");
+                        }
+                    }
                 }
                 snap.entries.push(Entry {
                     manifest: m,

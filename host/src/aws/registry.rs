@@ -4,7 +4,7 @@
 //!
 //! | item | `receiver` (partition key, S) | `version` (sort key, N) | other attributes |
 //! |---|---|---|---|
-//! | head | the receiver id | `0` | `entry` (M: the live manifest), `current` (N: the version it came from), `latest` (N), `revision` (N), `updated_at`, `updated_by`, `last_error` |
+//! | head | the receiver id | `0` | `entry` (M: the live manifest), `current` (N: the version it came from), `latest` (N), `revision` (N), `updated_at`, `updated_by`, `last_error`, `cwasm#<engine>#<wasm-sha256>` (S: the sha256 of the trusted precompiled artifact) |
 //! | history | the receiver id | `1`, `2`, … | `entry` (M: the manifest as registered), `registered_at`, `registered_by` |
 //!
 //! `entry` has exactly the local manifest's schema. Every write to a head is
@@ -12,8 +12,15 @@
 //! silently overwrite each other; `register` writes the new history item and
 //! the head in one transaction. Rollback points the head at an older history
 //! item: one conditional write.
+//!
+//! A precompiled artifact (`.cwasm`) is native code: a dispatcher loads one
+//! from the bucket only when its sha256 equals a `cwasm#…` record on the
+//! head, written by a trusted writer (`register`, or a dispatcher that
+//! compiled the component itself) with [`DynamoRegistry::record_precompiled`].
+//! The record is keyed by the engine and the component's digest, so a
+//! rollback or an engine upgrade never pairs a component with another's code.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
@@ -28,14 +35,32 @@ use crate::registry::RegistryError;
 pub const KEY_RECEIVER: &str = "receiver";
 /// Sort key attribute.
 pub const KEY_VERSION: &str = "version";
-/// The attribute the dispatcher writes on a head (and only that one).
+/// The attribute the dispatcher writes on a head when a receiver fails.
 pub const LAST_ERROR: &str = "last_error";
+/// Prefix of the attributes that record trusted precompiled artifacts.
+pub const PRECOMPILED_PREFIX: &str = "cwasm#";
+/// The most bytes of an error kept in `last_error`: the text comes from a
+/// plugin, and a head item must stay far below DynamoDB's 400 KB.
+pub const MAX_LAST_ERROR_BYTES: usize = 2048;
 
 /// The DynamoDB calls a dispatcher makes on the registry table (reading the
 /// heads, recording a receiver's last error). Terraform grants exactly these.
 pub const DISPATCHER_ACTIONS: &[&str] = &["dynamodb:Scan", "dynamodb:UpdateItem"];
 /// The calls the read API makes on the registry table (reading the heads).
 pub const READER_ACTIONS: &[&str] = &["dynamodb:Scan"];
+/// The calls `prism plugin register|enable|disable|rollback` make for one
+/// receiver, each on that receiver's items only: reading its head
+/// (`GetItem`) and history (`Query`), writing them (`PutItem`, also inside
+/// `register`'s transaction), recording a precompiled artifact
+/// (`UpdateItem`). A receiver team's deploy role
+/// (`terraform/modules/receiver-deployer`) grants exactly these, limited by
+/// `dynamodb:LeadingKeys` to its receiver.
+pub const TEAM_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+];
 
 /// A registry operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +108,25 @@ pub struct Head {
     pub updated_by: String,
     /// The last error a dispatcher recorded for it.
     pub last_error: Option<String>,
+    /// Trusted precompiled artifacts: `<engine>#<wasm sha256 hex>` → the
+    /// `.cwasm`'s sha256 (see [`Head::trusted_precompiled`]).
+    pub precompiled: BTreeMap<String, crate::digest::Digest>,
+}
+
+impl Head {
+    /// The sha256 a precompiled artifact of `wasm` for `engine` must have to
+    /// be loaded, if a trusted writer recorded one.
+    pub fn trusted_precompiled(
+        &self,
+        engine: &str,
+        wasm: &crate::digest::Digest,
+    ) -> Option<&crate::digest::Digest> {
+        self.precompiled.get(&precompiled_key(engine, wasm))
+    }
+}
+
+fn precompiled_key(engine: &str, wasm: &crate::digest::Digest) -> String {
+    format!("{engine}#{}", wasm.hex())
 }
 
 /// One registered version.
@@ -240,6 +284,7 @@ impl DynamoRegistry {
             updated_at: now,
             updated_by: by.to_owned(),
             last_error: None,
+            precompiled: BTreeMap::new(),
         };
         let head_put = self.head_put(&head, seen.map(|h| h.revision))?;
         self.ddb
@@ -322,9 +367,48 @@ impl DynamoRegistry {
         Ok(keys.len())
     }
 
+    /// Record the sha256 of the precompiled artifact of `wasm` for `engine`,
+    /// unless one is recorded already (the first trusted writer wins, so a
+    /// racing dispatcher cannot replace it). Returns whether this call
+    /// recorded it. Does not bump the revision.
+    pub async fn record_precompiled(
+        &self,
+        receiver: &str,
+        engine: &str,
+        wasm: &crate::digest::Digest,
+        cwasm: &crate::digest::Digest,
+    ) -> Result<bool, RegistryOpError> {
+        let attr = format!("{PRECOMPILED_PREFIX}{}", precompiled_key(engine, wasm));
+        let r = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_RECEIVER, AttributeValue::S(receiver.to_owned()))
+            .key(KEY_VERSION, AttributeValue::N("0".into()))
+            .update_expression("SET #a = :d")
+            .condition_expression("attribute_exists(#r) AND attribute_not_exists(#a)")
+            .expression_attribute_names("#a", attr)
+            .expression_attribute_names("#r", KEY_RECEIVER)
+            .expression_attribute_values(":d", AttributeValue::S(cwasm.to_string()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.err(sdk_error(&e))),
+        }
+    }
+
     /// Record a dispatcher's last error for a receiver (best effort; shown by
-    /// `prism status`). Does not bump the revision.
+    /// `prism status`), cut to [`MAX_LAST_ERROR_BYTES`]. Does not bump the
+    /// revision.
     pub async fn record_error(&self, receiver: &str, error: &str) -> Result<(), RegistryOpError> {
+        let error = crate::text::cap(error, MAX_LAST_ERROR_BYTES);
         self.ddb
             .update_item()
             .table_name(&self.table)
@@ -356,6 +440,12 @@ impl DynamoRegistry {
         if let Some(e) = &h.last_error {
             b = b.item(LAST_ERROR, AttributeValue::S(e.clone()));
         }
+        for (k, d) in &h.precompiled {
+            b = b.item(
+                format!("{PRECOMPILED_PREFIX}{k}"),
+                AttributeValue::S(d.to_string()),
+            );
+        }
         b = match expected_revision {
             None => b.condition_expression("attribute_not_exists(#r)"),
             Some(rev) => b
@@ -375,6 +465,13 @@ impl DynamoRegistry {
             updated_at: text(item, "updated_at"),
             updated_by: text(item, "updated_by"),
             last_error: item.get(LAST_ERROR).and_then(|v| v.as_s().ok()).cloned(),
+            precompiled: item
+                .iter()
+                .filter_map(|(k, v)| {
+                    let key = k.strip_prefix(PRECOMPILED_PREFIX)?;
+                    Some((key.to_owned(), v.as_s().ok()?.parse().ok()?))
+                })
+                .collect(),
         })
     }
 

@@ -199,7 +199,7 @@ pub fn gate(
                     origin: which.to_owned(),
                     wasm: wasm.to_vec(),
                 }],
-                problems: Vec::new(),
+                ..Snapshot::default()
             },
         );
         if let Some(u) = set.unavailable.first() {
