@@ -38,6 +38,16 @@ output "shadow_tables" {
   value       = { for k, t in aws_dynamodb_table.shadow : k => t.name }
 }
 
+output "registry_table_arn" {
+  description = "The registry's ARN (for modules/receiver-deployer)."
+  value       = aws_dynamodb_table.registry.arn
+}
+
+output "plugin_bucket_arn" {
+  description = "The plugin bucket's ARN (for modules/receiver-deployer)."
+  value       = aws_s3_bucket.plugins.arn
+}
+
 output "plugin_bucket" {
   description = "The plugin bucket (PRISM_PLUGIN_BUCKET for `prism plugin register`)."
   value       = aws_s3_bucket.plugins.bucket

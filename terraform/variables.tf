@@ -17,6 +17,14 @@ variable "env" {
     condition     = can(regex("^[a-z][a-z0-9-]{1,19}$", var.env)) && !endswith(var.env, "-")
     error_message = "env must be 2-20 lowercase letters, digits or '-', starting with a letter and not ending with '-'."
   }
+
+  # The dispatcher of env "prod" may send to every prism-prod-rcv-* queue and
+  # the mapper reads every prism-prod-shadow-* table: an env named
+  # "prod-rcv-x" or "prod-shadow-x" would put its own resources inside them.
+  validation {
+    condition     = !contains(split("-", var.env), "rcv") && !contains(split("-", var.env), "shadow")
+    error_message = "env may not contain the words \"rcv\" or \"shadow\": they would make its names overlap another environment's receiver queues or shadow tables."
+  }
 }
 
 variable "shadow_tables" {

@@ -199,6 +199,12 @@ impl ReceiverManifest {
         }
         validate_receiver_id(&self.receiver)?;
         self.limits.validate()?;
+        if let Some(d) = &self.destination {
+            check_queue_owner(&self.receiver, &d.queue, false)?;
+            if let Some(dlq) = &d.dead_letter_queue {
+                check_queue_owner(&self.receiver, dlq, true)?;
+            }
+        }
         for p in &self.interest {
             if !p.starts_with('/') {
                 return Err(format!(
@@ -223,6 +229,9 @@ impl ReceiverManifest {
 }
 
 /// Receiver ids name queues and directories: `[a-z0-9][a-z0-9-]{0,47}`.
+/// Because a receiver's queues are `<prefix>-<env>-rcv-<id>[-dlq][.fifo]`,
+/// an id may not contain `rcv` as a `-`-separated word nor end in `-dlq`:
+/// either would let one receiver's queue name read as another's.
 pub fn validate_receiver_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty()
         && id.len() <= 48
@@ -230,13 +239,51 @@ pub fn validate_receiver_id(id: &str) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !id.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
+    if !ok {
+        return Err(format!(
             "receiver id {id:?} is invalid: use 1-48 lowercase letters, digits and '-', not starting with '-'"
-        ))
+        ));
     }
+    if id.split('-').any(|w| w == "rcv") || id.ends_with("-dlq") {
+        return Err(format!(
+            "receiver id {id:?} is invalid: the word \"rcv\" and a \"-dlq\" ending are reserved for queue names"
+        ));
+    }
+    Ok(())
+}
+
+/// The infix that marks a receiver queue: `<prefix>-<env>-rcv-<receiver>`.
+pub const RECEIVER_QUEUE_INFIX: &str = "-rcv-";
+
+/// A receiver may only name its own queues. A queue (URL or name) whose
+/// name has [`RECEIVER_QUEUE_INFIX`] belongs to the receiver named after it
+/// (`<receiver>` for the queue, `<receiver>-dlq` for the dead-letter queue,
+/// either with `.fifo`), and that must be `receiver`. Environment names
+/// cannot contain the word `rcv` (Terraform validates it), and the
+/// dispatcher's role may send only to `<prefix>-<env>-rcv-*`, so on AWS an
+/// entry can reach no queue but its receiver's own.
+pub fn check_queue_owner(receiver: &str, queue: &str, dead_letters: bool) -> Result<(), String> {
+    let name = queue.rsplit('/').next().unwrap_or(queue);
+    let Some((_, owner)) = name.split_once(RECEIVER_QUEUE_INFIX) else {
+        return Ok(());
+    };
+    let owner = owner.strip_suffix(".fifo").unwrap_or(owner);
+    let expected = if dead_letters {
+        format!("{receiver}-dlq")
+    } else {
+        receiver.to_owned()
+    };
+    if owner == expected {
+        return Ok(());
+    }
+    let field = if dead_letters {
+        "destination.dead_letter_queue"
+    } else {
+        "destination.queue"
+    };
+    Err(format!(
+        "{field} {queue:?} is not receiver {receiver}'s: a receiver queue is named <prefix>-<env>-rcv-{expected}[.fifo], and this one belongs to {owner:?}"
+    ))
 }
 
 #[cfg(test)]
@@ -341,5 +388,47 @@ mod tests {
         let e =
             ReceiverManifest::from_toml(&text("").replace(DIGEST, "sha256:xyz"), "w").unwrap_err();
         assert!(e.to_string().contains("digest"), "{e}");
+    }
+
+    #[test]
+    fn a_receiver_may_only_name_its_own_queues() {
+        let q = "https://sqs.eu-west-1.amazonaws.com/1/prism-prod-rcv-";
+        assert!(check_queue_owner("web", &format!("{q}web"), false).is_ok());
+        assert!(check_queue_owner("web", &format!("{q}web.fifo"), false).is_ok());
+        assert!(check_queue_owner("web", "prism-prod-rcv-web-dlq", true).is_ok());
+        assert!(check_queue_owner("web", "prism-prod-rcv-web-dlq.fifo", true).is_ok());
+        // Outside the receiver namespace (local tests; the role forbids it on AWS).
+        assert!(check_queue_owner("web", "my-test-queue", false).is_ok());
+        for (queue, dlq) in [
+            (format!("{q}shop"), false),
+            (format!("{q}web-dlq"), false),
+            ("prism-prod-rcv-web".to_owned(), true),
+            ("prism-prod-rcv-shop-dlq".to_owned(), true),
+            ("prism-prod-rcv-webx".to_owned(), false),
+        ] {
+            let e = check_queue_owner("web", &queue, dlq).unwrap_err();
+            assert!(e.contains("is not receiver web's"), "{e}");
+        }
+        let mut m = ReceiverManifest::from_toml(&text(""), "m").unwrap();
+        m.destination = Some(Destination {
+            queue: "prism-prod-rcv-shop".into(),
+            dead_letter_queue: None,
+        });
+        let e = m.validate().unwrap_err();
+        assert!(
+            e.contains("destination.queue \"prism-prod-rcv-shop\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn reserved_words_cannot_make_an_id_that_names_another_queue() {
+        for id in ["x-rcv-web", "rcv", "web-dlq"] {
+            assert!(
+                validate_receiver_id(id).unwrap_err().contains("reserved"),
+                "{id}"
+            );
+        }
+        assert!(validate_receiver_id("rcvr-web").is_ok());
     }
 }

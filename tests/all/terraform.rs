@@ -472,6 +472,12 @@ fn the_read_api_serves_the_routes_the_code_answers_behind_iam() {
     for (actions, _) in &st {
         for a in actions {
             assert!(
+                !a.starts_with("s3:Put") && !a.starts_with("s3:Delete"),
+                "the read API may not {a}"
+            );
+        }
+        for a in actions {
+            assert!(
                 !a.starts_with("dynamodb:")
                     || a.contains("Get")
                     || a.contains("Describe")
@@ -480,4 +486,117 @@ fn the_read_api_serves_the_routes_the_code_answers_behind_iam() {
             );
         }
     }
+}
+
+/// Precompiled artifacts are native code a dispatcher runs: no role but the
+/// dispatcher's may write to the plugin bucket (operators register with
+/// their own credentials), so the read API's and the mapper's cannot.
+#[test]
+fn only_the_dispatcher_role_writes_the_plugin_bucket() {
+    let tf = blocks("terraform");
+    for role in ["api", "mapper"] {
+        for (actions, resources) in policy(&tf, role) {
+            let writes: Vec<&String> = actions
+                .iter()
+                .filter(|a| {
+                    a.starts_with("s3:") && !a.starts_with("s3:Get") && !a.starts_with("s3:List")
+                })
+                .collect();
+            assert!(
+                writes.is_empty(),
+                "the {role} role may {writes:?} on {resources:?}"
+            );
+        }
+    }
+}
+
+/// A receiver team's deploy role reaches its own registry entry and the
+/// component prefix, and nothing else: exactly the registry calls the CLI
+/// makes for one receiver, each limited to that receiver's partition key;
+/// `s3:PutObject` on `plugins/` only (never `precompiled/`, which holds
+/// native code); no wildcard, no other service.
+#[test]
+fn a_receiver_team_role_may_touch_only_its_own_receiver() {
+    let tf = blocks("terraform/modules/receiver-deployer");
+    let doc = find(&tf, "data", &["aws_iam_policy_document", "this"]);
+    let statements = nested(doc, "statement");
+    let mut registry_actions = Vec::new();
+    for st in &statements {
+        let actions = list(st, "actions");
+        let resources = list(st, "resources");
+        for a in &actions {
+            assert!(!a.contains('*'), "wildcard action {a}");
+            let service = a.split(':').next().unwrap();
+            assert!(["dynamodb", "s3", "kms"].contains(&service), "{a}");
+        }
+        if actions.iter().any(|a| a.starts_with("dynamodb:")) {
+            assert_eq!(resources, ["var.registry_table_arn"]);
+            let cond = nested(st, "condition");
+            assert_eq!(cond.len(), 1, "registry access must be conditioned");
+            assert_eq!(attr(cond[0], "test"), quoted("ForAllValues:StringEquals"));
+            assert_eq!(attr(cond[0], "variable"), quoted("dynamodb:LeadingKeys"));
+            assert_eq!(list(cond[0], "values"), ["var.receiver"]);
+            registry_actions.extend(actions.iter().cloned());
+        }
+        if actions.iter().any(|a| a.starts_with("s3:")) {
+            assert_eq!(actions, ["s3:PutObject"]);
+            assert_eq!(
+                resources,
+                [format!(
+                    "${{var.plugin_bucket_arn}}/{}*",
+                    artifacts::WASM_PREFIX
+                )]
+            );
+        }
+    }
+    registry_actions.sort();
+    let mut wanted: Vec<String> = registry::TEAM_ACTIONS
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    wanted.sort();
+    assert_eq!(registry_actions, wanted, "exactly what the CLI calls");
+    for forbidden in ["dynamodb:Scan", "dynamodb:DeleteItem"] {
+        assert!(
+            !registry_actions.iter().any(|a| a == forbidden),
+            "{forbidden}"
+        );
+    }
+}
+
+/// Names never overlap across environments: an env may not contain the
+/// words that mark receiver queues or shadow tables, and a receiver id may
+/// not contain what would make its queue read as another receiver's.
+#[test]
+fn environment_and_receiver_names_cannot_overlap_anothers() {
+    let conditions = |dir: &str, var: &str| -> String {
+        let tf = blocks(dir);
+        let v = find(&tf, "variable", &[var]);
+        nested(v, "validation")
+            .iter()
+            .map(|b| attr(b, "condition"))
+            .collect::<Vec<_>>()
+            .join(" && ")
+    };
+    let env = conditions("terraform", "env");
+    for word in ["rcv", "shadow"] {
+        assert!(
+            env.contains(&format!("!contains(split(\"-\", var.env), \"{word}\")")),
+            "env must refuse the word {word}: {env}"
+        );
+    }
+    for dir in [
+        "terraform/modules/receiver-queue",
+        "terraform/modules/receiver-deployer",
+    ] {
+        let receiver = conditions(dir, "receiver");
+        assert!(
+            receiver.contains("!contains(split(\"-\", var.receiver), \"rcv\")")
+                && receiver.contains("!endswith(var.receiver, \"-dlq\")"),
+            "{dir}: {receiver}"
+        );
+    }
+    // The same rule in the code that validates registry entries.
+    assert!(prism_host::manifest::validate_receiver_id("a-rcv-b").is_err());
+    assert!(prism_host::manifest::validate_receiver_id("a-dlq").is_err());
 }

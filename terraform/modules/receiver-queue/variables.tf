@@ -14,8 +14,8 @@ variable "receiver" {
   type        = string
 
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,39}$", var.receiver))
-    error_message = "receiver must be lowercase letters, digits or '-' (at most 40), as the registry requires."
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,39}$", var.receiver)) && !contains(split("-", var.receiver), "rcv") && !endswith(var.receiver, "-dlq")
+    error_message = "receiver must be lowercase letters, digits or '-' (at most 40), without the word \"rcv\" or a \"-dlq\" ending, as the registry requires."
   }
 }
 
