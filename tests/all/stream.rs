@@ -387,3 +387,84 @@ fn dedup_in_dynamodb_sends_only_changed_outputs_across_cold_starts() {
     );
     assert!(w.bodies(&site_q).is_empty());
 }
+
+/// A Lambda timeout is never how a batch ends. Near the invocation's
+/// deadline the dispatcher starts no more plugin calls (a slow but legal
+/// plugin here), writes the ledger for what it handled and reports the rest
+/// in `batchItemFailures`; Lambda's retry of those records finishes the
+/// batch, and every change reaches the queue exactly once.
+#[test]
+fn near_its_deadline_a_batch_reports_the_rest_instead_of_timing_out() {
+    use prism_host::stream::FINISH_RESERVE;
+    use std::time::{Duration, SystemTime};
+    let Some(w) = World::new("deadline") else {
+        return;
+    };
+    let queue = w.q.create("slow");
+    let dlq = w.q.create("slow-dlq");
+    w.prism(&[
+        "plugin",
+        "register",
+        wasm::HOSTILE,
+        "--receiver",
+        "slow",
+        "--bucket",
+        &w.bucket,
+        "--queue",
+        &queue,
+        "--dead-letter-queue",
+        &dlq,
+        "--timeout-ms",
+        "2000",
+        "--config",
+        "behaviour=spin",
+        "--config",
+        "spin=50000000",
+    ]);
+    let p = w.processor(&[]);
+    w.write(&products(0..60));
+    let records = w.records();
+    assert_eq!(records.len(), 60);
+
+    // Room for one budget and the finish, plus about a second of work.
+    let deadline = SystemTime::now() + FINISH_RESERVE + Duration::from_millis(2000 + 1000);
+    let event = json!({ "Records": records });
+    let first =
+        w.q.rt
+            .block_on(p.handle_within(&event, Some(deadline)))
+            .unwrap();
+    assert!(
+        SystemTime::now() < deadline,
+        "the batch ended before its deadline"
+    );
+    let rest = failed(&first);
+    let st = &first.report.receivers["slow"];
+    assert!(st.deferred > 0, "{st:?}");
+    assert!(
+        !rest.is_empty() && rest.len() < records.len(),
+        "some records handled, the rest reported: {} of {}",
+        rest.len(),
+        records.len()
+    );
+    // Lambda retries from the first reported record.
+    let retry: Vec<Value> = records
+        .iter()
+        .filter(|r| rest.contains(&r["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned()))
+        .cloned()
+        .collect();
+    let second = w.invoke(&p, &retry);
+    assert!(failed(&second).is_empty(), "{:?}", second.response);
+
+    let bodies = w.bodies(&queue);
+    let keys: std::collections::BTreeSet<String> = bodies
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<Value>(b).unwrap()["key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(bodies.len(), 60, "every change once, none twice");
+    assert_eq!(keys.len(), 60);
+}

@@ -6,10 +6,14 @@ use std::time::Instant;
 
 use super::ReceiverStats;
 use super::worker::{Context, Formatted, Warm};
+use crate::breaker::Gate;
 use crate::engine::WitChange;
 use crate::manifest::Mode;
 use crate::receivers::ActiveReceiver;
 use crate::spool::{Lane, Spooled};
+
+/// The error kind of changes not run because their receiver is quarantined.
+pub(super) const QUARANTINED: &str = "quarantined";
 
 impl Context<'_> {
     /// Handle every change, in order, for a batched receiver: collect what it
@@ -41,9 +45,30 @@ impl Context<'_> {
                 st.held.push(i);
                 continue;
             }
+            if self.out_of_time() {
+                // Not started: this change, the window so far (without a
+                // spool it would be formatted now) and the rest are held.
+                st.deferred += 1;
+                holding = true;
+                st.held.push(i);
+                if self.lanes.is_none() {
+                    st.held.append(&mut window);
+                }
+                continue;
+            }
             st.seen += 1;
             if !r.interested(&self.changes[i]) {
                 st.filtered += 1;
+                continue;
+            }
+            if let Gate::Open { remaining } = r.breaker.admit() {
+                // Nothing to ask `accepts`: parked as `quarantined`, to be
+                // replayed from the dead letters (held where parking fails).
+                st.quarantined += 1;
+                if !self.quarantined(r, &mut st, &[i], remaining) {
+                    holding = true;
+                    st.held.push(i);
+                }
                 continue;
             }
             let started = Instant::now();
@@ -52,6 +77,7 @@ impl Context<'_> {
                 a
             });
             st.plugin_time += started.elapsed();
+            self.breaker_outcome(r, accepted.as_ref().err().map(|e| e.kind()));
             match accepted {
                 Ok(true) if self.lanes.is_some() => {
                     st.accepted += 1;
@@ -122,7 +148,7 @@ impl Context<'_> {
                         r,
                         l.spool,
                         self.sink,
-                        self.max_retries,
+                        (self.max_retries, self.breaker),
                         super::TickOptions::at(l.now_ms),
                     );
                     // Busy: the flush under way elsewhere, or the tick, takes it.
@@ -160,6 +186,21 @@ impl Context<'_> {
         st: &mut ReceiverStats,
         window: &[usize],
     ) -> Formatted {
+        if let Gate::Open { remaining } = r.breaker.admit() {
+            st.quarantined += window.len() as u64;
+            return Formatted::Failed {
+                kind: QUARANTINED,
+                error: self.describe(
+                    r,
+                    window[0],
+                    &format!(
+                        "batch of {}: quarantined: its plugin kept failing; not run for another {} s",
+                        window.len(),
+                        remaining.as_secs()
+                    ),
+                ),
+            };
+        }
         st.batches += 1;
         let started = Instant::now();
         let wits: Vec<WitChange> = window.iter().map(|&i| self.wit[i].clone()).collect();
@@ -181,6 +222,14 @@ impl Context<'_> {
                 )
             });
         st.plugin_time += started.elapsed();
+        self.breaker_outcome(
+            r,
+            match &outcome {
+                Ok(Formatted::Failed { kind, .. }) => Some(*kind),
+                Err(e) => Some(e.kind()),
+                Ok(Formatted::Messages(_)) => None,
+            },
+        );
         match outcome {
             Ok(Formatted::Failed { kind, error }) => Formatted::Failed {
                 kind,

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use super::worker::{Context, Formatted};
 use super::{Dispatcher, Progress, ReceiverStats, RunOptions, to_wit};
+use crate::breaker::BreakerConfig;
 use crate::change::Change;
 use crate::engine::WitChange;
 use crate::manifest::Mode;
@@ -46,6 +47,9 @@ pub struct TickReport {
     pub waiting: u64,
     /// Spool errors (the spool could not be read or written).
     pub errors: Vec<String>,
+    /// Lanes not started because the invocation's deadline was near (the
+    /// next tick takes them).
+    pub deferred: usize,
 }
 
 /// When and how a tick runs.
@@ -103,6 +107,13 @@ pub fn tick(
         }
     };
     for (lane, info) in lanes {
+        if dispatcher
+            .stop_at
+            .is_some_and(|t| std::time::Instant::now() >= t)
+        {
+            report.deferred += 1;
+            continue;
+        }
         report.lanes += 1;
         let Some(r) = set.active.iter().find(|r| r.id() == lane.receiver()) else {
             tracing::warn!(lane = %lane, entries = info.count, "lane of a receiver that is not active; kept until it is");
@@ -111,7 +122,13 @@ pub fn tick(
         };
         let st = match &lane {
             Lane::Buffer { .. } if opts.force || due(r, &info, now_ms) => {
-                match flush(r, spool, sink, dispatcher.max_retries, opts) {
+                match flush(
+                    r,
+                    spool,
+                    sink,
+                    (dispatcher.max_retries, &dispatcher.breaker),
+                    opts,
+                ) {
                     Some(st) => st,
                     None => {
                         report.busy += 1;
@@ -142,14 +159,17 @@ pub fn tick(
 }
 
 /// Flush `r`'s buffer: every window that is due (all of it with `force`).
-/// `None` when another flush holds the buffer's lease.
+/// `None` when another flush holds the buffer's lease. `policy`: how often
+/// a plugin's retry is tried again, and when a receiver is quarantined (a
+/// quarantined receiver's windows stay in the buffer).
 pub fn flush(
     r: &ActiveReceiver,
     spool: &dyn Spool,
     sink: &dyn Sink,
-    max_retries: u32,
+    policy: (u32, &BreakerConfig),
     opts: TickOptions,
 ) -> Option<ReceiverStats> {
+    let (max_retries, breaker) = policy;
     let lane = Lane::Buffer {
         receiver: r.id().to_owned(),
     };
@@ -159,6 +179,7 @@ pub fn flush(
         spool,
         sink,
         max_retries,
+        breaker,
         lane: &lane,
         st: &mut st,
     };
@@ -204,6 +225,7 @@ struct Flusher<'a> {
     spool: &'a dyn Spool,
     sink: &'a dyn Sink,
     max_retries: u32,
+    breaker: &'a BreakerConfig,
     lane: &'a Lane,
     st: &'a mut ReceiverStats,
 }
@@ -309,10 +331,18 @@ impl Flusher<'_> {
             outputs: None,
             lanes: None,
             hold_retry: false,
+            hold_quarantined: true,
+            breaker: self.breaker,
+            stop_at: None,
         };
         let all: Vec<usize> = (0..changes.len()).collect();
         let msgs = match ctx.format_window(self.r, self.st, &all) {
             Formatted::Messages(m) => m,
+            // Quarantined: the window stays in the buffer for a later tick.
+            Formatted::Failed { kind, .. } if kind == super::batch::QUARANTINED => {
+                self.spool.unlock(self.lane, claim)?;
+                return Ok(Step::Stopped);
+            }
             Formatted::Failed { kind, error } => {
                 let parked = ctx.park(self.r, self.st, &all, kind, &error);
                 return self.parked(parked, claim);
@@ -462,6 +492,7 @@ fn retry(
                         spool,
                         sink,
                         max_retries: dispatcher.max_retries,
+                        breaker: &dispatcher.breaker,
                         lane,
                         st: &mut st,
                     };
@@ -481,6 +512,7 @@ fn retry(
         };
         let opts = RunOptions {
             hold_retry: claim.attempts + 1 < MAX_LANE_ATTEMPTS,
+            hold_quarantined: true,
             ..RunOptions::default()
         };
         let mut report = d.run_with(&one, &changes, sink, &Progress::default(), opts);

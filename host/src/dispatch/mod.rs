@@ -62,6 +62,12 @@ pub struct Dispatcher {
     /// When a destination is unavailable, hold the change (and the rest of
     /// its unit) for a retry instead of parking it.
     pub hold_unavailable: bool,
+    /// When a receiver is quarantined, and for how long.
+    pub breaker: crate::breaker::BreakerConfig,
+    /// Start no plugin call after this instant (an invocation's deadline,
+    /// less what finishing takes): the changes not yet run are held, so the
+    /// caller reports them for a retry instead of running into a timeout.
+    pub stop_at: Option<Instant>,
 }
 
 impl Default for Dispatcher {
@@ -70,6 +76,8 @@ impl Default for Dispatcher {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_retries: 2,
             hold_unavailable: false,
+            breaker: crate::breaker::BreakerConfig::default(),
+            stop_at: None,
         }
     }
 }
@@ -93,6 +101,9 @@ pub struct RunOptions<'a> {
     /// Hold a change whose plugin is still asking to retry after
     /// `max_retries`, rather than parking it (a retry lane's next try).
     pub hold_retry: bool,
+    /// Hold a quarantined receiver's changes rather than parking them (a
+    /// retry lane's next try: they stay in the lane).
+    pub hold_quarantined: bool,
 }
 
 impl Default for RunOptions<'_> {
@@ -102,6 +113,7 @@ impl Default for RunOptions<'_> {
             outputs: None,
             lanes: None,
             hold_retry: false,
+            hold_quarantined: false,
         }
     }
 }
@@ -224,6 +236,9 @@ impl Dispatcher {
             outputs: opts.outputs,
             lanes: opts.lanes,
             hold_retry: opts.hold_retry,
+            hold_quarantined: opts.hold_quarantined,
+            breaker: &self.breaker,
+            stop_at: self.stop_at,
         };
         let next = AtomicUsize::new(0);
         let totals: Mutex<BTreeMap<String, ReceiverStats>> = Mutex::new(

@@ -47,6 +47,12 @@ pub struct ReceiverStats {
     pub buffered: u64,
     /// Changes put in a retry lane (retried in order by the tick).
     pub laned: u64,
+    /// Changes not run because the receiver is quarantined (its breaker is
+    /// open): laned, held or parked as `quarantined`.
+    pub quarantined: u64,
+    /// Changes not started because the invocation's deadline was near
+    /// (held, reported for a retry).
+    pub deferred: u64,
 }
 
 impl ReceiverStats {
@@ -89,6 +95,8 @@ impl ReceiverStats {
         self.held.extend(o.held);
         self.buffered += o.buffered;
         self.laned += o.laned;
+        self.quarantined += o.quarantined;
+        self.deferred += o.deferred;
         let room = KEEP_ERRORS.saturating_sub(self.first_errors.len());
         self.first_errors
             .extend(o.first_errors.into_iter().take(room));

@@ -9,6 +9,7 @@ use std::time::Instant;
 use prism_sdk::{FormatError, Message};
 
 use super::{Progress, ReceiverStats};
+use crate::breaker::{Gate, Outcome, Transition};
 use crate::change::Change;
 use crate::engine::{CallError, GuestLog, Session, WitChange};
 use crate::receivers::ActiveReceiver;
@@ -32,6 +33,12 @@ pub(super) struct Context<'a> {
     pub lanes: Option<&'a super::Lanes<'a>>,
     /// Hold (rather than park) a change still asking to retry.
     pub hold_retry: bool,
+    /// Hold (rather than park) a quarantined receiver's change.
+    pub hold_quarantined: bool,
+    /// When receivers are quarantined.
+    pub breaker: &'a crate::breaker::BreakerConfig,
+    /// Start no plugin call after this (see [`super::Dispatcher::stop_at`]).
+    pub stop_at: Option<Instant>,
 }
 
 /// A unit's sandbox kept for its next change, with how many it served.
@@ -67,6 +74,13 @@ impl Context<'_> {
             if !self.should_run(r, i, &mut st) {
                 continue;
             }
+            if self.out_of_time() {
+                // Not started: reported for a retry (the ledger keeps what
+                // was handled, so the retry starts where this one stopped).
+                st.deferred += 1;
+                st.held.push(i);
+                continue;
+            }
             let key = self.changes[i].key.as_str();
             if stuck.contains(key) || self.lane_open(r, key) {
                 stuck.insert(key);
@@ -76,6 +90,14 @@ impl Context<'_> {
             st.seen += 1;
             if !r.interested(&self.changes[i]) {
                 st.filtered += 1;
+                continue;
+            }
+            if let Gate::Open { remaining } = r.breaker.admit() {
+                st.quarantined += 1;
+                if !self.quarantined(r, &mut st, &[i], remaining) {
+                    stuck.insert(key);
+                    self.hold(r, &mut st, i);
+                }
                 continue;
             }
             let started = Instant::now();
@@ -97,6 +119,12 @@ impl Context<'_> {
                     ))
                 });
             st.plugin_time += started.elapsed();
+            let failure = match &outcome {
+                Ok(Some(Formatted::Failed { kind, .. })) => Some(*kind),
+                Err(e) => Some(e.kind()),
+                _ => None,
+            };
+            self.breaker_outcome(r, failure);
             let handled = match outcome {
                 Ok(None) => {
                     st.skipped += 1;
@@ -129,6 +157,56 @@ impl Context<'_> {
             }
         }
         st
+    }
+
+    /// Past [`Self::stop_at`]: start nothing new.
+    pub(super) fn out_of_time(&self) -> bool {
+        self.stop_at.is_some_and(|t| Instant::now() >= t)
+    }
+
+    /// Tell the receiver's breaker how a call went (`failure`: its error
+    /// kind), and log a quarantine or a recovery.
+    pub(super) fn breaker_outcome(&self, r: &ActiveReceiver, failure: Option<&str>) {
+        let outcome = failure.map_or(Outcome::Healthy, Outcome::of_kind);
+        match r.breaker.record(self.breaker, outcome) {
+            Transition::Opened(cool_down) => tracing::error!(
+                receiver = r.id(),
+                digest = %r.digest(),
+                failures = self.breaker.threshold,
+                cool_down_secs = cool_down.as_secs(),
+                last = failure.unwrap_or_default(),
+                "receiver quarantined: its plugin keeps failing; its changes wait without running it until a probe succeeds"
+            ),
+            Transition::Closed => {
+                tracing::warn!(receiver = r.id(), digest = %r.digest(), "receiver out of quarantine: a probe succeeded")
+            }
+            Transition::None => {}
+        }
+    }
+
+    /// A quarantined receiver's changes at `indices`: `false` to hold them
+    /// (in its retry lanes when there is a spool, or in the lane they came
+    /// from), else parked as `quarantined` dead letters.
+    pub(super) fn quarantined(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        indices: &[usize],
+        remaining: std::time::Duration,
+    ) -> bool {
+        if self.lanes.is_some() || self.hold_quarantined {
+            return false;
+        }
+        let error = self.describe(
+            r,
+            indices[0],
+            &format!(
+                "quarantined: its plugin failed {} times in a row; not run for another {} s",
+                self.breaker.threshold,
+                remaining.as_secs()
+            ),
+        );
+        self.park(r, st, indices, "quarantined", &error)
     }
 
     /// Does this receiver have a retry lane open for `key`?
@@ -206,6 +284,8 @@ impl Context<'_> {
         match accepted {
             Ok(a) => Ok((a, s, used)),
             Err(e) if used > 0 && retry_fresh(&e) => {
+                // At most one sandbox per worker: the failed one goes first.
+                drop(s);
                 let mut s = r.plugin.session(r.config.clone(), r.manifest.limits)?;
                 let accepted = s.accepts(&self.wit[i]);
                 self.emit_logs(r, &self.changes[i], s.take_logs());
@@ -251,6 +331,7 @@ impl Context<'_> {
                     attempt += 1;
                     st.retries += 1;
                     tracing::info!(receiver = r.id(), key = %change.key, sequence = %change.sequence, attempt, reason = %reason, "plugin asked to retry");
+                    drop(session);
                     (session, used) = match fresh() {
                         Ok(s) => (s, 0),
                         Err(e) => return failed(e.kind(), &e.to_string()),
@@ -263,6 +344,7 @@ impl Context<'_> {
                     );
                 }
                 Err(e) if used > 0 && retry_fresh(&e) => {
+                    drop(session);
                     (session, used) = match fresh() {
                         Ok(s) => (s, 0),
                         Err(e) => return failed(e.kind(), &e.to_string()),

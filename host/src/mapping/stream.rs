@@ -39,6 +39,8 @@ pub struct MapBatchReport {
     pub failed: usize,
     /// Items the mapper read.
     pub items_read: usize,
+    /// Records not started because the invocation's deadline was near.
+    pub deferred: usize,
 }
 
 /// The batch's answer to Lambda and what it did.
@@ -69,6 +71,8 @@ enum Step {
     Mapped(super::Applied),
     Parked,
     Failed,
+    /// Not started: the invocation's deadline was near.
+    Deferred,
 }
 
 impl MapperProcessor {
@@ -77,6 +81,18 @@ impl MapperProcessor {
         &self,
         builder: Arc<ModelBuilder>,
         event: &Value,
+    ) -> Result<MapBatchOutcome, String> {
+        self.handle_within(builder, event, None).await
+    }
+
+    /// [`Self::handle`], starting no change after `stop_at`: the first
+    /// record not started (or failed) is reported in `batchItemFailures`,
+    /// and Lambda retries from there (model writes are idempotent).
+    pub async fn handle_within(
+        &self,
+        builder: Arc<ModelBuilder>,
+        event: &Value,
+        stop_at: Option<std::time::Instant>,
     ) -> Result<MapBatchOutcome, String> {
         let records = event
             .get("Records")
@@ -115,6 +131,10 @@ impl MapperProcessor {
                 tokio::task::spawn_blocking(move || {
                     let mut steps = Vec::new();
                     for (i, parsed) in group {
+                        if stop_at.is_some_and(|t| std::time::Instant::now() >= t) {
+                            steps.push((i, Step::Deferred));
+                            break;
+                        }
                         let step = map_one(&builder, parking.as_deref(), i, &records[i], parsed);
                         let stop = matches!(step, Step::Failed);
                         steps.push((i, step));
@@ -140,6 +160,10 @@ impl MapperProcessor {
                     Step::Parked => report.parked += 1,
                     Step::Failed => {
                         report.failed += 1;
+                        first_failed = Some(first_failed.map_or(i, |f| f.min(i)));
+                    }
+                    Step::Deferred => {
+                        report.deferred += 1;
                         first_failed = Some(first_failed.map_or(i, |f| f.min(i)));
                     }
                 }

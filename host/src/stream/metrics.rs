@@ -26,6 +26,8 @@ pub fn receiver_line(receiver: &str, st: &ReceiverStats, timestamp_ms: u64) -> V
         ("ChangesBuffered", st.buffered as f64, "Count"),
         ("ChangesLaned", st.laned as f64, "Count"),
         ("AlreadyHandled", st.already_handled as f64, "Count"),
+        ("ChangesQuarantined", st.quarantined as f64, "Count"),
+        ("ChangesDeferred", st.deferred as f64, "Count"),
         (
             "PluginTime",
             st.plugin_time.as_secs_f64() * 1000.0,

@@ -25,7 +25,7 @@ pub mod metrics;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,6 +45,38 @@ use crate::spool::Spool;
 
 pub use ledger::{Ledger, LedgerError};
 pub use metrics::BatchNumbers;
+
+/// Time kept at the end of an invocation for what follows the last plugin
+/// call: writing the ledger, the dedup state, the registry's last errors and
+/// the metrics (each one AWS call or a few).
+pub const FINISH_RESERVE: Duration = Duration::from_secs(2);
+
+/// When to start no more plugin calls in an invocation that ends at
+/// `deadline`: early enough that a call started just before can use its
+/// whole time budget (the longest among `set`'s receivers, as a batch
+/// window may: `limits::MAX_TIMEOUT_MS` at most) and the batch can still be
+/// finished within [`FINISH_RESERVE`].
+pub fn stop_at(deadline: SystemTime, set: &ReceiverSet) -> Instant {
+    let longest = set
+        .active
+        .iter()
+        .map(|r| match r.manifest.mode {
+            Mode::Batch { max_count, .. } => r
+                .manifest
+                .limits
+                .timeout_ms
+                .saturating_mul(max_count as u64)
+                .min(crate::limits::MAX_TIMEOUT_MS),
+            Mode::Immediate => r.manifest.limits.timeout_ms,
+        })
+        .max()
+        .unwrap_or(0);
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    let keep = FINISH_RESERVE + Duration::from_millis(longest);
+    Instant::now() + left.saturating_sub(keep)
+}
 
 /// The receiver name under which unreadable records are parked and remembered.
 pub const UNREADABLE: &str = "prism:unreadable";
@@ -95,8 +127,15 @@ impl Receivers {
         match self {
             Receivers::Fixed(s) => Ok(s.clone()),
             Receivers::Live(live) => {
+                // Reload without holding the lock: compiling takes seconds,
+                // and meanwhile other callers are served the set in use.
+                let job = live.lock().await.begin_refresh();
+                let Some((loader, old)) = job else {
+                    return Ok(live.lock().await.set());
+                };
+                let result = loader.load(engine, &old).await;
                 let mut live = live.lock().await;
-                let (set, err) = live.current(engine).await;
+                let (set, err) = live.finish_refresh(result);
                 match err {
                     Some(e) if !live.loaded() => Err(e),
                     _ => Ok(set),
@@ -160,6 +199,19 @@ struct Record {
 impl StreamProcessor {
     /// Handle one DynamoDB stream event (`{"Records": [...]}`).
     pub async fn handle(&self, event: &Value) -> Result<BatchOutcome, StreamError> {
+        self.handle_within(event, None).await
+    }
+
+    /// [`Self::handle`] within an invocation that ends at `deadline` (the
+    /// Lambda context's): no plugin call starts after [`stop_at`] of it, and
+    /// what was not started is reported in `batchItemFailures` (with the
+    /// ledger written for what was handled), so a batch never ends in a
+    /// Lambda timeout.
+    pub async fn handle_within(
+        &self,
+        event: &Value,
+        deadline: Option<SystemTime>,
+    ) -> Result<BatchOutcome, StreamError> {
         let records = read_records(event)?;
         let set = self.current().await?;
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
@@ -192,6 +244,7 @@ impl StreamProcessor {
         let deliverable = Arc::new(deliverable(&set, &destinations));
         let dispatcher = Dispatcher {
             hold_unavailable: true,
+            stop_at: deadline.map(|d| stop_at(d, &deliverable)),
             ..self.dispatcher.clone()
         };
         let outputs = self.batch_outputs(&deliverable, &changes).await;
@@ -220,7 +273,7 @@ impl StreamProcessor {
                     already: &already,
                     outputs: outputs.as_deref(),
                     lanes: lanes.as_ref(),
-                    hold_retry: false,
+                    ..RunOptions::default()
                 };
                 let mut report =
                     dispatcher.run_with(&set, &changes, &sink, &Progress::default(), opts);
@@ -298,10 +351,22 @@ impl StreamProcessor {
         }
 
         if let Receivers::Live(live) = &self.receivers {
+            // `prism status` shows a quarantine rather than the error that
+            // led to it (that one is in the logs and the dead letters).
             let errors: Vec<(String, String)> = report
                 .receivers
                 .iter()
-                .filter_map(|(r, st)| Some((r.clone(), st.first_errors.first()?.clone())))
+                .filter_map(|(r, st)| {
+                    let text = match set.active.iter().find(|a| a.id() == r) {
+                        Some(a) if st.quarantined > 0 => format!(
+                            "quarantined for another {} s: its plugin kept failing ({} changes not run in this batch)",
+                            a.breaker.quarantined().unwrap_or_default().as_secs(),
+                            st.quarantined
+                        ),
+                        _ => st.first_errors.first()?.clone(),
+                    };
+                    Some((r.clone(), text))
+                })
                 .collect();
             if !errors.is_empty() {
                 live.lock().await.record_errors(&errors).await;
@@ -383,6 +448,16 @@ impl StreamProcessor {
     /// with `opts.force`) and retry the retry lanes, in order. Without a
     /// spool there is nothing to do.
     pub async fn tick(&self, opts: TickOptions) -> Result<TickReport, StreamError> {
+        self.tick_within(opts, None).await
+    }
+
+    /// [`Self::tick`] within an invocation that ends at `deadline`: no lane
+    /// is started after [`stop_at`] of it; the next tick takes the rest.
+    pub async fn tick_within(
+        &self,
+        opts: TickOptions,
+        deadline: Option<SystemTime>,
+    ) -> Result<TickReport, StreamError> {
         let Some(spool) = self.spool.clone() else {
             tracing::info!("tick without a spool: nothing to flush or retry");
             return Ok(TickReport::default());
@@ -395,7 +470,10 @@ impl StreamProcessor {
             destinations.clone(),
         );
         let deliverable = deliverable(&set, &destinations);
-        let dispatcher = self.dispatcher.clone();
+        let dispatcher = Dispatcher {
+            stop_at: deadline.map(|d| stop_at(d, &deliverable)),
+            ..self.dispatcher.clone()
+        };
         let report = tokio::task::spawn_blocking(move || {
             crate::dispatch::tick(&dispatcher, &deliverable, &*spool, &sink, opts)
         })
@@ -406,6 +484,7 @@ impl StreamProcessor {
             busy = report.busy,
             waiting = report.waiting,
             orphaned = report.orphaned,
+            deferred = report.deferred,
             "tick done"
         );
         if self.emit_metrics {

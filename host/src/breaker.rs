@@ -1,0 +1,253 @@
+//! A circuit breaker per receiver, after Envoy's outlier detection.
+//!
+//! A plugin that keeps timing out, trapping or hitting its limits costs the
+//! shared dispatcher its whole budget on every change. After
+//! [`BreakerConfig::threshold`] such failures in a row the receiver is
+//! **quarantined**: its changes wait (in its retry lanes, or as
+//! `quarantined` dead letters where there is no spool) without the plugin
+//! being run. After a cool-down one change is let through as a probe
+//! (half-open): if it succeeds the receiver is healthy again, if it fails
+//! the receiver is quarantined again for twice as long (up to
+//! [`BreakerConfig::max_cool_down`]).
+//!
+//! The state lives with the loaded receiver, in one process: a new plugin
+//! version starts closed, and so does a new Lambda container (which then
+//! pays at most `threshold` failures before it quarantines the receiver too).
+//!
+//! What counts as a failure: `timeout`, `trap`, `memory-limit`,
+//! `stack-overflow` and `output` (a limit hit or malformed output). A plugin
+//! that answers (messages, `reject`, `retry`) is healthy, however often it
+//! rejects.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// When a receiver is quarantined and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Failures in a row that quarantine a receiver.
+    pub threshold: u32,
+    /// The first quarantine's length; each failed probe doubles it.
+    pub cool_down: Duration,
+    /// The longest quarantine.
+    pub max_cool_down: Duration,
+}
+
+/// Default failures in a row before a quarantine.
+pub const DEFAULT_THRESHOLD: u32 = 5;
+/// Default first cool-down.
+pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(30);
+/// Default longest cool-down.
+pub const DEFAULT_MAX_COOL_DOWN: Duration = Duration::from_secs(15 * 60);
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            threshold: DEFAULT_THRESHOLD,
+            cool_down: DEFAULT_COOL_DOWN,
+            max_cool_down: DEFAULT_MAX_COOL_DOWN,
+        }
+    }
+}
+
+/// Whether a call may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Healthy: run it.
+    Closed,
+    /// The one call let through after a cool-down: run it, and report how
+    /// it went with [`Breaker::record`].
+    Probe,
+    /// Quarantined: do not run the plugin.
+    Open {
+        /// Time left in quarantine.
+        remaining: Duration,
+    },
+}
+
+/// How a call went, for the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The plugin answered.
+    Healthy,
+    /// It timed out, trapped or hit a limit.
+    Failed,
+}
+
+impl Outcome {
+    /// The outcome for an error kind (see the module docs).
+    pub fn of_kind(kind: &str) -> Self {
+        match kind {
+            "timeout" | "trap" | "memory-limit" | "stack-overflow" | "output" => Self::Failed,
+            _ => Self::Healthy,
+        }
+    }
+}
+
+/// What changed when an outcome was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Nothing worth a log line.
+    None,
+    /// The receiver was quarantined for this long.
+    Opened(Duration),
+    /// A probe succeeded: the receiver is healthy again.
+    Closed,
+}
+
+/// One receiver's breaker.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    failures: u32,
+    open_until: Option<Instant>,
+    /// Quarantines in a row (a failed probe adds one).
+    ejections: u32,
+    probing: bool,
+}
+
+impl Breaker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// May a call run now?
+    pub fn admit(&self) -> Gate {
+        self.admit_at(Instant::now())
+    }
+
+    fn admit_at(&self, now: Instant) -> Gate {
+        let mut s = self.lock();
+        match s.open_until {
+            None => Gate::Closed,
+            Some(until) if now < until => Gate::Open {
+                remaining: until - now,
+            },
+            Some(_) if s.probing => Gate::Open {
+                remaining: Duration::ZERO,
+            },
+            Some(_) => {
+                s.probing = true;
+                Gate::Probe
+            }
+        }
+    }
+
+    /// Record how a call that was admitted went.
+    pub fn record(&self, cfg: &BreakerConfig, outcome: Outcome) -> Transition {
+        self.record_at(cfg, outcome, Instant::now())
+    }
+
+    fn record_at(&self, cfg: &BreakerConfig, outcome: Outcome, now: Instant) -> Transition {
+        let mut s = self.lock();
+        match outcome {
+            Outcome::Healthy => {
+                s.failures = 0;
+                if s.open_until.take().is_some() {
+                    s.ejections = 0;
+                    s.probing = false;
+                    return Transition::Closed;
+                }
+                Transition::None
+            }
+            Outcome::Failed => {
+                s.failures = s.failures.saturating_add(1);
+                let probe_failed = s.open_until.is_some() && s.probing;
+                if !probe_failed && (s.open_until.is_some() || s.failures < cfg.threshold.max(1)) {
+                    return Transition::None;
+                }
+                s.ejections = s.ejections.saturating_add(1);
+                let factor = 1u32 << (s.ejections - 1).min(16);
+                let cool_down = cfg.cool_down.saturating_mul(factor).min(cfg.max_cool_down);
+                s.open_until = Some(now + cool_down);
+                s.probing = false;
+                Transition::Opened(cool_down)
+            }
+        }
+    }
+
+    /// Time left in quarantine, if the receiver is quarantined.
+    pub fn quarantined(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.lock()
+            .open_until
+            .map(|until| until.saturating_duration_since(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: BreakerConfig = BreakerConfig {
+        threshold: 3,
+        cool_down: Duration::from_secs(10),
+        max_cool_down: Duration::from_secs(25),
+    };
+
+    #[test]
+    fn k_failures_in_a_row_quarantine_then_a_probe_decides() {
+        let b = Breaker::default();
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            assert_eq!(b.admit_at(t0), Gate::Closed);
+            assert_eq!(b.record_at(&CFG, Outcome::Failed, t0), Transition::None);
+        }
+        // A healthy answer resets the count.
+        assert_eq!(b.record_at(&CFG, Outcome::Healthy, t0), Transition::None);
+        for _ in 0..2 {
+            b.record_at(&CFG, Outcome::Failed, t0);
+        }
+        assert_eq!(
+            b.record_at(&CFG, Outcome::Failed, t0),
+            Transition::Opened(Duration::from_secs(10))
+        );
+        assert_eq!(
+            b.admit_at(t0 + Duration::from_secs(4)),
+            Gate::Open {
+                remaining: Duration::from_secs(6)
+            }
+        );
+        // After the cool-down: one probe, and only one.
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(b.admit_at(t1), Gate::Probe);
+        assert!(matches!(b.admit_at(t1), Gate::Open { .. }));
+        // The probe fails: twice as long.
+        assert_eq!(
+            b.record_at(&CFG, Outcome::Failed, t1),
+            Transition::Opened(Duration::from_secs(20))
+        );
+        let t2 = t1 + Duration::from_secs(20);
+        assert_eq!(b.admit_at(t2), Gate::Probe);
+        // Capped at max_cool_down.
+        assert_eq!(
+            b.record_at(&CFG, Outcome::Failed, t2),
+            Transition::Opened(Duration::from_secs(25))
+        );
+        let t3 = t2 + Duration::from_secs(25);
+        assert_eq!(b.admit_at(t3), Gate::Probe);
+        assert_eq!(b.record_at(&CFG, Outcome::Healthy, t3), Transition::Closed);
+        assert_eq!(b.admit_at(t3), Gate::Closed);
+        assert_eq!(b.quarantined(), None);
+    }
+
+    #[test]
+    fn answers_are_healthy_and_sandbox_failures_are_not() {
+        for kind in [
+            "timeout",
+            "trap",
+            "memory-limit",
+            "stack-overflow",
+            "output",
+        ] {
+            assert_eq!(Outcome::of_kind(kind), Outcome::Failed, "{kind}");
+        }
+        for kind in ["rejected", "retry-exhausted", "instantiate", "delivery"] {
+            assert_eq!(Outcome::of_kind(kind), Outcome::Healthy, "{kind}");
+        }
+    }
+}
