@@ -317,16 +317,41 @@ pub fn invocation(event: &Value) -> Result<Invocation, String> {
     }
 }
 
+/// The invocation's deadline (ms since the epoch, from the runtime API), if
+/// it is one: a deadline already past when the invocation starts is not
+/// (Lambda never sends one; some emulators send 0), and the invocation then
+/// runs without one rather than deferring everything.
+pub fn usable_deadline(
+    deadline_ms: u64,
+    now: std::time::SystemTime,
+) -> Option<std::time::SystemTime> {
+    let deadline = std::time::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    match deadline.duration_since(now) {
+        Ok(left) => {
+            tracing::debug!(left_ms = left.as_millis() as u64, "invocation deadline");
+            Some(deadline)
+        }
+        Err(_) => {
+            tracing::warn!(
+                deadline_ms,
+                "the invocation's deadline is already past; running without one"
+            );
+            None
+        }
+    }
+}
+
 async fn invoke(
     processor: &StreamProcessor,
     event: LambdaEvent<Value>,
 ) -> Result<Value, lambda_runtime::Error> {
     // The runtime's own span already carries the request id.
     let fail = |e: String| lambda_runtime::Error::from(e);
+    let deadline = usable_deadline(event.context.deadline, std::time::SystemTime::now());
     match invocation(&event.payload).map_err(|e| fail(format!("malformed event: {e}")))? {
         Invocation::Stream => {
             let outcome = processor
-                .handle_within(&event.payload, Some(event.context.deadline()))
+                .handle_within(&event.payload, deadline)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             tracing::info!(
@@ -343,7 +368,7 @@ async fn invoke(
                 ..crate::dispatch::TickOptions::at(crate::spool::now_ms())
             };
             let report = processor
-                .tick_within(opts, Some(event.context.deadline()))
+                .tick_within(opts, deadline)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             if !report.errors.is_empty() {
@@ -433,6 +458,17 @@ mod tests {
         assert_eq!(
             (c.unreadable_queue, c.threads, c.endpoint_url, c.memory_mb),
             (None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn a_deadline_in_the_past_is_no_deadline() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(usable_deadline(0, now), None);
+        assert_eq!(usable_deadline(999_999_000, now), None);
+        assert_eq!(
+            usable_deadline(1_000_030_000, now),
+            Some(now + Duration::from_secs(30))
         );
     }
 

@@ -249,17 +249,20 @@ fn a_cold_start_from_the_registry_compiles_nothing_and_isolates_bad_entries() {
         ] {
             let wasm = read(path);
             let digest = env.store.put_wasm(&wasm).await.unwrap();
+            let cwasm = builder.precompile(&wasm).unwrap();
+            let cwasm_digest = Digest::of(&cwasm);
             env.store
-                .put_cwasm(
-                    builder.compatibility_hash(),
-                    &digest,
-                    builder.precompile(&wasm).unwrap(),
-                )
+                .put_cwasm(builder.compatibility_hash(), &digest, cwasm)
                 .await
                 .unwrap();
             let mut m = manifest(id, &wasm, Mode::Immediate, prism_e2e::relaxed(), &[]);
             m.enabled = id != "leaflet";
             env.registry.publish(&m, None, "ops").await.unwrap();
+            // As `register` does: vouch for the artifact.
+            env.registry
+                .record_precompiled(id, builder.compatibility_hash(), &digest, &cwasm_digest)
+                .await
+                .unwrap();
         }
         // A receiver whose artifact was never uploaded, and an item with an unknown field.
         let ghost = b"not uploaded".to_vec();

@@ -361,3 +361,79 @@ fn virtual_time_is_exact_deterministic_and_charged_to_the_budget() {
     assert!(none.is_empty());
     assert_eq!(st.errors_by_kind["timeout"], stream.len() as u64);
 }
+
+/// One receiver that loops is quarantined after `threshold` timeouts in a
+/// row: the plugin runs three times, not once per change, so a hostile
+/// receiver costs the dispatcher at most `threshold` budgets per cool-down.
+/// Its other changes are parked as `quarantined` (no spool here), named,
+/// with the original change kept for replay; the good receiver is untouched.
+#[test]
+fn a_looping_receiver_is_quarantined_and_costs_a_bounded_share() {
+    use prism_host::breaker::BreakerConfig;
+    use prism_host::dispatch::{Dispatcher, Progress};
+    use prism_host::receivers::ReceiverSet;
+    use prism_host::registry::LocalRegistry;
+    use prism_host::sink::Outbox;
+    let stream = changes(&sample(4));
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
+    prism_e2e::immediate(&reg, "website", wasm::WEBSITE);
+    register(
+        &reg,
+        "looper",
+        wasm::HOSTILE,
+        Mode::Immediate,
+        Limits {
+            timeout_ms: 50,
+            ..prism_e2e::relaxed()
+        },
+        &[("behaviour", "loop")],
+    );
+    let set = ReceiverSet::load(&engine(), LocalRegistry::new(&reg).load().unwrap());
+    let d = Dispatcher {
+        threads: 1,
+        breaker: BreakerConfig {
+            threshold: 3,
+            cool_down: Duration::from_secs(3600),
+            ..BreakerConfig::default()
+        },
+        ..Dispatcher::default()
+    };
+    let report = d.run(&set, &stream, &Outbox::new(&out), &Progress::default());
+    let st = &report.receivers["looper"];
+    let rest = stream.len() as u64 - 3;
+    assert_eq!(st.errors_by_kind["timeout"], 3, "{:?}", st.errors_by_kind);
+    assert_eq!(st.quarantined, rest);
+    assert_eq!(st.errors_by_kind["quarantined"], rest);
+    let dead = dead_letters(&out, "looper");
+    assert_eq!(dead.len(), stream.len());
+    let quarantined: Vec<_> = dead
+        .iter()
+        .filter(|d| d["error_kind"] == "quarantined")
+        .collect();
+    assert_eq!(quarantined.len() as u64, rest);
+    let err = quarantined[0]["error"].as_str().unwrap();
+    assert!(
+        err.starts_with("receiver looper (plugin sha256:")
+            && err.contains("quarantined: its plugin failed 3 times in a row"),
+        "{err}"
+    );
+    assert!(
+        quarantined[0]["change"]["key"].is_string(),
+        "kept for replay"
+    );
+    assert_eq!(report.receivers["website"].errors(), 0);
+    let alone = dir.path().join("alone");
+    prism_e2e::immediate(&alone.join("reg"), "website", wasm::WEBSITE);
+    run(
+        &engine(),
+        &alone.join("reg"),
+        &stream,
+        &alone.join("out"),
+        1,
+    );
+    assert_eq!(
+        bodies(&out, "website"),
+        bodies(&alone.join("out"), "website")
+    );
+}

@@ -441,11 +441,13 @@ fn near_its_deadline_a_batch_reports_the_rest_instead_of_timing_out() {
     let st = &first.report.receivers["slow"];
     assert!(st.deferred > 0, "{st:?}");
     assert!(
-        !rest.is_empty() && rest.len() < records.len(),
-        "some records handled, the rest reported: {} of {}",
-        rest.len(),
-        records.len()
+        st.messages > 0 && st.messages < 60,
+        "some changes delivered before the deadline: {st:?}"
     );
+    // Lambda retries from the first record not fully handled (units run by
+    // shard, so that may be an early one); the ledger keeps the rest from
+    // running twice.
+    assert!(!rest.is_empty());
     // Lambda retries from the first reported record.
     let retry: Vec<Value> = records
         .iter()

@@ -41,7 +41,12 @@ fn the_real_lambda_binary_runs_under_the_runtime_api_emulator() {
     let (ok, out, err) = invoke(&json!({ "Records": records }).to_string());
     assert!(ok, "invoke failed:\n{out}\n{err}");
     let response: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(response, json!({"batchItemFailures": []}));
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": []}),
+        "{}",
+        std::fs::read_to_string(log.path()).unwrap_or_default()
+    );
     assert_eq!(w.bodies(&site_q).len(), 2);
     assert!(w.bodies(&prices_q).is_empty(), "the price list buffers");
 

@@ -338,7 +338,13 @@ pub fn main() -> ExitCode {
             let lambda = lambda.clone();
             async move {
                 let outcome = lambda
-                    .handle_within(&event.payload, Some(event.context.deadline()))
+                    .handle_within(
+                        &event.payload,
+                        crate::lambda::usable_deadline(
+                            event.context.deadline,
+                            std::time::SystemTime::now(),
+                        ),
+                    )
                     .await
                     .map_err(|e| lambda_runtime::Error::from(format!("{e:#}")))?;
                 serde_json::to_value(&outcome.response).map_err(lambda_runtime::Error::from)
