@@ -370,13 +370,16 @@ fn config(max_instances: u32) -> Config {
         .max_core_instance_size(4 << 20)
         // Reuse slots without syscalls: reset resident pages with memset
         // (found with PAGEMAP_SCAN where the kernel has it) rather than
-        // madvise, and batch what must still be decommitted. madvise takes
-        // the process-wide mm lock: without this, two worker threads were
-        // slower than one (sample stream, 5 receivers, examples/dispatch_null:
-        // 13k receiver-changes/s on 2 threads before, 57k/s after).
+        // madvise. madvise takes the process-wide mm lock: without this, two
+        // worker threads were slower than one (sample stream, 5 receivers,
+        // examples/dispatch_null: 13k receiver-changes/s on 2 threads
+        // before, 57k/s after). What lies beyond KEEP_RESIDENT is decommitted
+        // at once, not in batches: a batch of 16 freed slots held up to 16
+        // memory caps resident (792 MiB for 20 receivers at a 64 MiB cap,
+        // against a 434 MiB bound; benches/isolation.rs, table 2).
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(64 << 10)
-        .decommit_batch_size(16)
+        .decommit_batch_size(1)
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut cfg = Config::new();
     cfg.wasm_component_model(true)

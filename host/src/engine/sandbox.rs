@@ -5,7 +5,7 @@
 //! - no files (no preopened directories), no sockets, no environment, no args;
 //! - stdin is empty; stdout and stderr are captured (up to a cap) and logged;
 //! - clocks are virtual: they start at the Unix epoch and move only when the
-//!   plugin sleeps or polls, which never waits (see [`super::vtime`]);
+//!   plugin sleeps or polls, which never waits (see `vtime.rs`);
 //!   randomness is a fixed seeded stream, so output depends on the input
 //!   change alone;
 //! - `prism:receiver/log` and its own `prism:receiver/config`.
