@@ -165,3 +165,46 @@ fn components_over_the_size_cap_or_the_compile_cap_are_refused() {
     assert!(cached.exists(), "the abandoned compile fills the cache");
     assert_eq!(hasty.load(&wasm).unwrap().source(), LoadSource::Cached);
 }
+
+/// A dispatcher that knows its memory refuses, at load, a receiver whose
+/// limits cannot fit it (its worker threads each at that receiver's caps),
+/// naming the arithmetic; the receivers that fit load as usual.
+#[test]
+fn a_receiver_whose_limits_cannot_fit_the_process_memory_is_refused_at_load() {
+    use prism_host::engine::{EngineOptions, PluginEngine};
+    use prism_host::limits::Limits;
+    use prism_host::manifest::Mode;
+    use prism_host::receivers::ReceiverSet;
+    use prism_host::registry::LocalRegistry;
+    let dir = tempfile::tempdir().unwrap();
+    prism_e2e::immediate(dir.path(), "small", wasm::LOGISTICS);
+    prism_e2e::register(
+        dir.path(),
+        "greedy",
+        wasm::LOGISTICS,
+        Mode::Immediate,
+        Limits {
+            memory_mib: 1024,
+            ..prism_e2e::relaxed()
+        },
+        &[],
+    );
+    let engine = PluginEngine::new(&EngineOptions {
+        memory_mib: Some(1769),
+        threads: 2,
+        max_instances: 6,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let set = ReceiverSet::load(&engine, LocalRegistry::new(dir.path()).load().unwrap());
+    let ids: Vec<&str> = set.active.iter().map(|r| r.id()).collect();
+    assert_eq!(ids, ["small"]);
+    let refused = &set.unavailable[0];
+    assert_eq!(refused.receiver.as_deref(), Some("greedy"));
+    assert!(
+        refused.reason.contains("2 threads × (1024 MiB memory cap")
+            && refused.reason.contains("over its 1769 MiB"),
+        "{}",
+        refused.reason
+    );
+}
