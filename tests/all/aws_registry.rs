@@ -300,19 +300,7 @@ fn a_cold_start_from_the_registry_compiles_nothing_and_isolates_bad_entries() {
 
         // A fresh "Lambda": empty /tmp, a new engine.
         let tmp = tempfile::tempdir().unwrap();
-        let engine = PluginEngine::new(&EngineOptions {
-            cache_dir: Some(tmp.path().join("compiled")),
-            ..Default::default()
-        })
-        .unwrap();
-        let snap = prism_host::aws::snapshot(
-            &env.registry,
-            &env.store,
-            &engine,
-            &tmp.path().join("artifacts"),
-        )
-        .await
-        .unwrap();
+        let (engine, snap) = cold_snapshot(&env, tmp.path()).await;
         let problems: Vec<String> = snap.problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(
@@ -339,6 +327,24 @@ fn a_cold_start_from_the_registry_compiles_nothing_and_isolates_bad_entries() {
             set.loads
         );
     });
+}
+
+/// A cold-started dispatcher's engine (compile cache under `tmp`, empty)
+/// and its first registry snapshot.
+async fn cold_snapshot(
+    env: &prism_e2e::aws::AwsEnv,
+    tmp: &std::path::Path,
+) -> (PluginEngine, prism_host::registry::Snapshot) {
+    let engine = PluginEngine::new(&EngineOptions {
+        cache_dir: Some(tmp.join("compiled")),
+        ..Default::default()
+    })
+    .unwrap();
+    let snap =
+        prism_host::aws::snapshot(&env.registry, &env.store, &engine, &tmp.join("artifacts"))
+            .await
+            .unwrap();
+    (engine, snap)
 }
 
 fn av_s(s: &str) -> aws_sdk_dynamodb::types::AttributeValue {
@@ -535,19 +541,7 @@ fn a_precompiled_artifact_under_another_plugins_key_is_never_loaded() {
 
         let cold_start = || async {
             let tmp = tempfile::tempdir().unwrap();
-            let engine = PluginEngine::new(&EngineOptions {
-                cache_dir: Some(tmp.path().join("compiled")),
-                ..Default::default()
-            })
-            .unwrap();
-            let snap = prism_host::aws::snapshot(
-                &env.registry,
-                &env.store,
-                &engine,
-                &tmp.path().join("artifacts"),
-            )
-            .await
-            .unwrap();
+            let (engine, snap) = cold_snapshot(&env, tmp.path()).await;
             let untrusted = snap.untrusted_artifacts.clone();
             let set = ReceiverSet::load(&engine, snap);
             let out = tmp.path().join("out");
