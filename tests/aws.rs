@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
 use std::collections::HashMap;
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use prism_host::aws::{self, ArtifactStore, AwsTarget, DynamoRegistry};
+use prism_aws::{self as aws, ArtifactStore, AwsTarget, DynamoRegistry};
 
 /// One test's AWS resources.
 pub struct AwsEnv {
@@ -148,7 +148,7 @@ pub async fn create_model_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> S
 
 /// The retry ledger table (key `record`).
 pub async fn create_ledger_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
-    let (attr, key) = key_schema(prism_host::stream::ledger::KEY);
+    let (attr, key) = key_schema(prism_core::stream::ledger::KEY);
     ddb.create_table()
         .table_name(name)
         .attribute_definitions(attr)
@@ -161,7 +161,7 @@ pub async fn create_ledger_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
 
 /// The output dedup table (receiver S, key S).
 pub async fn create_outputs_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
-    use prism_host::aws::outputs::{KEY_PRODUCT, KEY_RECEIVER};
+    use prism_aws::outputs::{KEY_PRODUCT, KEY_RECEIVER};
     let (ra, rk) = key_schema(KEY_RECEIVER);
     let (ka, _) = key_schema(KEY_PRODUCT);
     ddb.create_table()
@@ -315,7 +315,7 @@ impl Queues {
 
 /// The spool table (lane S, entry S).
 pub async fn create_spool_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
-    use prism_host::aws::spool::{KEY_ENTRY, KEY_LANE};
+    use prism_aws::spool::{KEY_ENTRY, KEY_LANE};
     let (la, lk) = key_schema(KEY_LANE);
     let (ea, _) = key_schema(KEY_ENTRY);
     ddb.create_table()
@@ -342,7 +342,7 @@ pub async fn create_spool_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
 pub async fn create_shadow_table(
     ddb: &aws_sdk_dynamodb::Client,
     name: &str,
-    decl: &prism_host::mapping::TableDecl,
+    decl: &prism_core::mapping::TableDecl,
 ) -> String {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use prism_host::digest::Digest;
-use prism_host::limits::Limits;
-use prism_host::manifest::{Mode, PluginRef, ReceiverManifest, SCHEMA_VERSION};
-use prism_host::registry::LocalRegistry;
+use prism_types::digest::Digest;
+use prism_types::limits::Limits;
+use prism_types::manifest::{Mode, PluginRef, ReceiverManifest, SCHEMA_VERSION};
+use prism_types::registry::LocalRegistry;
 
 /// moto-backed AWS test support.
 pub mod aws;
@@ -67,11 +67,11 @@ pub fn register(
         .unwrap();
 }
 
-use prism_host::change::Change;
-use prism_host::dispatch::{Dispatcher, Progress, RunReport};
-use prism_host::engine::{EngineOptions, PluginEngine};
-use prism_host::receivers::ReceiverSet;
-use prism_host::sink::Outbox;
+use prism_core::dispatch::{Dispatcher, Progress, RunReport};
+use prism_core::receivers::ReceiverSet;
+use prism_core::sink::Outbox;
+use prism_engine::{EngineOptions, PluginEngine};
+use prism_types::change::Change;
 
 /// An engine without a compile cache.
 pub fn engine() -> PluginEngine {
@@ -80,7 +80,7 @@ pub fn engine() -> PluginEngine {
 
 /// Parse stream text that must be fully readable.
 pub fn changes(text: &str) -> Vec<Change> {
-    let input = prism_host::input::parse(text, "test");
+    let input = prism_types::input::parse(text, "test");
     assert!(input.errors.is_empty(), "{:?}", input.errors);
     input.changes
 }
@@ -144,7 +144,7 @@ pub fn files(outbox: &Path, receiver: &str, keep: impl Fn(&str) -> bool) -> Vec<
 
 /// A small sample stream (`products` products) as JSON Lines.
 pub fn sample(products: usize) -> String {
-    prism_host::sample::stream(prism_host::sample::SampleOptions { products, seed: 42 })
+    prism_core::sample::stream(prism_core::sample::SampleOptions { products, seed: 42 })
         .to_json_lines()
 }
 
@@ -162,11 +162,11 @@ pub fn immediate(dir: &Path, receiver: &str, wasm_path: &str) {
     register(dir, receiver, wasm_path, Mode::Immediate, relaxed(), &[]);
 }
 
-use prism_host::mapping::{MapperManifest, TableDecl};
+use prism_core::mapping::{MapperManifest, TableDecl};
 
 /// The catalog mapper's manifest for the sample shadow tables, naming `wasm`.
 pub fn catalog_manifest(wasm: &[u8]) -> MapperManifest {
-    prism_host::sample::shadow::manifest(PluginRef {
+    prism_core::sample::shadow::manifest(PluginRef {
         digest: Digest::of(wasm),
         file: Some("mapper.wasm".into()),
     })
@@ -176,7 +176,7 @@ pub fn catalog_manifest(wasm: &[u8]) -> MapperManifest {
 /// index `by-customer`), with these limits.
 pub fn hostile_mapper_manifest(
     wasm: &[u8],
-    limits: prism_host::mapping::manifest::MapperLimits,
+    limits: prism_core::mapping::manifest::MapperLimits,
 ) -> MapperManifest {
     MapperManifest {
         limits,

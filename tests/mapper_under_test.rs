@@ -1,6 +1,6 @@
-//! The real mapper Lambda entry point (`prism_host::mapping::lambda::main`),
+//! The real mapper Lambda entry point (`prism_lambda::mapper::main`),
 //! built here so the end-to-end tests can run it under the runtime API emulator.
 
 fn main() -> std::process::ExitCode {
-    prism_host::mapping::lambda::main()
+    prism_lambda::mapper::main()
 }

@@ -165,12 +165,12 @@ impl Change {
         self
     }
 
-    /// Did the field at `pointer` change? True for inserts and removes, and
-    /// when a changed path is the field, lies inside it, or contains it.
-    pub fn changed(&self, pointer: &str) -> bool {
-        self.changed_paths
-            .iter()
-            .any(|c| pointer::touches(c, pointer))
+    /// Did the field at `pattern` change? A JSON pointer whose tokens may be
+    /// `*` (any one token) or `**` (any depth), as in [`Self::changed_any`].
+    /// True for inserts and removes, and when a changed path is a selected
+    /// field, lies inside one, or contains one.
+    pub fn changed(&self, pattern: &str) -> bool {
+        self.changed_any(&[pattern])
     }
 
     /// Did any field selected by one of these patterns (`*` and `**` allowed) change?
@@ -195,6 +195,26 @@ impl Change {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn changed_takes_the_same_patterns_as_changed_any() {
+        let old = json!({"sku": "p1", "prices": {"EUR": {"amount": 10}}, "name": "a"});
+        let new = json!({"sku": "p1", "prices": {"EUR": {"amount": 12}}, "name": "a"});
+        let c = Change::modify("p1", old, new);
+        for p in [
+            "/prices/*",
+            "/prices/*/amount",
+            "/**",
+            "/prices",
+            "/prices/EUR/amount",
+        ] {
+            assert!(c.changed(p), "{p}");
+            assert_eq!(c.changed(p), c.changed_any(&[p]), "{p}");
+        }
+        for p in ["/name", "/prices/*/currency", "/price"] {
+            assert!(!c.changed(p), "{p}");
+        }
+    }
 
     #[test]
     fn typed_reads() {

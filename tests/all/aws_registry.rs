@@ -2,13 +2,13 @@
 //! versions and rollback, conditional writes, enable/disable, remove, and a
 //! dispatcher snapshot that compiles nothing.
 
+use prism_aws::{ArtifactStore, RegistryOpError};
+use prism_core::receivers::ReceiverSet;
 use prism_e2e::aws::{endpoint, rt, setup};
 use prism_e2e::{manifest, read, wasm};
-use prism_host::aws::{ArtifactStore, RegistryOpError};
-use prism_host::digest::Digest;
-use prism_host::engine::{EngineOptions, LoadSource, PluginEngine};
-use prism_host::manifest::Mode;
-use prism_host::receivers::ReceiverSet;
+use prism_engine::{EngineOptions, LoadSource, PluginEngine};
+use prism_types::digest::Digest;
+use prism_types::manifest::Mode;
 
 use crate::{prism, text};
 
@@ -334,16 +334,15 @@ fn a_cold_start_from_the_registry_compiles_nothing_and_isolates_bad_entries() {
 async fn cold_snapshot(
     env: &prism_e2e::aws::AwsEnv,
     tmp: &std::path::Path,
-) -> (PluginEngine, prism_host::registry::Snapshot) {
+) -> (PluginEngine, prism_types::registry::Snapshot) {
     let engine = PluginEngine::new(&EngineOptions {
         cache_dir: Some(tmp.join("compiled")),
         ..Default::default()
     })
     .unwrap();
-    let snap =
-        prism_host::aws::snapshot(&env.registry, &env.store, &engine, &tmp.join("artifacts"))
-            .await
-            .unwrap();
+    let snap = prism_aws::snapshot(&env.registry, &env.store, &engine, &tmp.join("artifacts"))
+        .await
+        .unwrap();
     (engine, snap)
 }
 
@@ -357,7 +356,7 @@ fn av_n(s: &str) -> aws_sdk_dynamodb::types::AttributeValue {
 
 #[test]
 fn a_warm_dispatcher_picks_up_registry_changes_after_its_ttl() {
-    use prism_host::reload::LiveReceivers;
+    use prism_aws::reload::LiveReceivers;
     use std::time::Duration;
     let Some(ep) = endpoint() else { return };
     rt().block_on(async {
@@ -368,19 +367,18 @@ fn a_warm_dispatcher_picks_up_registry_changes_after_its_ttl() {
             ..Default::default()
         })
         .unwrap();
-        let publish =
-            |id: &'static str, path: &'static str, seen: Option<prism_host::aws::Head>| {
-                let env = &env;
-                async move {
-                    let wasm = read(path);
-                    env.store.put_wasm(&wasm).await.unwrap();
-                    let m = manifest(id, &wasm, Mode::Immediate, prism_e2e::relaxed(), &[]);
-                    env.registry
-                        .publish(&m, seen.as_ref(), "ops")
-                        .await
-                        .unwrap()
-                }
-            };
+        let publish = |id: &'static str, path: &'static str, seen: Option<prism_aws::Head>| {
+            let env = &env;
+            async move {
+                let wasm = read(path);
+                env.store.put_wasm(&wasm).await.unwrap();
+                let m = manifest(id, &wasm, Mode::Immediate, prism_e2e::relaxed(), &[]);
+                env.registry
+                    .publish(&m, seen.as_ref(), "ops")
+                    .await
+                    .unwrap()
+            }
+        };
         let digest = |set: &ReceiverSet, id: &str| {
             set.active
                 .iter()
@@ -453,7 +451,7 @@ fn a_warm_dispatcher_picks_up_registry_changes_after_its_ttl() {
 
 #[test]
 fn a_plugin_compiled_at_start_up_is_shared_so_the_next_cold_start_compiles_nothing() {
-    use prism_host::reload::LiveReceivers;
+    use prism_aws::reload::LiveReceivers;
     use std::time::Duration;
     let Some(ep) = endpoint() else { return };
     rt().block_on(async {
@@ -509,8 +507,8 @@ fn a_plugin_compiled_at_start_up_is_shared_so_the_next_cold_start_compiles_nothi
 /// `.wasm`, and B's output is B's.
 #[test]
 fn a_precompiled_artifact_under_another_plugins_key_is_never_loaded() {
-    use prism_host::dispatch::{Dispatcher, Progress};
-    use prism_host::sink::Outbox;
+    use prism_core::dispatch::{Dispatcher, Progress};
+    use prism_core::sink::Outbox;
     let Some(ep) = endpoint() else { return };
     rt().block_on(async {
         let env = setup(&ep, "cwasm-swap").await;
@@ -594,7 +592,7 @@ fn a_precompiled_artifact_under_another_plugins_key_is_never_loaded() {
             )
             .await
             .unwrap();
-        assert_eq!(got, prism_host::aws::Precompiled::NotRecorded);
+        assert_eq!(got, prism_aws::Precompiled::NotRecorded);
         assert!(!engine.cache_path(&digest_a).unwrap().exists());
     });
 }

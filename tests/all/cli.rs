@@ -186,7 +186,7 @@ fn plugin_register_checks_then_writes_a_manifest() {
         "50",
     ]);
     assert!(o.status.success(), "{:?}", text(&o));
-    let snap = prism_host::registry::LocalRegistry::new(&reg)
+    let snap = prism_types::registry::LocalRegistry::new(&reg)
         .load()
         .unwrap();
     assert!(snap.problems.is_empty(), "{:?}", snap.problems);
@@ -195,7 +195,7 @@ fn plugin_register_checks_then_writes_a_manifest() {
     assert_eq!(m.config["market"], "CH");
     assert!(matches!(
         m.mode,
-        prism_host::manifest::Mode::Batch { max_count: 50, .. }
+        prism_types::manifest::Mode::Batch { max_count: 50, .. }
     ));
 
     // Updating keeps the settings it is not told to change.
@@ -211,7 +211,7 @@ fn plugin_register_checks_then_writes_a_manifest() {
         "500",
     ]);
     assert!(o.status.success(), "{:?}", text(&o));
-    let m = prism_host::registry::LocalRegistry::new(&reg)
+    let m = prism_types::registry::LocalRegistry::new(&reg)
         .load()
         .unwrap()
         .entries

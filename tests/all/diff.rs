@@ -2,7 +2,7 @@
 //! an operator runs it, locally and against the DynamoDB registry.
 
 use prism_e2e::{immediate, wasm};
-use prism_host::digest::Digest;
+use prism_types::digest::Digest;
 
 use crate::{prism, text};
 

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use prism_e2e::{bodies, changes, dead_letters, engine, register, run, sample, wasm};
-use prism_host::limits::Limits;
-use prism_host::manifest::Mode;
+use prism_types::limits::Limits;
+use prism_types::manifest::Mode;
 
 /// (behaviour, expected error kind, text the error must contain)
 const CASES: &[(&str, &str, &str)] = &[
@@ -105,7 +105,7 @@ fn every_hostile_plugin_fails_alone_and_names_what_and_where() {
     let (set, report) = run(&e, &reg, &stream, &out, 2);
     assert_eq!(set.active.len(), 2 + CASES.len());
     assert_eq!(
-        prism_host::engine::host_copy_cap(&Limits::default(), 1),
+        prism_engine::host_copy_cap(&Limits::default(), 1),
         829_980,
         "the cap the expected texts name"
     );
@@ -122,7 +122,7 @@ fn every_hostile_plugin_fails_alone_and_names_what_and_where() {
     );
     assert_eq!(report.receivers["website"].errors(), 0);
 
-    let digest = prism_host::digest::Digest::of(&prism_e2e::read(wasm::HOSTILE)).to_string();
+    let digest = prism_types::digest::Digest::of(&prism_e2e::read(wasm::HOSTILE)).to_string();
     for (behaviour, kind, text) in CASES {
         let id = format!("h-{behaviour}");
         let st = &report.receivers[&id];
@@ -234,8 +234,8 @@ fn a_reused_sandbox_never_makes_a_later_change_fail() {
         &reg,
         "leaky",
         prism_e2e::wasm::HOSTILE,
-        prism_host::manifest::Mode::Immediate,
-        prism_host::limits::Limits {
+        prism_types::manifest::Mode::Immediate,
+        prism_types::limits::Limits {
             memory_mib: 64,
             ..prism_e2e::relaxed()
         },
@@ -264,8 +264,8 @@ fn limits_reuse_bounds_how_many_changes_a_sandbox_serves() {
             &reg,
             "counter",
             prism_e2e::wasm::HOSTILE,
-            prism_host::manifest::Mode::Immediate,
-            prism_host::limits::Limits {
+            prism_types::manifest::Mode::Immediate,
+            prism_types::limits::Limits {
                 reuse,
                 ..prism_e2e::relaxed()
             },
@@ -369,11 +369,11 @@ fn virtual_time_is_exact_deterministic_and_charged_to_the_budget() {
 /// with the original change kept for replay; the good receiver is untouched.
 #[test]
 fn a_looping_receiver_is_quarantined_and_costs_a_bounded_share() {
-    use prism_host::breaker::BreakerConfig;
-    use prism_host::dispatch::{Dispatcher, Progress};
-    use prism_host::receivers::ReceiverSet;
-    use prism_host::registry::LocalRegistry;
-    use prism_host::sink::Outbox;
+    use prism_core::breaker::BreakerConfig;
+    use prism_core::dispatch::{Dispatcher, Progress};
+    use prism_core::receivers::ReceiverSet;
+    use prism_core::sink::Outbox;
+    use prism_types::registry::LocalRegistry;
     let stream = changes(&sample(4));
     let dir = tempfile::tempdir().unwrap();
     let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));

@@ -114,7 +114,7 @@ fn broken_registry_entries_disable_only_themselves() {
         .unwrap()
         .replace("enabled = true", "enabled = true\nretries = 3");
     std::fs::write(&leaflet, t).unwrap();
-    let website: prism_host::manifest::ReceiverManifest = toml_manifest(&reg.join("website.toml"));
+    let website: prism_types::manifest::ReceiverManifest = toml_manifest(&reg.join("website.toml"));
     std::fs::write(
         reg.join(website.plugin.file.as_deref().unwrap()),
         prism_e2e::read(wasm::LOGISTICS),
@@ -154,7 +154,7 @@ fn broken_registry_entries_disable_only_themselves() {
     assert_eq!(prism(&strict).status.code(), Some(2));
 }
 
-fn toml_manifest(path: &std::path::Path) -> prism_host::manifest::ReceiverManifest {
-    prism_host::manifest::ReceiverManifest::from_toml(&std::fs::read_to_string(path).unwrap(), "m")
+fn toml_manifest(path: &std::path::Path) -> prism_types::manifest::ReceiverManifest {
+    prism_types::manifest::ReceiverManifest::from_toml(&std::fs::read_to_string(path).unwrap(), "m")
         .unwrap()
 }

@@ -1,5 +1,6 @@
 //! All end-to-end tests, in one binary (one link instead of many).
 
+mod architecture;
 mod aws_registry;
 mod chain_cli;
 mod cleanup;

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use prism_aws::{AwsTarget, StreamReader};
+use prism_core::sample::shadow;
 use prism_e2e::aws::{attr, create_shadow_table};
 use prism_e2e::{catalog_manifest, read, wasm, write_mapper};
-use prism_host::aws::{AwsTarget, StreamReader};
-use prism_host::mapping::lambda::{MapperConfig, MapperLambda, vars};
-use prism_host::sample::shadow;
+use prism_lambda::mapper::{MapperConfig, MapperLambda, vars};
 use serde_json::{Value, json};
 
 use crate::emulator::{Emulator, log_lines};
@@ -20,13 +20,13 @@ use crate::{prism, text};
 /// The shadow tables (`<prefix><name>`) with a reader per stream.
 struct Shadow {
     prefix: String,
-    streams: BTreeMap<String, (StreamReader, Vec<prism_host::aws::ShardCursor>)>,
+    streams: BTreeMap<String, (StreamReader, Vec<prism_aws::ShardCursor>)>,
 }
 
 impl Shadow {
     fn create(w: &World) -> Self {
         let prefix = format!("{}-shadow-", w.table);
-        let config = w.q.rt.block_on(prism_host::aws::sdk_config(&AwsTarget {
+        let config = w.q.rt.block_on(prism_aws::sdk_config(&AwsTarget {
             endpoint_url: Some(w.ep.clone()),
             region: Some("us-east-1".into()),
         }));
@@ -144,7 +144,7 @@ fn mapper_lambda(w: &World, prefix: &str, model_table: &str, dlq: &str) -> Mappe
         region: Some("us-east-1".into()),
     };
     let mut lambda = w.q.rt.block_on(async {
-        let sdk = prism_host::aws::sdk_config(&target).await;
+        let sdk = prism_aws::sdk_config(&target).await;
         config.build(&sdk, &target).await.unwrap()
     });
     lambda.emit_metrics = false;
@@ -218,7 +218,7 @@ fn a_shadow_table_write_reaches_the_receivers_queues_through_mapper_and_dispatch
     // Each shadow stream's batch goes through the mapper Lambda's handler,
     // then the model stream's batch through the dispatcher.
     let pump = |sh: &mut Shadow| {
-        let mut mapped = prism_host::mapping::stream::MapBatchReport::default();
+        let mut mapped = prism_core::mapping::stream::MapBatchReport::default();
         for table in ["brands", "logistics", "texts", "prices", "products"] {
             let records = sh.records(&w, table);
             if records.is_empty() {

@@ -3,13 +3,13 @@
 
 use std::sync::Mutex;
 
+use prism_core::dispatch::{Dispatcher, Progress};
+use prism_core::receivers::ReceiverSet;
+use prism_core::sample::StreamWriter;
+use prism_core::sink::{DeadLetter, Envelope, Sink, SinkError};
 use prism_e2e::{bodies, changes, engine, files, register, run, wasm};
-use prism_host::dispatch::{Dispatcher, Progress};
-use prism_host::manifest::Mode;
-use prism_host::receivers::ReceiverSet;
-use prism_host::registry::LocalRegistry;
-use prism_host::sample::StreamWriter;
-use prism_host::sink::{DeadLetter, Envelope, Sink, SinkError};
+use prism_types::manifest::Mode;
+use prism_types::registry::LocalRegistry;
 use serde_json::{Value, json};
 
 fn drill() -> Value {
@@ -173,7 +173,7 @@ fn each_receiver_gets_exactly_its_messages() {
 /// Records deliveries in the order the sink sees them.
 /// Eight keys K0…K7, each inserted, then its weight changed `steps` times,
 /// round-robin over the keys.
-fn weight_stream(steps: u32) -> Vec<prism_host::change::Change> {
+fn weight_stream(steps: u32) -> Vec<prism_types::change::Change> {
     let mut w = StreamWriter::new();
     let mut docs: Vec<Value> = (0..8)
         .map(|i| json!({"pk": format!("K{i}"), "logistics": {"weight_g": 0}}))
@@ -326,7 +326,7 @@ impl Sink for DownFor {
             return Err(SinkError {
                 receiver: e.receiver.to_owned(),
                 message: "queue unreachable".into(),
-                kind: prism_host::sink::SinkErrorKind::Unavailable,
+                kind: prism_core::sink::SinkErrorKind::Unavailable,
             });
         }
         self.delivered.deliver(envelopes)
@@ -387,7 +387,7 @@ fn hold_mode_stops_one_product_at_a_dead_destination_and_the_retry_runs_only_wha
         &stream,
         &sink,
         &Progress::default(),
-        prism_host::dispatch::RunOptions {
+        prism_core::dispatch::RunOptions {
             already: &already,
             ..Default::default()
         },
@@ -439,7 +439,7 @@ fn field_interest_skips_plugin_calls_and_changes_no_output() {
     prism_e2e::immediate(&plain, "website", wasm::WEBSITE);
     prism_e2e::immediate(&filtered, "website", wasm::WEBSITE);
     let path = filtered.join("website.toml");
-    let mut m = prism_host::manifest::ReceiverManifest::from_toml(
+    let mut m = prism_types::manifest::ReceiverManifest::from_toml(
         &std::fs::read_to_string(&path).unwrap(),
         "m",
     )
@@ -474,7 +474,7 @@ fn inserts_and_removes_always_pass_the_interest_filter() {
         &[],
     );
     let path = reg.join("echo.toml");
-    let mut m = prism_host::manifest::ReceiverManifest::from_toml(
+    let mut m = prism_types::manifest::ReceiverManifest::from_toml(
         &std::fs::read_to_string(&path).unwrap(),
         "m",
     )
@@ -488,7 +488,7 @@ fn inserts_and_removes_always_pass_the_interest_filter() {
     let offered = stream
         .iter()
         .filter(|c| {
-            c.kind != prism_host::change::ChangeKind::Modify
+            c.kind != prism_types::change::ChangeKind::Modify
                 || c.changed_paths.iter().any(|p| p.starts_with("/logistics"))
         })
         .count();
@@ -498,6 +498,6 @@ fn inserts_and_removes_always_pass_the_interest_filter() {
     assert!(
         stream
             .iter()
-            .any(|c| c.kind == prism_host::change::ChangeKind::Remove)
+            .any(|c| c.kind == prism_types::change::ChangeKind::Remove)
     );
 }

@@ -8,10 +8,10 @@
 
 use std::process::Command;
 
+use prism_core::sample::StreamWriter;
 use prism_e2e::{bodies, changes, dead_letters, engine, run, wasm};
-use prism_host::manifest::Mode;
-use prism_host::registry::LocalRegistry;
-use prism_host::sample::StreamWriter;
+use prism_types::manifest::Mode;
+use prism_types::registry::LocalRegistry;
 use serde_json::json;
 
 #[test]

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use prism_core::dispatch::to_wit;
 use prism_e2e::{changes, engine, read, sample, wasm};
-use prism_host::dispatch::to_wit;
-use prism_host::engine::LoadError;
+use prism_engine::LoadError;
 use serde_json::Value;
 
 fn probe() -> Value {
@@ -91,7 +91,7 @@ fn a_core_module_or_garbage_is_not_a_component() {
 
 #[test]
 fn the_compile_cache_is_used_and_survives_a_corrupt_artifact() {
-    use prism_host::engine::{EngineOptions, LoadSource, PluginEngine};
+    use prism_engine::{EngineOptions, LoadSource, PluginEngine};
     let dir = tempfile::tempdir().unwrap();
     let opts = EngineOptions {
         cache_dir: Some(dir.path().to_owned()),
@@ -105,7 +105,7 @@ fn the_compile_cache_is_used_and_survives_a_corrupt_artifact() {
     // The artifact is keyed by the engine's compatibility hash and the wasm digest.
     let artifact = dir.path().join(second.compatibility_hash()).join(format!(
         "{}.cwasm",
-        prism_host::digest::Digest::of(&wasm).hex()
+        prism_types::digest::Digest::of(&wasm).hex()
     ));
     assert!(artifact.exists(), "{}", artifact.display());
     std::fs::write(&artifact, b"not a precompiled component").unwrap();
@@ -131,7 +131,7 @@ fn the_compile_cache_is_used_and_survives_a_corrupt_artifact() {
 /// cache, so the next load is instant.
 #[test]
 fn components_over_the_size_cap_or_the_compile_cap_are_refused() {
-    use prism_host::engine::{EngineOptions, LoadSource, PluginEngine};
+    use prism_engine::{EngineOptions, LoadSource, PluginEngine};
     use std::time::{Duration, Instant};
     let wasm = read(wasm::LOGISTICS);
     let small = PluginEngine::new(&EngineOptions {
@@ -156,7 +156,7 @@ fn components_over_the_size_cap_or_the_compile_cap_are_refused() {
     let err = hasty.load(&wasm).err().expect("abandoned");
     assert!(matches!(err, LoadError::CompileTimeout(_)), "{err}");
     let cached = hasty
-        .cache_path(&prism_host::digest::Digest::of(&wasm))
+        .cache_path(&prism_types::digest::Digest::of(&wasm))
         .unwrap();
     let waited = Instant::now();
     while !cached.exists() && waited.elapsed() < Duration::from_secs(120) {
@@ -171,11 +171,11 @@ fn components_over_the_size_cap_or_the_compile_cap_are_refused() {
 /// naming the arithmetic; the receivers that fit load as usual.
 #[test]
 fn a_receiver_whose_limits_cannot_fit_the_process_memory_is_refused_at_load() {
-    use prism_host::engine::{EngineOptions, PluginEngine};
-    use prism_host::limits::Limits;
-    use prism_host::manifest::Mode;
-    use prism_host::receivers::ReceiverSet;
-    use prism_host::registry::LocalRegistry;
+    use prism_core::receivers::ReceiverSet;
+    use prism_engine::{EngineOptions, PluginEngine};
+    use prism_types::limits::Limits;
+    use prism_types::manifest::Mode;
+    use prism_types::registry::LocalRegistry;
     let dir = tempfile::tempdir().unwrap();
     prism_e2e::immediate(dir.path(), "small", wasm::LOGISTICS);
     prism_e2e::register(

@@ -8,17 +8,17 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use prism_e2e::{engine, register, relaxed, wasm};
-use prism_host::change::Change;
-use prism_host::dispatch::{
+use prism_core::dispatch::{
     Dispatcher, Lanes, MAX_LANE_ATTEMPTS, Progress, RunOptions, TickOptions, tick,
 };
-use prism_host::manifest::Mode;
-use prism_host::receivers::ReceiverSet;
-use prism_host::registry::LocalRegistry;
-use prism_host::sample::StreamWriter;
-use prism_host::sink::{DeadLetter, Envelope, Sink, SinkError, SinkErrorKind};
-use prism_host::spool::{LocalSpool, Spool};
+use prism_core::receivers::ReceiverSet;
+use prism_core::sample::StreamWriter;
+use prism_core::sink::{DeadLetter, Envelope, Sink, SinkError, SinkErrorKind};
+use prism_core::spool::{LocalSpool, Spool};
+use prism_e2e::{engine, register, relaxed, wasm};
+use prism_types::change::Change;
+use prism_types::manifest::Mode;
+use prism_types::registry::LocalRegistry;
 use serde_json::{Value, json};
 
 use crate::{prism, text};
@@ -34,7 +34,7 @@ fn batch(max_count: usize) -> Mode {
 /// `n` product inserts, continuing `w`'s sequence.
 fn inserts(w: &mut StreamWriter, from: usize, n: usize) {
     for i in from..from + n {
-        let p = prism_host::sample::product(i, 7);
+        let p = prism_core::sample::product(i, 7);
         w.push(p["pk"].as_str().unwrap(), None, Some(&p));
     }
 }
@@ -340,7 +340,7 @@ fn run_spooled(
     sink: &dyn Sink,
     spool: &dyn Spool,
     now: u64,
-) -> prism_host::dispatch::RunReport {
+) -> prism_core::dispatch::RunReport {
     let lanes = Lanes::open(spool, now).unwrap();
     let opts = RunOptions {
         lanes: Some(&lanes),

@@ -3,16 +3,16 @@
 //! once the queue is back, and a batch buffer in DynamoDB whose flush is
 //! killed at each point of its protocol and resumed by `prism flush`.
 
+use prism_core::dispatch::TickOptions;
+use prism_core::spool::{Spool, now_ms};
 use prism_e2e::wasm;
-use prism_host::dispatch::TickOptions;
-use prism_host::spool::{Spool, now_ms};
 use serde_json::json;
 
 use crate::text;
 use crate::world::{World, expected, failed, products};
 
-fn spool(w: &World) -> prism_host::aws::spool::DynamoSpool {
-    prism_host::aws::spool::DynamoSpool::new(w.ddb.clone(), w.spool(), w.q.rt.handle().clone())
+fn spool(w: &World) -> prism_aws::spool::DynamoSpool {
+    prism_aws::spool::DynamoSpool::new(w.ddb.clone(), w.spool(), w.q.rt.handle().clone())
 }
 
 fn lanes(w: &World) -> usize {

@@ -5,18 +5,18 @@
 
 use std::collections::HashMap;
 
+use prism_aws::sqs::SqsSink;
+use prism_core::dispatch::{Dispatcher, Progress};
+use prism_core::receivers::ReceiverSet;
 use prism_e2e::aws::Queues;
 use prism_e2e::{bodies, changes, engine, register, sample, wasm};
-use prism_host::dispatch::{Dispatcher, Progress};
-use prism_host::manifest::{Destination, Mode};
-use prism_host::receivers::ReceiverSet;
-use prism_host::registry::LocalRegistry;
-use prism_host::sink::SqsSink;
+use prism_types::manifest::{Destination, Mode};
+use prism_types::registry::LocalRegistry;
 
 fn destinations(reg: &std::path::Path, dests: &[(&str, &str, &str)]) {
     for (receiver, queue, dlq) in dests {
         let path = reg.join(format!("{receiver}.toml"));
-        let mut m = prism_host::manifest::ReceiverManifest::from_toml(
+        let mut m = prism_types::manifest::ReceiverManifest::from_toml(
             &std::fs::read_to_string(&path).unwrap(),
             "m",
         )
@@ -75,7 +75,7 @@ fn queues_get_exactly_what_the_outbox_gets_with_attributes_and_fifo_groups() {
 
     let fifo = q.drain(&log);
     assert_eq!(fifo.len(), bodies(&out, "logistics").len());
-    let digest = prism_host::digest::Digest::of(&prism_e2e::read(wasm::LOGISTICS)).to_string();
+    let digest = prism_types::digest::Digest::of(&prism_e2e::read(wasm::LOGISTICS)).to_string();
     for (body, attrs, group) in &fifo {
         let key = &attrs["prism-key"];
         assert_eq!(attrs["prism-receiver"], "logistics");
@@ -137,7 +137,7 @@ fn oversized_messages_and_missing_queues_are_parked_in_the_dead_letter_queue() {
     let stream = changes(&sample(3));
     let targeted = stream.iter().filter(|c| c.key == "P-00000").count();
     let dir = tempfile::tempdir().unwrap();
-    let big = prism_host::limits::Limits {
+    let big = prism_types::limits::Limits {
         max_output_bytes: 8 << 20,
         ..prism_e2e::relaxed()
     };

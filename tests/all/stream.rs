@@ -8,7 +8,7 @@
 //! warm dispatcher, and output dedup in DynamoDB.
 
 use prism_e2e::{relaxed, wasm};
-use prism_host::manifest::Mode;
+use prism_types::manifest::Mode;
 use serde_json::{Value, json};
 
 use crate::world::{World, expected, failed, products, sequences};
@@ -163,7 +163,7 @@ fn a_rejected_change_goes_to_its_receivers_dlq_and_blocks_no_one() {
     );
     assert_eq!(
         d["plugin_digest"],
-        prism_host::digest::Digest::of(&prism_e2e::read(wasm::HOSTILE)).to_string()
+        prism_types::digest::Digest::of(&prism_e2e::read(wasm::HOSTILE)).to_string()
     );
     assert_eq!(
         d["change"]["new"]["sku"], "P-00001",
@@ -300,7 +300,7 @@ fn changes_for_a_receiver_whose_plugin_does_not_load_wait_in_its_dlq() {
     w.q.rt.block_on(async {
         w.env.store.put_wasm(&bad).await.unwrap();
         let mut m = prism_e2e::manifest("broken", &bad, Mode::Immediate, relaxed(), &[]);
-        m.destination = Some(prism_host::manifest::Destination {
+        m.destination = Some(prism_types::manifest::Destination {
             queue,
             dead_letter_queue: Some(dlq.clone()),
         });
@@ -395,7 +395,7 @@ fn dedup_in_dynamodb_sends_only_changed_outputs_across_cold_starts() {
 /// batch, and every change reaches the queue exactly once.
 #[test]
 fn near_its_deadline_a_batch_reports_the_rest_instead_of_timing_out() {
-    use prism_host::stream::FINISH_RESERVE;
+    use prism_core::stream::FINISH_RESERVE;
     use std::time::{Duration, SystemTime};
     let Some(w) = World::new("deadline") else {
         return;

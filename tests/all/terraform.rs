@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hcl::{Block, Body};
+use prism_aws::ledger as ledger_table;
+use prism_aws::sqs;
+use prism_aws::{artifacts, outputs, registry, spool};
+use prism_core::stream::ledger;
 use prism_e2e::wasm::ROOT;
-use prism_host::aws::{artifacts, outputs, registry, spool};
-use prism_host::lambda::vars;
-use prism_host::sink::sqs;
-use prism_host::stream::ledger;
+use prism_lambda::vars;
 
 /// Every top-level block of the `.tf` files in a directory.
 pub(crate) fn blocks(dir: &str) -> Vec<Block> {
@@ -269,8 +270,8 @@ fn one_schedule_ticks_the_dispatcher_with_the_event_it_understands() {
         .collect();
     let event = serde_json::Value::Object(event);
     assert_eq!(
-        prism_host::lambda::invocation(&event),
-        Ok(prism_host::lambda::Invocation::Tick { force: false }),
+        prism_lambda::invocation(&event),
+        Ok(prism_lambda::Invocation::Tick { force: false }),
         "{event}"
     );
     let permission = find(&tf, "resource", &["aws_lambda_permission", "tick"]);
@@ -331,7 +332,7 @@ fn the_role_grants_exactly_what_the_code_calls_where_it_calls_it() {
             registry::DISPATCHER_ACTIONS,
             "aws_dynamodb_table.registry.arn",
         ),
-        (ledger::ACTIONS, "aws_dynamodb_table.ledger.arn"),
+        (ledger_table::ACTIONS, "aws_dynamodb_table.ledger.arn"),
         (outputs::ACTIONS, "aws_dynamodb_table.outputs.arn"),
         (spool::ACTIONS, "aws_dynamodb_table.spool.arn"),
         (artifacts::DISPATCHER_READS, &plugins),
@@ -393,7 +394,9 @@ fn receiver_queues_are_named_the_way_the_role_allows() {
 
 #[test]
 fn the_read_api_serves_the_routes_the_code_answers_behind_iam() {
-    use prism_host::api::{lambda::vars as api_vars, model, route};
+    use prism_aws::read_model as model;
+    use prism_core::api::route;
+    use prism_lambda::api::vars as api_vars;
     let tf = blocks("terraform");
     let routes = find(&tf, "resource", &["aws_apigatewayv2_route", "read"]);
     let hcl::Expression::FuncCall(set) = routes
@@ -597,6 +600,6 @@ fn environment_and_receiver_names_cannot_overlap_anothers() {
         );
     }
     // The same rule in the code that validates registry entries.
-    assert!(prism_host::manifest::validate_receiver_id("a-rcv-b").is_err());
-    assert!(prism_host::manifest::validate_receiver_id("a-dlq").is_err());
+    assert!(prism_types::manifest::validate_receiver_id("a-rcv-b").is_err());
+    assert!(prism_types::manifest::validate_receiver_id("a-dlq").is_err());
 }

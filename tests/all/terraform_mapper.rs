@@ -3,9 +3,9 @@
 //! the model, and shadow tables (keys, indexes) that match the example
 //! mapper's manifest.
 
-use prism_host::aws::{artifacts, model_store, shadow as shadow_reads};
-use prism_host::mapping::lambda::vars;
-use prism_host::sink::sqs;
+use prism_aws::sqs;
+use prism_aws::{artifacts, model_store, shadow as shadow_reads};
+use prism_lambda::mapper::vars;
 use serde_json::Value;
 
 use crate::terraform::{attr, blocks, env_vars, find, list, nested, policy, quoted};
@@ -150,7 +150,7 @@ fn the_example_environment_declares_the_tables_the_example_mapper_reads() {
         .clone();
     let declared = plain(&expr);
     let declared = declared.as_object().unwrap_or_else(|| panic!("{declared}"));
-    let tables = prism_host::sample::shadow::tables();
+    let tables = prism_core::sample::shadow::tables();
     assert_eq!(declared.len(), tables.len(), "{declared:?}");
     for t in tables {
         let d = &declared[&t.name];

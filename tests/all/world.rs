@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use prism_aws::{ShardCursor, StreamReader};
+use prism_core::stream::{BatchOutcome, StreamProcessor};
 use prism_e2e::aws::{Queues, create_ledger_table, create_model_table, delete, put, setup};
 use prism_e2e::{bodies, engine, register, relaxed, wasm};
-use prism_host::aws::{ShardCursor, StreamReader};
-use prism_host::lambda::LambdaConfig;
-use prism_host::manifest::Mode;
-use prism_host::stream::{BatchOutcome, StreamProcessor};
+use prism_lambda::LambdaConfig;
+use prism_types::manifest::Mode;
 use serde_json::{Value, json};
 
 use crate::{prism, text};
@@ -41,7 +41,7 @@ impl World {
             create_ledger_table(&env.ddb, &ledger).await;
             prism_e2e::aws::create_outputs_table(&env.ddb, &format!("{}-outputs", env.table)).await;
             prism_e2e::aws::create_spool_table(&env.ddb, &format!("{}-spool", env.table)).await;
-            let config = prism_host::aws::sdk_config(&prism_host::aws::AwsTarget {
+            let config = prism_aws::sdk_config(&prism_aws::AwsTarget {
                 endpoint_url: Some(ep.clone()),
                 region: Some("us-east-1".into()),
             })
@@ -279,7 +279,7 @@ pub(crate) fn expected(
         relaxed(),
         config,
     );
-    let input = prism_host::input::parse(&json!({ "Records": records }).to_string(), "stream");
+    let input = prism_types::input::parse(&json!({ "Records": records }).to_string(), "stream");
     assert!(input.errors.is_empty(), "{:?}", input.errors);
     let out = dir.path().join("out");
     prism_e2e::run(&engine(), &reg, &input.changes, &out, 2);
@@ -289,7 +289,7 @@ pub(crate) fn expected(
 }
 
 pub(crate) fn products(range: std::ops::Range<usize>) -> Vec<Value> {
-    range.map(|n| prism_host::sample::product(n, 7)).collect()
+    range.map(|n| prism_core::sample::product(n, 7)).collect()
 }
 
 pub(crate) fn sequences(records: &[Value]) -> Vec<String> {

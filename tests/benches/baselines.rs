@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
 use jaq_json::Val;
-use prism_host::change::Change;
+use prism_types::change::Change;
 
 const JQ: &str = r#"
 def touches($fs): . as $p | any($fs[]; . as $f |

@@ -16,17 +16,17 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use prism_core::breaker::BreakerConfig;
+use prism_core::dispatch::{Dispatcher, Progress, RunReport};
+use prism_core::receivers::ReceiverSet;
+use prism_core::sink::Outbox;
 use prism_e2e::{bodies, changes, register, sample, wasm};
-use prism_host::breaker::BreakerConfig;
-use prism_host::change::Change;
-use prism_host::dispatch::{Dispatcher, Progress, RunReport};
-use prism_host::engine::budget::MemoryBudget;
-use prism_host::engine::{EngineOptions, PluginEngine};
-use prism_host::limits::Limits;
-use prism_host::manifest::Mode;
-use prism_host::receivers::ReceiverSet;
-use prism_host::registry::LocalRegistry;
-use prism_host::sink::Outbox;
+use prism_engine::budget::MemoryBudget;
+use prism_engine::{EngineOptions, PluginEngine};
+use prism_types::change::Change;
+use prism_types::limits::Limits;
+use prism_types::manifest::Mode;
+use prism_types::registry::LocalRegistry;
 
 const THREADS: usize = 2;
 
@@ -62,7 +62,7 @@ fn peak_mib() -> u64 {
 
 fn engine() -> PluginEngine {
     PluginEngine::new(&EngineOptions {
-        max_instances: prism_host::lambda::max_instances(THREADS),
+        max_instances: prism_lambda::max_instances(THREADS),
         ..EngineOptions::default()
     })
     .unwrap()
@@ -178,7 +178,7 @@ fn main() {
     let formula = MemoryBudget {
         total_mib: 0,
         threads: THREADS,
-        max_instances: prism_host::lambda::max_instances(THREADS),
+        max_instances: prism_lambda::max_instances(THREADS),
     }
     .worst_case_mib(&limits);
     println!(

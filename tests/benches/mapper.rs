@@ -14,13 +14,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use prism_core::mapping::local::{LocalModel, LocalShadow};
+use prism_core::mapping::record::to_shadow_change;
+use prism_core::mapping::{ModelBuilder, WriteTally};
+use prism_core::sample::{SampleOptions, shadow};
 use prism_e2e::{catalog_manifest, read, wasm};
-use prism_host::change::ChangeKind;
-use prism_host::engine::{EngineOptions, PluginEngine, ShadowChange};
-use prism_host::mapping::local::{LocalModel, LocalShadow};
-use prism_host::mapping::record::to_shadow_change;
-use prism_host::mapping::{ModelBuilder, WriteTally};
-use prism_host::sample::{SampleOptions, shadow};
+use prism_engine::{EngineOptions, PluginEngine, ShadowChange};
+use prism_types::change::ChangeKind;
 use serde_json::{Value, json};
 
 fn builder(engine: &PluginEngine) -> (Arc<LocalShadow>, Arc<LocalModel>, ModelBuilder) {

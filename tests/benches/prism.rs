@@ -25,18 +25,18 @@ use std::time::{Duration, Instant};
 #[cfg(feature = "baselines")]
 mod baselines;
 
+use prism_core::dispatch::{Dispatcher, Progress, RunOptions, RunReport, to_wit};
+use prism_core::outputs::OutputMemory;
+use prism_core::receivers::ReceiverSet;
+use prism_core::sample::{SampleOptions, StreamWriter, product};
+use prism_core::sink::{DeadLetter, Envelope, Sink, SinkError};
 use prism_e2e::wasm;
-use prism_host::change::Change;
-use prism_host::dispatch::{Dispatcher, Progress, RunOptions, RunReport, to_wit};
-use prism_host::engine::{EngineOptions, PluginEngine, WitChange};
-use prism_host::limits::Limits;
-use prism_host::manifest::Mode;
-use prism_host::outputs::OutputMemory;
-use prism_host::receivers::ReceiverSet;
-use prism_host::registry::LocalRegistry;
-use prism_host::sample::{SampleOptions, StreamWriter, product};
-use prism_host::sink::{DeadLetter, Envelope, Sink, SinkError};
+use prism_engine::{EngineOptions, PluginEngine, WitChange};
 use prism_sdk::{Image, Message, Receiver};
+use prism_types::change::Change;
+use prism_types::limits::Limits;
+use prism_types::manifest::Mode;
+use prism_types::registry::LocalRegistry;
 use serde_json::json;
 
 struct Null;
@@ -139,8 +139,8 @@ fn us(d: Duration, n: usize) -> f64 {
 }
 
 fn sample_changes(products: usize) -> Vec<Change> {
-    let text = prism_host::sample::stream(SampleOptions { products, seed: 42 }).to_json_lines();
-    prism_host::input::parse(&text, "sample").changes
+    let text = prism_core::sample::stream(SampleOptions { products, seed: 42 }).to_json_lines();
+    prism_types::input::parse(&text, "sample").changes
 }
 
 /// The host's change as the SDK gives it to a native plugin: images as JSON
@@ -486,7 +486,7 @@ fn throughput(products: usize) {
     for d in &docs {
         w.push(d["pk"].as_str().unwrap(), None, Some(d));
     }
-    let inserts = prism_host::input::parse(&w.to_json_lines(), "inserts").changes;
+    let inserts = prism_types::input::parse(&w.to_json_lines(), "inserts").changes;
     // A full refresh: every product rewritten with reworded English bullets
     // (offered to the receivers interested in /texts, published by few),
     // 3 % with a new price.
@@ -500,13 +500,13 @@ fn throughput(products: usize) {
         }
         w.push(d["pk"].as_str().unwrap(), Some(&old), Some(d));
     }
-    let refresh = prism_host::input::parse(&w.to_json_lines(), "refresh").changes;
+    let refresh = prism_types::input::parse(&w.to_json_lines(), "refresh").changes;
     // A full refresh that changes nothing: every product rewritten as it is.
     let mut w = StreamWriter::new();
     for d in &docs {
         w.push(d["pk"].as_str().unwrap(), Some(d), Some(d));
     }
-    let noop = prism_host::input::parse(&w.to_json_lines(), "no-op").changes;
+    let noop = prism_types::input::parse(&w.to_json_lines(), "no-op").changes;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     println!();
@@ -570,7 +570,7 @@ fn throughput(products: usize) {
         ("full refresh, 3 % new prices", &on_refresh),
         ("no-op full refresh", &on_noop),
     ] {
-        let sum = |f: fn(&prism_host::dispatch::ReceiverStats) -> u64| {
+        let sum = |f: fn(&prism_core::dispatch::ReceiverStats) -> u64| {
             r.receivers.values().map(f).sum::<u64>()
         };
         println!(

@@ -1,0 +1,148 @@
+//! The AWS backends, each behind a trait of `prism-core` (or the engine's
+//! artifact cache): the registry in DynamoDB with hot reload ([`reload`]),
+//! plugin artifacts in S3, the SQS sink, the retry ledger, output dedup
+//! state, the spool, the shadow and model tables, the read API's model
+//! reads, and the model table's stream read through the Streams API.
+//!
+//! Clients use the standard AWS config chain (env, profile, IMDS/ECS/Lambda
+//! role), rustls with the ring provider, and an optional endpoint URL for
+//! emulators such as moto.
+
+pub mod artifacts;
+pub mod batch;
+pub mod item;
+pub mod ledger;
+pub mod model_store;
+pub mod outputs;
+pub mod read_model;
+pub mod registry;
+pub mod reload;
+pub mod shadow;
+pub mod spool;
+pub mod sqs;
+mod streams;
+
+pub use artifacts::{ArtifactError, ArtifactStore, Precompiled};
+pub use registry::{DynamoRegistry, Head, RegistryOpError, Version};
+pub use streams::{ShardCursor, StreamReadError, StreamReader, attr_json, item_json, record_json};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_http_client::{Builder, tls};
+
+/// Read the registry table and fetch every enabled receiver's component
+/// (and, when S3 has one for this engine, its precompiled artifact into the
+/// engine's compile cache). A receiver whose item or artifact cannot be read
+/// becomes a problem of its own; the others load.
+pub async fn snapshot(
+    registry: &DynamoRegistry,
+    store: &ArtifactStore,
+    engine: &prism_engine::PluginEngine,
+    cache_dir: &std::path::Path,
+) -> Result<prism_types::registry::Snapshot, RegistryOpError> {
+    use prism_types::registry::{Entry, RegistryError, Snapshot};
+    let mut snap = Snapshot::default();
+    for head in registry.heads().await? {
+        let head = match head {
+            Ok(h) => h,
+            Err(e) => {
+                snap.problems.push(RegistryError::Unavailable {
+                    origin: registry.table().to_owned(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let m = head.manifest.clone();
+        let origin = format!(
+            "dynamodb://{}/{} (v{})",
+            registry.table(),
+            m.receiver,
+            head.current
+        );
+        if !m.enabled {
+            snap.entries.push(Entry {
+                manifest: m,
+                origin,
+                wasm: Vec::new(),
+            });
+            continue;
+        }
+        let digest = m.plugin.digest;
+        match store.wasm(&digest, cache_dir).await {
+            Ok(wasm) => {
+                if let Some(path) = engine.cache_path(&digest) {
+                    let engine_hash = engine.compatibility_hash();
+                    let trusted = head.trusted_precompiled(engine_hash, &digest);
+                    match store
+                        .fetch_cwasm(engine_hash, &digest, &path, trusted)
+                        .await
+                    {
+                        Ok(Precompiled::Untrusted {
+                            key,
+                            actual,
+                            recorded,
+                        }) => {
+                            tracing::error!(receiver = %m.receiver, key = %key, %actual, %recorded, "discarding a precompiled artifact that is not the one recorded in the registry; compiling from the .wasm");
+                            snap.untrusted_artifacts.push(key);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(receiver = %m.receiver, error = %e, "no precompiled artifact; compiling");
+                        }
+                    }
+                }
+                snap.entries.push(Entry {
+                    manifest: m,
+                    origin,
+                    wasm,
+                });
+            }
+            Err(e) => snap.problems.push(RegistryError::Unavailable {
+                origin,
+                message: e.to_string(),
+            }),
+        }
+    }
+    Ok(snap)
+}
+
+/// Where to reach AWS.
+#[derive(Debug, Clone, Default)]
+pub struct AwsTarget {
+    /// An endpoint URL for every service (e.g. a moto server); `None` for AWS.
+    pub endpoint_url: Option<String>,
+    /// The region; `None` takes it from the config chain.
+    pub region: Option<String>,
+}
+
+/// Load the shared SDK config for `target`.
+pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
+    let http = Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    if let Some(url) = &target.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(r) = &target.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    loader.load().await
+}
+
+/// An S3 client; path-style addressing when an endpoint URL is set (emulators
+/// do not resolve bucket subdomains).
+pub fn s3_client(config: &SdkConfig, target: &AwsTarget) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(target.endpoint_url.is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// Render an SDK error with its whole chain (the service's code and
+/// message, or the network cause), not just "service error".
+pub fn sdk_error<E: std::error::Error + 'static>(e: &E) -> String {
+    aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()
+}

@@ -1,0 +1,463 @@
+//! The spool in DynamoDB: batch buffers and retry lanes for the Lambda.
+//!
+//! One table, partition key `lane` (S), sort key `entry` (S):
+//! - an entry of a lane: `entry` is its sequence, zero-padded to 48 digits
+//!   so text order is numeric; `change` (S, JSON), `spooled_ms` (N), `bytes` (N);
+//! - the lane's claim: `entry = "~claim"` (sorts after every sequence):
+//!   `lease_until`, `members`, `sent`, `digest`, `attempts`;
+//! - a *done* mark for every entry a lane removed, in the partition
+//!   `lane = "#done/<lane>"`, expiring (TTL [`EXPIRES_AT`]) after
+//!   [`prism_core::spool::DONE_MS`]: an append skips what a lane already handled;
+//! - an index of non-empty lanes in the partition `lane = "#index"`, one
+//!   item per lane (`entry` = lane name) with `count`, `bytes`, `oldest_ms`
+//!   and a `version` every append increments. One `Query` finds every open
+//!   lane; an index item is deleted only if no append came in since the
+//!   lane was seen empty (conditional on `version`), so a lane is never
+//!   forgotten while it has entries.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::batch::{Item, batch_get, batch_write, delete, put};
+use prism_core::spool::{
+    Appended, Claim, DONE_MS, LEASE_MS, Lane, LaneInfo, Spool, SpoolError, Spooled, now_ms,
+};
+
+/// Partition key: the lane name, or [`INDEX`] (S).
+pub const KEY_LANE: &str = "lane";
+/// Sort key: the padded sequence, [`CLAIM`], or (in the index) a lane name (S).
+pub const KEY_ENTRY: &str = "entry";
+/// The index partition.
+pub const INDEX: &str = "#index";
+/// A lane's claim item.
+pub const CLAIM: &str = "~claim";
+/// Prefix of the partitions holding lanes' done marks.
+pub const DONE_PREFIX: &str = "#done/";
+/// The TTL attribute of done marks (N, epoch seconds).
+pub const EXPIRES_AT: &str = "expires_at";
+/// The calls the dispatcher makes on the table. Terraform grants exactly these.
+pub const ACTIONS: &[&str] = &[
+    "dynamodb:Query",
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+];
+
+fn padded(sequence: &str) -> String {
+    format!("{sequence:0>48}")
+}
+
+fn unpadded(entry: &str) -> String {
+    match entry.trim_start_matches('0') {
+        "" => "0".to_owned(),
+        q => q.to_owned(),
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn key(lane: &str, entry: &str) -> Item {
+    HashMap::from([
+        (KEY_LANE.to_owned(), s(lane)),
+        (KEY_ENTRY.to_owned(), s(entry)),
+    ])
+}
+
+fn num(item: &Item, name: &str) -> u64 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .map_or(0, |v| v.max(0) as u64)
+}
+
+fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// A lane's totals from its index item.
+fn lane_info(item: &Item) -> LaneInfo {
+    LaneInfo {
+        count: num(item, "count"),
+        bytes: num(item, "bytes"),
+        oldest_ms: num(item, "oldest_ms"),
+    }
+}
+
+/// The spool table, used from blocking threads.
+#[derive(Debug, Clone)]
+pub struct DynamoSpool {
+    client: Client,
+    table: String,
+    handle: tokio::runtime::Handle,
+}
+
+impl DynamoSpool {
+    /// The table `table`; calls block the calling (non-runtime) thread on `handle`.
+    pub fn new(client: Client, table: impl Into<String>, handle: tokio::runtime::Handle) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            handle,
+        }
+    }
+
+    fn err(&self, lane: &Lane, message: String) -> SpoolError {
+        SpoolError {
+            store: format!("table {}", self.table),
+            lane: lane.to_string(),
+            message,
+        }
+    }
+
+    async fn query(&self, partition: &str, below: Option<&str>) -> Result<Vec<Item>, String> {
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .expression_attribute_names("#l", KEY_LANE)
+            .expression_attribute_values(":l", s(partition));
+        let q = match below {
+            Some(b) => q
+                .key_condition_expression("#l = :l AND #e < :b")
+                .expression_attribute_names("#e", KEY_ENTRY)
+                .expression_attribute_values(":b", s(b)),
+            None => q.key_condition_expression("#l = :l"),
+        };
+        q.into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<Item>, _>>()
+            .await
+            .map_err(|e| format!("Query: {}", super::sdk_error(&e)))
+    }
+
+    /// The lane's index item (its totals and version), read consistently.
+    async fn index_item(&self, name: &str) -> Result<Option<Item>, String> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(INDEX, name)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| format!("GetItem (index): {}", super::sdk_error(&e)))?;
+        Ok(out.item)
+    }
+
+    async fn entries(&self, lane: &Lane) -> Result<Vec<Spooled>, String> {
+        let items = self.query(&lane.to_string(), Some("~")).await?;
+        items
+            .iter()
+            .map(|item| {
+                let change = text(item, "change").ok_or("an entry has no change")?;
+                Ok(Spooled {
+                    sequence: unpadded(text(item, KEY_ENTRY).unwrap_or_default()),
+                    spooled_ms: num(item, "spooled_ms"),
+                    bytes: num(item, "bytes"),
+                    change: serde_json::from_str(change)
+                        .map_err(|e| format!("an entry's change is not JSON: {e}"))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn write_claim(&self, lane: &Lane, claim: &Claim, unlock: bool) -> Result<(), String> {
+        let mut u = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&lane.to_string(), CLAIM)))
+            .update_expression(if unlock {
+                "SET members = :m, sent = :s, digest = :d, attempts = :a, lease_until = :z"
+            } else {
+                "SET members = :m, sent = :s, digest = :d, attempts = :a"
+            })
+            .expression_attribute_values(
+                ":m",
+                AttributeValue::L(claim.members.iter().map(|m| s(m.as_str())).collect()),
+            )
+            .expression_attribute_values(":s", n(claim.sent))
+            .expression_attribute_values(":d", s(claim.digest.clone().unwrap_or_default()))
+            .expression_attribute_values(":a", n(claim.attempts));
+        if unlock {
+            u = u.expression_attribute_values(":z", n(0));
+        }
+        u.send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("UpdateItem (claim): {}", super::sdk_error(&e)))
+    }
+}
+
+impl Spool for DynamoSpool {
+    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError> {
+        let name = lane.to_string();
+        let done_lane = format!("{DONE_PREFIX}{name}");
+        self.handle
+            .block_on(async {
+                // What this lane handled already is not added again.
+                let marks = batch_get(
+                    &self.client,
+                    &self.table,
+                    entries
+                        .iter()
+                        .map(|e| key(&done_lane, &padded(&e.sequence)))
+                        .collect(),
+                )
+                .await?;
+                let now_s = now_ms() / 1000;
+                let done: std::collections::HashSet<String> = marks
+                    .iter()
+                    .filter(|m| num(m, EXPIRES_AT) > now_s)
+                    .filter_map(|m| text(m, KEY_ENTRY).map(str::to_owned))
+                    .collect();
+                let fresh: Vec<&Spooled> = entries
+                    .iter()
+                    .filter(|e| !done.contains(&padded(&e.sequence)))
+                    .collect();
+                if fresh.is_empty() {
+                    let a = self.index_item(&name).await?.unwrap_or_default();
+                    return Ok(Appended {
+                        added: 0,
+                        info: lane_info(&a),
+                    });
+                }
+                let requests = fresh
+                    .iter()
+                    .map(|e| {
+                        let mut item = key(&name, &padded(&e.sequence));
+                        item.insert("change".into(), s(e.change.to_string()));
+                        item.insert("spooled_ms".into(), n(e.spooled_ms));
+                        item.insert("bytes".into(), n(e.bytes));
+                        put(item)
+                    })
+                    .collect();
+                batch_write(&self.client, &self.table, requests).await?;
+                let oldest = fresh.iter().map(|e| e.spooled_ms).min().unwrap_or(0);
+                let out = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(INDEX, &name)))
+                    .update_expression(
+                        "ADD #c :c, bytes :b, version :one SET oldest_ms = if_not_exists(oldest_ms, :o)",
+                    )
+                    .expression_attribute_names("#c", "count")
+                    .expression_attribute_values(":c", n(fresh.len()))
+                    .expression_attribute_values(
+                        ":b",
+                        n(fresh.iter().map(|e| e.bytes).sum::<u64>()),
+                    )
+                    .expression_attribute_values(":one", n(1))
+                    .expression_attribute_values(":o", n(oldest))
+                    .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+                    .send()
+                    .await
+                    .map_err(|e| format!("UpdateItem (index): {}", super::sdk_error(&e)))?;
+                let a = out.attributes.unwrap_or_default();
+                Ok(Appended {
+                    added: fresh.len() as u64,
+                    info: lane_info(&a),
+                })
+            })
+            .map_err(|e: String| self.err(lane, e))
+    }
+
+    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError> {
+        self.handle
+            .block_on(self.entries(lane))
+            .map_err(|e| self.err(lane, e))
+    }
+
+    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+        let name = lane.to_string();
+        self.handle
+            .block_on(async {
+                let done_lane = format!("{DONE_PREFIX}{name}");
+                let expires = (now_ms() + DONE_MS) / 1000;
+                let mut requests: Vec<_> = sequences
+                    .iter()
+                    .map(|q| delete(key(&name, &padded(q))))
+                    .collect();
+                requests.extend(sequences.iter().map(|q| {
+                    let mut mark = key(&done_lane, &padded(q));
+                    mark.insert(EXPIRES_AT.into(), n(expires));
+                    put(mark)
+                }));
+                batch_write(&self.client, &self.table, requests).await?;
+                // Read the version before looking at what is left: an append
+                // after this read bumps it, and the index item then stays.
+                let index = self.index_item(&name).await?;
+                let version = index.as_ref().map_or(0, |i| num(i, "version"));
+                let left = self.entries(lane).await?;
+                // A lost race (condition failed) means an append came in;
+                // its totals stand.
+                if left.is_empty() {
+                    let r = self
+                        .client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key(INDEX, &name)))
+                        .condition_expression("version = :v")
+                        .expression_attribute_values(":v", n(version))
+                        .send()
+                        .await;
+                    if let Err(e) = r
+                        && !e
+                            .as_service_error()
+                            .is_some_and(|s| s.is_conditional_check_failed_exception())
+                    {
+                        return Err(format!("DeleteItem (index): {}", super::sdk_error(&e)));
+                    }
+                } else {
+                    let r = self
+                        .client
+                        .update_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key(INDEX, &name)))
+                        .update_expression("SET #c = :c, bytes = :b, oldest_ms = :o")
+                        .condition_expression("version = :v")
+                        .expression_attribute_names("#c", "count")
+                        .expression_attribute_values(":c", n(left.len()))
+                        .expression_attribute_values(
+                            ":b",
+                            n(left.iter().map(|e| e.bytes).sum::<u64>()),
+                        )
+                        .expression_attribute_values(
+                            ":o",
+                            n(left.iter().map(|e| e.spooled_ms).min().unwrap_or(0)),
+                        )
+                        .expression_attribute_values(":v", n(version))
+                        .send()
+                        .await;
+                    if let Err(e) = r
+                        && !e
+                            .as_service_error()
+                            .is_some_and(|s| s.is_conditional_check_failed_exception())
+                    {
+                        return Err(format!("UpdateItem (index): {}", super::sdk_error(&e)));
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e: String| self.err(lane, e))
+    }
+
+    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, SpoolError> {
+        let items = self
+            .handle
+            .block_on(self.query(INDEX, None))
+            .map_err(|e| SpoolError {
+                store: format!("table {}", self.table),
+                lane: INDEX.into(),
+                message: e,
+            })?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let lane = Lane::parse(text(item, KEY_ENTRY)?)?;
+                Some((lane, lane_info(item)))
+            })
+            .collect())
+    }
+
+    fn claim(&self, lane: &Lane, now_ms: u64, steal: bool) -> Result<Option<Claim>, SpoolError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&lane.to_string(), CLAIM)))
+            .update_expression("SET lease_until = :l")
+            .expression_attribute_values(":l", n(now_ms + LEASE_MS))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        if !steal {
+            update = update
+                .condition_expression("attribute_not_exists(lease_until) OR lease_until <= :now")
+                .expression_attribute_values(":now", n(now_ms));
+        }
+        let out = self.handle.block_on(update.send());
+        match out {
+            Ok(out) => {
+                let a = out.attributes.unwrap_or_default();
+                Ok(Some(Claim {
+                    members: a
+                        .get("members")
+                        .and_then(|m| m.as_l().ok())
+                        .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+                        .unwrap_or_default(),
+                    sent: num(&a, "sent") as usize,
+                    digest: text(&a, "digest")
+                        .filter(|d| !d.is_empty())
+                        .map(str::to_owned),
+                    attempts: num(&a, "attempts") as u32,
+                }))
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.err(
+                lane,
+                format!("UpdateItem (claim): {}", super::sdk_error(&e)),
+            )),
+        }
+    }
+
+    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError> {
+        self.handle
+            .block_on(self.write_claim(lane, claim, false))
+            .map_err(|e| self.err(lane, e))
+    }
+
+    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError> {
+        self.handle
+            .block_on(self.write_claim(lane, claim, true))
+            .map_err(|e| self.err(lane, e))
+    }
+
+    fn release(&self, lane: &Lane) -> Result<(), SpoolError> {
+        self.handle
+            .block_on(
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&lane.to_string(), CLAIM)))
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| {
+                self.err(
+                    lane,
+                    format!("DeleteItem (claim): {}", super::sdk_error(&e)),
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_sort_below_the_claim_as_numbers() {
+        assert!(padded("99") < padded("100"));
+        assert!(padded(&"9".repeat(48)).as_str() < CLAIM);
+        assert!(padded(&"9".repeat(48)).as_str() < "~");
+    }
+}

@@ -1,0 +1,305 @@
+//! The dispatch core: every change to every enabled receiver.
+//!
+//! - Receivers run in parallel on all cores. Work is split into units of
+//!   (receiver, key shard): each unit handles its changes in input order, so
+//!   order per (receiver, product key) is kept while different keys and
+//!   receivers run side by side. A batched receiver is one unit.
+//! - Each change runs in a fresh sandbox: `accepts`, then `format`.
+//! - A failure (reject, trap, timeout, over-limit, malformed output, retries
+//!   exhausted) affects only that receiver's handling of that change: it is
+//!   parked as a dead letter naming the receiver, plugin digest, key and
+//!   sequence, and everything else carries on.
+//! - A destination that is down is different: parking there would fail too.
+//!   By default (local runs) the change is parked as a `delivery` dead letter
+//!   elsewhere if the sink can; with [`Dispatcher::hold_unavailable`] (the
+//!   Lambda) the receiver's unit stops instead and reports the change, and
+//!   every later one of that unit, as *held*: not handled, to be retried.
+//!   Other receivers and other products carry on. With a spool
+//!   ([`RunOptions::lanes`]) the held change goes to the receiver's retry
+//!   lane for that product instead, later changes of the product wait in
+//!   the lane behind it, and [`tick`] retries the lanes in order.
+//! - Batched receivers: with a spool, accepted changes are buffered durably
+//!   and flushed by limit (here, or by [`tick`]); without one, windows are
+//!   formatted within the run and the last one at its end.
+
+mod batch;
+mod lanes;
+mod stats;
+mod worker;
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub use lanes::{MAX_LANE_ATTEMPTS, TickOptions, TickReport, tick};
+pub use stats::ReceiverStats;
+pub use worker::change_json;
+
+use crate::receivers::ReceiverSet;
+use crate::sink::Sink;
+use prism_engine::{WitChange, WitChangeKind};
+use prism_types::change::{Change, ChangeKind};
+
+/// Counts receiver-changes done, for a progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Receiver-changes handled so far.
+    pub done: AtomicU64,
+    /// Receiver-changes in the run.
+    pub total: AtomicU64,
+}
+
+/// Dispatch settings.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    /// Worker threads (default: all cores).
+    pub threads: usize,
+    /// How often a change the plugin asks to retry is tried again before it
+    /// is parked.
+    pub max_retries: u32,
+    /// When a destination is unavailable, hold the change (and the rest of
+    /// its unit) for a retry instead of parking it.
+    pub hold_unavailable: bool,
+    /// When a receiver is quarantined, and for how long.
+    pub breaker: crate::breaker::BreakerConfig,
+    /// Start no plugin call after this instant (an invocation's deadline,
+    /// less what finishing takes): the changes not yet run are held, so the
+    /// caller reports them for a retry instead of running into a timeout.
+    pub stop_at: Option<Instant>,
+}
+
+impl Default for Dispatcher {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_retries: 2,
+            hold_unavailable: false,
+            breaker: crate::breaker::BreakerConfig::default(),
+            stop_at: None,
+        }
+    }
+}
+
+/// Which (receiver, change index) pairs an earlier attempt already handled.
+pub type AlreadyHandled<'a> = &'a (dyn Fn(&str, usize) -> bool + Sync);
+
+/// What a run may know beyond its changes.
+#[derive(Clone, Copy)]
+pub struct RunOptions<'a> {
+    /// Pairs an earlier attempt handled: not run again (a retried batch).
+    pub already: AlreadyHandled<'a>,
+    /// The last output delivered per (receiver, key): identical outputs are
+    /// not sent again. `None`: no dedup.
+    pub outputs: Option<&'a crate::outputs::OutputMemory>,
+    /// The spool: batched receivers buffer there (durably) instead of
+    /// formatting windows within the run, and held changes go to retry
+    /// lanes instead of failing the run. `None`: windows end with the run,
+    /// held changes are reported as held.
+    pub lanes: Option<&'a Lanes<'a>>,
+    /// Hold a change whose plugin is still asking to retry after
+    /// `max_retries`, rather than parking it (a retry lane's next try).
+    pub hold_retry: bool,
+    /// Hold a quarantined receiver's changes rather than parking them (a
+    /// retry lane's next try: they stay in the lane).
+    pub hold_quarantined: bool,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        Self {
+            already: &|_, _| false,
+            outputs: None,
+            lanes: None,
+            hold_retry: false,
+            hold_quarantined: false,
+        }
+    }
+}
+
+/// The spool as a run uses it.
+pub struct Lanes<'a> {
+    /// Where buffers and retry lanes live.
+    pub spool: &'a dyn crate::spool::Spool,
+    /// Retry lanes open when the run started, as (receiver, key): a change
+    /// for one of them waits in the lane behind the earlier ones.
+    pub open: HashSet<(String, String)>,
+    /// The time the run spools at (ms since the Unix epoch).
+    pub now_ms: u64,
+}
+
+impl<'a> Lanes<'a> {
+    /// Read the open retry lanes of `spool`.
+    pub fn open(
+        spool: &'a dyn crate::spool::Spool,
+        now_ms: u64,
+    ) -> Result<Self, crate::spool::SpoolError> {
+        let open = spool
+            .lanes()?
+            .into_iter()
+            .filter_map(|(lane, _)| match lane {
+                crate::spool::Lane::Retry { receiver, key } => Some((receiver, key)),
+                crate::spool::Lane::Buffer { .. } => None,
+            })
+            .collect();
+        Ok(Self {
+            spool,
+            open,
+            now_ms,
+        })
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Per receiver, sorted by id.
+    pub receivers: BTreeMap<String, ReceiverStats>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl RunReport {
+    /// Errors over all receivers.
+    pub fn errors(&self) -> u64 {
+        self.receivers.values().map(ReceiverStats::errors).sum()
+    }
+
+    /// The first change index some receiver holds for a retry, if any.
+    pub fn first_held(&self) -> Option<usize> {
+        self.receivers
+            .values()
+            .filter_map(|s| s.held.iter().min().copied())
+            .min()
+    }
+}
+
+/// Work for one thread at a time.
+enum Unit {
+    Immediate { receiver: usize, shard: usize },
+    Batch { receiver: usize },
+}
+
+impl Dispatcher {
+    /// Run `changes` (in stream order) through every active receiver of `set`.
+    pub fn run(
+        &self,
+        set: &ReceiverSet,
+        changes: &[Change],
+        sink: &dyn Sink,
+        progress: &Progress,
+    ) -> RunReport {
+        self.run_with(set, changes, sink, progress, RunOptions::default())
+    }
+
+    /// Like [`Self::run`], with what the run may know beyond its changes:
+    /// pairs an earlier attempt handled, and the output dedup state.
+    pub fn run_with(
+        &self,
+        set: &ReceiverSet,
+        changes: &[Change],
+        sink: &dyn Sink,
+        progress: &Progress,
+        opts: RunOptions<'_>,
+    ) -> RunReport {
+        let started = Instant::now();
+        let threads = self.threads.max(1);
+        let shards = threads * 4;
+        let wit: Vec<WitChange> = changes.iter().map(to_wit).collect();
+        let shard_of: Vec<usize> = changes.iter().map(|c| shard(&c.key, shards)).collect();
+        progress
+            .total
+            .fetch_add((changes.len() * set.active.len()) as u64, Ordering::Relaxed);
+
+        // Batched receivers first: each is one long unit.
+        let mut units = Vec::new();
+        for (i, r) in set.active.iter().enumerate() {
+            if matches!(r.manifest.mode, prism_types::manifest::Mode::Batch { .. }) {
+                units.push(Unit::Batch { receiver: i });
+            }
+        }
+        for (i, r) in set.active.iter().enumerate() {
+            if !matches!(r.manifest.mode, prism_types::manifest::Mode::Batch { .. }) {
+                units.extend((0..shards).map(|shard| Unit::Immediate { receiver: i, shard }));
+            }
+        }
+
+        let ctx = worker::Context {
+            changes,
+            wit: &wit,
+            sink,
+            progress,
+            max_retries: self.max_retries,
+            hold_unavailable: self.hold_unavailable,
+            already: opts.already,
+            outputs: opts.outputs,
+            lanes: opts.lanes,
+            hold_retry: opts.hold_retry,
+            hold_quarantined: opts.hold_quarantined,
+            breaker: &self.breaker,
+            stop_at: self.stop_at,
+        };
+        let next = AtomicUsize::new(0);
+        let totals: Mutex<BTreeMap<String, ReceiverStats>> = Mutex::new(
+            set.active
+                .iter()
+                .map(|r| (r.id().to_owned(), ReceiverStats::default()))
+                .collect(),
+        );
+        std::thread::scope(|s| {
+            for _ in 0..threads.min(units.len().max(1)) {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(unit) = units.get(i) else { break };
+                        let (r, stats) = match *unit {
+                            Unit::Immediate { receiver, shard } => {
+                                let r = &set.active[receiver];
+                                let idx = (0..changes.len()).filter(|&c| shard_of[c] == shard);
+                                (r, ctx.immediate(r, idx))
+                            }
+                            Unit::Batch { receiver } => {
+                                let r = &set.active[receiver];
+                                (r, ctx.batch(r))
+                            }
+                        };
+                        let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
+                        t.entry(r.id().to_owned()).or_default().merge(stats);
+                    }
+                });
+            }
+        });
+        let mut receivers = totals.into_inner().unwrap_or_else(|e| e.into_inner());
+        for st in receivers.values_mut() {
+            st.held.sort_unstable();
+        }
+        RunReport {
+            receivers,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+fn shard(key: &str, shards: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
+/// The change as the WIT contract carries it (built once, shared by all receivers).
+pub fn to_wit(c: &Change) -> WitChange {
+    WitChange {
+        key: c.key.clone(),
+        kind: match c.kind {
+            ChangeKind::Insert => WitChangeKind::Insert,
+            ChangeKind::Modify => WitChangeKind::Modify,
+            ChangeKind::Remove => WitChangeKind::Remove,
+        },
+        new_image: c.new_json.clone(),
+        old_image: c.old_json.clone(),
+        changed_paths: c.changed_paths.clone(),
+        sequence: c.sequence.clone(),
+        time_ms: c.time_ms,
+    }
+}

@@ -1,0 +1,493 @@
+//! What one worker does with one unit of work: immediate receivers change by
+//! change (batched receivers are in `batch.rs`), and the calls, delivery and
+//! parking both share.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use prism_sdk::{FormatError, Message};
+
+use super::{Progress, ReceiverStats};
+use crate::breaker::{Gate, Outcome, Transition};
+use crate::receivers::ActiveReceiver;
+use crate::sink::{DeadLetter, Envelope, Sink, SinkErrorKind};
+use crate::spool::{Lane, Spooled};
+use prism_engine::{CallError, GuestLog, Session, WitChange};
+use prism_types::change::Change;
+
+/// Shared, read-only state of a run.
+pub(super) struct Context<'a> {
+    pub changes: &'a [Change],
+    pub wit: &'a [WitChange],
+    pub sink: &'a dyn Sink,
+    pub progress: &'a Progress,
+    pub max_retries: u32,
+    /// Hold (rather than park) what an unavailable destination refused.
+    pub hold_unavailable: bool,
+    /// Pairs an earlier attempt handled.
+    pub already: super::AlreadyHandled<'a>,
+    /// Output dedup state.
+    pub outputs: Option<&'a crate::outputs::OutputMemory>,
+    /// The spool: batch buffers and retry lanes.
+    pub lanes: Option<&'a super::Lanes<'a>>,
+    /// Hold (rather than park) a change still asking to retry.
+    pub hold_retry: bool,
+    /// Hold (rather than park) a quarantined receiver's change.
+    pub hold_quarantined: bool,
+    /// When receivers are quarantined.
+    pub breaker: &'a crate::breaker::BreakerConfig,
+    /// Start no plugin call after this (see [`super::Dispatcher::stop_at`]).
+    pub stop_at: Option<Instant>,
+}
+
+/// A unit's sandbox kept for its next change, with how many it served.
+pub(super) type Warm = Option<(Session, u32)>;
+
+/// Whether a call that failed in a reused sandbox is worth one more try in
+/// a fresh one: anything but a timeout (a fresh sandbox does not make a
+/// loop shorter, and a retry would double the time a hostile plugin costs).
+fn retry_fresh(e: &CallError) -> bool {
+    e.kind() != "timeout"
+}
+
+/// How formatting one change (or window) ended.
+pub(super) enum Formatted {
+    Messages(Vec<Message>),
+    Failed { kind: &'static str, error: String },
+}
+
+impl Context<'_> {
+    /// Handle the changes at `indices` (in order) for an immediate receiver.
+    /// Once a change of a product is held, the product's later changes are
+    /// held behind it (in its retry lane, when there is a spool), so order
+    /// per key is kept across the retry; other products carry on.
+    pub fn immediate(
+        &self,
+        r: &ActiveReceiver,
+        indices: impl Iterator<Item = usize>,
+    ) -> ReceiverStats {
+        let mut st = ReceiverStats::default();
+        let mut stuck: HashSet<&str> = HashSet::new();
+        let mut warm: Warm = None;
+        for i in indices {
+            if !self.should_run(r, i, &mut st) {
+                continue;
+            }
+            if self.out_of_time() {
+                // Not started: reported for a retry (the ledger keeps what
+                // was handled, so the retry starts where this one stopped).
+                st.deferred += 1;
+                st.held.push(i);
+                continue;
+            }
+            let key = self.changes[i].key.as_str();
+            if stuck.contains(key) || self.lane_open(r, key) {
+                stuck.insert(key);
+                self.hold(r, &mut st, i);
+                continue;
+            }
+            st.seen += 1;
+            if !r.interested(&self.changes[i]) {
+                st.filtered += 1;
+                continue;
+            }
+            if let Gate::Open { remaining } = r.breaker.admit() {
+                st.quarantined += 1;
+                if !self.quarantined(r, &mut st, &[i], remaining) {
+                    stuck.insert(key);
+                    self.hold(r, &mut st, i);
+                }
+                continue;
+            }
+            let started = Instant::now();
+            let outcome = self
+                .accepts(r, i, &mut warm)
+                .map(|(accepted, session, used)| {
+                    if !accepted {
+                        warm = Some((session, used + 1));
+                        return None;
+                    }
+                    Some(self.format(
+                        r,
+                        session,
+                        used,
+                        &mut st,
+                        |s| s.format(&self.wit[i]),
+                        &self.changes[i],
+                        &mut warm,
+                    ))
+                });
+            st.plugin_time += started.elapsed();
+            let failure = match &outcome {
+                Ok(Some(Formatted::Failed { kind, .. })) => Some(*kind),
+                Err(e) => Some(e.kind()),
+                _ => None,
+            };
+            self.breaker_outcome(r, failure);
+            let handled = match outcome {
+                Ok(None) => {
+                    st.skipped += 1;
+                    true
+                }
+                Ok(Some(Formatted::Messages(msgs))) => {
+                    st.accepted += 1;
+                    self.deliver(r, &mut st, &[i], &msgs, r.manifest.dedup)
+                }
+                Ok(Some(Formatted::Failed { kind, error }))
+                    if kind == "retry-exhausted" && (self.hold_retry || self.lanes.is_some()) =>
+                {
+                    // Still asking to retry: try again later, in order.
+                    st.accepted += 1;
+                    st.error(kind, error);
+                    false
+                }
+                Ok(Some(Formatted::Failed { kind, error })) => {
+                    st.accepted += 1;
+                    self.park(r, &mut st, &[i], kind, &error)
+                }
+                Err(e) => {
+                    let error = self.describe(r, i, &e.to_string());
+                    self.park(r, &mut st, &[i], e.kind(), &error)
+                }
+            };
+            if !handled {
+                stuck.insert(key);
+                self.hold(r, &mut st, i);
+            }
+        }
+        st
+    }
+
+    /// Past [`Self::stop_at`]: start nothing new.
+    pub(super) fn out_of_time(&self) -> bool {
+        self.stop_at.is_some_and(|t| Instant::now() >= t)
+    }
+
+    /// Tell the receiver's breaker how a call went (`failure`: its error
+    /// kind), and log a quarantine or a recovery.
+    pub(super) fn breaker_outcome(&self, r: &ActiveReceiver, failure: Option<&str>) {
+        let outcome = failure.map_or(Outcome::Healthy, Outcome::of_kind);
+        match r.breaker.record(self.breaker, outcome) {
+            Transition::Opened(cool_down) => tracing::error!(
+                receiver = r.id(),
+                digest = %r.digest(),
+                failures = self.breaker.threshold,
+                cool_down_secs = cool_down.as_secs(),
+                last = failure.unwrap_or_default(),
+                "receiver quarantined: its plugin keeps failing; its changes wait without running it until a probe succeeds"
+            ),
+            Transition::Closed => {
+                tracing::warn!(receiver = r.id(), digest = %r.digest(), "receiver out of quarantine: a probe succeeded")
+            }
+            Transition::None => {}
+        }
+    }
+
+    /// A quarantined receiver's changes at `indices`: `false` to hold them
+    /// (in its retry lanes when there is a spool, or in the lane they came
+    /// from), else parked as `quarantined` dead letters.
+    pub(super) fn quarantined(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        indices: &[usize],
+        remaining: std::time::Duration,
+    ) -> bool {
+        if self.lanes.is_some() || self.hold_quarantined {
+            return false;
+        }
+        let error = self.describe(
+            r,
+            indices[0],
+            &format!(
+                "quarantined: its plugin failed {} times in a row; not run for another {} s",
+                self.breaker.threshold,
+                remaining.as_secs()
+            ),
+        );
+        self.park(r, st, indices, "quarantined", &error)
+    }
+
+    /// Does this receiver have a retry lane open for `key`?
+    fn lane_open(&self, r: &ActiveReceiver, key: &str) -> bool {
+        self.lanes.is_some_and(|l| {
+            !l.open.is_empty() && l.open.contains(&(r.id().to_owned(), key.to_owned()))
+        })
+    }
+
+    /// Hold change `i` for a retry: in the receiver's retry lane for its
+    /// product when there is a spool, else reported as held. A lane that
+    /// cannot be written is reported too: nothing is dropped.
+    fn hold(&self, r: &ActiveReceiver, st: &mut ReceiverStats, i: usize) {
+        let c = &self.changes[i];
+        if let Some(l) = self.lanes {
+            let lane = Lane::Retry {
+                receiver: r.id().to_owned(),
+                key: c.key.clone(),
+            };
+            match l.spool.append(&lane, &[Spooled::new(c, l.now_ms)]) {
+                Ok(a) if a.added == 0 => {
+                    // The lane handled it already (a retried stream batch).
+                    st.already_handled += 1;
+                    return;
+                }
+                Ok(_) => {
+                    tracing::info!(receiver = r.id(), key = %c.key, sequence = %c.sequence, "change waits in its retry lane");
+                    st.laned += 1;
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(receiver = r.id(), key = %c.key, sequence = %c.sequence, error = %e, "could not put a change in its retry lane; held");
+                    st.error("spool", e.to_string());
+                }
+            }
+        }
+        st.held.push(i);
+    }
+
+    /// Count change `i` and say whether to run it: not when an earlier
+    /// attempt handled it.
+    pub(super) fn should_run(&self, r: &ActiveReceiver, i: usize, st: &mut ReceiverStats) -> bool {
+        self.progress.done.fetch_add(1, Ordering::Relaxed);
+        if (self.already)(r.id(), i) {
+            st.already_handled += 1;
+            return false;
+        }
+        true
+    }
+
+    /// The unit's warm sandbox if it may serve another change (with a
+    /// fresh time budget), else a fresh one.
+    fn checkout(&self, r: &ActiveReceiver, warm: &mut Warm) -> Result<(Session, u32), CallError> {
+        if let Some((mut s, used)) = warm.take()
+            && used < r.manifest.limits.reuse
+        {
+            s.renew();
+            return Ok((s, used));
+        }
+        Ok((r.plugin.session(r.config.clone(), r.manifest.limits)?, 0))
+    }
+
+    /// Ask `accepts`; the session goes on to `format` (or back to `warm`).
+    /// A reused sandbox that fails is replaced by a fresh one and the change
+    /// tried once more, so earlier changes can never make this one fail.
+    pub(super) fn accepts(
+        &self,
+        r: &ActiveReceiver,
+        i: usize,
+        warm: &mut Warm,
+    ) -> Result<(bool, Session, u32), CallError> {
+        let (mut s, used) = self.checkout(r, warm)?;
+        let accepted = s.accepts(&self.wit[i]);
+        self.emit_logs(r, &self.changes[i], s.take_logs());
+        match accepted {
+            Ok(a) => Ok((a, s, used)),
+            Err(e) if used > 0 && retry_fresh(&e) => {
+                // At most one sandbox per worker: the failed one goes first.
+                drop(s);
+                let mut s = r.plugin.session(r.config.clone(), r.manifest.limits)?;
+                let accepted = s.accepts(&self.wit[i]);
+                self.emit_logs(r, &self.changes[i], s.take_logs());
+                Ok((accepted?, s, 0))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Call `call` (format or format-batch), retrying on `retry` with a fresh
+    /// session up to `max_retries` times. A session that served the call
+    /// cleanly goes back to `warm` (`used` changes so far).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn format(
+        &self,
+        r: &ActiveReceiver,
+        mut session: Session,
+        mut used: u32,
+        st: &mut ReceiverStats,
+        call: impl Fn(&mut Session) -> Result<Result<Vec<Message>, FormatError>, CallError>,
+        change: &Change,
+        warm: &mut Warm,
+    ) -> Formatted {
+        let mut attempt = 0;
+        loop {
+            let result = call(&mut session);
+            self.emit_logs(r, change, session.take_logs());
+            let failed = |kind, what: &str| Formatted::Failed {
+                kind,
+                error: self.describe_change(r, change, what),
+            };
+            let fresh = || r.plugin.session(r.config.clone(), r.manifest.limits);
+            match result {
+                Ok(Ok(msgs)) => {
+                    *warm = Some((session, used + 1));
+                    return Formatted::Messages(msgs);
+                }
+                Ok(Err(FormatError::Reject(reason))) => {
+                    *warm = Some((session, used + 1));
+                    return failed("rejected", &format!("rejected: {reason}"));
+                }
+                Ok(Err(FormatError::Retry(reason))) if attempt < self.max_retries => {
+                    attempt += 1;
+                    st.retries += 1;
+                    tracing::info!(receiver = r.id(), key = %change.key, sequence = %change.sequence, attempt, reason = %reason, "plugin asked to retry");
+                    drop(session);
+                    (session, used) = match fresh() {
+                        Ok(s) => (s, 0),
+                        Err(e) => return failed(e.kind(), &e.to_string()),
+                    };
+                }
+                Ok(Err(FormatError::Retry(reason))) => {
+                    return failed(
+                        "retry-exhausted",
+                        &format!("still asking to retry after {attempt} retries: {reason}"),
+                    );
+                }
+                Err(e) if used > 0 && retry_fresh(&e) => {
+                    drop(session);
+                    (session, used) = match fresh() {
+                        Ok(s) => (s, 0),
+                        Err(e) => return failed(e.kind(), &e.to_string()),
+                    };
+                }
+                Err(e) => return failed(e.kind(), &e.to_string()),
+            }
+        }
+    }
+
+    /// Deliver the messages of the changes at `indices` (one change, or a
+    /// batch window: keyed by its first change, sequenced by its last).
+    pub(super) fn deliver(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        indices: &[usize],
+        msgs: &[Message],
+        dedup: bool,
+    ) -> bool {
+        if msgs.is_empty() {
+            return true;
+        }
+        let c = &self.changes[indices[0]];
+        let sequence = self.changes[*indices.last().expect("at least one change")]
+            .sequence
+            .as_str();
+        let i = indices[0];
+        let outputs = self.outputs.filter(|_| dedup);
+        let hash = outputs.map(|_| crate::outputs::hash_messages(msgs));
+        if let (Some(o), Some(h)) = (outputs, &hash)
+            && o.unchanged(r.id(), &c.key, h)
+        {
+            st.suppressed += msgs.len() as u64;
+            return true;
+        }
+        let envelopes: Vec<Envelope<'_>> = msgs
+            .iter()
+            .enumerate()
+            .map(|(index, message)| Envelope {
+                receiver: r.id(),
+                key: &c.key,
+                sequence,
+                ordinal: i as u64 + 1,
+                index,
+                message,
+                digest: r.digest(),
+                window: None,
+            })
+            .collect();
+        match self.sink.deliver(&envelopes) {
+            Ok(()) => {
+                st.messages += msgs.len() as u64;
+                st.bytes += msgs.iter().map(|m| m.body.len() as u64).sum::<u64>();
+                if let (Some(o), Some(h)) = (outputs, hash) {
+                    o.record(r.id(), &c.key, sequence, h);
+                }
+                true
+            }
+            Err(e) if self.hold_unavailable && e.kind == SinkErrorKind::Unavailable => {
+                tracing::warn!(receiver = r.id(), key = %c.key, sequence, error = %e, "destination unavailable; change held for a retry");
+                st.error("delivery", self.describe(r, i, &e.to_string()));
+                false
+            }
+            Err(e) => {
+                let error = self.describe(r, i, &e.to_string());
+                self.park(r, st, indices, e.kind.as_str(), &error)
+            }
+        }
+    }
+
+    pub(super) fn park(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        indices: &[usize],
+        kind: &str,
+        error: &str,
+    ) -> bool {
+        tracing::warn!(receiver = r.id(), digest = %r.digest(), kind, error, "change parked as a dead letter");
+        st.error(kind, error.to_owned());
+        for &i in indices {
+            let c = &self.changes[i];
+            let dead = DeadLetter {
+                receiver: r.id().to_owned(),
+                plugin_digest: Some(r.digest().to_string()),
+                key: c.key.clone(),
+                sequence: c.sequence.clone(),
+                ordinal: i as u64 + 1,
+                error_kind: kind.to_owned(),
+                error: error.to_owned(),
+                change: change_json(c),
+            };
+            if let Err(e) = self.sink.park(&dead) {
+                // Nowhere left to put it: make it loud, count it, and hold it
+                // for a retry where the caller can.
+                tracing::error!(receiver = r.id(), key = %c.key, sequence = %c.sequence, error = %e, "could not park a dead letter");
+                st.error(
+                    "park",
+                    format!("could not park {}/{}: {e}", c.key, c.sequence),
+                );
+                if self.hold_unavailable {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    pub(super) fn describe(&self, r: &ActiveReceiver, i: usize, what: &str) -> String {
+        self.describe_change(r, &self.changes[i], what)
+    }
+
+    fn describe_change(&self, r: &ActiveReceiver, c: &Change, what: &str) -> String {
+        format!(
+            "receiver {} (plugin {}) on key {} sequence {}: {what}",
+            r.id(),
+            r.digest(),
+            c.key,
+            c.sequence
+        )
+    }
+
+    fn emit_logs(&self, r: &ActiveReceiver, c: &Change, logs: Vec<GuestLog>) {
+        for l in logs {
+            let fields = l
+                .fields
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let (receiver, key, sequence, message) = (
+                r.id(),
+                c.key.as_str(),
+                c.sequence.as_str(),
+                l.message.as_str(),
+            );
+            prism_engine::plugin_log!(l.level, receiver, key, sequence, fields; "{message}");
+        }
+    }
+}
+
+/// The change as it is parked: everything needed to replay it.
+pub fn change_json(c: &Change) -> serde_json::Value {
+    c.to_json()
+}

@@ -1,0 +1,110 @@
+//! Where messages go. The dispatcher talks to a [`Sink`]; the local outbox
+//! implements it for local runs, the SQS sink on AWS.
+
+mod outbox;
+
+pub use outbox::Outbox;
+
+use prism_sdk::Message;
+use serde::Serialize;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prism_types::digest::Digest;
+use prism_types::manifest::Destination;
+
+/// Makes the sink for one batch, given where each receiver's messages go
+/// (`prism_aws::sqs::SqsDelivery` on AWS).
+pub trait Delivery: Send + Sync {
+    /// A sink delivering to `destinations` (receiver → queues).
+    fn sink(&self, destinations: HashMap<String, Destination>) -> Arc<dyn Sink>;
+}
+
+/// One message on its way to a receiver, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Envelope<'a> {
+    /// The receiver.
+    pub receiver: &'a str,
+    /// The product key (for a batch: the first change's key).
+    pub key: &'a str,
+    /// The stream sequence number (for a batch: the last change's).
+    pub sequence: &'a str,
+    /// Position of the (first) change in this run's input, 1-based: orders messages.
+    pub ordinal: u64,
+    /// Index of this message among those of the same change or batch.
+    pub index: usize,
+    /// The message itself.
+    pub message: &'a Message,
+    /// The plugin that made it.
+    pub digest: &'a Digest,
+    /// For a flushed batch buffer: the window's id (`<first>-<last>`
+    /// sequence), the same however often the flush is tried.
+    pub window: Option<&'a str>,
+}
+
+/// A change a receiver could not take, parked where it can be seen and replayed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// The receiver.
+    pub receiver: String,
+    /// The plugin digest, when a plugin was involved.
+    pub plugin_digest: Option<String>,
+    /// Product key.
+    pub key: String,
+    /// Stream sequence number.
+    pub sequence: String,
+    /// Position in this run's input (1-based).
+    pub ordinal: u64,
+    /// `rejected`, `retry-exhausted`, `timeout`, `memory-limit`, `trap`, …
+    pub error_kind: String,
+    /// The full error message.
+    pub error: String,
+    /// The original change (key, kind, images, changed paths, sequence, time).
+    pub change: serde_json::Value,
+}
+
+/// A delivery failure.
+#[derive(Debug, thiserror::Error)]
+#[error("delivery to {receiver} failed: {message}")]
+pub struct SinkError {
+    /// The receiver.
+    pub receiver: String,
+    /// What happened.
+    pub message: String,
+    /// Whether trying again could help.
+    pub kind: SinkErrorKind,
+}
+
+/// What kind of delivery failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkErrorKind {
+    /// The destination is unreachable, missing or failing: retrying may help.
+    Unavailable,
+    /// The message can never be sent as it is (over the size limit).
+    TooLarge,
+}
+
+impl SinkErrorKind {
+    /// The dead-letter kind for this failure.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unavailable => "delivery",
+            Self::TooLarge => "too-large",
+        }
+    }
+}
+
+/// A destination for messages and dead letters.
+pub trait Sink: Send + Sync {
+    /// Deliver the messages of one change (or one batch), in order.
+    fn deliver(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError>;
+    /// Park a change that a receiver could not take.
+    fn park(&self, dead: &DeadLetter) -> Result<(), SinkError>;
+    /// Would these messages be accepted as they are (size limits)? Checked
+    /// before a flush sends anything, so an oversized window can be split.
+    fn check(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError> {
+        let _ = envelopes;
+        Ok(())
+    }
+}

@@ -1,0 +1,335 @@
+//! The local spool: in memory, or kept in one JSON file (`DIR/spool.json`)
+//! that is rewritten atomically (write a temporary file, then rename) after
+//! every change, so a process killed at any point leaves either the old or
+//! the new state, never half of one.
+//!
+//! A state directory serves one prism process at a time, so leases only
+//! keep this process's threads apart and are not written to the file: a
+//! process that was killed leaves its claims (progress) but no lease.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Appended, Claim, LEASE_MS, Lane, LaneInfo, Spool, SpoolError, Spooled};
+
+/// Sort key of an entry: the sequence, zero-padded so text order is numeric.
+fn padded(sequence: &str) -> String {
+    format!("{sequence:0>48}")
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    /// Lane name → padded sequence → entry.
+    lanes: BTreeMap<String, BTreeMap<String, Spooled>>,
+    /// Lane name → claim and lease.
+    claims: BTreeMap<String, Held>,
+    /// Lane name → padded sequence → until when it counts as handled (ms).
+    #[serde(default)]
+    done: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Held {
+    claim: Claim,
+    #[serde(skip)]
+    lease_until: u64,
+}
+
+/// A spool in memory, optionally persisted to a file.
+#[derive(Debug)]
+pub struct LocalSpool {
+    state: Mutex<State>,
+    file: Option<PathBuf>,
+}
+
+impl Default for LocalSpool {
+    fn default() -> Self {
+        Self::memory()
+    }
+}
+
+impl LocalSpool {
+    /// A spool that lives as long as this process.
+    pub fn memory() -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            file: None,
+        }
+    }
+
+    /// The spool kept in `DIR/spool.json` (created on first write).
+    pub fn open(dir: &Path) -> Result<Self, SpoolError> {
+        let file = dir.join("spool.json");
+        let state = match std::fs::read_to_string(&file) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| SpoolError {
+                store: file.display().to_string(),
+                lane: "-".into(),
+                message: format!("not a prism spool file: {e}"),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => {
+                return Err(SpoolError {
+                    store: file.display().to_string(),
+                    lane: "-".into(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        Ok(Self {
+            state: Mutex::new(state),
+            file: Some(file),
+        })
+    }
+
+    fn store(&self) -> String {
+        self.file
+            .as_ref()
+            .map_or_else(|| "memory".to_owned(), |f| f.display().to_string())
+    }
+
+    /// Apply `f` to the state and persist it.
+    fn with<T>(&self, lane: &Lane, f: impl FnOnce(&mut State) -> T) -> Result<T, SpoolError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let out = f(&mut state);
+        if let Some(file) = &self.file {
+            let err = |e: std::io::Error| SpoolError {
+                store: self.store(),
+                lane: lane.to_string(),
+                message: e.to_string(),
+            };
+            let text = serde_json::to_vec(&*state).expect("spool state serializes");
+            prism_types::atomic::write(file, &text).map_err(err)?;
+        }
+        Ok(out)
+    }
+}
+
+fn info(entries: &BTreeMap<String, Spooled>) -> LaneInfo {
+    LaneInfo {
+        count: entries.len() as u64,
+        bytes: entries.values().map(|e| e.bytes).sum(),
+        oldest_ms: entries.values().map(|e| e.spooled_ms).min().unwrap_or(0),
+    }
+}
+
+impl Spool for LocalSpool {
+    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError> {
+        let now = super::now_ms();
+        self.with(lane, |s| {
+            let name = lane.to_string();
+            let done = s.done.get(&name);
+            let mut added = 0;
+            let l = s.lanes.entry(name.clone()).or_default();
+            for e in entries {
+                let key = padded(&e.sequence);
+                if done
+                    .and_then(|d| d.get(&key))
+                    .is_some_and(|&until| until > now)
+                {
+                    continue;
+                }
+                if let std::collections::btree_map::Entry::Vacant(v) = l.entry(key) {
+                    v.insert(e.clone());
+                    added += 1;
+                }
+            }
+            let info = info(l);
+            if l.is_empty() {
+                s.lanes.remove(&name);
+            }
+            Appended { added, info }
+        })
+    }
+
+    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError> {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(s.lanes
+            .get(&lane.to_string())
+            .map(|l| l.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+        let now = super::now_ms();
+        self.with(lane, |s| {
+            let name = lane.to_string();
+            let done = s.done.entry(name.clone()).or_default();
+            done.retain(|_, until| *until > now);
+            for q in sequences {
+                done.insert(padded(q), now + super::DONE_MS);
+            }
+            if let Some(l) = s.lanes.get_mut(&name) {
+                for q in sequences {
+                    l.remove(&padded(q));
+                }
+                if l.is_empty() {
+                    s.lanes.remove(&name);
+                }
+            }
+        })
+    }
+
+    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, SpoolError> {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(s.lanes
+            .iter()
+            .filter_map(|(name, l)| Some((Lane::parse(name)?, info(l))))
+            .collect())
+    }
+
+    fn claim(&self, lane: &Lane, now_ms: u64, steal: bool) -> Result<Option<Claim>, SpoolError> {
+        self.with(lane, |s| {
+            let held = s.claims.entry(lane.to_string()).or_default();
+            if held.lease_until > now_ms && !steal {
+                return None;
+            }
+            held.lease_until = now_ms + LEASE_MS;
+            Some(held.claim.clone())
+        })
+    }
+
+    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError> {
+        self.with(lane, |s| {
+            s.claims.entry(lane.to_string()).or_default().claim = claim.clone();
+        })
+    }
+
+    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError> {
+        self.with(lane, |s| {
+            s.claims.insert(
+                lane.to_string(),
+                Held {
+                    claim: claim.clone(),
+                    lease_until: 0,
+                },
+            );
+        })
+    }
+
+    fn release(&self, lane: &Lane) -> Result<(), SpoolError> {
+        self.with(lane, |s| {
+            s.claims.remove(&lane.to_string());
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(sequence: &str, ms: u64) -> Spooled {
+        Spooled {
+            sequence: sequence.into(),
+            spooled_ms: ms,
+            bytes: 10,
+            change: json!({"sequence": sequence}),
+        }
+    }
+
+    fn buffer() -> Lane {
+        Lane::Buffer {
+            receiver: "pricelist".into(),
+        }
+    }
+
+    #[test]
+    fn lanes_order_by_sequence_and_appends_are_idempotent() {
+        let s = LocalSpool::memory();
+        s.append(&buffer(), &[entry("10", 5), entry("9", 7)])
+            .unwrap();
+        let a = s.append(&buffer(), &[entry("10", 9)]).unwrap();
+        assert_eq!(
+            a,
+            Appended {
+                added: 0,
+                info: LaneInfo {
+                    count: 2,
+                    bytes: 20,
+                    oldest_ms: 5
+                }
+            }
+        );
+        let seqs: Vec<_> = s
+            .read(&buffer())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.sequence)
+            .collect();
+        assert_eq!(seqs, ["9", "10"]);
+        s.remove(&buffer(), &["9".into(), "10".into()]).unwrap();
+        assert!(s.lanes().unwrap().is_empty());
+        // A retried stream batch brings 9 and 10 again, and 11: only 11 is new.
+        let a = s
+            .append(&buffer(), &[entry("9", 1), entry("10", 1), entry("11", 1)])
+            .unwrap();
+        assert_eq!(a.added, 1);
+        let seqs: Vec<_> = s
+            .read(&buffer())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.sequence)
+            .collect();
+        assert_eq!(seqs, ["11"]);
+    }
+
+    #[test]
+    fn a_live_lease_keeps_others_out_and_progress_survives_unlock() {
+        let s = LocalSpool::memory();
+        let c = s.claim(&buffer(), 1000, false).unwrap().expect("free");
+        assert_eq!(c, Claim::default());
+        assert_eq!(s.claim(&buffer(), 2000, false).unwrap(), None, "leased");
+        assert_eq!(
+            s.claim(&buffer(), 2000, true).unwrap(),
+            Some(Claim::default()),
+            "stolen"
+        );
+        let progress = Claim {
+            members: vec!["1".into()],
+            sent: 3,
+            ..Claim::default()
+        };
+        s.save_claim(&buffer(), &progress).unwrap();
+        // The holder died: once the lease runs out the next one resumes it.
+        assert_eq!(
+            s.claim(&buffer(), 2000 + LEASE_MS + 1, false).unwrap(),
+            Some(progress.clone())
+        );
+        s.unlock(&buffer(), &progress).unwrap();
+        assert_eq!(s.claim(&buffer(), 0, false).unwrap(), Some(progress));
+        s.release(&buffer()).unwrap();
+        assert_eq!(
+            s.claim(&buffer(), 0, false).unwrap(),
+            Some(Claim::default())
+        );
+    }
+
+    #[test]
+    fn the_file_survives_a_reopen_and_a_bad_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalSpool::open(dir.path()).unwrap();
+        s.append(&buffer(), &[entry("1", 1)]).unwrap();
+        s.save_claim(
+            &buffer(),
+            &Claim {
+                sent: 2,
+                ..Claim::default()
+            },
+        )
+        .unwrap();
+        drop(s);
+        let s = LocalSpool::open(dir.path()).unwrap();
+        assert_eq!(s.read(&buffer()).unwrap(), [entry("1", 1)]);
+        // A new process: the progress is there, the lease is not.
+        assert_eq!(s.claim(&buffer(), 0, false).unwrap().unwrap().sent, 2);
+        std::fs::write(dir.path().join("spool.json"), "{").unwrap();
+        let err = LocalSpool::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("spool.json") && err.contains("not a prism spool file"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Durable, ordered lists of changes waiting for a receiver: the *spool*.
+//!
+//! Two kinds of lane live in it, both named by [`Lane`]:
+//! - a **batch buffer** per batched receiver: the changes it accepted and
+//!   has not had formatted yet, flushed through `format-batch` when a limit
+//!   (count, bytes, age) is reached;
+//! - a **retry lane** per (receiver, product key): a change that receiver
+//!   could not take now (its queue is down, its plugin keeps asking to
+//!   retry), and every later change of the same product behind it, retried
+//!   in order by the scheduled tick while other products and receivers carry on.
+//!
+//! A lane also has a *claim*: who is working on it (a lease), and for a
+//! buffer, the window being flushed and how many of its messages are out.
+//! The claim is what makes a flush that was killed midway resumable without
+//! losing or repeating anything.
+//!
+//! Stores: [`LocalSpool`] (in memory, or a JSON file under `prism run
+//! --state DIR`) and `prism_aws::spool::DynamoSpool` on AWS. The trait is
+//! blocking: it is called from the dispatcher's worker threads.
+
+mod local;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use prism_types::change::Change;
+
+pub use local::LocalSpool;
+
+/// One change waiting in a lane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spooled {
+    /// The change's stream sequence number (orders the lane).
+    pub sequence: String,
+    /// When it was put in the lane, ms since the Unix epoch (a buffer's age
+    /// is measured from its oldest entry's).
+    pub spooled_ms: u64,
+    /// Image bytes (a buffer's byte limit counts these).
+    pub bytes: u64,
+    /// The change, as [`Change::to_json`] writes it.
+    pub change: Value,
+}
+
+impl Spooled {
+    /// Spool `change` at `now_ms`.
+    pub fn new(change: &Change, now_ms: u64) -> Self {
+        Self {
+            sequence: change.sequence.clone(),
+            spooled_ms: now_ms,
+            bytes: change.image_bytes() as u64,
+            change: change.to_json(),
+        }
+    }
+
+    /// The change back.
+    pub fn to_change(&self) -> Result<Change, String> {
+        Change::from_json(&self.change)
+    }
+}
+
+/// Totals of a lane, for deciding whether a buffer is due.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneInfo {
+    /// Entries.
+    pub count: u64,
+    /// Image bytes of all entries.
+    pub bytes: u64,
+    /// When the oldest entry was spooled (ms since the Unix epoch).
+    pub oldest_ms: u64,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Entries added (not already in the lane, nor handled by it before).
+    pub added: u64,
+    /// The lane's totals afterwards.
+    pub info: LaneInfo,
+}
+
+/// How long a lane remembers the sequences it handled: past the stream's
+/// 24-hour retention, so no retry of a stream batch can bring one back.
+pub const DONE_MS: u64 = 48 * 3600 * 1000;
+
+/// Work in progress on a lane.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The window being flushed (sequences, in order); empty when no flush
+    /// is under way.
+    pub members: Vec<String>,
+    /// Messages of that window already delivered.
+    pub sent: usize,
+    /// Hash of the window's formatted output, to notice a plugin that
+    /// formats the same window differently on the second try.
+    pub digest: Option<String>,
+    /// Failed retries of the lane's head so far (retry lanes).
+    pub attempts: u32,
+}
+
+/// Which lane.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Lane {
+    /// A batched receiver's buffer.
+    Buffer {
+        /// The receiver.
+        receiver: String,
+    },
+    /// A receiver's retry lane for one product.
+    Retry {
+        /// The receiver.
+        receiver: String,
+        /// The product key.
+        key: String,
+    },
+}
+
+/// Name prefix of buffer lanes.
+pub const BUFFER_PREFIX: &str = "buffer/";
+/// Name prefix of retry lanes.
+pub const RETRY_PREFIX: &str = "retry/";
+
+impl Lane {
+    /// The receiver the lane belongs to.
+    pub fn receiver(&self) -> &str {
+        match self {
+            Lane::Buffer { receiver } | Lane::Retry { receiver, .. } => receiver,
+        }
+    }
+
+    /// Parse a lane name (`buffer/<receiver>` or `retry/<receiver>/<key>`;
+    /// receiver ids never contain `/`, keys may).
+    pub fn parse(name: &str) -> Option<Lane> {
+        if let Some(receiver) = name.strip_prefix(BUFFER_PREFIX) {
+            return (!receiver.is_empty() && !receiver.contains('/')).then(|| Lane::Buffer {
+                receiver: receiver.to_owned(),
+            });
+        }
+        let (receiver, key) = name.strip_prefix(RETRY_PREFIX)?.split_once('/')?;
+        (!receiver.is_empty()).then(|| Lane::Retry {
+            receiver: receiver.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for Lane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lane::Buffer { receiver } => write!(f, "{BUFFER_PREFIX}{receiver}"),
+            Lane::Retry { receiver, key } => write!(f, "{RETRY_PREFIX}{receiver}/{key}"),
+        }
+    }
+}
+
+/// A spool operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("spool {store}, lane {lane}: {message}")]
+pub struct SpoolError {
+    /// The store (a file path or a table name).
+    pub store: String,
+    /// The lane.
+    pub lane: String,
+    /// What failed.
+    pub message: String,
+}
+
+/// How long a claim's lease lasts: longer than any one flush or retry (the
+/// Lambda's longest timeout). A flush that died keeps its lanes this long,
+/// unless the next one breaks the lease (`prism flush --break-leases`).
+pub const LEASE_MS: u64 = 15 * 60 * 1000;
+
+/// A spool store. Every method is blocking.
+pub trait Spool: Send + Sync {
+    /// Add entries to a lane. Appending an entry the lane already has (same
+    /// sequence) is harmless, and one the lane removed (handled) within
+    /// [`DONE_MS`] is not added again: a stream batch retried after a crash
+    /// cannot put a flushed or delivered change back. Returns how many were
+    /// added and the lane's totals afterwards.
+    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError>;
+    /// Every entry of a lane, in sequence order.
+    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError>;
+    /// Remove entries (by sequence) as handled, remembering them for
+    /// [`DONE_MS`]; a lane left empty disappears from [`Self::lanes`].
+    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError>;
+    /// Every non-empty lane with its totals.
+    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, SpoolError>;
+    /// Take the lane's lease until `now_ms + LEASE_MS`: `None` when someone
+    /// else holds a live one (unless `steal`), else the claim left by the
+    /// last holder (a flush that was interrupted) or an empty one.
+    fn claim(&self, lane: &Lane, now_ms: u64, steal: bool) -> Result<Option<Claim>, SpoolError>;
+    /// Record progress under the lease.
+    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError>;
+    /// Give the lease up, keeping `claim` (progress, attempts) for the next holder.
+    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError>;
+    /// Drop the claim: the lane's work is done.
+    fn release(&self, lane: &Lane) -> Result<(), SpoolError>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A test hook: `PRISM_CRASH_AT=<point>` (or `<point>:<n>`, the n-th time)
+/// aborts the process at a named point, as a kill would. Used by the tests
+/// that kill a flush midway; unset, it costs one environment read.
+pub fn crash_point(point: &str) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static HITS: AtomicU32 = AtomicU32::new(0);
+    static TARGET: std::sync::OnceLock<Option<(String, u32)>> = std::sync::OnceLock::new();
+    let target = TARGET.get_or_init(|| {
+        let v = std::env::var("PRISM_CRASH_AT").ok()?;
+        Some(match v.split_once(':') {
+            Some((p, n)) => (p.to_owned(), n.parse().unwrap_or(1)),
+            None => (v, 1),
+        })
+    });
+    if let Some((p, n)) = target
+        && p == point
+        && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n
+    {
+        eprintln!("prism: PRISM_CRASH_AT={p}:{n} reached; aborting");
+        std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_names_round_trip() {
+        for lane in [
+            Lane::Buffer {
+                receiver: "pricelist".into(),
+            },
+            Lane::Retry {
+                receiver: "website".into(),
+                key: "P-1/a".into(),
+            },
+        ] {
+            assert_eq!(Lane::parse(&lane.to_string()), Some(lane));
+        }
+        assert_eq!(Lane::parse("buffer/"), None);
+        assert_eq!(Lane::parse("retry/website"), None);
+        assert_eq!(Lane::parse("other/x"), None);
+    }
+}

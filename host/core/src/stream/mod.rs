@@ -1,0 +1,395 @@
+//! One batch of DynamoDB stream records through every receiver, as the
+//! Lambda does it (and `prism dev`, which polls the stream itself).
+//!
+//! - Messages go to each receiver's SQS queue; what a receiver cannot take
+//!   (rejected, trapped, over a limit, too large for SQS) is parked in its
+//!   dead-letter queue with the original change, the error and the digest.
+//! - A queue that is down (or a plugin that keeps asking to retry) holds
+//!   the change for a retry. With a spool the change waits in the
+//!   receiver's retry lane for that product, later changes of the product
+//!   wait behind it, and everything else carries on; the scheduled tick
+//!   ([`StreamProcessor::tick`]) retries the lanes in order and flushes
+//!   batch buffers. Only what cannot be put in a lane fails its record: the
+//!   batch then reports it and every later record (`batchItemFailures`), so
+//!   Lambda sends them again. Nothing is acknowledged unless it was
+//!   delivered, parked or spooled.
+//! - The [`ledger`] remembers which receivers handled the reported records,
+//!   so the retry does not repeat their work.
+//! - A record that cannot be read at all is parked in the dispatcher's own
+//!   dead-letter queue when one is configured, and otherwise reported as
+//!   failed (the event source mapping's on-failure destination then keeps
+//!   it after its retries).
+
+mod deadline;
+pub mod ledger;
+pub mod metrics;
+mod outcome;
+mod records;
+mod routing;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::dispatch::{Dispatcher, Progress, RunReport};
+use crate::dispatch::{Lanes, RunOptions, TickOptions, TickReport};
+use crate::outputs::OutputMemory;
+use crate::outputs::OutputsTable;
+use crate::receivers::{ReceiverSet, Receivers, SourceError};
+use crate::sink::{Delivery, Sink};
+use crate::spool::Spool;
+use prism_engine::PluginEngine;
+use prism_types::change::Change;
+use prism_types::manifest::Mode;
+
+pub use deadline::{FINISH_RESERVE, stop_at};
+pub use ledger::{LedgerError, LedgerStore, MemoryLedger};
+pub use metrics::BatchNumbers;
+
+use records::{Record, read_records, readable};
+use routing::{Broken, deliverable, destinations, park_all, park_unreadable};
+
+/// The receiver name under which unreadable records are parked and remembered.
+pub const UNREADABLE: &str = "prism:unreadable";
+
+/// What a DynamoDB stream Lambda returns: the records to retry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamoDbEventResponse {
+    /// Failed records; Lambda retries from the lowest sequence number.
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+/// One failed record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItemFailure {
+    /// The record's sequence number.
+    pub item_identifier: String,
+}
+
+/// Why a whole batch could not be handled (Lambda retries all of it).
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The event is not a DynamoDB stream event.
+    #[error("malformed stream event: {0}")]
+    Malformed(String),
+    /// The registry has never been read, so no receiver is known.
+    #[error("no receivers loaded: {0}")]
+    Registry(#[from] SourceError),
+}
+
+/// Everything a warm dispatcher keeps between batches.
+pub struct StreamProcessor {
+    /// The Wasm engine (with its compile cache).
+    pub engine: PluginEngine,
+    /// The receivers.
+    pub receivers: Receivers,
+    /// Where messages and dead letters go (SQS on AWS).
+    pub delivery: Arc<dyn Delivery>,
+    /// The retry ledger.
+    pub ledger: Arc<dyn LedgerStore>,
+    /// Dispatch settings (hold mode is forced on).
+    pub dispatcher: Dispatcher,
+    /// Queue for records that cannot be read (name or URL).
+    pub unreadable_queue: Option<String>,
+    /// Write EMF metric lines to stdout.
+    pub emit_metrics: bool,
+    /// Output dedup state; `None`: every output is sent.
+    pub outputs: Option<OutputsStore>,
+    /// Batch buffers and retry lanes; `None`: batch windows end with the
+    /// stream batch, and a held change fails its record (Lambda retries it).
+    pub spool: Option<Arc<dyn Spool>>,
+}
+
+/// Where the output dedup state lives.
+pub enum OutputsStore {
+    /// In this process, kept across batches (`prism dev`).
+    Memory(Arc<OutputMemory>),
+    /// A table, read and written per batch (DynamoDB on AWS).
+    Table(Arc<dyn OutputsTable>),
+}
+
+/// What one batch did.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// The answer for Lambda.
+    pub response: DynamoDbEventResponse,
+    /// Per-receiver counts.
+    pub report: RunReport,
+    /// Batch-level numbers (also emitted as metrics).
+    pub numbers: BatchNumbers,
+}
+
+impl StreamProcessor {
+    /// Handle one DynamoDB stream event (`{"Records": [...]}`).
+    pub async fn handle(&self, event: &Value) -> Result<BatchOutcome, StreamError> {
+        self.handle_within(event, None).await
+    }
+
+    /// [`Self::handle`] within an invocation that ends at `deadline` (the
+    /// Lambda context's): no plugin call starts after [`stop_at`] of it, and
+    /// what was not started is reported in `batchItemFailures` (with the
+    /// ledger written for what was handled), so a batch never ends in a
+    /// Lambda timeout.
+    pub async fn handle_within(
+        &self,
+        event: &Value,
+        deadline: Option<SystemTime>,
+    ) -> Result<BatchOutcome, StreamError> {
+        let records = read_records(event)?;
+        let set = self.current().await?;
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let prior = match self.ledger.lookup(&ids).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Without the ledger a retry may repeat work (FIFO queues
+                // still drop the duplicates); stopping the shard would be worse.
+                tracing::error!(error = %e, "retry ledger unreadable; handling the batch as new");
+                HashMap::new()
+            }
+        };
+        let (destinations, broken) = destinations(&set, self.unreadable_queue.as_deref());
+        let sink = self.delivery.sink(destinations.clone());
+        let (changes, of_change) = readable(&records);
+        let deliverable = Arc::new(deliverable(&set, &destinations));
+        let dispatcher = Dispatcher {
+            hold_unavailable: true,
+            stop_at: deadline.map(|d| stop_at(d, &deliverable)),
+            ..self.dispatcher.clone()
+        };
+        let outputs = self.batch_outputs(&deliverable, &changes).await;
+        let run = Run {
+            dispatcher,
+            set: deliverable.clone(),
+            sink,
+            spool: self.spool.clone(),
+            outputs: outputs.clone(),
+            park_unreadable: self.unreadable_queue.is_some(),
+            broken,
+        };
+        let (report, changes, prior, of_change, records) =
+            tokio::task::spawn_blocking(move || run.run(changes, prior, of_change, records, ids))
+                .await
+                .expect("the dispatcher does not panic");
+
+        let mut response = DynamoDbEventResponse::default();
+        if let Some(f) = outcome::first_failed(report.first_held(), &of_change, &records) {
+            let (entries, failures) =
+                outcome::retry_entries(f, &of_change, &records, &report, &prior);
+            response.batch_item_failures = failures;
+            if let Err(e) = self.ledger.remember(&entries).await {
+                tracing::error!(error = %e, "could not write the retry ledger; the retry may repeat delivered work");
+            }
+            tracing::warn!(first = %records[f].0.sequence, failed = response.batch_item_failures.len(), "records reported failed for a retry");
+        }
+        if let (Some(OutputsStore::Table(store)), Some(mem)) = (&self.outputs, &outputs)
+            && let Err(e) = store.write(&mem.take_dirty()).await
+        {
+            // The state lags: the next identical output is sent once more.
+            tracing::error!(error = %e, "could not write the output dedup state");
+        }
+        let errors = outcome::status_errors(&report, &set);
+        if !errors.is_empty() {
+            self.receivers.record_errors(&errors).await;
+        }
+
+        let now_ms = now_ms();
+        let numbers = BatchNumbers {
+            records: records.len(),
+            unreadable: records.iter().filter(|(r, _)| r.change.is_err()).count(),
+            failed: response.batch_item_failures.len(),
+            unavailable_receivers: set.unavailable.len()
+                + (set.active.len() - deliverable.active.len()),
+            iterator_age_ms: changes
+                .iter()
+                .map(|c| c.time_ms)
+                .max()
+                .map_or(0, |t| now_ms.saturating_sub(t)),
+        };
+        if self.emit_metrics {
+            for (receiver, st) in &report.receivers {
+                println!("{}", metrics::receiver_line(receiver, st, now_ms));
+            }
+            println!("{}", metrics::batch_line(&numbers, now_ms));
+        }
+        Ok(BatchOutcome {
+            response,
+            report,
+            numbers,
+        })
+    }
+
+    /// The scheduled tick: flush the batch buffers that are due (all of them
+    /// with `opts.force`) and retry the retry lanes, in order. Without a
+    /// spool there is nothing to do.
+    pub async fn tick(&self, opts: TickOptions) -> Result<TickReport, StreamError> {
+        self.tick_within(opts, None).await
+    }
+
+    /// [`Self::tick`] within an invocation that ends at `deadline`: no lane
+    /// is started after [`stop_at`] of it; the next tick takes the rest.
+    pub async fn tick_within(
+        &self,
+        opts: TickOptions,
+        deadline: Option<SystemTime>,
+    ) -> Result<TickReport, StreamError> {
+        let Some(spool) = self.spool.clone() else {
+            tracing::info!("tick without a spool: nothing to flush or retry");
+            return Ok(TickReport::default());
+        };
+        let set = self.current().await?;
+        let (destinations, _) = destinations(&set, self.unreadable_queue.as_deref());
+        let sink = self.delivery.sink(destinations.clone());
+        let deliverable = deliverable(&set, &destinations);
+        let dispatcher = Dispatcher {
+            stop_at: deadline.map(|d| stop_at(d, &deliverable)),
+            ..self.dispatcher.clone()
+        };
+        let report = tokio::task::spawn_blocking(move || {
+            crate::dispatch::tick(&dispatcher, &deliverable, &*spool, &*sink, opts)
+        })
+        .await
+        .expect("the tick does not panic");
+        tracing::info!(
+            lanes = report.lanes,
+            busy = report.busy,
+            waiting = report.waiting,
+            orphaned = report.orphaned,
+            deferred = report.deferred,
+            "tick done"
+        );
+        if self.emit_metrics {
+            let now_ms = now_ms();
+            for (receiver, st) in &report.receivers {
+                println!("{}", metrics::receiver_line(receiver, st, now_ms));
+            }
+            println!("{}", metrics::tick_line(&report, now_ms));
+        }
+        Ok(report)
+    }
+
+    /// The dedup state for this batch: the long-lived one, or the stored
+    /// entries of its (receiver, key) pairs. A store that cannot be read
+    /// turns dedup off for the batch (sending twice rather than losing).
+    async fn batch_outputs(
+        &self,
+        set: &ReceiverSet,
+        changes: &[Change],
+    ) -> Option<Arc<OutputMemory>> {
+        match self.outputs.as_ref()? {
+            OutputsStore::Memory(m) => Some(m.clone()),
+            OutputsStore::Table(store) => {
+                let keys: BTreeSet<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+                let pairs: Vec<(String, String)> = set
+                    .active
+                    .iter()
+                    .filter(|r| r.manifest.dedup && r.manifest.mode == Mode::Immediate)
+                    .flat_map(|r| keys.iter().map(|k| (r.id().to_owned(), (*k).to_owned())))
+                    .collect();
+                match store.read(&pairs).await {
+                    Ok(entries) => Some(Arc::new(OutputMemory::from_entries(entries))),
+                    Err(e) => {
+                        tracing::error!(error = %e, "output dedup state unreadable; this batch sends every output");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// The current receivers (re-read from the registry when stale).
+    async fn current(&self) -> Result<Arc<ReceiverSet>, StreamError> {
+        Ok(self.receivers.current(&self.engine).await?)
+    }
+}
+
+/// The blocking part of a batch: the dispatcher over the readable
+/// changes, then parking for receivers that cannot run and for unreadable
+/// records. Runs on a blocking thread (plugins and sinks block).
+struct Run {
+    dispatcher: Dispatcher,
+    set: Arc<ReceiverSet>,
+    sink: Arc<dyn Sink>,
+    spool: Option<Arc<dyn Spool>>,
+    outputs: Option<Arc<OutputMemory>>,
+    park_unreadable: bool,
+    broken: Vec<Broken>,
+}
+
+/// What [`Run::run`] hands back: the report, and its inputs for the answer.
+type Ran = (
+    RunReport,
+    Vec<Change>,
+    ledger::Handled,
+    Vec<usize>,
+    Vec<(Record, bool)>,
+);
+
+impl Run {
+    fn run(
+        self,
+        changes: Vec<Change>,
+        prior: ledger::Handled,
+        of_change: Vec<usize>,
+        records: Vec<Record>,
+        ids: Vec<String>,
+    ) -> Ran {
+        let already = |receiver: &str, c: usize| {
+            prior
+                .get(&ids[of_change[c]])
+                .is_some_and(|s| s.contains(receiver))
+        };
+        let lanes = self
+            .spool
+            .as_deref()
+            .and_then(|s| match Lanes::open(s, now_ms()) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    // Without lanes a held change fails its record, and
+                    // Lambda retries it: slower, but nothing is lost.
+                    tracing::error!(error = %e, "spool unreadable; held changes fail the batch");
+                    None
+                }
+            });
+        let opts = RunOptions {
+            already: &already,
+            outputs: self.outputs.as_deref(),
+            lanes: lanes.as_ref(),
+            ..RunOptions::default()
+        };
+        let sink = &*self.sink;
+        let mut report =
+            self.dispatcher
+                .run_with(&self.set, &changes, sink, &Progress::default(), opts);
+        for b in &self.broken {
+            let st = park_all(sink, b, &changes, &already);
+            report.receivers.insert(b.receiver.clone(), st);
+        }
+        let records: Vec<(Record, bool)> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let parked = match &r.change {
+                    Ok(_) => false,
+                    Err(e) => {
+                        tracing::error!(sequence = %r.sequence, error = %e, "stream record unreadable");
+                        prior.get(&r.id).is_some_and(|s| s.contains(UNREADABLE))
+                            || (self.park_unreadable && park_unreadable(sink, i, &r, e))
+                    }
+                };
+                (r, parked)
+            })
+            .collect();
+        (report, changes, prior, of_change, records)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,493 @@
+//! The dispatcher Lambda: a DynamoDB stream event in, a
+//! [`DynamoDbEventResponse`](prism_core::stream::DynamoDbEventResponse) out; or
+//! the scheduled tick (`{"prism": "tick"}`), which flushes due batch buffers
+//! and retries retry lanes ([`invocation`] tells them apart).
+//!
+//! Everything expensive (the Wasm engine, the AWS clients, the registry copy
+//! and loaded plugins) is built once per cold start and kept while the
+//! instance is warm. Logs are JSON lines (`tracing`), metrics are CloudWatch
+//! EMF lines, both on stdout.
+//!
+//! Configuration, from the environment:
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `PRISM_REGISTRY_TABLE` | the registry table | required |
+//! | `PRISM_PLUGIN_BUCKET` | the plugin bucket | required |
+//! | `PRISM_LEDGER_TABLE` | the retry ledger table | required |
+//! | `PRISM_UNREADABLE_QUEUE` | queue for records that cannot be read | none: such records are reported failed |
+//! | `PRISM_OUTPUTS_TABLE` | output dedup state | none: every output is sent |
+//! | `PRISM_SPOOL_TABLE` | batch buffers and retry lanes | none: batch windows end with the stream batch, held changes fail their record |
+//! | `PRISM_RELOAD_SECS` | how long a registry read stays fresh | 30 |
+//! | `PRISM_CACHE_DIR` | compiled plugins and artifacts | `/tmp/prism` |
+//! | `PRISM_THREADS` | dispatcher threads | all cores |
+//! | `PRISM_MEMORY_MB` | the function's memory: receivers whose limits cannot fit are refused | `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, else unchecked |
+//! | `PRISM_LOG` | log filter | `info` |
+//! | `AWS_ENDPOINT_URL` | one endpoint for every service (emulators) | AWS |
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+use prism_aws::ledger::DynamoLedger;
+use prism_aws::reload::LiveReceivers;
+use prism_aws::sqs::SqsDelivery;
+use prism_aws::{self as aws, ArtifactStore, AwsTarget, DynamoRegistry};
+use prism_core::dispatch::Dispatcher;
+use prism_core::stream::{MemoryLedger, StreamProcessor};
+use prism_engine::{EngineOptions, PluginEngine};
+
+pub mod api;
+pub mod env;
+pub mod error;
+pub mod mapper;
+
+pub use env::{ConfigError, Env};
+pub use error::InvokeError;
+
+/// Where the Lambdas keep compiled plugins and downloads unless told otherwise.
+pub const DEFAULT_CACHE_DIR: &str = "/tmp/prism";
+
+/// The names of the Lambda's environment variables (Terraform sets them;
+/// `tests/all/terraform.rs` checks the two agree).
+pub mod vars {
+    /// The registry table (required).
+    pub const REGISTRY_TABLE: &str = "PRISM_REGISTRY_TABLE";
+    /// The plugin bucket (required).
+    pub const PLUGIN_BUCKET: &str = "PRISM_PLUGIN_BUCKET";
+    /// The retry ledger table (required).
+    pub const LEDGER_TABLE: &str = "PRISM_LEDGER_TABLE";
+    /// Queue for unreadable records.
+    pub const UNREADABLE_QUEUE: &str = "PRISM_UNREADABLE_QUEUE";
+    /// The output dedup table (unset: no dedup).
+    pub const OUTPUTS_TABLE: &str = "PRISM_OUTPUTS_TABLE";
+    /// The spool table: batch buffers and retry lanes (unset: none).
+    pub const SPOOL_TABLE: &str = "PRISM_SPOOL_TABLE";
+    /// Registry TTL in seconds.
+    pub const RELOAD_SECS: &str = "PRISM_RELOAD_SECS";
+    /// Cache directory.
+    pub const CACHE_DIR: &str = "PRISM_CACHE_DIR";
+    /// Dispatcher threads.
+    pub const THREADS: &str = "PRISM_THREADS";
+    /// Log filter.
+    pub const LOG: &str = "PRISM_LOG";
+    /// The function's memory in MB (Terraform sets it from
+    /// `lambda_memory_mb`); receivers whose limits cannot fit are refused.
+    pub const MEMORY_MB: &str = "PRISM_MEMORY_MB";
+    /// What Lambda itself sets to the function's memory, when
+    /// [`MEMORY_MB`] is not.
+    pub const LAMBDA_MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
+    /// Endpoint override (emulators).
+    pub const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+    /// Every variable the dispatcher reads.
+    pub const ALL: &[&str] = &[
+        REGISTRY_TABLE,
+        PLUGIN_BUCKET,
+        LEDGER_TABLE,
+        UNREADABLE_QUEUE,
+        OUTPUTS_TABLE,
+        SPOOL_TABLE,
+        RELOAD_SECS,
+        CACHE_DIR,
+        THREADS,
+        LOG,
+        MEMORY_MB,
+        ENDPOINT_URL,
+    ];
+    /// The ones without a default.
+    pub const REQUIRED: &[&str] = &[REGISTRY_TABLE, PLUGIN_BUCKET, LEDGER_TABLE];
+}
+
+/// The Lambda's settings, read from the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaConfig {
+    /// Registry table.
+    pub registry_table: String,
+    /// Plugin bucket.
+    pub plugin_bucket: String,
+    /// Retry ledger table (`None`: in process, for `prism dev`).
+    pub ledger_table: Option<String>,
+    /// Queue for unreadable records.
+    pub unreadable_queue: Option<String>,
+    /// Output dedup table (`None`: no dedup, or in process for `prism dev`).
+    pub outputs_table: Option<String>,
+    /// Spool table (`None`: no spool, or in process for `prism dev`).
+    pub spool_table: Option<String>,
+    /// Registry TTL.
+    pub reload: Duration,
+    /// Cache directory.
+    pub cache_dir: PathBuf,
+    /// Dispatcher threads.
+    pub threads: Option<usize>,
+    /// Endpoint override.
+    pub endpoint_url: Option<String>,
+    /// The function's memory (MB), for the memory check at load.
+    pub memory_mb: Option<u64>,
+}
+
+/// Instances the engine's pool holds for `threads` workers: one sandbox
+/// per worker, a replacement made while a failed one is dropped, and room
+/// for a flush and a tick.
+pub fn max_instances(threads: usize) -> u32 {
+    2 * threads.max(1) as u32 + 2
+}
+
+impl LambdaConfig {
+    /// Read the settings through `var` (the environment, or a map in tests).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::from(var);
+        Ok(Self {
+            registry_table: env.required(vars::REGISTRY_TABLE)?,
+            plugin_bucket: env.required(vars::PLUGIN_BUCKET)?,
+            ledger_table: Some(env.required(vars::LEDGER_TABLE)?),
+            unreadable_queue: env.optional(vars::UNREADABLE_QUEUE),
+            outputs_table: env.optional(vars::OUTPUTS_TABLE),
+            spool_table: env.optional(vars::SPOOL_TABLE),
+            reload: env.seconds(vars::RELOAD_SECS, 30)?,
+            cache_dir: env.path(vars::CACHE_DIR, DEFAULT_CACHE_DIR),
+            threads: env.number(vars::THREADS)?.map(|n| n.max(1) as usize),
+            endpoint_url: env.optional(vars::ENDPOINT_URL),
+            memory_mb: match env.number(vars::MEMORY_MB)? {
+                Some(mb) => Some(mb),
+                None => env.number(vars::LAMBDA_MEMORY_SIZE)?,
+            },
+        })
+    }
+
+    /// Build the shared state: engine, clients, live receivers, ledger.
+    pub async fn processor(&self) -> anyhow::Result<StreamProcessor> {
+        let target = AwsTarget {
+            endpoint_url: self.endpoint_url.clone(),
+            region: None,
+        };
+        let config = aws::sdk_config(&target).await;
+        self.processor_with(&config, &target).await
+    }
+
+    /// As [`Self::processor`], with an SDK config already loaded.
+    pub async fn processor_with(
+        &self,
+        config: &aws_config::SdkConfig,
+        target: &AwsTarget,
+    ) -> anyhow::Result<StreamProcessor> {
+        let (config, target) = (config.clone(), target.clone());
+        let ddb = aws_sdk_dynamodb::Client::new(&config);
+        let threads = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let engine = PluginEngine::new(&EngineOptions {
+            cache_dir: Some(self.cache_dir.join("compiled")),
+            max_instances: max_instances(threads),
+            memory_mib: self.memory_mb,
+            threads,
+            ..EngineOptions::default()
+        })
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .context("starting the Wasm engine")?;
+        let live = LiveReceivers::new(
+            DynamoRegistry::new(ddb.clone(), &self.registry_table),
+            ArtifactStore::new(aws::s3_client(&config, &target), &self.plugin_bucket),
+            self.cache_dir.join("artifacts"),
+            self.reload,
+        );
+        let dispatcher = Dispatcher {
+            threads,
+            ..Dispatcher::default()
+        };
+        Ok(StreamProcessor {
+            engine,
+            receivers: live.into_receivers(),
+            delivery: Arc::new(SqsDelivery(aws_sdk_sqs::Client::new(&config))),
+            ledger: match &self.ledger_table {
+                Some(table) => Arc::new(DynamoLedger {
+                    client: ddb,
+                    table: table.clone(),
+                }),
+                None => Arc::new(MemoryLedger::default()),
+            },
+            dispatcher,
+            unreadable_queue: self.unreadable_queue.clone(),
+            emit_metrics: true,
+            outputs: self.outputs_table.as_ref().map(|t| {
+                prism_core::stream::OutputsStore::Table(Arc::new(
+                    prism_aws::outputs::DynamoOutputs::new(
+                        aws_sdk_dynamodb::Client::new(&config),
+                        t,
+                    ),
+                ))
+            }),
+            spool: self.spool_table.as_ref().map(|t| {
+                Arc::new(prism_aws::spool::DynamoSpool::new(
+                    aws_sdk_dynamodb::Client::new(&config),
+                    t,
+                    tokio::runtime::Handle::current(),
+                )) as Arc<dyn prism_core::spool::Spool>
+            }),
+        })
+    }
+}
+
+/// JSON log lines on stdout; `PRISM_LOG` sets the filter (default `info`).
+pub fn init_json_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env(vars::LOG).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .init();
+}
+
+/// Run a Lambda binary: JSON logging, a multi-threaded runtime, `body`
+/// (build the shared state once, then serve invocations), and exit status 1
+/// with the error logged if it fails.
+pub fn run_binary(
+    what: &str,
+    body: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    init_json_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(body) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "{what} failed");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The Lambda binary: build the shared state once, then serve invocations.
+pub fn main() -> ExitCode {
+    run_binary("dispatcher", async {
+        let config = LambdaConfig::from_vars(|k| std::env::var(k).ok())?;
+        tracing::info!(registry = %config.registry_table, bucket = %config.plugin_bucket, ledger = ?config.ledger_table, "cold start");
+        let processor = Arc::new(config.processor().await?);
+        lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+            let processor = processor.clone();
+            async move { invoke(&processor, event).await }
+        }))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("the Lambda runtime stopped")
+    })
+}
+
+/// What an invocation asks for.
+#[derive(Debug, PartialEq)]
+pub enum Invocation {
+    /// A DynamoDB stream batch (`{"Records": [...]}`).
+    Stream,
+    /// The scheduled tick (`{"prism": "tick"}`, optionally `"force": true`
+    /// to flush every buffer whatever its limits).
+    Tick {
+        /// Flush every buffer.
+        force: bool,
+    },
+}
+
+/// Tell a stream batch from a tick; anything else is named in the error.
+pub fn invocation(event: &Value) -> Result<Invocation, String> {
+    if event.get("Records").is_some() {
+        return Ok(Invocation::Stream);
+    }
+    match event.get("prism").and_then(Value::as_str) {
+        Some("tick") => Ok(Invocation::Tick {
+            force: event.get("force").and_then(Value::as_bool).unwrap_or(false),
+        }),
+        Some(other) => Err(format!("unknown prism event {other:?} (expected \"tick\")")),
+        None => Err(
+            "neither a DynamoDB stream event (no \"Records\") nor a prism tick ({\"prism\": \"tick\"})"
+                .into(),
+        ),
+    }
+}
+
+/// The invocation's deadline (ms since the epoch, from the runtime API), if
+/// it is one: a deadline already past when the invocation starts is not
+/// (Lambda never sends one; some emulators send 0), and the invocation then
+/// runs without one rather than deferring everything.
+pub fn usable_deadline(
+    deadline_ms: u64,
+    now: std::time::SystemTime,
+) -> Option<std::time::SystemTime> {
+    let deadline = std::time::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    match deadline.duration_since(now) {
+        Ok(left) => {
+            tracing::debug!(left_ms = left.as_millis() as u64, "invocation deadline");
+            Some(deadline)
+        }
+        Err(_) => {
+            tracing::warn!(
+                deadline_ms,
+                "the invocation's deadline is already past; running without one"
+            );
+            None
+        }
+    }
+}
+
+async fn invoke(
+    processor: &StreamProcessor,
+    event: LambdaEvent<Value>,
+) -> Result<Value, InvokeError> {
+    // The runtime's own span already carries the request id.
+    let deadline = usable_deadline(event.context.deadline, std::time::SystemTime::now());
+    match invocation(&event.payload).map_err(InvokeError::Malformed)? {
+        Invocation::Stream => {
+            let outcome = processor.handle_within(&event.payload, deadline).await?;
+            tracing::info!(
+                records = outcome.numbers.records,
+                failed = outcome.numbers.failed,
+                elapsed_ms = outcome.report.elapsed.as_millis() as u64,
+                "batch handled"
+            );
+            Ok(serde_json::to_value(outcome.response).expect("the response serializes"))
+        }
+        Invocation::Tick { force } => {
+            let opts = prism_core::dispatch::TickOptions {
+                force,
+                ..prism_core::dispatch::TickOptions::at(prism_core::spool::now_ms())
+            };
+            let report = processor.tick_within(opts, deadline).await?;
+            if !report.errors.is_empty() {
+                // Fail the invocation so the error shows (the schedule fires again).
+                return Err(InvokeError::Spool(report.errors.join("; ")));
+            }
+            Ok(serde_json::json!({
+                "lanes": report.lanes,
+                "busy": report.busy,
+                "waiting": report.waiting,
+                "orphaned": report.orphaned,
+                "deferred": report.deferred,
+                "flushed": report.receivers.values().map(|s| s.batches).sum::<u64>(),
+                "messages": report.receivers.values().map(|s| s.messages).sum::<u64>(),
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn config_names_the_missing_variable() {
+        let e = LambdaConfig::from_vars(vars(&[("PRISM_REGISTRY_TABLE", "r")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "environment variable PRISM_PLUGIN_BUCKET is not set"
+        );
+        let e = LambdaConfig::from_vars(vars(&[
+            ("PRISM_REGISTRY_TABLE", "r"),
+            ("PRISM_PLUGIN_BUCKET", "b"),
+            ("PRISM_LEDGER_TABLE", "l"),
+            ("PRISM_RELOAD_SECS", "soon"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "PRISM_RELOAD_SECS=\"soon\" is not a whole number"
+        );
+    }
+
+    #[test]
+    fn invocations_are_told_apart() {
+        use serde_json::json;
+        assert_eq!(invocation(&json!({"Records": []})), Ok(Invocation::Stream));
+        assert_eq!(
+            invocation(&json!({"prism": "tick"})),
+            Ok(Invocation::Tick { force: false })
+        );
+        assert_eq!(
+            invocation(&json!({"prism": "tick", "force": true})),
+            Ok(Invocation::Tick { force: true })
+        );
+        assert!(
+            invocation(&json!({"prism": "flush"}))
+                .unwrap_err()
+                .contains("\"flush\"")
+        );
+        assert!(
+            invocation(&json!({"detail": {}}))
+                .unwrap_err()
+                .contains("Records")
+        );
+    }
+
+    #[test]
+    fn config_defaults() {
+        let c = LambdaConfig::from_vars(vars(&[
+            ("PRISM_REGISTRY_TABLE", "r"),
+            ("PRISM_PLUGIN_BUCKET", "b"),
+            ("PRISM_LEDGER_TABLE", "l"),
+        ]))
+        .unwrap();
+        assert_eq!(c.reload, Duration::from_secs(30));
+        assert_eq!(c.cache_dir, PathBuf::from("/tmp/prism"));
+        assert_eq!(
+            (c.unreadable_queue, c.threads, c.endpoint_url, c.memory_mb),
+            (None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn a_deadline_in_the_past_is_no_deadline() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(usable_deadline(0, now), None);
+        assert_eq!(usable_deadline(999_999_000, now), None);
+        assert_eq!(
+            usable_deadline(1_000_030_000, now),
+            Some(now + Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn memory_comes_from_terraform_else_from_lambda() {
+        let base = [
+            ("PRISM_REGISTRY_TABLE", "r"),
+            ("PRISM_PLUGIN_BUCKET", "b"),
+            ("PRISM_LEDGER_TABLE", "l"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let all: Vec<_> = base.iter().chain(extra).copied().collect();
+            LambdaConfig::from_vars(vars(&all)).unwrap().memory_mb
+        };
+        assert_eq!(
+            with(&[("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")]),
+            Some(1024)
+        );
+        assert_eq!(
+            with(&[
+                ("PRISM_MEMORY_MB", "1769"),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            ]),
+            Some(1769)
+        );
+    }
+}
