@@ -6,16 +6,7 @@ use serde_json::Value;
 
 use crate::pointer;
 
-/// What happened to the product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChangeKind {
-    /// The product appeared.
-    Insert,
-    /// The product changed.
-    Modify,
-    /// The product is gone.
-    Remove,
-}
+pub use prism_sdk_core::ChangeKind;
 
 /// One product document (an item image), parsed on first use.
 #[derive(Debug)]

@@ -56,17 +56,25 @@ fn messages_to_wit(
     }
 }
 
+/// Give `prism-sdk-core` this world's log and config imports (once).
+fn install() {
+    prism_sdk_core::install_host(&crate::host::imp::WitHost);
+}
+
 pub fn accepts<R: Receiver>(change: wit::Change) -> bool {
+    install();
     R::accepts(&change_from_wit(change))
 }
 
 pub fn format<R: Receiver>(change: wit::Change) -> Result<Vec<wit::Message>, wit::FormatError> {
+    install();
     messages_to_wit(R::format(&change_from_wit(change)))
 }
 
 pub fn format_batch<R: Receiver>(
     changes: Vec<wit::Change>,
 ) -> Result<Vec<wit::Message>, wit::FormatError> {
+    install();
     let changes: Vec<Change> = changes.into_iter().map(change_from_wit).collect();
     messages_to_wit(R::format_batch(&changes))
 }

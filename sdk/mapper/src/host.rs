@@ -1,25 +1,13 @@
-//! What a mapper may ask of the host: logging, its own config, and reads of
-//! the shadow tables and the model.
+//! What a mapper may ask of the host: logging and its own config (both
+//! `prism-sdk-core`'s, shared with the receiver SDK), and reads of the
+//! shadow tables and the model.
 //!
 //! On `wasm32` these call the host's imports. Natively (a mapper author's
 //! `cargo test`) they use the per-thread store in [`crate::testing`].
 
 use serde_json::Value;
 
-/// Severity of a log record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    /// Very detailed.
-    Trace,
-    /// For debugging.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Something odd, handled.
-    Warn,
-    /// Something failed.
-    Error,
-}
+pub use prism_sdk_core::{Level, config, log};
 
 /// A read the host could not serve: an undeclared table or index, a failed
 /// read, or the call's read budget spent. The text says which.
@@ -43,44 +31,6 @@ fn parse_all(items: Vec<Option<String>>) -> Result<Vec<Option<Value>>, ReadError
         .into_iter()
         .map(|i| i.map(parse).transpose())
         .collect()
-}
-
-/// Logging into the host's structured log.
-pub mod log {
-    pub use super::Level;
-
-    /// Write a log record with key/value fields.
-    pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
-        super::imp::log(level, message, fields);
-    }
-
-    /// Log at debug level.
-    pub fn debug(message: &str) {
-        log(Level::Debug, message, &[]);
-    }
-
-    /// Log at info level.
-    pub fn info(message: &str) {
-        log(Level::Info, message, &[]);
-    }
-
-    /// Log at warn level.
-    pub fn warn(message: &str) {
-        log(Level::Warn, message, &[]);
-    }
-}
-
-/// The mapper's config map (from its manifest).
-pub mod config {
-    /// The value for `key`, if set.
-    pub fn get(key: &str) -> Option<String> {
-        super::imp::config_get(key)
-    }
-
-    /// The value for `key`, or `default`.
-    pub fn get_or(key: &str, default: &str) -> String {
-        get(key).unwrap_or_else(|| default.to_owned())
-    }
 }
 
 /// Reads of the shadow tables the manifest declares.
@@ -132,27 +82,36 @@ pub mod model {
 }
 
 #[cfg(target_arch = "wasm32")]
-mod imp {
-    use super::Level;
+pub(crate) mod imp {
     use crate::wasm::bindings::prism::receiver::{config, log as wit_log, model, shadow};
+    use prism_sdk_core::{Host, Level};
 
-    pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
-        let level = match level {
-            Level::Trace => wit_log::Level::Trace,
-            Level::Debug => wit_log::Level::Debug,
-            Level::Info => wit_log::Level::Info,
-            Level::Warn => wit_log::Level::Warn,
-            Level::Error => wit_log::Level::Error,
-        };
-        let fields: Vec<(String, String)> = fields
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        wit_log::log(level, message, &fields);
-    }
+    /// The mapper world's imports, as the SDKs' shared [`Host`].
+    pub(crate) struct WitHost;
 
-    pub fn config_get(key: &str) -> Option<String> {
-        config::get(key)
+    impl Host for WitHost {
+        fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
+            let level = match level {
+                Level::Trace => wit_log::Level::Trace,
+                Level::Debug => wit_log::Level::Debug,
+                Level::Info => wit_log::Level::Info,
+                Level::Warn => wit_log::Level::Warn,
+                Level::Error => wit_log::Level::Error,
+            };
+            let fields: Vec<(String, String)> = fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            wit_log::log(level, message, &fields);
+        }
+
+        fn config_get(&self, key: &str) -> Option<String> {
+            config::get(key)
+        }
+
+        fn config_entries(&self) -> Vec<(String, String)> {
+            config::entries()
+        }
     }
 
     pub fn shadow_get(table: &str, key: &str) -> Result<Option<String>, String> {

@@ -10,24 +10,13 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::Level;
-
-/// One record written through [`crate::log`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogRecord {
-    /// Its severity.
-    pub level: Level,
-    /// Its message.
-    pub message: String,
-}
+pub use prism_sdk_core::testing::{LogRecord, set_config, take_logs};
 
 #[derive(Default)]
 struct Store {
     shadow: BTreeMap<String, BTreeMap<String, Value>>,
     indexes: BTreeMap<(String, String), String>,
     model: BTreeMap<String, Value>,
-    config: BTreeMap<String, String>,
-    logs: Vec<LogRecord>,
 }
 
 thread_local! {
@@ -70,43 +59,15 @@ pub fn put_model(key: &str, doc: Value) {
     with(|s| s.model.insert(key.to_owned(), doc));
 }
 
-/// Replace the mapper's config.
-pub fn set_config<K: Into<String>, V: Into<String>>(entries: impl IntoIterator<Item = (K, V)>) {
-    with(|s| {
-        s.config = entries
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect()
-    });
-}
-
 /// Forget everything this thread stored.
 pub fn reset() {
     with(|s| *s = Store::default());
-}
-
-/// Take (and clear) the records logged on this thread.
-pub fn take_logs() -> Vec<LogRecord> {
-    with(|s| std::mem::take(&mut s.logs))
+    prism_sdk_core::testing::reset();
 }
 
 /// The native side of the host calls.
 pub(crate) mod native {
-    use super::{LogRecord, Value, with};
-    use crate::Level;
-
-    pub fn log(level: Level, message: &str, _fields: &[(&str, &str)]) {
-        with(|s| {
-            s.logs.push(LogRecord {
-                level,
-                message: message.to_owned(),
-            })
-        });
-    }
-
-    pub fn config_get(key: &str) -> Option<String> {
-        with(|s| s.config.get(key).cloned())
-    }
+    use super::{Value, with};
 
     fn canonical(key: &str) -> Result<String, String> {
         serde_json::from_str::<Value>(key)

@@ -2,16 +2,7 @@
 
 use serde_json::Value;
 
-/// What happened to the shadow item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeKind {
-    /// The item appeared.
-    Insert,
-    /// The item changed.
-    Modify,
-    /// The item is gone.
-    Remove,
-}
+pub use prism_sdk_core::ChangeKind;
 
 /// One change to one shadow-table item.
 #[derive(Debug, Clone, PartialEq)]

@@ -46,6 +46,7 @@ fn change_from_wit(c: wit::ShadowChange) -> ShadowChange {
 }
 
 pub fn map<M: Mapper>(change: wit::ShadowChange) -> Result<Vec<wit::ModelWrite>, wit::MapError> {
+    prism_sdk_core::install_host(&crate::host::imp::WitHost);
     match M::map(&change_from_wit(change)) {
         Ok(writes) => Ok(writes
             .into_iter()
