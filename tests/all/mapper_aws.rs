@@ -321,8 +321,8 @@ fn a_shadow_table_write_reaches_the_receivers_queues_through_mapper_and_dispatch
             .unwrap();
     assert_eq!(o.response.batch_item_failures.len(), 1, "{:?}", o.report);
     assert_eq!(
-        o.response.batch_item_failures[0].item_identifier,
-        records[0]["dynamodb"]["SequenceNumber"].as_str().unwrap()
+        o.response.batch_item_failures[0].item_identifier.as_deref(),
+        records[0]["dynamodb"]["SequenceNumber"].as_str()
     );
     assert!(
         w.q.drain(&dlq).is_empty(),

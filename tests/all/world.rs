@@ -303,6 +303,6 @@ pub(crate) fn failed(o: &BatchOutcome) -> Vec<String> {
     o.response
         .batch_item_failures
         .iter()
-        .map(|f| f.item_identifier.clone())
+        .map(|f| f.item_identifier.clone().unwrap_or_default())
         .collect()
 }

@@ -81,7 +81,7 @@ pub(crate) fn held_from(
     };
     let start = batch
         .iter()
-        .position(|r| r["dynamodb"]["SequenceNumber"].as_str() == Some(&from.item_identifier))
+        .position(|r| r["dynamodb"]["SequenceNumber"].as_str() == from.item_identifier.as_deref())
         .unwrap_or(0);
     batch[start..].to_vec()
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::record::to_shadow_change;
 use super::{BuildError, ModelBuilder, WriteTally, change_json};
 use crate::sink::{DeadLetter, Sink};
-use crate::stream::{BatchItemFailure, DynamoDbEventResponse};
+use crate::stream::DynamoDbEventResponse;
 use prism_engine::ShadowChange;
 
 /// The name under which the mapper's dead letters are parked.
@@ -176,9 +176,9 @@ impl MapperProcessor {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            response.batch_item_failures.push(BatchItemFailure {
-                item_identifier: sequence,
-            });
+            response
+                .batch_item_failures
+                .push(crate::stream::item_failure(sequence));
         }
         Ok(MapBatchOutcome { response, report })
     }

@@ -31,7 +31,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::dispatch::{Dispatcher, Progress, RunReport};
@@ -55,20 +54,17 @@ use routing::{Broken, deliverable, destinations, park_all, park_unreadable};
 /// The receiver name under which unreadable records are parked and remembered.
 pub const UNREADABLE: &str = "prism:unreadable";
 
-/// What a DynamoDB stream Lambda returns: the records to retry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DynamoDbEventResponse {
-    /// Failed records; Lambda retries from the lowest sequence number.
-    pub batch_item_failures: Vec<BatchItemFailure>,
-}
+/// What a DynamoDB stream Lambda returns (`batchItemFailures`: the records
+/// to retry), and one failed record: `aws_lambda_events`' types.
+pub use aws_lambda_events::streams::{
+    DynamoDbBatchItemFailure as BatchItemFailure, DynamoDbEventResponse,
+};
 
-/// One failed record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BatchItemFailure {
-    /// The record's sequence number.
-    pub item_identifier: String,
+/// The failure entry for the record with `sequence`.
+pub fn item_failure(sequence: impl Into<String>) -> BatchItemFailure {
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = Some(sequence.into());
+    f
 }
 
 /// Why a whole batch could not be handled (Lambda retries all of it).

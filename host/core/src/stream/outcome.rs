@@ -55,9 +55,7 @@ pub(crate) fn retry_entries(
             handled.insert(UNREADABLE.to_owned());
         }
         entries.push((r.id.clone(), handled));
-        failures.push(BatchItemFailure {
-            item_identifier: r.sequence.clone(),
-        });
+        failures.push(super::item_failure(r.sequence.clone()));
     }
     (entries, failures)
 }
@@ -168,7 +166,7 @@ mod tests {
         );
         let seqs: Vec<&str> = failures
             .iter()
-            .map(|f| f.item_identifier.as_str())
+            .map(|f| f.item_identifier.as_deref().unwrap_or_default())
             .collect();
         assert_eq!(seqs, ["2", "3", "4"]);
     }
