@@ -1,15 +1,21 @@
-//! `prism new NAME`: scaffold a receiver plugin crate.
+//! `prism new NAME`: scaffold a receiver plugin crate (or, with `--mapper`,
+//! a model mapper crate). The SDK comes from a path or a git repository,
+//! named with a flag: an installed `prism` knows nothing of where it was
+//! built.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+mod mapper;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-/// Scaffold a new receiver plugin crate.
+/// Scaffold a new receiver plugin crate (or, with --mapper, a mapper).
 ///
-/// Writes Cargo.toml, src/lib.rs with a working receiver and its tests, a
-/// sample changes file and a README. It builds and passes its tests as
-/// generated.
+/// Writes Cargo.toml, src/lib.rs with a working plugin and its tests, a
+/// README, and a sample changes file (a receiver) or a manifest (a mapper).
+/// It builds and passes its tests as generated. Name where the SDK comes
+/// from: --sdk-git URL (with --sdk-rev) or --sdk-path DIR (a prism checkout).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Crate name (lowercase letters, digits, '-' or '_').
@@ -17,9 +23,92 @@ pub struct Args {
     /// Parent directory for the new crate.
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
-    /// Path to the prism-sdk crate [default: the sdk/ of the prism checkout this binary was built from].
+    /// Scaffold a model mapper (the `mapper` world) instead of a receiver.
+    #[arg(long)]
+    pub mapper: bool,
+    /// The prism repository to take the SDK from, by git [default: $PRISM_SDK_GIT at build time, if set].
+    #[arg(long, value_name = "URL", conflicts_with = "sdk_path")]
+    pub sdk_git: Option<String>,
+    /// With --sdk-git: the tag, branch or commit.
+    #[arg(long, value_name = "REV", requires = "sdk_git")]
+    pub sdk_rev: Option<String>,
+    /// A prism checkout to take the SDK from, by path (its root or its sdk/).
     #[arg(long, value_name = "DIR")]
     pub sdk_path: Option<PathBuf>,
+}
+
+/// Where the generated crate gets its SDK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdkSource {
+    /// A git repository (holding `prism-sdk` and `prism-mapper-sdk`), at a rev.
+    Git {
+        /// The repository.
+        url: String,
+        /// A tag, branch or commit.
+        rev: Option<String>,
+    },
+    /// The `sdk/` directory of a prism checkout.
+    Path(PathBuf),
+}
+
+impl SdkSource {
+    /// The dependency line for `package` (`prism-sdk` or `prism-mapper-sdk`).
+    fn dependency(&self, package: &str) -> String {
+        match self {
+            SdkSource::Git { url, rev } => {
+                let rev = rev
+                    .as_ref()
+                    .map(|r| format!(", rev = {r:?}"))
+                    .unwrap_or_default();
+                format!("{package} = {{ git = {url:?}{rev} }}")
+            }
+            SdkSource::Path(sdk) => {
+                let dir = if package == "prism-mapper-sdk" {
+                    sdk.join("mapper")
+                } else {
+                    sdk.clone()
+                };
+                format!("{package} = {{ path = {:?} }}", dir.display().to_string())
+            }
+        }
+    }
+}
+
+/// The SDK source the flags name, a path checked to hold the SDK.
+fn sdk_source(a: &Args) -> anyhow::Result<SdkSource> {
+    if let Some(url) = a.sdk_git.clone().or_else(|| {
+        option_env!("PRISM_SDK_GIT")
+            .filter(|_| a.sdk_path.is_none())
+            .map(str::to_owned)
+    }) {
+        return Ok(SdkSource::Git {
+            url,
+            rev: a.sdk_rev.clone(),
+        });
+    }
+    let Some(dir) = &a.sdk_path else {
+        bail!(
+            "name where the generated crate gets prism's SDK: --sdk-git URL [--sdk-rev TAG] \
+             (the prism repository) or --sdk-path DIR (a prism checkout)"
+        );
+    };
+    // The checkout's root or its sdk/ itself.
+    let sdk = if dir.join("sdk/Cargo.toml").exists() {
+        dir.join("sdk")
+    } else {
+        dir.clone()
+    };
+    let sdk = sdk
+        .canonicalize()
+        .with_context(|| format!("prism-sdk not found at {}", sdk.display()))?;
+    let manifest = std::fs::read_to_string(sdk.join("Cargo.toml")).unwrap_or_default();
+    if !manifest.contains("name = \"prism-sdk\"") {
+        bail!(
+            "{} is not prism's sdk/ (no prism-sdk Cargo.toml there)",
+            sdk.display()
+        );
+    }
+    Ok(SdkSource::Path(sdk))
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -37,18 +126,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             a.name
         );
     }
-    let sdk = match a.sdk_path {
-        Some(p) => p,
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk"),
-    };
-    let sdk = sdk
-        .canonicalize()
-        .with_context(|| format!("prism-sdk not found at {}; pass --sdk-path", sdk.display()))?;
+    let sdk = sdk_source(&a)?;
     let root = a.dir.join(&a.name);
     if root.exists() {
         bail!("{} already exists", root.display());
     }
-    let files = scaffold(&a.name, &sdk);
+    let files = if a.mapper {
+        mapper::scaffold(&a.name, &sdk)
+    } else {
+        scaffold(&a.name, &sdk)
+    };
     for (rel, body) in &files {
         let path = root.join(rel);
         std::fs::create_dir_all(path.parent().expect("has parent"))?;
@@ -58,6 +145,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     println!("created {} ({} files)", root.display(), files.len());
     println!();
     println!("  cd {}", root.display());
+    if a.mapper {
+        println!("  cargo test                                   # native tests, no Wasm needed");
+        println!("  cargo build --release --target wasm32-wasip2 # the component");
+        println!("  # then set plugin.digest in mapper.toml (see README.md) and:");
+        println!("  prism mapper check --manifest mapper.toml");
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("  cargo test                                   # native tests, no Wasm needed");
     println!("  cargo build --release --target wasm32-wasip2 # the component");
     println!("  prism plugin check target/wasm32-wasip2/release/{lib}.wasm");
@@ -66,7 +160,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The files of a new plugin crate, as (relative path, contents).
-pub fn scaffold(name: &str, sdk: &Path) -> Vec<(&'static str, String)> {
+pub fn scaffold(name: &str, sdk: &SdkSource) -> Vec<(&'static str, String)> {
     let ty: String = name
         .split(['-', '_'])
         .filter(|p| !p.is_empty())
@@ -88,7 +182,7 @@ edition = "2024"
 crate-type = ["cdylib", "rlib"]
 
 [dependencies]
-prism-sdk = {{ path = "{sdk}" }}
+{sdk}
 
 # Small, fast components: LTO'd guests run at about native speed.
 [profile.release]
@@ -99,7 +193,7 @@ strip = true
 # A standalone crate, not part of any surrounding workspace.
 [workspace]
 "#,
-        sdk = sdk.display()
+        sdk = sdk.dependency("prism-sdk")
     );
     let src = TEMPLATE.replace("Example", &ty).replace("{name}", name);
     let readme = format!(
