@@ -1,6 +1,6 @@
 # The read API: API Gateway (HTTP API) in front of a second Lambda built
 # from the same crate (bin prism-api, lambda_http). Routes are the ones
-# host/src/api/route.rs serves (tests/all/terraform.rs checks both agree).
+# host/core/src/api/route.rs serves (tests/all/terraform.rs checks both agree).
 #
 # Authorization is IAM (SigV4): callers are services with IAM roles (shop
 # backends, the leaflet generator), access is granted with an

@@ -1,4 +1,4 @@
-# The dispatcher's role: exactly what host/src calls, on exactly these
+# The dispatcher's role: exactly what the host crates call, on exactly these
 # resources (tests/all/terraform.rs checks it against the code).
 
 data "aws_iam_policy_document" "assume" {

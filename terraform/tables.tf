@@ -108,7 +108,7 @@ resource "aws_dynamodb_table" "outputs" {
 }
 
 # The spool: batched receivers' buffers and per-product retry lanes, with an
-# index of open lanes and each lane's claim (see host/src/aws/spool.rs).
+# index of open lanes and each lane's claim (see host/aws/src/spool.rs).
 resource "aws_dynamodb_table" "spool" {
   name         = "${local.name}-spool"
   billing_mode = "PAY_PER_REQUEST"

@@ -9,7 +9,7 @@
 #   cannot write the bytes such a record would vouch for);
 # - no SQS, no Lambda, no other table.
 # The actions are the ones `prism plugin register|enable|disable|rollback`
-# call (host/src/aws/registry.rs TEAM_ACTIONS, checked by the hcl tests).
+# call (host/aws/src/registry.rs TEAM_ACTIONS, checked by the hcl tests).
 
 locals {
   name = "${var.prefix}-${var.env}-rcv-${var.receiver}-deploy"
