@@ -103,16 +103,9 @@ impl MapperProcessor {
             records: records.len(),
             ..MapBatchReport::default()
         };
-        // Records grouped by item, each group in stream order.
-        let mut groups: BTreeMap<String, ItemRecords> = BTreeMap::new();
-        for (i, rec) in records.iter().enumerate() {
-            let parsed = to_shadow_change(rec, builder.manifest(), &self.prefix);
-            let item = match &parsed {
-                Ok(c) => format!("{}/{}", c.table, c.key),
-                Err(_) => format!("unreadable/{i}"),
-            };
-            groups.entry(item).or_default().push((i, parsed));
-        }
+        let groups = group_by_item(&records, |rec| {
+            to_shadow_change(rec, builder.manifest(), &self.prefix)
+        });
         let records = Arc::new(records);
         let limit = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
@@ -150,38 +143,72 @@ impl MapperProcessor {
         }
         let mut first_failed: Option<usize> = None;
         while let Some(done) = tasks.join_next().await {
-            for (i, step) in done.unwrap_or_default() {
-                match step {
-                    Step::Mapped(a) => {
-                        report.mapped += 1;
-                        report.tally.add(&a.tally);
-                        report.items_read += a.items_read;
-                    }
-                    Step::Parked => report.parked += 1,
-                    Step::Failed => {
-                        report.failed += 1;
-                        first_failed = Some(first_failed.map_or(i, |f| f.min(i)));
-                    }
-                    Step::Deferred => {
-                        report.deferred += 1;
-                        first_failed = Some(first_failed.map_or(i, |f| f.min(i)));
-                    }
+            let f = count_steps(&mut report, done.unwrap_or_default());
+            first_failed = first_failed.into_iter().chain(f).min();
+        }
+        Ok(MapBatchOutcome {
+            response: retry_from(&records, first_failed),
+            report,
+        })
+    }
+}
+/// The records grouped by item (`table/key`; each unreadable record alone),
+/// each group in stream order: items map in parallel, one item's changes in
+/// order.
+fn group_by_item(
+    records: &[Value],
+    parse: impl Fn(&Value) -> Result<ShadowChange, String>,
+) -> BTreeMap<String, ItemRecords> {
+    let mut groups: BTreeMap<String, ItemRecords> = BTreeMap::new();
+    for (i, rec) in records.iter().enumerate() {
+        let parsed = parse(rec);
+        let item = match &parsed {
+            Ok(c) => format!("{}/{}", c.table, c.key),
+            Err(_) => format!("unreadable/{i}"),
+        };
+        groups.entry(item).or_default().push((i, parsed));
+    }
+    groups
+}
+
+/// Count one group's steps into `report`; the first record that must be
+/// retried (failed, or not started before the deadline), if any.
+fn count_steps(report: &mut MapBatchReport, steps: Vec<(usize, Step)>) -> Option<usize> {
+    let mut first = None;
+    for (i, step) in steps {
+        match step {
+            Step::Mapped(a) => {
+                report.mapped += 1;
+                report.tally.add(&a.tally);
+                report.items_read += a.items_read;
+            }
+            Step::Parked => report.parked += 1,
+            Step::Failed | Step::Deferred => {
+                if matches!(step, Step::Failed) {
+                    report.failed += 1;
+                } else {
+                    report.deferred += 1;
                 }
+                first = Some(first.map_or(i, |f: usize| f.min(i)));
             }
         }
-        let mut response = DynamoDbEventResponse::default();
-        if let Some(i) = first_failed {
-            let sequence = records[i]
-                .pointer("/dynamodb/SequenceNumber")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            response
-                .batch_item_failures
-                .push(crate::stream::item_failure(sequence));
-        }
-        Ok(MapBatchOutcome { response, report })
     }
+    first
+}
+
+/// What Lambda retries: everything from the record at `first_failed`.
+fn retry_from(records: &[Value], first_failed: Option<usize>) -> DynamoDbEventResponse {
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(i) = first_failed {
+        let sequence = records[i]
+            .pointer("/dynamodb/SequenceNumber")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        response
+            .batch_item_failures
+            .push(crate::stream::item_failure(sequence));
+    }
+    response
 }
 
 fn map_one(
@@ -262,4 +289,57 @@ pub fn mapper_line(mapper: &str, r: &MapBatchReport, timestamp_ms: u64) -> Value
         ("ShadowItemsRead", r.items_read as f64, "Count"),
     ];
     crate::stream::metrics::line(&[("Mapper", mapper)], &metrics, timestamp_ms)
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn records_group_by_item_in_stream_order_and_unreadable_ones_alone() {
+        let records = vec![json!("a"), json!("b"), json!("a"), json!(null), json!(null)];
+        let groups = group_by_item(&records, |r| match r.as_str() {
+            Some(k) => Ok(ShadowChange {
+                table: "products".into(),
+                key: json!({"article_no": k}),
+                kind: prism_types::change::ChangeKind::Insert,
+                old: None,
+                new: Some(json!({})),
+                sequence: String::new(),
+                time_ms: 0,
+            }),
+            None => Err("bad".into()),
+        });
+        let shape: Vec<(String, Vec<usize>)> = groups
+            .iter()
+            .map(|(k, g)| (k.clone(), g.iter().map(|(i, _)| *i).collect()))
+            .collect();
+        assert_eq!(shape.len(), 4, "{shape:?}");
+        assert_eq!(shape[0].1, [0, 2], "{shape:?}");
+        assert_eq!(shape[1].1, [1]);
+        assert!(shape[2].0.starts_with("unreadable/") && shape[3].0.starts_with("unreadable/"));
+    }
+
+    #[test]
+    fn the_retry_starts_at_the_first_failed_or_deferred_record() {
+        let mut report = MapBatchReport::default();
+        let first = count_steps(
+            &mut report,
+            vec![(4, Step::Parked), (5, Step::Failed), (2, Step::Deferred)],
+        );
+        assert_eq!(first, Some(2));
+        assert_eq!((report.parked, report.failed, report.deferred), (1, 1, 1));
+        assert_eq!(count_steps(&mut report, vec![(0, Step::Parked)]), None);
+        let records = vec![
+            json!({"dynamodb": {"SequenceNumber": "10"}}),
+            json!({"dynamodb": {"SequenceNumber": "11"}}),
+        ];
+        let r = retry_from(&records, Some(1));
+        assert_eq!(
+            r.batch_item_failures[0].item_identifier.as_deref(),
+            Some("11")
+        );
+        assert!(retry_from(&records, None).batch_item_failures.is_empty());
+    }
 }
