@@ -1,5 +1,10 @@
 //! An RFC 4180 CSV writer: fields are quoted only when they must be, quotes
 //! are doubled, and records end with CRLF.
+//!
+//! Written here rather than taken from the `csv` crate: this is guest code,
+//! so every dependency is compiled into each plugin's component, and the
+//! writer half of CSV is forty lines; `csv` brings its reader, serde
+//! integration and `csv-core` along.
 
 /// Builds a CSV document.
 ///

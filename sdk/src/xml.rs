@@ -1,5 +1,10 @@
 //! A small XML writer whose escaping is always right.
 //!
+//! Written here rather than taken from `quick-xml` or `xml-rs`: this is
+//! guest code (every dependency lands in each plugin's component), and
+//! plugins only write, never parse; the writer is small enough to test
+//! exhaustively.
+//!
 //! Text and attribute values are escaped; characters XML 1.0 forbids (most
 //! C0 controls, lone surrogates cannot occur in Rust strings) become U+FFFD.
 //! Element and attribute names are the caller's constants and are checked in

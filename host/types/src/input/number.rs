@@ -1,5 +1,9 @@
 //! DynamoDB numbers, exactly.
 //!
+//! Hand-written rather than a decimal crate (`rust_decimal` holds 28 digits,
+//! `bigdecimal` brings arbitrary-precision arithmetic prism never does): the
+//! only operations are validate, normalize, compare and print, on text.
+//!
 //! A DynamoDB `N` has up to 38 significant digits and a magnitude between
 //! 1E-130 and 9.99…E+125. prism never converts one to floating point: the text
 //! is validated, normalized (no leading zeros, no trailing fraction zeros,
