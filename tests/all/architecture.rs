@@ -224,3 +224,44 @@ fn the_cycle_check_finds_a_cycle() {
     let dag = BTreeMap::from([("a".to_owned(), BTreeSet::from(["b".to_owned()]))]);
     assert_eq!(cycle(&dag), None);
 }
+
+/// The README's commands install only inside the project: every pip call
+/// in `scripts/` and `.ci/` runs the project venv's own Python, and
+/// nothing installs globally (`npm -g`, `pip --user`, `sudo`, `cargo install`).
+#[test]
+fn scripts_install_nothing_outside_the_project() {
+    let root = Path::new(ROOT);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("scripts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.push(root.join(".ci/run"));
+    let mut checked = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split('#').next().unwrap_or("");
+            let at = format!("{}:{}", f.display(), n + 1);
+            if code.contains("pip install") || code.contains("-m pip") {
+                checked += 1;
+                assert!(
+                    code.contains("\"$venv/bin/python\" -m pip"),
+                    "{at}: pip outside the project venv: {line}"
+                );
+            }
+            for global in [
+                "npm install -g",
+                "npm i -g",
+                "--user",
+                "sudo ",
+                "cargo install",
+            ] {
+                assert!(!code.contains(global), "{at}: installs globally: {line}");
+            }
+        }
+    }
+    assert!(
+        checked > 0,
+        "no pip call found: is scripts/tools still where tools come from?"
+    );
+}

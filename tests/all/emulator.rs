@@ -39,7 +39,7 @@ fn cargo_lambda() -> bool {
     if !found {
         assert!(
             std::env::var_os("PRISM_REQUIRE_ALL").is_none(),
-            "cargo-lambda is not installed; scripts/test installs it (pip install cargo-lambda)"
+            "cargo-lambda is not installed; scripts/test installs it into .tools/venv"
         );
         eprintln!("SKIPPED: cargo-lambda not installed; scripts/test installs it");
     }

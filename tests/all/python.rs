@@ -39,7 +39,7 @@ fn a_python_receiver_passes_check_and_runs() {
     match status {
         Err(e) if std::env::var_os("PRISM_REQUIRE_ALL").is_none() => {
             eprintln!(
-                "SKIPPED: componentize-py is not available ({e}); `pip install componentize-py` or run scripts/test"
+                "SKIPPED: componentize-py is not available ({e}); run scripts/test (it installs componentize-py into .tools/venv)"
             );
             return;
         }

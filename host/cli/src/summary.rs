@@ -70,31 +70,7 @@ pub fn print(
             ms(st.plugin_time),
         ]);
     }
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(i, (c, w))| {
-                if i < 2 {
-                    format!("{c:<w$}")
-                } else {
-                    format!("{c:>w$}")
-                }
-            })
-            .collect();
-        println!("  {}", parts.join("  "));
-    };
-    line(&header.map(str::to_owned));
-    for row in &rows {
-        line(row);
-    }
+    print!("{}", table(&header, &rows, 2));
     let total = report.receivers.values().map(|s| s.seen).sum::<u64>();
     let rate = total as f64 / report.elapsed.as_secs_f64().max(1e-9);
     let filtered = report.receivers.values().map(|s| s.filtered).sum::<u64>();
@@ -156,6 +132,38 @@ pub fn print(
     }
 }
 
+/// A table with a header, its columns as wide as their widest cell: the
+/// first `left` columns left-aligned, the rest (numbers) right-aligned;
+/// each line indented by two spaces.
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]], left: usize) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i < left {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        format!("  {}\n", parts.join("  "))
+    };
+    let mut out = line(&header.map(str::to_owned));
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
 fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
     if ms < 10.0 {
@@ -211,4 +219,21 @@ pub fn print_tick(report: &TickReport, store: &dyn Display) {
             ""
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_fit_their_widest_cell_and_numbers_align_right() {
+        let rows = [
+            ["website".to_owned(), "12".to_owned()],
+            ["x".to_owned(), "1234".to_owned()],
+        ];
+        assert_eq!(
+            table(&["receiver", "seen"], &rows, 1),
+            "  receiver  seen\n  website     12\n  x         1234\n"
+        );
+    }
 }
