@@ -23,6 +23,7 @@ mod sqs;
 mod stream;
 mod stream_cli;
 mod terraform;
+mod terraform_iam;
 mod terraform_mapper;
 mod world;
 
