@@ -25,17 +25,7 @@ fn a_new_plugin_builds_tests_checks_and_runs_as_generated() {
     }
     // A shared target dir keeps the nested builds incremental across runs.
     let target = Path::new(prism_e2e::wasm::ROOT).join("target/scaffold-test");
-    let cargo = |args: &[&str]| {
-        let o = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(args)
-            .current_dir(&root)
-            .env("CARGO_TARGET_DIR", &target)
-            .output()
-            .unwrap();
-        let (out, err) = text(&o);
-        assert!(o.status.success(), "cargo {args:?} failed:\n{out}\n{err}");
-        out
-    };
+    let cargo = |args: &[&str]| cargo_in(&root, &target, args);
     let tests = cargo(&["test"]);
     assert!(tests.contains("test result: ok. 3 passed"), "{tests}");
     cargo(&["build", "--release", "--target", "wasm32-wasip2"]);

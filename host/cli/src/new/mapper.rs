@@ -4,40 +4,9 @@ use super::SdkSource;
 
 /// The files of a new mapper crate, as (relative path, contents).
 pub fn scaffold(name: &str, sdk: &SdkSource) -> Vec<(&'static str, String)> {
-    let ty: String = name
-        .split(['-', '_'])
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut c = p.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect();
+    let ty = super::type_name(name);
     let lib = name.replace('-', "_");
-    let cargo = format!(
-        r#"[package]
-name = "{name}"
-version = "0.1.0"
-edition = "2024"
-
-[lib]
-crate-type = ["cdylib", "rlib"]
-
-[dependencies]
-{sdk}
-
-# Small, fast components: LTO'd guests run at about native speed.
-[profile.release]
-lto = true
-codegen-units = 1
-strip = true
-
-# A standalone crate, not part of any surrounding workspace.
-[workspace]
-"#,
-        sdk = sdk.dependency("prism-mapper-sdk")
-    );
+    let cargo = super::cargo_toml(name, &sdk.dependency("prism-mapper-sdk"));
     let manifest = format!(
         r#"# The mapper's manifest: `prism mapper check --manifest mapper.toml`, then
 # `prism mapper publish --manifest mapper.toml --bucket B` on AWS.

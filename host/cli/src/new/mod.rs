@@ -159,9 +159,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The files of a new plugin crate, as (relative path, contents).
-pub fn scaffold(name: &str, sdk: &SdkSource) -> Vec<(&'static str, String)> {
-    let ty: String = name
+/// `acme-feed` → `AcmeFeed`: the plugin's type name.
+fn type_name(crate_name: &str) -> String {
+    crate_name
         .split(['-', '_'])
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -170,9 +170,12 @@ pub fn scaffold(name: &str, sdk: &SdkSource) -> Vec<(&'static str, String)> {
                 .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
                 .unwrap_or_default()
         })
-        .collect();
-    let lib = name.replace('-', "_");
-    let cargo = format!(
+        .collect()
+}
+
+/// A standalone guest crate's Cargo.toml with one SDK `dependency` line.
+fn cargo_toml(name: &str, dependency: &str) -> String {
+    format!(
         r#"[package]
 name = "{name}"
 version = "0.1.0"
@@ -182,7 +185,7 @@ edition = "2024"
 crate-type = ["cdylib", "rlib"]
 
 [dependencies]
-{sdk}
+{dependency}
 
 # Small, fast components: LTO'd guests run at about native speed.
 [profile.release]
@@ -192,9 +195,15 @@ strip = true
 
 # A standalone crate, not part of any surrounding workspace.
 [workspace]
-"#,
-        sdk = sdk.dependency("prism-sdk")
-    );
+"#
+    )
+}
+
+/// The files of a new plugin crate, as (relative path, contents).
+pub fn scaffold(name: &str, sdk: &SdkSource) -> Vec<(&'static str, String)> {
+    let ty = type_name(name);
+    let lib = name.replace('-', "_");
+    let cargo = cargo_toml(name, &sdk.dependency("prism-sdk"));
     let src = TEMPLATE.replace("Example", &ty).replace("{name}", name);
     let readme = format!(
         "# {name}\n\nA prism receiver plugin.\n\n```sh\ncargo test\ncargo build --release --target wasm32-wasip2\n\
