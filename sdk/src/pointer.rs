@@ -180,3 +180,70 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every JSON pointer in `v` with the value there, the root included.
+    fn all_pointers(v: &Value, at: String, out: &mut Vec<(String, Value)>) {
+        out.push((at.clone(), v.clone()));
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    all_pointers(x, format!("{at}/{}", escape_token(k)), out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    all_pointers(x, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn doc() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (0i64..4).prop_map(Value::from),
+            "[ab~/]{0,2}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 20, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                prop::collection::btree_map("[ab~/]{1,2}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// Against a brute-force diff over every pointer of both documents:
+        /// each reported path really differs (sound), and every pointer
+        /// whose value differs is touched by a reported path (complete).
+        #[test]
+        fn changed_paths_match_a_brute_force_diff(old in doc(), new in doc()) {
+            let changed = changed_paths(&old, &new);
+            for c in &changed {
+                prop_assert_ne!(old.pointer(c), new.pointer(c), "reported {:?} but it did not change", c);
+            }
+            let mut pointers = Vec::new();
+            all_pointers(&old, String::new(), &mut pointers);
+            all_pointers(&new, String::new(), &mut pointers);
+            for (p, _) in pointers {
+                if old.pointer(&p) != new.pointer(&p) {
+                    prop_assert!(
+                        changed.iter().any(|c| touches(c, &p)),
+                        "{:?} changed but no reported path touches it: {:?}", p, changed
+                    );
+                }
+            }
+            prop_assert_eq!(changed.is_empty(), old == new);
+        }
+    }
+}

@@ -432,3 +432,41 @@ mod tests {
         assert!(validate_receiver_id("rcvr-web").is_ok());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any text, and any TOML made of a manifest's own keys with values
+        /// of any type, is a manifest or an error naming the file: never a
+        /// panic.
+        #[test]
+        fn any_manifest_text_parses_or_is_refused_without_panicking(
+            text in "\\PC{0,200}",
+            fields in prop::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "schema", "receiver", "enabled", "mode", "dedup", "interest",
+                        "[plugin]\ndigest", "[plugin]\nfile", "[limits]\ntimeout_ms",
+                        "[limits]\nmax_messages", "[destination]\nqueue", "[config]\nk",
+                    ]),
+                    prop::sample::select(vec![
+                        "1", "0", "-1", "99999999999999999999", "true", "\"x\"", "\"\"",
+                        "[]", "[\"/a\"]", "{}", "\"batch\"", "1.5",
+                    ]),
+                ),
+                0..8,
+            ),
+        ) {
+            let _ = ReceiverManifest::from_toml(&text, "any.toml");
+            let toml: String = fields.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+            if let Err(e) = ReceiverManifest::from_toml(&toml, "fields.toml") {
+                prop_assert!(e.to_string().contains("fields.toml"), "{}", e);
+            }
+        }
+    }
+}

@@ -12,6 +12,9 @@ pub mod attr;
 pub mod number;
 pub mod record;
 
+#[cfg(test)]
+mod props;
+
 use serde_json::Value;
 
 use crate::change::Change;
