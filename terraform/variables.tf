@@ -224,13 +224,13 @@ variable "max_retries" {
 }
 
 variable "max_record_age_seconds" {
-  description = "Records older than this go to the on-failure queue instead of being retried (-1: until the stream drops them after 24 h)."
+  description = "Records older than this go to the on-failure queue instead of being retried. At most 18 h, so that a record the on-failure queue names can still be read from the stream (24 h retention) and replayed for at least 6 h."
   type        = number
-  default     = 86400
+  default     = 21600
 
   validation {
-    condition     = var.max_record_age_seconds == -1 || (var.max_record_age_seconds >= 60 && var.max_record_age_seconds <= 604800)
-    error_message = "max_record_age_seconds must be -1 or between 60 and 604800."
+    condition     = var.max_record_age_seconds >= 60 && var.max_record_age_seconds <= 64800
+    error_message = "max_record_age_seconds must be between 60 and 64800 (18 h): older records could no longer be replayed from the stream's 24 h retention."
   }
 }
 

@@ -282,3 +282,54 @@ fn one_schedule_ticks_the_dispatcher_with_the_event_it_understands() {
         "aws_cloudwatch_event_rule.tick.arn"
     );
 }
+
+/// A record the event source mapping gives up on must still be in the
+/// stream (24 h retention) when an operator reads the on-failure queue:
+/// `max_record_age_seconds` is at most 18 h by default and by validation,
+/// and -1 ("until the stream drops it") is refused.
+#[test]
+fn records_given_up_on_can_still_be_replayed_from_the_stream() {
+    use hcl::eval::{Context, Evaluate};
+    let tf = blocks("terraform");
+    let v = find(&tf, "variable", &["max_record_age_seconds"]);
+    let condition = nested(v, "validation")[0]
+        .body()
+        .attributes()
+        .find(|a| a.key() == "condition")
+        .unwrap()
+        .expr()
+        .clone();
+    let allowed = |age: i64| -> bool {
+        let mut ctx = Context::new();
+        ctx.declare_var(
+            "var",
+            hcl::Value::Object(
+                [("max_record_age_seconds".to_owned(), hcl::Value::from(age))]
+                    .into_iter()
+                    .collect(),
+            ),
+        );
+        condition.evaluate(&ctx).unwrap() == hcl::Value::Bool(true)
+    };
+    for age in [60, 21_600, 64_800] {
+        assert!(allowed(age), "{age} s should be allowed");
+    }
+    for age in [-1, 59, 64_801, 86_400] {
+        assert!(
+            !allowed(age),
+            "{age} s leaves no time to replay from the stream"
+        );
+    }
+    let default: i64 = attr(v, "default").parse().unwrap();
+    assert!(
+        allowed(default),
+        "the default {default} s is refused by its own validation"
+    );
+    for f in ["lambda.tf", "mapper.tf"] {
+        let text = std::fs::read_to_string(Path::new(ROOT).join("terraform").join(f)).unwrap();
+        assert!(
+            text.contains("maximum_record_age_in_seconds  = var.max_record_age_seconds"),
+            "{f}"
+        );
+    }
+}
