@@ -33,7 +33,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use lanes::{MAX_LANE_ATTEMPTS, TickOptions, TickReport, tick};
+pub use lanes::{MAX_LANE_ATTEMPTS, TickCursor, TickOptions, TickReport, fair_order, tick};
 pub use stats::ReceiverStats;
 pub use worker::change_json;
 
@@ -68,6 +68,9 @@ pub struct Dispatcher {
     /// less what finishing takes): the changes not yet run are held, so the
     /// caller reports them for a retry instead of running into a timeout.
     pub stop_at: Option<Instant>,
+    /// Where the last tick stopped (shared by clones), so the next starts
+    /// after it.
+    pub tick_cursor: lanes::TickCursor,
 }
 
 impl Default for Dispatcher {
@@ -78,6 +81,7 @@ impl Default for Dispatcher {
             hold_unavailable: false,
             breaker: crate::breaker::BreakerConfig::default(),
             stop_at: None,
+            tick_cursor: lanes::TickCursor::default(),
         }
     }
 }
