@@ -12,8 +12,7 @@
 //! sent again with the same FIFO deduplication ids (SQS drops it) and the
 //! same outbox file names.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 
 use super::worker::{Context, Formatted};
 use super::{Dispatcher, Progress, ReceiverStats, RunOptions, to_wit};
@@ -107,7 +106,7 @@ pub fn tick(
             return report;
         }
     };
-    let lanes = fair_order(lanes, dispatcher.tick_cursor.get().as_deref());
+    let lanes = super::tick_order::fair_order(lanes, dispatcher.tick_cursor.get().as_deref());
     let mut reached = None;
     for (lane, info) in lanes {
         if dispatcher
@@ -165,52 +164,6 @@ pub fn tick(
         Err(e) => report.errors.push(e.to_string()),
     }
     report
-}
-
-/// Where the last tick stopped, shared by the clones of a [`Dispatcher`]
-/// (a warm Lambda's successive ticks). Process memory only: a cold start
-/// begins at the top, which is still fair (see [`fair_order`]).
-#[derive(Debug, Clone, Default)]
-pub struct TickCursor(Arc<Mutex<Option<String>>>);
-
-impl TickCursor {
-    /// The last lane the previous tick reached, if it was cut short.
-    pub fn get(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn set(&self, lane: Option<String>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = lane;
-    }
-}
-
-/// The order a tick works lanes in: round-robin across receivers (each
-/// receiver's lanes in name order: its first lane, then every other
-/// receiver's first, then its second…), starting after the lane named
-/// `after`. One receiver with hundreds of failing lanes cannot keep
-/// another receiver's lane waiting past the first round, and a tick cut
-/// short by its deadline resumes where it stopped.
-pub fn fair_order<T>(lanes: Vec<(Lane, T)>, after: Option<&str>) -> Vec<(Lane, T)> {
-    let mut by_receiver: BTreeMap<String, VecDeque<(Lane, T)>> = BTreeMap::new();
-    for (lane, info) in lanes {
-        by_receiver
-            .entry(lane.receiver().to_owned())
-            .or_default()
-            .push_back((lane, info));
-    }
-    let mut order = Vec::new();
-    while !by_receiver.is_empty() {
-        by_receiver.retain(|_, q| {
-            if let Some(l) = q.pop_front() {
-                order.push(l);
-            }
-            !q.is_empty()
-        });
-    }
-    if let Some(i) = after.and_then(|a| order.iter().position(|(l, _)| l.to_string() == a)) {
-        order.rotate_left(i + 1);
-    }
-    order
 }
 
 /// Flush `r`'s buffer: every window that is due (all of it with `force`).
@@ -602,69 +555,4 @@ fn retry(
         let _ = spool.unlock(lane, &claim);
     }
     Some(st)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn retry(receiver: &str, key: &str) -> (Lane, ()) {
-        (
-            Lane::Retry {
-                receiver: receiver.into(),
-                key: key.into(),
-            },
-            (),
-        )
-    }
-
-    fn names(order: &[(Lane, ())]) -> Vec<String> {
-        order.iter().map(|(l, _)| l.to_string()).collect()
-    }
-
-    #[test]
-    fn fifty_lanes_of_one_receiver_do_not_hold_up_another() {
-        let mut lanes: Vec<_> = (0..50).map(|i| retry("a", &format!("K{i:02}"))).collect();
-        lanes.push(retry("b", "K00"));
-        lanes.push((
-            Lane::Buffer {
-                receiver: "c".into(),
-            },
-            (),
-        ));
-        let order = fair_order(lanes, None);
-        assert_eq!(order.len(), 52);
-        let first_round: Vec<&str> = order[..3].iter().map(|(l, _)| l.receiver()).collect();
-        assert_eq!(first_round, ["a", "b", "c"]);
-        // Each receiver's own lanes keep their order.
-        let a: Vec<String> = names(&order)
-            .into_iter()
-            .filter(|n| n.contains("/a/"))
-            .collect();
-        let mut sorted = a.clone();
-        sorted.sort();
-        assert_eq!(a, sorted);
-    }
-
-    #[test]
-    fn a_tick_cut_short_resumes_after_the_last_lane_it_reached() {
-        let lanes = || {
-            vec![
-                retry("a", "1"),
-                retry("a", "2"),
-                retry("b", "1"),
-                retry("b", "2"),
-            ]
-        };
-        let all = names(&fair_order(lanes(), None));
-        assert_eq!(all.len(), 4);
-        let resumed = names(&fair_order(lanes(), Some(&all[1])));
-        assert_eq!(resumed, [&*all[2], &*all[3], &*all[0], &*all[1]]);
-        // A lane that is gone since: start from the top.
-        assert_eq!(names(&fair_order(lanes(), Some("retry/gone/x"))), all);
-        let cursor = TickCursor::default();
-        let shared = cursor.clone();
-        cursor.set(Some(all[2].clone()));
-        assert_eq!(shared.get().as_deref(), Some(all[2].as_str()));
-    }
 }

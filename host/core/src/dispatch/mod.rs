@@ -25,6 +25,7 @@
 mod batch;
 mod lanes;
 mod stats;
+mod tick_order;
 mod worker;
 
 use std::collections::{BTreeMap, HashSet};
@@ -33,8 +34,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use lanes::{MAX_LANE_ATTEMPTS, TickCursor, TickOptions, TickReport, fair_order, tick};
+pub use lanes::{MAX_LANE_ATTEMPTS, TickOptions, TickReport, tick};
 pub use stats::ReceiverStats;
+pub use tick_order::{TickCursor, fair_order};
 pub use worker::change_json;
 
 use crate::receivers::ReceiverSet;
@@ -70,7 +72,7 @@ pub struct Dispatcher {
     pub stop_at: Option<Instant>,
     /// Where the last tick stopped (shared by clones), so the next starts
     /// after it.
-    pub tick_cursor: lanes::TickCursor,
+    pub tick_cursor: tick_order::TickCursor,
 }
 
 impl Default for Dispatcher {
@@ -81,7 +83,7 @@ impl Default for Dispatcher {
             hold_unavailable: false,
             breaker: crate::breaker::BreakerConfig::default(),
             stop_at: None,
-            tick_cursor: lanes::TickCursor::default(),
+            tick_cursor: tick_order::TickCursor::default(),
         }
     }
 }
