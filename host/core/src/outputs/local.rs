@@ -60,8 +60,6 @@ pub fn save(dir: &Path, state: &OutputMemory) -> Result<(), StateError> {
         path: p.display().to_string(),
         message: e.to_string(),
     };
-    let dir = p.parent().expect("the state file has a directory");
-    std::fs::create_dir_all(dir).map_err(err)?;
     let mut text = String::new();
     for ((receiver, key), e) in state.entries() {
         text.push_str(
