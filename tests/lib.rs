@@ -13,6 +13,8 @@ use prism_types::registry::LocalRegistry;
 
 /// moto-backed AWS test support.
 pub mod aws;
+/// A fault-injecting proxy in front of moto.
+pub mod faults;
 
 /// Paths of the guest components built by `build.rs`.
 pub mod wasm {

@@ -8,6 +8,7 @@ mod cli;
 mod dedup;
 mod diff;
 mod emulator;
+mod faults;
 mod hostile;
 mod input;
 mod mapper;

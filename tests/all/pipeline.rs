@@ -323,11 +323,11 @@ impl Sink for DownFor {
     fn deliver(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError> {
         let e = &envelopes[0];
         if e.receiver == self.receiver && e.key == self.key {
-            return Err(SinkError {
-                receiver: e.receiver.to_owned(),
-                message: "queue unreachable".into(),
-                kind: prism_core::sink::SinkErrorKind::Unavailable,
-            });
+            return Err(SinkError::new(
+                e.receiver,
+                prism_core::sink::SinkErrorKind::Unavailable,
+                "queue unreachable",
+            ));
         }
         self.delivered.deliver(envelopes)
     }

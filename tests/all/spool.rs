@@ -13,7 +13,7 @@ use prism_core::dispatch::{
 };
 use prism_core::receivers::ReceiverSet;
 use prism_core::sample::StreamWriter;
-use prism_core::sink::{DeadLetter, Envelope, Sink, SinkError, SinkErrorKind};
+use prism_core::sink::{DeadLetter, Envelope, Sink, SinkError};
 use prism_core::spool::{LocalSpool, Spool};
 use prism_e2e::{engine, register, relaxed, wasm};
 use prism_types::change::Change;
@@ -282,11 +282,11 @@ impl Sink for Recorder {
     fn deliver(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError> {
         let e = &envelopes[0];
         if self.down == Some((e.receiver, e.key)) && !self.up.load(Ordering::SeqCst) {
-            return Err(SinkError {
-                receiver: e.receiver.to_owned(),
-                message: "queue unreachable".into(),
-                kind: SinkErrorKind::Unavailable,
-            });
+            return Err(SinkError::new(
+                e.receiver,
+                prism_core::sink::SinkErrorKind::Unavailable,
+                "queue unreachable",
+            ));
         }
         self.check(envelopes)?;
         let mut v = self.delivered.lock().unwrap();
@@ -311,11 +311,11 @@ impl Sink for Recorder {
             self.max_body,
             envelopes.iter().map(|e| e.message.body.len()).max(),
         ) {
-            (Some(max), Some(len)) if len > max => Err(SinkError {
-                receiver: envelopes[0].receiver.to_owned(),
-                message: format!("{len} bytes, over {max}"),
-                kind: SinkErrorKind::TooLarge,
-            }),
+            (Some(max), Some(len)) if len > max => Err(SinkError::new(
+                envelopes[0].receiver,
+                prism_core::sink::SinkErrorKind::TooLarge,
+                format!("{len} bytes, over {max}"),
+            )),
             _ => Ok(()),
         }
     }

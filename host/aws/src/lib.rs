@@ -122,7 +122,9 @@ pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
             tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .retry_config(retry_config());
     if let Some(url) = &target.endpoint_url {
         loader = loader.endpoint_url(url);
     }
@@ -130,6 +132,19 @@ pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
         loader = loader.region(Region::new(r.clone()));
     }
     loader.load().await
+}
+
+/// The one place a failed AWS call is retried: the SDK's standard mode
+/// (throttling, 5xx, timeouts and dropped connections, with jittered
+/// exponential backoff and its retry quota), 4 tries from 100 ms up to 5 s.
+/// Code above it does not loop over whole calls again (the SQS sink retries
+/// only the entries SQS failed inside a successful call), so the worst case
+/// is 4 tries, not 4 × N.
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(4)
+        .with_initial_backoff(std::time::Duration::from_millis(100))
+        .with_max_backoff(std::time::Duration::from_secs(5))
 }
 
 /// An S3 client; path-style addressing when an endpoint URL is set (emulators

@@ -24,6 +24,8 @@ pub const KEY_PRODUCT: &str = "key";
 pub const SEQUENCE: &str = "sequence";
 /// The output hash (B, 32 bytes).
 pub const HASH: &str = "hash";
+/// The hash of the product image the output was made from (B, 32 bytes).
+pub const IMAGE: &str = "image";
 /// Width of a stored sequence number.
 pub const SEQUENCE_WIDTH: usize = 48;
 /// The calls a dispatcher makes on the table. Terraform grants exactly these.
@@ -81,7 +83,7 @@ impl OutputsTable for DynamoOutputs {
     async fn write(&self, entries: &[(OutputKey, LastOutput)]) -> Result<usize, OutputsError> {
         let mut written = 0;
         for ((receiver, key), e) in entries {
-            let put = self
+            let mut put = self
                 .client
                 .put_item()
                 .table_name(&self.table)
@@ -91,9 +93,11 @@ impl OutputsTable for DynamoOutputs {
                 .item(HASH, AttributeValue::B(e.hash.to_vec().into()))
                 .condition_expression("attribute_not_exists(#s) OR #s < :s")
                 .expression_attribute_names("#s", SEQUENCE)
-                .expression_attribute_values(":s", AttributeValue::S(padded(&e.sequence)))
-                .send()
-                .await;
+                .expression_attribute_values(":s", AttributeValue::S(padded(&e.sequence)));
+            if let Some(image) = e.image {
+                put = put.item(IMAGE, AttributeValue::B(image.to_vec().into()));
+            }
+            let put = put.send().await;
             match put {
                 Ok(_) => written += 1,
                 Err(err)
@@ -126,6 +130,10 @@ fn decode(item: &Item) -> Option<(OutputKey, LastOutput)> {
                 trimmed.into()
             },
             hash,
+            image: item
+                .get(IMAGE)
+                .and_then(|v| v.as_b().ok())
+                .and_then(|b| b.as_ref().try_into().ok()),
         },
     ))
 }
@@ -147,5 +155,9 @@ mod tests {
         let (k, e) = decode(&item).unwrap();
         assert_eq!(k, ("r".to_owned(), "k".to_owned()));
         assert_eq!((e.sequence.as_str(), e.hash), ("4200", [1u8; 32]));
+        assert_eq!(e.image, None, "state written before images were kept");
+        let mut item = item;
+        item.insert(IMAGE.to_owned(), AttributeValue::B(vec![2u8; 32].into()));
+        assert_eq!(decode(&item).unwrap().1.image, Some([2u8; 32]));
     }
 }

@@ -170,6 +170,11 @@ impl DynamoSpool {
                     bytes: num(item, "bytes"),
                     change: serde_json::from_str(change)
                         .map_err(|e| format!("an entry's change is not JSON: {e}"))?,
+                    sent: text(item, "sent")
+                        .map(serde_json::from_str)
+                        .transpose()
+                        .map_err(|e| format!("an entry's sent list is not JSON: {e}"))?
+                        .unwrap_or_default(),
                 })
             })
             .collect()
@@ -182,9 +187,9 @@ impl DynamoSpool {
             .table_name(&self.table)
             .set_key(Some(key(&lane.to_string(), CLAIM)))
             .update_expression(if unlock {
-                "SET members = :m, sent = :s, digest = :d, attempts = :a, lease_until = :z"
+                "SET members = :m, sent = :s, digest = :d, attempts = :a, #p = :p, lease_until = :z"
             } else {
-                "SET members = :m, sent = :s, digest = :d, attempts = :a"
+                "SET members = :m, sent = :s, digest = :d, attempts = :a, #p = :p"
             })
             .expression_attribute_values(
                 ":m",
@@ -192,7 +197,12 @@ impl DynamoSpool {
             )
             .expression_attribute_values(":s", n(claim.sent))
             .expression_attribute_values(":d", s(claim.digest.clone().unwrap_or_default()))
-            .expression_attribute_values(":a", n(claim.attempts));
+            .expression_attribute_values(":a", n(claim.attempts))
+            .expression_attribute_names("#p", "partial")
+            .expression_attribute_values(
+                ":p",
+                s(serde_json::to_string(&claim.partial).expect("a map of lists serializes")),
+            );
         if unlock {
             u = u.expression_attribute_values(":z", n(0));
         }
@@ -243,6 +253,10 @@ impl Spool for DynamoSpool {
                         item.insert("change".into(), s(e.change.to_string()));
                         item.insert("spooled_ms".into(), n(e.spooled_ms));
                         item.insert("bytes".into(), n(e.bytes));
+                        if !e.sent.is_empty() {
+                            let sent = serde_json::to_string(&e.sent).expect("a list serializes");
+                            item.insert("sent".into(), s(sent));
+                        }
                         put(item)
                     })
                     .collect();
@@ -404,6 +418,9 @@ impl Spool for DynamoSpool {
                         .filter(|d| !d.is_empty())
                         .map(str::to_owned),
                     attempts: num(&a, "attempts") as u32,
+                    partial: text(&a, "partial")
+                        .and_then(|p| serde_json::from_str(p).ok())
+                        .unwrap_or_default(),
                 }))
             }
             Err(e)

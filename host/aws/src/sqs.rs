@@ -13,8 +13,17 @@
 //!   are sent base64-encoded with `prism-encoding = base64`.
 //! - A message over 256 KiB (body plus attributes) is not sent: the change is
 //!   parked for that receiver as `too-large` with its size.
-//! - Entries SQS fails on its side, and failed calls, are retried with
-//!   exponential backoff (5 attempts); sender faults are not retried.
+//! - Outcomes are per entry. An entry SQS took is never sent again: a
+//!   failure reports which messages got out ([`SinkError::delivered`]), and
+//!   the retry sends only the rest.
+//! - Entries SQS failed on its side are retried here with jittered
+//!   exponential backoff ([`ENTRY_ATTEMPTS`] tries). A call that fails as a
+//!   whole (throttling, 5xx, a dropped connection) has already been retried
+//!   by the SDK ([`crate::retry_config`]); it is not retried again here, so
+//!   the two loops never multiply.
+//! - An entry SQS refuses as the sender's fault fails the change as
+//!   [`SinkErrorKind::Refused`] with SQS's code: it is parked as
+//!   `refused:<Code>`, not retried (it would fail the same way forever).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +41,9 @@ use prism_types::manifest::Destination;
 pub const MAX_BYTES: usize = 256 * 1024;
 /// SQS's limit on entries per batch.
 pub const MAX_ENTRIES: usize = 10;
-const ATTEMPTS: u32 = 5;
+/// Tries of an entry SQS failed on its side (a whole call's failures are
+/// the SDK's to retry).
+pub const ENTRY_ATTEMPTS: u32 = 4;
 /// The IAM actions the sink needs on a queue (`SendMessageBatch` is
 /// authorized as `sqs:SendMessage`). Terraform grants exactly these.
 pub const ACTIONS: &[&str] = &["sqs:GetQueueUrl", "sqs:SendMessage"];
@@ -70,11 +81,7 @@ impl SqsSink {
     }
 
     fn err(receiver: &str, message: impl Into<String>) -> SinkError {
-        SinkError {
-            receiver: receiver.to_owned(),
-            message: message.into(),
-            kind: SinkErrorKind::Unavailable,
-        }
+        SinkError::unavailable(receiver, message)
     }
 
     /// The queue URL for a queue name or URL (looked up once, then cached).
@@ -107,6 +114,8 @@ impl SqsSink {
         Ok(url)
     }
 
+    /// Send `msgs` in order, in batches. On failure, the error says which
+    /// of them did get out.
     async fn send(
         &self,
         receiver: &str,
@@ -115,90 +124,145 @@ impl SqsSink {
     ) -> Result<(), SinkError> {
         let url = self.url(receiver, queue).await?;
         let fifo = url.ends_with(".fifo");
+        let mut delivered: Vec<usize> = Vec::with_capacity(msgs.len());
+        let failed = |mut e: SinkError, delivered: &[usize]| {
+            e.delivered = delivered.to_vec();
+            e.delivered.sort_unstable();
+            e
+        };
         for chunk in chunks(&msgs) {
-            let mut pending: Vec<usize> = chunk.clone();
+            let mut pending: Vec<usize> = chunk;
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let entries: Vec<SendMessageBatchRequestEntry> = pending
-                    .iter()
-                    .map(|&i| {
-                        let m = &msgs[i];
-                        let mut e = SendMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .message_body(&m.body)
-                            .set_message_attributes(Some(m.attributes.clone()));
-                        if fifo {
-                            e = e
-                                .message_group_id(&m.group)
-                                .message_deduplication_id(&m.dedup);
-                        }
-                        e.build().expect("id and body are set")
-                    })
-                    .collect();
-                let result = self
+                let entries: Vec<SendMessageBatchRequestEntry> =
+                    pending.iter().map(|&i| entry(i, &msgs[i], fifo)).collect();
+                let out = match self
                     .client
                     .send_message_batch()
                     .queue_url(&url)
                     .set_entries(Some(entries))
                     .send()
-                    .await;
-                let out = match result {
+                    .await
+                {
                     Ok(out) => out,
-                    Err(e) if attempt < ATTEMPTS => {
-                        tracing::warn!(receiver, queue, attempt, error = %crate::sdk_error(&e), "SendMessageBatch failed; retrying");
-                        tokio::time::sleep(backoff(attempt)).await;
-                        continue;
-                    }
                     Err(e) => {
+                        // The SDK has retried this call already.
                         let why = crate::sdk_error(&e);
-                        return Err(Self::err(
+                        let e = Self::err(
                             receiver,
-                            format!(
-                                "queue {queue}: SendMessageBatch failed {ATTEMPTS} times: {why}"
-                            ),
-                        ));
+                            format!("queue {queue}: SendMessageBatch failed: {why}"),
+                        );
+                        return Err(failed(e, &delivered));
                     }
                 };
-                let mut retry = Vec::new();
-                let mut fatal = Vec::new();
-                for f in out.failed() {
-                    let i: usize = f.id().parse().unwrap_or(usize::MAX);
-                    let what = format!("message {i}: {} {}", f.code(), f.message().unwrap_or(""));
-                    if f.sender_fault() {
-                        fatal.push(what);
-                    } else {
-                        retry.push(i);
-                    }
+                let outcome = Outcome::of(&out, &pending);
+                delivered.extend(&outcome.delivered);
+                if let Some((code, what)) = outcome.refused {
+                    let e =
+                        SinkError::refused(receiver, code, format!("queue {queue} refused {what}"));
+                    return Err(failed(e, &delivered));
                 }
-                if !fatal.is_empty() {
-                    return Err(Self::err(
-                        receiver,
-                        format!("queue {queue} refused: {}", fatal.join("; ")),
-                    ));
-                }
-                if retry.is_empty() {
+                if outcome.retry.is_empty() {
                     break;
                 }
-                if attempt >= ATTEMPTS {
-                    return Err(Self::err(
+                if attempt >= ENTRY_ATTEMPTS {
+                    let e = Self::err(
                         receiver,
                         format!(
-                            "queue {queue}: {} messages still failing after {ATTEMPTS} attempts",
-                            retry.len()
+                            "queue {queue}: {} of {} messages still failing after {ENTRY_ATTEMPTS} tries: {}",
+                            outcome.retry.len(),
+                            msgs.len(),
+                            outcome.last_error
                         ),
-                    ));
+                    );
+                    return Err(failed(e, &delivered));
                 }
+                tracing::warn!(receiver, queue, attempt, failing = outcome.retry.len(), error = %outcome.last_error, "SQS failed some entries; retrying them");
                 tokio::time::sleep(backoff(attempt)).await;
-                pending = retry;
+                pending = outcome.retry;
             }
         }
         Ok(())
     }
 }
 
+/// The request entry for message `i`.
+fn entry(i: usize, m: &Outgoing, fifo: bool) -> SendMessageBatchRequestEntry {
+    let mut e = SendMessageBatchRequestEntry::builder()
+        .id(i.to_string())
+        .message_body(&m.body)
+        .set_message_attributes(Some(m.attributes.clone()));
+    if fifo {
+        e = e
+            .message_group_id(&m.group)
+            .message_deduplication_id(&m.dedup);
+    }
+    e.build().expect("id and body are set")
+}
+
+/// What one `SendMessageBatch` answer says about its entries.
+#[derive(Debug, Default, PartialEq)]
+struct Outcome {
+    /// Messages SQS took.
+    delivered: Vec<usize>,
+    /// Messages SQS failed on its side: worth another try.
+    retry: Vec<usize>,
+    /// The first entry refused as the sender's fault: SQS's code, and every
+    /// refused entry described.
+    refused: Option<(String, String)>,
+    /// The last retryable failure, for the error message.
+    last_error: String,
+}
+
+impl Outcome {
+    fn of(
+        out: &aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput,
+        sent: &[usize],
+    ) -> Self {
+        let mut o = Outcome::default();
+        let ours = |id: &str| id.parse::<usize>().ok().filter(|i| sent.contains(i));
+        o.delivered = out
+            .successful()
+            .iter()
+            .filter_map(|s| ours(s.id()))
+            .collect();
+        let mut refused = Vec::new();
+        let mut code = None;
+        for f in out.failed() {
+            let Some(i) = ours(f.id()) else { continue };
+            let what = format!("message {i}: {} {}", f.code(), f.message().unwrap_or(""));
+            if f.sender_fault() {
+                code.get_or_insert_with(|| f.code().to_owned());
+                refused.push(what);
+            } else {
+                o.retry.push(i);
+                o.last_error = what;
+            }
+        }
+        // An entry the answer does not mention at all is not known to be
+        // out: it is tried again (FIFO deduplication ids make that safe).
+        for &i in sent {
+            let known = o.delivered.contains(&i)
+                || o.retry.contains(&i)
+                || out.failed().iter().any(|f| ours(f.id()) == Some(i));
+            if !known {
+                o.retry.push(i);
+                o.last_error = format!("message {i}: missing from SQS's answer");
+            }
+        }
+        o.retry.sort_unstable();
+        o.refused = code.map(|c| (c, refused.join("; ")));
+        o
+    }
+}
+
+/// Full-jitter exponential backoff before entry retry `attempt` (1-based):
+/// a random wait up to 50 ms × 2^attempt, so many dispatchers retrying at
+/// once do not hit SQS in step.
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(50 << attempt.min(6))
+    let cap = 50u64 << attempt.min(6);
+    Duration::from_millis(fastrand::u64(cap / 4..=cap))
 }
 
 /// Split into batches of at most 10 entries and 256 KiB.
@@ -275,14 +339,14 @@ fn outgoing(e: &Envelope<'_>) -> Result<Outgoing, SinkError> {
         attributes.insert(k.to_owned(), string_attr(v));
     }
     if size > MAX_BYTES {
-        return Err(SinkError {
-            receiver: e.receiver.to_owned(),
-            message: format!(
+        return Err(SinkError::new(
+            e.receiver,
+            SinkErrorKind::TooLarge,
+            format!(
                 "message {} is {size} bytes with attributes, over SQS's limit of {MAX_BYTES}",
                 e.index
             ),
-            kind: SinkErrorKind::TooLarge,
-        });
+        ));
     }
     Ok(Outgoing {
         body,
@@ -398,6 +462,64 @@ mod tests {
         assert_ne!(dedup_id("r", "k", "1", 0), dedup_id("r", "k", "1", 1));
         assert_ne!(dedup_id("ab", "c", "1", 0), dedup_id("a", "bc", "1", 0));
         assert_eq!(dedup_id("r", "k", "1", 0).len(), 64);
+    }
+
+    #[test]
+    fn outcomes_are_per_entry() {
+        use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
+        use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
+        let ok = |id: &str| {
+            SendMessageBatchResultEntry::builder()
+                .id(id)
+                .message_id("m")
+                .md5_of_message_body("x")
+                .build()
+                .unwrap()
+        };
+        let fail = |id: &str, code: &str, sender: bool| {
+            BatchResultErrorEntry::builder()
+                .id(id)
+                .code(code)
+                .sender_fault(sender)
+                .build()
+                .unwrap()
+        };
+        let out = SendMessageBatchOutput::builder()
+            .successful(ok("3"))
+            .successful(ok("5"))
+            .failed(fail("4", "InternalError", false))
+            .build()
+            .unwrap();
+        // 6 was sent but is not in the answer: not known to be out.
+        let o = Outcome::of(&out, &[3, 4, 5, 6]);
+        assert_eq!(o.delivered, [3, 5]);
+        assert_eq!(o.retry, [4, 6]);
+        assert_eq!(o.refused, None);
+
+        let out = SendMessageBatchOutput::builder()
+            .successful(ok("0"))
+            .failed(fail("1", "InvalidParameterValue", true))
+            .failed(fail("2", "InternalError", false))
+            .successful(ok("99"))
+            .build()
+            .unwrap();
+        let o = Outcome::of(&out, &[0, 1, 2]);
+        assert_eq!(o.delivered, [0], "ids the call did not send are ignored");
+        assert_eq!(o.retry, [2]);
+        let (code, what) = o.refused.unwrap();
+        assert_eq!(code, "InvalidParameterValue");
+        assert!(what.contains("message 1"), "{what}");
+    }
+
+    #[test]
+    fn backoff_is_jittered_and_capped() {
+        for attempt in 1..10 {
+            let cap = 50u64 << attempt.min(6);
+            let d = backoff(attempt).as_millis() as u64;
+            assert!((cap / 4..=cap).contains(&d), "{attempt}: {d}");
+        }
+        let waits: std::collections::HashSet<_> = (0..50).map(|_| backoff(6)).collect();
+        assert!(waits.len() > 1, "jittered");
     }
 
     #[test]

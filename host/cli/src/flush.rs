@@ -10,7 +10,7 @@ use anyhow::Context;
 use super::engine_opts::CacheArgs;
 use super::remote::TargetArgs;
 use prism_aws::{self as aws, AwsTarget};
-use prism_core::dispatch::{Dispatcher, TickOptions, TickReport, tick};
+use prism_core::dispatch::{Dispatcher, TickOptions, TickReport, Work, tick_with};
 use prism_core::receivers::ReceiverSet;
 use prism_core::sink::Outbox;
 use prism_core::spool::{LocalSpool, now_ms};
@@ -42,6 +42,10 @@ pub struct Args {
     /// Registry table (AWS).
     #[arg(long, env = "PRISM_REGISTRY_TABLE", value_name = "TABLE")]
     pub table: Option<String>,
+    /// The output dedup table (AWS): what a retry lane delivers is recorded
+    /// there, as the dispatcher's tick does.
+    #[arg(long, env = "PRISM_OUTPUTS_TABLE", value_name = "TABLE")]
+    pub outputs_table: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Flush every buffer now, whatever its limits.
@@ -84,13 +88,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 );
             }
             let spool = LocalSpool::open(state)?;
-            let report = tick(
-                &Dispatcher::default(),
-                &set,
-                &spool,
-                &Outbox::new(outbox),
-                a.tick_options(),
-            );
+            let outputs = prism_core::outputs::local::load(state)?;
+            let work = Work {
+                spool: &spool,
+                sink: &Outbox::new(outbox),
+                outputs: Some(&outputs),
+            };
+            let report = tick_with(&Dispatcher::default(), &set, &work, a.tick_options());
+            prism_core::outputs::local::save(state, &outputs)?;
             super::summary::print_tick(&report, &state.display());
             report
         }
@@ -127,7 +132,7 @@ async fn aws_tick(a: &Args, spool_table: &str) -> anyhow::Result<TickReport> {
         plugin_bucket: bucket,
         ledger_table: None,
         unreadable_queue: None,
-        outputs_table: None,
+        outputs_table: a.outputs_table.clone(),
         spool_table: Some(spool_table.to_owned()),
         reload: Duration::from_secs(30),
         cache_dir: a

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use prism_core::dispatch::{Dispatcher, Lanes, Progress, RunOptions, RunReport, TickOptions, tick};
+use prism_core::dispatch::{
+    Dispatcher, Lanes, Progress, RunOptions, RunReport, TickOptions, Work, tick_with,
+};
 use prism_core::outputs::{self, OutputMemory};
 use prism_core::receivers::ReceiverSet;
 use prism_core::sink::Outbox;
@@ -148,15 +150,19 @@ pub fn execute(args: &Args) -> anyhow::Result<Outcome> {
     let report = with_progress(&progress, expected, || {
         dispatcher.run_with(&set, &input.changes, &outbox, &progress, opts)
     });
-    if let Some(dir) = &args.state {
-        outputs::local::save(dir, &outputs)?;
-    }
-
     summary::print(&set, &report, &input, load_time, &args.outbox);
     if let (Some(spool), Some(dir)) = (&spool, &args.state) {
         // The run loop's tick: buffers that are due, retry lanes.
-        let ticked = tick(&dispatcher, &set, spool, &outbox, TickOptions::at(now_ms()));
+        let work = Work {
+            spool,
+            sink: &outbox,
+            outputs: Some(&outputs),
+        };
+        let ticked = tick_with(&dispatcher, &set, &work, TickOptions::at(now_ms()));
         super::summary::print_tick(&ticked, &dir.display());
+    }
+    if let Some(dir) = &args.state {
+        outputs::local::save(dir, &outputs)?;
     }
     Ok(Outcome {
         problems: set.unavailable.len()

@@ -12,7 +12,7 @@
 //! sent again with the same FIFO deduplication ids (SQS drops it) and the
 //! same outbox file names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::worker::{Context, Formatted};
 use super::{Dispatcher, Progress, ReceiverStats, RunOptions, to_wit};
@@ -88,7 +88,20 @@ pub fn due(r: &ActiveReceiver, info: &LaneInfo, now_ms: u64) -> bool {
         || now_ms.saturating_sub(info.oldest_ms) >= max_age_secs.saturating_mul(1000)
 }
 
-/// Flush due buffers (every buffer with `force`) and retry every retry lane.
+/// What a tick works with.
+#[derive(Clone, Copy)]
+pub struct Work<'a> {
+    /// The buffers and retry lanes.
+    pub spool: &'a dyn Spool,
+    /// Where messages go.
+    pub sink: &'a dyn Sink,
+    /// The output dedup state, updated by every delivery a retry lane makes
+    /// (so it is never behind what a receiver got); `None`: no dedup.
+    pub outputs: Option<&'a crate::outputs::OutputMemory>,
+}
+
+/// Flush due buffers (every buffer with `force`) and retry every retry
+/// lane, with no output dedup state (see [`tick_with`]).
 pub fn tick(
     dispatcher: &Dispatcher,
     set: &ReceiverSet,
@@ -96,6 +109,24 @@ pub fn tick(
     sink: &dyn Sink,
     opts: TickOptions,
 ) -> TickReport {
+    let work = Work {
+        spool,
+        sink,
+        outputs: None,
+    };
+    tick_with(dispatcher, set, &work, opts)
+}
+
+/// Flush due buffers (every buffer with `force`) and retry every retry
+/// lane, round-robin across receivers, resuming after the last lane a tick
+/// cut short by its deadline reached.
+pub fn tick_with(
+    dispatcher: &Dispatcher,
+    set: &ReceiverSet,
+    work: &Work<'_>,
+    opts: TickOptions,
+) -> TickReport {
+    let (spool, sink) = (work.spool, work.sink);
     let now_ms = opts.now_ms;
     let mut report = TickReport::default();
     let lanes = match spool.lanes() {
@@ -140,7 +171,7 @@ pub fn tick(
                 }
             }
             Lane::Buffer { .. } => continue,
-            Lane::Retry { .. } => match retry(dispatcher, r, &lane, spool, sink, opts) {
+            Lane::Retry { .. } => match retry(dispatcher, r, &lane, work, opts) {
                 Some(st) => st,
                 None => {
                     report.busy += 1;
@@ -338,6 +369,7 @@ impl Flusher<'_> {
             already: &|_, _| false,
             outputs: None,
             lanes: None,
+            sent: None,
             hold_retry: false,
             hold_quarantined: true,
             breaker: self.breaker,
@@ -404,6 +436,21 @@ impl Flusher<'_> {
         while claim.sent < envelopes.len() {
             let chunk = &envelopes[claim.sent..(claim.sent + CHUNK).min(envelopes.len())];
             if let Err(e) = self.sink.deliver(chunk) {
+                // The leading messages that did get out are recorded as out.
+                let out = (0..chunk.len())
+                    .take_while(|p| e.delivered.contains(p))
+                    .count();
+                if out > 0 {
+                    claim.sent += out;
+                    self.st.messages += out as u64;
+                    self.spool.save_claim(self.lane, claim)?;
+                }
+                if e.kind != SinkErrorKind::Unavailable {
+                    // Refused by the destination: sending it again fails the same way.
+                    let error = format!("window {id}: {e}");
+                    let parked = ctx.park(self.r, self.st, &all, &e.dead_letter_kind(), &error);
+                    return self.parked(parked, claim);
+                }
                 tracing::warn!(receiver = self.r.id(), window = %id, error = %e, "flush could not deliver; the window stays buffered for the next tick");
                 self.st.error(
                     "delivery",
@@ -473,10 +520,14 @@ fn retry(
     dispatcher: &Dispatcher,
     r: &std::sync::Arc<ActiveReceiver>,
     lane: &Lane,
-    spool: &dyn Spool,
-    sink: &dyn Sink,
+    work: &Work<'_>,
     opts: TickOptions,
 ) -> Option<ReceiverStats> {
+    let Work {
+        spool,
+        sink,
+        outputs,
+    } = *work;
     let mut st = ReceiverStats::default();
     let mut claim = match spool.claim(lane, opts.now_ms, opts.break_leases) {
         Ok(Some(c)) => c,
@@ -518,14 +569,28 @@ fn retry(
             hold_unavailable: true,
             ..dispatcher.clone()
         };
+        // What earlier attempts got out: from the first try (stored with
+        // the entry) and from earlier retries (kept in the claim).
+        let mut sent: HashMap<String, Vec<usize>> = claim.partial.clone().into_iter().collect();
+        for e in entries.iter().filter(|e| !e.sent.is_empty()) {
+            let v = sent.entry(e.sequence.clone()).or_default();
+            v.extend(&e.sent);
+            v.sort_unstable();
+            v.dedup();
+        }
         let opts = RunOptions {
             hold_retry: claim.attempts + 1 < MAX_LANE_ATTEMPTS,
             hold_quarantined: true,
+            sent: Some(&sent),
+            outputs,
             ..RunOptions::default()
         };
         let mut report = d.run_with(&one, &changes, sink, &Progress::default(), opts);
         let mut got = report.receivers.remove(r.id()).unwrap_or_default();
         let held = std::mem::take(&mut got.held);
+        for (i, out) in std::mem::take(&mut got.partial) {
+            claim.partial.insert(changes[i].sequence.clone(), out);
+        }
         done.extend(
             changes
                 .iter()
@@ -534,6 +599,7 @@ fn retry(
                 .map(|(_, c)| c.sequence.clone()),
         );
         st.merge(got);
+        claim.partial.retain(|seq, _| !done.contains(seq));
         spool.remove(lane, &done)?;
         if held.is_empty() {
             spool.release(lane)?;

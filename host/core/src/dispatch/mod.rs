@@ -28,13 +28,13 @@ mod stats;
 mod tick_order;
 mod worker;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use lanes::{MAX_LANE_ATTEMPTS, TickOptions, TickReport, tick};
+pub use lanes::{MAX_LANE_ATTEMPTS, TickOptions, TickReport, Work, tick, tick_with};
 pub use stats::ReceiverStats;
 pub use tick_order::{TickCursor, fair_order};
 pub use worker::change_json;
@@ -110,6 +110,9 @@ pub struct RunOptions<'a> {
     /// Hold a quarantined receiver's changes rather than parking them (a
     /// retry lane's next try: they stay in the lane).
     pub hold_quarantined: bool,
+    /// Messages of the changes being retried that an earlier attempt
+    /// delivered (change sequence → message indices): never sent again.
+    pub sent: Option<&'a HashMap<String, Vec<usize>>>,
 }
 
 impl Default for RunOptions<'_> {
@@ -120,6 +123,7 @@ impl Default for RunOptions<'_> {
             lanes: None,
             hold_retry: false,
             hold_quarantined: false,
+            sent: None,
         }
     }
 }
@@ -241,6 +245,7 @@ impl Dispatcher {
             already: opts.already,
             outputs: opts.outputs,
             lanes: opts.lanes,
+            sent: opts.sent,
             hold_retry: opts.hold_retry,
             hold_quarantined: opts.hold_quarantined,
             breaker: &self.breaker,

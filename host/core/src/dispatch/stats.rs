@@ -47,6 +47,10 @@ pub struct ReceiverStats {
     pub buffered: u64,
     /// Changes put in a retry lane (retried in order by the tick).
     pub laned: u64,
+    /// Held changes some of whose messages did get out before the
+    /// destination failed: change index → indices of the messages out. A
+    /// retry sends only the rest.
+    pub partial: BTreeMap<usize, Vec<usize>>,
     /// Changes not run because the receiver is quarantined (its breaker is
     /// open): laned, held or parked as `quarantined`.
     pub quarantined: u64,
@@ -95,6 +99,7 @@ impl ReceiverStats {
         self.held.extend(o.held);
         self.buffered += o.buffered;
         self.laned += o.laned;
+        self.partial.extend(o.partial);
         self.quarantined += o.quarantined;
         self.deferred += o.deferred;
         let room = KEEP_ERRORS.saturating_sub(self.first_errors.len());

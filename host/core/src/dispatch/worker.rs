@@ -31,6 +31,8 @@ pub(super) struct Context<'a> {
     pub outputs: Option<&'a crate::outputs::OutputMemory>,
     /// The spool: batch buffers and retry lanes.
     pub lanes: Option<&'a super::Lanes<'a>>,
+    /// Messages an earlier attempt delivered (sequence → message indices).
+    pub sent: Option<&'a std::collections::HashMap<String, Vec<usize>>>,
     /// Hold (rather than park) a change still asking to retry.
     pub hold_retry: bool,
     /// Hold (rather than park) a quarantined receiver's change.
@@ -226,7 +228,9 @@ impl Context<'_> {
                 receiver: r.id().to_owned(),
                 key: c.key.clone(),
             };
-            match l.spool.append(&lane, &[Spooled::new(c, l.now_ms)]) {
+            let mut entry = Spooled::new(c, l.now_ms);
+            entry.sent = st.partial.get(&i).cloned().unwrap_or_default();
+            match l.spool.append(&lane, &[entry]) {
                 Ok(a) if a.added == 0 => {
                     // The lane handled it already (a retried stream batch).
                     st.already_handled += 1;
@@ -373,17 +377,28 @@ impl Context<'_> {
             .sequence
             .as_str();
         let i = indices[0];
-        let outputs = self.outputs.filter(|_| dedup);
+        // Dedup is per change (a window spans products).
+        let outputs = self.outputs.filter(|_| dedup && indices.len() == 1);
         let hash = outputs.map(|_| crate::outputs::hash_messages(msgs));
-        if let (Some(o), Some(h)) = (outputs, &hash)
-            && o.unchanged(r.id(), &c.key, h)
-        {
-            st.suppressed += msgs.len() as u64;
-            return true;
+        let image = crate::outputs::image_hash(c.new_json.as_deref());
+        if let (Some(o), Some(h)) = (outputs, &hash) {
+            let before = crate::outputs::image_hash(c.old_json.as_deref());
+            if o.unchanged(r.id(), &c.key, h, &before) {
+                st.suppressed += msgs.len() as u64;
+                // The receiver keeps the same output of a newer image.
+                o.record(r.id(), &c.key, sequence, *h, image);
+                return true;
+            }
         }
+        // Messages an earlier attempt got out are not sent again.
+        let before: &[usize] = match (self.sent, indices) {
+            (Some(sent), [_]) => sent.get(sequence).map_or(&[], Vec::as_slice),
+            _ => &[],
+        };
         let envelopes: Vec<Envelope<'_>> = msgs
             .iter()
             .enumerate()
+            .filter(|(index, _)| !before.contains(index))
             .map(|(index, message)| Envelope {
                 receiver: r.id(),
                 key: &c.key,
@@ -395,23 +410,50 @@ impl Context<'_> {
                 window: None,
             })
             .collect();
-        match self.sink.deliver(&envelopes) {
+        let result = if envelopes.is_empty() {
+            Ok(())
+        } else {
+            self.sink.deliver(&envelopes)
+        };
+        match result {
             Ok(()) => {
-                st.messages += msgs.len() as u64;
-                st.bytes += msgs.iter().map(|m| m.body.len() as u64).sum::<u64>();
+                st.messages += envelopes.len() as u64;
+                st.bytes += envelopes
+                    .iter()
+                    .map(|e| e.message.body.len() as u64)
+                    .sum::<u64>();
                 if let (Some(o), Some(h)) = (outputs, hash) {
-                    o.record(r.id(), &c.key, sequence, h);
+                    o.record(r.id(), &c.key, sequence, h, image);
                 }
                 true
             }
-            Err(e) if self.hold_unavailable && e.kind == SinkErrorKind::Unavailable => {
-                tracing::warn!(receiver = r.id(), key = %c.key, sequence, error = %e, "destination unavailable; change held for a retry");
-                st.error("delivery", self.describe(r, i, &e.to_string()));
-                false
-            }
             Err(e) => {
-                let error = self.describe(r, i, &e.to_string());
-                self.park(r, st, indices, e.kind.as_str(), &error)
+                // What did get out is counted, and remembered for the retry.
+                let out: Vec<usize> = e
+                    .delivered
+                    .iter()
+                    .filter_map(|&p| envelopes.get(p).map(|e| e.index))
+                    .collect();
+                st.messages += out.len() as u64;
+                if e.kind == SinkErrorKind::Unavailable && self.hold_unavailable {
+                    if !out.is_empty() || !before.is_empty() {
+                        let mut all: Vec<usize> = before.iter().copied().chain(out).collect();
+                        all.sort_unstable();
+                        all.dedup();
+                        st.partial.insert(i, all);
+                    }
+                    tracing::warn!(receiver = r.id(), key = %c.key, sequence, error = %e, "destination unavailable; change held for a retry");
+                    st.error("delivery", self.describe(r, i, &e.to_string()));
+                    return false;
+                }
+                let mut error = self.describe(r, i, &e.to_string());
+                let out: Vec<usize> = before.iter().copied().chain(out).collect();
+                if !out.is_empty() {
+                    error.push_str(&format!(
+                        " (messages {out:?} of this change were delivered before)"
+                    ));
+                }
+                self.park(r, st, indices, &e.dead_letter_kind(), &error)
             }
         }
     }

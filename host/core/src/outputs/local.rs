@@ -48,7 +48,22 @@ pub fn load(dir: &Path) -> Result<OutputMemory, StateError> {
         let sequence = field("sequence")?.to_owned();
         let mut hash = [0u8; 32];
         hex::decode_to_slice(field("hash")?, &mut hash).map_err(|e| bad(&format!("hash: {e}")))?;
-        entries.push((key, LastOutput { sequence, hash }));
+        let image = match v.get("image").and_then(Value::as_str) {
+            Some(text) => {
+                let mut image = [0u8; 32];
+                hex::decode_to_slice(text, &mut image).map_err(|e| bad(&format!("image: {e}")))?;
+                Some(image)
+            }
+            None => None,
+        };
+        entries.push((
+            key,
+            LastOutput {
+                sequence,
+                hash,
+                image,
+            },
+        ));
     }
     Ok(OutputMemory::from_entries(entries))
 }
@@ -63,8 +78,14 @@ pub fn save(dir: &Path, state: &OutputMemory) -> Result<(), StateError> {
     let mut text = String::new();
     for ((receiver, key), e) in state.entries() {
         text.push_str(
-            &json!({"receiver": receiver, "key": key, "sequence": e.sequence, "hash": hex::encode(e.hash)})
-                .to_string(),
+            &json!({
+                "receiver": receiver,
+                "key": key,
+                "sequence": e.sequence,
+                "hash": hex::encode(e.hash),
+                "image": e.image.map(hex::encode),
+            })
+            .to_string(),
         );
         text.push('\n');
     }
@@ -74,7 +95,7 @@ pub fn save(dir: &Path, state: &OutputMemory) -> Result<(), StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outputs::hash_messages;
+    use crate::outputs::{hash_messages, image_hash};
 
     #[test]
     fn state_round_trips_and_bad_files_are_named() {
@@ -82,10 +103,12 @@ mod tests {
         assert!(load(dir.path()).unwrap().entries().is_empty());
         let m = OutputMemory::default();
         let h = hash_messages(&[prism_sdk::Message::new("t", b"x".to_vec())]);
-        m.record("web", "P\t1\n", "42", h);
+        let img = image_hash(Some("{}"));
+        m.record("web", "P\t1\n", "42", h, img);
         save(dir.path(), &m).unwrap();
         let back = load(dir.path()).unwrap();
-        assert!(back.unchanged("web", "P\t1\n", &h));
+        assert!(back.unchanged("web", "P\t1\n", &h, &img));
+        assert_eq!(back.entries(), m.entries());
         std::fs::write(path(dir.path()), "{\"receiver\": \"web\"}\n").unwrap();
         let e = load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("outputs.jsonl: line 1: no \"key\""), "{e}");

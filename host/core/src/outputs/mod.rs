@@ -8,6 +8,17 @@
 //! - State only moves forward: an entry is replaced only by a change with a
 //!   later stream sequence number, so a late retry or a parallel shard can
 //!   never move it backwards.
+//! - **The state is only trusted when it is the product's previous version.**
+//!   Each entry also keeps the hash of the product image that produced it.
+//!   An output is suppressed only when the change's *old* image is that very
+//!   image: nothing happened to the product since the state was written. If
+//!   a delivery's state write was lost (a failed table write, a crash, a path
+//!   that delivered without recording), the next change's old image does not
+//!   match, and its output is sent, never suppressed. The state may run
+//!   behind what a receiver got; it is then ignored, never believed.
+//! - A suppressed change moves the entry on to its own image (the receiver
+//!   still has the same output), so a run of identical outputs stays
+//!   suppressed.
 //! - Only immediate receivers are deduplicated (a batch's output spans many
 //!   products), and each can switch it off (`dedup = false`).
 //!
@@ -31,6 +42,10 @@ pub struct LastOutput {
     pub sequence: String,
     /// [`hash_messages`] of what was delivered.
     pub hash: [u8; 32],
+    /// [`image_hash`] of the product image the output was made from (the
+    /// change's new image); `None` in state written before it was kept,
+    /// which never suppresses.
+    pub image: Option<[u8; 32]>,
 }
 
 /// (receiver, product key).
@@ -53,17 +68,27 @@ impl OutputMemory {
         }
     }
 
-    /// Whether `hash` is what was last delivered to (receiver, key).
-    pub fn unchanged(&self, receiver: &str, key: &str, hash: &[u8; 32]) -> bool {
+    /// Whether a change whose old image hashes to `before` may skip an
+    /// output hashing to `hash`: (receiver, key) last got that very output,
+    /// made from that very image.
+    pub fn unchanged(&self, receiver: &str, key: &str, hash: &[u8; 32], before: &[u8; 32]) -> bool {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(&(receiver.to_owned(), key.to_owned()))
-            .is_some_and(|e| &e.hash == hash)
+            .is_some_and(|e| &e.hash == hash && e.image.as_ref() == Some(before))
     }
 
-    /// Remember a delivery, unless a later one is already remembered.
+    /// Remember a delivery (or a suppression: the receiver keeps the same
+    /// output of a newer image), unless a later one is already remembered.
     /// Returns whether the state moved.
-    pub fn record(&self, receiver: &str, key: &str, sequence: &str, hash: [u8; 32]) -> bool {
+    pub fn record(
+        &self,
+        receiver: &str,
+        key: &str,
+        sequence: &str,
+        hash: [u8; 32],
+        image: [u8; 32],
+    ) -> bool {
         let k = (receiver.to_owned(), key.to_owned());
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let newer = entries
@@ -75,6 +100,7 @@ impl OutputMemory {
                 LastOutput {
                     sequence: sequence.to_owned(),
                     hash,
+                    image: Some(image),
                 },
             );
             self.dirty
@@ -142,6 +168,22 @@ pub fn hash_messages(msgs: &[Message]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The hash of a product image as JSON text (`None`: no image, before an
+/// insert or after a remove). A change's old image is the previous change's
+/// new image byte for byte (both are decoded the same way from the same
+/// item), which is what lets the state be checked against it.
+pub fn image_hash(json: Option<&str>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    match json {
+        Some(text) => {
+            h.update(b"image\0");
+            h.update(text.as_bytes());
+        }
+        None => h.update(b"absent\0"),
+    }
+    h.finalize().into()
+}
+
 /// A read or write of a stored dedup state that failed.
 #[derive(Debug, thiserror::Error)]
 #[error("output state table {table}: {message}")]
@@ -194,16 +236,21 @@ mod tests {
     fn state_never_moves_backwards() {
         let m = OutputMemory::default();
         let (h1, h2) = (hash_messages(&[msg("1")]), hash_messages(&[msg("2")]));
-        assert!(m.record("r", "k", "200", h1));
-        assert!(m.unchanged("r", "k", &h1));
+        let (a, b, c) = (
+            image_hash(Some("a")),
+            image_hash(Some("b")),
+            image_hash(Some("c")),
+        );
+        assert!(m.record("r", "k", "200", h1, a));
+        assert!(m.unchanged("r", "k", &h1, &a));
         // A late retry of an older change does not replace the newer state.
-        assert!(!m.record("r", "k", "150", h2));
-        assert!(m.unchanged("r", "k", &h1));
+        assert!(!m.record("r", "k", "150", h2, b));
+        assert!(m.unchanged("r", "k", &h1, &a));
         assert!(
-            m.record("r", "k", "1000", h2),
+            m.record("r", "k", "1000", h2, b),
             "sequences compare as numbers"
         );
-        assert!(!m.unchanged("r", "k", &h1));
+        assert!(!m.unchanged("r", "k", &h1, &b));
         assert_eq!(m.take_dirty().len(), 1);
         assert!(m.take_dirty().is_empty());
         m.merge([(
@@ -211,11 +258,36 @@ mod tests {
             LastOutput {
                 sequence: "999".into(),
                 hash: h1,
+                image: Some(c),
             },
         )]);
         assert!(
-            m.unchanged("r", "k", &h2),
+            m.unchanged("r", "k", &h2, &b),
             "an older stored entry does not win"
         );
+    }
+
+    #[test]
+    fn state_is_trusted_only_as_the_products_previous_version() {
+        let m = OutputMemory::default();
+        let x = hash_messages(&[msg("X")]);
+        let (v1, v2) = (image_hash(Some("{\"v\":1}")), image_hash(Some("{\"v\":2}")));
+        m.record("r", "k", "1", x, v1);
+        // The change after it (old image v1) may skip an identical output.
+        assert!(m.unchanged("r", "k", &x, &v1));
+        // A change whose old image is not the recorded one came after a
+        // delivery the state missed: it is sent.
+        assert!(!m.unchanged("r", "k", &x, &v2));
+        // State without an image (written by an older version) never suppresses.
+        let old = OutputMemory::from_entries([(
+            ("r".into(), "k".into()),
+            LastOutput {
+                sequence: "1".into(),
+                hash: x,
+                image: None,
+            },
+        )]);
+        assert!(!old.unchanged("r", "k", &x, &v1));
+        assert_ne!(image_hash(None), image_hash(Some("")));
     }
 }

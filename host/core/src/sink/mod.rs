@@ -74,6 +74,56 @@ pub struct SinkError {
     pub message: String,
     /// Whether trying again could help.
     pub kind: SinkErrorKind,
+    /// The destination's own error code for a refusal (SQS's `Code`, e.g.
+    /// `InvalidParameterValue`).
+    pub code: Option<String>,
+    /// Positions (in the slice given to [`Sink::deliver`]) of the messages
+    /// that did get out before the failure: a retry must not send them again.
+    pub delivered: Vec<usize>,
+}
+
+impl SinkError {
+    /// A failure of `kind` with nothing delivered.
+    pub fn new(
+        receiver: impl Into<String>,
+        kind: SinkErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            receiver: receiver.into(),
+            message: message.into(),
+            kind,
+            code: None,
+            delivered: Vec::new(),
+        }
+    }
+
+    /// The destination is unavailable; retrying may help.
+    pub fn unavailable(receiver: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(receiver, SinkErrorKind::Unavailable, message)
+    }
+
+    /// The destination refused a message as the sender's fault, with its
+    /// error `code`: sending it again would fail the same way.
+    pub fn refused(
+        receiver: impl Into<String>,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            code: Some(code.into()),
+            ..Self::new(receiver, SinkErrorKind::Refused, message)
+        }
+    }
+
+    /// The dead-letter kind for this failure: `delivery`, `too-large`, or
+    /// `refused:<code>` naming the destination's error code.
+    pub fn dead_letter_kind(&self) -> String {
+        match (&self.kind, &self.code) {
+            (SinkErrorKind::Refused, Some(code)) => format!("refused:{code}"),
+            (kind, _) => kind.as_str().to_owned(),
+        }
+    }
 }
 
 /// What kind of delivery failure.
@@ -83,6 +133,9 @@ pub enum SinkErrorKind {
     Unavailable,
     /// The message can never be sent as it is (over the size limit).
     TooLarge,
+    /// The destination refused a message as the sender's fault (a bad
+    /// attribute, a FIFO field it rejects): it is parked, not retried.
+    Refused,
 }
 
 impl SinkErrorKind {
@@ -91,6 +144,7 @@ impl SinkErrorKind {
         match self {
             Self::Unavailable => "delivery",
             Self::TooLarge => "too-large",
+            Self::Refused => "refused",
         }
     }
 }

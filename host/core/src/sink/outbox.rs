@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{DeadLetter, Envelope, Sink, SinkError, SinkErrorKind};
+use super::{DeadLetter, Envelope, Sink, SinkError};
 
 /// A directory outbox.
 #[derive(Debug, Clone)]
@@ -36,10 +36,8 @@ impl Outbox {
 
     fn write(&self, receiver: &str, rel: &str, bytes: &[u8]) -> Result<(), SinkError> {
         let path = self.root.join(receiver).join(rel);
-        let err = |e: std::io::Error| SinkError {
-            receiver: receiver.to_owned(),
-            message: format!("{}: {e}", path.display()),
-            kind: SinkErrorKind::Unavailable,
+        let err = |e: std::io::Error| {
+            SinkError::unavailable(receiver, format!("{}: {e}", path.display()))
         };
         std::fs::create_dir_all(path.parent().expect("has parent")).map_err(err)?;
         std::fs::write(&path, bytes).map_err(err)

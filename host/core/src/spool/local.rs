@@ -227,6 +227,7 @@ mod tests {
             spooled_ms: ms,
             bytes: 10,
             change: json!({"sequence": sequence}),
+            sent: Vec::new(),
         }
     }
 

@@ -41,6 +41,10 @@ pub struct Spooled {
     pub bytes: u64,
     /// The change, as [`Change::to_json`] writes it.
     pub change: Value,
+    /// Indices of the change's messages that already got out (a delivery
+    /// that failed midway): the retry sends only the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent: Vec<usize>,
 }
 
 impl Spooled {
@@ -51,6 +55,7 @@ impl Spooled {
             spooled_ms: now_ms,
             bytes: change.image_bytes() as u64,
             change: change.to_json(),
+            sent: Vec::new(),
         }
     }
 
@@ -97,6 +102,10 @@ pub struct Claim {
     pub digest: Option<String>,
     /// Failed retries of the lane's head so far (retry lanes).
     pub attempts: u32,
+    /// Retry lanes: messages of entries (by sequence) that a retry got out
+    /// before the destination failed again; they are not sent again.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub partial: std::collections::BTreeMap<String, Vec<usize>>,
 }
 
 /// Which lane.

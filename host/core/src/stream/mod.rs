@@ -182,12 +182,7 @@ impl StreamProcessor {
             }
             tracing::warn!(first = %records[f].0.sequence, failed = response.batch_item_failures.len(), "records reported failed for a retry");
         }
-        if let (Some(OutputsStore::Table(store)), Some(mem)) = (&self.outputs, &outputs)
-            && let Err(e) = store.write(&mem.take_dirty()).await
-        {
-            // The state lags: the next identical output is sent once more.
-            tracing::error!(error = %e, "could not write the output dedup state");
-        }
+        self.save_outputs(outputs.as_deref()).await;
         let errors = outcome::status_errors(&report, &set);
         if !errors.is_empty() {
             self.receivers.record_errors(&errors).await;
@@ -245,11 +240,19 @@ impl StreamProcessor {
             stop_at: deadline.map(|d| stop_at(d, &deliverable)),
             ..self.dispatcher.clone()
         };
+        let outputs = self.tick_outputs(&deliverable, spool.clone()).await;
+        let memory = outputs.clone();
         let report = tokio::task::spawn_blocking(move || {
-            crate::dispatch::tick(&dispatcher, &deliverable, &*spool, &*sink, opts)
+            let work = crate::dispatch::Work {
+                spool: &*spool,
+                sink: &*sink,
+                outputs: memory.as_deref(),
+            };
+            crate::dispatch::tick_with(&dispatcher, &deliverable, &work, opts)
         })
         .await
         .expect("the tick does not panic");
+        self.save_outputs(outputs.as_deref()).await;
         tracing::info!(
             lanes = report.lanes,
             busy = report.busy,
@@ -278,7 +281,7 @@ impl StreamProcessor {
     ) -> Option<Arc<OutputMemory>> {
         match self.outputs.as_ref()? {
             OutputsStore::Memory(m) => Some(m.clone()),
-            OutputsStore::Table(store) => {
+            OutputsStore::Table(_) => {
                 let keys: BTreeSet<&str> = changes.iter().map(|c| c.key.as_str()).collect();
                 let pairs: Vec<(String, String)> = set
                     .active
@@ -286,14 +289,70 @@ impl StreamProcessor {
                     .filter(|r| r.manifest.dedup && r.manifest.mode == Mode::Immediate)
                     .flat_map(|r| keys.iter().map(|k| (r.id().to_owned(), (*k).to_owned())))
                     .collect();
-                match store.read(&pairs).await {
-                    Ok(entries) => Some(Arc::new(OutputMemory::from_entries(entries))),
-                    Err(e) => {
-                        tracing::error!(error = %e, "output dedup state unreadable; this batch sends every output");
-                        None
-                    }
-                }
+                self.read_outputs(&pairs).await
             }
+        }
+    }
+
+    /// The dedup state for a tick: the entries of the products that have
+    /// retry lanes of dedup receivers (a lane's deliveries update them).
+    async fn tick_outputs(
+        &self,
+        set: &ReceiverSet,
+        spool: Arc<dyn Spool>,
+    ) -> Option<Arc<OutputMemory>> {
+        let pairs: Vec<(String, String)> = match self.outputs.as_ref()? {
+            OutputsStore::Memory(m) => return Some(m.clone()),
+            OutputsStore::Table(_) => {
+                let dedup: BTreeSet<&str> = set
+                    .active
+                    .iter()
+                    .filter(|r| r.manifest.dedup && r.manifest.mode == Mode::Immediate)
+                    .map(|r| r.id())
+                    .collect();
+                let lanes = tokio::task::spawn_blocking(move || spool.lanes())
+                    .await
+                    .expect("listing lanes does not panic")
+                    .unwrap_or_default();
+                lanes
+                    .into_iter()
+                    .filter_map(|(lane, _)| match lane {
+                        crate::spool::Lane::Retry { receiver, key }
+                            if dedup.contains(receiver.as_str()) =>
+                        {
+                            Some((receiver, key))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            }
+        };
+        self.read_outputs(&pairs).await
+    }
+
+    /// The stored dedup state of `pairs`; a store that cannot be read turns
+    /// dedup off (sending twice rather than losing).
+    async fn read_outputs(&self, pairs: &[(String, String)]) -> Option<Arc<OutputMemory>> {
+        let Some(OutputsStore::Table(store)) = &self.outputs else {
+            return None;
+        };
+        match store.read(pairs).await {
+            Ok(entries) => Some(Arc::new(OutputMemory::from_entries(entries))),
+            Err(e) => {
+                tracing::error!(error = %e, "output dedup state unreadable; every output is sent");
+                None
+            }
+        }
+    }
+
+    /// Write what a batch or tick changed in the dedup state. A failed write
+    /// costs at most one extra send per product: the next change's old image
+    /// no longer matches the stored one, so its output is sent.
+    async fn save_outputs(&self, memory: Option<&OutputMemory>) {
+        if let (Some(OutputsStore::Table(store)), Some(mem)) = (&self.outputs, memory)
+            && let Err(e) = store.write(&mem.take_dirty()).await
+        {
+            tracing::error!(error = %e, "could not write the output dedup state; the next output of those products is sent, not suppressed");
         }
     }
 

@@ -66,6 +66,16 @@ impl Receiver for Hostile {
                 Err(e) => panic!("could not open /etc/passwd: {e}"),
             },
             "retry" => Err(FormatError::retry("downstream lookup unavailable")),
+            "fanout" => {
+                let parts: usize = config::get_or("parts", "3").parse().unwrap_or(3);
+                Ok((0..parts)
+                    .map(|part| {
+                        Message::json(
+                            &json!({"key": change.key, "sequence": change.sequence, "part": part}),
+                        )
+                    })
+                    .collect())
+            }
             "reject" => Err(FormatError::reject(format!("{} has no EAN", change.key))),
             "malformed" => Ok(vec![Message::new("not a content type", "x")]),
             "chatty" => {
