@@ -3,6 +3,7 @@
 mod architecture;
 mod aws_registry;
 mod chain_cli;
+mod chaos;
 mod cleanup;
 mod cli;
 mod dedup;

@@ -130,7 +130,7 @@ impl SqsSink {
             e.delivered.sort_unstable();
             e
         };
-        for chunk in chunks(&msgs) {
+        for chunk in chunks(&msgs, fifo) {
             let mut pending: Vec<usize> = chunk;
             let mut attempt = 0;
             loop {
@@ -265,13 +265,19 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(fastrand::u64(cap / 4..=cap))
 }
 
-/// Split into batches of at most 10 entries and 256 KiB.
-fn chunks(msgs: &[Outgoing]) -> Vec<Vec<usize>> {
+/// Split into batches of at most 10 entries and 256 KiB. On a FIFO queue a
+/// batch holds at most one message per message group: should SQS fail an
+/// entry and take a later one of the same group, the group's order would be
+/// broken beyond repair. With one per call, a group's next message is only
+/// sent once the one before it is in.
+fn chunks(msgs: &[Outgoing], fifo: bool) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut cur: Vec<usize> = Vec::new();
     let mut bytes = 0;
     for (i, m) in msgs.iter().enumerate() {
-        if !cur.is_empty() && (cur.len() == MAX_ENTRIES || bytes + m.size > MAX_BYTES) {
+        let full = cur.len() == MAX_ENTRIES || bytes + m.size > MAX_BYTES;
+        let same_group = fifo && cur.iter().any(|&j| msgs[j].group == m.group);
+        if !cur.is_empty() && (full || same_group) {
             out.push(std::mem::take(&mut cur));
             bytes = 0;
         }
@@ -446,14 +452,34 @@ mod tests {
     fn batches_respect_count_and_bytes() {
         let msgs: Vec<Outgoing> = (0..23).map(|_| out(10)).collect();
         assert_eq!(
-            chunks(&msgs).iter().map(Vec::len).collect::<Vec<_>>(),
+            chunks(&msgs, false)
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
             [10, 10, 3]
         );
         let msgs: Vec<Outgoing> = (0..5).map(|_| out(100 * 1024)).collect();
         assert_eq!(
-            chunks(&msgs).iter().map(Vec::len).collect::<Vec<_>>(),
+            chunks(&msgs, false)
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
             [2, 2, 1]
         );
+    }
+
+    #[test]
+    fn fifo_batches_hold_one_message_per_group() {
+        let msgs: Vec<Outgoing> = ["a", "b", "a", "c", "b", "d"]
+            .iter()
+            .map(|g| Outgoing {
+                group: (*g).to_owned(),
+                ..out(10)
+            })
+            .collect();
+        // b's second message may join the third one's batch: its first went earlier.
+        assert_eq!(chunks(&msgs, true), [vec![0, 1], vec![2, 3, 4, 5]]);
+        assert_eq!(chunks(&msgs, false), [vec![0, 1, 2, 3, 4, 5]]);
     }
 
     #[test]

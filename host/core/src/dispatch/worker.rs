@@ -435,19 +435,20 @@ impl Context<'_> {
                     .filter_map(|&p| envelopes.get(p).map(|e| e.index))
                     .collect();
                 st.messages += out.len() as u64;
+                let mut out: Vec<usize> = before.iter().copied().chain(out).collect();
+                out.sort_unstable();
+                out.dedup();
+                if !out.is_empty() {
+                    // Held after all (here, or when parking fails): the
+                    // retry sends only the rest.
+                    st.partial.insert(i, out.clone());
+                }
                 if e.kind == SinkErrorKind::Unavailable && self.hold_unavailable {
-                    if !out.is_empty() || !before.is_empty() {
-                        let mut all: Vec<usize> = before.iter().copied().chain(out).collect();
-                        all.sort_unstable();
-                        all.dedup();
-                        st.partial.insert(i, all);
-                    }
                     tracing::warn!(receiver = r.id(), key = %c.key, sequence, error = %e, "destination unavailable; change held for a retry");
                     st.error("delivery", self.describe(r, i, &e.to_string()));
                     return false;
                 }
                 let mut error = self.describe(r, i, &e.to_string());
-                let out: Vec<usize> = before.iter().copied().chain(out).collect();
                 if !out.is_empty() {
                     error.push_str(&format!(
                         " (messages {out:?} of this change were delivered before)"
