@@ -63,4 +63,18 @@ resource "aws_s3_bucket_lifecycle_configuration" "plugins" {
       days_after_initiation = 7
     }
   }
+
+  # Claim checks outlive what refers to them: a retry lane waits up to
+  # MAX_LANE_ATTEMPTS ticks, a DLQ keeps a message 14 days at most.
+  rule {
+    id     = "claim-checks"
+    status = "Enabled"
+    filter {
+      prefix = "claims/"
+    }
+
+    expiration {
+      days = 30
+    }
+  }
 }

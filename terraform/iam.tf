@@ -83,6 +83,14 @@ data "aws_iam_policy_document" "dispatcher" {
     resources = ["${aws_s3_bucket.plugins.arn}/precompiled/*"]
   }
 
+  # Claim checks (prism_aws::claims): a change or dead letter too big for
+  # a DynamoDB item or an SQS message waits here, content-addressed.
+  statement {
+    sid       = "ClaimChecks"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.plugins.arn}/claims/*"]
+  }
+
   # Any receiver queue of this environment, by name: a new receiver's queue
   # needs no change here.
   statement {

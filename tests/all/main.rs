@@ -4,6 +4,7 @@ mod architecture;
 mod aws_registry;
 mod chain_cli;
 mod chaos;
+mod claims;
 mod cleanup;
 mod cli;
 mod dedup;

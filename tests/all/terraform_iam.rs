@@ -51,7 +51,12 @@ fn the_role_grants_exactly_what_the_code_calls_where_it_calls_it() {
         "${{aws_s3_bucket.plugins.arn}}/{}*",
         artifacts::CWASM_PREFIX
     );
+    let claims = format!(
+        "${{aws_s3_bucket.plugins.arn}}/{}*",
+        prism_aws::claims::PREFIX
+    );
     let needs: Vec<(&[&str], &str)> = vec![
+        (prism_aws::claims::ACTIONS, &claims),
         (
             registry::DISPATCHER_ACTIONS,
             "aws_dynamodb_table.registry.arn",

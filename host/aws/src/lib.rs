@@ -10,6 +10,7 @@
 
 pub mod artifacts;
 pub mod batch;
+pub mod claims;
 pub mod item;
 pub mod ledger;
 pub mod model_store;

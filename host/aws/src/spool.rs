@@ -19,8 +19,10 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
 
 use super::batch::{Item, batch_get, batch_write, delete, put};
+use crate::claims::{ClaimRef, ClaimStore};
 use prism_core::spool::{
     Appended, Claim, DONE_MS, LEASE_MS, Lane, LaneInfo, Spool, SpoolError, Spooled, now_ms,
 };
@@ -101,7 +103,13 @@ pub struct DynamoSpool {
     client: Client,
     table: String,
     handle: tokio::runtime::Handle,
+    claims: Option<ClaimStore>,
 }
+
+/// The largest change text kept in the item itself: DynamoDB's item limit
+/// is 400 KB, names and the other attributes included. A larger change is
+/// claimed (its text put in the plugin bucket, a reference in the item).
+pub const CHANGE_LIMIT: usize = 350_000;
 
 impl DynamoSpool {
     /// The table `table`; calls block the calling (non-runtime) thread on `handle`.
@@ -110,7 +118,47 @@ impl DynamoSpool {
             client,
             table: table.into(),
             handle,
+            claims: None,
         }
+    }
+
+    /// Changes over [`CHANGE_LIMIT`] go to `claims` (see [`crate::claims`]).
+    pub fn with_claims(mut self, claims: Option<ClaimStore>) -> Self {
+        self.claims = claims;
+        self
+    }
+
+    /// The text to store for a change: itself, or a claim reference.
+    async fn stored(&self, change: &Value) -> Result<String, String> {
+        let text = change.to_string();
+        if text.len() <= CHANGE_LIMIT {
+            return Ok(text);
+        }
+        let claims = self.claims.as_ref().ok_or_else(|| {
+            format!(
+                "a change of {} bytes is over what a DynamoDB item holds, and the spool has no claim bucket",
+                text.len()
+            )
+        })?;
+        let r = claims
+            .put(text.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(r.to_value().to_string())
+    }
+
+    /// A stored change back: followed to the plugin bucket when claimed.
+    async fn loaded(&self, text: &str) -> Result<Value, String> {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| format!("an entry's change is not JSON: {e}"))?;
+        if ClaimRef::from_value(&v).is_none() {
+            return Ok(v);
+        }
+        let claims = self
+            .claims
+            .as_ref()
+            .ok_or("an entry's change is claimed, and the spool has no claim bucket")?;
+        claims.resolve(v).await.map_err(|e| e.to_string())
     }
 
     fn err(&self, lane: &Lane, message: String) -> SpoolError {
@@ -160,24 +208,22 @@ impl DynamoSpool {
 
     async fn entries(&self, lane: &Lane) -> Result<Vec<Spooled>, String> {
         let items = self.query(&lane.to_string(), Some("~")).await?;
-        items
-            .iter()
-            .map(|item| {
-                let change = text(item, "change").ok_or("an entry has no change")?;
-                Ok(Spooled {
-                    sequence: unpadded(text(item, KEY_ENTRY).unwrap_or_default()),
-                    spooled_ms: num(item, "spooled_ms"),
-                    bytes: num(item, "bytes"),
-                    change: serde_json::from_str(change)
-                        .map_err(|e| format!("an entry's change is not JSON: {e}"))?,
-                    sent: text(item, "sent")
-                        .map(serde_json::from_str)
-                        .transpose()
-                        .map_err(|e| format!("an entry's sent list is not JSON: {e}"))?
-                        .unwrap_or_default(),
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(items.len());
+        for item in &items {
+            let change = text(item, "change").ok_or("an entry has no change")?;
+            out.push(Spooled {
+                sequence: unpadded(text(item, KEY_ENTRY).unwrap_or_default()),
+                spooled_ms: num(item, "spooled_ms"),
+                bytes: num(item, "bytes"),
+                change: self.loaded(change).await?,
+                sent: text(item, "sent")
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(|e| format!("an entry's sent list is not JSON: {e}"))?
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(out)
     }
 
     async fn write_claim(&self, lane: &Lane, claim: &Claim, unlock: bool) -> Result<(), String> {
@@ -246,11 +292,16 @@ impl Spool for DynamoSpool {
                         info: lane_info(&a),
                     });
                 }
+                let mut texts = Vec::with_capacity(fresh.len());
+                for e in &fresh {
+                    texts.push(self.stored(&e.change).await?);
+                }
                 let requests = fresh
                     .iter()
-                    .map(|e| {
+                    .zip(texts)
+                    .map(|(e, text)| {
                         let mut item = key(&name, &padded(&e.sequence));
-                        item.insert("change".into(), s(e.change.to_string()));
+                        item.insert("change".into(), s(text));
                         item.insert("spooled_ms".into(), n(e.spooled_ms));
                         item.insert("bytes".into(), n(e.bytes));
                         if !e.sent.is_empty() {

@@ -37,6 +37,8 @@ use sha2::{Digest as _, Sha256};
 use prism_core::sink::{DeadLetter, Delivery, Envelope, Sink, SinkError, SinkErrorKind};
 use prism_types::manifest::Destination;
 
+use crate::claims::ClaimStore;
+
 /// SQS's limit on a message (body plus attributes) and on a batch.
 pub const MAX_BYTES: usize = 256 * 1024;
 /// SQS's limit on entries per batch.
@@ -54,6 +56,7 @@ pub struct SqsSink {
     handle: tokio::runtime::Handle,
     destinations: HashMap<String, Destination>,
     urls: Mutex<HashMap<String, String>>,
+    claims: Option<ClaimStore>,
 }
 
 /// One message ready to send.
@@ -77,7 +80,15 @@ impl SqsSink {
             handle,
             destinations,
             urls: Mutex::new(HashMap::new()),
+            claims: None,
         }
+    }
+
+    /// Dead letters over SQS's limit put their change in `claims` and
+    /// carry a reference to it (see [`crate::claims`]).
+    pub fn with_claims(mut self, claims: Option<ClaimStore>) -> Self {
+        self.claims = claims;
+        self
     }
 
     fn err(receiver: &str, message: impl Into<String>) -> SinkError {
@@ -396,22 +407,48 @@ impl Sink for SqsSink {
             .get(receiver)
             .and_then(|d| d.dead_letter_queue.clone())
             .ok_or_else(|| Self::err(receiver, "no dead_letter_queue in its registry entry"))?;
-        let body = serde_json::to_string(dead).expect("dead letters serialize");
+        let mut body = serde_json::to_string(dead).expect("dead letters serialize");
+        let mut attributes = HashMap::from([
+            ("prism-receiver".to_owned(), string_attr(receiver)),
+            ("prism-error-kind".to_owned(), string_attr(&dead.error_kind)),
+        ]);
+        // Room for the attributes: what is left of the message is the body's.
+        let room = MAX_BYTES - 1024;
+        if body.len() > room {
+            let Some(claims) = &self.claims else {
+                return Err(SinkError::new(
+                    receiver,
+                    SinkErrorKind::TooLarge,
+                    format!(
+                        "dead letter for {} is {} bytes, over SQS's limit, and there is no claim bucket",
+                        dead.key,
+                        body.len()
+                    ),
+                ));
+            };
+            let change = serde_json::to_vec(&dead.change).expect("a change serializes");
+            let r = self
+                .handle
+                .block_on(claims.put(&change))
+                .map_err(|e| Self::err(receiver, format!("dead letter for {}: {e}", dead.key)))?;
+            let mut claimed = dead.clone();
+            claimed.change = r.to_value();
+            body = serde_json::to_string(&claimed).expect("dead letters serialize");
+            attributes.insert("prism-claim".to_owned(), string_attr(&r.key));
+        }
         let msg = Outgoing {
-            attributes: HashMap::from([
-                ("prism-receiver".to_owned(), string_attr(receiver)),
-                ("prism-error-kind".to_owned(), string_attr(&dead.error_kind)),
-            ]),
+            attributes,
             group: dead.key.clone(),
             dedup: dedup_id(receiver, &dead.key, &dead.sequence, usize::MAX),
             size: body.len(),
             body,
         };
-        if msg.size > MAX_BYTES {
-            return Err(Self::err(
+        if msg.size > room {
+            return Err(SinkError::new(
                 receiver,
+                SinkErrorKind::TooLarge,
                 format!(
-                    "dead letter for {} is {} bytes, over SQS's limit",
+                    "dead letter for {} is {} bytes even without its change, over SQS's limit",
                     dead.key, msg.size
                 ),
             ));
@@ -422,15 +459,23 @@ impl Sink for SqsSink {
 
 /// SQS as the stream processor's [`Delivery`]: one [`SqsSink`] per batch.
 #[derive(Debug, Clone)]
-pub struct SqsDelivery(pub Client);
+pub struct SqsDelivery {
+    /// The SQS client.
+    pub client: Client,
+    /// Where dead letters over SQS's limit put their change.
+    pub claims: Option<ClaimStore>,
+}
 
 impl Delivery for SqsDelivery {
     fn sink(&self, destinations: HashMap<String, Destination>) -> Arc<dyn Sink> {
-        Arc::new(SqsSink::new(
-            self.0.clone(),
-            tokio::runtime::Handle::current(),
-            destinations,
-        ))
+        Arc::new(
+            SqsSink::new(
+                self.client.clone(),
+                tokio::runtime::Handle::current(),
+                destinations,
+            )
+            .with_claims(self.claims.clone()),
+        )
     }
 }
 

@@ -199,10 +199,18 @@ impl LambdaConfig {
             threads,
             ..Dispatcher::default()
         };
+        // Changes and dead letters too big for DynamoDB or SQS wait in the plugin bucket.
+        let claims = prism_aws::claims::ClaimStore::new(
+            aws::s3_client(&config, &target),
+            &self.plugin_bucket,
+        );
         Ok(StreamProcessor {
             engine,
             receivers: live.into_receivers(),
-            delivery: Arc::new(SqsDelivery(aws_sdk_sqs::Client::new(&config))),
+            delivery: Arc::new(SqsDelivery {
+                client: aws_sdk_sqs::Client::new(&config),
+                claims: Some(claims.clone()),
+            }),
             ledger: match &self.ledger_table {
                 Some(table) => Arc::new(DynamoLedger {
                     client: ddb,
@@ -222,11 +230,14 @@ impl LambdaConfig {
                 ))
             }),
             spool: self.spool_table.as_ref().map(|t| {
-                Arc::new(prism_aws::spool::DynamoSpool::new(
-                    aws_sdk_dynamodb::Client::new(&config),
-                    t,
-                    tokio::runtime::Handle::current(),
-                )) as Arc<dyn prism_core::spool::Spool>
+                Arc::new(
+                    prism_aws::spool::DynamoSpool::new(
+                        aws_sdk_dynamodb::Client::new(&config),
+                        t,
+                        tokio::runtime::Handle::current(),
+                    )
+                    .with_claims(Some(claims.clone())),
+                ) as Arc<dyn prism_core::spool::Spool>
             }),
         })
     }
