@@ -16,6 +16,7 @@ mod input;
 mod mapper;
 mod mapper_aws;
 mod pipeline;
+mod replay;
 mod python;
 mod sandbox;
 mod scaffold;

@@ -112,6 +112,40 @@ impl StreamReader {
         })
     }
 
+    /// A cursor at the record with `sequence` in `shard` (for a replay).
+    /// A record the stream no longer holds (past its 24-hour retention) is
+    /// an error that says so.
+    pub async fn open_at(
+        &self,
+        shard: &str,
+        sequence: &str,
+    ) -> Result<ShardCursor, StreamReadError> {
+        let out = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&self.arn)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+            .sequence_number(sequence)
+            .send()
+            .await
+            .map_err(|e| {
+                let trimmed = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_trimmed_data_access_exception());
+                let why = if trimmed {
+                    "the stream no longer holds this record (its retention is 24 hours)".to_owned()
+                } else {
+                    crate::sdk_error(&e)
+                };
+                self.err(&format!("GetShardIterator at {sequence} in {shard}"), why)
+            })?;
+        Ok(ShardCursor {
+            shard: shard.to_owned(),
+            iterator: out.shard_iterator,
+        })
+    }
+
     /// The next records of a shard (at most `limit`), as Lambda-shaped JSON;
     /// advances the cursor.
     pub async fn read(

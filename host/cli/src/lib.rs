@@ -30,6 +30,8 @@ mod register;
 mod registry_cmds;
 #[cfg(feature = "aws")]
 mod remote;
+#[cfg(feature = "aws")]
+mod replay;
 mod run;
 mod sample;
 #[cfg(feature = "aws")]
@@ -71,6 +73,8 @@ enum Command {
     #[cfg(feature = "aws")]
     Flush(flush::Args),
     #[cfg(feature = "aws")]
+    Replay(replay::Args),
+    #[cfg(feature = "aws")]
     Serve(serve::Args),
     /// Check or publish the model mapper (shadow tables → product model).
     #[command(subcommand)]
@@ -105,6 +109,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dev(a) => dev::run(a),
         #[cfg(feature = "aws")]
         Command::Flush(a) => flush::run(a),
+        #[cfg(feature = "aws")]
+        Command::Replay(a) => replay::run(a),
         #[cfg(feature = "aws")]
         Command::Serve(a) => serve::run(a),
         Command::Mapper(c) => mapper::run(c),
