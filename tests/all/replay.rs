@@ -35,7 +35,13 @@ fn replay_reads_an_on_failure_messages_records_from_the_stream_and_delivers_them
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("failures.jsonl");
     std::fs::write(&file, format!("{message}\n")).unwrap();
-    let out = w.prism(&["replay", "--file", file.to_str().unwrap(), "--bucket", &w.bucket]);
+    let out = w.prism(&[
+        "replay",
+        "--file",
+        file.to_str().unwrap(),
+        "--bucket",
+        &w.bucket,
+    ]);
     assert!(out.contains(": 3 records from"), "{out}");
     assert!(out.contains("replayed 3 records; 0 still failing"), "{out}");
     assert_eq!(
@@ -45,17 +51,41 @@ fn replay_reads_an_on_failure_messages_records_from_the_stream_and_delivers_them
 
     // From a sequence number to the end of what the shard holds.
     let out = w.prism(&[
-        "replay", "--stream-arn", &arn, "--shard", &shard, "--sequence", &seqs[3], "--bucket", &w.bucket,
+        "replay",
+        "--stream-arn",
+        &arn,
+        "--shard",
+        &shard,
+        "--sequence",
+        &seqs[3],
+        "--bucket",
+        &w.bucket,
     ]);
     assert!(out.contains("replayed 2 records"), "{out}");
     assert_eq!(w.bodies(&site_q).len(), 2);
 
     // A record the stream does not hold is an error that names it.
     let o = prism(&[
-        "replay", "--stream-arn", &arn, "--shard", "shardId-nope", "--sequence", "1", "--bucket",
-        &w.bucket, "--table", &w.table, "--endpoint-url", &w.ep, "--region", "us-east-1",
+        "replay",
+        "--stream-arn",
+        &arn,
+        "--shard",
+        "shardId-nope",
+        "--sequence",
+        "1",
+        "--bucket",
+        &w.bucket,
+        "--table",
+        &w.table,
+        "--endpoint-url",
+        &w.ep,
+        "--region",
+        "us-east-1",
     ]);
     let (_, err) = text(&o);
     assert!(!o.status.success());
-    assert!(err.contains("GetShardIterator at 1 in shardId-nope"), "{err}");
+    assert!(
+        err.contains("GetShardIterator at 1 in shardId-nope"),
+        "{err}"
+    );
 }

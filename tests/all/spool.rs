@@ -529,3 +529,98 @@ fn a_plugin_that_keeps_asking_to_retry_waits_in_its_lane_then_is_parked() {
         parked[0].error
     );
 }
+
+/// A sink where one receiver's queue is down and slow to say so (as a
+/// throttled or timing-out queue is), and every other delivery succeeds.
+struct SlowlyDown {
+    down: &'static str,
+    delivered: Mutex<Vec<(String, String)>>,
+}
+
+impl Sink for SlowlyDown {
+    fn deliver(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError> {
+        let e = &envelopes[0];
+        if e.receiver == self.down {
+            std::thread::sleep(std::time::Duration::from_millis(40));
+            return Err(SinkError::unavailable(e.receiver, "queue timing out"));
+        }
+        let mut d = self.delivered.lock().unwrap();
+        d.extend(
+            envelopes
+                .iter()
+                .map(|e| (e.receiver.to_owned(), e.key.to_owned())),
+        );
+        Ok(())
+    }
+    fn park(&self, d: &DeadLetter) -> Result<(), SinkError> {
+        panic!("nothing is parked here: {d:?}")
+    }
+}
+
+/// 50 retry lanes of a receiver whose queue keeps timing out, and one lane
+/// of another receiver. The tick's time budget covers a few lanes only; the
+/// other receiver's lane is still delivered in the first tick (it used to
+/// wait behind all 50, ticks on end), and the next tick carries on where
+/// the last one stopped instead of trying the same first lanes again.
+#[test]
+fn fifty_failing_lanes_of_one_receiver_do_not_starve_another_receivers_lane() {
+    use prism_core::spool::{Lane, Spooled};
+    let dir = tempfile::tempdir().unwrap();
+    prism_e2e::immediate(dir.path(), "aaa-slow", wasm::HOSTILE);
+    prism_e2e::immediate(dir.path(), "zzz-fine", wasm::HOSTILE);
+    let set = load(dir.path());
+    let spool = LocalSpool::memory();
+    let change = |key: &str, seq: u64| {
+        Change::new(
+            key.into(),
+            prism_types::change::ChangeKind::Insert,
+            None,
+            Some(json!({"pk": key})),
+            seq.to_string(),
+            0,
+        )
+    };
+    for n in 0..50 {
+        let key = format!("P-{n:02}");
+        let lane = Lane::Retry {
+            receiver: "aaa-slow".into(),
+            key: key.clone(),
+        };
+        spool
+            .append(&lane, &[Spooled::new(&change(&key, 100 + n), 0)])
+            .unwrap();
+    }
+    let lane = Lane::Retry {
+        receiver: "zzz-fine".into(),
+        key: "P-99".into(),
+    };
+    spool
+        .append(&lane, &[Spooled::new(&change("P-99", 999), 0)])
+        .unwrap();
+    let sink = SlowlyDown {
+        down: "aaa-slow",
+        delivered: Mutex::default(),
+    };
+    let d = hold();
+    let mut firsts = Vec::new();
+    for n in 0..2 {
+        // A budget for a handful of the slow lanes (each costs ~40 ms).
+        let d = Dispatcher {
+            stop_at: Some(std::time::Instant::now() + std::time::Duration::from_millis(250)),
+            ..d.clone()
+        };
+        let t = tick(&d, &set, &spool, &sink, TickOptions::at(0));
+        assert!(t.deferred > 30, "tick {n}: the budget cut it short: {t:?}");
+        firsts.push(d.tick_cursor.get());
+        if n == 0 {
+            assert_eq!(
+                *sink.delivered.lock().unwrap(),
+                [("zzz-fine".to_owned(), "P-99".to_owned())],
+                "the other receiver's lane went out in the first tick"
+            );
+        }
+        assert_eq!(t.waiting, 50, "{t:?}");
+    }
+    // The cursor moved on: the second tick did not start where the first did.
+    assert_ne!(firsts[0], firsts[1], "{firsts:?}");
+}

@@ -95,7 +95,10 @@ pub fn ranges(text: &str) -> anyhow::Result<Vec<Range>> {
         .enumerate()
         .map(|(n, m)| {
             let info = m.get("DDBStreamBatchInfo").with_context(|| {
-                format!("message {}: no DDBStreamBatchInfo (not a DynamoDB stream on-failure message)", n + 1)
+                format!(
+                    "message {}: no DDBStreamBatchInfo (not a DynamoDB stream on-failure message)",
+                    n + 1
+                )
             })?;
             let field = |k: &str| {
                 info.get(k)
@@ -120,7 +123,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 async fn replay(a: Args) -> anyhow::Result<ExitCode> {
     let ranges = match (&a.file, &a.stream_arn, &a.shard, &a.sequence) {
         (Some(f), ..) => {
-            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
             ranges(&text).with_context(|| format!("{}", f.display()))?
         }
         (None, Some(arn), Some(shard), Some(seq)) => vec![Range {
@@ -129,7 +133,9 @@ async fn replay(a: Args) -> anyhow::Result<ExitCode> {
             start: seq.clone(),
             end: a.end_sequence.clone(),
         }],
-        _ => anyhow::bail!("say what to replay: --file, or --stream-arn with --shard and --sequence"),
+        _ => {
+            anyhow::bail!("say what to replay: --file, or --stream-arn with --shard and --sequence")
+        }
     };
     let bucket = a.remote.target.bucket.clone().context(
         "prism replay needs the plugin bucket: pass --bucket or set PRISM_PLUGIN_BUCKET",
