@@ -252,7 +252,7 @@ mod tests {
             start: "100".into(),
             end: Some("300".into()),
         };
-        assert_eq!(ranges(one).unwrap(), [want.clone()]);
+        assert_eq!(ranges(one).unwrap(), std::slice::from_ref(&want));
         let lines = format!("{}\n\n{}\n", one.replace('\n', " "), one.replace('\n', " "));
         assert_eq!(ranges(&lines).unwrap().len(), 2);
         assert_eq!(ranges(&format!("[{one}]")).unwrap(), [want]);
