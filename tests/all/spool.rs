@@ -601,13 +601,14 @@ fn fifty_failing_lanes_of_one_receiver_do_not_starve_another_receivers_lane() {
         down: "aaa-slow",
         delivered: Mutex::default(),
     };
-    let d = hold();
     let mut firsts = Vec::new();
     for n in 0..2 {
-        // A budget for a handful of the slow lanes (each costs ~40 ms).
+        // A budget for a handful of the slow lanes (each costs ~40 ms). A
+        // fresh dispatcher each time, as on a fresh Lambda instance: the
+        // cursor comes from the spool.
         let d = Dispatcher {
             stop_at: Some(std::time::Instant::now() + std::time::Duration::from_millis(250)),
-            ..d.clone()
+            ..hold()
         };
         let t = tick(&d, &set, &spool, &sink, TickOptions::at(0));
         assert!(t.deferred > 30, "tick {n}: the budget cut it short: {t:?}");
@@ -623,4 +624,5 @@ fn fifty_failing_lanes_of_one_receiver_do_not_starve_another_receivers_lane() {
     }
     // The cursor moved on: the second tick did not start where the first did.
     assert_ne!(firsts[0], firsts[1], "{firsts:?}");
+    assert_eq!(spool.tick_cursor().unwrap(), firsts[1], "kept in the spool");
 }

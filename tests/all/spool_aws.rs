@@ -163,3 +163,28 @@ fn a_buffer_in_dynamodb_survives_a_flush_killed_at_each_point() {
         assert_eq!(lanes(&w), 0, "{point}");
     }
 }
+
+/// Where a tick cut short stopped is kept in the table, out of sight of the
+/// lane listing, so a tick on another instance resumes after it.
+#[test]
+fn the_tick_cursor_is_kept_in_the_spool_table_and_is_not_a_lane() {
+    let Some(w) = World::new("spool-cursor") else {
+        return;
+    };
+    let s = spool(&w);
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            assert_eq!(s.tick_cursor().unwrap(), None);
+            s.save_tick_cursor(Some("retry/website/P-00007")).unwrap();
+            assert_eq!(
+                s.tick_cursor().unwrap().as_deref(),
+                Some("retry/website/P-00007")
+            );
+            assert!(s.lanes().unwrap().is_empty(), "the cursor is not a lane");
+            s.save_tick_cursor(None).unwrap();
+            assert_eq!(s.tick_cursor().unwrap(), None);
+        })
+        .join()
+        .unwrap()
+    });
+}

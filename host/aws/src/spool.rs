@@ -4,7 +4,12 @@
 //! - an entry of a lane: `entry` is its sequence, zero-padded to 48 digits
 //!   so text order is numeric; `change` (S, JSON), `spooled_ms` (N), `bytes` (N);
 //! - the lane's claim: `entry = "~claim"` (sorts after every sequence):
-//!   `lease_until`, `members`, `sent`, `digest`, `attempts`;
+//!   `lease_until`, `members`, `sent`, `digest`, `attempts`, `partial`
+//!   (messages of entries a retry already got out, by sequence); an entry
+//!   may also have `sent` (the messages its first try got out), and a
+//!   `change` over [`CHANGE_LIMIT`] is a claim reference ([`crate::claims`]);
+//! - where the last tick cut short stopped: `lane = "#tick"`, `entry =
+//!   "cursor"`, attribute `resume_after` (a lane name);
 //! - a *done* mark for every entry a lane removed, in the partition
 //!   `lane = "#done/<lane>"`, expiring (TTL [`EXPIRES_AT`]) after
 //!   [`prism_core::spool::DONE_MS`]: an append skips what a lane already handled;
@@ -33,6 +38,19 @@ pub const KEY_LANE: &str = "lane";
 pub const KEY_ENTRY: &str = "entry";
 /// The index partition.
 pub const INDEX: &str = "#index";
+/// The partition of the tick's cursor (where the last tick cut short
+/// stopped); not a lane, so no listing of lanes sees it.
+pub const TICK: &str = "#tick";
+/// The tick cursor's item.
+pub const CURSOR: &str = "cursor";
+
+/// The tick cursor, named like a lane for error messages.
+fn tick_lane() -> Lane {
+    Lane::Buffer {
+        receiver: "#tick".into(),
+    }
+}
+
 /// A lane's claim item.
 pub const CLAIM: &str = "~claim";
 /// Prefix of the partitions holding lanes' done marks.
@@ -497,6 +515,60 @@ impl Spool for DynamoSpool {
         self.handle
             .block_on(self.write_claim(lane, claim, true))
             .map_err(|e| self.err(lane, e))
+    }
+
+    fn tick_cursor(&self) -> Result<Option<String>, SpoolError> {
+        let out = self
+            .handle
+            .block_on(
+                self.client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(TICK, CURSOR)))
+                    .consistent_read(true)
+                    .send(),
+            )
+            .map_err(|e| {
+                self.err(
+                    &tick_lane(),
+                    format!("GetItem (tick cursor): {}", super::sdk_error(&e)),
+                )
+            })?;
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|i| text(i, "resume_after"))
+            .map(str::to_owned))
+    }
+
+    fn save_tick_cursor(&self, lane: Option<&str>) -> Result<(), SpoolError> {
+        let result = match lane {
+            Some(l) => self
+                .handle
+                .block_on(
+                    self.client
+                        .update_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key(TICK, CURSOR)))
+                        .update_expression("SET resume_after = :l")
+                        .expression_attribute_values(":l", s(l))
+                        .send(),
+                )
+                .map(|_| ())
+                .map_err(|e| format!("UpdateItem (tick cursor): {}", super::sdk_error(&e))),
+            None => self
+                .handle
+                .block_on(
+                    self.client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key(TICK, CURSOR)))
+                        .send(),
+                )
+                .map(|_| ())
+                .map_err(|e| format!("DeleteItem (tick cursor): {}", super::sdk_error(&e))),
+        };
+        result.map_err(|m| self.err(&tick_lane(), m))
     }
 
     fn release(&self, lane: &Lane) -> Result<(), SpoolError> {

@@ -137,7 +137,15 @@ pub fn tick_with(
             return report;
         }
     };
-    let lanes = super::tick_order::fair_order(lanes, dispatcher.tick_cursor.get().as_deref());
+    // Where the last tick stopped: this instance's memory, else the store's
+    // (a tick on a fresh instance resumes after another instance's).
+    let cursor = dispatcher.tick_cursor.get().or_else(|| {
+        spool.tick_cursor().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "tick cursor unreadable; starting from the first lane");
+            None
+        })
+    });
+    let lanes = super::tick_order::fair_order(lanes, cursor.as_deref());
     let mut reached = None;
     for (lane, info) in lanes {
         if dispatcher
@@ -187,9 +195,13 @@ pub fn tick_with(
     }
     // Cut short by the deadline: the next tick starts after the last lane
     // this one reached. A full pass starts the next one from the top.
-    dispatcher
-        .tick_cursor
-        .set(if report.deferred > 0 { reached } else { None });
+    let next = if report.deferred > 0 { reached } else { None };
+    if next != cursor
+        && let Err(e) = spool.save_tick_cursor(next.as_deref())
+    {
+        tracing::warn!(error = %e, "could not record where the tick stopped; the next one on another instance starts from the first lane");
+    }
+    dispatcher.tick_cursor.set(next);
     match spool.lanes() {
         Ok(l) => report.waiting = l.iter().map(|(_, i)| i.count).sum(),
         Err(e) => report.errors.push(e.to_string()),

@@ -29,6 +29,9 @@ struct State {
     /// Lane name → padded sequence → until when it counts as handled (ms).
     #[serde(default)]
     done: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Where the last tick cut short stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tick_cursor: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -213,6 +216,22 @@ impl Spool for LocalSpool {
         self.with(lane, |s| {
             s.claims.remove(&lane.to_string());
         })
+    }
+
+    fn tick_cursor(&self) -> Result<Option<String>, SpoolError> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tick_cursor
+            .clone())
+    }
+
+    fn save_tick_cursor(&self, lane: Option<&str>) -> Result<(), SpoolError> {
+        let tick = Lane::Buffer {
+            receiver: "#tick".into(),
+        };
+        self.with(&tick, |s| s.tick_cursor = lane.map(str::to_owned))
     }
 }
 

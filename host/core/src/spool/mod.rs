@@ -205,6 +205,17 @@ pub trait Spool: Send + Sync {
     fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError>;
     /// Drop the claim: the lane's work is done.
     fn release(&self, lane: &Lane) -> Result<(), SpoolError>;
+    /// The last lane a tick cut short by its deadline reached, kept in the
+    /// store so the next tick resumes after it on whichever instance runs
+    /// it. Stores that one process owns keep it in memory (the default).
+    fn tick_cursor(&self) -> Result<Option<String>, SpoolError> {
+        Ok(None)
+    }
+    /// Record where the last tick stopped (`None`: it did a full pass).
+    fn save_tick_cursor(&self, lane: Option<&str>) -> Result<(), SpoolError> {
+        let _ = lane;
+        Ok(())
+    }
 }
 
 /// Milliseconds since the Unix epoch.
