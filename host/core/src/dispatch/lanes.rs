@@ -386,6 +386,7 @@ impl Flusher<'_> {
             hold_quarantined: true,
             breaker: self.breaker,
             stop_at: None,
+            pack: 1,
         };
         let all: Vec<usize> = (0..changes.len()).collect();
         let msgs = match ctx.format_window(self.r, self.st, &all) {

@@ -41,6 +41,8 @@ pub(super) struct Context<'a> {
     pub breaker: &'a crate::breaker::BreakerConfig,
     /// Start no plugin call after this (see [`super::Dispatcher::stop_at`]).
     pub stop_at: Option<Instant>,
+    /// Changes handed to the sink together ([`super::Dispatcher::pack`]).
+    pub pack: usize,
 }
 
 /// A unit's sandbox kept for its next change, with how many it served.
@@ -59,7 +61,7 @@ pub(super) enum Formatted {
     Failed { kind: &'static str, error: String },
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
     /// Handle the changes at `indices` (in order) for an immediate receiver.
     /// Once a change of a product is held, the product's later changes are
     /// held behind it (in its retry lane, when there is a spool), so order
@@ -71,6 +73,7 @@ impl Context<'_> {
     ) -> ReceiverStats {
         let mut st = ReceiverStats::default();
         let mut stuck: HashSet<&str> = HashSet::new();
+        let mut pending: Vec<(usize, Vec<Message>)> = Vec::new();
         let mut warm: Warm = None;
         for i in indices {
             if !self.should_run(r, i, &mut st) {
@@ -132,6 +135,15 @@ impl Context<'_> {
                     st.skipped += 1;
                     true
                 }
+                Ok(Some(Formatted::Messages(msgs))) if self.pack > 1 => {
+                    // Delivered with the next changes, packed together.
+                    st.accepted += 1;
+                    pending.push((i, msgs));
+                    if pending.len() >= self.pack {
+                        self.deliver_pending(r, &mut st, &mut pending, &mut stuck);
+                    }
+                    true
+                }
                 Ok(Some(Formatted::Messages(msgs))) => {
                     st.accepted += 1;
                     self.deliver(r, &mut st, &[i], &msgs, r.manifest.dedup)
@@ -157,6 +169,9 @@ impl Context<'_> {
                 stuck.insert(key);
                 self.hold(r, &mut st, i);
             }
+        }
+        if !pending.is_empty() {
+            self.deliver_pending(r, &mut st, &mut pending, &mut stuck);
         }
         st
     }
@@ -369,52 +384,129 @@ impl Context<'_> {
         msgs: &[Message],
         dedup: bool,
     ) -> bool {
-        if msgs.is_empty() {
+        if msgs.is_empty() || (dedup && self.suppress(r, st, indices, msgs)) {
             return true;
         }
+        let envelopes = self.envelopes(r, indices, msgs);
+        let result = if envelopes.is_empty() {
+            Ok(())
+        } else {
+            self.sink.deliver(&envelopes)
+        };
+        self.settle(r, st, indices, msgs, &envelopes, result, dedup)
+    }
+
+    /// Deliver the changes collected in `pending` (immediate receivers),
+    /// packed across changes by the sink; what could not go out is held
+    /// (`stuck` gains its product) or parked, as [`Self::deliver`] does.
+    pub(super) fn deliver_pending(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        pending: &mut Vec<(usize, Vec<Message>)>,
+        stuck: &mut HashSet<&'a str>,
+    ) {
+        let dedup = r.manifest.dedup;
+        let sendable: Vec<(usize, Vec<Message>)> = std::mem::take(pending)
+            .into_iter()
+            .filter(|(i, msgs)| !(msgs.is_empty() || (dedup && self.suppress(r, st, &[*i], msgs))))
+            .collect();
+        let envelopes: Vec<Vec<Envelope<'_>>> = sendable
+            .iter()
+            .map(|(i, msgs)| self.envelopes(r, &[*i], msgs))
+            .collect();
+        let outcomes = self.sink.deliver_many(&envelopes);
+        for (((i, msgs), envs), outcome) in sendable.iter().zip(&envelopes).zip(outcomes) {
+            let outcome = if envs.is_empty() { Ok(()) } else { outcome };
+            if !self.settle(r, st, &[*i], msgs, envs, outcome, dedup) {
+                stuck.insert(self.changes[*i].key.as_str());
+                self.hold(r, st, *i);
+            }
+        }
+    }
+
+    /// Output dedup: is this change's output what (receiver, key) already
+    /// has? Counts it as suppressed and moves the state on if so. Per change
+    /// only (a window spans products).
+    fn suppress(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        indices: &[usize],
+        msgs: &[Message],
+    ) -> bool {
+        let (Some(o), [i]) = (self.outputs, indices) else {
+            return false;
+        };
+        let c = &self.changes[*i];
+        let hash = crate::outputs::hash_messages(msgs);
+        let before = crate::outputs::image_hash(c.old_json.as_deref());
+        if !o.unchanged(r.id(), &c.key, &hash, &before) {
+            return false;
+        }
+        st.suppressed += msgs.len() as u64;
+        // The receiver keeps the same output of a newer image.
+        let image = crate::outputs::image_hash(c.new_json.as_deref());
+        o.record(r.id(), &c.key, &c.sequence, hash, image);
+        true
+    }
+
+    /// The message indices of a change an earlier attempt delivered.
+    fn sent_before(&self, indices: &[usize]) -> &[usize] {
+        match (self.sent, indices) {
+            (Some(sent), [i]) => sent
+                .get(&self.changes[*i].sequence)
+                .map_or(&[], Vec::as_slice),
+            _ => &[],
+        }
+    }
+
+    /// The envelopes of the messages not delivered yet.
+    fn envelopes<'m>(
+        &'m self,
+        r: &'m ActiveReceiver,
+        indices: &[usize],
+        msgs: &'m [Message],
+    ) -> Vec<Envelope<'m>> {
         let c = &self.changes[indices[0]];
         let sequence = self.changes[*indices.last().expect("at least one change")]
             .sequence
             .as_str();
-        let i = indices[0];
-        // Dedup is per change (a window spans products).
-        let outputs = self.outputs.filter(|_| dedup && indices.len() == 1);
-        let hash = outputs.map(|_| crate::outputs::hash_messages(msgs));
-        let image = crate::outputs::image_hash(c.new_json.as_deref());
-        if let (Some(o), Some(h)) = (outputs, &hash) {
-            let before = crate::outputs::image_hash(c.old_json.as_deref());
-            if o.unchanged(r.id(), &c.key, h, &before) {
-                st.suppressed += msgs.len() as u64;
-                // The receiver keeps the same output of a newer image.
-                o.record(r.id(), &c.key, sequence, *h, image);
-                return true;
-            }
-        }
-        // Messages an earlier attempt got out are not sent again.
-        let before: &[usize] = match (self.sent, indices) {
-            (Some(sent), [_]) => sent.get(sequence).map_or(&[], Vec::as_slice),
-            _ => &[],
-        };
-        let envelopes: Vec<Envelope<'_>> = msgs
-            .iter()
+        let before = self.sent_before(indices);
+        msgs.iter()
             .enumerate()
             .filter(|(index, _)| !before.contains(index))
             .map(|(index, message)| Envelope {
                 receiver: r.id(),
                 key: &c.key,
                 sequence,
-                ordinal: i as u64 + 1,
+                ordinal: indices[0] as u64 + 1,
                 index,
                 message,
                 digest: r.digest(),
                 window: None,
             })
-            .collect();
-        let result = if envelopes.is_empty() {
-            Ok(())
-        } else {
-            self.sink.deliver(&envelopes)
-        };
+            .collect()
+    }
+
+    /// Count and record a delivery's outcome: `true` when delivered or
+    /// parked, `false` when the change is to be held.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        indices: &[usize],
+        msgs: &[Message],
+        envelopes: &[Envelope<'_>],
+        result: Result<(), crate::sink::SinkError>,
+        dedup: bool,
+    ) -> bool {
+        let i = indices[0];
+        let c = &self.changes[i];
+        let sequence = self.changes[*indices.last().expect("at least one change")]
+            .sequence
+            .as_str();
         match result {
             Ok(()) => {
                 st.messages += envelopes.len() as u64;
@@ -422,8 +514,10 @@ impl Context<'_> {
                     .iter()
                     .map(|e| e.message.body.len() as u64)
                     .sum::<u64>();
-                if let (Some(o), Some(h)) = (outputs, hash) {
-                    o.record(r.id(), &c.key, sequence, h, image);
+                if let (Some(o), true, [_]) = (self.outputs, dedup, indices) {
+                    let hash = crate::outputs::hash_messages(msgs);
+                    let image = crate::outputs::image_hash(c.new_json.as_deref());
+                    o.record(r.id(), &c.key, sequence, hash, image);
                 }
                 true
             }
@@ -435,7 +529,12 @@ impl Context<'_> {
                     .filter_map(|&p| envelopes.get(p).map(|e| e.index))
                     .collect();
                 st.messages += out.len() as u64;
-                let mut out: Vec<usize> = before.iter().copied().chain(out).collect();
+                let mut out: Vec<usize> = self
+                    .sent_before(indices)
+                    .iter()
+                    .copied()
+                    .chain(out)
+                    .collect();
                 out.sort_unstable();
                 out.dedup();
                 if !out.is_empty() {

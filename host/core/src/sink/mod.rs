@@ -149,12 +149,50 @@ impl SinkErrorKind {
     }
 }
 
+/// The outcome of a change not sent because an earlier change of the same
+/// product could not be delivered.
+pub fn behind(e: &Envelope<'_>) -> SinkError {
+    SinkError::unavailable(
+        e.receiver,
+        format!(
+            "not sent: an earlier change of {} could not be delivered, and this one waits behind it",
+            e.key
+        ),
+    )
+}
+
 /// A destination for messages and dead letters.
 pub trait Sink: Send + Sync {
     /// Deliver the messages of one change (or one batch), in order.
     fn deliver(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError>;
     /// Park a change that a receiver could not take.
     fn park(&self, dead: &DeadLetter) -> Result<(), SinkError>;
+    /// Deliver the messages of many changes (one slice per change, in
+    /// stream order), packed as the destination allows; one outcome per
+    /// change. Once a change of a product could not go out (the destination
+    /// is unavailable), that product's later changes here are not sent:
+    /// their outcome is `Unavailable` too, so they wait behind it in order.
+    /// The default delivers change by change.
+    fn deliver_many(&self, changes: &[Vec<Envelope<'_>>]) -> Vec<Result<(), SinkError>> {
+        let mut blocked: std::collections::HashSet<(&str, &str)> = Default::default();
+        changes
+            .iter()
+            .map(|c| {
+                let Some(first) = c.first() else {
+                    return Ok(());
+                };
+                let product = (first.receiver, first.key);
+                if blocked.contains(&product) {
+                    return Err(behind(first));
+                }
+                let r = self.deliver(c);
+                if matches!(&r, Err(e) if e.kind == SinkErrorKind::Unavailable) {
+                    blocked.insert(product);
+                }
+                r
+            })
+            .collect()
+    }
     /// Would these messages be accepted as they are (size limits)? Checked
     /// before a flush sends anything, so an oversized window can be split.
     fn check(&self, envelopes: &[Envelope<'_>]) -> Result<(), SinkError> {
