@@ -50,7 +50,7 @@ data "aws_iam_policy_document" "dispatcher" {
 
   statement {
     sid       = "KeepOutputDedupState"
-    actions   = ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
+    actions   = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"]
     resources = [aws_dynamodb_table.outputs.arn]
   }
 

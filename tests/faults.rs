@@ -51,6 +51,10 @@ pub enum Fault {
         /// Probability of a sender-fault refusal per entry.
         sender_fault: f64,
     },
+    /// Answer a `SendMessageBatch` here, every entry successful, without
+    /// forwarding: a queue as fast as SQS, for the throughput benchmark
+    /// (moto's `SendMessage` costs time linear in the queue's length).
+    Accept,
     /// Fail exactly the entry at `position` of a `SendMessageBatch` (as
     /// SQS's side, or refused as the sender's fault); the rest go through.
     FailEntry {
@@ -70,6 +74,7 @@ impl Fault {
             Fault::DropBefore => "drop-before",
             Fault::DropAfter => "drop-after",
             Fault::PartialBatch { .. } | Fault::FailEntry { .. } => "partial-batch",
+            Fault::Accept => "accepted-here",
         }
     }
 }
@@ -264,6 +269,29 @@ enum Pick {
     At { position: usize, sender_fault: bool },
 }
 
+/// A `SendMessageBatch` answer with every entry successful.
+fn accept_all(body: &[u8]) -> Response<Full<Bytes>> {
+    let request: Value = serde_json::from_slice(body).unwrap_or_default();
+    let ok: Vec<Value> = request["Entries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .enumerate()
+                .map(|(n, e)| {
+                    json!({"Id": e["Id"], "MessageId": format!("accepted-{n}"), "MD5OfMessageBody": "0"})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/x-amz-json-1.0")
+        .body(Full::new(Bytes::from(
+            json!({"Successful": ok, "Failed": []}).to_string(),
+        )))
+        .expect("a valid response")
+}
+
 /// The proxy closes the connection when the service fails.
 #[derive(Debug)]
 struct Dropped;
@@ -336,6 +364,7 @@ impl Shared {
                 "InternalFailure",
             )),
             Some(Fault::DropBefore) => Err(Dropped),
+            Some(Fault::Accept) => Ok(accept_all(&body)),
             Some(Fault::DropAfter) => {
                 let _ = self.forward(parts, body).await;
                 Err(Dropped)

@@ -267,7 +267,7 @@ fn a_lost_dedup_state_write_never_suppresses_the_next_update() {
     doc["prices"]["DE"]["amount"] = json!(77.5);
     f.w.write(std::slice::from_ref(&doc));
     f.proxy.set_rules(vec![
-        Rule::always("PutItem", Fault::Throttle).on(&format!("{outputs}\"")),
+        Rule::always("BatchWriteItem", Fault::Throttle).on(&format!("{outputs}\"")),
     ]);
     let out = f.w.invoke(&p, &f.w.records());
     assert_eq!(out.report.receivers["website"].messages, 1);

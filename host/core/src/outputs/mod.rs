@@ -202,8 +202,11 @@ pub trait OutputsTable: Send + Sync {
     async fn read(&self, pairs: &[OutputKey])
     -> Result<Vec<(OutputKey, LastOutput)>, OutputsError>;
 
-    /// Write `entries`, each only if it is newer than what is stored.
-    /// Returns how many were written (the rest lost to a newer state).
+    /// Write `entries`: every entry of each product the caller changed
+    /// (a store may keep a product's entries together). Returns how many
+    /// items were written. A write may race another writer's and leave an
+    /// older entry behind: safe, since an entry only ever suppresses the
+    /// change right after its own image.
     async fn write(&self, entries: &[(OutputKey, LastOutput)]) -> Result<usize, OutputsError>;
 }
 

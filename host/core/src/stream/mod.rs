@@ -349,9 +349,21 @@ impl StreamProcessor {
     /// costs at most one extra send per product: the next change's old image
     /// no longer matches the stored one, so its output is sent.
     async fn save_outputs(&self, memory: Option<&OutputMemory>) {
-        if let (Some(OutputsStore::Table(store)), Some(mem)) = (&self.outputs, memory)
-            && let Err(e) = store.write(&mem.take_dirty()).await
-        {
+        let (Some(OutputsStore::Table(store)), Some(mem)) = (&self.outputs, memory) else {
+            return;
+        };
+        // Every entry of each product that changed: a store may keep a
+        // product's entries together (DynamoDB does, one item per product).
+        let dirty: BTreeSet<String> = mem.take_dirty().into_iter().map(|((_, k), _)| k).collect();
+        if dirty.is_empty() {
+            return;
+        }
+        let entries: Vec<_> = mem
+            .entries()
+            .into_iter()
+            .filter(|((_, k), _)| dirty.contains(k))
+            .collect();
+        if let Err(e) = store.write(&entries).await {
             tracing::error!(error = %e, "could not write the output dedup state; the next output of those products is sent, not suppressed");
         }
     }

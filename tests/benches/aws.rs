@@ -1,0 +1,303 @@
+//! `cargo bench -p prism-e2e --bench aws`: the Lambda path's throughput
+//! with real AWS latency. The stream processor (the code the dispatcher
+//! Lambda runs) handles stream batches of 100 records for many receivers,
+//! reaching AWS through the fault proxy, which adds a fixed latency to every
+//! call (10 ms, as from a Lambda to SQS and DynamoDB in-region), counts
+//! calls by action, and answers `SendMessageBatch` itself (moto's queue
+//! bookkeeping would otherwise be what is measured). DynamoDB (registry,
+//! ledger, outputs, spool) is moto behind the same latency.
+//!
+//! Printed per path (change by change, then packed): receiver-messages/s,
+//! SQS requests per message, DynamoDB requests per change, peak RSS.
+//!
+//! Needs moto: `PRISM_TEST_AWS_ENDPOINT`, or `moto_server` on the PATH
+//! (`. scripts/tools` puts it there). `PRISM_BENCH_CHANGES` (default 1000),
+//! `PRISM_BENCH_LATENCY_MS` (default 10).
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use prism_core::dispatch::TickOptions;
+use prism_core::sample::{StreamWriter, product};
+use prism_core::spool::now_ms;
+use prism_e2e::aws::{create_ledger_table, create_outputs_table, create_spool_table, setup};
+use prism_e2e::faults::{Fault, FaultProxy, Rule};
+use prism_e2e::wasm;
+use serde_json::{Value, json};
+
+const RECEIVERS: usize = 20;
+const BATCH: usize = 100;
+
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// moto: the one the environment names, or one started here.
+fn moto() -> (String, Option<Child>) {
+    if let Ok(ep) = std::env::var("PRISM_TEST_AWS_ENDPOINT") {
+        return (ep, None);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server is not on the PATH: run `. scripts/tools` first, or set PRISM_TEST_AWS_ENDPOINT");
+    let ep = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (ep, Some(child))
+}
+
+fn prism(args: &[&str]) {
+    use clap::Parser;
+    let cli = prism_cli::Cli::parse_from(std::iter::once("prism").chain(args.iter().copied()));
+    let code = prism_cli::run(cli).expect("prism");
+    assert_eq!(
+        format!("{code:?}"),
+        format!("{:?}", std::process::ExitCode::SUCCESS)
+    );
+}
+
+/// A runtime and an SQS client for the setup.
+struct Bench {
+    rt: tokio::runtime::Runtime,
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl Bench {
+    fn new(ep: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let target = prism_aws::AwsTarget {
+            endpoint_url: Some(ep.to_owned()),
+            region: Some("us-east-1".into()),
+        };
+        let sqs = aws_sdk_sqs::Client::new(&rt.block_on(prism_aws::sdk_config(&target)));
+        Self { rt, sqs }
+    }
+
+    /// A queue named `name` (FIFO when it ends in `.fifo`); its URL.
+    fn create(&self, name: &str) -> String {
+        self.rt.block_on(async {
+            let mut req = self.sqs.create_queue().queue_name(format!("bench-{name}"));
+            if name.ends_with(".fifo") {
+                req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+            }
+            req.send().await.unwrap().queue_url.unwrap()
+        })
+    }
+}
+
+struct Row {
+    path: &'static str,
+    messages: u64,
+    wall: Duration,
+    sqs: u64,
+    ddb: u64,
+    peak: u64,
+}
+
+fn main() {
+    let changes = env_or("PRISM_BENCH_CHANGES", 1000) as usize;
+    let latency = Duration::from_millis(env_or("PRISM_BENCH_LATENCY_MS", 10));
+    let (ep, mut child) = moto();
+    for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
+        if std::env::var_os(k).is_none() {
+            eprintln!(
+                "set {k} (any value does for moto), e.g. AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1"
+            );
+            std::process::exit(2);
+        }
+    }
+    let q = Bench::new(&ep);
+    let env = q.rt.block_on(setup(&ep, "bench-aws"));
+    // 20 receivers: 14 immediate on standard queues, 3 immediate on FIFO
+    // queues, 3 batched (windows of 100).
+    for n in 0..RECEIVERS {
+        let receiver = format!("r{n:02}");
+        let queue = q.create(&if (14..17).contains(&n) {
+            format!("{receiver}.fifo")
+        } else {
+            receiver.clone()
+        });
+        let mut args = vec![
+            "plugin",
+            "register",
+            wasm::HOSTILE,
+            "--receiver",
+            &receiver,
+            "--bucket",
+            &env.bucket,
+            "--queue",
+            &queue,
+            "--table",
+            &env.table,
+            "--endpoint-url",
+            &ep,
+            "--region",
+            "us-east-1",
+        ];
+        let batched = n >= 17;
+        if batched {
+            args.extend(["--batch-max-count", "100"]);
+        }
+        prism(&args);
+    }
+    let mut w = StreamWriter::new();
+    for n in 0..changes {
+        let doc = product(n, 7);
+        w.push(doc["pk"].as_str().unwrap(), None, Some(&doc));
+    }
+    let records: Vec<Value> = w.records().to_vec();
+
+    println!(
+        "\nThe Lambda path with {} ms per AWS call: {} changes × {RECEIVERS} receivers (14 immediate standard, 3 immediate FIFO, 3 batched), stream batches of {BATCH}, 2 threads",
+        latency.as_millis(),
+        changes
+    );
+    println!(
+        "\n| path | receiver-messages | wall time | receiver-messages/s | SQS requests per message | DynamoDB requests per change | peak RSS |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
+    for (n, (path, pack)) in [
+        ("change by change (before)", 1usize),
+        ("packed, concurrent", prism_core::dispatch::PACK),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Fresh state tables per path: the same changes, as new to each.
+        let (ledger, outputs, spool) = (
+            format!("{}-ledger-{n}", env.table),
+            format!("{}-outputs-{n}", env.table),
+            format!("{}-spool-{n}", env.table),
+        );
+        q.rt.block_on(async {
+            create_ledger_table(&env.ddb, &ledger).await;
+            create_outputs_table(&env.ddb, &outputs).await;
+            create_spool_table(&env.ddb, &spool).await;
+        });
+        let proxy = FaultProxy::start(&ep, 1);
+        proxy.set_latency(latency);
+        proxy.set_rules(vec![Rule::always("SendMessageBatch", Fault::Accept)]);
+        let cache = tempfile::tempdir().unwrap();
+        let vars: BTreeMap<String, String> = [
+            ("PRISM_REGISTRY_TABLE", env.table.as_str()),
+            ("PRISM_PLUGIN_BUCKET", &env.bucket),
+            ("PRISM_LEDGER_TABLE", &ledger),
+            ("PRISM_OUTPUTS_TABLE", &outputs),
+            ("PRISM_SPOOL_TABLE", &spool),
+            ("AWS_ENDPOINT_URL", &proxy.url),
+            ("PRISM_CACHE_DIR", cache.path().to_str().unwrap()),
+            ("PRISM_THREADS", "2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = prism_lambda::LambdaConfig::from_vars(|k| vars.get(k).cloned()).unwrap();
+        let mut p = q.rt.block_on(config.processor()).unwrap();
+        p.emit_metrics = false;
+        p.dispatcher.pack = pack;
+        // Warm: the registry read and the plugins compiled, outside the timing.
+        q.rt.block_on(p.handle(&json!({"Records": []}))).unwrap();
+        let before = proxy.calls();
+        reset_peak();
+        let started = Instant::now();
+        let mut messages = 0;
+        for batch in records.chunks(BATCH) {
+            let out =
+                q.rt.block_on(p.handle(&json!({ "Records": batch })))
+                    .unwrap();
+            assert!(
+                out.response.batch_item_failures.is_empty(),
+                "{:?}",
+                out.response
+            );
+            messages += out
+                .report
+                .receivers
+                .values()
+                .map(|s| s.messages)
+                .sum::<u64>();
+        }
+        let tick =
+            q.rt.block_on(p.tick(TickOptions {
+                now_ms: now_ms(),
+                force: true,
+                break_leases: false,
+            }))
+            .unwrap();
+        messages += tick.receivers.values().map(|s| s.messages).sum::<u64>();
+        let wall = started.elapsed();
+        let after = proxy.calls();
+        let delta = |action: &str| {
+            after.get(action).copied().unwrap_or(0) - before.get(action).copied().unwrap_or(0)
+        };
+        let ddb: u64 = [
+            "GetItem",
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "Query",
+            "BatchGetItem",
+            "BatchWriteItem",
+            "Scan",
+        ]
+        .iter()
+        .map(|a| delta(a))
+        .sum();
+        let row = Row {
+            path,
+            messages,
+            wall,
+            sqs: delta("SendMessageBatch"),
+            ddb,
+            peak: peak_mib(),
+        };
+        println!(
+            "| {} | {} | {:.1} s | {:.0} | {:.3} | {:.2} | {} MiB |",
+            row.path,
+            row.messages,
+            row.wall.as_secs_f64(),
+            row.messages as f64 / row.wall.as_secs_f64(),
+            row.sqs as f64 / row.messages.max(1) as f64,
+            row.ddb as f64 / changes as f64,
+            row.peak
+        );
+        rows.push(row);
+    }
+    if let Some(c) = child.as_mut() {
+        let _ = c.kill();
+    }
+}
