@@ -59,28 +59,46 @@ pub async fn batch_write(
     table: &str,
     requests: Vec<WriteRequest>,
 ) -> Result<(), String> {
-    for chunk in requests.chunks(25) {
-        let mut pending = chunk.to_vec();
-        for attempt in 1.. {
-            let out = client
-                .batch_write_item()
-                .request_items(table, pending)
-                .send()
-                .await
-                .map_err(|e| format!("BatchWriteItem: {}", super::sdk_error(&e)))?;
-            match out.unprocessed_items.and_then(|mut u| u.remove(table)) {
-                Some(rest) if !rest.is_empty() => {
-                    if attempt >= 8 {
-                        return Err(format!(
-                            "BatchWriteItem left {} entries unprocessed",
-                            rest.len()
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
-                    pending = rest;
+    // The chunks are independent: written concurrently, a few at a time.
+    let chunks: Vec<Vec<WriteRequest>> = requests.chunks(25).map(<[_]>::to_vec).collect();
+    for group in chunks.chunks(WRITES_IN_FLIGHT) {
+        let results = futures_util::future::join_all(
+            group
+                .iter()
+                .map(|chunk| write_chunk(client, table, chunk.clone())),
+        )
+        .await;
+        results.into_iter().collect::<Result<Vec<()>, String>>()?;
+    }
+    Ok(())
+}
+
+/// `BatchWriteItem` calls in flight at once for one [`batch_write`].
+const WRITES_IN_FLIGHT: usize = 8;
+
+/// One `BatchWriteItem` of at most 25 requests, retrying what DynamoDB
+/// leaves unprocessed.
+async fn write_chunk(client: &Client, table: &str, chunk: Vec<WriteRequest>) -> Result<(), String> {
+    let mut pending = chunk;
+    for attempt in 1.. {
+        let out = client
+            .batch_write_item()
+            .request_items(table, pending)
+            .send()
+            .await
+            .map_err(|e| format!("BatchWriteItem: {}", super::sdk_error(&e)))?;
+        match out.unprocessed_items.and_then(|mut u| u.remove(table)) {
+            Some(rest) if !rest.is_empty() => {
+                if attempt >= 8 {
+                    return Err(format!(
+                        "BatchWriteItem left {} entries unprocessed",
+                        rest.len()
+                    ));
                 }
-                _ => break,
+                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+                pending = rest;
             }
+            _ => break,
         }
     }
     Ok(())
