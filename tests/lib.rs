@@ -16,6 +16,24 @@ pub mod aws;
 /// A fault-injecting proxy in front of moto.
 pub mod faults;
 
+/// This process's peak resident set size, for the benchmarks.
+pub mod rss {
+    /// Reset the peak (Linux 4.0+: writing "5" to `clear_refs`).
+    pub fn reset_peak() {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+
+    /// The peak since the last reset, in MiB (`VmHWM`).
+    pub fn peak_mib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    }
+}
+
 /// Paths of the guest components built by `build.rs`.
 pub mod wasm {
     include!(concat!(env!("OUT_DIR"), "/gen.rs"));

@@ -23,24 +23,12 @@ use prism_core::sample::{StreamWriter, product};
 use prism_core::spool::now_ms;
 use prism_e2e::aws::{create_ledger_table, create_outputs_table, create_spool_table, setup};
 use prism_e2e::faults::{Fault, FaultProxy, Rule};
+use prism_e2e::rss::{peak_mib, reset_peak};
 use prism_e2e::wasm;
 use serde_json::{Value, json};
 
 const RECEIVERS: usize = 20;
 const BATCH: usize = 100;
-
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)

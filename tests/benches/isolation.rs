@@ -20,6 +20,7 @@ use prism_core::breaker::BreakerConfig;
 use prism_core::dispatch::{Dispatcher, Progress, RunReport};
 use prism_core::receivers::ReceiverSet;
 use prism_core::sink::Outbox;
+use prism_e2e::rss::{peak_mib, reset_peak};
 use prism_e2e::{bodies, changes, register, sample, wasm};
 use prism_engine::budget::MemoryBudget;
 use prism_engine::{EngineOptions, PluginEngine};
@@ -45,20 +46,6 @@ const ATTACKS: &[(&str, u64, u32)] = &[
     ("leak", 200, 64),
     ("file", 200, 64),
 ];
-
-fn reset_peak() {
-    // "5" resets the peak resident set size (Linux 4.0+).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
-}
 
 fn engine() -> PluginEngine {
     PluginEngine::new(&EngineOptions {
