@@ -132,6 +132,7 @@ struct State {
     rules: Vec<Rule>,
     latency: Duration,
     calls: BTreeMap<String, u64>,
+    by_table: BTreeMap<String, u64>,
     injected: BTreeMap<String, u64>,
 }
 
@@ -216,6 +217,12 @@ impl FaultProxy {
         self.shared.lock().calls.clone()
     }
 
+    /// DynamoDB calls so far, by "<action> <table>" (a batch call counts
+    /// under the first table it names).
+    pub fn calls_by_table(&self) -> BTreeMap<String, u64> {
+        self.shared.lock().by_table.clone()
+    }
+
     /// Faults injected so far, by kind.
     pub fn injected(&self) -> BTreeMap<String, u64> {
         self.shared.lock().injected.clone()
@@ -292,6 +299,16 @@ fn accept_all(body: &[u8]) -> Response<Full<Bytes>> {
         .expect("a valid response")
 }
 
+/// The table a DynamoDB JSON request names (`TableName`, or the first key
+/// of `RequestItems`).
+fn table_of(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    if let Some(t) = v.get("TableName").and_then(Value::as_str) {
+        return Some(t.to_owned());
+    }
+    v.get("RequestItems")?.as_object()?.keys().next().cloned()
+}
+
 /// The proxy closes the connection when the service fails.
 #[derive(Debug)]
 struct Dropped;
@@ -313,6 +330,9 @@ impl Shared {
     fn pick(&self, action: &str, body: &[u8]) -> (Option<Fault>, Duration) {
         let mut st = self.lock();
         *st.calls.entry(action.to_owned()).or_default() += 1;
+        if let Some(table) = table_of(body) {
+            *st.by_table.entry(format!("{action} {table}")).or_default() += 1;
+        }
         let latency = st.latency;
         let text = String::from_utf8_lossy(body);
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());

@@ -282,3 +282,66 @@ fn a_lost_dedup_state_write_never_suppresses_the_next_update() {
     assert_eq!((st.messages, st.suppressed), (1, 0), "{st:?}");
     assert_eq!(f.w.bodies(&queue), x);
 }
+
+/// A window cut in the stream batch whose call SQS fails in part: the
+/// messages that got out are recorded with the window in the buffer, and
+/// the tick sends only the one that did not.
+#[test]
+fn a_window_sqs_fails_in_part_waits_in_the_buffer_and_only_its_rest_is_sent() {
+    let Some(f) = Faulty::new("window-partial", 5) else {
+        return;
+    };
+    let queue = f.w.q.create("win");
+    f.w.prism(&[
+        "plugin",
+        "register",
+        wasm::HOSTILE,
+        "--receiver",
+        "win",
+        "--bucket",
+        &f.w.bucket,
+        "--queue",
+        &queue,
+        "--config",
+        "behaviour=fanout",
+        "--config",
+        "parts=1",
+        "--batch-max-count",
+        "10",
+    ]);
+    let p = f.processor(false);
+    f.w.write(&products(0..10));
+    let records = f.w.records();
+    // The window's one call (ten entries): the fourth fails on SQS's side,
+    // and so does every retry of it (sent alone).
+    let fourth = products(3..4)[0]["pk"].as_str().unwrap().to_owned();
+    let fail = |position| {
+        Rule::always(
+            "SendMessageBatch",
+            Fault::FailEntry {
+                position,
+                sender_fault: false,
+            },
+        )
+    };
+    f.proxy.set_rules(vec![
+        fail(3).on(&format!("{queue}\"")).times(1),
+        fail(0).on(&fourth),
+    ]);
+    let out = f.w.invoke(&p, &records);
+    assert!(failed(&out).is_empty(), "{:?}", out.response);
+    let st = &out.report.receivers["win"];
+    assert_eq!((st.messages, st.buffered), (9, 10), "{st:?}");
+    f.proxy.set_rules(Vec::new());
+    let t = f.w.q.rt.block_on(p.tick(TickOptions {
+        force: true,
+        ..TickOptions::at(now_ms())
+    }));
+    let t = t.unwrap();
+    assert_eq!(t.waiting, 0, "{t:?}");
+    assert_eq!(t.receivers["win"].messages, 1, "only the one left: {t:?}");
+    let bodies = f.w.bodies(&queue);
+    let tally = tally(&bodies);
+    assert_eq!(tally.len(), 10, "{tally:?}");
+    assert!(tally.values().all(|&n| n == 1), "each once: {tally:?}");
+}

@@ -30,6 +30,7 @@ mod stream_cli;
 mod terraform;
 mod terraform_iam;
 mod terraform_mapper;
+mod windows;
 mod world;
 
 use std::process::{Command, Output};

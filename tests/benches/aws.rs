@@ -12,7 +12,9 @@
 //!
 //! Needs moto: `PRISM_TEST_AWS_ENDPOINT`, or `moto_server` on the PATH
 //! (`. scripts/tools` puts it there). `PRISM_BENCH_CHANGES` (default 1000),
-//! `PRISM_BENCH_LATENCY_MS` (default 10).
+//! `PRISM_BENCH_LATENCY_MS` (default 10), `PRISM_BENCH_WINDOW` (the batched
+//! receivers' window, default 100), `PRISM_BENCH_BEFORE=0` skips the path
+//! before packing (slow at 10k changes).
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command};
@@ -118,6 +120,8 @@ struct Row {
 fn main() {
     let changes = env_or("PRISM_BENCH_CHANGES", 1000) as usize;
     let latency = Duration::from_millis(env_or("PRISM_BENCH_LATENCY_MS", 10));
+    let window = env_or("PRISM_BENCH_WINDOW", 100).to_string();
+    let before = env_or("PRISM_BENCH_BEFORE", 1) == 1;
     let (ep, mut child) = moto();
     for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
         if std::env::var_os(k).is_none() {
@@ -157,7 +161,7 @@ fn main() {
         ];
         let batched = n >= 17;
         if batched {
-            args.extend(["--batch-max-count", "100"]);
+            args.extend(["--batch-max-count", &window]);
         }
         prism(&args);
     }
@@ -169,7 +173,7 @@ fn main() {
     let records: Vec<Value> = w.records().to_vec();
 
     println!(
-        "\nThe Lambda path with {} ms per AWS call: {} changes × {RECEIVERS} receivers (14 immediate standard, 3 immediate FIFO, 3 batched), stream batches of {BATCH}, 2 threads",
+        "\nThe Lambda path with {} ms per AWS call: {} changes × {RECEIVERS} receivers (14 immediate standard, 3 immediate FIFO, 3 batched in windows of {window}), stream batches of {BATCH}, 2 threads",
         latency.as_millis(),
         changes
     );
@@ -178,12 +182,14 @@ fn main() {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
+    let mut by_action_lines = Vec::new();
     for (n, (path, pack)) in [
         ("change by change (before)", 1usize),
         ("packed, concurrent", prism_core::dispatch::PACK),
     ]
     .into_iter()
     .enumerate()
+    .filter(|(n, _)| before || *n > 0)
     {
         // Fresh state tables per path: the same changes, as new to each.
         let (ledger, outputs, spool) = (
@@ -217,9 +223,12 @@ fn main() {
         let mut p = q.rt.block_on(config.processor()).unwrap();
         p.emit_metrics = false;
         p.dispatcher.pack = pack;
+        // The path before appended every batched change to the spool.
+        p.cut_windows = pack > 1;
         // Warm: the registry read and the plugins compiled, outside the timing.
         q.rt.block_on(p.handle(&json!({"Records": []}))).unwrap();
         let before = proxy.calls();
+        let tables_before = proxy.calls_by_table();
         reset_peak();
         let started = Instant::now();
         let mut messages = 0;
@@ -283,7 +292,19 @@ fn main() {
             row.ddb as f64 / changes as f64,
             row.peak
         );
+        let tables_after = proxy.calls_by_table();
+        let by_action: Vec<String> = tables_after
+            .iter()
+            .map(|(a, n)| (a, n - tables_before.get(a).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(a, n)| format!("{a} {:.3}", n as f64 / changes as f64))
+            .collect();
+        by_action_lines.push(format!("{}: {}", row.path, by_action.join(", ")));
         rows.push(row);
+    }
+    println!("\nDynamoDB requests per change, by action and table:");
+    for line in &by_action_lines {
+        println!("- {line}");
     }
     if let Some(c) = child.as_mut() {
         let _ = c.kill();

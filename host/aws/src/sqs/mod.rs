@@ -128,8 +128,9 @@ impl SqsSink {
         Ok(url)
     }
 
-    /// Send `msgs` in order, in batches. On failure, the error says which
-    /// of them did get out.
+    /// Send `msgs` in batches: one after another on a FIFO queue (in
+    /// order), all at once on a standard one. On failure, the error says
+    /// which of them did get out.
     async fn send(
         &self,
         receiver: &str,
@@ -144,6 +145,30 @@ impl SqsSink {
             e.delivered.sort_unstable();
             e
         };
+        if !fifo {
+            // A standard queue keeps no order: every call at once (up to
+            // the sink's limit in flight).
+            let results = futures_util::future::join_all(
+                chunks(&msgs, fifo)
+                    .into_iter()
+                    .map(|chunk| self.send_chunk(&url, queue, receiver, fifo, &msgs, chunk)),
+            )
+            .await;
+            for c in &results {
+                delivered.extend(&c.delivered);
+            }
+            // A refusal decides (retrying would fail the same way), then
+            // any call that could not get through.
+            let refused = results.iter().find_map(|c| c.refusal(receiver, queue));
+            let unavailable = results
+                .into_iter()
+                .find(|c| !c.unavailable.is_empty())
+                .map(|c| Self::err(receiver, c.why));
+            return match refused.or(unavailable) {
+                Some(e) => Err(failed(e, &delivered)),
+                None => Ok(()),
+            };
+        }
         for chunk in chunks(&msgs, fifo) {
             let c = self
                 .send_chunk(&url, queue, receiver, fifo, &msgs, chunk)

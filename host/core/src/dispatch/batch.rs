@@ -8,19 +8,37 @@ use super::ReceiverStats;
 use super::worker::{Context, Formatted, Warm};
 use crate::breaker::Gate;
 use crate::receivers::ActiveReceiver;
-use crate::spool::{Lane, Spooled};
+use crate::spool::{Lane, LaneInfo, Spooled};
 use prism_engine::WitChange;
 use prism_types::manifest::Mode;
 
 /// The error kind of changes not run because their receiver is quarantined.
 pub(super) const QUARANTINED: &str = "quarantined";
 
+/// Where a batched receiver's accepted changes go, in a run with a spool.
+#[derive(Debug, Clone, Copy)]
+enum Buffer {
+    /// The buffer was empty: windows are cut in the run, as without a spool,
+    /// and only what is left at its end is appended. A flood's stream
+    /// batches fill whole windows and never touch the spool.
+    Empty,
+    /// The buffer holds earlier changes (these totals, as far as known):
+    /// accepted changes are appended behind them, and the buffer flushed
+    /// when a window is full. If that empties it, windows are cut in the
+    /// run again.
+    Holding(LaneInfo),
+}
+
 impl Context<'_> {
     /// Handle every change, in order, for a batched receiver: collect what it
-    /// accepts. With a spool, append it to the receiver's buffer and flush
-    /// whatever is due; without one, flush through `format-batch` when a
-    /// window limit is hit (count, image bytes, or stream-time age), and at
-    /// the end.
+    /// accepts and cut windows at their limits (count, image bytes, or
+    /// stream-time age), formatted through `format-batch`.
+    ///
+    /// Without a spool the last window is flushed at the end of the run.
+    /// With one, what the run cannot finish is appended to the receiver's
+    /// buffer (flushed later, by limit or by the tick); and while the buffer
+    /// holds earlier changes, new ones go behind them instead of into windows
+    /// of their own, so windows stay in stream order.
     pub fn batch(&self, r: &ActiveReceiver) -> ReceiverStats {
         let Mode::Batch {
             max_count,
@@ -31,11 +49,21 @@ impl Context<'_> {
             unreachable!("batch units are made for batch receivers only");
         };
         let mut st = ReceiverStats::default();
+        // The window being cut in the run, and its image bytes.
         let mut window: Vec<usize> = Vec::new();
         let mut bytes = 0usize;
-        // Set when a flush could not be delivered: from then on every change
-        // of this receiver is held, the failed window's included.
+        // Changes bound for the spool buffer, behind what it holds.
+        let mut behind: Vec<usize> = Vec::new();
+        let mut buffer = self.lanes.map(|l| match l.buffered.get(r.id()) {
+            _ if !l.cut_windows => Buffer::Holding(LaneInfo::default()),
+            Some(info) if info.count > 0 => Buffer::Holding(*info),
+            _ => Buffer::Empty,
+        });
+        // Set when changes could not be delivered or buffered: from then on
+        // every change of this receiver is held (a retry of the record).
         let mut holding = false;
+        // Set when a flush in the run did not empty the buffer.
+        let mut flush_failed = false;
         let mut warm: Warm = None;
         for i in 0..self.changes.len() {
             if !self.should_run(r, i, &mut st) {
@@ -46,8 +74,8 @@ impl Context<'_> {
                 continue;
             }
             if self.out_of_time() {
-                // Not started: this change, the window so far (without a
-                // spool it would be formatted now) and the rest are held.
+                // Not started: this change and the rest are held. Without a
+                // spool the window so far would be formatted now: held too.
                 st.deferred += 1;
                 holding = true;
                 st.held.push(i);
@@ -79,26 +107,51 @@ impl Context<'_> {
             st.plugin_time += started.elapsed();
             self.breaker_outcome(r, accepted.as_ref().err().map(|e| e.kind()));
             match accepted {
-                Ok(true) if self.lanes.is_some() => {
-                    st.accepted += 1;
-                    window.push(i);
-                }
                 Ok(true) => {
                     st.accepted += 1;
                     let c = &self.changes[i];
+                    if let (Some(l), Some(Buffer::Holding(mut info))) = (self.lanes, buffer) {
+                        behind.push(i);
+                        info.count += 1;
+                        info.bytes += c.image_bytes() as u64;
+                        buffer = Some(Buffer::Holding(info));
+                        let full = info.count >= max_count as u64 || info.bytes >= max_bytes as u64;
+                        if full && !flush_failed && l.cut_windows {
+                            // A full window: append, flush, and look again.
+                            match self.buffer(r, l, &mut st, std::mem::take(&mut behind)) {
+                                Some(left) if left.count == 0 => buffer = Some(Buffer::Empty),
+                                Some(left) => {
+                                    // Not emptied (busy, or the destination
+                                    // failed): the rest waits for the end of
+                                    // the run, so it is not tried per change.
+                                    flush_failed = true;
+                                    buffer = Some(Buffer::Holding(left));
+                                }
+                                None => holding = true,
+                            }
+                        }
+                        continue;
+                    }
                     let too_old = window.first().is_some_and(|&f| {
                         c.time_ms.saturating_sub(self.changes[f].time_ms) >= max_age_secs * 1000
                     });
                     if too_old {
-                        holding = !self.flush(r, &mut st, std::mem::take(&mut window));
+                        self.cut(r, &mut st, std::mem::take(&mut window), &mut buffer, &mut holding);
                         bytes = 0;
+                    }
+                    if holding {
+                        st.held.push(i);
+                        continue;
+                    }
+                    if matches!(buffer, Some(Buffer::Holding(_))) {
+                        // The last window went to the buffer: this one goes behind it.
+                        behind.push(i);
+                        continue;
                     }
                     window.push(i);
                     bytes += c.image_bytes();
-                    if holding {
-                        st.held.append(&mut window);
-                    } else if window.len() >= max_count || bytes >= max_bytes {
-                        holding = !self.flush(r, &mut st, std::mem::take(&mut window));
+                    if window.len() >= max_count || bytes >= max_bytes {
+                        self.cut(r, &mut st, std::mem::take(&mut window), &mut buffer, &mut holding);
                         bytes = 0;
                     }
                 }
@@ -112,25 +165,131 @@ impl Context<'_> {
                 }
             }
         }
-        if let Some(l) = self.lanes {
-            self.buffer(r, l, &mut st, window);
-        } else if !window.is_empty() {
-            self.flush(r, &mut st, window);
+        match self.lanes {
+            Some(l) => {
+                // What the run did not finish waits in the buffer: the window
+                // being cut, or what came in behind the buffer (never both).
+                behind.append(&mut window);
+                self.buffer(r, l, &mut st, behind);
+            }
+            None if !window.is_empty() => {
+                self.flush(r, &mut st, window);
+            }
+            None => {}
         }
         st
     }
 
+    /// A full window cut in the run: format and deliver it. With a spool, a
+    /// window that cannot be delivered goes to the buffer (with what got
+    /// out, so the flush sends only the rest), and later changes go behind
+    /// it; without one, or when the buffer cannot take it, it is held.
+    fn cut(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        window: Vec<usize>,
+        buffer: &mut Option<Buffer>,
+        holding: &mut bool,
+    ) {
+        if window.is_empty() {
+            return;
+        }
+        let Some(l) = self.lanes else {
+            *holding = !self.flush(r, st, window);
+            return;
+        };
+        let (handled, msgs) = self.flush_window(r, st, &window);
+        if handled {
+            return;
+        }
+        // Held by `flush_window`: buffer it instead.
+        st.held.retain(|h| !window.contains(h));
+        let out = st.partial.remove(&window[0]).unwrap_or_default();
+        match self.buffer_window(r, l, st, &window, msgs.as_deref(), &out) {
+            Some(info) => *buffer = Some(Buffer::Holding(info)),
+            None => {
+                if !out.is_empty() {
+                    st.partial.insert(window[0], out);
+                }
+                st.held.extend(&window);
+                *holding = true;
+            }
+        }
+    }
+
+    /// Append a window that could not be delivered to the buffer, and claim
+    /// it as the buffer's next window with the messages that got out (a
+    /// leading run of `out`), so the flush resumes it. `None` when the buffer
+    /// cannot be written.
+    fn buffer_window(
+        &self,
+        r: &ActiveReceiver,
+        l: &super::Lanes<'_>,
+        st: &mut ReceiverStats,
+        window: &[usize],
+        msgs: Option<&[prism_sdk::Message]>,
+        out: &[usize],
+    ) -> Option<LaneInfo> {
+        let lane = Lane::Buffer {
+            receiver: r.id().to_owned(),
+        };
+        let entries: Vec<Spooled> = window
+            .iter()
+            .map(|&i| Spooled::new(&self.changes[i], l.now_ms))
+            .collect();
+        let appended = match l.spool.append(&lane, &entries) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(receiver = r.id(), error = %e, "could not buffer a window that was not delivered; held");
+                st.error("spool", e.to_string());
+                return None;
+            }
+        };
+        st.buffered += appended.added;
+        if let Some(msgs) = msgs.filter(|_| !out.is_empty()) {
+            // Best effort: without it the flush sends the window whole
+            // (FIFO queues drop the copies by deduplication id).
+            match l.spool.claim(&lane, l.now_ms, false) {
+                Ok(Some(mut claim)) if claim.members.is_empty() => {
+                    claim.members = entries.iter().map(|e| e.sequence.clone()).collect();
+                    claim.sent = (0..).take_while(|p| out.contains(p)).count();
+                    let rest: Vec<usize> = out.iter().copied().filter(|&p| p >= claim.sent).collect();
+                    if !rest.is_empty() {
+                        claim.partial.insert(super::lanes::WINDOW_OUT.to_owned(), rest);
+                    }
+                    claim.digest = Some(hex::encode(crate::outputs::hash_messages(msgs)));
+                    if let Err(e) = l.spool.unlock(&lane, &claim) {
+                        tracing::warn!(receiver = r.id(), error = %e, "could not record which messages of the window got out; the flush sends all of it");
+                    }
+                }
+                Ok(Some(claim)) => {
+                    if let Err(e) = l.spool.unlock(&lane, &claim) {
+                        tracing::warn!(receiver = r.id(), error = %e, "could not unlock the buffer");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(receiver = r.id(), error = %e, "could not record which messages of the window got out; the flush sends all of it");
+                }
+            }
+        }
+        Some(appended.info)
+    }
+
     /// Append the accepted changes to the receiver's buffer, then flush it
-    /// if a limit is reached. A buffer that cannot be written holds them.
+    /// if a limit is reached. The buffer's totals afterwards (`count` 0 when
+    /// the flush emptied it), or `None` when it could not be written (the
+    /// changes are then held).
     fn buffer(
         &self,
         r: &ActiveReceiver,
         l: &super::Lanes<'_>,
         st: &mut ReceiverStats,
         accepted: Vec<usize>,
-    ) {
+    ) -> Option<LaneInfo> {
         if accepted.is_empty() {
-            return;
+            return Some(l.buffered.get(r.id()).copied().unwrap_or_default());
         }
         let lane = Lane::Buffer {
             receiver: r.id().to_owned(),
@@ -143,22 +302,26 @@ impl Context<'_> {
             Ok(a) => {
                 st.buffered += a.added;
                 st.already_handled += accepted.len() as u64 - a.added;
-                if super::lanes::due(r, &a.info, l.now_ms) {
-                    let flushed = super::lanes::flush(
-                        r,
-                        l.spool,
-                        self.sink,
-                        (self.max_retries, self.breaker),
-                        super::TickOptions::at(l.now_ms),
-                    );
-                    // Busy: the flush under way elsewhere, or the tick, takes it.
-                    st.merge(flushed.unwrap_or_default());
+                if !super::lanes::due(r, &a.info, l.now_ms) {
+                    return Some(a.info);
                 }
+                let (flushed, left) = super::lanes::flush_left(
+                    r,
+                    l.spool,
+                    self.sink,
+                    (self.max_retries, self.breaker),
+                    super::TickOptions::at(l.now_ms),
+                );
+                // Busy: the flush under way elsewhere, or the tick, takes it.
+                st.merge(flushed.unwrap_or_default());
+                // Unknown: taken as still holding what was there.
+                Some(left.unwrap_or(a.info))
             }
             Err(e) => {
                 tracing::error!(receiver = r.id(), error = %e, "could not buffer changes; held");
                 st.error("spool", e.to_string());
                 st.held.extend(accepted);
+                None
             }
         }
     }
@@ -166,17 +329,27 @@ impl Context<'_> {
     /// Format and deliver one window; `false` when it is held for a retry
     /// (its indices are then in `st.held`).
     fn flush(&self, r: &ActiveReceiver, st: &mut ReceiverStats, window: Vec<usize>) -> bool {
-        let handled = match self.format_window(r, st, &window) {
+        self.flush_window(r, st, &window).0
+    }
+
+    /// [`Self::flush`], and the window's messages when it was formatted.
+    fn flush_window(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        window: &[usize],
+    ) -> (bool, Option<Vec<prism_sdk::Message>>) {
+        let (handled, msgs) = match self.format_window(r, st, window) {
             Formatted::Messages(msgs) => {
                 // A window's output spans many products: never deduplicated.
-                self.deliver(r, st, &window, &msgs, false)
+                (self.deliver(r, st, window, &msgs, false), Some(msgs))
             }
-            Formatted::Failed { kind, error } => self.park(r, st, &window, kind, &error),
+            Formatted::Failed { kind, error } => (self.park(r, st, window, kind, &error), None),
         };
         if !handled {
-            st.held.extend(&window);
+            st.held.extend(window);
         }
-        handled
+        (handled, msgs)
     }
 
     /// Run `format-batch` over the changes at `window` in a fresh sandbox.

@@ -12,7 +12,7 @@
 //! sent again with the same FIFO deduplication ids (SQS drops it) and the
 //! same outbox file names.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::worker::{Context, Formatted};
 use super::{Dispatcher, Progress, ReceiverStats, RunOptions, to_wit};
@@ -29,8 +29,15 @@ use prism_types::manifest::Mode;
 /// is down is waited for without limit: parking there would fail too.)
 pub const MAX_LANE_ATTEMPTS: u32 = 30;
 
-/// Messages delivered between two progress records of a flush.
-const CHUNK: usize = 10;
+/// The key in [`Claim::partial`] under which a buffer's claim keeps the
+/// messages of its window that got out beyond the leading [`Claim::sent`].
+pub const WINDOW_OUT: &str = "#window";
+
+/// Messages delivered between two progress records of a flush: 32 SQS
+/// batches, which a standard queue's sink sends at once. A flush cut short
+/// inside a chunk sends the chunk's messages again (on a FIFO queue their
+/// deduplication ids drop the copies).
+const CHUNK: usize = 320;
 
 /// What a tick did.
 #[derive(Debug, Default)]
@@ -86,6 +93,21 @@ pub fn due(r: &ActiveReceiver, info: &LaneInfo, now_ms: u64) -> bool {
     info.count >= max_count as u64
         || info.bytes >= max_bytes as u64
         || now_ms.saturating_sub(info.oldest_ms) >= max_age_secs.saturating_mul(1000)
+}
+
+/// The totals of some buffered entries.
+fn totals<'e>(entries: impl Iterator<Item = &'e Spooled>) -> LaneInfo {
+    let mut info = LaneInfo::default();
+    for e in entries {
+        info.count += 1;
+        info.bytes += e.bytes;
+        info.oldest_ms = if info.count == 1 {
+            e.spooled_ms
+        } else {
+            info.oldest_ms.min(e.spooled_ms)
+        };
+    }
+    info
 }
 
 /// What a tick works with.
@@ -220,6 +242,19 @@ pub fn flush(
     policy: (u32, &BreakerConfig),
     opts: TickOptions,
 ) -> Option<ReceiverStats> {
+    flush_left(r, spool, sink, policy, opts).0
+}
+
+/// [`flush`], and what the buffer held when the flush last looked at it
+/// (after its last window): `None` when that is not known (busy, or the
+/// spool failed).
+pub fn flush_left(
+    r: &ActiveReceiver,
+    spool: &dyn Spool,
+    sink: &dyn Sink,
+    policy: (u32, &BreakerConfig),
+    opts: TickOptions,
+) -> (Option<ReceiverStats>, Option<LaneInfo>) {
     let (max_retries, breaker) = policy;
     let lane = Lane::Buffer {
         receiver: r.id().to_owned(),
@@ -233,6 +268,7 @@ pub fn flush(
         breaker,
         lane: &lane,
         st: &mut st,
+        left: None,
     };
     let mut first = true;
     loop {
@@ -240,7 +276,7 @@ pub fn flush(
             Ok(Some(c)) => c,
             Ok(None) if first => {
                 tracing::info!(receiver = r.id(), "buffer is being flushed elsewhere");
-                return None;
+                return (None, None);
             }
             Ok(None) => break,
             Err(e) => {
@@ -253,12 +289,14 @@ pub fn flush(
             Ok(true) => continue,
             Ok(false) => break,
             Err(e) => {
+                flusher.left = None;
                 flusher.spool_error(e);
                 break;
             }
         }
     }
-    Some(st)
+    let left = flusher.left;
+    (Some(st), left)
 }
 
 /// How delivering a window ended.
@@ -279,6 +317,9 @@ struct Flusher<'a> {
     breaker: &'a BreakerConfig,
     lane: &'a Lane,
     st: &'a mut ReceiverStats,
+    /// The buffer's totals when it was last read, less the window dropped
+    /// since; `None` before the first read or after a spool error.
+    left: Option<LaneInfo>,
 }
 
 impl Flusher<'_> {
@@ -304,12 +345,10 @@ impl Flusher<'_> {
             return Ok(false);
         };
         let entries = self.spool.read(self.lane)?;
+        let info = totals(entries.iter());
+        // Until the window below is dropped, all of it is still there.
+        self.left = Some(info);
         if claim.members.is_empty() {
-            let info = LaneInfo {
-                count: entries.len() as u64,
-                bytes: entries.iter().map(|e| e.bytes).sum(),
-                oldest_ms: entries.iter().map(|e| e.spooled_ms).min().unwrap_or(0),
-            };
             if entries.is_empty() || !(force || due(self.r, &info, now_ms)) {
                 self.spool.release(self.lane)?;
                 return Ok(false);
@@ -325,6 +364,7 @@ impl Flusher<'_> {
             }
             claim.sent = 0;
             claim.digest = None;
+            claim.partial.remove(WINDOW_OUT);
             self.spool.save_claim(self.lane, &claim)?;
             crash_point("flush-claimed");
         }
@@ -408,6 +448,7 @@ impl Flusher<'_> {
                 "the window formats differently than before the flush was interrupted (a new plugin version?); sending all of it"
             );
             claim.sent = 0;
+            claim.partial.remove(WINDOW_OUT);
         }
         claim.digest = Some(digest);
         let first = &changes[0];
@@ -446,18 +487,51 @@ impl Flusher<'_> {
             let parked = ctx.park(self.r, self.st, &all, e.kind.as_str(), &error);
             return self.parked(parked, claim);
         }
-        while claim.sent < envelopes.len() {
-            let chunk = &envelopes[claim.sent..(claim.sent + CHUNK).min(envelopes.len())];
-            if let Err(e) = self.sink.deliver(chunk) {
-                // The leading messages that did get out are recorded as out.
-                let out = (0..chunk.len())
-                    .take_while(|p| e.delivered.contains(p))
-                    .count();
-                if out > 0 {
-                    claim.sent += out;
-                    self.st.messages += out as u64;
-                    self.spool.save_claim(self.lane, claim)?;
-                }
+        // Messages out beyond the leading `sent` (a partial failure, or a
+        // window cut in a run that could not deliver all of it).
+        let mut out: BTreeSet<usize> = claim
+            .partial
+            .remove(WINDOW_OUT)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        loop {
+            let todo: Vec<usize> = (claim.sent..envelopes.len())
+                .filter(|p| !out.contains(p))
+                .take(CHUNK)
+                .collect();
+            if todo.is_empty() {
+                break;
+            }
+            let chunk: Vec<Envelope<'_>> = todo.iter().map(|&p| envelopes[p].clone()).collect();
+            let result = self.sink.deliver(&chunk);
+            let got: Vec<usize> = match &result {
+                Ok(()) => todo.clone(),
+                Err(e) => e
+                    .delivered
+                    .iter()
+                    .filter_map(|&k| todo.get(k).copied())
+                    .collect(),
+            };
+            self.st.messages += got.len() as u64;
+            self.st.bytes += got
+                .iter()
+                .map(|&p| envelopes[p].message.body.len() as u64)
+                .sum::<u64>();
+            out.extend(&got);
+            while out.remove(&claim.sent) {
+                claim.sent += 1;
+            }
+            if !out.is_empty() {
+                claim
+                    .partial
+                    .insert(WINDOW_OUT.to_owned(), out.iter().copied().collect());
+            }
+            if !got.is_empty() {
+                // What got out is recorded as out: never sent again.
+                self.spool.save_claim(self.lane, claim)?;
+            }
+            if let Err(e) = result {
                 if e.kind != SinkErrorKind::Unavailable {
                     // Refused by the destination: sending it again fails the same way.
                     let error = format!("window {id}: {e}");
@@ -472,13 +546,6 @@ impl Flusher<'_> {
                 self.spool.unlock(self.lane, claim)?;
                 return Ok(Step::Stopped);
             }
-            claim.sent += chunk.len();
-            self.st.messages += chunk.len() as u64;
-            self.st.bytes += chunk
-                .iter()
-                .map(|e| e.message.body.len() as u64)
-                .sum::<u64>();
-            self.spool.save_claim(self.lane, claim)?;
             crash_point("flush-sent");
         }
         self.finish(&claim.members)?;
@@ -499,6 +566,9 @@ impl Flusher<'_> {
     /// The window is delivered (or parked): drop it and the claim.
     fn finish(&mut self, members: &[String]) -> Result<(), crate::spool::SpoolError> {
         self.spool.remove(self.lane, members)?;
+        // Unknown until the next read: a window may take entries other
+        // runs appended meanwhile.
+        self.left = None;
         crash_point("flush-removed");
         self.spool.release(self.lane)
     }
@@ -567,6 +637,7 @@ fn retry(
                         breaker: &dispatcher.breaker,
                         lane,
                         st: &mut st,
+                        left: None,
                     };
                     f.park_unreadable(e, &error)?;
                     done.push(e.sequence.clone());

@@ -144,6 +144,17 @@ pub struct Lanes<'a> {
     /// Retry lanes open when the run started, as (receiver, key): a change
     /// for one of them waits in the lane behind the earlier ones.
     pub open: HashSet<(String, String)>,
+    /// Batch buffers that held changes when the run started, by receiver.
+    /// A receiver with none has its windows cut within the run (see
+    /// [`Context::batch`](worker::Context)); the others append to theirs.
+    pub buffered: HashMap<String, crate::spool::LaneInfo>,
+    /// Cut windows in the run while a receiver's buffer is empty, rather
+    /// than appending every accepted change to it first. Right where the
+    /// input is durable and retried whole when a run dies (a stream batch):
+    /// a run killed mid-window sends that window again on its retry. Off
+    /// (the default) every change is in the spool before any window is
+    /// sent, so a killed run loses and repeats nothing (`prism run`).
+    pub cut_windows: bool,
     /// The time the run spools at (ms since the Unix epoch).
     pub now_ms: u64,
 }
@@ -154,17 +165,23 @@ impl<'a> Lanes<'a> {
         spool: &'a dyn crate::spool::Spool,
         now_ms: u64,
     ) -> Result<Self, crate::spool::SpoolError> {
-        let open = spool
-            .lanes()?
-            .into_iter()
-            .filter_map(|(lane, _)| match lane {
-                crate::spool::Lane::Retry { receiver, key } => Some((receiver, key)),
-                crate::spool::Lane::Buffer { .. } => None,
-            })
-            .collect();
+        let mut open = HashSet::new();
+        let mut buffered = HashMap::new();
+        for (lane, info) in spool.lanes()? {
+            match lane {
+                crate::spool::Lane::Retry { receiver, key } => {
+                    open.insert((receiver, key));
+                }
+                crate::spool::Lane::Buffer { receiver } => {
+                    buffered.insert(receiver, info);
+                }
+            }
+        }
         Ok(Self {
             spool,
             open,
+            buffered,
+            cut_windows: false,
             now_ms,
         })
     }

@@ -99,6 +99,10 @@ pub struct StreamProcessor {
     /// Batch buffers and retry lanes; `None`: batch windows end with the
     /// stream batch, and a held change fails its record (Lambda retries it).
     pub spool: Option<Arc<dyn Spool>>,
+    /// Cut batch windows within a stream batch while a receiver's buffer is
+    /// empty (see [`Lanes::cut_windows`]); `false` appends every accepted
+    /// change to the buffer first (the path before, kept to compare).
+    pub cut_windows: bool,
 }
 
 /// Where the output dedup state lives.
@@ -166,6 +170,7 @@ impl StreamProcessor {
             outputs: outputs.clone(),
             park_unreadable: self.unreadable_queue.is_some(),
             broken,
+            cut_windows: self.cut_windows,
         };
         let (report, changes, prior, of_change, records) =
             tokio::task::spawn_blocking(move || run.run(changes, prior, of_change, records, ids))
@@ -385,6 +390,7 @@ struct Run {
     outputs: Option<Arc<OutputMemory>>,
     park_unreadable: bool,
     broken: Vec<Broken>,
+    cut_windows: bool,
 }
 
 /// What [`Run::run`] hands back: the report, and its inputs for the answer.
@@ -414,7 +420,12 @@ impl Run {
             .spool
             .as_deref()
             .and_then(|s| match Lanes::open(s, now_ms()) {
-                Ok(l) => Some(l),
+                // A stream batch is retried whole if the run dies: windows
+                // are cut in the run while a buffer is empty.
+                Ok(l) => Some(Lanes {
+                    cut_windows: self.cut_windows,
+                    ..l
+                }),
                 Err(e) => {
                     // Without lanes a held change fails its record, and
                     // Lambda retries it: slower, but nothing is lost.
