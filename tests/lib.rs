@@ -16,8 +16,8 @@ pub mod aws;
 /// A fault-injecting proxy in front of moto.
 pub mod faults;
 
-/// This process's peak resident set size, for the benchmarks.
-pub mod rss {
+/// This process's peak resident set size and CPU time, for the benchmarks.
+pub mod process {
     /// Reset the peak (Linux 4.0+: writing "5" to `clear_refs`).
     pub fn reset_peak() {
         let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -31,6 +31,21 @@ pub mod rss {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb / 1024)
+    }
+
+    /// CPU time this process has used (user + system, all threads), in
+    /// seconds, from `/proc/self/stat` (clock ticks of 1/100 s).
+    pub fn cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name (which may hold spaces), from field 3.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        // utime and stime are fields 14 and 15: positions 11 and 12 here.
+        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        ticks as f64 / 100.0
     }
 }
 

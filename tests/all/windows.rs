@@ -120,19 +120,21 @@ fn a_window_that_cannot_be_delivered_waits_in_the_buffer_with_what_came_after() 
         out.response
     );
     let st = &out.report.receivers["pricelist"];
-    assert_eq!(st.buffered, 25, "the failed window and all after it: {st:?}");
+    assert_eq!(
+        st.buffered, 25,
+        "the failed window and all after it: {st:?}"
+    );
     assert!(st.held.is_empty(), "{st:?}");
     assert_eq!(buffered(&w), 25);
 
     let queue = w.q.create("pricelist");
-    let t = w
-        .q
-        .rt
-        .block_on(p.tick(TickOptions {
-            force: true,
-            ..TickOptions::at(now_ms())
-        }))
-        .unwrap();
+    let t =
+        w.q.rt
+            .block_on(p.tick(TickOptions {
+                force: true,
+                ..TickOptions::at(now_ms())
+            }))
+            .unwrap();
     assert_eq!(t.waiting, 0, "{t:?}");
     let bodies = w.bodies(&queue);
     assert_eq!(bodies.len(), 3, "windows of 10, 10 and 5");

@@ -8,13 +8,18 @@
 //! ledger, outputs, spool) is moto behind the same latency.
 //!
 //! Printed per path (change by change, then packed): receiver-messages/s,
-//! SQS requests per message, DynamoDB requests per change, peak RSS.
+//! SQS requests per message, DynamoDB requests per change, peak RSS, and
+//! this process's CPU time per message with the rate 2 vCPUs of it would
+//! carry (moto, a Python process on the same cores, is not counted there:
+//! on a 2-core machine it takes most of the CPU, so the wall-clock rate
+//! is moto's, not the dispatcher's).
 //!
 //! Needs moto: `PRISM_TEST_AWS_ENDPOINT`, or `moto_server` on the PATH
 //! (`. scripts/tools` puts it there). `PRISM_BENCH_CHANGES` (default 1000),
 //! `PRISM_BENCH_LATENCY_MS` (default 10), `PRISM_BENCH_WINDOW` (the batched
 //! receivers' window, default 100), `PRISM_BENCH_BEFORE=0` skips the path
-//! before packing (slow at 10k changes).
+//! before packing (slow at 10k changes), `PRISM_BENCH_THREADS` (the
+//! dispatcher's worker threads, default 2).
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command};
@@ -25,7 +30,7 @@ use prism_core::sample::{StreamWriter, product};
 use prism_core::spool::now_ms;
 use prism_e2e::aws::{create_ledger_table, create_outputs_table, create_spool_table, setup};
 use prism_e2e::faults::{Fault, FaultProxy, Rule};
-use prism_e2e::rss::{peak_mib, reset_peak};
+use prism_e2e::process::{cpu_seconds, peak_mib, reset_peak};
 use prism_e2e::wasm;
 use serde_json::{Value, json};
 
@@ -115,6 +120,7 @@ struct Row {
     sqs: u64,
     ddb: u64,
     peak: u64,
+    cpu: f64,
 }
 
 fn main() {
@@ -122,6 +128,7 @@ fn main() {
     let latency = Duration::from_millis(env_or("PRISM_BENCH_LATENCY_MS", 10));
     let window = env_or("PRISM_BENCH_WINDOW", 100).to_string();
     let before = env_or("PRISM_BENCH_BEFORE", 1) == 1;
+    let threads = env_or("PRISM_BENCH_THREADS", 2).to_string();
     let (ep, mut child) = moto();
     for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
         if std::env::var_os(k).is_none() {
@@ -173,14 +180,14 @@ fn main() {
     let records: Vec<Value> = w.records().to_vec();
 
     println!(
-        "\nThe Lambda path with {} ms per AWS call: {} changes × {RECEIVERS} receivers (14 immediate standard, 3 immediate FIFO, 3 batched in windows of {window}), stream batches of {BATCH}, 2 threads",
+        "\nThe Lambda path with {} ms per AWS call: {} changes × {RECEIVERS} receivers (14 immediate standard, 3 immediate FIFO, 3 batched in windows of {window}), stream batches of {BATCH}, {threads} dispatcher threads",
         latency.as_millis(),
         changes
     );
     println!(
-        "\n| path | receiver-messages | wall time | receiver-messages/s | SQS requests per message | DynamoDB requests per change | peak RSS |"
+        "\n| path | receiver-messages | wall time | receiver-messages/s | SQS requests per message | DynamoDB requests per change | peak RSS | CPU per message | ceiling on 2 vCPUs (messages/s) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
     let mut by_action_lines = Vec::new();
     for (n, (path, pack)) in [
@@ -214,7 +221,7 @@ fn main() {
             ("PRISM_SPOOL_TABLE", &spool),
             ("AWS_ENDPOINT_URL", &proxy.url),
             ("PRISM_CACHE_DIR", cache.path().to_str().unwrap()),
-            ("PRISM_THREADS", "2"),
+            ("PRISM_THREADS", threads.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -230,6 +237,7 @@ fn main() {
         let before = proxy.calls();
         let tables_before = proxy.calls_by_table();
         reset_peak();
+        let cpu_before = cpu_seconds();
         let started = Instant::now();
         let mut messages = 0;
         for batch in records.chunks(BATCH) {
@@ -257,6 +265,7 @@ fn main() {
             .unwrap();
         messages += tick.receivers.values().map(|s| s.messages).sum::<u64>();
         let wall = started.elapsed();
+        let cpu = cpu_seconds() - cpu_before;
         let after = proxy.calls();
         let delta = |action: &str| {
             after.get(action).copied().unwrap_or(0) - before.get(action).copied().unwrap_or(0)
@@ -281,16 +290,19 @@ fn main() {
             sqs: delta("SendMessageBatch"),
             ddb,
             peak: peak_mib(),
+            cpu,
         };
         println!(
-            "| {} | {} | {:.1} s | {:.0} | {:.3} | {:.2} | {} MiB |",
+            "| {} | {} | {:.1} s | {:.0} | {:.3} | {:.2} | {} MiB | {:.0} µs | {:.0} |",
             row.path,
             row.messages,
             row.wall.as_secs_f64(),
             row.messages as f64 / row.wall.as_secs_f64(),
             row.sqs as f64 / row.messages.max(1) as f64,
             row.ddb as f64 / changes as f64,
-            row.peak
+            row.peak,
+            row.cpu * 1e6 / row.messages.max(1) as f64,
+            2.0 * row.messages as f64 / row.cpu.max(1e-9),
         );
         let tables_after = proxy.calls_by_table();
         let by_action: Vec<String> = tables_after

@@ -20,7 +20,7 @@ use prism_core::breaker::BreakerConfig;
 use prism_core::dispatch::{Dispatcher, Progress, RunReport};
 use prism_core::receivers::ReceiverSet;
 use prism_core::sink::Outbox;
-use prism_e2e::rss::{peak_mib, reset_peak};
+use prism_e2e::process::{peak_mib, reset_peak};
 use prism_e2e::{bodies, changes, register, sample, wasm};
 use prism_engine::budget::MemoryBudget;
 use prism_engine::{EngineOptions, PluginEngine};

@@ -136,7 +136,13 @@ impl Context<'_> {
                         c.time_ms.saturating_sub(self.changes[f].time_ms) >= max_age_secs * 1000
                     });
                     if too_old {
-                        self.cut(r, &mut st, std::mem::take(&mut window), &mut buffer, &mut holding);
+                        self.cut(
+                            r,
+                            &mut st,
+                            std::mem::take(&mut window),
+                            &mut buffer,
+                            &mut holding,
+                        );
                         bytes = 0;
                     }
                     if holding {
@@ -151,7 +157,13 @@ impl Context<'_> {
                     window.push(i);
                     bytes += c.image_bytes();
                     if window.len() >= max_count || bytes >= max_bytes {
-                        self.cut(r, &mut st, std::mem::take(&mut window), &mut buffer, &mut holding);
+                        self.cut(
+                            r,
+                            &mut st,
+                            std::mem::take(&mut window),
+                            &mut buffer,
+                            &mut holding,
+                        );
                         bytes = 0;
                     }
                 }
@@ -254,9 +266,12 @@ impl Context<'_> {
                 Ok(Some(mut claim)) if claim.members.is_empty() => {
                     claim.members = entries.iter().map(|e| e.sequence.clone()).collect();
                     claim.sent = (0..).take_while(|p| out.contains(p)).count();
-                    let rest: Vec<usize> = out.iter().copied().filter(|&p| p >= claim.sent).collect();
+                    let rest: Vec<usize> =
+                        out.iter().copied().filter(|&p| p >= claim.sent).collect();
                     if !rest.is_empty() {
-                        claim.partial.insert(super::lanes::WINDOW_OUT.to_owned(), rest);
+                        claim
+                            .partial
+                            .insert(super::lanes::WINDOW_OUT.to_owned(), rest);
                     }
                     claim.digest = Some(hex::encode(crate::outputs::hash_messages(msgs)));
                     if let Err(e) = l.spool.unlock(&lane, &claim) {
