@@ -98,17 +98,13 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("prism-dev"));
     let lambda = LambdaConfig {
-        registry_table: a.remote.table.clone(),
-        plugin_bucket: bucket,
         ledger_table: a.ledger_table.clone(),
         unreadable_queue: a.unreadable_queue.clone(),
         outputs_table: a.outputs_table.clone(),
         spool_table: a.spool_table.clone(),
         reload: Duration::from_secs(a.reload_secs),
-        cache_dir,
-        threads: None,
         endpoint_url: target.endpoint_url.clone(),
-        memory_mb: None,
+        ..LambdaConfig::new(a.remote.table.clone(), bucket, cache_dir)
     };
     let mut processor = lambda.processor_with(&config, &target).await?;
     processor.emit_metrics = a.metrics;

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 
@@ -127,22 +126,16 @@ async fn aws_tick(a: &Args, spool_table: &str) -> anyhow::Result<TickReport> {
         region: a.target.region.clone(),
     };
     let config = aws::sdk_config(&target).await;
+    let cache_dir = a
+        .cache
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("prism-flush"));
     let lambda = LambdaConfig {
-        registry_table: table,
-        plugin_bucket: bucket,
-        ledger_table: None,
-        unreadable_queue: None,
         outputs_table: a.outputs_table.clone(),
         spool_table: Some(spool_table.to_owned()),
-        reload: Duration::from_secs(30),
-        cache_dir: a
-            .cache
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("prism-flush")),
-        threads: None,
         endpoint_url: target.endpoint_url.clone(),
-        memory_mb: None,
+        ..LambdaConfig::new(table, bucket, cache_dir)
     };
     let mut processor = lambda.processor_with(&config, &target).await?;
     processor.emit_metrics = false;

@@ -11,7 +11,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -146,17 +145,16 @@ async fn replay(a: Args) -> anyhow::Result<ExitCode> {
     };
     let config = aws::sdk_config(&target).await;
     let lambda = LambdaConfig {
-        registry_table: a.remote.table.clone(),
-        plugin_bucket: bucket,
         ledger_table: a.ledger_table.clone(),
         unreadable_queue: a.unreadable_queue.clone(),
         outputs_table: a.outputs_table.clone(),
         spool_table: a.spool_table.clone(),
-        reload: Duration::from_secs(30),
-        cache_dir: std::env::temp_dir().join("prism-replay"),
-        threads: None,
         endpoint_url: target.endpoint_url.clone(),
-        memory_mb: None,
+        ..LambdaConfig::new(
+            a.remote.table.clone(),
+            bucket,
+            std::env::temp_dir().join("prism-replay"),
+        )
     };
     let mut processor = lambda.processor_with(&config, &target).await?;
     processor.emit_metrics = false;

@@ -21,6 +21,7 @@
 //! | `PRISM_RELOAD_SECS` | how long a registry read stays fresh | 30 |
 //! | `PRISM_CACHE_DIR` | compiled plugins and artifacts | `/tmp/prism` |
 //! | `PRISM_THREADS` | dispatcher threads | all cores |
+//! | `PRISM_SQS_IN_FLIGHT` | `SendMessageBatch` calls in flight at once, over all queues | 32 |
 //! | `PRISM_MEMORY_MB` | the function's memory: receivers whose limits cannot fit are refused | `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, else unchecked |
 //! | `PRISM_LOG` | log filter | `info` |
 //! | `AWS_ENDPOINT_URL` | one endpoint for every service (emulators) | AWS |
@@ -74,6 +75,8 @@ pub mod vars {
     pub const CACHE_DIR: &str = "PRISM_CACHE_DIR";
     /// Dispatcher threads.
     pub const THREADS: &str = "PRISM_THREADS";
+    /// `SendMessageBatch` calls one invocation keeps in flight at once.
+    pub const SQS_IN_FLIGHT: &str = "PRISM_SQS_IN_FLIGHT";
     /// Log filter.
     pub const LOG: &str = "PRISM_LOG";
     /// The function's memory in MB (Terraform sets it from
@@ -95,6 +98,7 @@ pub mod vars {
         RELOAD_SECS,
         CACHE_DIR,
         THREADS,
+        SQS_IN_FLIGHT,
         LOG,
         MEMORY_MB,
         ENDPOINT_URL,
@@ -124,6 +128,8 @@ pub struct LambdaConfig {
     pub cache_dir: PathBuf,
     /// Dispatcher threads.
     pub threads: Option<usize>,
+    /// SQS calls in flight at once (`None`: [`prism_aws::sqs::IN_FLIGHT`]).
+    pub sqs_in_flight: Option<usize>,
     /// Endpoint override.
     pub endpoint_url: Option<String>,
     /// The function's memory (MB), for the memory check at load.
@@ -138,6 +144,26 @@ pub fn max_instances(threads: usize) -> u32 {
 }
 
 impl LambdaConfig {
+    /// The settings a `prism` command starts from: this registry, bucket
+    /// and cache, everything else off or at its default (no ledger, no
+    /// dedup table, no spool, a 30 s registry TTL, all cores).
+    pub fn new(registry_table: String, plugin_bucket: String, cache_dir: PathBuf) -> Self {
+        Self {
+            registry_table,
+            plugin_bucket,
+            ledger_table: None,
+            unreadable_queue: None,
+            outputs_table: None,
+            spool_table: None,
+            reload: Duration::from_secs(30),
+            cache_dir,
+            threads: None,
+            sqs_in_flight: None,
+            endpoint_url: None,
+            memory_mb: None,
+        }
+    }
+
     /// Read the settings through `var` (the environment, or a map in tests).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::from(var);
@@ -151,6 +177,7 @@ impl LambdaConfig {
             reload: env.seconds(vars::RELOAD_SECS, 30)?,
             cache_dir: env.path(vars::CACHE_DIR, DEFAULT_CACHE_DIR),
             threads: env.number(vars::THREADS)?.map(|n| n.max(1) as usize),
+            sqs_in_flight: env.number(vars::SQS_IN_FLIGHT)?.map(|n| n.max(1) as usize),
             endpoint_url: env.optional(vars::ENDPOINT_URL),
             memory_mb: match env.number(vars::MEMORY_MB)? {
                 Some(mb) => Some(mb),
@@ -210,6 +237,7 @@ impl LambdaConfig {
             delivery: Arc::new(SqsDelivery {
                 client: aws_sdk_sqs::Client::new(&config),
                 claims: Some(claims.clone()),
+                in_flight: self.sqs_in_flight.unwrap_or(prism_aws::sqs::IN_FLIGHT),
             }),
             ledger: match &self.ledger_table {
                 Some(table) => Arc::new(DynamoLedger {
@@ -466,6 +494,25 @@ mod tests {
             (c.unreadable_queue, c.threads, c.endpoint_url, c.memory_mb),
             (None, None, None, None)
         );
+        assert_eq!(c.sqs_in_flight, None);
+    }
+
+    #[test]
+    fn sqs_calls_in_flight_are_configurable_and_never_zero() {
+        let base = [
+            ("PRISM_REGISTRY_TABLE", "r"),
+            ("PRISM_PLUGIN_BUCKET", "b"),
+            ("PRISM_LEDGER_TABLE", "l"),
+        ];
+        let with = |v: &'static str| {
+            let mut all = base.to_vec();
+            all.push(("PRISM_SQS_IN_FLIGHT", v));
+            LambdaConfig::from_vars(vars(&all))
+        };
+        assert_eq!(with("64").unwrap().sqs_in_flight, Some(64));
+        assert_eq!(with("0").unwrap().sqs_in_flight, Some(1));
+        let e = with("many").unwrap_err().to_string();
+        assert!(e.contains("PRISM_SQS_IN_FLIGHT"), "{e}");
     }
 
     #[test]

@@ -94,6 +94,12 @@ impl SqsSink {
         self
     }
 
+    /// At most `n` calls in flight at once (default [`IN_FLIGHT`]).
+    pub fn with_in_flight(mut self, n: usize) -> Self {
+        self.in_flight = tokio::sync::Semaphore::new(n.max(1));
+        self
+    }
+
     fn err(receiver: &str, message: impl Into<String>) -> SinkError {
         SinkError::unavailable(receiver, message)
     }
@@ -477,6 +483,8 @@ pub struct SqsDelivery {
     pub client: Client,
     /// Where dead letters over SQS's limit put their change.
     pub claims: Option<ClaimStore>,
+    /// Calls in flight at once per sink (one sink per stream batch or tick).
+    pub in_flight: usize,
 }
 
 impl Delivery for SqsDelivery {
@@ -487,7 +495,8 @@ impl Delivery for SqsDelivery {
                 tokio::runtime::Handle::current(),
                 destinations,
             )
-            .with_claims(self.claims.clone()),
+            .with_claims(self.claims.clone())
+            .with_in_flight(self.in_flight),
         )
     }
 }
