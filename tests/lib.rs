@@ -25,10 +25,19 @@ pub mod process {
 
     /// The peak since the last reset, in MiB (`VmHWM`).
     pub fn peak_mib() -> u64 {
+        status_mib("VmHWM:")
+    }
+
+    /// The resident set size now, in MiB (`VmRSS`).
+    pub fn rss_mib() -> u64 {
+        status_mib("VmRSS:")
+    }
+
+    fn status_mib(field: &str) -> u64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb / 1024)
     }

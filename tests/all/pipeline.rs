@@ -501,3 +501,61 @@ fn inserts_and_removes_always_pass_the_interest_filter() {
             .any(|c| c.kind == prism_types::change::ChangeKind::Remove)
     );
 }
+
+/// Records how many changes, and how many message bytes, each packed
+/// hand-over carried.
+#[derive(Default)]
+struct Packs(Mutex<Vec<(usize, usize)>>);
+
+impl Sink for Packs {
+    fn deliver(&self, _: &[Envelope<'_>]) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn deliver_many(&self, changes: &[Vec<Envelope<'_>>]) -> Vec<Result<(), SinkError>> {
+        let bytes = changes.iter().flatten().map(|e| e.message.body.len()).sum();
+        self.0.lock().unwrap().push((changes.len(), bytes));
+        changes.iter().map(|_| Ok(())).collect()
+    }
+    fn park(&self, d: &DeadLetter) -> Result<(), SinkError> {
+        panic!("nothing should be parked: {d:?}")
+    }
+}
+
+/// A worker hands its packed messages over once they reach `pack_bytes`,
+/// however few changes that is: a plugin whose every output is large cannot
+/// make a pack hold hundreds of them.
+#[test]
+fn a_pack_is_handed_over_at_its_byte_limit_before_its_count() {
+    let stream = weight_stream(5);
+    let dir = tempfile::tempdir().unwrap();
+    register(
+        dir.path(),
+        "fan",
+        wasm::HOSTILE,
+        Mode::Immediate,
+        prism_e2e::relaxed(),
+        &[("behaviour", "fanout"), ("parts", "4")],
+    );
+    let set = ReceiverSet::load(&engine(), LocalRegistry::new(dir.path()).load().unwrap());
+    let run = |pack_bytes| {
+        let sink = Packs::default();
+        Dispatcher {
+            threads: 1,
+            pack_bytes,
+            ..Dispatcher::default()
+        }
+        .run(&set, &stream, &sink, &Progress::default());
+        sink.0.into_inner().unwrap()
+    };
+    // 48 changes, four messages of ~60 bytes each: one pack by count.
+    let whole = run(prism_core::dispatch::PACK_BYTES);
+    assert_eq!(whole.len(), 1, "{whole:?}");
+    assert_eq!(whole[0].0, stream.len());
+    let per_change = whole[0].1 / stream.len();
+    // A limit of about three changes' bytes: packs of three (four where
+    // the first three are a few bytes short of it), every change once.
+    let limited = run(3 * per_change);
+    assert_eq!(limited.iter().map(|p| p.0).sum::<usize>(), stream.len());
+    assert!(limited.iter().all(|&(n, _)| n <= 4), "{limited:?}");
+    assert!(limited.len() >= stream.len() / 4, "{limited:?}");
+}

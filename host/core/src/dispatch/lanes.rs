@@ -427,6 +427,7 @@ impl Flusher<'_> {
             breaker: self.breaker,
             stop_at: None,
             pack: 1,
+            pack_bytes: super::PACK_BYTES,
         };
         let all: Vec<usize> = (0..changes.len()).collect();
         let msgs = match ctx.format_window(self.r, self.st, &all) {

@@ -78,10 +78,24 @@ pub struct Dispatcher {
     /// 10 per `SendMessageBatch`) and send them concurrently. `1` delivers
     /// change by change (the path before packing, kept to compare).
     pub pack: usize,
+    /// The most message bytes a worker holds for packing before it hands
+    /// them to the sink, whatever `pack` says (default [`PACK_BYTES`]).
+    pub pack_bytes: usize,
+    /// Send a unit's last packed delivery on a thread of its own while the
+    /// worker formats its next unit (default). `false` waits for it first
+    /// (the path before, kept to compare).
+    pub overlap_io: bool,
 }
 
 /// Changes handed to the sink together by default (see [`Dispatcher::pack`]).
 pub const PACK: usize = 256;
+
+/// The most message bytes a worker holds for packing before it hands them
+/// to the sink, whatever [`Dispatcher::pack`] says: 8 MiB, what 32 full
+/// `SendMessageBatch` calls carry. Without it, 256 changes of a plugin that
+/// writes the largest output it may (~0.8 MiB) would hold ~200 MiB per
+/// worker, outside the engine's memory budget.
+pub const PACK_BYTES: usize = 8 << 20;
 
 impl Default for Dispatcher {
     fn default() -> Self {
@@ -93,6 +107,8 @@ impl Default for Dispatcher {
             stop_at: None,
             tick_cursor: tick_order::TickCursor::default(),
             pack: PACK,
+            pack_bytes: PACK_BYTES,
+            overlap_io: true,
         }
     }
 }
@@ -280,6 +296,7 @@ impl Dispatcher {
             breaker: &self.breaker,
             stop_at: self.stop_at,
             pack: self.pack.max(1),
+            pack_bytes: self.pack_bytes.max(1),
         };
         let next = AtomicUsize::new(0);
         let totals: Mutex<BTreeMap<String, ReceiverStats>> = Mutex::new(
@@ -288,25 +305,60 @@ impl Dispatcher {
                 .map(|r| (r.id().to_owned(), ReceiverStats::default()))
                 .collect(),
         );
+        let merge = |r: &crate::receivers::ActiveReceiver, stats: ReceiverStats| {
+            let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
+            t.entry(r.id().to_owned()).or_default().merge(stats);
+        };
+        let (ctx, set, overlap_io) = (&ctx, set, self.overlap_io);
         std::thread::scope(|s| {
             for _ in 0..threads.min(units.len().max(1)) {
                 s.spawn(|| {
+                    // The last packed delivery of this worker's previous
+                    // unit, sent on its own thread while this one formats
+                    // the next unit (one at a time: the I/O overlaps the
+                    // Wasm work, and at most two packs are held).
+                    let mut in_flight: Option<InFlight<'_, '_>> = None;
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(unit) = units.get(i) else { break };
-                        let (r, stats) = match *unit {
+                        match *unit {
                             Unit::Immediate { receiver, shard } => {
                                 let r = &set.active[receiver];
                                 let idx = (0..changes.len()).filter(|&c| shard_of[c] == shard);
-                                (r, ctx.immediate(r, idx))
+                                let (stats, last) = ctx.immediate_deferred(r, idx);
+                                if let Some(f) = in_flight.take() {
+                                    let (r, st) = f.settle(ctx);
+                                    merge(r, st);
+                                }
+                                merge(r, stats);
+                                if !last.is_empty() && !overlap_io {
+                                    let outcomes = ctx.send(r, &last);
+                                    let mut st = ReceiverStats::default();
+                                    ctx.settle_sent(
+                                        r,
+                                        &mut st,
+                                        &last,
+                                        outcomes,
+                                        &mut HashSet::new(),
+                                    );
+                                    merge(r, st);
+                                } else if !last.is_empty() {
+                                    let sending = s.spawn(move || {
+                                        let outcomes = ctx.send(r, &last);
+                                        (last, outcomes)
+                                    });
+                                    in_flight = Some(InFlight { r, sending });
+                                }
                             }
                             Unit::Batch { receiver } => {
                                 let r = &set.active[receiver];
-                                (r, ctx.batch(r))
+                                merge(r, ctx.batch(r));
                             }
-                        };
-                        let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
-                        t.entry(r.id().to_owned()).or_default().merge(stats);
+                        }
+                    }
+                    if let Some(f) = in_flight.take() {
+                        let (r, st) = f.settle(ctx);
+                        merge(r, st);
                     }
                 });
             }
@@ -319,6 +371,31 @@ impl Dispatcher {
             receivers,
             elapsed: started.elapsed(),
         }
+    }
+}
+
+/// A unit's last packed delivery, on its way on a thread of its own.
+struct InFlight<'s, 'a> {
+    r: &'a crate::receivers::ActiveReceiver,
+    sending: std::thread::ScopedJoinHandle<
+        's,
+        (worker::Pending, Vec<Result<(), crate::sink::SinkError>>),
+    >,
+}
+
+impl<'a> InFlight<'_, 'a> {
+    /// Wait for the delivery and settle it: counts, dedup state, holds.
+    fn settle(
+        self,
+        ctx: &worker::Context<'_>,
+    ) -> (&'a crate::receivers::ActiveReceiver, ReceiverStats) {
+        let (sent, outcomes) = match self.sending.join() {
+            Ok(done) => done,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let mut st = ReceiverStats::default();
+        ctx.settle_sent(self.r, &mut st, &sent, outcomes, &mut HashSet::new());
+        (self.r, st)
     }
 }
 

@@ -43,6 +43,8 @@ pub(super) struct Context<'a> {
     pub stop_at: Option<Instant>,
     /// Changes handed to the sink together ([`super::Dispatcher::pack`]).
     pub pack: usize,
+    /// Message bytes held for packing ([`super::Dispatcher::pack_bytes`]).
+    pub pack_bytes: usize,
 }
 
 /// A unit's sandbox kept for its next change, with how many it served.
@@ -61,19 +63,31 @@ pub(super) enum Formatted {
     Failed { kind: &'static str, error: String },
 }
 
+/// Formatted changes waiting to be handed to the sink together: (change
+/// index, its messages).
+pub type Pending = Vec<(usize, Vec<Message>)>;
+
 impl<'a> Context<'a> {
     /// Handle the changes at `indices` (in order) for an immediate receiver.
     /// Once a change of a product is held, the product's later changes are
     /// held behind it (in its retry lane, when there is a spool), so order
     /// per key is kept across the retry; other products carry on.
-    pub fn immediate(
+    ///
+    /// The unit's last packed delivery is not made here: it is returned,
+    /// ready to [`send`](Self::send) and [`settle`](Self::settle_sent), so
+    /// the caller can send it while the next unit formats. No later change
+    /// of the unit depends on how it goes: it is the unit's last.
+    pub fn immediate_deferred(
         &self,
         r: &ActiveReceiver,
         indices: impl Iterator<Item = usize>,
-    ) -> ReceiverStats {
+    ) -> (ReceiverStats, Pending) {
         let mut st = ReceiverStats::default();
         let mut stuck: HashSet<&str> = HashSet::new();
         let mut pending: Vec<(usize, Vec<Message>)> = Vec::new();
+        // The bodies in `pending`: bounded, so a plugin whose every output
+        // is near the cap cannot make a pack hold hundreds of them.
+        let mut pending_bytes = 0usize;
         let mut warm: Warm = None;
         for i in indices {
             if !self.should_run(r, i, &mut st) {
@@ -138,9 +152,11 @@ impl<'a> Context<'a> {
                 Ok(Some(Formatted::Messages(msgs))) if self.pack > 1 => {
                     // Delivered with the next changes, packed together.
                     st.accepted += 1;
+                    pending_bytes += msgs.iter().map(|m| m.body.len()).sum::<usize>();
                     pending.push((i, msgs));
-                    if pending.len() >= self.pack {
+                    if pending.len() >= self.pack || pending_bytes >= self.pack_bytes {
                         self.deliver_pending(r, &mut st, &mut pending, &mut stuck);
+                        pending_bytes = 0;
                     }
                     true
                 }
@@ -170,10 +186,8 @@ impl<'a> Context<'a> {
                 self.hold(r, &mut st, i);
             }
         }
-        if !pending.is_empty() {
-            self.deliver_pending(r, &mut st, &mut pending, &mut stuck);
-        }
-        st
+        let last = self.sendable(r, &mut st, pending);
+        (st, last)
     }
 
     /// Past [`Self::stop_at`]: start nothing new.
@@ -406,19 +420,53 @@ impl<'a> Context<'a> {
         pending: &mut Vec<(usize, Vec<Message>)>,
         stuck: &mut HashSet<&'a str>,
     ) {
+        let sendable = self.sendable(r, st, std::mem::take(pending));
+        let outcomes = self.send(r, &sendable);
+        self.settle_sent(r, st, &sendable, outcomes, stuck);
+    }
+
+    /// What of `pending` is to be sent: not empty, not suppressed by dedup.
+    pub(super) fn sendable(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        pending: Pending,
+    ) -> Pending {
         let dedup = r.manifest.dedup;
-        let sendable: Vec<(usize, Vec<Message>)> = std::mem::take(pending)
+        pending
             .into_iter()
             .filter(|(i, msgs)| !(msgs.is_empty() || (dedup && self.suppress(r, st, &[*i], msgs))))
-            .collect();
+            .collect()
+    }
+
+    /// Hand `sendable` to the sink in one packed call: each change's outcome.
+    /// Touches nothing but the sink, so it may run beside the next unit.
+    pub(super) fn send(
+        &self,
+        r: &ActiveReceiver,
+        sendable: &Pending,
+    ) -> Vec<Result<(), crate::sink::SinkError>> {
         let envelopes: Vec<Vec<Envelope<'_>>> = sendable
             .iter()
             .map(|(i, msgs)| self.envelopes(r, &[*i], msgs))
             .collect();
-        let outcomes = self.sink.deliver_many(&envelopes);
-        for (((i, msgs), envs), outcome) in sendable.iter().zip(&envelopes).zip(outcomes) {
+        self.sink.deliver_many(&envelopes)
+    }
+
+    /// Count and record what [`Self::send`] did, holding what could not go.
+    pub(super) fn settle_sent(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        sendable: &Pending,
+        outcomes: Vec<Result<(), crate::sink::SinkError>>,
+        stuck: &mut HashSet<&'a str>,
+    ) {
+        let dedup = r.manifest.dedup;
+        for ((i, msgs), outcome) in sendable.iter().zip(outcomes) {
+            let envs = self.envelopes(r, &[*i], msgs);
             let outcome = if envs.is_empty() { Ok(()) } else { outcome };
-            if !self.settle(r, st, &[*i], msgs, envs, outcome, dedup) {
+            if !self.settle(r, st, &[*i], msgs, &envs, outcome, dedup) {
                 stuck.insert(self.changes[*i].key.as_str());
                 self.hold(r, st, *i);
             }
