@@ -161,8 +161,8 @@ pub struct Lanes<'a> {
     /// for one of them waits in the lane behind the earlier ones.
     pub open: HashSet<(String, String)>,
     /// Batch buffers that held changes when the run started, by receiver.
-    /// A receiver with none has its windows cut within the run (see
-    /// [`Context::batch`](worker::Context)); the others append to theirs.
+    /// With [`Self::cut_windows`], a receiver with none has its windows cut
+    /// within the run; the others append to theirs.
     pub buffered: HashMap<String, crate::spool::LaneInfo>,
     /// Cut windows in the run while a receiver's buffer is empty, rather
     /// than appending every accepted change to it first. Right where the
