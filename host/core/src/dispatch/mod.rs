@@ -82,16 +82,22 @@ pub struct Dispatcher {
     /// them to the sink, whatever `pack` says (default [`PACK_BYTES`]).
     pub pack_bytes: usize,
     /// Send a unit's last packed delivery on a thread of its own while the
-    /// worker formats its next unit (default). `false` waits for it first
-    /// (the path before, kept to compare).
+    /// worker formats its next units (default; see [`IN_FLIGHT_UNITS`]).
+    /// `false` waits for it first (the path before, kept to compare).
     pub overlap_io: bool,
 }
 
 /// Changes handed to the sink together by default (see [`Dispatcher::pack`]).
 pub const PACK: usize = 256;
 
+/// Units' last deliveries one worker keeps in flight while it formats the
+/// next units (with at most [`Dispatcher::pack_bytes`] of messages among
+/// them). At 10 ms a call, 16 hide the wait of a batch's small units.
+pub const IN_FLIGHT_UNITS: usize = 16;
+
 /// The most message bytes a worker holds for packing before it hands them
-/// to the sink, whatever [`Dispatcher::pack`] says: 8 MiB, what 32 full
+/// to the sink, whatever [`Dispatcher::pack`] says, and the most its units'
+/// deliveries in flight hold together: 8 MiB, what 32 full
 /// `SendMessageBatch` calls carry. Without it, 256 changes of a plugin that
 /// writes the largest output it may (~0.8 MiB) would hold ~200 MiB per
 /// worker, outside the engine's memory budget.
@@ -310,14 +316,18 @@ impl Dispatcher {
             t.entry(r.id().to_owned()).or_default().merge(stats);
         };
         let (ctx, set, overlap_io) = (&ctx, set, self.overlap_io);
+        let pack_bytes = self.pack_bytes.max(1);
         std::thread::scope(|s| {
             for _ in 0..threads.min(units.len().max(1)) {
                 s.spawn(|| {
-                    // The last packed delivery of this worker's previous
-                    // unit, sent on its own thread while this one formats
-                    // the next unit (one at a time: the I/O overlaps the
-                    // Wasm work, and at most two packs are held).
-                    let mut in_flight: Option<InFlight<'_, '_>> = None;
+                    // The last packed deliveries of this worker's earlier
+                    // units, each sent on a thread of its own while this
+                    // one formats the next units: the I/O overlaps the Wasm
+                    // work and other units' I/O. Bounded in number and in
+                    // the message bytes they hold.
+                    let mut in_flight: std::collections::VecDeque<InFlight<'_, '_>> =
+                        std::collections::VecDeque::new();
+                    let mut held_bytes = 0usize;
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(unit) = units.get(i) else { break };
@@ -326,12 +336,11 @@ impl Dispatcher {
                                 let r = &set.active[receiver];
                                 let idx = (0..changes.len()).filter(|&c| shard_of[c] == shard);
                                 let (stats, last) = ctx.immediate_deferred(r, idx);
-                                if let Some(f) = in_flight.take() {
-                                    let (r, st) = f.settle(ctx);
-                                    merge(r, st);
-                                }
                                 merge(r, stats);
-                                if !last.is_empty() && !overlap_io {
+                                if last.is_empty() {
+                                    continue;
+                                }
+                                if !overlap_io {
                                     let outcomes = ctx.send(r, &last);
                                     let mut st = ReceiverStats::default();
                                     ctx.settle_sent(
@@ -342,13 +351,27 @@ impl Dispatcher {
                                         &mut HashSet::new(),
                                     );
                                     merge(r, st);
-                                } else if !last.is_empty() {
-                                    let sending = s.spawn(move || {
-                                        let outcomes = ctx.send(r, &last);
-                                        (last, outcomes)
-                                    });
-                                    in_flight = Some(InFlight { r, sending });
+                                    continue;
                                 }
+                                let bytes = last
+                                    .iter()
+                                    .flat_map(|(_, m)| m)
+                                    .map(|m| m.body.len())
+                                    .sum::<usize>();
+                                while in_flight.len() >= IN_FLIGHT_UNITS
+                                    || (held_bytes + bytes > pack_bytes && !in_flight.is_empty())
+                                {
+                                    let f = in_flight.pop_front().expect("not empty");
+                                    held_bytes -= f.bytes;
+                                    let (r, st) = f.settle(ctx);
+                                    merge(r, st);
+                                }
+                                held_bytes += bytes;
+                                let sending = s.spawn(move || {
+                                    let outcomes = ctx.send(r, &last);
+                                    (last, outcomes)
+                                });
+                                in_flight.push_back(InFlight { r, sending, bytes });
                             }
                             Unit::Batch { receiver } => {
                                 let r = &set.active[receiver];
@@ -356,7 +379,7 @@ impl Dispatcher {
                             }
                         }
                     }
-                    if let Some(f) = in_flight.take() {
+                    for f in in_flight {
                         let (r, st) = f.settle(ctx);
                         merge(r, st);
                     }
@@ -377,6 +400,8 @@ impl Dispatcher {
 /// A unit's last packed delivery, on its way on a thread of its own.
 struct InFlight<'s, 'a> {
     r: &'a crate::receivers::ActiveReceiver,
+    /// The message bytes it holds.
+    bytes: usize,
     sending: std::thread::ScopedJoinHandle<
         's,
         (worker::Pending, Vec<Result<(), crate::sink::SinkError>>),
