@@ -7,34 +7,8 @@
 
 use prism_core::dispatch::TickOptions;
 use prism_core::spool::{Spool, now_ms};
-use prism_e2e::wasm;
 
 use crate::world::{World, failed, products};
-
-/// Register the price list with windows of `count` changes, sending to
-/// `queue` (created unless `create` is false).
-fn register(w: &World, count: usize, create: bool) -> String {
-    let queue = if create {
-        w.q.create("pricelist")
-    } else {
-        format!("{}-pricelist", w.q.prefix)
-    };
-    let count = count.to_string();
-    w.prism(&[
-        "plugin",
-        "register",
-        wasm::PRICELIST,
-        "--receiver",
-        "pricelist",
-        "--bucket",
-        &w.bucket,
-        "--queue",
-        &queue,
-        "--batch-max-count",
-        &count,
-    ]);
-    queue
-}
 
 /// The product keys of every row the queue got, window by window in the
 /// order of their first key (each body: a header line, then one row per
@@ -74,7 +48,7 @@ fn full_windows_are_sent_from_the_stream_batch_and_only_the_rest_is_buffered() {
     let Some(w) = World::new("windows-cut") else {
         return;
     };
-    let queue = register(&w, 10, true);
+    let queue = w.register_pricelist_with(10, true);
     let spool = w.spool();
     let p = w.processor(&[("PRISM_SPOOL_TABLE", spool.as_str())]);
 
@@ -109,7 +83,7 @@ fn a_window_that_cannot_be_delivered_waits_in_the_buffer_with_what_came_after() 
         return;
     };
     // The queue does not exist yet.
-    register(&w, 10, false);
+    w.register_pricelist_with(10, false);
     let spool = w.spool();
     let p = w.processor(&[("PRISM_SPOOL_TABLE", spool.as_str())]);
     w.write(&products(0..25));

@@ -158,7 +158,19 @@ impl World {
     /// Register the price list as a batched receiver (windows of up to 100)
     /// with a new standard queue; returns the queue's URL.
     pub(crate) fn register_pricelist(&self) -> String {
-        let queue = self.q.create("pricelist");
+        self.register_pricelist_with(100, true)
+    }
+
+    /// Register the price list in windows of up to `max_count` changes,
+    /// sending to the queue `<prefix>-pricelist` (created unless `create`
+    /// is false); returns the queue's URL or name.
+    pub(crate) fn register_pricelist_with(&self, max_count: usize, create: bool) -> String {
+        let queue = if create {
+            self.q.create("pricelist")
+        } else {
+            format!("{}-pricelist", self.q.prefix)
+        };
+        let count = max_count.to_string();
         self.prism(&[
             "plugin",
             "register",
@@ -170,7 +182,7 @@ impl World {
             "--queue",
             &queue,
             "--batch-max-count",
-            "100",
+            &count,
         ]);
         queue
     }
