@@ -271,7 +271,7 @@ impl Context<'_> {
                     if !rest.is_empty() {
                         claim
                             .partial
-                            .insert(super::lanes::WINDOW_OUT.to_owned(), rest);
+                            .insert(super::flush::WINDOW_OUT.to_owned(), rest);
                     }
                     claim.digest = Some(hex::encode(crate::outputs::hash_messages(msgs)));
                     if let Err(e) = l.spool.unlock(&lane, &claim) {
@@ -317,10 +317,10 @@ impl Context<'_> {
             Ok(a) => {
                 st.buffered += a.added;
                 st.already_handled += accepted.len() as u64 - a.added;
-                if !super::lanes::due(r, &a.info, l.now_ms) {
+                if !super::flush::due(r, &a.info, l.now_ms) {
                     return Some(a.info);
                 }
-                let (flushed, left) = super::lanes::flush_left(
+                let (flushed, left) = super::flush::flush_left(
                     r,
                     l.spool,
                     self.sink,

@@ -23,6 +23,8 @@
 //!   formatted within the run and the last one at its end.
 
 mod batch;
+mod deliver;
+mod flush;
 mod lanes;
 mod stats;
 mod tick_order;

@@ -1,0 +1,433 @@
+//! Flushing a batch buffer: its windows formatted through `format-batch`
+//! and delivered from the spool.
+//!
+//! A flush is resumable. It first records its window (the buffered
+//! sequences it formats) in the lane's claim, then delivers the window's
+//! messages in chunks, recording after each which are out, and only then
+//! removes the window from the buffer. Killed anywhere, the next flush finds
+//! the claim, formats the same window again (plugins see a fixed clock, so
+//! the output is the same; its hash is checked) and sends only what was not
+//! sent. The one gap is a kill between a send and its record: that chunk is
+//! sent again with the same FIFO deduplication ids (SQS drops it) and the
+//! same outbox file names.
+
+use std::collections::BTreeSet;
+
+use super::lanes::TickOptions;
+use super::worker::{Context, Formatted};
+use super::{Progress, ReceiverStats, to_wit};
+use crate::breaker::BreakerConfig;
+use crate::receivers::ActiveReceiver;
+use crate::sink::{DeadLetter, Envelope, Sink, SinkErrorKind};
+use crate::spool::{Claim, Lane, LaneInfo, Spool, Spooled, crash_point};
+use prism_engine::WitChange;
+use prism_types::change::Change;
+use prism_types::manifest::Mode;
+
+/// The key in [`Claim::partial`] under which a buffer's claim keeps the
+/// messages of its window that got out beyond the leading [`Claim::sent`].
+pub const WINDOW_OUT: &str = "#window";
+
+/// Messages delivered between two progress records of a flush: 32 SQS
+/// batches, which a standard queue's sink sends at once. A flush cut short
+/// inside a chunk sends the chunk's messages again (on a FIFO queue their
+/// deduplication ids drop the copies).
+const CHUNK: usize = 320;
+
+/// Is a buffer with these totals due for a flush?
+pub fn due(r: &ActiveReceiver, info: &LaneInfo, now_ms: u64) -> bool {
+    let Mode::Batch {
+        max_count,
+        max_bytes,
+        max_age_secs,
+    } = r.manifest.mode
+    else {
+        return true;
+    };
+    info.count >= max_count as u64
+        || info.bytes >= max_bytes as u64
+        || now_ms.saturating_sub(info.oldest_ms) >= max_age_secs.saturating_mul(1000)
+}
+
+/// The totals of some buffered entries.
+fn totals<'e>(entries: impl Iterator<Item = &'e Spooled>) -> LaneInfo {
+    let mut info = LaneInfo::default();
+    for e in entries {
+        info.count += 1;
+        info.bytes += e.bytes;
+        info.oldest_ms = if info.count == 1 {
+            e.spooled_ms
+        } else {
+            info.oldest_ms.min(e.spooled_ms)
+        };
+    }
+    info
+}
+
+/// Flush `r`'s buffer: every window that is due (all of it with `force`).
+/// `None` when another flush holds the buffer's lease. `policy`: how often
+/// a plugin's retry is tried again, and when a receiver is quarantined (a
+/// quarantined receiver's windows stay in the buffer).
+pub fn flush(
+    r: &ActiveReceiver,
+    spool: &dyn Spool,
+    sink: &dyn Sink,
+    policy: (u32, &BreakerConfig),
+    opts: TickOptions,
+) -> Option<ReceiverStats> {
+    flush_left(r, spool, sink, policy, opts).0
+}
+
+/// [`flush`], and what the buffer held when the flush last looked at it
+/// (after its last window): `None` when that is not known (busy, or the
+/// spool failed).
+pub fn flush_left(
+    r: &ActiveReceiver,
+    spool: &dyn Spool,
+    sink: &dyn Sink,
+    policy: (u32, &BreakerConfig),
+    opts: TickOptions,
+) -> (Option<ReceiverStats>, Option<LaneInfo>) {
+    let (max_retries, breaker) = policy;
+    let lane = Lane::Buffer {
+        receiver: r.id().to_owned(),
+    };
+    let mut st = ReceiverStats::default();
+    let mut flusher = Flusher {
+        r,
+        spool,
+        sink,
+        max_retries,
+        breaker,
+        lane: &lane,
+        st: &mut st,
+        left: None,
+    };
+    let mut first = true;
+    loop {
+        let claim = match spool.claim(&lane, opts.now_ms, opts.break_leases) {
+            Ok(Some(c)) => c,
+            Ok(None) if first => {
+                tracing::info!(receiver = r.id(), "buffer is being flushed elsewhere");
+                return (None, None);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                flusher.spool_error(e);
+                break;
+            }
+        };
+        first = false;
+        match flusher.window(claim, opts.now_ms, opts.force) {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(e) => {
+                flusher.left = None;
+                flusher.spool_error(e);
+                break;
+            }
+        }
+    }
+    let left = flusher.left;
+    (Some(st), left)
+}
+
+/// How delivering a window ended.
+enum Step {
+    /// Delivered or parked, and dropped from the buffer.
+    Done,
+    /// Could not be delivered; kept for the next tick.
+    Stopped,
+    /// Too large: the claim now holds its first half.
+    Halved,
+}
+
+pub(super) struct Flusher<'a> {
+    pub(super) r: &'a ActiveReceiver,
+    pub(super) spool: &'a dyn Spool,
+    pub(super) sink: &'a dyn Sink,
+    pub(super) max_retries: u32,
+    pub(super) breaker: &'a BreakerConfig,
+    pub(super) lane: &'a Lane,
+    pub(super) st: &'a mut ReceiverStats,
+    /// The buffer's totals when it was last read, less the window dropped
+    /// since; `None` before the first read or after a spool error.
+    pub(super) left: Option<LaneInfo>,
+}
+
+impl Flusher<'_> {
+    fn spool_error(&mut self, e: crate::spool::SpoolError) {
+        tracing::error!(receiver = self.r.id(), error = %e, "batch buffer unavailable; the flush stops here and resumes on the next tick");
+        self.st.error("spool", e.to_string());
+    }
+
+    /// Flush one window under the lease; `Ok(true)` to look for another.
+    fn window(
+        &mut self,
+        mut claim: Claim,
+        now_ms: u64,
+        force: bool,
+    ) -> Result<bool, crate::spool::SpoolError> {
+        let Mode::Batch {
+            max_count,
+            max_bytes,
+            ..
+        } = self.r.manifest.mode
+        else {
+            self.spool.release(self.lane)?;
+            return Ok(false);
+        };
+        let entries = self.spool.read(self.lane)?;
+        let info = totals(entries.iter());
+        // Until the window below is dropped, all of it is still there.
+        self.left = Some(info);
+        if claim.members.is_empty() {
+            if entries.is_empty() || !(force || due(self.r, &info, now_ms)) {
+                self.spool.release(self.lane)?;
+                return Ok(false);
+            }
+            let mut bytes = 0;
+            for e in &entries {
+                let full = claim.members.len() >= max_count || bytes + e.bytes > max_bytes as u64;
+                if !claim.members.is_empty() && full {
+                    break;
+                }
+                bytes += e.bytes;
+                claim.members.push(e.sequence.clone());
+            }
+            claim.sent = 0;
+            claim.digest = None;
+            claim.partial.remove(WINDOW_OUT);
+            self.spool.save_claim(self.lane, &claim)?;
+            crash_point("flush-claimed");
+        }
+        loop {
+            let window: Vec<&Spooled> = entries
+                .iter()
+                .filter(|e| claim.members.contains(&e.sequence))
+                .collect();
+            if window.is_empty() {
+                // Removed already: the last flush was stopped just before its end.
+                self.spool.release(self.lane)?;
+                return Ok(true);
+            }
+            let mut changes = Vec::with_capacity(window.len());
+            for e in &window {
+                match e.to_change() {
+                    Ok(c) => changes.push(c),
+                    Err(error) => {
+                        self.park_unreadable(e, &error)?;
+                        self.spool
+                            .remove(self.lane, std::slice::from_ref(&e.sequence))?;
+                        claim.members.retain(|m| *m != e.sequence);
+                        self.spool.save_claim(self.lane, &claim)?;
+                    }
+                }
+            }
+            if changes.is_empty() {
+                self.spool.release(self.lane)?;
+                return Ok(true);
+            }
+            match self.deliver(&mut claim, &changes)? {
+                Step::Done => return Ok(true),
+                Step::Stopped => return Ok(false),
+                // The window was halved: go on with its first half.
+                Step::Halved => {}
+            }
+        }
+    }
+
+    /// Format the window's changes and deliver what is not out yet.
+    fn deliver(
+        &mut self,
+        claim: &mut Claim,
+        changes: &[Change],
+    ) -> Result<Step, crate::spool::SpoolError> {
+        let wit: Vec<WitChange> = changes.iter().map(to_wit).collect();
+        let ctx = Context {
+            changes,
+            wit: &wit,
+            sink: self.sink,
+            progress: &Progress::default(),
+            max_retries: self.max_retries,
+            hold_unavailable: true,
+            already: &|_, _| false,
+            outputs: None,
+            lanes: None,
+            sent: None,
+            hold_retry: false,
+            hold_quarantined: true,
+            breaker: self.breaker,
+            stop_at: None,
+            pack: 1,
+            pack_bytes: super::PACK_BYTES,
+        };
+        let all: Vec<usize> = (0..changes.len()).collect();
+        let msgs = match ctx.format_window(self.r, self.st, &all) {
+            Formatted::Messages(m) => m,
+            // Quarantined: the window stays in the buffer for a later tick.
+            Formatted::Failed { kind, .. } if kind == super::batch::QUARANTINED => {
+                self.spool.unlock(self.lane, claim)?;
+                return Ok(Step::Stopped);
+            }
+            Formatted::Failed { kind, error } => {
+                let parked = ctx.park(self.r, self.st, &all, kind, &error);
+                return self.parked(parked, claim);
+            }
+        };
+        let digest = hex::encode(crate::outputs::hash_messages(&msgs));
+        if claim.digest.as_ref().is_some_and(|d| *d != digest) {
+            tracing::warn!(
+                receiver = self.r.id(),
+                "the window formats differently than before the flush was interrupted (a new plugin version?); sending all of it"
+            );
+            claim.sent = 0;
+            claim.partial.remove(WINDOW_OUT);
+        }
+        claim.digest = Some(digest);
+        let first = &changes[0];
+        let last = changes.last().expect("a window has changes");
+        let id = format!("{}-{}", first.sequence, last.sequence);
+        let envelopes: Vec<Envelope<'_>> = msgs
+            .iter()
+            .enumerate()
+            .map(|(index, message)| Envelope {
+                receiver: self.r.id(),
+                key: &first.key,
+                sequence: &last.sequence,
+                ordinal: 0,
+                index,
+                message,
+                digest: self.r.digest(),
+                window: Some(&id),
+            })
+            .collect();
+        if let Err(e) = self.sink.check(&envelopes)
+            && e.kind == SinkErrorKind::TooLarge
+        {
+            if changes.len() > 1 && claim.sent == 0 {
+                // Split the window until its output fits.
+                claim.members.truncate(claim.members.len() / 2);
+                claim.digest = None;
+                tracing::info!(
+                    receiver = self.r.id(),
+                    changes = changes.len(),
+                    "window output over the destination's size limit; halving the window"
+                );
+                self.spool.save_claim(self.lane, claim)?;
+                return Ok(Step::Halved);
+            }
+            let error = format!("window {id}: {e}");
+            let parked = ctx.park(self.r, self.st, &all, e.kind.as_str(), &error);
+            return self.parked(parked, claim);
+        }
+        // Messages out beyond the leading `sent` (a partial failure, or a
+        // window cut in a run that could not deliver all of it).
+        let mut out: BTreeSet<usize> = claim
+            .partial
+            .remove(WINDOW_OUT)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        loop {
+            let todo: Vec<usize> = (claim.sent..envelopes.len())
+                .filter(|p| !out.contains(p))
+                .take(CHUNK)
+                .collect();
+            if todo.is_empty() {
+                break;
+            }
+            let chunk: Vec<Envelope<'_>> = todo.iter().map(|&p| envelopes[p].clone()).collect();
+            let result = self.sink.deliver(&chunk);
+            let got: Vec<usize> = match &result {
+                Ok(()) => todo.clone(),
+                Err(e) => e
+                    .delivered
+                    .iter()
+                    .filter_map(|&k| todo.get(k).copied())
+                    .collect(),
+            };
+            self.st.messages += got.len() as u64;
+            self.st.bytes += got
+                .iter()
+                .map(|&p| envelopes[p].message.body.len() as u64)
+                .sum::<u64>();
+            out.extend(&got);
+            while out.remove(&claim.sent) {
+                claim.sent += 1;
+            }
+            if !out.is_empty() {
+                claim
+                    .partial
+                    .insert(WINDOW_OUT.to_owned(), out.iter().copied().collect());
+            }
+            if !got.is_empty() {
+                // What got out is recorded as out: never sent again.
+                self.spool.save_claim(self.lane, claim)?;
+            }
+            if let Err(e) = result {
+                if e.kind != SinkErrorKind::Unavailable {
+                    // Refused by the destination: sending it again fails the same way.
+                    let error = format!("window {id}: {e}");
+                    let parked = ctx.park(self.r, self.st, &all, &e.dead_letter_kind(), &error);
+                    return self.parked(parked, claim);
+                }
+                tracing::warn!(receiver = self.r.id(), window = %id, error = %e, "flush could not deliver; the window stays buffered for the next tick");
+                self.st.error(
+                    "delivery",
+                    format!("receiver {} window {id}: {e}", self.r.id()),
+                );
+                self.spool.unlock(self.lane, claim)?;
+                return Ok(Step::Stopped);
+            }
+            crash_point("flush-sent");
+        }
+        self.finish(&claim.members)?;
+        Ok(Step::Done)
+    }
+
+    /// After parking the window: drop it when parked, else keep it for the next tick.
+    fn parked(&mut self, parked: bool, claim: &Claim) -> Result<Step, crate::spool::SpoolError> {
+        if parked {
+            self.finish(&claim.members)?;
+            Ok(Step::Done)
+        } else {
+            self.spool.unlock(self.lane, claim)?;
+            Ok(Step::Stopped)
+        }
+    }
+
+    /// The window is delivered (or parked): drop it and the claim.
+    fn finish(&mut self, members: &[String]) -> Result<(), crate::spool::SpoolError> {
+        self.spool.remove(self.lane, members)?;
+        // Unknown until the next read: a window may take entries other
+        // runs appended meanwhile.
+        self.left = None;
+        crash_point("flush-removed");
+        self.spool.release(self.lane)
+    }
+
+    /// An entry that no longer reads as a change: park it as it is stored.
+    pub(super) fn park_unreadable(
+        &mut self,
+        e: &Spooled,
+        error: &str,
+    ) -> Result<(), crate::spool::SpoolError> {
+        let dead = DeadLetter {
+            receiver: self.r.id().to_owned(),
+            plugin_digest: None,
+            key: String::new(),
+            sequence: e.sequence.clone(),
+            ordinal: 0,
+            error_kind: "unreadable".into(),
+            error: format!("{} entry {}: {error}", self.lane, e.sequence),
+            change: e.change.clone(),
+        };
+        self.st.error("unreadable", dead.error.clone());
+        self.sink.park(&dead).map_err(|s| crate::spool::SpoolError {
+            store: "-".into(),
+            lane: self.lane.to_string(),
+            message: format!("could not park an unreadable entry: {s}"),
+        })
+    }
+}
