@@ -22,6 +22,7 @@
 //! | `PRISM_CACHE_DIR` | compiled plugins and artifacts | `/tmp/prism` |
 //! | `PRISM_THREADS` | dispatcher threads | all cores |
 //! | `PRISM_SQS_IN_FLIGHT` | `SendMessageBatch` calls in flight at once, over all queues | 32 |
+//! | `PRISM_SQS_IN_FLIGHT_PER_QUEUE` | `SendMessageBatch` calls in flight to one queue (a slow queue leaves the rest to the others) | 8 |
 //! | `PRISM_MEMORY_MB` | the function's memory: receivers whose limits cannot fit are refused | `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, else unchecked |
 //! | `PRISM_LOG` | log filter | `info` |
 //! | `AWS_ENDPOINT_URL` | one endpoint for every service (emulators) | AWS |
@@ -77,6 +78,8 @@ pub mod vars {
     pub const THREADS: &str = "PRISM_THREADS";
     /// `SendMessageBatch` calls one invocation keeps in flight at once.
     pub const SQS_IN_FLIGHT: &str = "PRISM_SQS_IN_FLIGHT";
+    /// `SendMessageBatch` calls one invocation keeps in flight to one queue.
+    pub const SQS_IN_FLIGHT_PER_QUEUE: &str = "PRISM_SQS_IN_FLIGHT_PER_QUEUE";
     /// Log filter.
     pub const LOG: &str = "PRISM_LOG";
     /// The function's memory in MB (Terraform sets it from
@@ -99,6 +102,7 @@ pub mod vars {
         CACHE_DIR,
         THREADS,
         SQS_IN_FLIGHT,
+        SQS_IN_FLIGHT_PER_QUEUE,
         LOG,
         MEMORY_MB,
         ENDPOINT_URL,
@@ -130,6 +134,8 @@ pub struct LambdaConfig {
     pub threads: Option<usize>,
     /// SQS calls in flight at once (`None`: [`prism_aws::sqs::IN_FLIGHT`]).
     pub sqs_in_flight: Option<usize>,
+    /// SQS calls in flight to one queue (`None`: [`prism_aws::sqs::IN_FLIGHT_PER_QUEUE`]).
+    pub sqs_in_flight_per_queue: Option<usize>,
     /// Endpoint override.
     pub endpoint_url: Option<String>,
     /// The function's memory (MB), for the memory check at load.
@@ -159,6 +165,7 @@ impl LambdaConfig {
             cache_dir,
             threads: None,
             sqs_in_flight: None,
+            sqs_in_flight_per_queue: None,
             endpoint_url: None,
             memory_mb: None,
         }
@@ -178,6 +185,9 @@ impl LambdaConfig {
             cache_dir: env.path(vars::CACHE_DIR, DEFAULT_CACHE_DIR),
             threads: env.number(vars::THREADS)?.map(|n| n.max(1) as usize),
             sqs_in_flight: env.number(vars::SQS_IN_FLIGHT)?.map(|n| n.max(1) as usize),
+            sqs_in_flight_per_queue: env
+                .number(vars::SQS_IN_FLIGHT_PER_QUEUE)?
+                .map(|n| n.max(1) as usize),
             endpoint_url: env.optional(vars::ENDPOINT_URL),
             memory_mb: match env.number(vars::MEMORY_MB)? {
                 Some(mb) => Some(mb),
@@ -238,6 +248,9 @@ impl LambdaConfig {
                 client: aws_sdk_sqs::Client::new(&config),
                 claims: Some(claims.clone()),
                 in_flight: self.sqs_in_flight.unwrap_or(prism_aws::sqs::IN_FLIGHT),
+                in_flight_per_queue: self
+                    .sqs_in_flight_per_queue
+                    .unwrap_or(prism_aws::sqs::IN_FLIGHT_PER_QUEUE),
             }),
             ledger: match &self.ledger_table {
                 Some(table) => Arc::new(DynamoLedger {
@@ -510,6 +523,13 @@ mod tests {
             LambdaConfig::from_vars(vars(&all))
         };
         assert_eq!(with("64").unwrap().sqs_in_flight, Some(64));
+        let mut all = base.to_vec();
+        all.push(("PRISM_SQS_IN_FLIGHT_PER_QUEUE", "4"));
+        let c = LambdaConfig::from_vars(vars(&all)).unwrap();
+        assert_eq!(
+            (c.sqs_in_flight, c.sqs_in_flight_per_queue),
+            (None, Some(4))
+        );
         assert_eq!(with("0").unwrap().sqs_in_flight, Some(1));
         let e = with("many").unwrap_err().to_string();
         assert!(e.contains("PRISM_SQS_IN_FLIGHT"), "{e}");

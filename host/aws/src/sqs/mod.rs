@@ -63,12 +63,21 @@ pub struct SqsSink {
     claims: Option<ClaimStore>,
     /// Calls in flight at once, over every queue this sink sends to.
     in_flight: tokio::sync::Semaphore,
+    /// Calls in flight at once to one queue: a slow or throttled queue
+    /// cannot take every call slot from the other receivers.
+    per_queue: usize,
+    queues: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 /// `SendMessageBatch` calls one sink keeps in flight at once. At ~10 ms a
 /// call from a Lambda, 32 in flight carry ~30,000 messages/s of packed
 /// batches, more than the engine formats on 2 vCPUs.
 pub const IN_FLIGHT: usize = 32;
+
+/// `SendMessageBatch` calls one sink keeps in flight to one queue: a
+/// quarter of [`IN_FLIGHT`], so a queue that answers slowly (throttled, or
+/// retried by the SDK) leaves three quarters of the slots to the others.
+pub const IN_FLIGHT_PER_QUEUE: usize = 8;
 
 impl SqsSink {
     /// A sink for these receivers' destinations (receiver id → destination).
@@ -84,6 +93,8 @@ impl SqsSink {
             urls: Mutex::new(HashMap::new()),
             claims: None,
             in_flight: tokio::sync::Semaphore::new(IN_FLIGHT),
+            per_queue: IN_FLIGHT_PER_QUEUE,
+            queues: Mutex::new(HashMap::new()),
         }
     }
 
@@ -98,6 +109,23 @@ impl SqsSink {
     pub fn with_in_flight(mut self, n: usize) -> Self {
         self.in_flight = tokio::sync::Semaphore::new(n.max(1));
         self
+    }
+
+    /// At most `n` calls in flight at once to one queue (default
+    /// [`IN_FLIGHT_PER_QUEUE`]).
+    pub fn with_in_flight_per_queue(mut self, n: usize) -> Self {
+        self.per_queue = n.max(1);
+        self
+    }
+
+    /// The call slots of the queue at `url`.
+    fn queue_slots(&self, url: &str) -> Arc<tokio::sync::Semaphore> {
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(url.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_queue)))
+            .clone()
     }
 
     fn err(receiver: &str, message: impl Into<String>) -> SinkError {
@@ -200,6 +228,10 @@ impl SqsSink {
         msgs: &[Outgoing],
         chunk: Vec<usize>,
     ) -> ChunkResult {
+        // The queue's slot first: calls waiting on a slow queue hold none
+        // of the slots the other queues share.
+        let slots = self.queue_slots(url);
+        let _queue_permit = slots.acquire().await;
         let _permit = self.in_flight.acquire().await;
         let mut r = ChunkResult::default();
         let mut pending = chunk;
@@ -485,6 +517,8 @@ pub struct SqsDelivery {
     pub claims: Option<ClaimStore>,
     /// Calls in flight at once per sink (one sink per stream batch or tick).
     pub in_flight: usize,
+    /// Calls in flight at once to one queue.
+    pub in_flight_per_queue: usize,
 }
 
 impl Delivery for SqsDelivery {
@@ -496,7 +530,61 @@ impl Delivery for SqsDelivery {
                 destinations,
             )
             .with_claims(self.claims.clone())
-            .with_in_flight(self.in_flight),
+            .with_in_flight(self.in_flight)
+            .with_in_flight_per_queue(self.in_flight_per_queue),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(rt: &tokio::runtime::Runtime) -> SqsSink {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .build();
+        SqsSink::new(
+            Client::from_conf(config),
+            rt.handle().clone(),
+            HashMap::new(),
+        )
+        .with_in_flight(4)
+        .with_in_flight_per_queue(2)
+    }
+
+    /// A queue whose calls never come back holds its own slots only: the
+    /// other queues keep theirs, and the shared ones are not taken while
+    /// its further calls wait.
+    #[test]
+    fn a_stuck_queue_holds_only_its_own_slots() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let s = sink(&rt);
+        let slow = s.queue_slots("https://sqs/slow");
+        let held: Vec<_> = (0..2)
+            .map(|_| slow.clone().try_acquire_owned().unwrap())
+            .collect();
+        assert!(
+            slow.clone().try_acquire_owned().is_err(),
+            "two calls in flight fill the slow queue"
+        );
+        assert_eq!(s.queue_slots("https://sqs/slow").available_permits(), 0);
+        assert_eq!(s.queue_slots("https://sqs/other").available_permits(), 2);
+        assert_eq!(s.in_flight.available_permits(), 4);
+        drop(held);
+        assert_eq!(s.queue_slots("https://sqs/slow").available_permits(), 2);
+    }
+
+    #[test]
+    fn zero_slots_are_taken_as_one() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let s = sink(&rt).with_in_flight(0).with_in_flight_per_queue(0);
+        assert_eq!(s.in_flight.available_permits(), 1);
+        assert_eq!(s.queue_slots("q").available_permits(), 1);
     }
 }
