@@ -33,3 +33,22 @@ pub mod mapper {
     };
     pub use prism::receiver::{model, shadow};
 }
+
+/// The `receiver` world of `prism:receiver@0.2.0`: images read on demand
+/// and messages emitted one at a time (see `v2.rs`).
+pub mod v2 {
+    wasmtime::component::bindgen!({
+        world: "receiver",
+        path: "../../wit/v0.2",
+        imports: {
+            "prism:receiver/images": trappable,
+            "prism:receiver/output": trappable,
+        },
+    });
+
+    pub use prism::receiver::types::{
+        Change as WitChange, ChangeKind as WitChangeKind, FormatError as WitFormatError,
+        Message as WitMessage,
+    };
+    pub use prism::receiver::{config, images, log, output};
+}

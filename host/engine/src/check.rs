@@ -4,7 +4,9 @@
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
-use wasmtime::component::types::ComponentItem;
+use wasmtime::component::types::{ComponentItem, Type};
+
+use crate::Contract;
 
 /// What a world grants and requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +19,8 @@ pub struct World {
     pub exports: &'static [(&'static str, &'static str)],
     /// What the host grants, in words (for messages).
     pub grants: &'static str,
+    /// The receiver contract version (`None` for the mapper).
+    pub contract: Option<Contract>,
 }
 
 /// WASI 0.2, backed by a deny-all context. Sockets are not granted at all.
@@ -53,7 +57,59 @@ pub const RECEIVER: World = World {
         ),
     ],
     grants: "prism:receiver/{log,config} and deny-all WASI 0.2",
+    contract: Some(Contract::V0_1),
 };
+
+/// The receiver world of 0.2: `log`, `config`, `images`, `output` and
+/// deny-all WASI.
+pub const RECEIVER_V0_2: World = World {
+    name: "prism:receiver/receiver@0.2.0",
+    granted: &[
+        "prism:receiver/log@0.2.",
+        "prism:receiver/config@0.2.",
+        "prism:receiver/types@0.2.",
+        "prism:receiver/images@0.2.",
+        "prism:receiver/output@0.2.",
+        WASI[0],
+        WASI[1],
+        WASI[2],
+        WASI[3],
+        WASI[4],
+    ],
+    exports: &[
+        ("accepts", "func(change: change) -> bool"),
+        ("format", "func(change: change) -> result<_, format-error>"),
+        (
+            "format-batch",
+            "func(changes: list<change>) -> result<_, format-error>",
+        ),
+    ],
+    grants: "prism:receiver/{log,config,images,output} and deny-all WASI 0.2",
+    contract: Some(Contract::V0_2),
+};
+
+/// Which receiver world a component was built for. Its `accepts` export
+/// decides (0.2's change record has an `id`); without one, its imports do;
+/// with neither, it is checked against the newest world, whose errors
+/// then name what is missing.
+pub fn receiver_world(engine: &Engine, component: &Component) -> &'static World {
+    let ty = component.component_type();
+    for (name, item) in ty.exports(engine) {
+        if let ("accepts", ComponentItem::ComponentFunc(f)) = (name, item.ty) {
+            let has_id = f.params().next().is_some_and(|(_, t)| match t {
+                Type::Record(r) => r.fields().any(|f| f.name == "id"),
+                _ => false,
+            });
+            return if has_id { &RECEIVER_V0_2 } else { &RECEIVER };
+        }
+    }
+    for (name, _) in ty.imports(engine) {
+        if name.starts_with("prism:receiver/") && name.contains("@0.1.") {
+            return &RECEIVER;
+        }
+    }
+    &RECEIVER_V0_2
+}
 
 /// The mapper world: the receiver's grants plus read access to the shadow
 /// tables and the model.
@@ -77,7 +133,23 @@ pub const MAPPER: World = World {
         "func(change: shadow-change) -> result<list<model-write>, map-error>",
     )],
     grants: "prism:receiver/{log,config,shadow,model} and deny-all WASI 0.2",
+    contract: None,
 };
+
+/// Does `world` grant the interface `import` names, but at another version
+/// (`prism:receiver/log@0.1.0` against 0.2's `prism:receiver/log@0.2.`)?
+fn grants_in_another_version(world: &World, import: &str) -> bool {
+    let Some((interface, _)) = import.split_once('@') else {
+        return false;
+    };
+    if !interface.starts_with("prism:receiver/") {
+        return false;
+    }
+    world.granted.iter().any(|g| {
+        g.split_once('@')
+            .is_some_and(|(name, _)| name == interface && !import.starts_with(g))
+    })
+}
 
 /// What is wrong with a component's shape.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -101,8 +173,13 @@ impl ShapeProblems {
             let why = if i.starts_with("wasi:sockets/") {
                 "network access is not granted to plugins (Rust: do not use std::net; \
                  componentize-py: build with `componentize --stub-wasi`)"
-            } else if i.starts_with("prism:receiver/") && !i.contains("@0.1.") {
-                "built against a different version of the prism:receiver contract (this host speaks 0.1)"
+            } else if i.starts_with("prism:receiver/")
+                && !i.contains("@0.1.")
+                && !i.contains("@0.2.")
+            {
+                "built against a version of the prism:receiver contract this host does not serve (it serves 0.1 and 0.2)"
+            } else if world.contract.is_some() && grants_in_another_version(world, i) {
+                "mixes versions of the prism:receiver contract: its exports are one version and this import another"
             } else {
                 ""
             };
@@ -165,4 +242,30 @@ pub fn shape(
         }
     }
     (problems, exports)
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_granted_interface_at_another_version_mixes_versions() {
+        assert!(grants_in_another_version(
+            &RECEIVER_V0_2,
+            "prism:receiver/log@0.1.0"
+        ));
+        assert!(!grants_in_another_version(
+            &RECEIVER_V0_2,
+            "prism:receiver/log@0.2.0"
+        ));
+        // A mapper's own interface is not a receiver interface at all.
+        assert!(!grants_in_another_version(
+            &RECEIVER,
+            "prism:receiver/shadow@0.1.0"
+        ));
+        assert!(!grants_in_another_version(
+            &RECEIVER,
+            "prism:receiver/images@0.2.0"
+        ));
+    }
 }

@@ -9,14 +9,17 @@
 mod bindings;
 pub mod budget;
 pub mod cache;
+mod call;
 pub mod check;
 mod clocks;
+pub mod determinism;
 pub mod mapper;
 mod output;
 mod plugin;
 mod reads;
 pub mod sandbox;
 pub(crate) mod ticker;
+mod v2;
 mod vtime;
 
 use std::hash::Hasher;
@@ -29,9 +32,10 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use bindings::{WitChange, WitChangeKind};
+pub use call::ImageReads;
 pub use mapper::{MapError, MapperPlugin, MapperReads, ModelWrite, ShadowChange};
 pub use output::OutputError;
-pub use plugin::{CallError, Plugin, Session, host_copy_cap};
+pub use plugin::{CallError, Contract, Plugin, Session, host_copy_cap};
 pub use sandbox::{GuestLog, Level};
 
 use cache::CompileCache;
@@ -150,6 +154,10 @@ impl PluginEngine {
             &mut linker,
             |s| s,
         )?;
+        bindings::v2::Receiver::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )?;
         let mut mapper_linker = Linker::new(&engine);
         add_wasi(&mut mapper_linker)?;
         bindings::mapper::Mapper::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
@@ -205,8 +213,13 @@ impl PluginEngine {
     pub fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
         let digest = Digest::of(wasm);
         let (component, source) = self.compile(wasm, &digest)?;
-        let pre = self.checked(&self.linker, &component, &check::RECEIVER)?;
-        let pre = bindings::ReceiverPre::new(pre).map_err(|e| shape_error(&check::RECEIVER, e))?;
+        let world = check::receiver_world(&self.engine, &component);
+        let pre = self.checked(&self.linker, &component, world)?;
+        let pre = match world.contract {
+            Some(Contract::V0_2) => bindings::v2::ReceiverPre::new(pre).map(plugin::Pre::V0_2),
+            _ => bindings::ReceiverPre::new(pre).map(plugin::Pre::V0_1),
+        }
+        .map_err(|e| shape_error(world, e))?;
         Ok(Plugin::new(digest, pre, source, self.ticker.clone()))
     }
 

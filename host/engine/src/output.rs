@@ -61,8 +61,9 @@ pub enum OutputError {
     },
 }
 
-/// Check and convert a call's messages.
+/// Check and convert a call's messages (0.1: the whole result at once).
 pub fn check(msgs: Vec<WitMessage>, limits: OutputLimits) -> Result<Vec<Message>, OutputError> {
+    let mut out = Outbox::new(limits);
     if msgs.len() > limits.max_messages {
         return Err(OutputError::TooManyMessages {
             count: msgs.len(),
@@ -76,21 +77,70 @@ pub fn check(msgs: Vec<WitMessage>, limits: OutputLimits) -> Result<Vec<Message>
             limit: limits.max_bytes,
         });
     }
-    msgs.into_iter()
-        .enumerate()
-        .map(|(index, m)| {
-            well_formed(&m).map_err(|problem| OutputError::Malformed { index, problem })?;
-            Ok(Message {
-                body: m.body,
-                content_type: m.content_type,
-                group: m.group,
-                attributes: m.attributes,
-            })
-        })
-        .collect()
+    for m in msgs {
+        out.push(Message {
+            body: m.body,
+            content_type: m.content_type,
+            group: m.group,
+            attributes: m.attributes,
+        })?;
+    }
+    Ok(out.take())
 }
 
-fn well_formed(m: &WitMessage) -> Result<(), String> {
+/// The messages of one call as they arrive one at a time (0.2's
+/// `output.emit`), each checked before it is kept: the first one over a
+/// limit or malformed is refused and the call is to be stopped.
+#[derive(Debug)]
+pub struct Outbox {
+    limits: OutputLimits,
+    msgs: Vec<Message>,
+    bytes: usize,
+}
+
+impl Outbox {
+    /// An empty outbox for a call with these limits.
+    pub fn new(limits: OutputLimits) -> Self {
+        Self {
+            limits,
+            msgs: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Keep one more message, or say which limit or rule it breaks.
+    pub fn push(&mut self, m: Message) -> Result<(), OutputError> {
+        let count = self.msgs.len() + 1;
+        if count > self.limits.max_messages {
+            return Err(OutputError::TooManyMessages {
+                count,
+                limit: self.limits.max_messages,
+            });
+        }
+        let bytes = self.bytes.saturating_add(m.body.len());
+        if bytes > self.limits.max_bytes {
+            return Err(OutputError::TooManyBytes {
+                bytes,
+                limit: self.limits.max_bytes,
+            });
+        }
+        well_formed(&m).map_err(|problem| OutputError::Malformed {
+            index: self.msgs.len(),
+            problem,
+        })?;
+        self.bytes = bytes;
+        self.msgs.push(m);
+        Ok(())
+    }
+
+    /// The messages kept so far (drained).
+    pub fn take(&mut self) -> Vec<Message> {
+        self.bytes = 0;
+        std::mem::take(&mut self.msgs)
+    }
+}
+
+fn well_formed(m: &Message) -> Result<(), String> {
     let ct = &m.content_type;
     if ct.is_empty()
         || ct.len() > 255
@@ -184,6 +234,34 @@ mod tests {
                 bytes: 11,
                 limit: 10
             }
+        );
+    }
+
+    #[test]
+    fn an_outbox_refuses_the_first_message_over_a_limit_and_keeps_the_rest() {
+        let m = |n: usize| Message::new("a/b", vec![b'x'; n]);
+        let mut out = Outbox::new(L);
+        out.push(m(4)).unwrap();
+        assert_eq!(
+            out.push(m(7)).unwrap_err(),
+            OutputError::TooManyBytes {
+                bytes: 11,
+                limit: 10
+            }
+        );
+        out.push(m(6)).unwrap();
+        assert_eq!(
+            out.push(m(0)).unwrap_err(),
+            OutputError::TooManyMessages { count: 3, limit: 2 }
+        );
+        assert_eq!(out.take().len(), 2);
+        let mut out = Outbox::new(L);
+        out.push(m(1)).unwrap();
+        assert!(
+            out.push(Message::new("json", vec![]))
+                .unwrap_err()
+                .to_string()
+                .contains("message 1")
         );
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use prism_sdk::{FormatError, Message};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::bindings::{Receiver, ReceiverPre, WitChange, WitFormatError};
+use super::bindings::{Receiver, ReceiverPre, WitChange, WitFormatError, v2};
 use super::output::{self, OutputError, OutputLimits};
 use super::sandbox::{GuestLog, HostState};
 use super::{EPOCH_TICK, LoadSource};
@@ -20,10 +20,75 @@ use prism_types::limits::Limits;
 /// Bytes of stdout/stderr kept per session.
 pub(super) const STDIO_CAP: usize = 8 * 1024;
 
+/// Which version of the `prism:receiver` contract a plugin was built for.
+/// The host serves every version it lists; see the README's deprecation
+/// policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Contract {
+    /// `prism:receiver@0.1.0`: images passed whole to every call, messages
+    /// returned as one list. Deprecated; still served.
+    V0_1,
+    /// `prism:receiver@0.2.0`: images read on demand, messages emitted.
+    V0_2,
+}
+
+impl Contract {
+    /// The version as it appears in WIT, e.g. `0.2.0`.
+    pub fn version(self) -> &'static str {
+        match self {
+            Self::V0_1 => "0.1.0",
+            Self::V0_2 => "0.2.0",
+        }
+    }
+}
+
+impl Contract {
+    /// The newest version, the one `prism-sdk` builds for.
+    pub const NEWEST: Self = Self::V0_2;
+
+    /// What `prism plugin check` and `register` say about a deprecated
+    /// version (`None` for a current one).
+    pub fn deprecation(self) -> Option<String> {
+        (self < Self::NEWEST).then(|| {
+            format!(
+                "{self} is deprecated: it is still served, with unchanged output, but rebuild against {} \
+                 (prism-sdk) when you next release; see the README's contract versions",
+                Self::NEWEST
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "prism:receiver@{}", self.version())
+    }
+}
+
+/// A plugin's pre-linked instance, per contract version.
+pub(super) enum Pre {
+    V0_1(ReceiverPre<HostState>),
+    V0_2(v2::ReceiverPre<HostState>),
+}
+
+impl Pre {
+    fn engine(&self) -> &Engine {
+        match self {
+            Self::V0_1(p) => p.engine(),
+            Self::V0_2(p) => p.engine(),
+        }
+    }
+}
+
+enum Instance {
+    V0_1(Receiver),
+    V0_2(v2::Receiver),
+}
+
 /// A compiled, checked plugin, ready to instantiate.
 pub struct Plugin {
     digest: Digest,
-    pre: ReceiverPre<HostState>,
+    pre: Pre,
     source: LoadSource,
     _ticker: std::sync::Arc<super::ticker::EpochTicker>,
 }
@@ -84,7 +149,7 @@ impl CallError {
 impl Plugin {
     pub(super) fn new(
         digest: Digest,
-        pre: ReceiverPre<HostState>,
+        pre: Pre,
         source: LoadSource,
         ticker: std::sync::Arc<super::ticker::EpochTicker>,
     ) -> Self {
@@ -101,6 +166,27 @@ impl Plugin {
         &self.digest
     }
 
+    /// The contract version it was built for.
+    pub fn contract(&self) -> Contract {
+        match self.pre {
+            Pre::V0_1(_) => Contract::V0_1,
+            Pre::V0_2(_) => Contract::V0_2,
+        }
+    }
+
+    /// What it imports (interface names, e.g. `prism:receiver/log@0.2.0`).
+    pub fn imports(&self) -> Vec<String> {
+        let (component, engine) = match &self.pre {
+            Pre::V0_1(p) => (p.instance_pre().component(), p.engine()),
+            Pre::V0_2(p) => (p.instance_pre().component(), p.engine()),
+        };
+        component
+            .component_type()
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+
     /// Was it compiled now or loaded precompiled?
     pub fn source(&self) -> LoadSource {
         self.source
@@ -113,10 +199,11 @@ impl Plugin {
         limits: Limits,
     ) -> Result<Session, CallError> {
         let mut store = new_store(self.pre.engine(), config, limits);
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(e, &store, limits))?;
+        let instance = match &self.pre {
+            Pre::V0_1(p) => p.instantiate(&mut store).map(Instance::V0_1),
+            Pre::V0_2(p) => p.instantiate(&mut store).map(Instance::V0_2),
+        }
+        .map_err(|e| classify(e, &store, limits))?;
         Ok(Session {
             store,
             instance,
@@ -128,14 +215,20 @@ impl Plugin {
 /// One fresh instance of a plugin.
 pub struct Session {
     store: Store<HostState>,
-    instance: Receiver,
+    instance: Instance,
     limits: Limits,
 }
 
 impl Session {
     /// Call `accepts`.
     pub fn accepts(&mut self, change: &WitChange) -> Result<bool, CallError> {
-        let r = self.instance.call_accepts(&mut self.store, change);
+        let r = match &self.instance {
+            Instance::V0_1(i) => i.call_accepts(&mut self.store, change),
+            Instance::V0_2(i) => {
+                let c = self.store.data_mut().call().one(change);
+                i.call_accepts(&mut self.store, &c)
+            }
+        };
         r.map_err(|e| classify(e, &self.store, self.limits))
     }
 
@@ -145,9 +238,20 @@ impl Session {
         &mut self,
         change: &WitChange,
     ) -> Result<Result<Vec<Message>, FormatError>, CallError> {
-        let r = self.instance.call_format(&mut self.store, change);
-        let r = r.map_err(|e| classify(e, &self.store, self.limits))?;
-        self.finish(r, 1)
+        match &self.instance {
+            Instance::V0_1(i) => {
+                let r = i.call_format(&mut self.store, change);
+                let r = r.map_err(|e| classify(e, &self.store, self.limits))?;
+                self.finish(r, 1)
+            }
+            Instance::V0_2(i) => {
+                let c = self.store.data_mut().call().one(change);
+                let out = self.output_limits(1);
+                self.store.data_mut().call().open(out);
+                let r = i.call_format(&mut self.store, &c);
+                self.finish_emitted(r, self.limits)
+            }
+        }
     }
 
     /// Call `format-batch` for `changes` (budget and output limits scale with
@@ -164,13 +268,31 @@ impl Session {
             .min(prism_types::limits::MAX_TIMEOUT_MS);
         set_deadline(&mut self.store, budget);
         self.store.set_hostcall_fuel(host_copy_cap(&self.limits, n));
-        let r = self.instance.call_format_batch(&mut self.store, changes);
         let limits = Limits {
             timeout_ms: budget,
             ..self.limits
         };
-        let r = r.map_err(|e| classify(e, &self.store, limits))?;
-        self.finish(r, n)
+        match &self.instance {
+            Instance::V0_1(i) => {
+                let r = i.call_format_batch(&mut self.store, changes);
+                let r = r.map_err(|e| classify(e, &self.store, limits))?;
+                self.finish(r, n)
+            }
+            Instance::V0_2(i) => {
+                let cs = self.store.data_mut().call().many(changes);
+                let out = self.output_limits(n);
+                self.store.data_mut().call().open(out);
+                let r = i.call_format_batch(&mut self.store, &cs);
+                self.finish_emitted(r, limits)
+            }
+        }
+    }
+
+    fn output_limits(&self, changes: usize) -> OutputLimits {
+        OutputLimits {
+            max_bytes: self.limits.max_output_bytes.saturating_mul(changes),
+            max_messages: self.limits.max_messages.saturating_mul(changes),
+        }
     }
 
     fn finish(
@@ -179,15 +301,26 @@ impl Session {
         changes: usize,
     ) -> Result<Result<Vec<Message>, FormatError>, CallError> {
         match r {
-            Ok(msgs) => {
-                let limits = OutputLimits {
-                    max_bytes: self.limits.max_output_bytes.saturating_mul(changes),
-                    max_messages: self.limits.max_messages.saturating_mul(changes),
-                };
-                Ok(Ok(output::check(msgs, limits)?))
-            }
+            Ok(msgs) => Ok(Ok(output::check(msgs, self.output_limits(changes))?)),
             Err(WitFormatError::Reject(r)) => Ok(Err(FormatError::Reject(cap_reason(&r)))),
             Err(WitFormatError::Retry(r)) => Ok(Err(FormatError::Retry(cap_reason(&r)))),
+        }
+    }
+
+    /// A 0.2 call's outcome: the messages it emitted, unless it failed.
+    fn finish_emitted(
+        &mut self,
+        r: wasmtime::Result<Result<(), v2::WitFormatError>>,
+        limits: Limits,
+    ) -> Result<Result<Vec<Message>, FormatError>, CallError> {
+        let (msgs, refused) = self.store.data_mut().call().close();
+        if let Some(e) = refused {
+            return Err(CallError::Output(e));
+        }
+        match r.map_err(|e| classify(e, &self.store, limits))? {
+            Ok(()) => Ok(Ok(msgs)),
+            Err(v2::WitFormatError::Reject(r)) => Ok(Err(FormatError::Reject(cap_reason(&r)))),
+            Err(v2::WitFormatError::Retry(r)) => Ok(Err(FormatError::Retry(cap_reason(&r)))),
         }
     }
 
@@ -196,6 +329,12 @@ impl Session {
     pub fn renew(&mut self) {
         set_deadline(&mut self.store, self.limits.timeout_ms);
         self.store.set_hostcall_fuel(host_copy_cap(&self.limits, 1));
+    }
+
+    /// The images this session copied into its plugin so far (0.2; a 0.1
+    /// plugin is sent both images in every call and counts none here).
+    pub fn image_reads(&mut self) -> super::ImageReads {
+        self.store.data_mut().call().reads
     }
 
     /// What the plugin logged so far (drained).
@@ -311,5 +450,19 @@ pub(super) fn classify(e: wasmtime::Error, store: &Store<HostState>, limits: Lim
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Contract;
+
+    #[test]
+    fn only_versions_older_than_the_newest_are_deprecated() {
+        let old = Contract::V0_1.deprecation().unwrap();
+        assert!(old.contains("prism:receiver@0.1.0 is deprecated"), "{old}");
+        assert!(old.contains("prism:receiver@0.2.0"), "{old}");
+        assert_eq!(Contract::NEWEST.deprecation(), None);
+        assert!(Contract::V0_1 < Contract::V0_2);
     }
 }

@@ -54,6 +54,8 @@ pub struct HostState {
     reads: Option<super::reads::ReadAccess>,
     /// The sandbox's virtual clock and the current call's time budget.
     time: VirtualTime,
+    /// A 0.2 receiver's current call: its changes' images and its outbox.
+    call: super::call::Call,
 }
 
 /// One record a plugin logged, through `log` or on stdout/stderr.
@@ -121,7 +123,13 @@ impl HostState {
             stdio,
             reads: None,
             time: VirtualTime::new(clock),
+            call: super::call::Call::default(),
         }
+    }
+
+    /// A 0.2 receiver's current call.
+    pub(super) fn call(&mut self) -> &mut super::call::Call {
+        &mut self.call
     }
 
     /// The virtual clock and the current call's budget.

@@ -72,6 +72,11 @@ pub struct ReceiverManifest {
     /// Free-form config handed to the plugin through `prism:receiver/config`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Set when the plugin was registered although its output for a change
+    /// depended on earlier calls (`--allow-nondeterministic`): the reason
+    /// given. Such a receiver always runs with `limits.reuse = 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nondeterministic: Option<String>,
 }
 
 fn yes() -> bool {
@@ -199,6 +204,17 @@ impl ReceiverManifest {
         }
         validate_receiver_id(&self.receiver)?;
         self.limits.validate()?;
+        if let Some(reason) = &self.nondeterministic {
+            if reason.trim().is_empty() || reason.len() > 512 {
+                return Err("nondeterministic: the reason must be 1 to 512 bytes".into());
+            }
+            if self.limits.reuse != 1 {
+                return Err(format!(
+                    "limits.reuse is {}, but a plugin registered as nondeterministic must run with limits.reuse = 1 (a fresh sandbox per change)",
+                    self.limits.reuse
+                ));
+            }
+        }
         if let Some(d) = &self.destination {
             check_queue_owner(&self.receiver, &d.queue, false)?;
             if let Some(dlq) = &d.dead_letter_queue {

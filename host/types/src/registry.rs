@@ -216,6 +216,7 @@ mod tests {
             dedup: true,
             limits: Default::default(),
             config: Default::default(),
+            nondeterministic: None,
         }
     }
 
