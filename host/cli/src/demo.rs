@@ -149,6 +149,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect::<BTreeMap<_, _>>(),
+            nondeterministic: None,
         };
         registry
             .put(manifest, &wasm)

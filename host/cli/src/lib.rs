@@ -7,6 +7,7 @@
 mod args;
 mod chain;
 mod demo;
+mod determinism;
 #[cfg(feature = "aws")]
 mod dev;
 #[cfg(feature = "aws")]

@@ -18,8 +18,9 @@ use super::engine_opts::CacheArgs;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Validate a component before it may be registered: it must be a
-    /// component, export the receiver world's functions with the right types,
-    /// import nothing the host does not grant, and instantiate.
+    /// component, export a receiver world's functions (0.1 or 0.2) with the
+    /// right types, import nothing the host does not grant, instantiate, and
+    /// give the same output for a change whatever ran before it.
     Check(CheckArgs),
     /// Preview: run a plugin over a file of changes and print its messages.
     Run(RunArgs),
@@ -53,6 +54,15 @@ pub enum Command {
 pub struct CheckArgs {
     /// The component (.wasm).
     pub wasm: PathBuf,
+    /// Config entries handed to the plugin in the determinism check, as
+    /// KEY=VALUE (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::args::parse_kv)]
+    pub config: Vec<(String, String)>,
+    /// Also check `format-batch` (for a batched receiver).
+    #[arg(long)]
+    pub batch: bool,
+    #[command(flatten)]
+    pub determinism: super::determinism::DeterminismArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
@@ -123,15 +133,40 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
-    println!("{}: OK", a.wasm.display());
+    let contract = plugin.contract();
+    println!("{}", a.wasm.display());
     println!("  digest   {}", Digest::of(&wasm));
     println!("  size     {} bytes", wasm.len());
-    println!("  world    prism:receiver/receiver@0.1.0 (accepts, format, format-batch)");
+    println!(
+        "  world    prism:receiver/receiver@{} (accepts, format, format-batch)",
+        contract.version()
+    );
+    let imports = plugin.imports();
+    println!(
+        "  imports  {}",
+        if imports.is_empty() {
+            "nothing".to_owned()
+        } else {
+            imports.join(", ")
+        }
+    );
+    if let Some(note) = contract.deprecation() {
+        println!("  note     {note}");
+    }
     println!(
         "  load     {:.1} ms ({:?})",
         load.as_secs_f64() * 1000.0,
         plugin.source()
     );
+    let config: BTreeMap<String, String> = a.config.iter().cloned().collect();
+    if !a
+        .determinism
+        .gate(&plugin, &config, Limits::default(), a.batch)?
+    {
+        eprintln!("{}: REJECTED", a.wasm.display());
+        return Ok(ExitCode::from(1));
+    }
+    println!("{}: OK", a.wasm.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -82,15 +82,28 @@ pub struct Args {
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub lambda_threads: usize,
     #[command(flatten)]
+    pub determinism: super::determinism::DeterminismArgs,
+    #[command(flatten)]
     pub cache: CacheArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let wasm = std::fs::read(&a.wasm).with_context(|| format!("reading {}", a.wasm.display()))?;
     let engine = a.cache.engine()?;
-    if let Err(e) = engine.load(&wasm) {
-        eprintln!("{}: REJECTED, not registered\n{e}", a.wasm.display());
-        return Ok(ExitCode::from(1));
+    let plugin = match engine.load(&wasm) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}: REJECTED, not registered\n{e}", a.wasm.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    println!(
+        "{}: prism:receiver@{}",
+        a.wasm.display(),
+        plugin.contract().version()
+    );
+    if let Some(note) = plugin.contract().deprecation() {
+        println!("  note: {note}");
     }
     if let Some(total_mib) = a.lambda_memory_mb {
         let budget = prism_engine::budget::MemoryBudget {
@@ -111,7 +124,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     if let Some(table) = a.table.clone() {
-        return register_remote(&a, table, &wasm, &engine);
+        return register_remote(&a, table, &wasm, &engine, &plugin);
     }
     let dir = a
         .registry
@@ -130,6 +143,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let previous = existing.as_ref().map(|m| m.plugin.digest);
     let m = apply(&a, existing, digest)?;
+    if !deterministic(&a, &m, &plugin)? {
+        return Ok(ExitCode::from(1));
+    }
     let written = LocalRegistry::new(&dir)
         .put(m, &wasm)
         .with_context(|| format!("writing to {}", dir.display()))?;
@@ -161,6 +177,7 @@ fn apply(
         dedup: true,
         limits: Default::default(),
         config: Default::default(),
+        nondeterministic: None,
     });
     m.plugin = PluginRef { digest, file: None };
     if !a.config.is_empty() {
@@ -200,8 +217,32 @@ fn apply(
         m.limits.memory_mib = mib;
     }
     m.enabled = !a.disabled;
+    // Every version is checked again: an override is for this plugin only.
+    m.nondeterministic = a.determinism.allow_nondeterministic.clone();
+    if m.nondeterministic.is_some() {
+        m.limits.reuse = 1;
+    }
     m.validate().map_err(anyhow::Error::msg)?;
     Ok(m)
+}
+
+/// The determinism gate for the entry about to be written.
+fn deterministic(
+    a: &Args,
+    m: &ReceiverManifest,
+    plugin: &prism_engine::Plugin,
+) -> anyhow::Result<bool> {
+    let batch = matches!(m.mode, Mode::Batch { .. });
+    let ok = a.determinism.gate(plugin, &m.config, m.limits, batch)?;
+    if !ok {
+        eprintln!("{}: REJECTED, not registered", a.wasm.display());
+    } else if m.nondeterministic.is_some() {
+        println!(
+            "{}: registered as nondeterministic; it runs with a fresh sandbox per change (limits.reuse = 1)",
+            a.receiver
+        );
+    }
+    Ok(ok)
 }
 
 fn register_remote(
@@ -209,6 +250,7 @@ fn register_remote(
     table: String,
     wasm: &[u8],
     engine: &prism_engine::PluginEngine,
+    plugin: &prism_engine::Plugin,
 ) -> anyhow::Result<ExitCode> {
     let remote = super::remote::RemoteArgs {
         table,
@@ -226,6 +268,9 @@ fn register_remote(
             head.as_ref().map(|h| h.manifest.clone()),
             Digest::of(wasm),
         )?;
+        if !deterministic(a, &m, plugin)? {
+            return Ok(ExitCode::from(1));
+        }
         anyhow::ensure!(
             m.destination.is_some(),
             "receiver {} has no destination: pass --queue (and --dead-letter-queue)",
