@@ -8,18 +8,39 @@ use crate::pointer;
 
 pub use prism_sdk_core::ChangeKind;
 
-/// One product document (an item image), parsed on first use.
+/// One product document (an item image), read from the host and parsed on
+/// first use: a plugin that never looks at an image never copies it.
 #[derive(Debug)]
 pub struct Image {
-    raw: String,
+    raw: OnceLock<String>,
+    /// Where to read it from, while it has not been read (0.2 plugins).
+    from: Option<HostImage>,
     parsed: OnceLock<Value>,
+}
+
+/// An image the host holds: change `change`'s new or old image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HostImage {
+    pub(crate) change: u64,
+    pub(crate) new: bool,
 }
 
 impl Image {
     /// Wrap JSON text; it is parsed lazily, the first time a field is read.
     pub fn from_json_text(raw: String) -> Self {
         Self {
-            raw,
+            raw: OnceLock::from(raw),
+            from: None,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// An image the host holds, read the first time it is used.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn on_host(from: HostImage) -> Self {
+        Self {
+            raw: OnceLock::new(),
+            from: Some(from),
             parsed: OnceLock::new(),
         }
     }
@@ -28,20 +49,29 @@ impl Image {
     pub fn from_value(value: Value) -> Self {
         let raw = value.to_string();
         Self {
-            raw,
+            raw: OnceLock::from(raw),
+            from: None,
             parsed: OnceLock::from(value),
         }
     }
 
-    /// The JSON text exactly as the host sent it.
+    /// The JSON text exactly as the host sent it (read from the host now,
+    /// if it has not been read yet).
     pub fn raw(&self) -> &str {
-        &self.raw
+        self.raw
+            .get_or_init(|| self.from.map(crate::host::read_image).unwrap_or_default())
+    }
+
+    /// Has the image been copied from the host yet? (Always, for an image
+    /// built from text or a value.)
+    pub fn is_read(&self) -> bool {
+        self.raw.get().is_some()
     }
 
     /// The whole document. Text that is not JSON (the host never sends any) reads as `null`.
     pub fn json(&self) -> &Value {
         self.parsed
-            .get_or_init(|| serde_json::from_str(&self.raw).unwrap_or(Value::Null))
+            .get_or_init(|| serde_json::from_str(self.raw()).unwrap_or(Value::Null))
     }
 
     /// The value at a JSON pointer, e.g. `/texts/en/name`.
@@ -89,7 +119,7 @@ impl Image {
 
 impl Clone for Image {
     fn clone(&self) -> Self {
-        Self::from_json_text(self.raw.clone())
+        Self::from_json_text(self.raw().to_owned())
     }
 }
 

@@ -6,6 +6,28 @@
 
 pub use prism_sdk_core::{Level, config, log};
 
+/// Copy an image from the host (0.2's `images` import). Natively there is
+/// no host: images are always built from text or values there.
+pub(crate) fn read_image(from: crate::change::HostImage) -> String {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use crate::wasm::bindings::prism::receiver::images;
+        let text = if from.new {
+            images::new_image(from.change)
+        } else {
+            images::old_image(from.change)
+        };
+        // The host sends none only where the kind says there is no image,
+        // and the SDK asks only where there is one.
+        text.unwrap_or_else(|| "null".to_owned())
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = from;
+        "null".to_owned()
+    }
+}
+
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod imp {
     use crate::wasm::bindings::prism::receiver::{config, log as wit_log};

@@ -94,7 +94,7 @@ pub trait Receiver {
     }
 }
 
-/// Export a [`Receiver`] as the component's `prism:receiver/receiver` world.
+/// Export a [`Receiver`] as the component's `prism:receiver/receiver@0.2.0` world.
 ///
 /// Call it once, at the crate root of a `cdylib`. Natively it only checks
 /// that the type implements [`Receiver`], so `cargo test` runs anywhere.
@@ -110,18 +110,12 @@ macro_rules! export_receiver {
                 }
                 fn format(
                     change: $crate::__wasm::bindings::Change,
-                ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::__wasm::bindings::Message>,
-                    $crate::__wasm::bindings::FormatError,
-                > {
+                ) -> ::core::result::Result<(), $crate::__wasm::bindings::FormatError> {
                     $crate::__wasm::format::<$ty>(change)
                 }
                 fn format_batch(
                     changes: ::std::vec::Vec<$crate::__wasm::bindings::Change>,
-                ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::__wasm::bindings::Message>,
-                    $crate::__wasm::bindings::FormatError,
-                > {
+                ) -> ::core::result::Result<(), $crate::__wasm::bindings::FormatError> {
                     $crate::__wasm::format_batch::<$ty>(changes)
                 }
             }

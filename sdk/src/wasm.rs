@@ -1,16 +1,25 @@
-//! The guest side of the WIT contract: generated bindings and the glue that
-//! turns them into SDK types. Used only through [`crate::export_receiver!`].
+//! The guest side of the WIT contract (`prism:receiver@0.2.0`): generated
+//! bindings and the glue that turns them into SDK types. Used only through
+//! [`crate::export_receiver!`].
+//!
+//! A change arrives without its images; each [`Image`] reads itself from
+//! the host the first time it is used. The images a filter read are kept
+//! for the `format` of the same change (the host gives it the same id), so
+//! an image crosses the boundary at most once per change.
 
 #![allow(missing_docs)]
 
+use std::cell::RefCell;
+
+use crate::change::HostImage;
 use crate::{Change, ChangeKind, FormatError, Image, Message, Receiver};
 
-/// Bindings generated from `wit/` (the one contract, bound once on this side).
+/// Bindings generated from `wit/v0.2` (the contract, bound once on this side).
 #[allow(clippy::too_many_arguments)] // generated lowering code
 pub mod bindings {
     wit_bindgen::generate!({
         world: "receiver",
-        path: "../wit",
+        path: "../wit/v0.2",
         pub_export_macro: true,
         export_macro_name: "__export_receiver_world",
         default_bindings_module: "::prism_sdk::__wasm::bindings",
@@ -20,37 +29,54 @@ pub mod bindings {
 
 pub use wit_bindgen;
 
-use bindings::prism::receiver::types as wit;
+use bindings::prism::receiver::{output, types as wit};
+
+/// The last change `accepts` saw, with its images (read or not), for the
+/// `format` that follows it.
+type Kept = (u64, Option<Image>, Option<Image>);
+
+thread_local! {
+    static KEPT: RefCell<Option<Kept>> = const { RefCell::new(None) };
+}
 
 fn change_from_wit(c: wit::Change) -> Change {
+    let kept = KEPT.with(|k| k.borrow_mut().take_if(|(id, _, _)| *id == c.id));
+    let (kind, has_new, has_old) = match c.kind {
+        wit::ChangeKind::Insert => (ChangeKind::Insert, true, false),
+        wit::ChangeKind::Modify => (ChangeKind::Modify, true, true),
+        wit::ChangeKind::Remove => (ChangeKind::Remove, false, true),
+    };
+    let (new, old) = match kept {
+        Some((_, new, old)) => (new, old),
+        None => {
+            let image = |new: bool| Image::on_host(HostImage { change: c.id, new });
+            (has_new.then(|| image(true)), has_old.then(|| image(false)))
+        }
+    };
     Change {
         key: c.key,
-        kind: match c.kind {
-            wit::ChangeKind::Insert => ChangeKind::Insert,
-            wit::ChangeKind::Modify => ChangeKind::Modify,
-            wit::ChangeKind::Remove => ChangeKind::Remove,
-        },
-        new: c.new_image.map(Image::from_json_text),
-        old: c.old_image.map(Image::from_json_text),
+        kind,
+        new,
+        old,
         changed_paths: c.changed_paths,
         sequence: c.sequence,
         time_ms: c.time_ms,
     }
 }
 
-fn messages_to_wit(
-    r: Result<Vec<Message>, FormatError>,
-) -> Result<Vec<wit::Message>, wit::FormatError> {
+fn emit(r: Result<Vec<Message>, FormatError>) -> Result<(), wit::FormatError> {
     match r {
-        Ok(msgs) => Ok(msgs
-            .into_iter()
-            .map(|m| wit::Message {
-                body: m.body,
-                content_type: m.content_type,
-                group: m.group,
-                attributes: m.attributes,
-            })
-            .collect()),
+        Ok(msgs) => {
+            for m in msgs {
+                output::emit(&wit::Message {
+                    body: m.body,
+                    content_type: m.content_type,
+                    group: m.group,
+                    attributes: m.attributes,
+                });
+            }
+            Ok(())
+        }
         Err(FormatError::Reject(r)) => Err(wit::FormatError::Reject(r)),
         Err(FormatError::Retry(r)) => Err(wit::FormatError::Retry(r)),
     }
@@ -63,18 +89,22 @@ fn install() {
 
 pub fn accepts<R: Receiver>(change: wit::Change) -> bool {
     install();
-    R::accepts(&change_from_wit(change))
+    let id = change.id;
+    let change = change_from_wit(change);
+    let yes = R::accepts(&change);
+    if yes {
+        KEPT.with(|k| *k.borrow_mut() = Some((id, change.new, change.old)));
+    }
+    yes
 }
 
-pub fn format<R: Receiver>(change: wit::Change) -> Result<Vec<wit::Message>, wit::FormatError> {
+pub fn format<R: Receiver>(change: wit::Change) -> Result<(), wit::FormatError> {
     install();
-    messages_to_wit(R::format(&change_from_wit(change)))
+    emit(R::format(&change_from_wit(change)))
 }
 
-pub fn format_batch<R: Receiver>(
-    changes: Vec<wit::Change>,
-) -> Result<Vec<wit::Message>, wit::FormatError> {
+pub fn format_batch<R: Receiver>(changes: Vec<wit::Change>) -> Result<(), wit::FormatError> {
     install();
     let changes: Vec<Change> = changes.into_iter().map(change_from_wit).collect();
-    messages_to_wit(R::format_batch(&changes))
+    emit(R::format_batch(&changes))
 }
