@@ -63,6 +63,12 @@ pub mod wasm {
     include!(concat!(env!("OUT_DIR"), "/gen.rs"));
 }
 
+/// A receiver as it was built for `prism:receiver@0.1.0` (kept in
+/// `tests/fixtures/receiver-0.1.0`).
+pub fn fixture_0_1(name: &str) -> String {
+    format!("{}/tests/fixtures/receiver-0.1.0/{name}.wasm", wasm::ROOT)
+}
+
 /// Read a built component.
 pub fn read(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -93,6 +99,7 @@ pub fn manifest(
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect::<BTreeMap<_, _>>(),
+        nondeterministic: None,
     }
 }
 

@@ -89,6 +89,16 @@ fn prism_serve_answers_with_the_model_and_each_receivers_rendering_and_names_eve
         relaxed(),
         &[],
     );
+    // The same receiver as it was built for prism:receiver@0.1.0: the read
+    // API serves both contract versions through one engine.
+    register(
+        reg,
+        "website-0-1",
+        &prism_e2e::fixture_0_1("website"),
+        Mode::Immediate,
+        relaxed(),
+        &[],
+    );
     let hostile = |id: &str, behaviour: &str, limits: Limits| {
         register(
             reg,
@@ -164,6 +174,17 @@ fn prism_serve_answers_with_the_model_and_each_receivers_rendering_and_names_eve
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert!(ct.starts_with("application/"), "{ct}");
     assert_eq!(vec![String::from_utf8(body).unwrap()], want);
+    let (status, ct_old, body) = get(&format!("/v1/receivers/website-0-1/products/{key}"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        ct_old, ct,
+        "0.1 and 0.2 builds answer with one content type"
+    );
+    assert_eq!(
+        vec![String::from_utf8(body).unwrap()],
+        want,
+        "the 0.1 build renders byte-identically to the 0.2 build"
+    );
 
     let error = |path: &str, status: u16, kind: &str, says: &str| {
         let (got, ct, body) = get(path);

@@ -4,7 +4,11 @@
 //! 1. Per change and receiver: the Wasm path (a fresh sandbox per change,
 //!    as the dispatcher runs it, and one sandbox reused for a batch) against
 //!    the same plugin crate compiled natively, marshalling included on both
-//!    sides (the native side parses the JSON images as the guest does).
+//!    sides (the native side parses the JSON images as the guest does); for
+//!    each example, its `prism:receiver@0.1.0` build (the fixtures in
+//!    `tests/fixtures/receiver-0.1.0`) and its 0.2.0 build, in the same run.
+//!    Then the price-feed receiver in Python and JavaScript (0.2.0), when
+//!    their build tools are installed (`scripts/test` installs them).
 //! 2. Cold start with 20 registered receivers, precompiled and not: time
 //!    and RSS, each in a fresh process.
 //! 3. Throughput, receiver-changes per second on all cores and on one: 10k
@@ -235,7 +239,9 @@ fn in_wasm(
                 s = plugin.session(config.clone(), limits).unwrap();
             }
             if s.accepts(w).unwrap() {
-                std::hint::black_box(s.format(w).unwrap().unwrap());
+                // A reject is an answer too (the price feed rejects products
+                // without a price); a trap is not.
+                let _ = std::hint::black_box(s.format(w).unwrap());
             }
         }
     }
@@ -252,8 +258,8 @@ fn per_change(products: usize) {
         "1. Per change and receiver ({n} sample changes: inserts, single-field modifies, removes, a refresh), µs per change"
     );
     println!(
-        "   {:<10} {:>9} {:>11} {:>6} {:>14} {:>6}",
-        "receiver", "native", "wasm fresh", "×", "wasm reused", "×"
+        "   {:<10} {:>8} | {:>15} {:>15} | {:>15} {:>15}",
+        "receiver", "native", "0.1 fresh", "0.1 reused", "0.2 fresh", "0.2 reused"
     );
     for (id, path, config, mode, _) in specs() {
         prism_sdk::testing::set_config(config.iter().copied());
@@ -268,30 +274,110 @@ fn per_change(products: usize) {
         let best = |f: &dyn Fn() -> Duration| (0..3).map(|_| f()).min().unwrap();
         native_run();
         let t_native = best(&native_run);
-        let t_fresh = best(&|| in_wasm(&engine, path, config, batch, &wits, 1));
-        let reused = if batch {
-            "-".to_owned()
-        } else {
-            let t = best(&|| in_wasm(&engine, path, config, false, &wits, 100));
+        let cell = |t: Duration| {
             format!(
-                "{:>14.2} {:>5.2}×",
+                "{:>8.2} {:>5.2}×",
                 us(t, n),
                 t.as_secs_f64() / t_native.as_secs_f64()
             )
         };
-        println!(
-            "   {:<10} {:>9.2} {:>11.2} {:>5.2}× {}",
-            id,
-            us(t_native, n),
-            us(t_fresh, n),
-            t_fresh.as_secs_f64() / t_native.as_secs_f64(),
-            reused
-        );
+        let old = prism_e2e::fixture_0_1(id);
+        let mut row = format!("   {:<10} {:>8.2} |", id, us(t_native, n));
+        for (i, p) in [old.as_str(), path].into_iter().enumerate() {
+            let t_fresh = best(&|| in_wasm(&engine, p, config, batch, &wits, 1));
+            let reused = if batch {
+                format!("{:>15}", "-")
+            } else {
+                cell(best(&|| in_wasm(&engine, p, config, false, &wits, 100)))
+            };
+            row.push_str(&format!(" {} {}", cell(t_fresh), reused));
+            if i == 0 {
+                row.push_str(" |");
+            }
+        }
+        println!("{row}");
     }
     println!(
         "   (pricelist is batched: one format-batch per 100 accepted changes; 'reused' = one sandbox per 100 changes)"
     );
     other_engines(&engine, &changes, &wits);
+    other_languages(&engine, &wits);
+}
+
+/// The price-feed receiver (`plugins/pricefeed-py`, `plugins/pricefeed-js`)
+/// built now with the project's tools, µs per change.
+fn other_languages(engine: &PluginEngine, wits: &[WitChange]) {
+    let root = Path::new(wasm::ROOT);
+    let dir = tempfile::tempdir().unwrap();
+    let tool = |var: &str, default: &str| {
+        std::env::var(var).unwrap_or_else(|_| root.join(default).display().to_string())
+    };
+    let py_out = dir.path().join("py.wasm");
+    let py = std::process::Command::new(tool(
+        "PRISM_COMPONENTIZE_PY",
+        ".tools/venv/bin/componentize-py",
+    ))
+    .args([
+        "-d",
+        "wit/v0.2",
+        "-w",
+        "receiver",
+        "componentize",
+        "--stub-wasi",
+    ])
+    .args(["-p", "plugins/pricefeed-py", "app", "-o"])
+    .arg(&py_out)
+    .current_dir(root)
+    .output();
+    let js_out = dir.path().join("js.wasm");
+    let js = std::process::Command::new(tool(
+        "PRISM_COMPONENTIZE_JS",
+        ".tools/npm/node_modules/.bin/componentize-js",
+    ))
+    .args(["--wit", "wit/v0.2", "--world-name", "receiver", "-d"])
+    .args(["stdio", "random", "clocks", "http", "fetch-event", "-o"])
+    .arg(&js_out)
+    .arg("plugins/pricefeed-js/receiver.js")
+    .current_dir(root)
+    .output();
+    println!();
+    println!("   the price feed in other languages (0.2.0), µs per change");
+    println!(
+        "   {:<30} {:>10} {:>11} {:>11}",
+        "", "size", "fresh", "reused"
+    );
+    let config = [("market", "DE")];
+    for (what, built, out) in [
+        ("Python (componentize-py)", py, &py_out),
+        ("JavaScript (componentize-js)", js, &js_out),
+    ] {
+        match built {
+            Ok(o) if o.status.success() => {
+                let path = out.to_str().unwrap();
+                let best = |reuse| {
+                    (0..3)
+                        .map(|_| in_wasm(engine, path, &config, false, wits, reuse))
+                        .min()
+                        .unwrap()
+                };
+                let size = std::fs::metadata(out).map_or(0, |m| m.len());
+                println!(
+                    "   {what:<30} {:>7.1} MB {:>11.2} {:>11.2}",
+                    size as f64 / 1e6,
+                    us(best(1), wits.len()),
+                    us(best(100), wits.len())
+                );
+            }
+            Ok(o) => println!(
+                "   {what:<30} build failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            ),
+            Err(e) => println!("   {what:<30} skipped: its build tool is not installed ({e})"),
+        }
+    }
 }
 
 /// The logistics formatter in jq and JavaScript, against native and Wasm.
