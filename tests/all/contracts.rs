@@ -230,35 +230,28 @@ fn check_and_register_refuse_a_stateful_plugin_unless_overridden_and_record_why(
         "{err}"
     );
 
-    let o = prism(&[
-        "plugin",
-        "register",
-        wasm::HOSTILE,
-        "--receiver",
-        "counter",
-        "--registry",
-        reg,
-        "--config",
-        "behaviour=count",
-    ]);
+    let register = |extra: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "register",
+            wasm::HOSTILE,
+            "--receiver",
+            "counter",
+            "--registry",
+            reg,
+            "--config",
+            "behaviour=count",
+        ];
+        args.extend_from_slice(extra);
+        prism(&args)
+    };
+    let o = register(&[]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
     assert!(err.contains("REJECTED, not registered"), "{err}");
     assert!(!dir.path().join("reg/counter.toml").exists());
 
-    let o = prism(&[
-        "plugin",
-        "register",
-        wasm::HOSTILE,
-        "--receiver",
-        "counter",
-        "--registry",
-        reg,
-        "--config",
-        "behaviour=count",
-        "--allow-nondeterministic",
-        "counts calls for a load test",
-    ]);
+    let o = register(&["--allow-nondeterministic", "counts calls for a load test"]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("fresh sandbox per change"), "{out}");

@@ -40,9 +40,7 @@ impl Contract {
             Self::V0_2 => "0.2.0",
         }
     }
-}
 
-impl Contract {
     /// The newest version, the one `prism-sdk` builds for.
     pub const NEWEST: Self = Self::V0_2;
 
