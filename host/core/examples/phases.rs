@@ -1,5 +1,7 @@
-//! Times the phases of one plugin call: session (store + WASI + instantiate),
-//! accepts, format. `cargo run --release -p prism-core --example phases -- PLUGIN.wasm`
+//! Times the phases of plugin calls: session (store + WASI + instantiate),
+//! accepts, format, with a fresh session per change or one reused for
+//! `REUSE` changes, `ROUNDS` times over the sample (for a profiler).
+//! `cargo run --release -p prism-core --example phases -- PLUGIN.wasm [REUSE] [ROUNDS]`
 use std::time::{Duration, Instant};
 
 use prism_core::dispatch::to_wit;
@@ -7,7 +9,16 @@ use prism_engine::{EngineOptions, PluginEngine};
 use prism_types::limits::Limits;
 
 fn main() {
-    let path = std::env::args().nth(1).expect("usage: phases PLUGIN.wasm");
+    let mut args = std::env::args().skip(1);
+    let path = args
+        .next()
+        .expect("usage: phases PLUGIN.wasm [REUSE] [ROUNDS]");
+    let reuse: usize = args
+        .next()
+        .map_or(1, |r| r.parse().expect("REUSE is a number"));
+    let rounds: u32 = args
+        .next()
+        .map_or(1, |r| r.parse().expect("ROUNDS is a number"));
     let engine = PluginEngine::new(&EngineOptions::default()).unwrap();
     let plugin = engine.load(&std::fs::read(&path).unwrap()).unwrap();
     let stream = prism_core::sample::stream(prism_core::sample::SampleOptions {
@@ -21,23 +32,27 @@ fn main() {
     let (mut t_session, mut t_accepts, mut t_format) =
         (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut formatted = 0;
-    for w in &wits {
-        let t = Instant::now();
-        let mut s = plugin.session(config.clone(), Limits::default()).unwrap();
-        t_session += t.elapsed();
-        let t = Instant::now();
-        let ok = s.accepts(w).unwrap();
-        t_accepts += t.elapsed();
-        if ok {
+    for _ in 0..rounds {
+        for chunk in wits.chunks(reuse.max(1)) {
             let t = Instant::now();
-            s.format(w).unwrap().unwrap();
-            t_format += t.elapsed();
-            formatted += 1;
+            let mut s = plugin.session(config.clone(), Limits::default()).unwrap();
+            t_session += t.elapsed();
+            for w in chunk {
+                let t = Instant::now();
+                let ok = s.accepts(w).unwrap();
+                t_accepts += t.elapsed();
+                if ok {
+                    let t = Instant::now();
+                    let _ = std::hint::black_box(s.format(w).unwrap());
+                    t_format += t.elapsed();
+                    formatted += 1;
+                }
+            }
         }
     }
-    let n = wits.len() as u32;
+    let n = wits.len() as u32 * rounds;
     println!(
-        "{n} changes: session {:?}/change, accepts {:?}/change, format {:?}/formatted ({formatted})",
+        "{n} changes, reuse {reuse}: session {:?}/change, accepts {:?}/change, format {:?}/formatted ({formatted})",
         t_session / n,
         t_accepts / n,
         t_format / formatted.max(1)

@@ -401,6 +401,12 @@ fn config(max_instances: u32) -> Config {
         .epoch_interruption(true)
         .max_wasm_stack(1 << 20)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // For profiling only: name the compiled guest functions in
+    // /tmp/perf-PID.map, so `perf report` shows where a plugin spends its
+    // time (docs/performance.md).
+    if std::env::var_os("PRISM_PERF_MAP").is_some_and(|v| v == "1") {
+        cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     cfg
 }
 
