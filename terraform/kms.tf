@@ -41,4 +41,20 @@ data "aws_iam_policy_document" "key" {
       values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${local.name}-*"]
     }
   }
+
+  # CloudWatch alarms publish to the encrypted alarm topic (alarms.tf).
+  statement {
+    sid       = "CloudWatchAlarmsPublishEncrypted"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
 }

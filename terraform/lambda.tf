@@ -32,16 +32,17 @@ resource "aws_lambda_function" "dispatcher" {
 
   environment {
     variables = {
-      PRISM_REGISTRY_TABLE   = aws_dynamodb_table.registry.name
-      PRISM_PLUGIN_BUCKET    = aws_s3_bucket.plugins.bucket
-      PRISM_LEDGER_TABLE     = aws_dynamodb_table.ledger.name
-      PRISM_UNREADABLE_QUEUE = aws_sqs_queue.unreadable.url
-      PRISM_OUTPUTS_TABLE    = aws_dynamodb_table.outputs.name
-      PRISM_SPOOL_TABLE      = aws_dynamodb_table.spool.name
-      PRISM_RELOAD_SECS      = tostring(var.registry_reload_seconds)
-      PRISM_CACHE_DIR        = "/tmp/prism"
-      PRISM_LOG              = var.log_level
-      PRISM_MEMORY_MB        = tostring(var.lambda_memory_mb)
+      PRISM_REGISTRY_TABLE    = aws_dynamodb_table.registry.name
+      PRISM_PLUGIN_BUCKET     = aws_s3_bucket.plugins.bucket
+      PRISM_LEDGER_TABLE      = aws_dynamodb_table.ledger.name
+      PRISM_UNREADABLE_QUEUE  = aws_sqs_queue.unreadable.url
+      PRISM_OUTPUTS_TABLE     = aws_dynamodb_table.outputs.name
+      PRISM_SPOOL_TABLE       = aws_dynamodb_table.spool.name
+      PRISM_RELOAD_SECS       = tostring(var.registry_reload_seconds)
+      PRISM_CACHE_DIR         = "/tmp/prism"
+      PRISM_LOG               = var.log_level
+      PRISM_METRICS_NAMESPACE = local.metrics_namespace
+      PRISM_MEMORY_MB         = tostring(var.lambda_memory_mb)
     }
   }
 

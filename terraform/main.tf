@@ -27,6 +27,10 @@ locals {
   api_function_name    = "${local.name}-api"
   mapper_function_name = "${local.name}-mapper"
 
+  # The EMF metrics' CloudWatch namespace: one per environment, so the
+  # alarms of two environments in one account never add each other's numbers.
+  metrics_namespace = local.name
+
   # Shadow tables are <prefix>-<env>-shadow-<name>; the mapper sees <name>.
   shadow_prefix = "${local.name}-shadow-"
 }

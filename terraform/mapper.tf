@@ -53,6 +53,7 @@ resource "aws_lambda_function" "mapper" {
       PRISM_RELOAD_SECS        = tostring(var.registry_reload_seconds)
       PRISM_CACHE_DIR          = "/tmp/prism"
       PRISM_LOG                = var.log_level
+      PRISM_METRICS_NAMESPACE  = local.metrics_namespace
     }
   }
 

@@ -97,3 +97,13 @@ output "shadow_prefix" {
   description = "Shadow tables are named this + their name (for `prism dev --shadow-prefix`)."
   value       = local.shadow_prefix
 }
+
+output "alarm_topic_arn" {
+  description = "The alarm topic: pass to each modules/receiver-queue as `alarm_topic_arn`."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "metrics_namespace" {
+  description = "The CloudWatch namespace of prism's metrics in this environment: pass to each modules/receiver-queue as `metrics_namespace`."
+  value       = local.metrics_namespace
+}

@@ -278,3 +278,32 @@ variable "point_in_time_recovery" {
   type        = bool
   default     = true
 }
+
+variable "alarm_subscribers" {
+  description = "Who the alarms notify: SNS subscriptions to the alarm topic (protocol email, https, sqs, lambda, …, and its endpoint)."
+  type = list(object({
+    protocol = string
+    endpoint = string
+  }))
+  default = []
+}
+
+variable "monitored_receivers" {
+  description = "Receivers that get a row on the dashboard (receiver id => whether its queues are FIFO). Their alarms come with their modules/receiver-queue."
+  type = map(object({
+    fifo = optional(bool, false)
+  }))
+  default = {}
+}
+
+variable "iterator_age_alarm_ms" {
+  description = "Alarm when the dispatcher or the mapper falls this far behind its stream (IteratorAge, milliseconds)."
+  type        = number
+  default     = 300000
+}
+
+variable "api_5xx_alarm_percent" {
+  description = "Alarm when more than this share of the read API's requests fail with 5xx over 10 minutes."
+  type        = number
+  default     = 1
+}

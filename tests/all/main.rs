@@ -30,6 +30,7 @@ mod sqs;
 mod stream;
 mod stream_cli;
 mod terraform;
+mod terraform_alarms;
 mod terraform_iam;
 mod terraform_mapper;
 mod windows;

@@ -46,6 +46,22 @@ pub(crate) fn find<'a>(blocks: &'a [Block], kind: &str, labels: &[&str]) -> &'a 
         .unwrap_or_else(|| panic!("no {kind} {labels:?} in terraform/"))
 }
 
+/// A local value's expression as HCL text, from whichever `locals` block
+/// defines it.
+pub(crate) fn local(blocks: &[Block], key: &str) -> String {
+    let defining: Vec<&Block> = blocks
+        .iter()
+        .filter(|b| b.identifier() == "locals" && b.body().attributes().any(|a| a.key() == key))
+        .collect();
+    assert_eq!(
+        defining.len(),
+        1,
+        "local.{key} is defined {} times",
+        defining.len()
+    );
+    attr(defining[0], key)
+}
+
 /// An attribute's expression as HCL text (`"x"`, `aws_s3_bucket.plugins.arn`, …).
 pub(crate) fn attr(b: &Block, key: &str) -> String {
     b.body()

@@ -7,7 +7,7 @@ use prism_aws::ledger as ledger_table;
 use prism_aws::sqs;
 use prism_aws::{artifacts, outputs, registry, spool};
 
-use crate::terraform::{attr, blocks, env_vars, find, list, nested, quoted};
+use crate::terraform::{attr, blocks, env_vars, find, list, local, nested, quoted};
 
 /// The dispatcher policy's statements: (actions, resources) as HCL text.
 fn statements(tf: &[Block]) -> Vec<(Vec<String>, Vec<String>)> {
@@ -103,12 +103,11 @@ fn the_role_grants_exactly_what_the_code_calls_where_it_calls_it() {
 #[test]
 fn receiver_queues_are_named_the_way_the_role_allows() {
     let tf = blocks("terraform");
-    let locals = find(&tf, "locals", &[]);
-    let name = attr(locals, "name");
+    let name = local(&tf, "name");
     let prefix =
-        attr(locals, "receiver_queue_prefix").replace("${local.name}", name.trim_matches('"'));
+        local(&tf, "receiver_queue_prefix").replace("${local.name}", name.trim_matches('"'));
     assert_eq!(
-        attr(locals, "receiver_queue_arns")
+        local(&tf, "receiver_queue_arns")
             .matches("${local.receiver_queue_prefix}*")
             .count(),
         1

@@ -90,6 +90,8 @@ pub mod vars {
     pub const LAMBDA_MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
     /// Endpoint override (emulators).
     pub const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+    /// The CloudWatch namespace of the EMF metrics (default `prism`).
+    pub const METRICS_NAMESPACE: &str = prism_core::stream::metrics::NAMESPACE_VAR;
     /// Every variable the dispatcher reads.
     pub const ALL: &[&str] = &[
         REGISTRY_TABLE,
@@ -106,6 +108,7 @@ pub mod vars {
         LOG,
         MEMORY_MB,
         ENDPOINT_URL,
+        METRICS_NAMESPACE,
     ];
     /// The ones without a default.
     pub const REQUIRED: &[&str] = &[REGISTRY_TABLE, PLUGIN_BUCKET, LEDGER_TABLE];

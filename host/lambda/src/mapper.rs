@@ -70,6 +70,8 @@ pub mod vars {
     pub const LOG: &str = crate::vars::LOG;
     /// Endpoint override (emulators).
     pub const ENDPOINT_URL: &str = crate::vars::ENDPOINT_URL;
+    /// The CloudWatch namespace of the EMF metrics (default `prism`).
+    pub const METRICS_NAMESPACE: &str = crate::vars::METRICS_NAMESPACE;
     /// Every variable the mapper reads.
     pub const ALL: &[&str] = &[
         MAPPER_MANIFEST,
@@ -82,6 +84,7 @@ pub mod vars {
         CACHE_DIR,
         LOG,
         ENDPOINT_URL,
+        METRICS_NAMESPACE,
     ];
     /// The ones without a default.
     pub const REQUIRED: &[&str] = &[MAPPER_MANIFEST, PLUGIN_BUCKET, MODEL_TABLE];

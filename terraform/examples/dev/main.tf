@@ -81,6 +81,10 @@ module "prism" {
   api_lambda_zip    = var.api_lambda_zip
   mapper_lambda_zip = var.mapper_lambda_zip
 
+  # Who hears the alarms, and which receivers get a dashboard row.
+  alarm_subscribers   = [{ protocol = "email", endpoint = var.owner }]
+  monitored_receivers = { website-de = {} }
+
   # The example catalog mapper's tables (plugins/catalog; the manifest's [[tables]]).
   shadow_tables = {
     brands    = { hash_key = "brand_id" }
@@ -98,9 +102,11 @@ module "prism" {
 module "website_queue" {
   source = "../../modules/receiver-queue"
 
-  env         = var.env
-  receiver    = "website-de"
-  kms_key_arn = module.prism.kms_key_arn
+  env               = var.env
+  receiver          = "website-de"
+  kms_key_arn       = module.prism.kms_key_arn
+  alarm_topic_arn   = module.prism.alarm_topic_arn
+  metrics_namespace = module.prism.metrics_namespace
 }
 
 output "registry_table" {

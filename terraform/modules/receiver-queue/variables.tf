@@ -57,3 +57,25 @@ variable "retention_seconds" {
     error_message = "retention_seconds must be between 60 and 1209600."
   }
 }
+
+variable "alarm_topic_arn" {
+  description = "The environment's alarm topic (the prism module's `alarm_topic_arn` output). The receiver's alarms notify it."
+  type        = string
+}
+
+variable "metrics_namespace" {
+  description = "The environment's metrics namespace (the prism module's `metrics_namespace` output)."
+  type        = string
+}
+
+variable "oldest_message_alarm_seconds" {
+  description = "Alarm when the oldest message in the receiver's queue is older than this: its consumer is not keeping up."
+  type        = number
+  default     = 3600
+}
+
+variable "error_rate_alarm_percent" {
+  description = "Alarm when more than this share of the changes the receiver saw failed (rejected, trapped, parked) over 15 minutes."
+  type        = number
+  default     = 5
+}

@@ -276,6 +276,19 @@ fn map_one(
 fn parked_json(c: &ShadowChange, raw: &Value, e: &BuildError) -> Value {
     serde_json::json!({"change": change_json(c), "record": raw, "kind": e.kind()})
 }
+
+/// Every metric name [`mapper_line`] writes (dimension `Mapper`).
+pub const MAPPER_METRICS: &[&str] = &[
+    "ShadowRecords",
+    "ShadowChangesMapped",
+    "ModelWrites",
+    "ModelWritesUnchanged",
+    "ModelWritesStale",
+    "ShadowChangesParked",
+    "ShadowRecordsFailed",
+    "ShadowItemsRead",
+];
+
 /// The EMF line for one mapper batch (dimension `Mapper`).
 pub fn mapper_line(mapper: &str, r: &MapBatchReport, timestamp_ms: u64) -> Value {
     let metrics = [

@@ -2,14 +2,65 @@
 //! and one for the batch, written to stdout, which Lambda ships to
 //! CloudWatch Logs, where they become metrics without any API call.
 //!
-//! Namespace `prism`; per-receiver metrics have the dimension `Receiver`.
+//! Namespace `prism` unless [`NAMESPACE_VAR`] names another (Terraform sets
+//! it to `<prefix>-<env>`, so two environments in one account do not add up
+//! in one alarm); per-receiver metrics have the dimension `Receiver`.
+
+use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
 use crate::dispatch::ReceiverStats;
 
-/// The CloudWatch namespace.
+/// The CloudWatch namespace when [`NAMESPACE_VAR`] is not set.
 pub const NAMESPACE: &str = "prism";
+
+/// The environment variable that names the namespace.
+pub const NAMESPACE_VAR: &str = "PRISM_METRICS_NAMESPACE";
+
+/// Every metric name the code writes under the `Receiver` dimension.
+pub const RECEIVER_METRICS: &[&str] = &[
+    "ChangesSeen",
+    "ChangesAccepted",
+    "ChangesSkipped",
+    "CallsSkipped",
+    "Messages",
+    "MessageBytes",
+    "MessagesSuppressed",
+    "Errors",
+    "ChangesHeld",
+    "ChangesBuffered",
+    "ChangesLaned",
+    "AlreadyHandled",
+    "ChangesQuarantined",
+    "ChangesDeferred",
+    "PluginTime",
+];
+
+/// Every metric name the code writes without dimensions (batches and ticks).
+pub const FUNCTION_METRICS: &[&str] = &[
+    "Records",
+    "UnreadableRecords",
+    "FailedRecords",
+    "UnavailableReceivers",
+    "IteratorAge",
+    "SpoolLanes",
+    "SpoolWaiting",
+    "SpoolOrphaned",
+    "SpoolErrors",
+];
+
+/// The namespace metrics go to: [`NAMESPACE_VAR`] if set and not empty,
+/// else [`NAMESPACE`]. Read once per process.
+pub fn namespace() -> &'static str {
+    static NS: OnceLock<String> = OnceLock::new();
+    NS.get_or_init(|| {
+        std::env::var(NAMESPACE_VAR)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| NAMESPACE.to_owned())
+    })
+}
 
 /// The EMF line for one receiver's share of a batch.
 pub fn receiver_line(receiver: &str, st: &ReceiverStats, timestamp_ms: u64) -> Value {
@@ -91,7 +142,7 @@ pub fn line(
         json!({
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
+                "Namespace": namespace(),
                 "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
                 "Metrics": metrics.iter().map(|(name, _, unit)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
             }],
@@ -109,6 +160,26 @@ pub fn line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(v: &Value) -> Vec<String> {
+        v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_published_name_lists_are_exactly_what_the_lines_write() {
+        let rl = receiver_line("r", &ReceiverStats::default(), 0);
+        assert_eq!(names(&rl), RECEIVER_METRICS);
+        let mut function = names(&batch_line(&BatchNumbers::default(), 0));
+        function.extend(names(&tick_line(&Default::default(), 0)));
+        assert_eq!(function, FUNCTION_METRICS);
+        let ml = crate::mapping::stream::mapper_line("m", &Default::default(), 0);
+        assert_eq!(names(&ml), crate::mapping::stream::MAPPER_METRICS);
+    }
 
     #[test]
     fn receiver_line_is_valid_emf() {
