@@ -27,6 +27,7 @@ mod spool;
 mod spool_aws;
 mod spool_props;
 mod sqs;
+mod status;
 mod stream;
 mod stream_cli;
 mod terraform;

@@ -37,6 +37,8 @@ mod run;
 mod sample;
 #[cfg(feature = "aws")]
 mod serve;
+#[cfg(feature = "aws")]
+mod status;
 mod summary;
 
 use std::process::ExitCode;
@@ -67,8 +69,9 @@ enum Command {
     Sample(sample::Args),
     Demo(demo::Args),
     #[cfg(feature = "aws")]
-    /// A table of the receivers in a DynamoDB registry: version, state, last error.
-    Status(registry_cmds::AllArgs),
+    /// Per receiver: state (enabled, disabled, quarantined), version, queue
+    /// depth and oldest-message age, DLQ depth, lanes waiting, last error.
+    Status(status::Args),
     #[cfg(feature = "aws")]
     Dev(dev::Args),
     #[cfg(feature = "aws")]
@@ -105,7 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sample(a) => sample::run(a),
         Command::Demo(a) => demo::run(a),
         #[cfg(feature = "aws")]
-        Command::Status(a) => registry_cmds::status(a),
+        Command::Status(a) => status::run(a),
         #[cfg(feature = "aws")]
         Command::Dev(a) => dev::run(a),
         #[cfg(feature = "aws")]

@@ -37,12 +37,9 @@ pub struct AllArgs {
     pub remote: RemoteArgs,
 }
 
+/// A table of the registry's receivers: version, state, plugin, mode, last
+/// change, last error (`prism status` adds queues and lanes).
 pub fn list(a: AllArgs) -> anyhow::Result<ExitCode> {
-    status(a)
-}
-
-/// A table of receivers: version, state, plugin, mode, last change, last error.
-pub fn status(a: AllArgs) -> anyhow::Result<ExitCode> {
     block_on(async {
         let remote = a.remote.connect().await;
         let heads = remote.registry.heads().await?;

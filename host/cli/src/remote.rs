@@ -30,6 +30,8 @@ pub struct TargetArgs {
 
 /// Clients for one command.
 pub struct Remote {
+    /// The AWS configuration the clients were built from.
+    pub config: aws_config::SdkConfig,
     pub registry: DynamoRegistry,
     pub store: Option<ArtifactStore>,
 }
@@ -48,7 +50,11 @@ impl RemoteArgs {
             .bucket
             .as_ref()
             .map(|b| ArtifactStore::new(aws::s3_client(&config, &target), b));
-        Remote { registry, store }
+        Remote {
+            config,
+            registry,
+            store,
+        }
     }
 }
 
