@@ -10,6 +10,7 @@ mod cli;
 mod contracts;
 mod dedup;
 mod diff;
+mod dlq;
 mod emulator;
 mod faults;
 mod hostile;

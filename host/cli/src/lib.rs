@@ -14,6 +14,8 @@ mod dev;
 mod dev_mapper;
 #[cfg(feature = "aws")]
 mod diff;
+#[cfg(feature = "aws")]
+mod dlq;
 mod engine_opts;
 #[cfg(feature = "aws")]
 mod flush;
@@ -73,6 +75,10 @@ enum Command {
     /// depth and oldest-message age, DLQ depth, lanes waiting, last error.
     Status(status::Args),
     #[cfg(feature = "aws")]
+    /// A receiver's dead-letter queue: list, show, redrive.
+    #[command(subcommand)]
+    Dlq(dlq::Command),
+    #[cfg(feature = "aws")]
     Dev(dev::Args),
     #[cfg(feature = "aws")]
     Flush(flush::Args),
@@ -109,6 +115,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         #[cfg(feature = "aws")]
         Command::Status(a) => status::run(a),
+        #[cfg(feature = "aws")]
+        Command::Dlq(c) => dlq::run(c),
         #[cfg(feature = "aws")]
         Command::Dev(a) => dev::run(a),
         #[cfg(feature = "aws")]

@@ -43,7 +43,7 @@ impl ActiveReceiver {
 }
 
 /// A receiver that is registered but cannot run.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Unavailable {
     /// The receiver id, when the entry got that far.
     pub receiver: Option<String>,
@@ -125,6 +125,39 @@ impl ReceiverSet {
             }
         }
         set
+    }
+}
+
+impl ReceiverSet {
+    /// The part of the set that is `receiver` (the same loaded plugin,
+    /// breaker and all): nothing else runs, is parked or is reported.
+    pub fn only(&self, receiver: &str) -> Self {
+        Self {
+            active: self
+                .active
+                .iter()
+                .filter(|a| a.id() == receiver)
+                .cloned()
+                .collect(),
+            disabled: self
+                .disabled
+                .iter()
+                .filter(|d| *d == receiver)
+                .cloned()
+                .collect(),
+            unavailable: self
+                .unavailable
+                .iter()
+                .filter(|u| u.receiver.as_deref() == Some(receiver))
+                .cloned()
+                .collect(),
+            loads: self
+                .loads
+                .iter()
+                .filter(|(r, ..)| r == receiver)
+                .cloned()
+                .collect(),
+        }
     }
 }
 

@@ -266,6 +266,7 @@ impl LambdaConfig {
             unreadable_queue: self.unreadable_queue.clone(),
             emit_metrics: true,
             cut_windows: true,
+            only: None,
             outputs: self.outputs_table.as_ref().map(|t| {
                 prism_core::stream::OutputsStore::Table(Arc::new(
                     prism_aws::outputs::DynamoOutputs::new(

@@ -103,6 +103,8 @@ pub struct StreamProcessor {
     /// empty (see [`Lanes::cut_windows`]); `false` appends every accepted
     /// change to the buffer first (the path before, kept to compare).
     pub cut_windows: bool,
+    /// Run only this receiver (`prism dlq redrive`); `None`: every receiver.
+    pub only: Option<String>,
 }
 
 /// Where the output dedup state lives.
@@ -375,7 +377,11 @@ impl StreamProcessor {
 
     /// The current receivers (re-read from the registry when stale).
     async fn current(&self) -> Result<Arc<ReceiverSet>, StreamError> {
-        Ok(self.receivers.current(&self.engine).await?)
+        let set = self.receivers.current(&self.engine).await?;
+        Ok(match &self.only {
+            None => set,
+            Some(r) => Arc::new(set.only(r)),
+        })
     }
 }
 

@@ -1,0 +1,239 @@
+//! `prism dlq list|show|redrive` against moto: dead letters grouped by kind
+//! and error, one shown with its change, parked changes redriven through
+//! the receiver's current plugin (never an older version over a newer
+//! one), consumer failures moved back to the queue, `--dry-run` changing
+//! nothing, and what fails again parked again.
+
+use serde_json::Value;
+
+use crate::world::{World, products};
+use crate::{prism, text};
+use prism_e2e::wasm;
+
+fn dlq(w: &World, args: &[&str]) -> (std::process::Output, String) {
+    let mut all = vec!["dlq"];
+    all.extend(args);
+    all.extend([
+        "--receiver",
+        "picky",
+        "--table",
+        &w.table,
+        "--bucket",
+        &w.bucket,
+        "--endpoint-url",
+        &w.ep,
+        "--region",
+        "us-east-1",
+    ]);
+    let o = prism(&all);
+    let (out, err) = text(&o);
+    (o, format!("{out}\n{err}"))
+}
+
+fn list(w: &World) -> Value {
+    let (o, out) = dlq(w, &["list", "--json"]);
+    assert!(o.status.success(), "{out}");
+    serde_json::from_str(out.lines().next().unwrap()).unwrap()
+}
+
+fn count(doc: &Value, kind: &str) -> u64 {
+    doc["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["kind"] == kind)
+        .map(|g| g["count"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn redrive_delivers_the_newest_parked_version_moves_consumer_failures_and_reparks_what_fails() {
+    let Some(w) = World::new("dlq") else {
+        return;
+    };
+    let (picky_q, picky_dlq) = w.register(
+        wasm::HOSTILE,
+        "picky",
+        &["behaviour=reject", "only_key=P-00001"],
+        true,
+    );
+    let p = w.processor(&[]);
+    w.write(&products(0..3));
+    w.invoke(&p, &w.records());
+    // P-00001 changes again, and is rejected again: two parked versions.
+    let mut newer = products(1..2).remove(0);
+    newer["name"] = "Drill, second edition".into();
+    w.write(std::slice::from_ref(&newer));
+    let second = w.records();
+    let newest_seq = second[0]["dynamodb"]["SequenceNumber"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.invoke(&p, &second);
+
+    // The consumer fails on P-00000's message: SQS's redrive policy moves
+    // it to the DLQ as it was (body and attributes).
+    let delivered = w.q.drain(&picky_q);
+    assert_eq!(delivered.len(), 2);
+    let (body, attrs, _) = delivered
+        .iter()
+        .find(|(_, a, _)| a["prism-key"] == "P-00000")
+        .unwrap()
+        .clone();
+    w.q.rt.block_on(async {
+        let mut req =
+            w.q.client
+                .send_message()
+                .queue_url(&picky_dlq)
+                .message_body(&body);
+        for (k, v) in &attrs {
+            req = req.message_attributes(
+                k,
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(v)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        req.send().await.unwrap();
+    });
+
+    // list: grouped by kind and error.
+    let doc = list(&w);
+    assert_eq!(doc["dead_letters"], 3, "{doc}");
+    assert_eq!(count(&doc, "parked"), 2, "{doc}");
+    assert_eq!(count(&doc, "consumer"), 1, "{doc}");
+    let parked = doc["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["kind"] == "parked")
+        .unwrap();
+    assert_eq!(parked["error_kind"], "rejected");
+    assert!(
+        parked["error"]
+            .as_str()
+            .unwrap()
+            .contains("P-00001 has no EAN"),
+        "{doc}"
+    );
+
+    // show: one, with its original change.
+    let id = parked["example"].as_str().unwrap();
+    let (o, out) = dlq(&w, &["show", id]);
+    assert!(o.status.success(), "{out}");
+    let shown: Value = serde_json::from_str(
+        out.trim_end()
+            .trim_end_matches('\n')
+            .rsplit_once("\n\n")
+            .map_or(out.trim(), |(a, _)| a),
+    )
+    .unwrap();
+    assert_eq!(shown["kind"], "parked");
+    assert_eq!(shown["body"]["change"]["key"], "P-00001");
+    assert!(shown["body"]["change"]["new"].is_object(), "{shown}");
+    let (o, out) = dlq(&w, &["show", "no-such-id"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(out.contains("no message no-such-id among the 3"), "{out}");
+
+    // The receiver team fixes its plugin.
+    w.prism(&[
+        "plugin",
+        "register",
+        wasm::HOSTILE,
+        "--receiver",
+        "picky",
+        "--bucket",
+        &w.bucket,
+        "--config",
+        "behaviour=fanout",
+        "--config",
+        "parts=1",
+    ]);
+
+    // --dry-run says what would happen and changes nothing.
+    let model = ["--model-table", w.model.as_str()];
+    let (o, out) = dlq(&w, &[&["redrive", "--dry-run"][..], &model].concat());
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("dry run: 1 parked changes redriven, 1 skipped (superseded), 1 consumer messages moved back, 0 failed"),
+        "{out}"
+    );
+    assert_eq!(
+        list(&w)["dead_letters"],
+        3,
+        "a dry run keeps every dead letter"
+    );
+    assert!(w.q.drain(&picky_q).is_empty(), "a dry run sends nothing");
+
+    // The redrive: the newest version of P-00001 only, and the consumer's message back.
+    let (o, out) = dlq(&w, &[&["redrive"][..], &model].concat());
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("1 parked changes redriven, 1 skipped (superseded), 1 consumer messages moved back, 0 failed"), "{out}");
+    let got = w.q.drain(&picky_q);
+    assert_eq!(got.len(), 2, "{got:?}");
+    let fanned: Vec<Value> = got
+        .iter()
+        .filter_map(|(b, _, _)| serde_json::from_str::<Value>(b).ok())
+        .filter(|v| v["part"] == 0)
+        .collect();
+    assert_eq!(fanned.len(), 1, "{got:?}");
+    assert_eq!(fanned[0]["key"], "P-00001");
+    assert_eq!(
+        fanned[0]["sequence"],
+        newest_seq.as_str(),
+        "the newest version, never the older one"
+    );
+    let back = got
+        .iter()
+        .find(|(_, a, _)| a.get("prism-key").map(String::as_str) == Some("P-00000"))
+        .unwrap();
+    assert_eq!(back.0, body, "moved back unchanged");
+    assert_eq!(list(&w)["dead_letters"], 0);
+
+    // It fails again: parked again, not lost.
+    w.prism(&[
+        "plugin",
+        "register",
+        wasm::HOSTILE,
+        "--receiver",
+        "picky",
+        "--bucket",
+        &w.bucket,
+        "--config",
+        "behaviour=reject",
+    ]);
+    let mut third = newer.clone();
+    third["name"] = "Drill, third edition".into();
+    w.write(std::slice::from_ref(&third));
+    // A fresh dispatcher (the first one keeps its registry copy for
+    // PRISM_RELOAD_SECS) runs the rejecting version and parks it.
+    let p2 = w.processor(&[]);
+    w.invoke(&p2, &w.records());
+    let before = list(&w);
+    assert_eq!(before["dead_letters"], 1, "{before}");
+    let old_id = before["groups"][0]["example"].as_str().unwrap().to_owned();
+    let (o, out) = dlq(&w, &[&["redrive"][..], &model].concat());
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("parked again"), "{out}");
+    let after = list(&w);
+    assert_eq!(after["dead_letters"], 1, "parked again: {after}");
+    assert_eq!(count(&after, "parked"), 1, "{after}");
+    assert_ne!(
+        after["groups"][0]["example"],
+        old_id.as_str(),
+        "a new dead letter replaced the old one"
+    );
+    assert!(w.q.drain(&picky_q).is_empty());
+}
+
+#[test]
+fn dlq_commands_name_what_is_missing() {
+    let Some(w) = World::new("dlq-missing") else {
+        return;
+    };
+    let (o, out) = dlq(&w, &["list"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(out.contains("no receiver \"picky\""), "{out}");
+}
