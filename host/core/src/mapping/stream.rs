@@ -305,6 +305,23 @@ pub fn mapper_line(mapper: &str, r: &MapBatchReport, timestamp_ms: u64) -> Value
 }
 
 #[cfg(test)]
+mod metric_tests {
+    use super::*;
+
+    #[test]
+    fn mapper_metrics_is_exactly_what_the_mapper_line_writes() {
+        let line = mapper_line("m", &MapBatchReport::default(), 0);
+        let names: Vec<&str> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, MAPPER_METRICS);
+    }
+}
+
+#[cfg(test)]
 mod split_tests {
     use super::*;
     use serde_json::json;

@@ -177,8 +177,6 @@ mod tests {
         let mut function = names(&batch_line(&BatchNumbers::default(), 0));
         function.extend(names(&tick_line(&Default::default(), 0)));
         assert_eq!(function, FUNCTION_METRICS);
-        let ml = crate::mapping::stream::mapper_line("m", &Default::default(), 0);
-        assert_eq!(names(&ml), crate::mapping::stream::MAPPER_METRICS);
     }
 
     #[test]
