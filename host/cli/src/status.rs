@@ -267,17 +267,7 @@ async fn queue_status(c: &Clients, queue: &str, problems: &mut Vec<String>) -> Q
 
 /// Visible and in-flight messages.
 async fn depths(sqs: &aws_sdk_sqs::Client, queue: &str) -> Result<(u64, u64), String> {
-    let url = if queue.starts_with("https://") || queue.starts_with("http://") {
-        queue.to_owned()
-    } else {
-        sqs.get_queue_url()
-            .queue_name(queue)
-            .send()
-            .await
-            .map_err(|e| sdk_error(&e))?
-            .queue_url
-            .ok_or("GetQueueUrl returned no URL")?
-    };
+    let url = prism_aws::sqs::queue_url(sqs, queue).await?;
     let out = sqs
         .get_queue_attributes()
         .queue_url(&url)

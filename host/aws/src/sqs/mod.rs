@@ -145,16 +145,9 @@ impl SqsSink {
         {
             return Ok(u.clone());
         }
-        let out = self
-            .client
-            .get_queue_url()
-            .queue_name(queue)
-            .send()
+        let url = queue_url(&self.client, queue)
             .await
-            .map_err(|e| Self::err(receiver, format!("queue {queue}: {}", crate::sdk_error(&e))))?;
-        let url = out
-            .queue_url
-            .ok_or_else(|| Self::err(receiver, format!("queue {queue}: no URL returned")))?;
+            .map_err(|e| Self::err(receiver, format!("queue {queue}: {e}")))?;
         self.urls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -534,6 +527,22 @@ impl Delivery for SqsDelivery {
             .with_in_flight_per_queue(self.in_flight_per_queue),
         )
     }
+}
+
+/// The URL of a queue given by name or URL (`GetQueueUrl` for a name).
+/// The error is SQS's, without the queue's name.
+pub async fn queue_url(client: &aws_sdk_sqs::Client, queue: &str) -> Result<String, String> {
+    if queue.starts_with("https://") || queue.starts_with("http://") {
+        return Ok(queue.to_owned());
+    }
+    client
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .map_err(|e| crate::sdk_error(&e))?
+        .queue_url
+        .ok_or_else(|| "no URL returned".to_owned())
 }
 
 #[cfg(test)]

@@ -222,17 +222,9 @@ async fn queues(remote: &Remote, receiver: &str) -> anyhow::Result<Queues> {
     let url = |q: String| {
         let sqs = sqs.clone();
         async move {
-            if q.starts_with("https://") || q.starts_with("http://") {
-                return Ok(q);
-            }
-            sqs.get_queue_url()
-                .queue_name(&q)
-                .send()
+            prism_aws::sqs::queue_url(&sqs, &q)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", sdk_error(&e)))
-                .with_context(|| format!("finding queue {q}"))?
-                .queue_url
-                .with_context(|| format!("GetQueueUrl {q} returned no URL"))
+                .map_err(|e| anyhow::anyhow!("finding queue {q}: {e}"))
         }
     };
     Ok(Queues {
