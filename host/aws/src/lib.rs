@@ -9,6 +9,7 @@
 //! emulators such as moto.
 
 pub mod artifacts;
+pub mod backfill;
 pub mod batch;
 pub mod claims;
 pub mod item;

@@ -5,6 +5,8 @@
 #![allow(missing_docs)]
 
 mod args;
+#[cfg(feature = "aws")]
+mod backfill;
 mod chain;
 mod demo;
 mod determinism;
@@ -75,6 +77,10 @@ enum Command {
     /// depth and oldest-message age, DLQ depth, lanes waiting, last error.
     Status(status::Args),
     #[cfg(feature = "aws")]
+    /// Run the existing catalogue through one receiver: parallel Scan
+    /// segments, resumable, paced, safe beside the live stream.
+    Backfill(backfill::Args),
+    #[cfg(feature = "aws")]
     /// A receiver's dead-letter queue: list, show, redrive.
     #[command(subcommand)]
     Dlq(dlq::Command),
@@ -115,6 +121,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         #[cfg(feature = "aws")]
         Command::Status(a) => status::run(a),
+        #[cfg(feature = "aws")]
+        Command::Backfill(a) => backfill::run(a),
         #[cfg(feature = "aws")]
         Command::Dlq(c) => dlq::run(c),
         #[cfg(feature = "aws")]

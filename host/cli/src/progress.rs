@@ -1,7 +1,7 @@
 //! A progress bar on stderr for long runs (only when stderr is a terminal).
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prism_core::dispatch::Progress;
@@ -14,16 +14,33 @@ pub fn with_progress<T>(progress: &Progress, expected: u64, work: impl FnOnce() 
     if expected < 5_000 || !std::io::stderr().is_terminal() {
         return work();
     }
-    with_bar(
-        progress,
-        REDRAW,
-        |line| {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "{line}");
-            let _ = err.flush();
-        },
-        work,
-    )
+    let count = || {
+        (
+            progress.done.load(Ordering::Relaxed),
+            progress.total.load(Ordering::Relaxed),
+        )
+    };
+    with_bar(count, "receiver-changes", REDRAW, to_stderr, work)
+}
+
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+/// Show a bar of `done` out of about `total` (which may lag behind: the
+/// bar then shows what is done) while `work` runs, on a terminal.
+pub fn with_count<T>(done: &AtomicU64, total: u64, unit: &str, work: impl FnOnce() -> T) -> T {
+    if !std::io::stderr().is_terminal() {
+        return work();
+    }
+    let count = || {
+        let d = done.load(Ordering::Relaxed);
+        (d, total.max(d))
+    };
+    with_bar(count, unit, REDRAW, to_stderr, work)
+}
+
+fn to_stderr(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{line}");
+    let _ = err.flush();
 }
 
 /// Run `work` while another thread calls `draw` with the bar's text every
@@ -31,7 +48,8 @@ pub fn with_progress<T>(progress: &Progress, expected: u64, work: impl FnOnce() 
 /// thread stops however `work` ends, panics included: a guard sets the
 /// flag on drop, so a panic unwinds instead of waiting forever on the scope.
 fn with_bar<T>(
-    progress: &Progress,
+    count: impl Fn() -> (u64, u64) + Send + Sync,
+    unit: &str,
     every: Duration,
     draw: impl Fn(&str) + Send + Sync,
     work: impl FnOnce() -> T,
@@ -47,7 +65,8 @@ fn with_bar<T>(
         s.spawn(|| {
             let started = Instant::now();
             while !done.load(Ordering::Relaxed) {
-                draw(&bar(progress, started.elapsed()));
+                let (done, total) = count();
+                draw(&bar(done, total, unit, started.elapsed()));
                 std::thread::sleep(every);
             }
             draw("\r\x1b[2K");
@@ -58,9 +77,8 @@ fn with_bar<T>(
 }
 
 /// The bar's text: done/total, rate and the time left at that rate.
-fn bar(p: &Progress, elapsed: Duration) -> String {
-    let done = p.done.load(Ordering::Relaxed);
-    let total = p.total.load(Ordering::Relaxed).max(1);
+fn bar(done: u64, total: u64, unit: &str, elapsed: Duration) -> String {
+    let total = total.max(1);
     let width = 30;
     let filled = (done.min(total) * width / total) as usize;
     let secs = elapsed.as_secs_f64();
@@ -71,7 +89,7 @@ fn bar(p: &Progress, elapsed: Duration) -> String {
         format!("{:.0}s", total.saturating_sub(done) as f64 / rate)
     };
     format!(
-        "\r[{}{}] {done}/{total} receiver-changes  {rate:.0}/s  {secs:.1}s  ETA {eta}",
+        "\r[{}{}] {done}/{total} {unit}  {rate:.0}/s  {secs:.1}s  ETA {eta}",
         "=".repeat(filled),
         " ".repeat(width as usize - filled),
     )
@@ -84,11 +102,11 @@ mod tests {
 
     #[test]
     fn a_panicking_run_ends_the_bar_instead_of_hanging() {
-        let progress = Progress::default();
         let lines = Mutex::new(Vec::<String>::new());
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             with_bar(
-                &progress,
+                || (0, 1),
+                "items",
                 Duration::from_millis(1),
                 |l| lines.lock().unwrap().push(l.to_owned()),
                 || -> () { panic!("the work failed") },
@@ -105,13 +123,10 @@ mod tests {
 
     #[test]
     fn the_bar_shows_rate_and_time_left() {
-        let p = Progress::default();
-        p.total.store(1000, Ordering::Relaxed);
-        p.done.store(250, Ordering::Relaxed);
-        let text = bar(&p, Duration::from_secs(5));
-        assert!(text.contains("250/1000 receiver-changes"), "{text}");
+        let text = bar(250, 1000, "items", Duration::from_secs(5));
+        assert!(text.contains("250/1000 items"), "{text}");
         assert!(text.contains(" 50/s"), "{text}");
         assert!(text.ends_with("ETA 15s"), "{text}");
-        assert!(bar(&Progress::default(), Duration::ZERO).ends_with("ETA ?"));
+        assert!(bar(0, 0, "items", Duration::ZERO).ends_with("ETA ?"));
     }
 }

@@ -20,6 +20,9 @@ pub enum InvokeError {
     /// The mapper could not handle the batch.
     #[error("mapper: {0}")]
     Mapper(String),
+    /// A backfill segment stopped (its checkpoint resumes it).
+    #[error("backfill: {0}")]
+    Backfill(String),
 }
 
 impl InvokeError {
@@ -31,6 +34,7 @@ impl InvokeError {
             InvokeError::Stream(StreamError::Registry(_)) => "prism.NoReceivers",
             InvokeError::Spool(_) => "prism.Spool",
             InvokeError::Mapper(_) => "prism.Mapper",
+            InvokeError::Backfill(_) => "prism.Backfill",
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The dispatcher Lambda: a DynamoDB stream event in, a
 //! [`DynamoDbEventResponse`](prism_core::stream::DynamoDbEventResponse) out; or
 //! the scheduled tick (`{"prism": "tick"}`), which flushes due batch buffers
-//! and retries retry lanes ([`invocation`] tells them apart).
+//! and retries retry lanes; or one segment of a backfill
+//! (`{"prism": "backfill", …}`, [`backfill`]). [`invocation`] tells them apart.
 //!
 //! Everything expensive (the Wasm engine, the AWS clients, the registry copy
 //! and loaded plugins) is built once per cold start and kept while the
@@ -17,7 +18,8 @@
 //! | `PRISM_LEDGER_TABLE` | the retry ledger table | required |
 //! | `PRISM_UNREADABLE_QUEUE` | queue for records that cannot be read | none: such records are reported failed |
 //! | `PRISM_OUTPUTS_TABLE` | output dedup state | none: every output is sent |
-//! | `PRISM_SPOOL_TABLE` | batch buffers and retry lanes | none: batch windows end with the stream batch, held changes fail their record |
+//! | `PRISM_SPOOL_TABLE` | batch buffers and retry lanes (and backfill checkpoints) | none: batch windows end with the stream batch, held changes fail their record, no backfill |
+//! | `PRISM_MODEL_TABLE` | the model table, which a backfill event scans | none: backfill events are refused |
 //! | `PRISM_RELOAD_SECS` | how long a registry read stays fresh | 30 |
 //! | `PRISM_CACHE_DIR` | compiled plugins and artifacts | `/tmp/prism` |
 //! | `PRISM_THREADS` | dispatcher threads | all cores |
@@ -45,6 +47,7 @@ use prism_core::stream::{MemoryLedger, StreamProcessor};
 use prism_engine::{EngineOptions, PluginEngine};
 
 pub mod api;
+pub mod backfill;
 pub mod env;
 pub mod error;
 pub mod mapper;
@@ -70,6 +73,8 @@ pub mod vars {
     pub const OUTPUTS_TABLE: &str = "PRISM_OUTPUTS_TABLE";
     /// The spool table: batch buffers and retry lanes (unset: none).
     pub const SPOOL_TABLE: &str = "PRISM_SPOOL_TABLE";
+    /// The model table, for backfill events (unset: refused).
+    pub const MODEL_TABLE: &str = "PRISM_MODEL_TABLE";
     /// Registry TTL in seconds.
     pub const RELOAD_SECS: &str = "PRISM_RELOAD_SECS";
     /// Cache directory.
@@ -100,6 +105,7 @@ pub mod vars {
         UNREADABLE_QUEUE,
         OUTPUTS_TABLE,
         SPOOL_TABLE,
+        MODEL_TABLE,
         RELOAD_SECS,
         CACHE_DIR,
         THREADS,
@@ -129,6 +135,8 @@ pub struct LambdaConfig {
     pub outputs_table: Option<String>,
     /// Spool table (`None`: no spool, or in process for `prism dev`).
     pub spool_table: Option<String>,
+    /// Model table, for backfill events (`None`: they are refused).
+    pub model_table: Option<String>,
     /// Registry TTL.
     pub reload: Duration,
     /// Cache directory.
@@ -164,6 +172,7 @@ impl LambdaConfig {
             unreadable_queue: None,
             outputs_table: None,
             spool_table: None,
+            model_table: None,
             reload: Duration::from_secs(30),
             cache_dir,
             threads: None,
@@ -184,6 +193,7 @@ impl LambdaConfig {
             unreadable_queue: env.optional(vars::UNREADABLE_QUEUE),
             outputs_table: env.optional(vars::OUTPUTS_TABLE),
             spool_table: env.optional(vars::SPOOL_TABLE),
+            model_table: env.optional(vars::MODEL_TABLE),
             reload: env.seconds(vars::RELOAD_SECS, 30)?,
             cache_dir: env.path(vars::CACHE_DIR, DEFAULT_CACHE_DIR),
             threads: env.number(vars::THREADS)?.map(|n| n.max(1) as usize),
@@ -335,15 +345,31 @@ pub fn main() -> ExitCode {
     run_binary("dispatcher", async {
         let config = LambdaConfig::from_vars(|k| std::env::var(k).ok())?;
         tracing::info!(registry = %config.registry_table, bucket = %config.plugin_bucket, ledger = ?config.ledger_table, "cold start");
-        let processor = Arc::new(config.processor().await?);
+        let target = AwsTarget {
+            endpoint_url: config.endpoint_url.clone(),
+            region: None,
+        };
+        let sdk = aws::sdk_config(&target).await;
+        let warm = Arc::new(Warm {
+            processor: config.processor_with(&sdk, &target).await?,
+            ddb: aws_sdk_dynamodb::Client::new(&sdk),
+            config,
+        });
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-            let processor = processor.clone();
-            async move { invoke(&processor, event).await }
+            let warm = warm.clone();
+            async move { invoke(&warm, event).await }
         }))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("the Lambda runtime stopped")
     })
+}
+
+/// What a warm instance keeps between invocations.
+struct Warm {
+    processor: StreamProcessor,
+    ddb: aws_sdk_dynamodb::Client,
+    config: LambdaConfig,
 }
 
 /// What an invocation asks for.
@@ -357,6 +383,8 @@ pub enum Invocation {
         /// Flush every buffer.
         force: bool,
     },
+    /// One segment of a backfill (`{"prism": "backfill", …}`).
+    Backfill,
 }
 
 /// Tell a stream batch from a tick; anything else is named in the error.
@@ -368,7 +396,10 @@ pub fn invocation(event: &Value) -> Result<Invocation, String> {
         Some("tick") => Ok(Invocation::Tick {
             force: event.get("force").and_then(Value::as_bool).unwrap_or(false),
         }),
-        Some(other) => Err(format!("unknown prism event {other:?} (expected \"tick\")")),
+        Some("backfill") => Ok(Invocation::Backfill),
+        Some(other) => Err(format!(
+            "unknown prism event {other:?} (expected \"tick\" or \"backfill\")"
+        )),
         None => Err(
             "neither a DynamoDB stream event (no \"Records\") nor a prism tick ({\"prism\": \"tick\"})"
                 .into(),
@@ -400,10 +431,8 @@ pub fn usable_deadline(
     }
 }
 
-async fn invoke(
-    processor: &StreamProcessor,
-    event: LambdaEvent<Value>,
-) -> Result<Value, InvokeError> {
+async fn invoke(warm: &Warm, event: LambdaEvent<Value>) -> Result<Value, InvokeError> {
+    let processor = &warm.processor;
     // The runtime's own span already carries the request id.
     let deadline = usable_deadline(event.context.deadline, std::time::SystemTime::now());
     match invocation(&event.payload).map_err(InvokeError::Malformed)? {
@@ -416,6 +445,13 @@ async fn invoke(
                 "batch handled"
             );
             Ok(serde_json::to_value(outcome.response).expect("the response serializes"))
+        }
+        Invocation::Backfill => {
+            let tables = backfill::Tables {
+                model: warm.config.model_table.as_deref(),
+                spool: warm.config.spool_table.as_deref(),
+            };
+            backfill::handle(processor, &warm.ddb, tables, &event.payload, deadline).await
         }
         Invocation::Tick { force } => {
             let opts = prism_core::dispatch::TickOptions {
@@ -484,6 +520,10 @@ mod tests {
         assert_eq!(
             invocation(&json!({"prism": "tick", "force": true})),
             Ok(Invocation::Tick { force: true })
+        );
+        assert_eq!(
+            invocation(&json!({"prism": "backfill", "receiver": "r"})),
+            Ok(Invocation::Backfill)
         );
         assert!(
             invocation(&json!({"prism": "flush"}))

@@ -107,6 +107,19 @@ pub struct StreamProcessor {
     pub only: Option<String>,
 }
 
+/// What the registry says of one receiver ([`StreamProcessor::presence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    /// Enabled, and its plugin loaded.
+    Active,
+    /// Registered but disabled.
+    Disabled,
+    /// Enabled, but it cannot run (why).
+    Unavailable(String),
+    /// Not in the registry.
+    Unknown,
+}
+
 /// Where the output dedup state lives.
 pub enum OutputsStore {
     /// In this process, kept across batches (`prism dev`).
@@ -142,8 +155,29 @@ impl StreamProcessor {
         event: &Value,
         deadline: Option<SystemTime>,
     ) -> Result<BatchOutcome, StreamError> {
+        self.handle_for(event, deadline, self.only.as_deref()).await
+    }
+
+    /// [`Self::handle_within`] for `receiver` alone, whatever [`Self::only`]
+    /// says: how a backfill runs the catalogue through one receiver on the
+    /// dispatcher's own warm state.
+    pub async fn handle_only(
+        &self,
+        event: &Value,
+        receiver: &str,
+        deadline: Option<SystemTime>,
+    ) -> Result<BatchOutcome, StreamError> {
+        self.handle_for(event, deadline, Some(receiver)).await
+    }
+
+    async fn handle_for(
+        &self,
+        event: &Value,
+        deadline: Option<SystemTime>,
+        only: Option<&str>,
+    ) -> Result<BatchOutcome, StreamError> {
         let records = read_records(event)?;
-        let set = self.current().await?;
+        let set = self.current(only).await?;
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         let prior = match self.ledger.lookup(&ids).await {
             Ok(p) => p,
@@ -239,7 +273,7 @@ impl StreamProcessor {
             tracing::info!("tick without a spool: nothing to flush or retry");
             return Ok(TickReport::default());
         };
-        let set = self.current().await?;
+        let set = self.current(self.only.as_deref()).await?;
         let (destinations, _) = destinations(&set, self.unreadable_queue.as_deref());
         let sink = self.delivery.sink(destinations.clone());
         let deliverable = deliverable(&set, &destinations);
@@ -375,10 +409,30 @@ impl StreamProcessor {
         }
     }
 
-    /// The current receivers (re-read from the registry when stale).
-    async fn current(&self) -> Result<Arc<ReceiverSet>, StreamError> {
+    /// Whether `receiver` would run now: a backfill refuses to start for
+    /// one that would only park every change.
+    pub async fn presence(&self, receiver: &str) -> Result<Presence, StreamError> {
         let set = self.receivers.current(&self.engine).await?;
-        Ok(match &self.only {
+        Ok(if set.active.iter().any(|a| a.id() == receiver) {
+            Presence::Active
+        } else if set.disabled.iter().any(|d| d == receiver) {
+            Presence::Disabled
+        } else if let Some(u) = set
+            .unavailable
+            .iter()
+            .find(|u| u.receiver.as_deref() == Some(receiver))
+        {
+            Presence::Unavailable(u.reason.clone())
+        } else {
+            Presence::Unknown
+        })
+    }
+
+    /// The current receivers (re-read from the registry when stale), or
+    /// just `only`.
+    async fn current(&self, only: Option<&str>) -> Result<Arc<ReceiverSet>, StreamError> {
+        let set = self.receivers.current(&self.engine).await?;
+        Ok(match only {
             None => set,
             Some(r) => Arc::new(set.only(r)),
         })

@@ -1,0 +1,346 @@
+//! Where a backfill has got to: one checkpoint per segment, written after
+//! every page that went out, so a run stopped anywhere (Ctrl-C, a Lambda
+//! timeout, a crash) resumes after the last page it finished. A page is
+//! at most sent twice, never skipped.
+//!
+//! On AWS the checkpoints live in the spool table, in the partition
+//! `lane = "#backfill/<receiver>"` (`entry = "<segments>/<segment>"`,
+//! attribute `checkpoint` = the JSON below): not a lane, so nothing that
+//! lists lanes sees them. From a laptop they can also live in a state
+//! directory, one JSON file per segment.
+
+use std::path::PathBuf;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::BackfillError;
+use crate::batch::Item;
+
+/// One segment's progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The segment.
+    pub segment: u32,
+    /// Of how many.
+    pub segments: u32,
+    /// The run's start (epoch seconds); see [`super::records::sequence`].
+    pub run: u64,
+    /// Where the next page starts (the last page's `LastEvaluatedKey`, in
+    /// DynamoDB JSON); `None` before the first page.
+    pub after: Option<Value>,
+    /// The segment has been read to its end.
+    pub done: bool,
+    /// Items sent so far.
+    pub items: u64,
+    /// Pages finished so far.
+    pub pages: u64,
+    /// Products the stream changed while they were sent, sent again at
+    /// their newest version.
+    pub corrected: u64,
+    /// When this was written (ms since the epoch).
+    pub updated_ms: u64,
+}
+
+impl Checkpoint {
+    /// The start of `segment` of `segments` in `run`.
+    pub fn start(segment: u32, segments: u32, run: u64) -> Self {
+        Self {
+            segment,
+            segments,
+            run,
+            after: None,
+            done: false,
+            items: 0,
+            pages: 0,
+            corrected: 0,
+            updated_ms: 0,
+        }
+    }
+
+    /// [`Self::after`] as a DynamoDB key.
+    pub fn start_key(&self) -> Result<Option<Item>, String> {
+        self.after.as_ref().map(key_from_json).transpose()
+    }
+}
+
+/// A `LastEvaluatedKey` read back from DynamoDB JSON (key attributes are
+/// strings, numbers or binaries).
+pub fn key_from_json(v: &Value) -> Result<Item, String> {
+    use base64::Engine as _;
+    let obj = v.as_object().ok_or("a checkpoint key must be an object")?;
+    obj.iter()
+        .map(|(name, attr)| {
+            let (t, val) = attr
+                .as_object()
+                .and_then(|o| o.iter().next())
+                .ok_or_else(|| format!("key attribute {name:?} is not DynamoDB JSON"))?;
+            let s = val
+                .as_str()
+                .ok_or_else(|| format!("key attribute {name:?} must hold a string"))?;
+            let av = match t.as_str() {
+                "S" => AttributeValue::S(s.to_owned()),
+                "N" => AttributeValue::N(s.to_owned()),
+                "B" => AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s)
+                        .map_err(|e| format!("key attribute {name:?}: {e}"))?,
+                )),
+                other => {
+                    return Err(format!(
+                        "key attribute {name:?} has type {other}, not S, N or B"
+                    ));
+                }
+            };
+            Ok((name.clone(), av))
+        })
+        .collect()
+}
+
+/// A place for one receiver's checkpoints.
+#[async_trait::async_trait]
+pub trait Checkpoints: Send + Sync {
+    /// Every checkpoint of the receiver's run, any segment count.
+    async fn all(&self) -> Result<Vec<Checkpoint>, BackfillError>;
+    /// Write one.
+    async fn save(&self, cp: &Checkpoint) -> Result<(), BackfillError>;
+    /// Forget them all (a fresh run).
+    async fn clear(&self) -> Result<(), BackfillError>;
+    /// Where they are, for messages.
+    fn place(&self) -> String;
+
+    /// The checkpoint of `segment` of `segments`, if there is one.
+    async fn load(&self, segment: u32, segments: u32) -> Result<Option<Checkpoint>, BackfillError> {
+        Ok(self
+            .all()
+            .await?
+            .into_iter()
+            .find(|c| c.segment == segment && c.segments == segments))
+    }
+}
+
+fn checkpoint_error(place: String, message: String) -> BackfillError {
+    BackfillError::Checkpoint { place, message }
+}
+
+/// Checkpoints as files in a directory (one per segment).
+#[derive(Debug, Clone)]
+pub struct DirCheckpoints {
+    dir: PathBuf,
+}
+
+impl DirCheckpoints {
+    /// `state_dir/backfill/<receiver>`.
+    pub fn new(state_dir: &std::path::Path, receiver: &str) -> Self {
+        Self {
+            dir: state_dir.join("backfill").join(receiver),
+        }
+    }
+
+    fn err(&self, message: String) -> BackfillError {
+        checkpoint_error(self.place(), message)
+    }
+}
+
+#[async_trait::async_trait]
+impl Checkpoints for DirCheckpoints {
+    async fn all(&self) -> Result<Vec<Checkpoint>, BackfillError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(self.err(e.to_string())),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| self.err(e.to_string()))?.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+            out.push(
+                serde_json::from_str(&text)
+                    .map_err(|e| self.err(format!("{}: {e}", path.display())))?,
+            );
+        }
+        out.sort_by_key(|c: &Checkpoint| (c.segments, c.segment));
+        Ok(out)
+    }
+
+    async fn save(&self, cp: &Checkpoint) -> Result<(), BackfillError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.err(e.to_string()))?;
+        let path = self.dir.join(format!(
+            "segment-{:04}-of-{:04}.json",
+            cp.segment, cp.segments
+        ));
+        // Write, then rename: a crash mid-write leaves the old checkpoint.
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(cp).expect("a checkpoint serializes");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| self.err(format!("{}: {e}", path.display())))
+    }
+
+    async fn clear(&self) -> Result<(), BackfillError> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.err(e.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    fn place(&self) -> String {
+        format!("state directory {}", self.dir.display())
+    }
+}
+
+/// Checkpoints in the spool table.
+#[derive(Debug, Clone)]
+pub struct SpoolCheckpoints {
+    client: Client,
+    table: String,
+    partition: String,
+}
+
+/// The spool-table partition of a receiver's checkpoints.
+pub fn partition(receiver: &str) -> String {
+    format!("#backfill/{receiver}")
+}
+
+impl SpoolCheckpoints {
+    /// `receiver`'s checkpoints in the spool table `table`.
+    pub fn new(client: Client, table: impl Into<String>, receiver: &str) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            partition: partition(receiver),
+        }
+    }
+
+    fn err(&self, message: String) -> BackfillError {
+        checkpoint_error(self.place(), message)
+    }
+
+    fn key(&self, segment: u32, segments: u32) -> Item {
+        Item::from([
+            (
+                crate::spool::KEY_LANE.to_owned(),
+                AttributeValue::S(self.partition.clone()),
+            ),
+            (
+                crate::spool::KEY_ENTRY.to_owned(),
+                AttributeValue::S(format!("{segments:05}/{segment:05}")),
+            ),
+        ])
+    }
+}
+
+#[async_trait::async_trait]
+impl Checkpoints for SpoolCheckpoints {
+    async fn all(&self) -> Result<Vec<Checkpoint>, BackfillError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#l = :l")
+                .expression_attribute_names("#l", crate::spool::KEY_LANE)
+                .expression_attribute_values(":l", AttributeValue::S(self.partition.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.err(format!("Query: {}", crate::sdk_error(&e))))?;
+            for item in page.items() {
+                let text = match item.get("checkpoint") {
+                    Some(AttributeValue::S(s)) => s,
+                    _ => return Err(self.err("an item without its checkpoint".into())),
+                };
+                out.push(serde_json::from_str(text).map_err(|e| self.err(e.to_string()))?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.sort_by_key(|c: &Checkpoint| (c.segments, c.segment));
+        Ok(out)
+    }
+
+    async fn save(&self, cp: &Checkpoint) -> Result<(), BackfillError> {
+        let mut item = self.key(cp.segment, cp.segments);
+        item.insert(
+            "checkpoint".into(),
+            AttributeValue::S(serde_json::to_string(cp).expect("a checkpoint serializes")),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.err(format!("PutItem: {}", crate::sdk_error(&e))))?;
+        Ok(())
+    }
+
+    async fn clear(&self) -> Result<(), BackfillError> {
+        let deletes = self
+            .all()
+            .await?
+            .iter()
+            .map(|c| crate::batch::delete(self.key(c.segment, c.segments)))
+            .collect();
+        crate::batch::batch_write(&self.client, &self.table, deletes)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    fn place(&self) -> String {
+        format!("spool table {} ({})", self.table, self.partition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_survive_the_round_trip_through_json() {
+        let key = Item::from([
+            ("pk".to_owned(), AttributeValue::S("P-1".into())),
+            ("n".to_owned(), AttributeValue::N("42".into())),
+            (
+                "b".to_owned(),
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(vec![0, 255])),
+            ),
+        ]);
+        let json = crate::item::ddb::item_json(&key);
+        assert_eq!(key_from_json(&json).unwrap(), key);
+        let e = key_from_json(&serde_json::json!({"pk": {"M": {}}})).unwrap_err();
+        assert!(e.contains("\"pk\""), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_state_directory_keeps_one_file_per_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = DirCheckpoints::new(dir.path(), "website");
+        assert!(c.all().await.unwrap().is_empty());
+        let mut cp = Checkpoint::start(1, 4, 1_760_000_000);
+        cp.after = Some(serde_json::json!({"pk": {"S": "P-9"}}));
+        cp.items = 100;
+        c.save(&cp).await.unwrap();
+        c.save(&Checkpoint::start(0, 4, 1_760_000_000))
+            .await
+            .unwrap();
+        cp.items = 200;
+        c.save(&cp).await.unwrap();
+        assert_eq!(c.load(1, 4).await.unwrap(), Some(cp.clone()));
+        assert_eq!(c.load(1, 8).await.unwrap(), None);
+        assert_eq!(c.all().await.unwrap().len(), 2);
+        c.clear().await.unwrap();
+        assert!(c.all().await.unwrap().is_empty());
+    }
+}

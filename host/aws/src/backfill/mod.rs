@@ -1,0 +1,572 @@
+//! Backfill: the catalogue that already exists, through one receiver.
+//!
+//! A newly registered receiver only gets the changes made after it went
+//! live. A backfill reads the model table with a parallel `Scan` (one
+//! [`Backfiller::run_segment`] per segment) and runs every item through
+//! that receiver alone as an insert, on the dispatcher's own path: its
+//! interest, dedup, batch windows, retry lanes, limits and DLQ all apply.
+//!
+//! **Beside the live stream.** The stream keeps delivering to the receiver
+//! while a backfill runs; the two must never leave a product at an older
+//! version. DynamoDB streams are ordered per item, not across items, so
+//! DBLog's single watermark in the log cannot order a scan against the
+//! stream here. Instead every page is checked per product, after it went
+//! out: a strongly consistent read of the page's keys (the high
+//! watermark). A product the read finds as sent cannot be overtaken: any
+//! newer version is written after that read, and the stream delivers it
+//! after it is written, so after the backfill's send. A product the read
+//! finds changed (or gone) may have had its newer version delivered by the
+//! stream *before* the backfill's send, so it is sent again at what the
+//! read found, as a modify (or remove) from what was sent, and checked
+//! again. Every product thus ends with its newest version delivered last.
+//! A product that keeps changing through [`CORRECTION_ROUNDS`] checks is
+//! counted as contended and left to the stream (which is delivering it).
+//!
+//! **Resumable.** A checkpoint per segment ([`checkpoint`]) is written
+//! after each page: a stopped run resumes after its last finished page.
+//!
+//! **Paced.** A [`pacer::Pacer`] shared by all segments holds the run to
+//! `--max-per-second`.
+
+pub mod checkpoint;
+pub mod pacer;
+pub mod records;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_dynamodb::Client;
+use serde_json::{Map, Value, json};
+
+use checkpoint::{Checkpoint, Checkpoints};
+use pacer::Pacer;
+use prism_core::stream::{Presence, StreamProcessor};
+
+/// Checks of a page against the table, each sending what changed again.
+pub const CORRECTION_ROUNDS: u64 = 4;
+/// Deliveries of one page (or correction) before the run stops with an
+/// error; the retry ledger makes each retry skip what already went out.
+pub const ATTEMPTS: u32 = 6;
+/// Items per `Scan` page unless told otherwise (one `BatchGetItem` checks them).
+pub const DEFAULT_PAGE: usize = 100;
+/// The calls a backfill makes on the model table. Terraform grants them to
+/// the dispatcher.
+pub const MODEL_ACTIONS: &[&str] = &[
+    "dynamodb:DescribeTable",
+    "dynamodb:Scan",
+    "dynamodb:BatchGetItem",
+];
+
+/// What went wrong, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    /// Checkpoints could not be read or written.
+    #[error("backfill checkpoints in {place}: {message}")]
+    Checkpoint {
+        /// Where they are kept.
+        place: String,
+        /// What failed.
+        message: String,
+    },
+    /// The model table could not be read.
+    #[error("model table {table}: {message}")]
+    Model {
+        /// The table.
+        table: String,
+        /// What failed.
+        message: String,
+    },
+    /// The receiver cannot take a backfill.
+    #[error("receiver {receiver}: {message}")]
+    Receiver {
+        /// The receiver.
+        receiver: String,
+        /// Why not.
+        message: String,
+    },
+    /// A page kept failing.
+    #[error("segment {segment}: {message}")]
+    Delivery {
+        /// The segment.
+        segment: u32,
+        /// What failed.
+        message: String,
+    },
+    /// The request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One backfill: which receiver, which table, how it is cut.
+#[derive(Debug, Clone)]
+pub struct Backfill {
+    /// The receiver.
+    pub receiver: String,
+    /// The model table.
+    pub model_table: String,
+    /// Scan segments (1 to 1,000,000, DynamoDB's range).
+    pub segments: u32,
+    /// Items per page (1 to [`records::MAX_PAGE`]).
+    pub page_size: usize,
+}
+
+impl Backfill {
+    /// Check the numbers.
+    pub fn validate(&self) -> Result<(), BackfillError> {
+        if !(1..=1_000_000).contains(&self.segments) {
+            return Err(BackfillError::Invalid(format!(
+                "--segments {} is out of range: a Scan takes 1 to 1000000 segments",
+                self.segments
+            )));
+        }
+        if !(1..=records::MAX_PAGE).contains(&self.page_size) {
+            return Err(BackfillError::Invalid(format!(
+                "--page-size {} is out of range: 1 to {}",
+                self.page_size,
+                records::MAX_PAGE
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Counters shared by every segment of a run: the progress bar reads them
+/// while it runs, the summary after.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Items read and sent through the receiver.
+    pub items: AtomicU64,
+    /// Messages the receiver's plugin made that went out.
+    pub messages: AtomicU64,
+    /// Outputs dedup suppressed (the receiver already had them).
+    pub suppressed: AtomicU64,
+    /// Items the receiver's interest or `accepts` passed over.
+    pub filtered: AtomicU64,
+    /// Items parked in the receiver's DLQ (rejected or failed).
+    pub parked: AtomicU64,
+    /// Items held in a batch window or a retry lane (sent by the tick).
+    pub held: AtomicU64,
+    /// Products sent again because the stream changed them meanwhile.
+    pub corrected: AtomicU64,
+    /// Products still changing after every check (left to the stream).
+    pub contended: AtomicU64,
+    /// Deliveries tried again.
+    pub retries: AtomicU64,
+}
+
+impl Totals {
+    fn add(&self, st: &prism_core::dispatch::ReceiverStats) {
+        let add = |c: &AtomicU64, n: u64| c.fetch_add(n, Ordering::Relaxed);
+        add(&self.messages, st.messages);
+        add(&self.suppressed, st.suppressed);
+        add(&self.filtered, st.filtered + st.skipped);
+        add(&self.parked, st.errors());
+        add(&self.held, st.buffered + st.laned);
+    }
+
+    /// A one-line summary.
+    pub fn summary(&self) -> Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "items": get(&self.items),
+            "messages": get(&self.messages),
+            "suppressed": get(&self.suppressed),
+            "filtered": get(&self.filtered),
+            "parked": get(&self.parked),
+            "held": get(&self.held),
+            "corrected": get(&self.corrected),
+            "contended": get(&self.contended),
+            "retries": get(&self.retries),
+        })
+    }
+}
+
+/// When one call of [`Backfiller::run_segment`] stops, done or not.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Start no page after this (a Lambda stops well before its deadline).
+    pub stop_at: Option<SystemTime>,
+    /// At most this many pages.
+    pub max_pages: Option<u64>,
+}
+
+/// Where a run stands before it starts ([`plan`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Start or resume the run that began at `run` (epoch seconds);
+    /// `resumed` segments already have a checkpoint.
+    Go {
+        /// The run's start.
+        run: u64,
+        /// Segments with a checkpoint already.
+        resumed: usize,
+    },
+    /// Every segment is done already.
+    Complete(Vec<Checkpoint>),
+}
+
+/// Runs a [`Backfill`] on a warm [`StreamProcessor`].
+pub struct Backfiller<'a> {
+    /// The model table's client.
+    pub ddb: Client,
+    /// The dispatcher's processor (its receivers, sink, state, ledger).
+    pub processor: &'a StreamProcessor,
+    /// Where checkpoints go.
+    pub checkpoints: &'a dyn Checkpoints,
+    /// What to run.
+    pub spec: &'a Backfill,
+    /// The rate, if any.
+    pub pacer: Option<&'a Pacer>,
+    /// The counters.
+    pub totals: &'a Totals,
+    /// The model table's key attribute names ([`key_names`]).
+    pub key_names: Vec<String>,
+}
+
+/// The key attribute names of `table` (partition first), and its item
+/// count as DynamoDB last computed it (for a progress bar: it lags).
+pub async fn describe(ddb: &Client, table: &str) -> Result<(Vec<String>, u64), BackfillError> {
+    let err = |message: String| BackfillError::Model {
+        table: table.to_owned(),
+        message,
+    };
+    let d = ddb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| err(format!("DescribeTable: {}", crate::sdk_error(&e))))?;
+    let t = d
+        .table()
+        .ok_or_else(|| err("no table description".into()))?;
+    let mut keys: Vec<_> = t.key_schema().iter().collect();
+    keys.sort_by_key(|k| k.key_type() != &aws_sdk_dynamodb::types::KeyType::Hash);
+    let names: Vec<String> = keys.iter().map(|k| k.attribute_name().to_owned()).collect();
+    if names.is_empty() {
+        return Err(err("no key schema in the table's description".into()));
+    }
+    Ok((names, t.item_count().unwrap_or(0).max(0) as u64))
+}
+
+/// Decide the run: a fresh one (after clearing old checkpoints when
+/// `restart`), the unfinished one the checkpoints hold, or none because
+/// every segment is done.
+pub async fn plan(
+    checkpoints: &dyn Checkpoints,
+    spec: &Backfill,
+    restart: bool,
+) -> Result<Plan, BackfillError> {
+    spec.validate()?;
+    if restart {
+        checkpoints.clear().await?;
+    }
+    let all = checkpoints.all().await?;
+    let Some(first) = all.first() else {
+        return Ok(Plan::Go {
+            run: now_ms() / 1000,
+            resumed: 0,
+        });
+    };
+    if let Some(other) = all.iter().find(|c| c.segments != spec.segments) {
+        return Err(BackfillError::Invalid(format!(
+            "the {} hold an unfinished run in {} segments: pass --segments {} to resume it, or --restart to start over",
+            checkpoints.place(),
+            other.segments,
+            other.segments
+        )));
+    }
+    if all.len() == spec.segments as usize && all.iter().all(|c| c.done) {
+        return Ok(Plan::Complete(all));
+    }
+    Ok(Plan::Go {
+        run: first.run,
+        resumed: all.len(),
+    })
+}
+
+fn now_ms() -> u64 {
+    prism_core::spool::now_ms()
+}
+
+impl Backfiller<'_> {
+    fn receiver(&self) -> &str {
+        &self.spec.receiver
+    }
+
+    /// Refuse a receiver that is not registered, disabled, or cannot run
+    /// (its backfill would only park every product in its DLQ).
+    pub async fn check_receiver(&self) -> Result<(), BackfillError> {
+        let refuse = |message: String| BackfillError::Receiver {
+            receiver: self.receiver().to_owned(),
+            message,
+        };
+        match self
+            .processor
+            .presence(self.receiver())
+            .await
+            .map_err(|e| refuse(e.to_string()))?
+        {
+            Presence::Active => Ok(()),
+            Presence::Disabled => Err(refuse(
+                "is disabled: enable it (prism plugin enable) before a backfill".into(),
+            )),
+            Presence::Unavailable(why) => Err(refuse(format!(
+                "cannot run ({why}); a backfill would only park every product in its DLQ"
+            ))),
+            Presence::Unknown => Err(refuse("is not in the registry".into())),
+        }
+    }
+
+    /// Run segment `segment` from its checkpoint (or from the start, in
+    /// `run`) until it is done or `limits` say stop. Returns its checkpoint.
+    pub async fn run_segment(
+        &self,
+        segment: u32,
+        run: u64,
+        limits: Limits,
+    ) -> Result<Checkpoint, BackfillError> {
+        let segments = self.spec.segments;
+        if segment >= segments {
+            return Err(BackfillError::Invalid(format!(
+                "segment {segment} is out of range for {segments} segments"
+            )));
+        }
+        let mut cp = self
+            .checkpoints
+            .load(segment, segments)
+            .await?
+            .unwrap_or_else(|| Checkpoint::start(segment, segments, run));
+        let mut pages = 0;
+        while !cp.done {
+            if limits.max_pages.is_some_and(|m| pages >= m)
+                || limits.stop_at.is_some_and(|t| SystemTime::now() >= t)
+            {
+                break;
+            }
+            let start = cp.start_key().map_err(|e| BackfillError::Checkpoint {
+                place: self.checkpoints.place(),
+                message: format!("segment {segment}: {e}"),
+            })?;
+            let page = self
+                .ddb
+                .scan()
+                .table_name(&self.spec.model_table)
+                .segment(segment as i32)
+                .total_segments(segments as i32)
+                .limit(self.spec.page_size as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| BackfillError::Model {
+                    table: self.spec.model_table.clone(),
+                    message: format!("Scan segment {segment}: {}", crate::sdk_error(&e)),
+                })?;
+            let items: Vec<Value> = page
+                .items()
+                .iter()
+                .map(crate::item::ddb::item_json)
+                .collect();
+            if !items.is_empty() {
+                if let Some(p) = self.pacer {
+                    p.take(items.len()).await;
+                }
+                cp.corrected += self.send_page(&cp, &items).await?;
+                self.totals
+                    .items
+                    .fetch_add(items.len() as u64, Ordering::Relaxed);
+            }
+            cp.items += items.len() as u64;
+            cp.pages += 1;
+            cp.after = page
+                .last_evaluated_key
+                .filter(|k| !k.is_empty())
+                .map(|k| crate::item::ddb::item_json(&k));
+            cp.done = cp.after.is_none();
+            cp.updated_ms = now_ms();
+            self.checkpoints.save(&cp).await?;
+            pages += 1;
+        }
+        Ok(cp)
+    }
+
+    /// Send one page as inserts, then check it against the table until
+    /// every product is as sent; returns how many were sent again.
+    async fn send_page(&self, cp: &Checkpoint, items: &[Value]) -> Result<u64, BackfillError> {
+        struct Product {
+            key: String,
+            keys: Map<String, Value>,
+            sent: Option<Value>,
+        }
+        let bad_item = |e: String| BackfillError::Model {
+            table: self.spec.model_table.clone(),
+            message: format!("segment {} page {}: {e}", cp.segment, cp.pages),
+        };
+        let mut products = Vec::with_capacity(items.len());
+        for item in items {
+            let keys = records::keys_of(
+                item.as_object().expect("an item is an object"),
+                &self.key_names,
+            )
+            .map_err(bad_item)?;
+            let key = prism_types::input::record::key_string(&keys).map_err(bad_item)?;
+            products.push(Product {
+                key,
+                keys,
+                sent: Some(item.clone()),
+            });
+        }
+        let now_secs = now_ms() as f64 / 1000.0;
+        let id = |round: u64, i: usize| {
+            format!(
+                "backfill:{}:{}:{}:{}:{round}:{i}",
+                self.receiver(),
+                cp.run,
+                cp.segment,
+                cp.pages
+            )
+        };
+        let inserts: Vec<Value> = products
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                records::Record {
+                    event_id: id(0, i),
+                    sequence: records::sequence(cp.run, 0, i),
+                    old: None,
+                    new: p.sent.as_ref(),
+                    keys: p.keys.clone(),
+                    now_secs,
+                }
+                .to_json()
+            })
+            .collect();
+        self.deliver(cp.segment, &inserts).await?;
+
+        let mut pending: Vec<usize> = (0..products.len()).collect();
+        let mut corrected = 0;
+        for round in 1..=CORRECTION_ROUNDS {
+            let keys = pending
+                .iter()
+                .map(|&i| checkpoint::key_from_json(&Value::Object(products[i].keys.clone())))
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(bad_item)?;
+            let now: HashMap<String, Value> =
+                crate::batch::batch_get(&self.ddb, &self.spec.model_table, keys)
+                    .await
+                    .map_err(|e| BackfillError::Model {
+                        table: self.spec.model_table.clone(),
+                        message: e,
+                    })?
+                    .iter()
+                    .map(crate::item::ddb::item_json)
+                    .filter_map(|v| {
+                        let keys = records::keys_of(v.as_object()?, &self.key_names).ok()?;
+                        let key = prism_types::input::record::key_string(&keys).ok()?;
+                        Some((key, v))
+                    })
+                    .collect();
+            let changed: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|&i| now.get(&products[i].key) != products[i].sent.as_ref())
+                .collect();
+            if changed.is_empty() {
+                return Ok(corrected);
+            }
+            let mut again = Vec::new();
+            for (n, &i) in changed.iter().enumerate() {
+                let p = &products[i];
+                let current = now.get(&p.key);
+                let r = records::Record {
+                    event_id: id(round, n),
+                    sequence: records::sequence(cp.run, round, n),
+                    old: p.sent.as_ref(),
+                    new: current,
+                    keys: p.keys.clone(),
+                    now_secs,
+                };
+                // Gone before the first send and still gone: nothing to say.
+                if r.old.is_some() || r.new.is_some() {
+                    again.push(r.to_json());
+                }
+            }
+            tracing::info!(
+                receiver = self.receiver(),
+                segment = cp.segment,
+                page = cp.pages,
+                round,
+                products = again.len(),
+                "the stream changed products while they were sent; sending their newest version"
+            );
+            self.deliver(cp.segment, &again).await?;
+            corrected += changed.len() as u64;
+            self.totals
+                .corrected
+                .fetch_add(changed.len() as u64, Ordering::Relaxed);
+            for &i in &changed {
+                let current = now.get(&products[i].key).cloned();
+                products[i].sent = current;
+            }
+            pending = changed;
+        }
+        let contended: Vec<&str> = pending.iter().map(|&i| products[i].key.as_str()).collect();
+        tracing::warn!(
+            receiver = self.receiver(),
+            segment = cp.segment,
+            products = ?contended,
+            "products still changing after every check; the stream is delivering them"
+        );
+        self.totals
+            .contended
+            .fetch_add(contended.len() as u64, Ordering::Relaxed);
+        Ok(corrected)
+    }
+
+    /// Run `records` through the receiver until none fails, or fail.
+    async fn deliver(&self, segment: u32, records: &[Value]) -> Result<(), BackfillError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let event = json!({ "Records": records });
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            let out = self
+                .processor
+                .handle_only(&event, self.receiver(), None)
+                .await
+                .map_err(|e| BackfillError::Delivery {
+                    segment,
+                    message: e.to_string(),
+                })?;
+            if let Some(st) = out.report.receivers.get(self.receiver()) {
+                self.totals.add(st);
+                last = st.first_errors.join("; ");
+            }
+            if out.response.batch_item_failures.is_empty() {
+                return Ok(());
+            }
+            self.totals.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                receiver = self.receiver(),
+                segment,
+                attempt,
+                failed = out.response.batch_item_failures.len(),
+                "backfill page not delivered; trying again"
+            );
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+        Err(BackfillError::Delivery {
+            segment,
+            message: format!(
+                "{} records still not delivered after {ATTEMPTS} attempts{}; the checkpoint stays before this page, so a rerun resumes here",
+                records.len(),
+                if last.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (last errors: {last})")
+                }
+            ),
+        })
+    }
+}
