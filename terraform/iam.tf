@@ -23,6 +23,14 @@ data "aws_iam_policy_document" "dispatcher" {
     resources = ["${aws_dynamodb_table.model.arn}/stream/*"]
   }
 
+  # A backfill event ({"prism": "backfill", ...}) scans the model table
+  # and checks each page against it with consistent reads.
+  statement {
+    sid       = "BackfillFromTheModel"
+    actions   = ["dynamodb:DescribeTable", "dynamodb:Scan", "dynamodb:BatchGetItem"]
+    resources = [aws_dynamodb_table.model.arn]
+  }
+
   statement {
     sid       = "ReadTheRegistry"
     actions   = ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query"]

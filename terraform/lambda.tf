@@ -38,6 +38,7 @@ resource "aws_lambda_function" "dispatcher" {
       PRISM_UNREADABLE_QUEUE  = aws_sqs_queue.unreadable.url
       PRISM_OUTPUTS_TABLE     = aws_dynamodb_table.outputs.name
       PRISM_SPOOL_TABLE       = aws_dynamodb_table.spool.name
+      PRISM_MODEL_TABLE       = aws_dynamodb_table.model.name
       PRISM_RELOAD_SECS       = tostring(var.registry_reload_seconds)
       PRISM_CACHE_DIR         = "/tmp/prism"
       PRISM_LOG               = var.log_level

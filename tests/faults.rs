@@ -134,6 +134,9 @@ struct State {
     calls: BTreeMap<String, u64>,
     by_table: BTreeMap<String, u64>,
     injected: BTreeMap<String, u64>,
+    /// Entries answered by [`Fault::Accept`]: (queue URL, body), in the
+    /// order they arrived.
+    accepted: Vec<(String, String)>,
 }
 
 struct Shared {
@@ -221,6 +224,12 @@ impl FaultProxy {
     /// under the first table it names).
     pub fn calls_by_table(&self) -> BTreeMap<String, u64> {
         self.shared.lock().by_table.clone()
+    }
+
+    /// What [`Fault::Accept`] answered: (queue URL, body) per entry, in
+    /// arrival order (a queue as SQS would hold it).
+    pub fn accepted(&self) -> Vec<(String, String)> {
+        self.shared.lock().accepted.clone()
     }
 
     /// Faults injected so far, by kind.
@@ -384,7 +393,18 @@ impl Shared {
                 "InternalFailure",
             )),
             Some(Fault::DropBefore) => Err(Dropped),
-            Some(Fault::Accept) => Ok(accept_all(&body)),
+            Some(Fault::Accept) => {
+                let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+                let queue = request["QueueUrl"].as_str().unwrap_or_default().to_owned();
+                let entries = request["Entries"].as_array().cloned().unwrap_or_default();
+                self.lock().accepted.extend(entries.iter().map(|e| {
+                    (
+                        queue.clone(),
+                        e["MessageBody"].as_str().unwrap_or_default().to_owned(),
+                    )
+                }));
+                Ok(accept_all(&body))
+            }
             Some(Fault::DropAfter) => {
                 let _ = self.forward(parts, body).await;
                 Err(Dropped)

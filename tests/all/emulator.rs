@@ -85,20 +85,39 @@ impl Emulator {
         Some(emulator)
     }
 
+    /// The emulator's port (its Lambda `Invoke` API is at
+    /// `http://127.0.0.1:<port>`, the function named `_`).
+    pub(crate) fn port(&self) -> &str {
+        &self.port
+    }
+
     /// Run a Lambda binary against the emulator with `env`, its stdout (the
     /// JSON logs) into `log`.
     pub(crate) fn run(&mut self, binary: &str, env: &[(&str, &str)], log: &Path) {
-        let mut cmd = Command::new(binary);
-        cmd.env(
-            "AWS_LAMBDA_RUNTIME_API",
-            format!("http://127.0.0.1:{}/.rt", self.port),
-        )
-        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-        .env_remove("PRISM_LOG")
-        .stdout(std::fs::File::create(log).unwrap())
-        .stderr(Stdio::inherit());
+        self.run_with(binary, &[], env, log);
+    }
+
+    /// As [`Self::run`], the binary started as `program args…` (an
+    /// emulator such as `qemu-aarch64` in front of it).
+    pub(crate) fn run_with(
+        &mut self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{}/.rt", self.port),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .env_remove("PRISM_LOG")
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -2,6 +2,7 @@
 
 mod architecture;
 mod aws_registry;
+mod backfill;
 mod chain_cli;
 mod chaos;
 mod claims;
@@ -18,6 +19,7 @@ mod input;
 mod languages;
 mod mapper;
 mod mapper_aws;
+mod package;
 mod pipeline;
 
 mod replay;

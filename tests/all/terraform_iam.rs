@@ -64,6 +64,10 @@ fn the_role_grants_exactly_what_the_code_calls_where_it_calls_it() {
         (ledger_table::ACTIONS, "aws_dynamodb_table.ledger.arn"),
         (outputs::ACTIONS, "aws_dynamodb_table.outputs.arn"),
         (spool::ACTIONS, "aws_dynamodb_table.spool.arn"),
+        (
+            prism_aws::backfill::MODEL_ACTIONS,
+            "aws_dynamodb_table.model.arn",
+        ),
         (artifacts::DISPATCHER_READS, &plugins),
         (artifacts::DISPATCHER_READS, &precompiled),
         (artifacts::DISPATCHER_WRITES, &precompiled),

@@ -87,9 +87,26 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let json = a.json;
     let (totals, code) = backfill(&a.receiver, &a.remote, &a.opts)?;
     if json {
-        println!("{}", totals.summary());
+        let mut s = totals.summary();
+        if let Some(cpu) = cpu_seconds() {
+            // What this process spent (with --function: only the fan-out).
+            s["cpu_seconds"] = json!(cpu);
+        }
+        println!("{s}");
     }
     Ok(code)
+}
+
+/// CPU time (user + system, every thread) this process has used, from
+/// `/proc/self/stat` (Linux; `None` elsewhere). Ticks are taken as 1/100 s,
+/// Linux's `USER_HZ` on every architecture prism deploys to.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 /// Run one backfill and print what it did; (its counters, exit status).
@@ -128,6 +145,46 @@ pub fn backfill(
     };
     let (key_names, count) = rt.block_on(bf::describe(&ddb, &spec.model_table))?;
     let totals = Totals::default();
+    // Here, the receiver runs in this process: build it first, so a
+    // receiver that cannot run is refused before any checkpoint is touched.
+    let processor = match &o.function {
+        Some(_) => None,
+        None => {
+            let target = AwsTarget {
+                endpoint_url: remote.target.endpoint_url.clone(),
+                region: remote.target.region.clone(),
+            };
+            let bucket = remote.target.bucket.clone().context(
+                "a backfill here needs the plugin bucket: pass --bucket or set PRISM_PLUGIN_BUCKET",
+            )?;
+            let lambda = LambdaConfig {
+                outputs_table: o.outputs_table.clone(),
+                spool_table: o.spool_table.clone(),
+                endpoint_url: target.endpoint_url.clone(),
+                ..LambdaConfig::new(
+                    remote.table.clone(),
+                    bucket,
+                    std::env::temp_dir().join("prism-backfill"),
+                )
+            };
+            let mut p = rt.block_on(lambda.processor_with(&r.config, &target))?;
+            p.emit_metrics = false;
+            Some(p)
+        }
+    };
+    let backfiller = processor.as_ref().map(|p| Backfiller {
+        ddb: ddb.clone(),
+        processor: p,
+        checkpoints: &*checkpoints,
+        spec: &spec,
+        pacer: pacer.as_ref(),
+        totals: &totals,
+        key_names,
+        stop: Default::default(),
+    });
+    if let Some(b) = &backfiller {
+        rt.block_on(b.check_receiver())?;
+    }
     let run = match rt.block_on(bf::plan(&*checkpoints, &spec, o.restart))? {
         Plan::Complete(cps) => {
             let items: u64 = cps.iter().map(|c| c.items).sum();
@@ -157,56 +214,18 @@ pub fn backfill(
         }
     };
     let started = std::time::Instant::now();
-    let work = async {
-        match &o.function {
-            Some(f) => {
-                let lambda = lambda_client(&r.config, o.lambda_endpoint_url.as_deref());
-                fan_out(&lambda, f, &spec, o, run, &totals).await
-            }
-            None => {
-                let target = AwsTarget {
-                    endpoint_url: remote.target.endpoint_url.clone(),
-                    region: remote.target.region.clone(),
-                };
-                let bucket = remote.target.bucket.clone().context(
-                    "a backfill here needs the plugin bucket: pass --bucket or set PRISM_PLUGIN_BUCKET",
-                )?;
-                let lambda = LambdaConfig {
-                    outputs_table: o.outputs_table.clone(),
-                    spool_table: o.spool_table.clone(),
-                    endpoint_url: target.endpoint_url.clone(),
-                    ..LambdaConfig::new(
-                        remote.table.clone(),
-                        bucket,
-                        std::env::temp_dir().join("prism-backfill"),
-                    )
-                };
-                let mut processor = lambda.processor_with(&r.config, &target).await?;
-                processor.emit_metrics = false;
-                let b = Backfiller {
-                    ddb: ddb.clone(),
-                    processor: &processor,
-                    checkpoints: &*checkpoints,
-                    spec: &spec,
-                    pacer: pacer.as_ref(),
-                    totals: &totals,
-                    key_names,
-                };
-                b.check_receiver().await?;
-                futures_util::stream::iter(0..spec.segments)
-                    .map(|s| b.run_segment(s, run, Limits::default()))
-                    .buffer_unordered(spec.segments as usize)
-                    .try_collect::<Vec<_>>()
-                    .await?;
-                Ok(())
-            }
-        }
-    };
     let outcome = crate::progress::with_count(&totals.items, count, "items", || {
         rt.block_on(async {
-            tokio::select! {
-                r = work => r.map(|()| true),
-                _ = tokio::signal::ctrl_c() => Ok(false),
+            match (&backfiller, &o.function) {
+                (Some(b), _) => here(b, run).await,
+                (None, Some(f)) => {
+                    let lambda = lambda_client(&r.config, o.lambda_endpoint_url.as_deref());
+                    tokio::select! {
+                        r = fan_out(&lambda, f, &spec, o, run, &totals) => r.map(|()| true),
+                        _ = tokio::signal::ctrl_c() => Ok(false),
+                    }
+                }
+                (None, None) => unreachable!("a processor is built unless --function"),
             }
         })
     });
@@ -246,6 +265,32 @@ pub fn backfill(
         println!("{receiver}: see what was parked with: prism dlq list --receiver {receiver}");
     }
     Ok((totals, ExitCode::SUCCESS))
+}
+
+/// Every segment in this process at once. An error in one, or Ctrl-C,
+/// stops the others after the page they are on (so all that went out is
+/// checkpointed); `false` when interrupted.
+async fn here(b: &Backfiller<'_>, run: u64) -> anyhow::Result<bool> {
+    let segments = futures_util::future::join_all((0..b.spec.segments).map(|s| async move {
+        let r = b.run_segment(s, run, Limits::default()).await;
+        if r.is_err() {
+            b.stop.store(true, Ordering::Relaxed);
+        }
+        r
+    }));
+    tokio::pin!(segments);
+    let (results, interrupted) = tokio::select! {
+        r = &mut segments => (r, false),
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("stopping after the pages in flight…");
+            b.stop.store(true, Ordering::Relaxed);
+            (segments.await, true)
+        }
+    };
+    for r in results {
+        r?;
+    }
+    Ok(!interrupted)
 }
 
 /// The Lambda client: one try per call (a backfill invocation runs for
@@ -354,5 +399,27 @@ fn add(totals: &Totals, counts: &Value) {
         (&totals.retries, "retries"),
     ] {
         counter.fetch_add(n(key), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_from_proc_and_grows_with_work() {
+        let before = cpu_seconds().expect("Linux has /proc/self/stat");
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        // Spin until the counter moves by 5 ticks, or give up after 20 s.
+        while cpu_seconds().unwrap() - before < 0.05 {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "20 s of spinning ({x}) and /proc/self/stat did not move from {before}"
+            );
+        }
     }
 }

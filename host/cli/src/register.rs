@@ -85,6 +85,13 @@ pub struct Args {
     pub determinism: super::determinism::DeterminismArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// After a new receiver's first registration, backfill it: run the
+    /// model table's current catalogue through it (as `prism backfill`,
+    /// with the options below). A later version is not backfilled.
+    #[arg(long, requires = "table")]
+    pub backfill: bool,
+    #[command(flatten)]
+    pub backfill_opts: super::backfill::Options,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -124,7 +131,30 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     if let Some(table) = a.table.clone() {
-        return register_remote(&a, table, &wasm, &engine, &plugin);
+        let (code, first) = register_remote(&a, table.clone(), &wasm, &engine, &plugin)?;
+        if code != ExitCode::SUCCESS || !a.backfill {
+            return Ok(code);
+        }
+        if !first {
+            println!(
+                "{}: not backfilling: it was registered before, and has had every change since (run prism backfill to refill it anyway)",
+                a.receiver
+            );
+            return Ok(code);
+        }
+        if a.disabled {
+            println!(
+                "{}: registered disabled; not backfilling (enable it, then run prism backfill)",
+                a.receiver
+            );
+            return Ok(code);
+        }
+        let remote = super::remote::RemoteArgs {
+            table,
+            target: a.target.clone(),
+        };
+        let (_, code) = super::backfill::backfill(&a.receiver, &remote, &a.backfill_opts)?;
+        return Ok(code);
     }
     let dir = a
         .registry
@@ -251,7 +281,7 @@ fn register_remote(
     wasm: &[u8],
     engine: &prism_engine::PluginEngine,
     plugin: &prism_engine::Plugin,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<(ExitCode, bool)> {
     let remote = super::remote::RemoteArgs {
         table,
         target: a.target.clone(),
@@ -269,7 +299,7 @@ fn register_remote(
             Digest::of(wasm),
         )?;
         if !deterministic(a, &m, plugin)? {
-            return Ok(ExitCode::from(1));
+            return Ok((ExitCode::from(1), false));
         }
         anyhow::ensure!(
             m.destination.is_some(),
@@ -326,7 +356,7 @@ fn register_remote(
             store.bucket(),
             prism_aws::ArtifactStore::wasm_key(&digest)
         );
-        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+        Ok::<_, anyhow::Error>((ExitCode::SUCCESS, head.is_none()))
     })?
 }
 

@@ -106,6 +106,7 @@ pub async fn handle(
         pacer: pacer.as_ref(),
         totals: &totals,
         key_names,
+        stop: Default::default(),
     };
     b.check_receiver().await.map_err(backfill_error)?;
     let limits = Limits {

@@ -271,18 +271,20 @@ impl Checkpoints for SpoolCheckpoints {
     }
 
     async fn save(&self, cp: &Checkpoint) -> Result<(), BackfillError> {
-        let mut item = self.key(cp.segment, cp.segments);
-        item.insert(
-            "checkpoint".into(),
-            AttributeValue::S(serde_json::to_string(cp).expect("a checkpoint serializes")),
-        );
+        // UpdateItem, which the dispatcher's role already has on the spool.
         self.client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_key(Some(self.key(cp.segment, cp.segments)))
+            .update_expression("SET #c = :c")
+            .expression_attribute_names("#c", "checkpoint")
+            .expression_attribute_values(
+                ":c",
+                AttributeValue::S(serde_json::to_string(cp).expect("a checkpoint serializes")),
+            )
             .send()
             .await
-            .map_err(|e| self.err(format!("PutItem: {}", crate::sdk_error(&e))))?;
+            .map_err(|e| self.err(format!("UpdateItem: {}", crate::sdk_error(&e))))?;
         Ok(())
     }
 

@@ -220,8 +220,11 @@ pub struct Backfiller<'a> {
     pub pacer: Option<&'a Pacer>,
     /// The counters.
     pub totals: &'a Totals,
-    /// The model table's key attribute names ([`key_names`]).
+    /// The model table's key attribute names ([`describe`]).
     pub key_names: Vec<String>,
+    /// Set to stop every segment after the page it is on (an error in one
+    /// segment, Ctrl-C): what was sent is then always checkpointed.
+    pub stop: std::sync::atomic::AtomicBool,
 }
 
 /// The key attribute names of `table` (partition first), and its item
@@ -339,7 +342,8 @@ impl Backfiller<'_> {
             .unwrap_or_else(|| Checkpoint::start(segment, segments, run));
         let mut pages = 0;
         while !cp.done {
-            if limits.max_pages.is_some_and(|m| pages >= m)
+            if self.stop.load(Ordering::Relaxed)
+                || limits.max_pages.is_some_and(|m| pages >= m)
                 || limits.stop_at.is_some_and(|t| SystemTime::now() >= t)
             {
                 break;
