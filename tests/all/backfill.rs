@@ -346,7 +346,10 @@ fn a_stopped_backfill_resumes_from_its_checkpoints_and_refuses_what_it_cannot_ru
     let state_dir = tempfile::tempdir().unwrap();
     let dir = state_dir.path().to_str().unwrap();
     let local = |endpoint: &str, extra: &[&str]| {
-        let mut a = args(&w, endpoint, &["--segments", "2", "--page-size", "40"]);
+        let mut a = args(&w, endpoint, &["--page-size", "40"]);
+        if !extra.contains(&"--segments") {
+            a.extend(["--segments".to_owned(), "2".to_owned()]);
+        }
         // Checkpoints in a state directory, as from a laptop.
         let at = a.iter().position(|x| x == "--spool-table").unwrap();
         a.drain(at..at + 2);
