@@ -559,4 +559,7 @@ fn a_backfill_fans_its_segments_out_over_the_dispatcher_lambda() {
     assert_eq!(cps.len(), 3);
     assert!(cps.iter().all(|c| c.done), "{cps:?}");
     assert_eq!(cps.iter().map(|c| c.items).sum::<u64>(), 300);
+    // `prism status` shows where it stands.
+    let out = w.prism(&["status", "--spool-table", &spool]);
+    assert!(out.contains("done (300 items)"), "{out}");
 }

@@ -66,11 +66,51 @@ pub struct Row {
     pub changes_waiting: Option<u64>,
     /// How long the oldest of them has waited, seconds.
     pub oldest_waiting_seconds: Option<u64>,
+    /// The backfill its checkpoints in the spool table describe, if any.
+    pub backfill: Option<Backfill>,
     pub updated_at: String,
     pub updated_by: String,
     pub last_error: Option<String>,
     /// What could not be read, and why.
     pub problems: Vec<String>,
+}
+
+/// Where a receiver's backfill stands, from its checkpoints.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Backfill {
+    /// Segments read to their end.
+    pub segments_done: usize,
+    /// Segments in the run.
+    pub segments: u32,
+    /// Items sent so far.
+    pub items: u64,
+    /// When a checkpoint was last written (RFC 3339).
+    pub updated_at: String,
+}
+
+impl Backfill {
+    fn of(cps: &[prism_aws::backfill::checkpoint::Checkpoint]) -> Option<Self> {
+        let segments = cps.iter().map(|c| c.segments).max()?;
+        Some(Self {
+            segments_done: cps.iter().filter(|c| c.done).count(),
+            segments,
+            items: cps.iter().map(|c| c.items).sum(),
+            updated_at: prism_aws::registry::rfc3339(
+                cps.iter().map(|c| c.updated_ms).max().unwrap_or(0) / 1000,
+            ),
+        })
+    }
+
+    fn cell(&self) -> String {
+        if self.segments_done == self.segments as usize {
+            format!("done ({} items)", self.items)
+        } else {
+            format!(
+                "{}/{} segments, {} items",
+                self.segments_done, self.segments, self.items
+            )
+        }
+    }
 }
 
 /// A queue's numbers.
@@ -125,6 +165,8 @@ struct Clients {
     sqs: aws_sdk_sqs::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
     spool: Option<DynamoSpool>,
+    /// The spool table's name, for backfill checkpoints.
+    spool_table: Option<String>,
 }
 
 impl Clients {
@@ -142,6 +184,7 @@ impl Clients {
             cloudwatch: aws_sdk_cloudwatch::Client::new(&remote.config),
             remote,
             spool,
+            spool_table: a.spool_table.clone(),
         }
     }
 }
@@ -172,6 +215,18 @@ async fn collect(c: &Clients) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                     None => {}
                     Some(Ok(lanes)) => fill_lanes(lanes, &mut row, now),
                     Some(Err(e)) => row.problems.push(format!("spool: {e}")),
+                }
+                if let Some(t) = &c.spool_table {
+                    use prism_aws::backfill::checkpoint::{Checkpoints, SpoolCheckpoints};
+                    let cps = SpoolCheckpoints::new(
+                        aws_sdk_dynamodb::Client::new(&c.remote.config),
+                        t,
+                        &row.receiver,
+                    );
+                    match cps.all().await {
+                        Ok(all) => row.backfill = Backfill::of(&all),
+                        Err(e) => row.problems.push(e.to_string()),
+                    }
                 }
                 rows.push(row);
             }
@@ -214,6 +269,7 @@ fn base_row(h: &Head, now: u64) -> Row {
         lanes_waiting: None,
         changes_waiting: None,
         oldest_waiting_seconds: None,
+        backfill: None,
         updated_at: h.updated_at.clone(),
         updated_by: h.updated_by.clone(),
         last_error: h.last_error.clone(),
@@ -380,6 +436,7 @@ fn table(rows: &[Row]) -> String {
             "dlq",
             "lanes",
             "waiting",
+            "backfill",
             "updated",
             "last error",
         ]
@@ -408,11 +465,12 @@ fn table(rows: &[Row]) -> String {
                 (Some(n), None) => n.to_string(),
                 (Some(n), Some(s)) => format!("{n} ({})", age(Some(s))),
             },
+            r.backfill.as_ref().map_or("-".into(), Backfill::cell),
             format!("{} by {}", r.updated_at, r.updated_by),
             r.last_error.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
-    let mut w = [0usize; 12];
+    let mut w = [0usize; 13];
     for r in &cells {
         for (i, c) in r.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
@@ -509,16 +567,35 @@ mod tests {
             lanes_waiting: None,
             changes_waiting: None,
             oldest_waiting_seconds: None,
+            backfill: None,
             updated_at: "t".into(),
             updated_by: "u".into(),
             last_error: None,
             problems: vec![],
         };
         fill_lanes(&lanes, &mut row, 1_000);
+        assert_eq!(row.backfill, None);
         assert_eq!(row.lanes_waiting, Some(2));
         assert_eq!(row.changes_waiting, Some(8));
         assert_eq!(row.oldest_waiting_seconds, Some(950));
         let text = table(&[row]);
         assert!(text.contains("8 (15m)"), "{text}");
+    }
+
+    #[test]
+    fn a_backfill_is_summed_over_its_segments() {
+        use prism_aws::backfill::checkpoint::Checkpoint;
+        assert_eq!(Backfill::of(&[]), None);
+        let mut a = Checkpoint::start(0, 2, 7);
+        a.items = 100;
+        a.done = true;
+        a.updated_ms = 1_767_225_600_000;
+        let mut b = Checkpoint::start(1, 2, 7);
+        b.items = 40;
+        let bf = Backfill::of(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(bf.cell(), "1/2 segments, 140 items");
+        assert_eq!(bf.updated_at, "2026-01-01T00:00:00Z");
+        b.done = true;
+        assert_eq!(Backfill::of(&[a, b]).unwrap().cell(), "done (140 items)");
     }
 }
