@@ -32,6 +32,9 @@ use serde_json::{Value, json};
 pub enum Fault {
     /// Forward the call after this long.
     Delay(Duration),
+    /// Hold the call until [`FaultProxy::release`], then forward it: a
+    /// call made to lose a race, whatever the machine's speed.
+    Hold,
     /// Answer `ThrottlingException` (HTTP 400) without forwarding.
     Throttle,
     /// Answer HTTP 500 without forwarding.
@@ -68,7 +71,7 @@ pub enum Fault {
 impl Fault {
     fn name(&self) -> &'static str {
         match self {
-            Fault::Delay(_) => "delay",
+            Fault::Delay(_) | Fault::Hold => "delay",
             Fault::Throttle => "throttle",
             Fault::ServerError => "5xx",
             Fault::DropBefore => "drop-before",
@@ -134,6 +137,8 @@ struct State {
     calls: BTreeMap<String, u64>,
     by_table: BTreeMap<String, u64>,
     injected: BTreeMap<String, u64>,
+    /// Held calls ([`Fault::Hold`]) may go on.
+    released: bool,
     /// Entries answered by [`Fault::Accept`]: (queue URL, body), in the
     /// order they arrived.
     accepted: Vec<(String, String)>,
@@ -208,6 +213,11 @@ impl FaultProxy {
     /// Replace the rules.
     pub fn set_rules(&self, rules: Vec<Rule>) {
         self.shared.lock().rules = rules;
+    }
+
+    /// Let the calls [`Fault::Hold`] holds (and any later ones) go on.
+    pub fn release(&self) {
+        self.shared.lock().released = true;
     }
 
     /// Add a fixed latency to every call (on top of any rule's delay).
@@ -385,6 +395,12 @@ impl Shared {
             None => self.forward(parts, body).await,
             Some(Fault::Delay(d)) => {
                 tokio::time::sleep(d).await;
+                self.forward(parts, body).await
+            }
+            Some(Fault::Hold) => {
+                while !self.lock().released {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 self.forward(parts, body).await
             }
             Some(Fault::Throttle) => Ok(aws_error(StatusCode::BAD_REQUEST, "ThrottlingException")),

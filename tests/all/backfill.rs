@@ -278,17 +278,15 @@ fn a_stale_send_that_overtakes_the_streams_newer_version_is_corrected() {
     let (queue, _) = w.register(wasm::WEBSITE, "website", &[], true);
     let live = w.processor(&[("PRISM_OUTPUTS_TABLE", &format!("{}-outputs", w.table))]);
 
-    // The backfill's first sends are held 3 s on their way to SQS: in that
-    // time the stream changes two products and delivers them first.
+    // The backfill's first sends are held on their way to SQS until the
+    // stream has changed two products and delivered them.
     let proxy = FaultProxy::start(&w.ep, 7);
-    proxy.set_rules(vec![
-        Rule::always("SendMessageBatch", Fault::Delay(Duration::from_secs(3))).times(2),
-    ]);
+    proxy.set_rules(vec![Rule::always("SendMessageBatch", Fault::Hold).times(2)]);
     let child = spawn(&args(&w, &proxy.url, &["--segments", "1"]));
     let waited = Instant::now();
     while proxy.calls().get("SendMessageBatch").copied().unwrap_or(0) == 0 {
         assert!(
-            waited.elapsed() < Duration::from_secs(60),
+            waited.elapsed() < Duration::from_secs(300),
             "the backfill never sent"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -307,6 +305,7 @@ fn a_stale_send_that_overtakes_the_streams_newer_version_is_corrected() {
             .batch_item_failures
             .is_empty()
     );
+    proxy.release();
 
     let o = child.wait_with_output().unwrap();
     let (out, err) = text(&o);
