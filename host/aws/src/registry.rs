@@ -481,8 +481,19 @@ impl DynamoRegistry {
             .and_then(|e| e.as_m().ok())
             .ok_or_else(|| invalid("no `entry` map".into()))?;
         let json = map_from_av(entry, "entry").map_err(invalid)?;
-        ReceiverManifest::from_json(serde_json::Value::Object(json), &origin)
-            .map_err(|e| RegistryOpError::Invalid(e.into()))
+        let manifest = ReceiverManifest::from_json(serde_json::Value::Object(json), &origin)
+            .map_err(|e| RegistryOpError::Invalid(e.into()))?;
+        // Identity comes from the key, never from the item's content: a
+        // team's role may write only items under its own partition key
+        // (`dynamodb:LeadingKeys`), but it writes the entry's text freely.
+        if manifest.receiver != receiver {
+            return Err(RegistryOpError::Invalid(RegistryError::ForeignIdentity {
+                origin: origin.clone(),
+                key: receiver.to_owned(),
+                named: manifest.receiver,
+            }));
+        }
+        Ok(manifest)
     }
 }
 

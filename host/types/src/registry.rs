@@ -55,6 +55,20 @@ pub enum RegistryError {
         /// What failed.
         message: String,
     },
+    /// An entry names a receiver other than the one its registry key (or
+    /// file) belongs to: whoever may write that key is not that receiver's
+    /// owner, so the entry is refused and nothing of it is loaded.
+    #[error(
+        "{origin}: the entry names receiver {named:?}, but it is stored under {key:?}; refused (an entry may define only the receiver its key names)"
+    )]
+    ForeignIdentity {
+        /// The item or file.
+        origin: String,
+        /// The receiver its key (or file name) stands for.
+        key: String,
+        /// The receiver the entry claims to be.
+        named: String,
+    },
     /// Two manifests claim the same receiver id.
     #[error("{origin}: receiver {receiver} is already defined in {first}")]
     Duplicate {
