@@ -300,7 +300,9 @@ async fn fill_queues(c: &Clients, h: &Head, row: &mut Row) {
 }
 
 async fn queue_status(c: &Clients, queue: &str, problems: &mut Vec<String>) -> QueueStatus {
-    let name = queue.rsplit('/').next().unwrap_or(queue).to_owned();
+    let name = prism_types::manifest::queue_name(queue)
+        .unwrap_or(queue)
+        .to_owned();
     let mut st = QueueStatus {
         name: name.clone(),
         depth: None,

@@ -279,7 +279,7 @@ pub const RECEIVER_QUEUE_INFIX: &str = "-rcv-";
 /// dispatcher's role may send only to `<prefix>-<env>-rcv-*`, so on AWS an
 /// entry can reach no queue but its receiver's own.
 pub fn check_queue_owner(receiver: &str, queue: &str, dead_letters: bool) -> Result<(), String> {
-    let name = queue.rsplit('/').next().unwrap_or(queue);
+    let name = queue_name(queue)?;
     let Some((_, owner)) = name.split_once(RECEIVER_QUEUE_INFIX) else {
         return Ok(());
     };
@@ -300,6 +300,58 @@ pub fn check_queue_owner(receiver: &str, queue: &str, dead_letters: bool) -> Res
     Err(format!(
         "{field} {queue:?} is not receiver {receiver}'s: a receiver queue is named <prefix>-<env>-rcv-{expected}[.fifo], and this one belongs to {owner:?}"
     ))
+}
+
+/// The queue name in `queue`, a queue name or URL, parsed strictly: a name
+/// is 1-80 of `A-Z a-z 0-9 - _` with an optional `.fifo` (SQS's rule); a
+/// URL is `http(s)://<host>/<12-digit account>/<name>` and nothing more (no
+/// user, query, fragment, or path segment before or after). Anything else
+/// is refused, so that the name the owner check reads is the name SQS
+/// sends to.
+pub fn queue_name(queue: &str) -> Result<&str, String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "queue {queue:?} is not a queue name or URL: {why} (a name is 1-80 letters, digits, '-' or '_', with an optional .fifo; a URL is https://<host>/<12-digit account>/<name>)"
+        ))
+    };
+    let name = match queue
+        .strip_prefix("https://")
+        .or_else(|| queue.strip_prefix("http://"))
+    {
+        None if queue.contains('/') || queue.contains(':') => {
+            return bad("it is neither a plain name nor an http(s) URL");
+        }
+        None => queue,
+        Some(rest) => {
+            let mut parts = rest.split('/');
+            let (Some(host), Some(account), Some(name), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return bad("a URL has exactly two path segments, the account and the name");
+            };
+            let host_ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':');
+            if !host_ok {
+                return bad("the host is not a DNS name or address");
+            }
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                return bad("the account is not 12 digits");
+            }
+            name
+        }
+    };
+    let base = name.strip_suffix(".fifo").unwrap_or(name);
+    let ok = (1..=80).contains(&name.len())
+        && !base.is_empty()
+        && base
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return bad("the name is not a valid SQS queue name");
+    }
+    Ok(name)
 }
 
 #[cfg(test)]
@@ -407,8 +459,37 @@ mod tests {
     }
 
     #[test]
+    fn queue_urls_are_parsed_strictly_so_the_owner_check_reads_the_real_name() {
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/prism-prod-rcv-shop";
+        assert_eq!(queue_name(url), Ok("prism-prod-rcv-shop"));
+        assert_eq!(
+            queue_name("http://127.0.0.1:4566/123456789012/q.fifo"),
+            Ok("q.fifo")
+        );
+        // Each of these used to pass the owner check of receiver web
+        // although it names (or may reach) shop's queue.
+        for queue in [
+            format!("{url}/"),
+            format!("{url}/x"),
+            format!("{url}?a=b"),
+            format!("{url}#f"),
+            "https://sqs.eu-west-1.amazonaws.com/prism-prod-rcv-shop".to_owned(),
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/".to_owned(),
+            "https://user@sqs/123456789012/prism-prod-rcv-shop".to_owned(),
+            "ftp://h/123456789012/prism-prod-rcv-shop".to_owned(),
+            "prism-prod-rcv-shop/".to_owned(),
+            ".fifo".to_owned(),
+            "a".repeat(81),
+            String::new(),
+        ] {
+            let e = check_queue_owner("web", &queue, false).unwrap_err();
+            assert!(e.contains("is not a queue name or URL"), "{queue:?}: {e}");
+        }
+    }
+
+    #[test]
     fn a_receiver_may_only_name_its_own_queues() {
-        let q = "https://sqs.eu-west-1.amazonaws.com/1/prism-prod-rcv-";
+        let q = "https://sqs.eu-west-1.amazonaws.com/123456789012/prism-prod-rcv-";
         assert!(check_queue_owner("web", &format!("{q}web"), false).is_ok());
         assert!(check_queue_owner("web", &format!("{q}web.fifo"), false).is_ok());
         assert!(check_queue_owner("web", "prism-prod-rcv-web-dlq", true).is_ok());

@@ -369,7 +369,7 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         "{}: {} dead letters in {}",
         a.common.receiver,
         letters.len(),
-        q.dlq.rsplit('/').next().unwrap_or(&q.dlq)
+        prism_types::manifest::queue_name(&q.dlq).unwrap_or(&q.dlq)
     );
     for ((k, ek, e), (n, oldest, id)) in &groups {
         println!(
