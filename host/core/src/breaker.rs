@@ -2,7 +2,7 @@
 //!
 //! A plugin that keeps timing out, trapping or hitting its limits costs the
 //! shared dispatcher its whole budget on every change. After
-//! [`BreakerConfig::threshold`] such failures in a row the receiver is
+//! [`BreakerConfig::threshold`] such failures among its recent calls the receiver is
 //! **quarantined**: its changes wait (in its retry lanes, or as
 //! `quarantined` dead letters where there is no spool) without the plugin
 //! being run. After a cool-down one change is let through as a probe
@@ -15,9 +15,16 @@
 //! pays at most `threshold` failures before it quarantines the receiver too).
 //!
 //! What counts as a failure: `timeout`, `trap`, `memory-limit`,
-//! `stack-overflow` and `output` (a limit hit or malformed output). A plugin
-//! that answers (messages, `reject`, `retry`) is healthy, however often it
-//! rejects.
+//! `stack-overflow` and `output` (a limit hit or malformed output),
+//! `retry-exhausted` (a change the plugin kept asking to retry: each try
+//! cost a call), and any call that took at least half its budget, whatever
+//! it answered (a plugin that spins to just under its budget and then
+//! answers costs the shared dispatcher as much as one that times out). A
+//! quick answer (messages, `reject`) is healthy, however often it rejects.
+//!
+//! The count is over the last [`WINDOW_FACTOR`] × `threshold` calls, not
+//! only failures in a row: a plugin that fails four keys of five is
+//! quarantined too, while one that fails now and then is not.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -33,7 +40,11 @@ pub struct BreakerConfig {
     pub max_cool_down: Duration,
 }
 
-/// Default failures in a row before a quarantine.
+/// The failures counted are those among the last `WINDOW_FACTOR ×
+/// threshold` calls (at most 64).
+pub const WINDOW_FACTOR: u32 = 4;
+
+/// Default failures (among the recent calls) before a quarantine.
 pub const DEFAULT_THRESHOLD: u32 = 5;
 /// Default first cool-down.
 pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(30);
@@ -78,8 +89,21 @@ impl Outcome {
     /// The outcome for an error kind (see the module docs).
     pub fn of_kind(kind: &str) -> Self {
         match kind {
-            "timeout" | "trap" | "memory-limit" | "stack-overflow" | "output" => Self::Failed,
+            "timeout" | "trap" | "memory-limit" | "stack-overflow" | "output"
+            | "retry-exhausted" => Self::Failed,
             _ => Self::Healthy,
+        }
+    }
+
+    /// The outcome of a call that ended with `failure` (its error kind, if
+    /// any) after `took` of a `budget`: failed for a failing kind, and for
+    /// a call that used at least half its budget, whatever it answered.
+    pub fn of_call(failure: Option<&str>, took: Duration, budget: Duration) -> Self {
+        let slow = !budget.is_zero() && took.saturating_mul(2) >= budget;
+        match failure {
+            _ if slow => Self::Failed,
+            Some(kind) => Self::of_kind(kind),
+            None => Self::Healthy,
         }
     }
 }
@@ -103,7 +127,8 @@ pub struct Breaker {
 
 #[derive(Debug, Default)]
 struct State {
-    failures: u32,
+    /// The last calls' outcomes, newest in bit 0 (1: failed).
+    recent: u64,
     open_until: Option<Instant>,
     /// Quarantines in a row (a failed probe adds one).
     ejections: u32,
@@ -146,8 +171,9 @@ impl Breaker {
         let mut s = self.lock();
         match outcome {
             Outcome::Healthy => {
-                s.failures = 0;
+                s.recent <<= 1;
                 if s.open_until.take().is_some() {
+                    s.recent = 0;
                     s.ejections = 0;
                     s.probing = false;
                     return Transition::Closed;
@@ -155,9 +181,17 @@ impl Breaker {
                 Transition::None
             }
             Outcome::Failed => {
-                s.failures = s.failures.saturating_add(1);
+                s.recent = (s.recent << 1) | 1;
+                let threshold = cfg.threshold.clamp(1, 64);
+                let window = threshold.saturating_mul(WINDOW_FACTOR).min(64);
+                let mask = if window == 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << window) - 1
+                };
+                let failures = (s.recent & mask).count_ones();
                 let probe_failed = s.open_until.is_some() && s.probing;
-                if !probe_failed && (s.open_until.is_some() || s.failures < cfg.threshold.max(1)) {
+                if !probe_failed && (s.open_until.is_some() || failures < threshold) {
                     return Transition::None;
                 }
                 s.ejections = s.ejections.saturating_add(1);
@@ -197,11 +231,8 @@ mod tests {
             assert_eq!(b.admit_at(t0), Gate::Closed);
             assert_eq!(b.record_at(&CFG, Outcome::Failed, t0), Transition::None);
         }
-        // A healthy answer resets the count.
+        // A healthy answer does not wipe the recent failures.
         assert_eq!(b.record_at(&CFG, Outcome::Healthy, t0), Transition::None);
-        for _ in 0..2 {
-            b.record_at(&CFG, Outcome::Failed, t0);
-        }
         assert_eq!(
             b.record_at(&CFG, Outcome::Failed, t0),
             Transition::Opened(Duration::from_secs(10))
@@ -246,8 +277,64 @@ mod tests {
         ] {
             assert_eq!(Outcome::of_kind(kind), Outcome::Failed, "{kind}");
         }
-        for kind in ["rejected", "retry-exhausted", "instantiate", "delivery"] {
+        assert_eq!(Outcome::of_kind("retry-exhausted"), Outcome::Failed);
+        for kind in ["rejected", "instantiate", "delivery"] {
             assert_eq!(Outcome::of_kind(kind), Outcome::Healthy, "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_call_that_used_half_its_budget_is_a_failure_whatever_it_answered() {
+        let budget = Duration::from_millis(200);
+        let ms = Duration::from_millis;
+        assert_eq!(Outcome::of_call(None, ms(99), budget), Outcome::Healthy);
+        assert_eq!(Outcome::of_call(None, ms(100), budget), Outcome::Failed);
+        assert_eq!(
+            Outcome::of_call(Some("rejected"), ms(190), budget),
+            Outcome::Failed
+        );
+        assert_eq!(
+            Outcome::of_call(Some("rejected"), ms(1), budget),
+            Outcome::Healthy
+        );
+        assert_eq!(
+            Outcome::of_call(Some("trap"), ms(1), budget),
+            Outcome::Failed
+        );
+    }
+
+    /// Failing four keys of five used to evade the breaker: every healthy
+    /// answer reset the count. Now the recent window counts.
+    #[test]
+    fn failing_most_keys_quarantines_and_failing_now_and_then_does_not() {
+        let t0 = Instant::now();
+        let b = Breaker::default();
+        let mut opened = None;
+        for call in 0..10 {
+            let outcome = if call % 5 == 4 {
+                Outcome::Healthy
+            } else {
+                Outcome::Failed
+            };
+            if let Transition::Opened(_) = b.record_at(&CFG, outcome, t0) {
+                opened = Some(call);
+                break;
+            }
+        }
+        assert_eq!(opened, Some(2), "three failures among the recent calls");
+
+        let b = Breaker::default();
+        for call in 0..1_000 {
+            let outcome = if call % 10 == 0 {
+                Outcome::Failed
+            } else {
+                Outcome::Healthy
+            };
+            assert_eq!(
+                b.record_at(&CFG, outcome, t0),
+                Transition::None,
+                "call {call}"
+            );
         }
     }
 }
