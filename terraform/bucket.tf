@@ -1,4 +1,4 @@
-# Plugin artifacts: plugins/<sha256>.wasm as registered, and
+# Plugin artifacts: plugins/<receiver>/<sha256>.wasm as registered, and
 # precompiled/<engine hash>/<sha256>.cwasm. Content-addressed, so objects are
 # never overwritten with different bytes; versioning keeps deletions
 # recoverable.

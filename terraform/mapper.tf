@@ -137,10 +137,7 @@ data "aws_iam_policy_document" "mapper" {
   statement {
     sid     = "ReadTheMapper"
     actions = ["s3:GetObject"]
-    resources = [
-      "${aws_s3_bucket.plugins.arn}/plugins/*",
-      "${aws_s3_bucket.plugins.arn}/mappers/*",
-    ]
+    resources = ["${aws_s3_bucket.plugins.arn}/mappers/*"]
   }
 
   statement {

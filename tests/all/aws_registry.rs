@@ -145,7 +145,10 @@ fn the_cli_registers_versions_rolls_back_disables_and_removes() {
             .filter_map(|o| o.key().map(str::to_owned))
             .collect()
     });
-    assert!(keys.contains(&ArtifactStore::wasm_key(&digest)), "{keys:?}");
+    assert!(
+        keys.contains(&ArtifactStore::wasm_key("warehouse", &digest)),
+        "{keys:?}"
+    );
     assert!(
         keys.iter()
             .any(|k| k.starts_with("precompiled/")
@@ -249,7 +252,7 @@ fn a_cold_start_from_the_registry_compiles_nothing_and_isolates_bad_entries() {
             ("leaflet", wasm::LEAFLET),
         ] {
             let wasm = read(path);
-            let digest = env.store.put_wasm(&wasm).await.unwrap();
+            let digest = env.store.put_wasm(id, &wasm).await.unwrap();
             let cwasm = builder.precompile(&wasm).unwrap();
             let cwasm_digest = Digest::of(&cwasm);
             env.store
@@ -372,7 +375,7 @@ fn a_warm_dispatcher_picks_up_registry_changes_after_its_ttl() {
             let env = &env;
             async move {
                 let wasm = read(path);
-                env.store.put_wasm(&wasm).await.unwrap();
+                env.store.put_wasm(id, &wasm).await.unwrap();
                 let m = manifest(id, &wasm, Mode::Immediate, prism_e2e::relaxed(), &[]);
                 env.registry
                     .publish(&m, seen.as_ref(), "ops")
@@ -460,7 +463,7 @@ fn a_plugin_compiled_at_start_up_is_shared_so_the_next_cold_start_compiles_nothi
         // Published without a precompiled artifact (as if precompiled for
         // another engine, e.g. on an x86 laptop for an arm64 Lambda).
         let wasm = read(wasm::LOGISTICS);
-        let digest = env.store.put_wasm(&wasm).await.unwrap();
+        let digest = env.store.put_wasm("shop", &wasm).await.unwrap();
         let m = manifest("shop", &wasm, Mode::Immediate, prism_e2e::relaxed(), &[]);
         env.registry.publish(&m, None, "ops").await.unwrap();
 
@@ -516,7 +519,7 @@ fn a_precompiled_artifact_under_another_plugins_key_is_never_loaded() {
         let builder = PluginEngine::new(&EngineOptions::default()).unwrap();
         let hash = builder.compatibility_hash().to_owned();
         let (a, b) = (read(wasm::WEBSITE), read(wasm::LOGISTICS));
-        let digest_b = env.store.put_wasm(&b).await.unwrap();
+        let digest_b = env.store.put_wasm("shop", &b).await.unwrap();
         let cwasm_b = builder.precompile(&b).unwrap();
         env.store
             .put_cwasm(&hash, &digest_b, cwasm_b.clone())
@@ -571,7 +574,7 @@ fn a_precompiled_artifact_under_another_plugins_key_is_never_loaded() {
         // Nothing recorded (e.g. uploaded by hand, or a new engine): never
         // fetched, compiled instead.
         let ghost = manifest("ghost", &a, Mode::Immediate, prism_e2e::relaxed(), &[]);
-        let digest_a = env.store.put_wasm(&a).await.unwrap();
+        let digest_a = env.store.put_wasm("ghost", &a).await.unwrap();
         env.store
             .put_cwasm(&hash, &digest_a, builder.precompile(&b).unwrap())
             .await

@@ -248,7 +248,8 @@ fn only_the_dispatcher_role_writes_the_plugin_bucket() {
 /// A receiver team's deploy role reaches its own registry entry and the
 /// component prefix, and nothing else: exactly the registry calls the CLI
 /// makes for one receiver, each limited to that receiver's partition key;
-/// `s3:PutObject` on `plugins/` only (never `precompiled/`, which holds
+/// `s3:PutObject` on `plugins/<receiver>/` only (never another receiver's
+/// components, nor `precompiled/`, which holds
 /// native code); no wildcard, no other service.
 #[test]
 fn a_receiver_team_role_may_touch_only_its_own_receiver() {
@@ -278,9 +279,10 @@ fn a_receiver_team_role_may_touch_only_its_own_receiver() {
             assert_eq!(
                 resources,
                 [format!(
-                    "${{var.plugin_bucket_arn}}/{}*",
+                    "${{var.plugin_bucket_arn}}/{}${{var.receiver}}/*",
                     artifacts::WASM_PREFIX
-                )]
+                )],
+                "its own receiver's prefix only"
             );
         }
     }

@@ -1,22 +1,44 @@
-//! Plugin artifacts in S3, content-addressed:
-//! - `plugins/<sha256>.wasm`: the component as registered;
+//! Plugin artifacts in S3, content-addressed under their owner:
+//! - `plugins/<receiver>/<sha256>.wasm`: a receiver's component as
+//!   registered. A team's deploy role may write only its own receiver's
+//!   prefix, so it can never replace or shadow another receiver's component;
+//! - `mappers/<mapper>/<sha256>.wasm`: a model mapper's component;
 //! - `precompiled/<engine-compat-hash>/<sha256>.cwasm`: compiled for one
 //!   engine configuration, so a cold start compiles nothing;
 //! - `mappers/<name>.toml`: a model mapper's manifest (its component is
 //!   under `plugins/` like any other).
 //!
 //! Downloads are cached in a local directory (Lambda's `/tmp`) and checked
-//! against their digest.
+//! against their digest. An object's size is read (`HeadObject`) before any
+//! of it is downloaded, and the download stops at the cap whatever the
+//! size said: an oversized object costs one small request, never memory.
+//! An artifact that was missing, oversized or corrupt is not fetched again
+//! until a backoff has passed (30 s, doubling to 15 min), so one bad
+//! receiver never costs every reload a download.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::sdk_error;
 use prism_types::digest::Digest;
 
-/// Where components live in the bucket.
+/// Where receivers' components live in the bucket (one prefix per receiver
+/// below it).
 pub const WASM_PREFIX: &str = "plugins/";
+/// The largest component fetched (the engine refuses larger ones anyway).
+pub const MAX_WASM_BYTES: u64 = prism_engine::DEFAULT_MAX_COMPONENT_BYTES as u64;
+/// The largest precompiled artifact fetched: native code is several times
+/// its component's size.
+pub const MAX_CWASM_BYTES: u64 = 8 * MAX_WASM_BYTES;
+/// The largest mapper manifest fetched.
+pub const MAX_TEXT_BYTES: u64 = 1 << 20;
+/// The first wait before a failed artifact is fetched again.
+pub const FETCH_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+/// The longest wait before a failed artifact is fetched again.
+pub const MAX_FETCH_BACKOFF: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// Where precompiled artifacts live in the bucket.
 pub const CWASM_PREFIX: &str = "precompiled/";
 /// Where mapper manifests live in the bucket.
@@ -50,6 +72,30 @@ pub enum ArtifactError {
         key: String,
         /// What it hashes to.
         actual: String,
+    },
+    /// The object is larger than prism ever fetches.
+    #[error(
+        "s3://{bucket}/{key}: {size} bytes, more than the {max} an artifact may have; not downloaded"
+    )]
+    TooLarge {
+        /// Bucket.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// Its size (as reported, or as far as it was read).
+        size: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// The artifact failed recently: not fetched again until the backoff ends.
+    #[error("{key}: not fetched again for {retry_in_secs} s after it failed: {last}")]
+    BackingOff {
+        /// Object key.
+        key: String,
+        /// Seconds until the next try.
+        retry_in_secs: u64,
+        /// The failure.
+        last: String,
     },
     /// Local cache I/O.
     #[error("{path}: {source}")]
@@ -88,6 +134,16 @@ pub enum Precompiled {
 pub struct ArtifactStore {
     s3: aws_sdk_s3::Client,
     bucket: String,
+    /// Artifacts that failed, by key: when to try again, and how often
+    /// they failed in a row (shared by clones).
+    failed: std::sync::Arc<std::sync::Mutex<HashMap<String, Failure>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    retry_at: Instant,
+    times: u32,
+    last: String,
 }
 
 impl ArtifactStore {
@@ -96,6 +152,7 @@ impl ArtifactStore {
         Self {
             s3,
             bucket: bucket.into(),
+            failed: Default::default(),
         }
     }
 
@@ -104,9 +161,14 @@ impl ArtifactStore {
         &self.bucket
     }
 
-    /// The object key of a component.
-    pub fn wasm_key(digest: &Digest) -> String {
-        format!("{WASM_PREFIX}{}.wasm", digest.hex())
+    /// The object key of receiver `receiver`'s component.
+    pub fn wasm_key(receiver: &str, digest: &Digest) -> String {
+        format!("{WASM_PREFIX}{receiver}/{}.wasm", digest.hex())
+    }
+
+    /// The object key of mapper `mapper`'s component.
+    pub fn mapper_wasm_key(mapper: &str, digest: &Digest) -> String {
+        format!("{MAPPER_PREFIX}{mapper}/{}.wasm", digest.hex())
     }
 
     /// The object key of a precompiled component.
@@ -128,7 +190,14 @@ impl ArtifactStore {
         wasm: &[u8],
     ) -> Result<String, ArtifactError> {
         let mut manifest = manifest.clone();
-        manifest.plugin.digest = self.put_wasm(wasm).await?;
+        let digest = Digest::of(wasm);
+        self.put(
+            &Self::mapper_wasm_key(&manifest.mapper, &digest),
+            wasm.to_vec(),
+            "application/wasm",
+        )
+        .await?;
+        manifest.plugin.digest = digest;
         manifest.plugin.file = None;
         let key = Self::mapper_key(&manifest.mapper);
         self.put(&key, manifest.to_toml().into_bytes(), "application/toml")
@@ -138,7 +207,7 @@ impl ArtifactStore {
 
     /// A text object (a mapper manifest), or `None` if there is none.
     pub async fn text(&self, key: &str) -> Result<Option<String>, ArtifactError> {
-        match self.get(key).await? {
+        match self.get(key, MAX_TEXT_BYTES).await? {
             Some(bytes) => String::from_utf8(bytes)
                 .map(Some)
                 .map_err(|e| self.err(key, format!("not UTF-8: {e}"))),
@@ -146,11 +215,15 @@ impl ArtifactStore {
         }
     }
 
-    /// Upload a component under its digest (idempotent).
-    pub async fn put_wasm(&self, wasm: &[u8]) -> Result<Digest, ArtifactError> {
+    /// Upload `receiver`'s component under its digest (idempotent).
+    pub async fn put_wasm(&self, receiver: &str, wasm: &[u8]) -> Result<Digest, ArtifactError> {
         let digest = Digest::of(wasm);
-        self.put(&Self::wasm_key(&digest), wasm.to_vec(), "application/wasm")
-            .await?;
+        self.put(
+            &Self::wasm_key(receiver, &digest),
+            wasm.to_vec(),
+            "application/wasm",
+        )
+        .await?;
         Ok(digest)
     }
 
@@ -183,9 +256,36 @@ impl ArtifactStore {
         Ok(())
     }
 
-    /// Fetch a component, from `cache_dir` when it is there, else from S3
-    /// (then cached). The bytes are checked against the digest either way.
-    pub async fn wasm(&self, digest: &Digest, cache_dir: &Path) -> Result<Vec<u8>, ArtifactError> {
+    /// Fetch receiver `receiver`'s component, from `cache_dir` when it is
+    /// there, else from S3 (then cached). The bytes are checked against the
+    /// digest either way.
+    pub async fn wasm(
+        &self,
+        receiver: &str,
+        digest: &Digest,
+        cache_dir: &Path,
+    ) -> Result<Vec<u8>, ArtifactError> {
+        self.component(&Self::wasm_key(receiver, digest), digest, cache_dir)
+            .await
+    }
+
+    /// Fetch mapper `mapper`'s component (as [`Self::wasm`]).
+    pub async fn mapper_wasm(
+        &self,
+        mapper: &str,
+        digest: &Digest,
+        cache_dir: &Path,
+    ) -> Result<Vec<u8>, ArtifactError> {
+        self.component(&Self::mapper_wasm_key(mapper, digest), digest, cache_dir)
+            .await
+    }
+
+    async fn component(
+        &self,
+        key: &str,
+        digest: &Digest,
+        cache_dir: &Path,
+    ) -> Result<Vec<u8>, ArtifactError> {
         let local = cache_dir
             .join("plugins")
             .join(format!("{}.wasm", digest.hex()));
@@ -194,21 +294,69 @@ impl ArtifactStore {
         {
             return Ok(bytes);
         }
-        let key = Self::wasm_key(digest);
-        let bytes = self
-            .get(&key)
-            .await?
-            .ok_or_else(|| self.err(&key, "no such object".into()))?;
-        let actual = Digest::of(&bytes);
-        if actual != *digest {
-            return Err(ArtifactError::Corrupt {
-                bucket: self.bucket.clone(),
-                key,
-                actual: actual.to_string(),
-            });
+        self.backing_off(key)?;
+        let fetched = async {
+            let bytes = self
+                .get(key, MAX_WASM_BYTES)
+                .await?
+                .ok_or_else(|| self.err(key, "no such object".into()))?;
+            let actual = Digest::of(&bytes);
+            if actual != *digest {
+                return Err(ArtifactError::Corrupt {
+                    bucket: self.bucket.clone(),
+                    key: key.to_owned(),
+                    actual: actual.to_string(),
+                });
+            }
+            Ok(bytes)
         }
+        .await;
+        let bytes = self.settle(key, fetched)?;
         write_atomic(&local, &bytes)?;
         Ok(bytes)
+    }
+
+    /// `Err` while `key` is in its backoff after a failure.
+    fn backing_off(&self, key: &str) -> Result<(), ArtifactError> {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        match failed.get(key) {
+            Some(f) if Instant::now() < f.retry_at => Err(ArtifactError::BackingOff {
+                key: key.to_owned(),
+                retry_in_secs: f
+                    .retry_at
+                    .saturating_duration_since(Instant::now())
+                    .as_secs()
+                    + 1,
+                last: f.last.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Record how fetching `key` went: a failure starts (or doubles) its
+    /// backoff, a success ends it.
+    fn settle<T>(&self, key: &str, r: Result<T, ArtifactError>) -> Result<T, ArtifactError> {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        match &r {
+            Ok(_) => {
+                failed.remove(key);
+            }
+            Err(e) => {
+                let times = failed.get(key).map_or(0, |f| f.times) + 1;
+                let wait = FETCH_BACKOFF
+                    .saturating_mul(1 << (times - 1).min(16))
+                    .min(MAX_FETCH_BACKOFF);
+                failed.insert(
+                    key.to_owned(),
+                    Failure {
+                        retry_at: Instant::now() + wait,
+                        times,
+                        last: e.to_string(),
+                    },
+                );
+            }
+        }
+        r
     }
 
     /// Put the precompiled artifact for `digest` where the engine's compile
@@ -230,7 +378,7 @@ impl ArtifactStore {
             return Ok(Precompiled::NotRecorded);
         };
         let key = Self::cwasm_key(engine_hash, digest);
-        match self.get(&key).await? {
+        match self.get(&key, MAX_CWASM_BYTES).await? {
             Some(bytes) => {
                 let actual = Digest::of(&bytes);
                 if actual != *trusted {
@@ -247,8 +395,32 @@ impl ArtifactStore {
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArtifactError> {
-        match self
+    /// An object of at most `max` bytes, or `None` if there is none. Its
+    /// size is asked first; the download stops at `max` whatever it said
+    /// (the object may be replaced between the two calls).
+    async fn get(&self, key: &str, max: u64) -> Result<Option<Vec<u8>>, ArtifactError> {
+        let too_large = |size: u64| ArtifactError::TooLarge {
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            size,
+            max,
+        };
+        let head = self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await;
+        let size = match head {
+            Ok(h) => h.content_length().unwrap_or(0).max(0) as u64,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(None),
+            Err(e) => return Err(self.err(key, sdk_error(&e))),
+        };
+        if size > max {
+            return Err(too_large(size));
+        }
+        let mut out = match self
             .s3
             .get_object()
             .bucket(&self.bucket)
@@ -256,17 +428,23 @@ impl ArtifactStore {
             .send()
             .await
         {
-            Ok(out) => {
-                let data = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| self.err(key, e.to_string()))?;
-                Ok(Some(data.into_bytes().to_vec()))
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(self.err(key, sdk_error(&e))),
+        };
+        let mut bytes = Vec::with_capacity(size as usize);
+        while let Some(chunk) = out
+            .body
+            .try_next()
+            .await
+            .map_err(|e| self.err(key, e.to_string()))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Err(too_large((bytes.len() + chunk.len()) as u64));
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(self.err(key, sdk_error(&e))),
+            bytes.extend_from_slice(&chunk);
         }
+        Ok(Some(bytes))
     }
 
     fn err(&self, key: &str, message: String) -> ArtifactError {

@@ -70,7 +70,7 @@ pub async fn snapshot(
             continue;
         }
         let digest = m.plugin.digest;
-        match store.wasm(&digest, cache_dir).await {
+        match store.wasm(&m.receiver, &digest, cache_dir).await {
             Ok(wasm) => {
                 if let Some(path) = engine.cache_path(&digest) {
                     let engine_hash = engine.compatibility_hash();

@@ -163,7 +163,10 @@ pub fn remote_live(
             return Ok(None);
         };
         let tmp = tempfile_dir()?;
-        let wasm = r.store()?.wasm(&head.manifest.plugin.digest, &tmp).await?;
+        let wasm = r
+            .store()?
+            .wasm(receiver, &head.manifest.plugin.digest, &tmp)
+            .await?;
         Ok::<_, anyhow::Error>(Some(Entry {
             origin: format!("dynamodb://{table}/{receiver} (v{})", head.current),
             manifest: head.manifest,

@@ -234,7 +234,7 @@ impl LiveMapper {
         let manifest = MapperManifest::from_toml(&text, &origin)?;
         let wasm = self
             .artifacts
-            .wasm(&manifest.plugin.digest, &self.cache_dir)
+            .mapper_wasm(&manifest.mapper, &manifest.plugin.digest, &self.cache_dir)
             .await
             .with_context(|| format!("fetching mapper {}", manifest.mapper))?;
         let model = Arc::new(DynamoModelStore::new(

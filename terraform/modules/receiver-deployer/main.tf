@@ -3,7 +3,9 @@
 # receiver, and nothing else:
 # - registry items only under its receiver's partition key
 #   (dynamodb:LeadingKeys), and no Scan or DeleteItem (removal stays with ops);
-# - the bucket's plugins/ prefix only: precompiled/ holds native code that
+# - its own receiver's component prefix only (plugins/<receiver>/), so it
+#   can never replace or shadow another receiver's component; never
+#   precompiled/, which holds native code that
 #   dispatchers run, so a team can never place any (a dispatcher loads a
 #   .cwasm only when its sha256 is recorded by a trusted writer, and a team
 #   cannot write the bytes such a record would vouch for);
@@ -47,7 +49,7 @@ data "aws_iam_policy_document" "this" {
   statement {
     sid       = "UploadComponents"
     actions   = ["s3:PutObject"]
-    resources = ["${var.plugin_bucket_arn}/plugins/*"]
+    resources = ["${var.plugin_bucket_arn}/plugins/${var.receiver}/*"]
   }
 
   statement {
