@@ -44,6 +44,7 @@ resource "aws_lambda_function" "dispatcher" {
       PRISM_LOG               = var.log_level
       PRISM_METRICS_NAMESPACE = local.metrics_namespace
       PRISM_MEMORY_MB         = tostring(var.lambda_memory_mb)
+      PRISM_LAMBDA_TIMEOUT    = tostring(var.lambda_timeout_seconds)
     }
   }
 

@@ -9,6 +9,7 @@ mod claims;
 mod cleanup;
 mod cli;
 mod contracts;
+mod control_plane;
 mod dedup;
 mod diff;
 mod dlq;

@@ -603,11 +603,15 @@ fn fifty_failing_lanes_of_one_receiver_do_not_starve_another_receivers_lane() {
     };
     let mut firsts = Vec::new();
     for n in 0..2 {
-        // A budget for a handful of the slow lanes (each costs ~40 ms). A
-        // fresh dispatcher each time, as on a fresh Lambda instance: the
-        // cursor comes from the spool.
+        // A budget for a handful of the slow lanes (each costs ~40 ms),
+        // beyond the receivers' call budget (`relaxed`: 10 s), which every
+        // lane needs left to start. A fresh dispatcher each time, as on a
+        // fresh Lambda instance: the cursor comes from the spool.
         let d = Dispatcher {
-            stop_at: Some(std::time::Instant::now() + std::time::Duration::from_millis(250)),
+            finish_by: Some(
+                std::time::Instant::now()
+                    + std::time::Duration::from_millis(prism_e2e::relaxed().timeout_ms + 250),
+            ),
             ..hold()
         };
         let t = tick(&d, &set, &spool, &sink, TickOptions::at(0));

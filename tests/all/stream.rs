@@ -298,7 +298,7 @@ fn changes_for_a_receiver_whose_plugin_does_not_load_wait_in_its_dlq() {
     let dlq = w.q.create("broken-dlq");
     let queue = w.q.create("broken");
     w.q.rt.block_on(async {
-        w.env.store.put_wasm(&bad).await.unwrap();
+        w.env.store.put_wasm("broken", &bad).await.unwrap();
         let mut m = prism_e2e::manifest("broken", &bad, Mode::Immediate, relaxed(), &[]);
         m.destination = Some(prism_types::manifest::Destination {
             queue,
@@ -420,7 +420,7 @@ fn near_its_deadline_a_batch_reports_the_rest_instead_of_timing_out() {
         "--config",
         "behaviour=spin",
         "--config",
-        "spin=50000000",
+        "spin=200000000",
     ]);
     let p = w.processor(&[]);
     w.write(&products(0..60));

@@ -38,6 +38,8 @@ pub struct Loader {
     artifacts_dir: PathBuf,
     /// Whether what this process compiles is recorded and uploaded.
     shares_compiled: bool,
+    /// The invocation timeout receivers' call budgets must fit in.
+    timeout: Option<Duration>,
 }
 
 /// What a refresh changed (receiver ids).
@@ -66,6 +68,7 @@ impl LiveReceivers {
                 store,
                 artifacts_dir,
                 shares_compiled: true,
+                timeout: None,
             },
             ttl,
             loaded_at: None,
@@ -78,6 +81,13 @@ impl LiveReceivers {
     /// not write the bucket or vouch for native code in the registry).
     pub fn without_sharing(mut self) -> Self {
         self.loader.shares_compiled = false;
+        self
+    }
+
+    /// Refuse receivers whose call budget cannot fit in an invocation of
+    /// `timeout` (the dispatcher's; `None`: no check).
+    pub fn within(mut self, timeout: Option<Duration>) -> Self {
+        self.loader.timeout = timeout;
         self
     }
 
@@ -217,7 +227,7 @@ impl Loader {
                 _ => fresh.entries.push(e),
             }
         }
-        let mut set = ReceiverSet::load(engine, fresh);
+        let mut set = ReceiverSet::load_within(engine, fresh, self.timeout);
         if self.shares_compiled {
             self.share_compiled(engine, &set).await;
         }

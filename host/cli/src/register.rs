@@ -77,6 +77,11 @@ pub struct Args {
     /// it (its worker threads each at this receiver's memory and copy caps).
     #[arg(long, env = "PRISM_LAMBDA_MEMORY_MB", value_name = "MB")]
     pub lambda_memory_mb: Option<u64>,
+    /// The dispatcher Lambda's timeout (seconds): refuse limits whose call
+    /// budget (`timeout_ms`, times `max_count` for a batch window) cannot
+    /// fit in one invocation. The dispatcher refuses them at load too.
+    #[arg(long, env = "PRISM_LAMBDA_TIMEOUT", value_name = "SECS")]
+    pub lambda_timeout: Option<u64>,
     /// The dispatcher's worker threads, for the memory check (a Lambda has
     /// 1 vCPU per 1769 MB; prism runs one thread per core).
     #[arg(long, default_value_t = 2, value_name = "N")]
@@ -121,6 +126,20 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let limits = apply(&a, None, Digest::of(&wasm))?.limits;
         if let Err(e) = budget.check(&limits) {
             eprintln!("{}: REJECTED, not registered\n{e}", a.wasm.display());
+            return Ok(ExitCode::from(1));
+        }
+    }
+    if let Some(secs) = a.lambda_timeout {
+        let m = apply(&a, None, Digest::of(&wasm))?;
+        let budget = prism_core::receivers::call_budget(&m);
+        if let Err(e) =
+            prism_core::stream::fits_invocation(budget, std::time::Duration::from_secs(secs))
+        {
+            eprintln!(
+                "{}: REJECTED, not registered\nreceiver {}: {e}",
+                a.wasm.display(),
+                m.receiver
+            );
             return Ok(ExitCode::from(1));
         }
     }
@@ -306,7 +325,7 @@ fn register_remote(
             "receiver {} has no destination: pass --queue (and --dead-letter-queue)",
             a.receiver
         );
-        let digest = store.put_wasm(wasm).await?;
+        let digest = store.put_wasm(&a.receiver, wasm).await?;
         let cwasm_digest = Digest::of(&cwasm);
         // A receiver team's deploy role may not write precompiled/ (native
         // code): then the dispatcher compiles at its next start and shares.
@@ -354,7 +373,7 @@ fn register_remote(
             new.current,
             r.registry.table(),
             store.bucket(),
-            prism_aws::ArtifactStore::wasm_key(&digest)
+            prism_aws::ArtifactStore::wasm_key(&a.receiver, &digest)
         );
         Ok::<_, anyhow::Error>((ExitCode::SUCCESS, head.is_none()))
     })?

@@ -34,12 +34,33 @@ impl ActiveReceiver {
         self.plugin.digest()
     }
 
+    /// The longest one call of this receiver may take: `limits.timeout_ms`,
+    /// or for a batched receiver a whole window's format (`timeout_ms` per
+    /// change, up to [`prism_types::limits::MAX_TIMEOUT_MS`]). A call starts
+    /// only when this much time is left in the invocation.
+    pub fn call_budget(&self) -> Duration {
+        call_budget(&self.manifest)
+    }
+
     /// Whether the change touches the receiver's declared field interest
     /// (always, for inserts, removes, and receivers that declare none).
     pub fn interested(&self, c: &prism_types::change::Change) -> bool {
         self.manifest.interest.is_empty()
             || prism_sdk::pointer::any_interest(&c.changed_paths, &self.manifest.interest)
     }
+}
+
+/// See [`ActiveReceiver::call_budget`].
+pub fn call_budget(m: &ReceiverManifest) -> Duration {
+    let ms = match m.mode {
+        prism_types::manifest::Mode::Batch { max_count, .. } => m
+            .limits
+            .timeout_ms
+            .saturating_mul(max_count as u64)
+            .min(prism_types::limits::MAX_TIMEOUT_MS),
+        prism_types::manifest::Mode::Immediate => m.limits.timeout_ms,
+    };
+    Duration::from_millis(ms)
 }
 
 /// A receiver that is registered but cannot run.
@@ -73,6 +94,18 @@ impl ReceiverSet {
     /// Load every enabled entry's plugin. A plugin that fails to load makes
     /// only its receiver unavailable (logged loudly); the others run.
     pub fn load(engine: &PluginEngine, snapshot: Snapshot) -> Self {
+        Self::load_within(engine, snapshot, None)
+    }
+
+    /// [`Self::load`] for a dispatcher whose invocations last at most
+    /// `timeout`: a receiver whose call budget cannot fit in one (see
+    /// [`crate::stream::fits_invocation`]) is refused, on its own, with the
+    /// reason, instead of being deferred on every invocation.
+    pub fn load_within(
+        engine: &PluginEngine,
+        snapshot: Snapshot,
+        timeout: Option<Duration>,
+    ) -> Self {
         let mut set = Self::default();
         for problem in snapshot.problems {
             tracing::error!(error = %problem, "registry entry unusable; receiver disabled");
@@ -83,10 +116,51 @@ impl ReceiverSet {
                 destination: None,
             });
         }
+        // Two entries claiming one id: neither is loaded. Which one is the
+        // owner cannot be told here, and loading either would let the other
+        // deliver into its queue and take over its state.
+        let mut origins: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for e in &snapshot.entries {
+            origins
+                .entry(e.manifest.receiver.as_str())
+                .or_default()
+                .push(e.origin.as_str());
+        }
+        let duplicated: BTreeMap<String, String> = origins
+            .into_iter()
+            .filter(|(_, o)| o.len() > 1)
+            .map(|(r, o)| (r.to_owned(), o.join(" and ")))
+            .collect();
         for entry in snapshot.entries {
             let m = entry.manifest;
+            if let Some(both) = duplicated.get(&m.receiver) {
+                let reason = format!(
+                    "{}: receiver {} is defined more than once ({both}); none of them is loaded",
+                    entry.origin, m.receiver
+                );
+                tracing::error!(receiver = %m.receiver, error = %reason, "duplicate registry entries; receiver refused");
+                set.unavailable.push(Unavailable {
+                    destination: m.destination.clone(),
+                    receiver: Some(m.receiver),
+                    digest: Some(m.plugin.digest),
+                    reason,
+                });
+                continue;
+            }
             if !m.enabled {
                 set.disabled.push(m.receiver);
+                continue;
+            }
+            if let Some(reason) =
+                timeout.and_then(|t| crate::stream::fits_invocation(call_budget(&m), t).err())
+            {
+                tracing::error!(receiver = %m.receiver, error = %reason, "receiver refused: its limits do not fit the dispatcher's invocation");
+                set.unavailable.push(Unavailable {
+                    destination: m.destination.clone(),
+                    receiver: Some(m.receiver),
+                    digest: Some(m.plugin.digest),
+                    reason: format!("{}: {reason}", entry.origin),
+                });
                 continue;
             }
             if let Err(reason) = engine.check_memory(&m.limits) {

@@ -93,6 +93,10 @@ pub mod vars {
     /// What Lambda itself sets to the function's memory, when
     /// [`MEMORY_MB`] is not.
     pub const LAMBDA_MEMORY_SIZE: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
+    /// The function's timeout in seconds (Terraform sets it from
+    /// `lambda_timeout_seconds`); receivers whose call budget cannot fit
+    /// in one invocation are refused at load.
+    pub const LAMBDA_TIMEOUT: &str = "PRISM_LAMBDA_TIMEOUT";
     /// Endpoint override (emulators).
     pub const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
     /// The CloudWatch namespace of the EMF metrics (default `prism`).
@@ -113,6 +117,7 @@ pub mod vars {
         SQS_IN_FLIGHT_PER_QUEUE,
         LOG,
         MEMORY_MB,
+        LAMBDA_TIMEOUT,
         ENDPOINT_URL,
         METRICS_NAMESPACE,
     ];
@@ -151,6 +156,8 @@ pub struct LambdaConfig {
     pub endpoint_url: Option<String>,
     /// The function's memory (MB), for the memory check at load.
     pub memory_mb: Option<u64>,
+    /// The function's timeout, for the call budget check at load.
+    pub timeout: Option<Duration>,
 }
 
 /// Instances the engine's pool holds for `threads` workers: one sandbox
@@ -180,6 +187,7 @@ impl LambdaConfig {
             sqs_in_flight_per_queue: None,
             endpoint_url: None,
             memory_mb: None,
+            timeout: None,
         }
     }
 
@@ -206,6 +214,7 @@ impl LambdaConfig {
                 Some(mb) => Some(mb),
                 None => env.number(vars::LAMBDA_MEMORY_SIZE)?,
             },
+            timeout: env.number(vars::LAMBDA_TIMEOUT)?.map(Duration::from_secs),
         })
     }
 
@@ -244,7 +253,8 @@ impl LambdaConfig {
             ArtifactStore::new(aws::s3_client(&config, &target), &self.plugin_bucket),
             self.cache_dir.join("artifacts"),
             self.reload,
-        );
+        )
+        .within(self.timeout);
         let dispatcher = Dispatcher {
             threads,
             ..Dispatcher::default()

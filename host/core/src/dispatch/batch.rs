@@ -2,7 +2,7 @@
 //! buffer it in the spool (flushing what is due) or, without a spool, cut
 //! windows within the run and format them through `format-batch`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::ReceiverStats;
 use super::worker::{Context, Formatted, Warm};
@@ -73,7 +73,7 @@ impl Context<'_> {
                 st.held.push(i);
                 continue;
             }
-            if self.out_of_time() {
+            if self.out_of_time(r) {
                 // Not started: this change and the rest are held. Without a
                 // spool the window so far would be formatted now: held too.
                 st.deferred += 1;
@@ -104,8 +104,14 @@ impl Context<'_> {
                 warm = Some((session, used + 1));
                 a
             });
-            st.plugin_time += started.elapsed();
-            self.breaker_outcome(r, accepted.as_ref().err().map(|e| e.kind()));
+            let took = started.elapsed();
+            self.charge(r, &mut st, took);
+            self.breaker_outcome(
+                r,
+                accepted.as_ref().err().map(|e| e.kind()),
+                took,
+                Duration::from_millis(r.manifest.limits.timeout_ms),
+            );
             match accepted {
                 Ok(true) => {
                     st.accepted += 1;
@@ -409,7 +415,8 @@ impl Context<'_> {
                     &mut None,
                 )
             });
-        st.plugin_time += started.elapsed();
+        let took = started.elapsed();
+        self.charge(r, st, took);
         self.breaker_outcome(
             r,
             match &outcome {
@@ -417,6 +424,8 @@ impl Context<'_> {
                 Err(e) => Some(e.kind()),
                 Ok(Formatted::Messages(_)) => None,
             },
+            took,
+            Duration::from_millis(r.manifest.limits.timeout_ms).saturating_mul(window.len() as u32),
         );
         match outcome {
             Ok(Formatted::Failed { kind, error }) => Formatted::Failed {

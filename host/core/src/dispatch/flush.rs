@@ -258,7 +258,11 @@ impl Flusher<'_> {
             hold_retry: false,
             hold_quarantined: true,
             breaker: self.breaker,
-            stop_at: None,
+            // The tick started this flush only with the window's budget
+            // left (see `tick_with`).
+            finish_by: None,
+            share: None,
+            used: &std::collections::BTreeMap::new(),
             pack: 1,
             pack_bytes: super::PACK_BYTES,
         };

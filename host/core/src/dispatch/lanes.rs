@@ -116,16 +116,21 @@ pub fn tick_with(
     let lanes = super::tick_order::fair_order(lanes, cursor.as_deref());
     let mut reached = None;
     for (lane, info) in lanes {
+        let r = set.active.iter().find(|r| r.id() == lane.receiver());
+        // A lane is started only if its receiver's whole call budget fits
+        // before the end: a receiver with long limits defers its own lanes,
+        // not the others'.
+        let budget = r.map_or(std::time::Duration::ZERO, |r| r.call_budget());
         if dispatcher
-            .stop_at
-            .is_some_and(|t| std::time::Instant::now() >= t)
+            .finish_by
+            .is_some_and(|t| std::time::Instant::now() + budget > t)
         {
             report.deferred += 1;
             continue;
         }
         reached = Some(lane.to_string());
         report.lanes += 1;
-        let Some(r) = set.active.iter().find(|r| r.id() == lane.receiver()) else {
+        let Some(r) = r else {
             tracing::warn!(lane = %lane, entries = info.count, "lane of a receiver that is not active; kept until it is");
             report.orphaned += info.count;
             continue;

@@ -68,10 +68,14 @@ pub struct Dispatcher {
     pub hold_unavailable: bool,
     /// When a receiver is quarantined, and for how long.
     pub breaker: crate::breaker::BreakerConfig,
-    /// Start no plugin call after this instant (an invocation's deadline,
-    /// less what finishing takes): the changes not yet run are held, so the
-    /// caller reports them for a retry instead of running into a timeout.
-    pub stop_at: Option<Instant>,
+    /// Every plugin call must have ended by this instant (an invocation's
+    /// deadline, less what finishing takes). A receiver's call starts only
+    /// if its own budget fits before it, and a receiver that has used its
+    /// share of the run's plugin time (the time to this instant, times the
+    /// threads, over the receivers) starts no more: in both cases its
+    /// changes not yet run are held, so the caller reports them for a retry.
+    /// One receiver's limits or slowness defer only that receiver.
+    pub finish_by: Option<Instant>,
     /// Where the last tick stopped (shared by clones), so the next starts
     /// after it.
     pub tick_cursor: tick_order::TickCursor,
@@ -112,7 +116,7 @@ impl Default for Dispatcher {
             max_retries: 2,
             hold_unavailable: false,
             breaker: crate::breaker::BreakerConfig::default(),
-            stop_at: None,
+            finish_by: None,
             tick_cursor: tick_order::TickCursor::default(),
             pack: PACK,
             pack_bytes: PACK_BYTES,
@@ -288,6 +292,12 @@ impl Dispatcher {
             }
         }
 
+        // Plugin time each receiver has used in this run (ns).
+        let used: BTreeMap<String, AtomicU64> = set
+            .active
+            .iter()
+            .map(|r| (r.id().to_owned(), AtomicU64::new(0)))
+            .collect();
         let ctx = worker::Context {
             changes,
             wit: &wit,
@@ -302,7 +312,12 @@ impl Dispatcher {
             hold_retry: opts.hold_retry,
             hold_quarantined: opts.hold_quarantined,
             breaker: &self.breaker,
-            stop_at: self.stop_at,
+            finish_by: self.finish_by,
+            share: self.finish_by.map(|end| {
+                let receivers = set.active.len().max(1) as u32;
+                end.saturating_duration_since(started) * threads as u32 / receivers
+            }),
+            used: &used,
             pack: self.pack.max(1),
             pack_bytes: self.pack_bytes.max(1),
         };

@@ -39,8 +39,13 @@ pub(super) struct Context<'a> {
     pub hold_quarantined: bool,
     /// When receivers are quarantined.
     pub breaker: &'a crate::breaker::BreakerConfig,
-    /// Start no plugin call after this (see [`super::Dispatcher::stop_at`]).
-    pub stop_at: Option<Instant>,
+    /// Every plugin call ends by then (see [`super::Dispatcher::finish_by`]).
+    pub finish_by: Option<Instant>,
+    /// The plugin time each receiver may use in this run before it starts
+    /// no more calls (with [`Self::finish_by`] only).
+    pub share: Option<std::time::Duration>,
+    /// Plugin time each receiver has used in this run (ns), by id.
+    pub used: &'a std::collections::BTreeMap<String, std::sync::atomic::AtomicU64>,
     /// Changes handed to the sink together ([`super::Dispatcher::pack`]).
     pub pack: usize,
     /// Message bytes held for packing ([`super::Dispatcher::pack_bytes`]).
@@ -93,7 +98,7 @@ impl<'a> Context<'a> {
             if !self.should_run(r, i, &mut st) {
                 continue;
             }
-            if self.out_of_time() {
+            if self.out_of_time(r) {
                 // Not started: reported for a retry (the ledger keeps what
                 // was handled, so the retry starts where this one stopped).
                 st.deferred += 1;
@@ -137,13 +142,14 @@ impl<'a> Context<'a> {
                         &mut warm,
                     ))
                 });
-            st.plugin_time += started.elapsed();
+            let took = started.elapsed();
+            self.charge(r, &mut st, took);
             let failure = match &outcome {
                 Ok(Some(Formatted::Failed { kind, .. })) => Some(*kind),
                 Err(e) => Some(e.kind()),
                 _ => None,
             };
-            self.breaker_outcome(r, failure);
+            self.breaker_outcome(r, failure, took, r.call_budget());
             let handled = match outcome {
                 Ok(None) => {
                     st.skipped += 1;
@@ -190,15 +196,45 @@ impl<'a> Context<'a> {
         (st, last)
     }
 
-    /// Past [`Self::stop_at`]: start nothing new.
-    pub(super) fn out_of_time(&self) -> bool {
-        self.stop_at.is_some_and(|t| Instant::now() >= t)
+    /// Whether `r` may start no more calls in this run: its next one could
+    /// not end by [`Self::finish_by`], or it has used its [`Self::share`].
+    pub(super) fn out_of_time(&self, r: &ActiveReceiver) -> bool {
+        let Some(end) = self.finish_by else {
+            return false;
+        };
+        if Instant::now() + r.call_budget() > end {
+            return true;
+        }
+        self.share.is_some_and(|share| {
+            self.used
+                .get(r.id())
+                .is_some_and(|u| u.load(Ordering::Relaxed) >= share.as_nanos() as u64)
+        })
+    }
+
+    /// Charge `took` of plugin time to `r` (for its share and its stats).
+    pub(super) fn charge(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        took: std::time::Duration,
+    ) {
+        st.plugin_time += took;
+        if let Some(u) = self.used.get(r.id()) {
+            u.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        }
     }
 
     /// Tell the receiver's breaker how a call went (`failure`: its error
-    /// kind), and log a quarantine or a recovery.
-    pub(super) fn breaker_outcome(&self, r: &ActiveReceiver, failure: Option<&str>) {
-        let outcome = failure.map_or(Outcome::Healthy, Outcome::of_kind);
+    /// kind; `took` of a `budget`), and log a quarantine or a recovery.
+    pub(super) fn breaker_outcome(
+        &self,
+        r: &ActiveReceiver,
+        failure: Option<&str>,
+        took: std::time::Duration,
+        budget: std::time::Duration,
+    ) {
+        let outcome = Outcome::of_call(failure, took, budget);
         match r.breaker.record(self.breaker, outcome) {
             Transition::Opened(cool_down) => tracing::error!(
                 receiver = r.id(),

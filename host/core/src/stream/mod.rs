@@ -44,7 +44,7 @@ use prism_engine::PluginEngine;
 use prism_types::change::Change;
 use prism_types::manifest::Mode;
 
-pub use deadline::{FINISH_RESERVE, stop_at};
+pub use deadline::{FINISH_RESERVE, finish_by, fits_invocation};
 pub use ledger::{LedgerError, LedgerStore, MemoryLedger};
 pub use metrics::BatchNumbers;
 
@@ -146,7 +146,7 @@ impl StreamProcessor {
     }
 
     /// [`Self::handle`] within an invocation that ends at `deadline` (the
-    /// Lambda context's): no plugin call starts after [`stop_at`] of it, and
+    /// Lambda context's): no plugin call may end after [`finish_by`] of it, and
     /// what was not started is reported in `batchItemFailures` (with the
     /// ledger written for what was handled), so a batch never ends in a
     /// Lambda timeout.
@@ -194,7 +194,7 @@ impl StreamProcessor {
         let deliverable = Arc::new(deliverable(&set, &destinations));
         let dispatcher = Dispatcher {
             hold_unavailable: true,
-            stop_at: deadline.map(|d| stop_at(d, &deliverable)),
+            finish_by: deadline.map(finish_by),
             ..self.dispatcher.clone()
         };
         let outputs = self.batch_outputs(&deliverable, &changes).await;
@@ -263,7 +263,7 @@ impl StreamProcessor {
     }
 
     /// [`Self::tick`] within an invocation that ends at `deadline`: no lane
-    /// is started after [`stop_at`] of it; the next tick takes the rest.
+    /// may end after [`finish_by`] of it; the next tick takes the rest.
     pub async fn tick_within(
         &self,
         opts: TickOptions,
@@ -278,7 +278,7 @@ impl StreamProcessor {
         let sink = self.delivery.sink(destinations.clone());
         let deliverable = deliverable(&set, &destinations);
         let dispatcher = Dispatcher {
-            stop_at: deadline.map(|d| stop_at(d, &deliverable)),
+            finish_by: deadline.map(finish_by),
             ..self.dispatcher.clone()
         };
         let outputs = self.tick_outputs(&deliverable, spool.clone()).await;
