@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod breaker;
+pub mod deadline;
 pub mod diff;
 pub mod dispatch;
 pub mod mapping;

@@ -99,7 +99,7 @@ impl ReceiverSet {
 
     /// [`Self::load`] for a dispatcher whose invocations last at most
     /// `timeout`: a receiver whose call budget cannot fit in one (see
-    /// [`crate::stream::fits_invocation`]) is refused, on its own, with the
+    /// [`crate::deadline::fits_invocation`]) is refused, on its own, with the
     /// reason, instead of being deferred on every invocation.
     pub fn load_within(
         engine: &PluginEngine,
@@ -152,7 +152,7 @@ impl ReceiverSet {
                 continue;
             }
             if let Some(reason) =
-                timeout.and_then(|t| crate::stream::fits_invocation(call_budget(&m), t).err())
+                timeout.and_then(|t| crate::deadline::fits_invocation(call_budget(&m), t).err())
             {
                 tracing::error!(receiver = %m.receiver, error = %reason, "receiver refused: its limits do not fit the dispatcher's invocation");
                 set.unavailable.push(Unavailable {

@@ -20,7 +20,6 @@
 //!   failed (the event source mapping's on-failure destination then keeps
 //!   it after its retries).
 
-mod deadline;
 pub mod ledger;
 pub mod metrics;
 mod outcome;
@@ -44,7 +43,7 @@ use prism_engine::PluginEngine;
 use prism_types::change::Change;
 use prism_types::manifest::Mode;
 
-pub use deadline::{FINISH_RESERVE, finish_by, fits_invocation};
+pub use crate::deadline::{FINISH_RESERVE, finish_by, fits_invocation};
 pub use ledger::{LedgerError, LedgerStore, MemoryLedger};
 pub use metrics::BatchNumbers;
 

@@ -1,7 +1,7 @@
 //! When an invocation's plugin calls must have ended: early enough that it
 //! always ends before Lambda's own timeout does. Each receiver's calls are
-//! checked against it on their own ([`crate::receivers::ActiveReceiver::call_budget`]),
-//! so a receiver with long limits defers only itself.
+//! checked against it on their own (with their receiver's call budget), so
+//! a receiver with long limits defers only itself.
 
 use std::time::{Duration, Instant, SystemTime};
 
