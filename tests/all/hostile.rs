@@ -59,6 +59,9 @@ const CASES: &[(&str, &str, &str)] = &[
         "output",
         "tried to pass more than 829980 bytes to the host in one call",
     ),
+    // 64 MiB of randomness, which the host used to allocate before the
+    // guest's memory cap could say no.
+    ("random", "trap", "exceeds limit 65536"),
 ];
 
 const TARGET: &str = "P-00001";
@@ -372,6 +375,52 @@ fn virtual_time_is_exact_deterministic_and_charged_to_the_budget() {
 /// receiver costs the dispatcher at most `threshold` budgets per cool-down.
 /// Its other changes are parked as `quarantined` (no spool here), named,
 /// with the original change kept for replay; the good receiver is untouched.
+/// A plugin that answers `retry` for every change used to count as healthy:
+/// each change cost its tries, and then its lane's, and the receiver was
+/// never quarantined. A change still asking to retry is a failure now.
+#[test]
+fn a_receiver_that_always_asks_to_retry_is_quarantined() {
+    use prism_core::breaker::BreakerConfig;
+    use prism_core::dispatch::{Dispatcher, Progress};
+    use prism_core::receivers::ReceiverSet;
+    use prism_core::sink::Outbox;
+    use prism_types::registry::LocalRegistry;
+    let stream = changes(&sample(4));
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
+    register(
+        &reg,
+        "retrier",
+        wasm::HOSTILE,
+        Mode::Immediate,
+        prism_e2e::relaxed(),
+        &[("behaviour", "retry")],
+    );
+    let set = ReceiverSet::load(&engine(), LocalRegistry::new(&reg).load().unwrap());
+    let d = Dispatcher {
+        threads: 1,
+        breaker: BreakerConfig {
+            threshold: 3,
+            cool_down: Duration::from_secs(3600),
+            ..BreakerConfig::default()
+        },
+        ..Dispatcher::default()
+    };
+    let report = d.run(&set, &stream, &Outbox::new(&out), &Progress::default());
+    let st = &report.receivers["retrier"];
+    assert_eq!(
+        st.errors_by_kind["retry-exhausted"], 3,
+        "{:?}",
+        st.errors_by_kind
+    );
+    assert_eq!(st.quarantined, stream.len() as u64 - 3);
+    assert_eq!(
+        dead_letters(&out, "retrier").len(),
+        stream.len(),
+        "nothing lost"
+    );
+}
+
 #[test]
 fn a_looping_receiver_is_quarantined_and_costs_a_bounded_share() {
     use prism_core::breaker::BreakerConfig;
@@ -420,7 +469,7 @@ fn a_looping_receiver_is_quarantined_and_costs_a_bounded_share() {
     let err = quarantined[0]["error"].as_str().unwrap();
     assert!(
         err.starts_with("receiver looper (plugin sha256:")
-            && err.contains("quarantined: its plugin failed 3 times in a row"),
+            && err.contains("quarantined: its plugin failed 3 of its last 12 calls"),
         "{err}"
     );
     assert!(

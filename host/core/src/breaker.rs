@@ -51,6 +51,25 @@ pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(30);
 /// Default longest cool-down.
 pub const DEFAULT_MAX_COOL_DOWN: Duration = Duration::from_secs(15 * 60);
 
+impl BreakerConfig {
+    /// A breaker that never quarantines (a threshold above the 64 calls
+    /// counted): for tests of what happens without one.
+    pub fn off() -> Self {
+        Self {
+            threshold: u32::MAX,
+            ..Self::default()
+        }
+    }
+
+    /// How many recent calls the failures are counted over.
+    pub fn window(&self) -> u32 {
+        self.threshold
+            .clamp(1, 64)
+            .saturating_mul(WINDOW_FACTOR)
+            .min(64)
+    }
+}
+
 impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
@@ -182,8 +201,11 @@ impl Breaker {
             }
             Outcome::Failed => {
                 s.recent = (s.recent << 1) | 1;
-                let threshold = cfg.threshold.clamp(1, 64);
-                let window = threshold.saturating_mul(WINDOW_FACTOR).min(64);
+                if cfg.threshold > 64 {
+                    return Transition::None;
+                }
+                let threshold = cfg.threshold.max(1);
+                let window = cfg.window();
                 let mask = if window == 64 {
                     u64::MAX
                 } else {
@@ -264,6 +286,19 @@ mod tests {
         assert_eq!(b.record_at(&CFG, Outcome::Healthy, t3), Transition::Closed);
         assert_eq!(b.admit_at(t3), Gate::Closed);
         assert_eq!(b.quarantined(), None);
+    }
+
+    #[test]
+    fn a_breaker_that_is_off_never_opens() {
+        let b = Breaker::default();
+        let t0 = Instant::now();
+        for _ in 0..1_000 {
+            assert_eq!(
+                b.record_at(&BreakerConfig::off(), Outcome::Failed, t0),
+                Transition::None
+            );
+        }
+        assert_eq!(b.admit_at(t0), Gate::Closed);
     }
 
     #[test]

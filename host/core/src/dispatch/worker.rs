@@ -268,8 +268,9 @@ impl<'a> Context<'a> {
             r,
             indices[0],
             &format!(
-                "quarantined: its plugin failed {} times in a row; not run for another {} s",
+                "quarantined: its plugin failed {} of its last {} calls (timeouts, traps, limits, retries exhausted, or half its budget used); not run for another {} s",
                 self.breaker.threshold,
+                self.breaker.window(),
                 remaining.as_secs()
             ),
         );
