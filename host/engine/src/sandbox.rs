@@ -108,16 +108,16 @@ impl HostState {
             .secure_random(wasmtime_wasi::Deterministic::new(SEED.to_vec()))
             .insecure_random(wasmtime_wasi::Deterministic::new(SEED.to_vec()))
             .insecure_random_seed(0x7072_6973_6d00_0000_0000_0000_0000_0001)
+            // wasmtime's default lets one call allocate 64 MiB on the host,
+            // outside the sandbox's memory cap.
+            .max_random_size(MAX_RANDOM_BYTES)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         Self {
             wasi: b.build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                max: memory_bytes,
-                hit: None,
-            },
+            limiter: MemoryLimiter::new(memory_bytes),
             config,
             logs: Vec::new(),
             stdio,
@@ -192,6 +192,9 @@ impl HostState {
 }
 
 const SEED: [u8; 16] = *b"prism-fixed-seed";
+/// The most bytes one `wasi:random` call may ask for: more traps, before
+/// the host allocates any of it.
+pub const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -249,32 +252,62 @@ impl super::bindings::prism::receiver::types::Host for HostState {}
 /// Caps linear memory (and tables) and remembers an attempt to exceed the cap,
 /// so a trap that follows can be reported as "memory limit" rather than as
 /// whatever the guest's allocator did next.
+///
+/// The caps are over **all** of a sandbox's memories and tables together:
+/// a component may hold up to 8 memories and 32 tables, and a cap per
+/// memory would let it have 8 times its `memory_mib`.
 pub struct MemoryLimiter {
     max: usize,
     hit: Option<usize>,
+    /// Bytes of all the sandbox's linear memories.
+    memories: usize,
+    /// Elements of all its tables.
+    table_elements: usize,
+}
+
+/// The most table elements one sandbox's tables may hold together.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl MemoryLimiter {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            hit: None,
+            memories: 0,
+            table_elements: 0,
+        }
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max {
-            self.hit = Some(desired);
+        let total = (self.memories - current.min(self.memories)).saturating_add(desired);
+        if total > self.max {
+            self.hit = Some(total);
             return Ok(false);
         }
+        self.memories = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        let total =
+            (self.table_elements - current.min(self.table_elements)).saturating_add(desired);
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
     }
 }
 
@@ -358,6 +391,38 @@ impl wasmtime_wasi::cli::StdoutStream for CapturedOutput {
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(tokio::io::sink())
+    }
+}
+
+#[cfg(test)]
+mod limiter_tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    /// Eight memories of a component share one cap: each used to be
+    /// checked on its own, so eight could hold eight times the cap.
+    #[test]
+    fn all_memories_of_a_sandbox_share_one_cap() {
+        let mut l = MemoryLimiter::new(16 * MIB);
+        for _ in 0..7 {
+            // A new memory: from 0 to 2 MiB.
+            assert!(l.memory_growing(0, 2 * MIB, None).unwrap());
+        }
+        assert!(!l.memory_growing(0, 4 * MIB, None).unwrap(), "14 + 4 > 16");
+        assert_eq!(l.hit, Some(18 * MIB));
+        // Growing one of them counts only the growth.
+        assert!(l.memory_growing(2 * MIB, 4 * MIB, None).unwrap());
+        assert!(!l.memory_growing(4 * MIB, 5 * MIB, None).unwrap());
+    }
+
+    #[test]
+    fn all_tables_of_a_sandbox_share_one_cap() {
+        let mut l = MemoryLimiter::new(MIB);
+        for _ in 0..4 {
+            assert!(l.table_growing(0, MAX_TABLE_ELEMENTS / 4, None).unwrap());
+        }
+        assert!(!l.table_growing(0, 1, None).unwrap());
     }
 }
 

@@ -9,7 +9,9 @@
 //! 200 MB for a host that copies before it checks), `alias-log` (one log
 //! call whose 10,000 fields all point at one 200 KiB string), `fill`
 //! (touch `fill_mib` MiB of memory, then echo: a receiver at its memory cap),
-//! `spin` (count to `spin` in a loop, then echo: slow but legal), or
+//! `spin` (count to `spin` in a loop, then echo: slow but legal), `random`
+//! (ask `wasi:random` for `random_len` bytes, 64 MiB by default: a host
+//! that allocates whatever is asked pays it outside the memory cap), or
 //! anything else (behave: echo the key).
 //!
 //! With `only_key` set, it misbehaves only for that product key and behaves
@@ -131,6 +133,15 @@ impl Receiver for Hostile {
                 }
                 Ok(vec![echo(change)])
             }
+            "random" => {
+                let len: u64 = config::get_or("random_len", "67108864")
+                    .parse()
+                    .unwrap_or(64 << 20);
+                let got = random::bytes(len);
+                Ok(vec![Message::json(
+                    &json!({"key": change.key, "random_bytes": got}),
+                )])
+            }
             "alias-log" => {
                 aliased::log_fields(10_000, 200 << 10);
                 Ok(vec![echo(change)])
@@ -214,6 +225,35 @@ mod aliased {
         let fields: &[(String, String)] =
             unsafe { std::slice::from_raw_parts(fields.as_ptr().cast(), fields.len()) };
         wit_log::log(wit_log::Level::Info, "aliased fields", fields);
+    }
+}
+
+/// `wasi:random/random.get-random-bytes`, called directly with any length.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+mod random {
+    #[link(wasm_import_module = "wasi:random/random@0.2.0")]
+    unsafe extern "C" {
+        #[link_name = "get-random-bytes"]
+        fn get_random_bytes(len: i64, ret: *mut usize);
+    }
+
+    /// Ask for `len` random bytes; how many came back.
+    pub fn bytes(len: u64) -> usize {
+        let mut ret = [0usize; 2];
+        // SAFETY: the canonical ABI writes (pointer, length) of the list
+        // into the two words at `ret`.
+        unsafe { get_random_bytes(len as i64, ret.as_mut_ptr()) };
+        ret[1]
+    }
+}
+
+/// Natively: no host to ask.
+#[cfg(not(target_arch = "wasm32"))]
+mod random {
+    /// Natively: `len` bytes, counted.
+    pub fn bytes(len: u64) -> usize {
+        len as usize
     }
 }
 
