@@ -160,6 +160,16 @@ pub struct LambdaConfig {
     pub timeout: Option<Duration>,
 }
 
+/// How long an invocation waits for one plugin's compile: a quarter of the
+/// function's timeout (at most the engine's default). A slower compile
+/// makes only its receiver unavailable for now; it finishes in the
+/// background, into the compile cache, and the next reload loads it. The
+/// invocation never waits past its own deadline for it.
+pub fn compile_bound(timeout: Option<Duration>) -> Duration {
+    let default = prism_engine::DEFAULT_MAX_COMPILE;
+    timeout.map_or(default, |t| (t / 4).min(default))
+}
+
 /// Instances the engine's pool holds for `threads` workers: one sandbox
 /// per worker, a replacement made while a failed one is dropped, and room
 /// for a flush and a tick.
@@ -224,7 +234,7 @@ impl LambdaConfig {
             endpoint_url: self.endpoint_url.clone(),
             region: None,
         };
-        let config = aws::sdk_config(&target).await;
+        let config = aws::sdk_config_as(aws::Caller::Dispatcher, &target).await;
         self.processor_with(&config, &target).await
     }
 
@@ -244,6 +254,7 @@ impl LambdaConfig {
             max_instances: max_instances(threads),
             memory_mib: self.memory_mb,
             threads,
+            max_compile: compile_bound(self.timeout),
             ..EngineOptions::default()
         })
         .map_err(|e| anyhow::anyhow!("{e:#}"))
@@ -359,7 +370,7 @@ pub fn main() -> ExitCode {
             endpoint_url: config.endpoint_url.clone(),
             region: None,
         };
-        let sdk = aws::sdk_config(&target).await;
+        let sdk = aws::sdk_config_as(aws::Caller::Dispatcher, &target).await;
         let warm = Arc::new(Warm {
             processor: config.processor_with(&sdk, &target).await?,
             ddb: aws_sdk_dynamodb::Client::new(&sdk),
@@ -545,6 +556,27 @@ mod tests {
                 .unwrap_err()
                 .contains("Records")
         );
+    }
+
+    #[test]
+    fn a_compile_is_bounded_by_a_quarter_of_the_invocation() {
+        assert_eq!(
+            compile_bound(Some(Duration::from_secs(60))),
+            Duration::from_secs(15)
+        );
+        assert_eq!(compile_bound(None), prism_engine::DEFAULT_MAX_COMPILE);
+        assert_eq!(
+            compile_bound(Some(Duration::from_secs(900))),
+            prism_engine::DEFAULT_MAX_COMPILE
+        );
+        let c = LambdaConfig::from_vars(vars(&[
+            ("PRISM_REGISTRY_TABLE", "r"),
+            ("PRISM_PLUGIN_BUCKET", "b"),
+            ("PRISM_LEDGER_TABLE", "l"),
+            ("PRISM_LAMBDA_TIMEOUT", "60"),
+        ]))
+        .unwrap();
+        assert_eq!(c.timeout, Some(Duration::from_secs(60)));
     }
 
     #[test]

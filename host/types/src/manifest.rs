@@ -12,9 +12,9 @@
 //!
 //! [mode]
 //! kind = "batch"              # or "immediate" (the default)
-//! max_count = 500
-//! max_bytes = 1048576
-//! max_age_secs = 60
+//! max_count = 100             # a window's format may take 100 × timeout_ms:
+//! max_bytes = 1048576         # 20 s, which must fit the dispatcher's
+//! max_age_secs = 60           # invocation (PRISM_LAMBDA_TIMEOUT less 2 s)
 //!
 //! [limits]
 //! timeout_ms = 200
