@@ -37,16 +37,18 @@ data "aws_iam_policy_document" "dispatcher" {
     resources = [aws_dynamodb_table.registry.arn]
   }
 
-  # `prism status` shows each receiver's last error: the dispatcher may set
-  # that attribute and nothing else.
+  # `prism status` shows each receiver's last error, and a plugin compiled
+  # at a cold start is vouched for (`cwasm#<engine>#<wasm sha256>`) so the
+  # next cold start loads it precompiled: the dispatcher may set those
+  # attributes and nothing else (never `entry`, `revision` or `current`).
   statement {
-    sid       = "RecordLastErrors"
+    sid       = "RecordLastErrorsAndCompiledPlugins"
     actions   = ["dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.registry.arn]
     condition {
-      test     = "ForAllValues:StringEquals"
+      test     = "ForAllValues:StringLike"
       variable = "dynamodb:Attributes"
-      values   = ["receiver", "version", "last_error"]
+      values   = ["receiver", "version", "last_error", "cwasm#*"]
     }
   }
 

@@ -16,6 +16,8 @@ mod dlq;
 mod emulator;
 mod faults;
 mod hostile;
+mod iam;
+mod iam_recorded;
 mod input;
 mod languages;
 mod mapper;

@@ -275,7 +275,7 @@ fn a_receiver_team_role_may_touch_only_its_own_receiver() {
             registry_actions.extend(actions.iter().cloned());
         }
         if actions.iter().any(|a| a.starts_with("s3:")) {
-            assert_eq!(actions, ["s3:PutObject"]);
+            assert_eq!(actions, ["s3:GetObject", "s3:PutObject"]);
             assert_eq!(
                 resources,
                 [format!(

@@ -117,8 +117,59 @@ pub struct AwsTarget {
     pub region: Option<String>,
 }
 
-/// Load the shared SDK config for `target`.
+/// Which prism component makes a call, and so which IAM role makes it on
+/// AWS. Sent as the SDK's app name (`app/prism-…` in the user agent), so
+/// CloudTrail shows it, and the tests map each recorded call to the role
+/// whose policy must allow it (`tests/all/iam.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The dispatcher Lambda (`terraform/iam.tf`).
+    Dispatcher,
+    /// The model builder Lambda (`terraform/mapper.tf`).
+    Mapper,
+    /// The read API Lambda (`terraform/api.tf`).
+    ReadApi,
+    /// A receiver team's deploy pipeline: `prism plugin register|enable|
+    /// disable|rollback` (`terraform/modules/receiver-deployer`).
+    Deployer,
+    /// An operator's `prism` (status, dlq, backfill, dev, …): no role of
+    /// prism's own.
+    Operator,
+}
+
+impl Caller {
+    /// The app name the SDK sends.
+    pub fn app_name(self) -> &'static str {
+        match self {
+            Caller::Dispatcher => "prism-dispatcher",
+            Caller::Mapper => "prism-mapper",
+            Caller::ReadApi => "prism-api",
+            Caller::Deployer => "prism-deployer",
+            Caller::Operator => "prism-operator",
+        }
+    }
+}
+
+static DEFAULT_CALLER: std::sync::OnceLock<Caller> = std::sync::OnceLock::new();
+
+/// Who this process calls AWS as when [`sdk_config`] is not told (the CLI
+/// sets it once, from its command). The first call wins.
+pub fn set_default_caller(caller: Caller) {
+    let _ = DEFAULT_CALLER.set(caller);
+}
+
+/// Load the shared SDK config for `target`, as the process's default
+/// caller ([`set_default_caller`]; none: no app name).
 pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
+    config_for(DEFAULT_CALLER.get().copied(), target).await
+}
+
+/// Load the shared SDK config for `target`, calling as `caller`.
+pub async fn sdk_config_as(caller: Caller, target: &AwsTarget) -> SdkConfig {
+    config_for(Some(caller), target).await
+}
+
+async fn config_for(caller: Option<Caller>, target: &AwsTarget) -> SdkConfig {
     let http = Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
@@ -132,6 +183,9 @@ pub async fn sdk_config(target: &AwsTarget) -> SdkConfig {
     }
     if let Some(r) = &target.region {
         loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(c) = caller {
+        loader = loader.app_name(aws_config::AppName::new(c.app_name()).expect("a valid app name"));
     }
     loader.load().await
 }

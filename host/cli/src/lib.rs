@@ -113,6 +113,11 @@ pub fn main() -> ExitCode {
 
 /// Run the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    #[cfg(feature = "aws")]
+    prism_aws::set_default_caller(match &cli.command {
+        Command::Plugin(c) if c.is_deploy() => prism_aws::Caller::Deployer,
+        _ => prism_aws::Caller::Operator,
+    });
     match cli.command {
         Command::Run(a) => run::run(a),
         Command::Plugin(c) => plugin::run(c),

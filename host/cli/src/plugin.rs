@@ -90,6 +90,20 @@ pub struct RunArgs {
     pub cache: CacheArgs,
 }
 
+impl Command {
+    /// Whether this is what a receiver team's deploy role runs: register
+    /// (without `--backfill`, which reads the model table: an operator's
+    /// job), enable, disable, rollback.
+    #[cfg(feature = "aws")]
+    pub fn is_deploy(&self) -> bool {
+        match self {
+            Command::Register(a) => !a.backfill,
+            Command::Enable(_) | Command::Disable(_) | Command::Rollback(_) => true,
+            _ => false,
+        }
+    }
+}
+
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     match c {
         Command::Check(a) => check(a),

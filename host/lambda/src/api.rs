@@ -115,7 +115,7 @@ pub fn main() -> ExitCode {
             endpoint_url: c.endpoint_url.clone(),
             region: None,
         };
-        let config = aws::sdk_config(&target).await;
+        let config = aws::sdk_config_as(aws::Caller::ReadApi, &target).await;
         let api = Arc::new(
             build(
                 &config,

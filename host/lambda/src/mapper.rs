@@ -327,7 +327,7 @@ pub fn main() -> ExitCode {
             endpoint_url: config.endpoint_url.clone(),
             region: None,
         };
-        let sdk = aws::sdk_config(&target).await;
+        let sdk = aws::sdk_config_as(aws::Caller::Mapper, &target).await;
         tracing::info!(manifest = %config.manifest_key, bucket = %config.plugin_bucket, model = %config.model_table, "cold start");
         let lambda = Arc::new(config.build(&sdk, &target).await?);
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

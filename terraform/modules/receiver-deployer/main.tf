@@ -46,9 +46,11 @@ data "aws_iam_policy_document" "this" {
     }
   }
 
+  # Its own components: uploaded by register, read back by the release
+  # gate (`register --diff-changes`).
   statement {
     sid       = "UploadComponents"
-    actions   = ["s3:PutObject"]
+    actions   = ["s3:GetObject", "s3:PutObject"]
     resources = ["${var.plugin_bucket_arn}/plugins/${var.receiver}/*"]
   }
 
