@@ -229,3 +229,102 @@ fn a_receiver_whose_budget_cannot_fit_an_invocation_is_refused_at_load_and_regis
         "{err}"
     );
 }
+
+/// A team can put any bytes under its own prefix. A component larger than
+/// the cap is never downloaded (its size is read first), a corrupt one is
+/// refused by its digest, and either makes only its own receiver
+/// unavailable, and is not fetched again until its backoff has passed:
+/// a reload every 30 s does not download it every time.
+#[test]
+fn an_oversized_or_corrupt_artifact_disables_only_its_receiver_and_backs_off() {
+    let Some(ep) = endpoint() else { return };
+    rt().block_on(async {
+        let env = setup(&ep, "artifacts").await;
+        let web = read(wasm::WEBSITE);
+        env.store.put_wasm("web", &web).await.unwrap();
+        let m = manifest("web", &web, Mode::Immediate, prism_e2e::relaxed(), &[]);
+        env.registry.publish(&m, None, "web-team").await.unwrap();
+
+        // "big": registered with a digest, then the object under that key
+        // replaced with 1 byte more than any component may have.
+        let small = b"registered bytes".to_vec();
+        let big_digest = Digest::of(&small);
+        let big = vec![0u8; prism_aws::artifacts::MAX_WASM_BYTES as usize + 1];
+        put(
+            &env,
+            &prism_aws::ArtifactStore::wasm_key("big", &big_digest),
+            big,
+        )
+        .await;
+        let m = manifest("big", &small, Mode::Immediate, prism_e2e::relaxed(), &[]);
+        env.registry.publish(&m, None, "big-team").await.unwrap();
+        // "bad": bytes that are not its digest.
+        let bad_digest = Digest::of(b"what was registered");
+        put(
+            &env,
+            &prism_aws::ArtifactStore::wasm_key("bad", &bad_digest),
+            b"something else".to_vec(),
+        )
+        .await;
+        let mut m = manifest("bad", b"x", Mode::Immediate, prism_e2e::relaxed(), &[]);
+        m.plugin.digest = bad_digest;
+        env.registry.publish(&m, None, "bad-team").await.unwrap();
+
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = PluginEngine::new(&EngineOptions {
+            cache_dir: Some(tmp.path().join("compiled")),
+            ..Default::default()
+        })
+        .unwrap();
+        let problems = |snap: &Snapshot| -> Vec<String> {
+            snap.problems.iter().map(|p| p.to_string()).collect()
+        };
+        let snap = prism_aws::snapshot(&env.registry, &env.store, &engine, tmp.path())
+            .await
+            .unwrap();
+        let first = problems(&snap);
+        assert_eq!(first.len(), 2, "{first:?}");
+        assert!(
+            first.iter().any(|p| p.contains("/big/")
+                && p.contains(&format!(
+                    "{} bytes",
+                    prism_aws::artifacts::MAX_WASM_BYTES + 1
+                ))
+                && p.contains("not downloaded")),
+            "{first:?}"
+        );
+        assert!(
+            first
+                .iter()
+                .any(|p| p.contains("/bad/") && p.contains("not the digest")),
+            "{first:?}"
+        );
+        let set = ReceiverSet::load(&engine, snap);
+        let ids: Vec<&str> = set.active.iter().map(|r| r.id()).collect();
+        assert_eq!(ids, ["web"], "the others run");
+
+        // The next reload: neither is fetched again, both say why.
+        let again = prism_aws::snapshot(&env.registry, &env.store, &engine, tmp.path())
+            .await
+            .unwrap();
+        let second = problems(&again);
+        assert_eq!(second.len(), 2, "{second:?}");
+        assert!(
+            second
+                .iter()
+                .all(|p| p.contains("not fetched again for") && p.contains("after it failed")),
+            "{second:?}"
+        );
+    });
+}
+
+async fn put(env: &prism_e2e::aws::AwsEnv, key: &str, body: Vec<u8>) {
+    env.s3
+        .put_object()
+        .bucket(&env.bucket)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap();
+}
