@@ -14,7 +14,7 @@ use prism_types::registry::LocalRegistry;
 ///
 /// The component is checked as `prism plugin check` does. Locally it is
 /// copied into the registry as `<sha256>.wasm` and `<receiver>.toml` is
-/// written. With --table it is uploaded to the bucket (`plugins/<sha256>.wasm`),
+/// written. With --table it is uploaded to the bucket (`plugins/<receiver>/<sha256>.wasm`),
 /// precompiled (`precompiled/<engine>/<sha256>.cwasm`), and a new version is
 /// written with a conditional write, keeping the earlier ones for rollback.
 /// Updating a receiver keeps its other settings unless flags change them.
