@@ -421,6 +421,7 @@ impl Backfiller<'_> {
             });
         }
         let now_secs = now_ms() as f64 / 1000.0;
+        let slot = records::slot(cp.pages, cp.segment, cp.segments).map_err(bad_item)?;
         let id = |round: u64, i: usize| {
             format!(
                 "backfill:{}:{}:{}:{}:{round}:{i}",
@@ -436,7 +437,7 @@ impl Backfiller<'_> {
             .map(|(i, p)| {
                 records::Record {
                     event_id: id(0, i),
-                    sequence: records::sequence(cp.run, 0, i),
+                    sequence: records::sequence(cp.run, slot, 0, i),
                     old: None,
                     new: p.sent.as_ref(),
                     keys: p.keys.clone(),
@@ -484,7 +485,7 @@ impl Backfiller<'_> {
                 let current = now.get(&p.key);
                 let r = records::Record {
                     event_id: id(round, n),
-                    sequence: records::sequence(cp.run, round, n),
+                    sequence: records::sequence(cp.run, slot, round, n),
                     old: p.sent.as_ref(),
                     new: current,
                     keys: p.keys.clone(),

@@ -9,20 +9,45 @@ use serde_json::{Map, Value, json};
 /// DynamoDB stream's have 21 digits or more): the output dedup state and
 /// the retry lanes, which order by sequence, always put a backfilled
 /// version before anything the stream delivers for the same product.
-/// A run's records are `run × RUN_SCALE + offset`, `run` being the run's
-/// start in epoch seconds (10 digits), so two runs never share a number.
-pub const RUN_SCALE: u64 = 100_000_000;
-/// Offsets of one page: `round × ROUND_SCALE + index + 1`.
-pub const ROUND_SCALE: u64 = 10_000;
-/// The largest page (records of one round must fit below [`ROUND_SCALE`]).
+/// A run's records are `run × RUN_SCALE + offset` (20 digits at most),
+/// `run` being the run's start in epoch seconds (10 digits), so two runs
+/// never share a number.
+///
+/// Within a run every record has a number of its own: the buffers of
+/// batched receivers and the done marks of the spool are keyed by
+/// sequence, so two pages sharing numbers overwrote each other's buffered
+/// changes, or were dropped as already handled.
+pub const RUN_SCALE: u128 = 10_000_000_000;
+/// The largest page.
 pub const MAX_PAGE: usize = 1_000;
-/// Rounds of corrections one page may take ([`RUN_SCALE`] / [`ROUND_SCALE`] − 1).
-pub const MAX_ROUNDS: u64 = RUN_SCALE / ROUND_SCALE - 1;
+/// Numbers one page of one segment owns: its inserts (round 0) and each
+/// correction round, [`MAX_PAGE`] each.
+pub const PAGE_SLOT: u128 = (super::CORRECTION_ROUNDS as u128 + 1) * MAX_PAGE as u128;
+/// Pages (of all segments together) one run can number.
+pub const MAX_SLOTS: u64 = ((RUN_SCALE - 1) / PAGE_SLOT) as u64;
 
-/// The sequence number of record `index` of `round` in `run`.
-pub fn sequence(run: u64, round: u64, index: usize) -> String {
-    debug_assert!(index < MAX_PAGE && round <= MAX_ROUNDS);
-    (run * RUN_SCALE + round * ROUND_SCALE + index as u64 + 1).to_string()
+/// The slot of page `page` of `segment` (of `segments`): pages of different
+/// segments interleave, each segment's in order.
+pub fn slot(page: u64, segment: u32, segments: u32) -> Result<u64, String> {
+    let slot = page
+        .checked_mul(u64::from(segments))
+        .and_then(|s| s.checked_add(u64::from(segment)))
+        .filter(|&s| s < MAX_SLOTS)
+        .ok_or_else(|| {
+            format!(
+                "page {page} of segment {segment} of {segments} is past the {MAX_SLOTS} pages one run can number; use a larger --page-size"
+            )
+        })?;
+    Ok(slot)
+}
+
+/// The sequence number of record `index` of `round` in page `slot` (see
+/// [`slot`]) of `run`.
+pub fn sequence(run: u64, slot: u64, round: u64, index: usize) -> String {
+    debug_assert!(index < MAX_PAGE && round <= super::CORRECTION_ROUNDS && slot < MAX_SLOTS);
+    let offset =
+        u128::from(slot) * PAGE_SLOT + u128::from(round) * MAX_PAGE as u128 + index as u128 + 1;
+    (u128::from(run) * RUN_SCALE + offset).to_string()
 }
 
 /// The key attributes of `item` (DynamoDB JSON), by the table's key names.
@@ -98,7 +123,7 @@ mod tests {
     fn record<'a>(old: Option<&'a Value>, new: Option<&'a Value>) -> Record<'a> {
         Record {
             event_id: "backfill:r:0:0:0".into(),
-            sequence: sequence(1_760_000_000, 0, 3),
+            sequence: sequence(1_760_000_000, 0, 0, 3),
             old,
             new,
             keys: keys_of(item().as_object().unwrap(), &["pk".into()]).unwrap(),
@@ -114,7 +139,7 @@ mod tests {
         assert_eq!(c.key, "P-1");
         // The bookkeeping is stripped exactly as for a stream record.
         assert_eq!(c.new, Some(json!({"pk": "P-1", "name": "Drill"})));
-        assert_eq!(c.sequence, "176000000000000004");
+        assert_eq!(c.sequence, "17600000000000000004");
         assert_eq!(c.event_id.as_deref(), Some("backfill:r:0:0:0"));
     }
 
@@ -131,10 +156,40 @@ mod tests {
     #[test]
     fn sequences_stay_below_the_streams_and_apart_across_runs() {
         let stream = "1100000000017454423009"; // moto's first, 22 digits like DynamoDB's
-        let last = sequence(9_999_999_999, MAX_ROUNDS, MAX_PAGE - 1);
+        let rounds = crate::backfill::CORRECTION_ROUNDS;
+        let last = sequence(9_999_999_999, MAX_SLOTS - 1, rounds, MAX_PAGE - 1);
+        assert_eq!(last.len(), 20);
         assert!(cmp_sequence(&last, stream).is_lt(), "{last}");
-        assert!(cmp_sequence(&sequence(1, MAX_ROUNDS, MAX_PAGE - 1), &sequence(2, 0, 0)).is_lt());
-        assert!(cmp_sequence(&sequence(5, 0, MAX_PAGE - 1), &sequence(5, 1, 0)).is_lt());
+        let end_of_run = sequence(1, MAX_SLOTS - 1, rounds, MAX_PAGE - 1);
+        assert!(cmp_sequence(&end_of_run, &sequence(2, 0, 0, 0)).is_lt());
+        // A correction orders after its page's insert, and a later page of
+        // a segment after an earlier one.
+        assert!(cmp_sequence(&sequence(5, 0, 0, MAX_PAGE - 1), &sequence(5, 0, 1, 0)).is_lt());
+        let (a, b) = (slot(3, 1, 4).unwrap(), slot(4, 1, 4).unwrap());
+        assert!(cmp_sequence(&sequence(5, a, rounds, 0), &sequence(5, b, 0, 0)).is_lt());
+        assert!(slot(MAX_SLOTS, 0, 1).unwrap_err().contains("--page-size"));
+    }
+
+    /// Every record of a run has a number of its own, whatever its
+    /// segment, page, round and index: the spool keys buffered changes
+    /// and done marks by it.
+    #[test]
+    fn no_two_records_of_a_run_share_a_sequence() {
+        let mut seen = std::collections::HashSet::new();
+        let segments = 3;
+        for page in 0..4 {
+            for segment in 0..segments {
+                let s = slot(page, segment, segments).unwrap();
+                for round in 0..=crate::backfill::CORRECTION_ROUNDS {
+                    for index in [0, 1, 39, MAX_PAGE - 1] {
+                        assert!(
+                            seen.insert(sequence(7, s, round, index)),
+                            "page {page} segment {segment} round {round} index {index}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
