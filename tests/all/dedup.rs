@@ -99,3 +99,45 @@ fn a_refresh_sends_only_what_changed_and_dedup_can_be_switched_off() {
     assert!(o.status.success());
     assert_eq!(bodies(&d.join("o4"), "website").len(), 100);
 }
+
+/// A product's second change in one stream batch, with the same output as
+/// its first, is suppressed. Packing handed a whole pack to the dedup check
+/// before any of it was recorded, so the second was compared with the state
+/// from before the first and always went out (the demo's leaflet went from
+/// 31 suppressed to 0).
+#[test]
+fn a_repeat_with_the_same_output_in_one_batch_is_suppressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let reg = d.join("reg");
+    immediate(&reg, "website", wasm::WEBSITE);
+    let mut w = StreamWriter::new();
+    for n in 0..20 {
+        let doc = product(n, 7);
+        w.push(doc["pk"].as_str().unwrap(), None, Some(&doc));
+        // Then a change the website does not publish (new bullets).
+        let mut next = doc.clone();
+        next["texts"]["en"]["bullets"] = json!(["Again"]);
+        w.push(doc["pk"].as_str().unwrap(), Some(&doc), Some(&next));
+    }
+    std::fs::write(d.join("events.jsonl"), w.to_json_lines()).unwrap();
+    let o = prism(&[
+        "run",
+        "--registry",
+        reg.to_str().unwrap(),
+        "--events",
+        d.join("events.jsonl").to_str().unwrap(),
+        "--outbox",
+        d.join("out").to_str().unwrap(),
+        "--state",
+        d.join("state").to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(
+        bodies(&d.join("out"), "website").len(),
+        20,
+        "one message per product: {out}"
+    );
+    assert!(out.contains("20 messages not sent"), "{out}");
+}

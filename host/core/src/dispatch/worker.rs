@@ -158,13 +158,29 @@ impl<'a> Context<'a> {
                 Ok(Some(Formatted::Messages(msgs))) if self.pack > 1 => {
                     // Delivered with the next changes, packed together.
                     st.accepted += 1;
-                    pending_bytes += msgs.iter().map(|m| m.body.len()).sum::<usize>();
-                    pending.push((i, msgs));
-                    if pending.len() >= self.pack || pending_bytes >= self.pack_bytes {
+                    // Output dedup compares a change with the product's last
+                    // recorded output: an earlier change of the product in
+                    // this pack must be delivered and recorded first, or the
+                    // two are never compared (and a failed earlier one must
+                    // hold this one behind it).
+                    let repeated = r.manifest.dedup
+                        && self.outputs.is_some()
+                        && pending.iter().any(|(p, _)| self.changes[*p].key == key);
+                    if repeated {
                         self.deliver_pending(r, &mut st, &mut pending, &mut stuck);
                         pending_bytes = 0;
                     }
-                    true
+                    if stuck.contains(key) {
+                        false
+                    } else {
+                        pending_bytes += msgs.iter().map(|m| m.body.len()).sum::<usize>();
+                        pending.push((i, msgs));
+                        if pending.len() >= self.pack || pending_bytes >= self.pack_bytes {
+                            self.deliver_pending(r, &mut st, &mut pending, &mut stuck);
+                            pending_bytes = 0;
+                        }
+                        true
+                    }
                 }
                 Ok(Some(Formatted::Messages(msgs))) => {
                     st.accepted += 1;
@@ -268,7 +284,7 @@ impl<'a> Context<'a> {
             r,
             indices[0],
             &format!(
-                "quarantined: its plugin failed {} of its last {} calls (timeouts, traps, limits, retries exhausted, or half its budget used); not run for another {} s",
+                "quarantined: its plugin failed {} of its last {} calls (timeouts, traps, limits, retries exhausted, or three quarters of its budget used); not run for another {} s",
                 self.breaker.threshold,
                 self.breaker.window(),
                 remaining.as_secs()
