@@ -17,7 +17,7 @@
 //! What counts as a failure: `timeout`, `trap`, `memory-limit`,
 //! `stack-overflow` and `output` (a limit hit or malformed output),
 //! `retry-exhausted` (a change the plugin kept asking to retry: each try
-//! cost a call), and any call that took at least half its budget, whatever
+//! cost a call), and any call that took three quarters of its budget, whatever
 //! it answered (a plugin that spins to just under its budget and then
 //! answers costs the shared dispatcher as much as one that times out). A
 //! quick answer (messages, `reject`) is healthy, however often it rejects.
@@ -39,6 +39,12 @@ pub struct BreakerConfig {
     /// The longest quarantine.
     pub max_cool_down: Duration,
 }
+
+/// A call that used this share of its budget (numerator, denominator:
+/// three quarters) counts as a failure whatever it answered: a plugin that
+/// spins to just under its budget costs as much as one that times out. Not
+/// lower: a busy machine stretches honest calls too.
+pub const SLOW: (u32, u32) = (3, 4);
 
 /// The failures counted are those among the last `WINDOW_FACTOR ×
 /// threshold` calls (at most 64).
@@ -116,9 +122,11 @@ impl Outcome {
 
     /// The outcome of a call that ended with `failure` (its error kind, if
     /// any) after `took` of a `budget`: failed for a failing kind, and for
-    /// a call that used at least half its budget, whatever it answered.
+    /// a call that used at least [`SLOW`] of its budget, whatever it
+    /// answered.
     pub fn of_call(failure: Option<&str>, took: Duration, budget: Duration) -> Self {
-        let slow = !budget.is_zero() && took.saturating_mul(2) >= budget;
+        let slow =
+            !budget.is_zero() && took.saturating_mul(SLOW.1) >= budget.saturating_mul(SLOW.0);
         match failure {
             _ if slow => Self::Failed,
             Some(kind) => Self::of_kind(kind),
@@ -319,11 +327,11 @@ mod tests {
     }
 
     #[test]
-    fn a_call_that_used_half_its_budget_is_a_failure_whatever_it_answered() {
+    fn a_call_that_used_most_of_its_budget_is_a_failure_whatever_it_answered() {
         let budget = Duration::from_millis(200);
         let ms = Duration::from_millis;
-        assert_eq!(Outcome::of_call(None, ms(99), budget), Outcome::Healthy);
-        assert_eq!(Outcome::of_call(None, ms(100), budget), Outcome::Failed);
+        assert_eq!(Outcome::of_call(None, ms(149), budget), Outcome::Healthy);
+        assert_eq!(Outcome::of_call(None, ms(150), budget), Outcome::Failed);
         assert_eq!(
             Outcome::of_call(Some("rejected"), ms(190), budget),
             Outcome::Failed
