@@ -82,7 +82,7 @@ fn flatten(args: FuncArgs) -> Result<Value, String> {
 
 /// What the policies' expressions may refer to, as Terraform would resolve
 /// it for environment `prism-dev` in account [`ACCOUNT`].
-fn context() -> Context<'static> {
+fn context(receiver: &str) -> Context<'static> {
     let mut ctx = Context::new();
     let tables =
         ["model", "registry", "ledger", "outputs", "spool"].map(|t| (t, arn(table_arn(t))));
@@ -136,7 +136,7 @@ fn context() -> Context<'static> {
     ctx.declare_var(
         "var",
         obj([
-            ("receiver", Value::String(TEAM.into())),
+            ("receiver", Value::String(receiver.into())),
             ("registry_table_arn", Value::String(table_arn("registry"))),
             ("plugin_bucket_arn", Value::String(object_arn(""))),
             ("kms_key_arn", Value::String(key)),
@@ -162,9 +162,14 @@ fn eval(b: &Block, key: &str, ctx: &Context<'_>) -> Option<Json> {
 /// The policy document `data "aws_iam_policy_document" "<name>"` of the
 /// `.tf` files in `dir`, as the JSON Terraform would render.
 pub(crate) fn render(dir: &str, name: &str) -> Json {
+    render_for(dir, name, TEAM)
+}
+
+/// [`render`], with the module variable `receiver` set to `receiver`.
+pub(crate) fn render_for(dir: &str, name: &str, receiver: &str) -> Json {
     let tf = blocks(dir);
     let doc = find(&tf, "data", &["aws_iam_policy_document", name]);
-    let ctx = context();
+    let ctx = context(receiver);
     let statements: Vec<Json> = nested(doc, "statement")
         .iter()
         .map(|st| {
@@ -202,6 +207,15 @@ pub(crate) fn render(dir: &str, name: &str) -> Json {
         })
         .collect();
     json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The deploy role of receiver `receiver`, by the name requests use
+/// (`deployer:<receiver>`).
+pub(crate) fn deployer_of(receiver: &str) -> (String, Json) {
+    (
+        format!("deployer:{receiver}"),
+        render_for("terraform/modules/receiver-deployer", "this", receiver),
+    )
 }
 
 /// Every role prism's Terraform defines, by the name requests use.
