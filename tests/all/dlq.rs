@@ -237,3 +237,96 @@ fn dlq_commands_name_what_is_missing() {
     assert_eq!(o.status.code(), Some(1));
     assert!(out.contains("no receiver \"picky\""), "{out}");
 }
+
+/// A batched receiver's window that a buffer flush parked is redriven, not
+/// lost. The flush remembered the parked changes' sequences as handled, and
+/// a redrive keeps them: the redriven changes were filtered out of the
+/// buffer, counted as handled, and their dead letters deleted.
+#[test]
+fn a_window_parked_by_a_flush_is_redriven_through_the_buffer_not_dropped() {
+    let Some(w) = World::new("dlq-batch") else {
+        return;
+    };
+    let queue = w.q.create("batchy");
+    let dlq = w.q.create("batchy-dlq");
+    let register = |behaviour: &str| {
+        w.prism(&[
+            "plugin",
+            "register",
+            wasm::HOSTILE,
+            "--receiver",
+            "batchy",
+            "--bucket",
+            &w.bucket,
+            "--queue",
+            &queue,
+            "--dead-letter-queue",
+            &dlq,
+            "--batch-max-count",
+            "100",
+            "--config",
+            &format!("behaviour={behaviour}"),
+        ]);
+    };
+    register("reject");
+    let spool = w.spool();
+    let p = w.processor(&[("PRISM_SPOOL_TABLE", &spool)]);
+    w.write(&products(0..3));
+    w.invoke(&p, &w.records());
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend([
+            "--table",
+            &w.table,
+            "--bucket",
+            &w.bucket,
+            "--endpoint-url",
+            &w.ep,
+            "--region",
+            "us-east-1",
+        ]);
+        let o = prism(&all);
+        let (out, err) = text(&o);
+        (o.status.success(), format!("{out}\n{err}"))
+    };
+    let flush = || run(&["flush", "--spool-table", &spool, "--all"]);
+    // The window (less than full) waits in the buffer; the flush parks it.
+    let (_, out) = flush();
+    assert!(w.q.drain(&queue).is_empty(), "{out}");
+    let letters = || {
+        let (ok, out) = run(&["dlq", "list", "--json", "--receiver", "batchy"]);
+        assert!(ok, "{out}");
+        serde_json::from_str::<Value>(out.lines().next().unwrap()).unwrap()["dead_letters"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(letters(), 3, "the window's three changes are parked");
+
+    // Fixed, and redriven through the spool, as the dispatcher would.
+    register("behave");
+    let (ok, out) = run(&[
+        "dlq",
+        "redrive",
+        "--receiver",
+        "batchy",
+        "--model-table",
+        &w.model,
+        "--spool-table",
+        &spool,
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = flush();
+    assert!(ok, "{out}");
+    let keys: std::collections::BTreeSet<String> =
+        w.q.drain(&queue)
+            .iter()
+            .filter_map(|(b, _, _)| serde_json::from_str::<Value>(b).ok())
+            .filter_map(|v| v["key"].as_str().map(str::to_owned))
+            .collect();
+    assert_eq!(
+        keys.len(),
+        3,
+        "the redriven window reached the receiver: {keys:?}\n{out}"
+    );
+    assert_eq!(letters(), 0, "and only then are the letters gone");
+}

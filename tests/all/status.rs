@@ -100,6 +100,7 @@ fn status_shows_depths_age_lanes_and_quarantine_per_receiver() {
                 bytes: 10,
                 change: json!({"key": key}),
                 sent: vec![],
+                replay: false,
             };
             spool2.append(&lane, &[entry]).unwrap();
         }

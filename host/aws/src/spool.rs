@@ -239,6 +239,7 @@ impl DynamoSpool {
                     .transpose()
                     .map_err(|e| format!("an entry's sent list is not JSON: {e}"))?
                     .unwrap_or_default(),
+                replay: false,
             });
         }
         Ok(out)
@@ -301,7 +302,7 @@ impl Spool for DynamoSpool {
                     .collect();
                 let fresh: Vec<&Spooled> = entries
                     .iter()
-                    .filter(|e| !done.contains(&padded(&e.sequence)))
+                    .filter(|e| e.replay || !done.contains(&padded(&e.sequence)))
                     .collect();
                 if fresh.is_empty() {
                     let a = self.index_item(&name).await?.unwrap_or_default();

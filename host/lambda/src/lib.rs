@@ -298,6 +298,7 @@ impl LambdaConfig {
             emit_metrics: true,
             cut_windows: true,
             only: None,
+            replay: false,
             outputs: self.outputs_table.as_ref().map(|t| {
                 prism_core::stream::OutputsStore::Table(Arc::new(
                     prism_aws::outputs::DynamoOutputs::new(

@@ -178,6 +178,9 @@ async fn dispatch(
     let mut processor = lambda.processor_with(&remote.config, &target).await?;
     processor.emit_metrics = false;
     processor.only = Some(a.common.receiver.clone());
+    // The letters' changes keep their sequences, which a lane that parked
+    // them remembers as handled: replayed on purpose, they are spooled anyway.
+    processor.replay = true;
     let mut records: Vec<Value> = changes
         .iter()
         .map(|(_, c)| prism_types::input::record::from_change(c))

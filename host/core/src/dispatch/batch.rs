@@ -252,10 +252,7 @@ impl Context<'_> {
         let lane = Lane::Buffer {
             receiver: r.id().to_owned(),
         };
-        let entries: Vec<Spooled> = window
-            .iter()
-            .map(|&i| Spooled::new(&self.changes[i], l.now_ms))
-            .collect();
+        let entries: Vec<Spooled> = window.iter().map(|&i| l.entry(&self.changes[i])).collect();
         let appended = match l.spool.append(&lane, &entries) {
             Ok(a) => a,
             Err(e) => {
@@ -317,7 +314,7 @@ impl Context<'_> {
         };
         let entries: Vec<Spooled> = accepted
             .iter()
-            .map(|&i| Spooled::new(&self.changes[i], l.now_ms))
+            .map(|&i| l.entry(&self.changes[i]))
             .collect();
         match l.spool.append(&lane, &entries) {
             Ok(a) => {

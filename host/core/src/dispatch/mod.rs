@@ -185,9 +185,21 @@ pub struct Lanes<'a> {
     pub cut_windows: bool,
     /// The time the run spools at (ms since the Unix epoch).
     pub now_ms: u64,
+    /// The run replays changes on purpose (`prism dlq redrive`): what it
+    /// spools is added even where the lane handled the sequence before
+    /// (see [`crate::spool::Spooled::replay`]).
+    pub replay: bool,
 }
 
 impl<'a> Lanes<'a> {
+    /// `change` as this run spools it.
+    pub(crate) fn entry(&self, change: &Change) -> crate::spool::Spooled {
+        crate::spool::Spooled {
+            replay: self.replay,
+            ..crate::spool::Spooled::new(change, self.now_ms)
+        }
+    }
+
     /// Read the open retry lanes of `spool`.
     pub fn open(
         spool: &'a dyn crate::spool::Spool,
@@ -211,6 +223,7 @@ impl<'a> Lanes<'a> {
             buffered,
             cut_windows: false,
             now_ms,
+            replay: false,
         })
     }
 }

@@ -12,7 +12,7 @@ use super::{Progress, ReceiverStats};
 use crate::breaker::{Gate, Outcome, Transition};
 use crate::receivers::ActiveReceiver;
 use crate::sink::{DeadLetter, Sink};
-use crate::spool::{Lane, Spooled};
+use crate::spool::Lane;
 use prism_engine::{CallError, GuestLog, Session, WitChange};
 use prism_types::change::Change;
 
@@ -310,7 +310,7 @@ impl<'a> Context<'a> {
                 receiver: r.id().to_owned(),
                 key: c.key.clone(),
             };
-            let mut entry = Spooled::new(c, l.now_ms);
+            let mut entry = l.entry(c);
             entry.sent = st.partial.get(&i).cloned().unwrap_or_default();
             match l.spool.append(&lane, &[entry]) {
                 Ok(a) if a.added == 0 => {

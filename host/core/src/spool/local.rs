@@ -128,9 +128,10 @@ impl Spool for LocalSpool {
             let l = s.lanes.entry(name.clone()).or_default();
             for e in entries {
                 let key = padded(&e.sequence);
-                if done
-                    .and_then(|d| d.get(&key))
-                    .is_some_and(|&until| until > now)
+                if !e.replay
+                    && done
+                        .and_then(|d| d.get(&key))
+                        .is_some_and(|&until| until > now)
                 {
                     continue;
                 }
@@ -247,6 +248,7 @@ mod tests {
             bytes: 10,
             change: json!({"sequence": sequence}),
             sent: Vec::new(),
+            replay: false,
         }
     }
 
@@ -294,6 +296,13 @@ mod tests {
             .map(|e| e.sequence)
             .collect();
         assert_eq!(seqs, ["11"]);
+        // A redrive of 9 (parked by a flush, so remembered as handled) is
+        // added: it replays on purpose.
+        let redriven = Spooled {
+            replay: true,
+            ..entry("9", 2)
+        };
+        assert_eq!(s.append(&buffer(), &[redriven]).unwrap().added, 1);
     }
 
     #[test]

@@ -45,6 +45,13 @@ pub struct Spooled {
     /// that failed midway): the retry sends only the others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sent: Vec<usize>,
+    /// The change is replayed on purpose (`prism dlq redrive`): it is
+    /// added even if the lane handled its sequence before. A lane that
+    /// parked a change remembers its sequence as handled, and a redrive
+    /// keeps the sequence, so without this the redriven change was filtered
+    /// out, counted as handled and its dead letter deleted. Not stored.
+    #[serde(skip)]
+    pub replay: bool,
 }
 
 impl Spooled {
@@ -56,6 +63,7 @@ impl Spooled {
             bytes: change.image_bytes() as u64,
             change: change.to_json(),
             sent: Vec::new(),
+            replay: false,
         }
     }
 
@@ -184,8 +192,9 @@ pub const LEASE_MS: u64 = 15 * 60 * 1000;
 pub trait Spool: Send + Sync {
     /// Add entries to a lane. Appending an entry the lane already has (same
     /// sequence) is harmless, and one the lane removed (handled) within
-    /// [`DONE_MS`] is not added again: a stream batch retried after a crash
-    /// cannot put a flushed or delivered change back. Returns how many were
+    /// [`DONE_MS`] is not added again, unless it is a [`Spooled::replay`]:
+    /// a stream batch retried after a crash cannot put a flushed or
+    /// delivered change back, but a redrive can. Returns how many were
     /// added and the lane's totals afterwards.
     fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError>;
     /// Every entry of a lane, in sequence order.

@@ -104,6 +104,9 @@ pub struct StreamProcessor {
     pub cut_windows: bool,
     /// Run only this receiver (`prism dlq redrive`); `None`: every receiver.
     pub only: Option<String>,
+    /// The records replay changes on purpose (`prism dlq redrive`): the
+    /// spool takes them even where a lane handled their sequence before.
+    pub replay: bool,
 }
 
 /// What the registry says of one receiver ([`StreamProcessor::presence`]).
@@ -206,6 +209,7 @@ impl StreamProcessor {
             park_unreadable: self.unreadable_queue.is_some(),
             broken,
             cut_windows: self.cut_windows,
+            replay: self.replay,
         };
         let (report, changes, prior, of_change, records) =
             tokio::task::spawn_blocking(move || run.run(changes, prior, of_change, records, ids))
@@ -450,6 +454,7 @@ struct Run {
     park_unreadable: bool,
     broken: Vec<Broken>,
     cut_windows: bool,
+    replay: bool,
 }
 
 /// What [`Run::run`] hands back: the report, and its inputs for the answer.
@@ -483,6 +488,7 @@ impl Run {
                 // are cut in the run while a buffer is empty.
                 Ok(l) => Some(Lanes {
                     cut_windows: self.cut_windows,
+                    replay: self.replay,
                     ..l
                 }),
                 Err(e) => {
