@@ -330,3 +330,66 @@ fn a_window_parked_by_a_flush_is_redriven_through_the_buffer_not_dropped() {
     );
     assert_eq!(letters(), 0, "and only then are the letters gone");
 }
+
+/// On a FIFO dead-letter queue, a redrive that parks the change again
+/// within SQS's 5-minute deduplication window keeps a letter. The new
+/// letter used to carry the original's deduplication id: SQS dropped it,
+/// and the redrive then deleted the original.
+#[test]
+fn a_redrive_that_fails_again_keeps_its_letter_on_a_fifo_dlq() {
+    let Some(w) = World::new("dlq-fifo") else {
+        return;
+    };
+    let queue = w.q.create("stubborn.fifo");
+    let dlq = w.q.create("stubborn-dlq.fifo");
+    w.prism(&[
+        "plugin",
+        "register",
+        wasm::HOSTILE,
+        "--receiver",
+        "stubborn",
+        "--bucket",
+        &w.bucket,
+        "--queue",
+        &queue,
+        "--dead-letter-queue",
+        &dlq,
+        "--config",
+        "behaviour=reject",
+    ]);
+    let p = w.processor(&[]);
+    w.write(&products(0..1));
+    w.invoke(&p, &w.records());
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend([
+            "--receiver",
+            "stubborn",
+            "--table",
+            &w.table,
+            "--bucket",
+            &w.bucket,
+            "--endpoint-url",
+            &w.ep,
+            "--region",
+            "us-east-1",
+        ]);
+        let o = prism(&all);
+        let (out, err) = text(&o);
+        format!("{out}\n{err}")
+    };
+    let letters = || {
+        let out = run(&["dlq", "list", "--json"]);
+        serde_json::from_str::<Value>(out.lines().next().unwrap()).unwrap()["dead_letters"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(letters(), 1);
+    let out = run(&["dlq", "redrive", "--model-table", &w.model]);
+    assert!(out.contains("parked again"), "{out}");
+    assert_eq!(
+        letters(),
+        1,
+        "the change is still waiting, with a letter: {out}"
+    );
+}

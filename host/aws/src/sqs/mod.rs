@@ -483,7 +483,18 @@ impl Sink for SqsSink {
         let msg = Outgoing {
             attributes,
             group: dead.key.clone(),
-            dedup: dedup_id(receiver, &dead.key, &dead.sequence, usize::MAX),
+            // Unique per parking: a FIFO DLQ drops a letter whose id it saw
+            // in the last 5 minutes, and a change parked again (a redrive
+            // that fails again, a flush of a redriven window) must not be
+            // dropped while the letter it replaces is deleted. A retried
+            // batch that parks again leaves a second letter, as on a
+            // standard queue: a duplicate, never a loss.
+            dedup: dedup_id(
+                receiver,
+                &dead.key,
+                &format!("{}#{:032x}", dead.sequence, fastrand::u128(..)),
+                usize::MAX,
+            ),
             size: body.len(),
             body,
         };
