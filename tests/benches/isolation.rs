@@ -167,7 +167,7 @@ fn main() {
         threads: THREADS,
         max_instances: prism_lambda::max_instances(THREADS),
     }
-    .worst_case_mib(&limits);
+    .worst_case_mib(&limits, 1);
     println!(
         "\n2. Memory: 20 receivers each touching 60 of their 64 MiB on every change ({} receiver-changes, {errors} errors), {THREADS} threads",
         stream.len() * 20

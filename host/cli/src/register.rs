@@ -123,8 +123,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             threads: a.lambda_threads.max(1),
             max_instances: prism_lambda::max_instances(a.lambda_threads),
         };
-        let limits = apply(&a, None, Digest::of(&wasm))?.limits;
-        if let Err(e) = budget.check(&limits) {
+        let m = apply(&a, None, Digest::of(&wasm))?;
+        if let Err(e) = budget.check(&m.limits, m.mode.window()) {
             eprintln!("{}: REJECTED, not registered\n{e}", a.wasm.display());
             return Ok(ExitCode::from(1));
         }

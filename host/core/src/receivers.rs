@@ -163,7 +163,7 @@ impl ReceiverSet {
                 });
                 continue;
             }
-            if let Err(reason) = engine.check_memory(&m.limits) {
+            if let Err(reason) = engine.check_memory(&m.limits, m.mode.window()) {
                 tracing::error!(receiver = %m.receiver, error = %reason, "receiver refused: its limits do not fit the process's memory");
                 set.unavailable.push(Unavailable {
                     destination: m.destination.clone(),

@@ -198,10 +198,15 @@ impl PluginEngine {
         &self.compat_hash
     }
 
-    /// Whether a receiver with `limits` fits the process's memory (always,
-    /// when the engine was given no memory size).
-    pub fn check_memory(&self, limits: &prism_types::limits::Limits) -> Result<(), String> {
-        self.budget.map_or(Ok(()), |b| b.check(limits))
+    /// Whether a receiver with `limits`, formatting up to `window` changes
+    /// in one call, fits the process's memory (always, when the engine was
+    /// given no memory size).
+    pub fn check_memory(
+        &self,
+        limits: &prism_types::limits::Limits,
+        window: usize,
+    ) -> Result<(), String> {
+        self.budget.map_or(Ok(()), |b| b.check(limits, window))
     }
 
     /// Where the compile cache keeps (or would keep) the artifact for `digest`.

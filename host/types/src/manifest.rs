@@ -98,6 +98,18 @@ pub struct PluginRef {
     pub file: Option<String>,
 }
 
+impl Mode {
+    /// The most changes one plugin call formats: a batch window's
+    /// `max_count`, else 1. The host-copy cap, and so the memory a call may
+    /// cost the host, grows with it.
+    pub fn window(&self) -> usize {
+        match self {
+            Mode::Immediate => 1,
+            Mode::Batch { max_count, .. } => (*max_count).max(1),
+        }
+    }
+}
+
 /// How a receiver gets its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -120,8 +132,11 @@ pub enum Mode {
     },
 }
 
+/// 100 changes at the default 200 ms budget: a 20 s window, which fits a
+/// 60 s dispatcher invocation (500 would need 100 s, and such a receiver is
+/// refused at load).
 fn default_batch_count() -> usize {
-    500
+    100
 }
 fn default_batch_bytes() -> usize {
     4 * 1024 * 1024
