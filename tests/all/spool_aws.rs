@@ -188,3 +188,49 @@ fn the_tick_cursor_is_kept_in_the_spool_table_and_is_not_a_lane() {
         .unwrap()
     });
 }
+
+/// A retried stream batch brings a lane entry back without the `sent` list
+/// that a delivery which failed midway recorded on it. Appending it again
+/// wrote over the entry, so the retry would send those messages twice; it
+/// is now left as it is (as the local spool always did).
+#[test]
+fn appending_an_entry_the_lane_holds_keeps_what_it_recorded() {
+    use prism_core::spool::{Lane, Spooled};
+    let Some(w) = World::new("spool-reappend") else {
+        return;
+    };
+    let s = spool(&w);
+    let lane = Lane::Retry {
+        receiver: "fan".into(),
+        key: "P-1".into(),
+    };
+    let change = prism_types::change::Change::new(
+        "P-1".into(),
+        prism_types::change::ChangeKind::Insert,
+        None,
+        Some(json!({"pk": "P-1"})),
+        "100".into(),
+        0,
+    );
+    let partly_sent = Spooled {
+        sent: vec![0, 1],
+        ..Spooled::new(&change, 1)
+    };
+    let (first, again, read) = std::thread::scope(|t| {
+        t.spawn(|| {
+            let first = s.append(&lane, &[partly_sent]).unwrap();
+            let again = s.append(&lane, &[Spooled::new(&change, 2)]).unwrap();
+            (first, again, s.read(&lane).unwrap())
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!((first.added, again.added), (1, 0));
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        read[0].sent,
+        [0, 1],
+        "the messages that got out stay recorded"
+    );
+    assert_eq!(read[0].spooled_ms, 1);
+}

@@ -284,24 +284,33 @@ impl Spool for DynamoSpool {
         let done_lane = format!("{DONE_PREFIX}{name}");
         self.handle
             .block_on(async {
-                // What this lane handled already is not added again.
-                let marks = batch_get(
-                    &self.client,
-                    &self.table,
-                    entries
-                        .iter()
-                        .map(|e| key(&done_lane, &padded(&e.sequence)))
-                        .collect(),
-                )
-                .await?;
-                let now_s = now_ms() / 1000;
-                let done: std::collections::HashSet<String> = marks
+                // What this lane handled already is not added again, and
+                // what it holds is not written over: a retried stream batch
+                // brings an entry back without the `sent` list a delivery
+                // that failed midway recorded on it, and writing it again
+                // would send those messages twice. One read for both.
+                let mut keys: Vec<Item> = entries
                     .iter()
+                    .map(|e| key(&done_lane, &padded(&e.sequence)))
+                    .collect();
+                keys.extend(entries.iter().map(|e| key(&name, &padded(&e.sequence))));
+                let found = batch_get(&self.client, &self.table, keys).await?;
+                let now_s = now_ms() / 1000;
+                let lane_of = |m: &Item| text(m, KEY_LANE).map(str::to_owned);
+                let done: std::collections::HashSet<String> = found
+                    .iter()
+                    .filter(|m| lane_of(m).as_deref() == Some(done_lane.as_str()))
                     .filter(|m| num(m, EXPIRES_AT) > now_s)
+                    .filter_map(|m| text(m, KEY_ENTRY).map(str::to_owned))
+                    .collect();
+                let held: std::collections::HashSet<String> = found
+                    .iter()
+                    .filter(|m| lane_of(m).as_deref() == Some(name.as_str()))
                     .filter_map(|m| text(m, KEY_ENTRY).map(str::to_owned))
                     .collect();
                 let fresh: Vec<&Spooled> = entries
                     .iter()
+                    .filter(|e| !held.contains(&padded(&e.sequence)))
                     .filter(|e| e.replay || !done.contains(&padded(&e.sequence)))
                     .collect();
                 if fresh.is_empty() {
