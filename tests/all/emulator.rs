@@ -114,7 +114,10 @@ impl Emulator {
             )
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            // Terraform's default (`lambda_memory_mb`): the memory check
+            // refuses a default batched receiver (a 100-change window's
+            // host-copy cap) on a 512 MB dispatcher.
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
             .env_remove("PRISM_LOG")
             .stdout(std::fs::File::create(log).unwrap())
             .stderr(Stdio::inherit());

@@ -54,7 +54,12 @@ fn the_real_lambda_binary_runs_under_the_runtime_api_emulator() {
     let (ok, out, err) = invoke(r#"{"prism": "tick", "force": true}"#);
     assert!(ok, "tick failed:\n{out}\n{err}");
     let response: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(response["flushed"], 1, "{response}");
+    assert_eq!(
+        response["flushed"],
+        1,
+        "{response}\n{}",
+        std::fs::read_to_string(log.path()).unwrap_or_default()
+    );
     assert_eq!(response["waiting"], 0, "{response}");
     let prices = w.bodies(&prices_q);
     assert_eq!(prices.len(), 1);
