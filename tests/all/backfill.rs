@@ -620,28 +620,8 @@ fn a_batched_receiver_backfilled_in_pages_gets_every_product() {
         assert!(o.status.success(), "{out}\n{err}");
         assert_eq!(summary(&out)["items"], 295, "{out}");
         // What is left in the buffer (less than a window) goes out.
-        let flushed = Command::new(env!("CARGO_BIN_EXE_prism-under-test"))
-            .args([
-                "flush",
-                "--spool-table",
-                &w.spool(),
-                "--table",
-                &w.table,
-                "--bucket",
-                &w.bucket,
-                "--endpoint-url",
-                &w.ep,
-                "--region",
-                "us-east-1",
-                "--all",
-            ])
-            .env(
-                "PRISM_CACHE_DIR",
-                std::env::temp_dir().join("prism-e2e-cache"),
-            )
-            .output()
-            .unwrap();
-        assert!(flushed.status.success(), "{:?}", text(&flushed));
+        let (ok, out) = w.flush_all();
+        assert!(ok, "{out}");
         let mut skus = std::collections::BTreeSet::new();
         let mut rows = 0;
         for (body, _, _) in w.q.drain(&queue) {

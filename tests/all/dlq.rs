@@ -273,38 +273,18 @@ fn a_window_parked_by_a_flush_is_redriven_through_the_buffer_not_dropped() {
     let p = w.processor(&[("PRISM_SPOOL_TABLE", &spool)]);
     w.write(&products(0..3));
     w.invoke(&p, &w.records());
-    let run = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend([
-            "--table",
-            &w.table,
-            "--bucket",
-            &w.bucket,
-            "--endpoint-url",
-            &w.ep,
-            "--region",
-            "us-east-1",
-        ]);
-        let o = prism(&all);
-        let (out, err) = text(&o);
-        (o.status.success(), format!("{out}\n{err}"))
-    };
-    let flush = || run(&["flush", "--spool-table", &spool, "--all"]);
     // The window (less than full) waits in the buffer; the flush parks it.
-    let (_, out) = flush();
+    let (_, out) = w.flush_all();
     assert!(w.q.drain(&queue).is_empty(), "{out}");
-    let letters = || {
-        let (ok, out) = run(&["dlq", "list", "--json", "--receiver", "batchy"]);
-        assert!(ok, "{out}");
-        serde_json::from_str::<Value>(out.lines().next().unwrap()).unwrap()["dead_letters"]
-            .as_u64()
-            .unwrap()
-    };
-    assert_eq!(letters(), 3, "the window's three changes are parked");
+    assert_eq!(
+        w.dead_letters("batchy"),
+        3,
+        "the window's three changes are parked"
+    );
 
     // Fixed, and redriven through the spool, as the dispatcher would.
     register("behave");
-    let (ok, out) = run(&[
+    let (ok, out) = w.try_prism(&[
         "dlq",
         "redrive",
         "--receiver",
@@ -315,7 +295,7 @@ fn a_window_parked_by_a_flush_is_redriven_through_the_buffer_not_dropped() {
         &spool,
     ]);
     assert!(ok, "{out}");
-    let (ok, out) = flush();
+    let (ok, out) = w.flush_all();
     assert!(ok, "{out}");
     let keys: std::collections::BTreeSet<String> =
         w.q.drain(&queue)
@@ -328,7 +308,11 @@ fn a_window_parked_by_a_flush_is_redriven_through_the_buffer_not_dropped() {
         3,
         "the redriven window reached the receiver: {keys:?}\n{out}"
     );
-    assert_eq!(letters(), 0, "and only then are the letters gone");
+    assert_eq!(
+        w.dead_letters("batchy"),
+        0,
+        "and only then are the letters gone"
+    );
 }
 
 /// On a FIFO dead-letter queue, a redrive that parks the change again
@@ -360,35 +344,18 @@ fn a_redrive_that_fails_again_keeps_its_letter_on_a_fifo_dlq() {
     let p = w.processor(&[]);
     w.write(&products(0..1));
     w.invoke(&p, &w.records());
-    let run = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend([
-            "--receiver",
-            "stubborn",
-            "--table",
-            &w.table,
-            "--bucket",
-            &w.bucket,
-            "--endpoint-url",
-            &w.ep,
-            "--region",
-            "us-east-1",
-        ]);
-        let o = prism(&all);
-        let (out, err) = text(&o);
-        format!("{out}\n{err}")
-    };
-    let letters = || {
-        let out = run(&["dlq", "list", "--json"]);
-        serde_json::from_str::<Value>(out.lines().next().unwrap()).unwrap()["dead_letters"]
-            .as_u64()
-            .unwrap()
-    };
-    assert_eq!(letters(), 1);
-    let out = run(&["dlq", "redrive", "--model-table", &w.model]);
+    assert_eq!(w.dead_letters("stubborn"), 1);
+    let (_, out) = w.try_prism(&[
+        "dlq",
+        "redrive",
+        "--receiver",
+        "stubborn",
+        "--model-table",
+        &w.model,
+    ]);
     assert!(out.contains("parked again"), "{out}");
     assert_eq!(
-        letters(),
+        w.dead_letters("stubborn"),
         1,
         "the change is still waiting, with a letter: {out}"
     );

@@ -87,6 +87,39 @@ impl World {
         out
     }
 
+    /// `prism` against this world (its registry table, bucket, endpoint and
+    /// region), without asserting: whether it succeeded, and what it said
+    /// (stdout, then stderr).
+    pub(crate) fn try_prism(&self, args: &[&str]) -> (bool, String) {
+        let mut all = args.to_vec();
+        all.extend([
+            "--table",
+            &self.table,
+            "--bucket",
+            &self.bucket,
+            "--endpoint-url",
+            &self.ep,
+            "--region",
+            "us-east-1",
+        ]);
+        let o = prism(&all);
+        let (out, err) = text(&o);
+        (o.status.success(), format!("{out}\n{err}"))
+    }
+
+    /// `prism flush --all` of this world's spool (what the tick does).
+    pub(crate) fn flush_all(&self) -> (bool, String) {
+        self.try_prism(&["flush", "--spool-table", &self.spool(), "--all"])
+    }
+
+    /// How many dead letters `receiver`'s DLQ holds (`prism dlq list`).
+    pub(crate) fn dead_letters(&self, receiver: &str) -> u64 {
+        let (ok, out) = self.try_prism(&["dlq", "list", "--json", "--receiver", receiver]);
+        assert!(ok, "{out}");
+        let doc: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        doc["dead_letters"].as_u64().unwrap()
+    }
+
     /// `prism dev --once --from-start` against this world, plus `extra`.
     pub(crate) fn dev(&self, extra: &[&str]) -> std::process::Output {
         let mut args = vec![
