@@ -135,8 +135,8 @@ data "aws_iam_policy_document" "mapper" {
   }
 
   statement {
-    sid     = "ReadTheMapper"
-    actions = ["s3:GetObject"]
+    sid       = "ReadTheMapper"
+    actions   = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.plugins.arn}/mappers/*"]
   }
 
