@@ -17,7 +17,7 @@
 //! What counts as a failure: `timeout`, `trap`, `memory-limit`,
 //! `stack-overflow` and `output` (a limit hit or malformed output),
 //! `retry-exhausted` (a change the plugin kept asking to retry: each try
-//! cost a call), and any call that took three quarters of its budget, whatever
+//! cost a call), and any call that took nine tenths of its budget, whatever
 //! it answered (a plugin that spins to just under its budget and then
 //! answers costs the shared dispatcher as much as one that times out). A
 //! quick answer (messages, `reject`) is healthy, however often it rejects.
@@ -41,10 +41,11 @@ pub struct BreakerConfig {
 }
 
 /// A call that used this share of its budget (numerator, denominator:
-/// three quarters) counts as a failure whatever it answered: a plugin that
+/// nine tenths) counts as a failure whatever it answered: a plugin that
 /// spins to just under its budget costs as much as one that times out. Not
-/// lower: a busy machine stretches honest calls too.
-pub const SLOW: (u32, u32) = (3, 4);
+/// lower: a busy machine stretches honest calls too, and the receiver's
+/// share of an invocation bounds what a plugin below it can take.
+pub const SLOW: (u32, u32) = (9, 10);
 
 /// The failures counted are those among the last `WINDOW_FACTOR ×
 /// threshold` calls (at most 64).
@@ -330,8 +331,8 @@ mod tests {
     fn a_call_that_used_most_of_its_budget_is_a_failure_whatever_it_answered() {
         let budget = Duration::from_millis(200);
         let ms = Duration::from_millis;
-        assert_eq!(Outcome::of_call(None, ms(149), budget), Outcome::Healthy);
-        assert_eq!(Outcome::of_call(None, ms(150), budget), Outcome::Failed);
+        assert_eq!(Outcome::of_call(None, ms(179), budget), Outcome::Healthy);
+        assert_eq!(Outcome::of_call(None, ms(180), budget), Outcome::Failed);
         assert_eq!(
             Outcome::of_call(Some("rejected"), ms(190), budget),
             Outcome::Failed

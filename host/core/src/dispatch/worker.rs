@@ -284,7 +284,7 @@ impl<'a> Context<'a> {
             r,
             indices[0],
             &format!(
-                "quarantined: its plugin failed {} of its last {} calls (timeouts, traps, limits, retries exhausted, or three quarters of its budget used); not run for another {} s",
+                "quarantined: its plugin failed {} of its last {} calls (timeouts, traps, limits, retries exhausted, or nine tenths of its budget used); not run for another {} s",
                 self.breaker.threshold,
                 self.breaker.window(),
                 remaining.as_secs()
