@@ -1,6 +1,7 @@
 //! All end-to-end tests, in one binary (one link instead of many).
 
 mod architecture;
+mod aws_calls;
 mod aws_registry;
 mod backfill;
 mod chain_cli;
