@@ -422,7 +422,10 @@ impl Context<'_> {
                 Ok(Formatted::Messages(_)) => None,
             },
             took,
-            Duration::from_millis(r.manifest.limits.timeout_ms).saturating_mul(window.len() as u32),
+            // The window's budget, as the engine sets it.
+            Duration::from_millis(r.manifest.limits.timeout_ms)
+                .saturating_mul(window.len() as u32)
+                .min(Duration::from_millis(prism_types::limits::MAX_TIMEOUT_MS)),
         );
         match outcome {
             Ok(Formatted::Failed { kind, error }) => Formatted::Failed {
