@@ -77,6 +77,18 @@ pub struct Unavailable {
     pub destination: Option<prism_types::manifest::Destination>,
 }
 
+impl Unavailable {
+    /// The receiver of `m`, refused for `reason`.
+    fn of(m: ReceiverManifest, reason: String) -> Self {
+        Self {
+            receiver: Some(m.receiver),
+            digest: Some(m.plugin.digest),
+            destination: m.destination,
+            reason,
+        }
+    }
+}
+
 /// All receivers of one registry snapshot.
 #[derive(Default)]
 pub struct ReceiverSet {
@@ -139,12 +151,7 @@ impl ReceiverSet {
                     entry.origin, m.receiver
                 );
                 tracing::error!(receiver = %m.receiver, error = %reason, "duplicate registry entries; receiver refused");
-                set.unavailable.push(Unavailable {
-                    destination: m.destination.clone(),
-                    receiver: Some(m.receiver),
-                    digest: Some(m.plugin.digest),
-                    reason,
-                });
+                set.unavailable.push(Unavailable::of(m, reason));
                 continue;
             }
             if !m.enabled {
@@ -155,22 +162,14 @@ impl ReceiverSet {
                 timeout.and_then(|t| crate::deadline::fits_invocation(call_budget(&m), t).err())
             {
                 tracing::error!(receiver = %m.receiver, error = %reason, "receiver refused: its limits do not fit the dispatcher's invocation");
-                set.unavailable.push(Unavailable {
-                    destination: m.destination.clone(),
-                    receiver: Some(m.receiver),
-                    digest: Some(m.plugin.digest),
-                    reason: format!("{}: {reason}", entry.origin),
-                });
+                set.unavailable
+                    .push(Unavailable::of(m, format!("{}: {reason}", entry.origin)));
                 continue;
             }
             if let Err(reason) = engine.check_memory(&m.limits, m.mode.window()) {
                 tracing::error!(receiver = %m.receiver, error = %reason, "receiver refused: its limits do not fit the process's memory");
-                set.unavailable.push(Unavailable {
-                    destination: m.destination.clone(),
-                    receiver: Some(m.receiver),
-                    digest: Some(m.plugin.digest),
-                    reason: format!("{}: {reason}", entry.origin),
-                });
+                set.unavailable
+                    .push(Unavailable::of(m, format!("{}: {reason}", entry.origin)));
                 continue;
             }
             let started = Instant::now();
@@ -189,12 +188,7 @@ impl ReceiverSet {
                 Err(e) => {
                     let reason = load_reason(&e, &entry.origin);
                     tracing::error!(receiver = %m.receiver, digest = %m.plugin.digest, error = %reason, "plugin failed to load; receiver disabled");
-                    set.unavailable.push(Unavailable {
-                        destination: m.destination.clone(),
-                        receiver: Some(m.receiver),
-                        digest: Some(m.plugin.digest),
-                        reason,
-                    });
+                    set.unavailable.push(Unavailable::of(m, reason));
                 }
             }
         }
