@@ -370,21 +370,37 @@ fn virtual_time_is_exact_deterministic_and_charged_to_the_budget() {
     assert_eq!(st.errors_by_kind["timeout"], stream.len() as u64);
 }
 
-/// One receiver that loops is quarantined after `threshold` timeouts in a
-/// row: the plugin runs three times, not once per change, so a hostile
-/// receiver costs the dispatcher at most `threshold` budgets per cool-down.
-/// Its other changes are parked as `quarantined` (no spool here), named,
-/// with the original change kept for replay; the good receiver is untouched.
-/// A plugin that answers `retry` for every change used to count as healthy:
-/// each change cost its tries, and then its lane's, and the receiver was
-/// never quarantined. A change still asking to retry is a failure now.
-#[test]
-fn a_receiver_that_always_asks_to_retry_is_quarantined() {
+/// Run `stream` through the receivers of `reg` on one thread, with a
+/// breaker that quarantines after 3 failures for an hour, parking into
+/// `out`.
+fn run_quarantining(
+    reg: &std::path::Path,
+    out: &std::path::Path,
+    stream: &[prism_types::change::Change],
+) -> prism_core::dispatch::RunReport {
     use prism_core::breaker::BreakerConfig;
     use prism_core::dispatch::{Dispatcher, Progress};
     use prism_core::receivers::ReceiverSet;
     use prism_core::sink::Outbox;
     use prism_types::registry::LocalRegistry;
+    let set = ReceiverSet::load(&engine(), LocalRegistry::new(reg).load().unwrap());
+    let d = Dispatcher {
+        threads: 1,
+        breaker: BreakerConfig {
+            threshold: 3,
+            cool_down: Duration::from_secs(3600),
+            ..BreakerConfig::default()
+        },
+        ..Dispatcher::default()
+    };
+    d.run(&set, stream, &Outbox::new(out), &Progress::default())
+}
+
+/// A plugin that answers `retry` for every change used to count as healthy:
+/// each change cost its tries, and then its lane's, and the receiver was
+/// never quarantined. A change still asking to retry is a failure now.
+#[test]
+fn a_receiver_that_always_asks_to_retry_is_quarantined() {
     let stream = changes(&sample(4));
     let dir = tempfile::tempdir().unwrap();
     let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
@@ -396,17 +412,7 @@ fn a_receiver_that_always_asks_to_retry_is_quarantined() {
         prism_e2e::relaxed(),
         &[("behaviour", "retry")],
     );
-    let set = ReceiverSet::load(&engine(), LocalRegistry::new(&reg).load().unwrap());
-    let d = Dispatcher {
-        threads: 1,
-        breaker: BreakerConfig {
-            threshold: 3,
-            cool_down: Duration::from_secs(3600),
-            ..BreakerConfig::default()
-        },
-        ..Dispatcher::default()
-    };
-    let report = d.run(&set, &stream, &Outbox::new(&out), &Progress::default());
+    let report = run_quarantining(&reg, &out, &stream);
     let st = &report.receivers["retrier"];
     assert_eq!(
         st.errors_by_kind["retry-exhausted"], 3,
@@ -421,13 +427,14 @@ fn a_receiver_that_always_asks_to_retry_is_quarantined() {
     );
 }
 
+/// One receiver that loops is quarantined after `threshold` timeouts among
+/// its recent calls: the plugin runs three times, not once per change, so a
+/// hostile receiver costs the dispatcher at most `threshold` budgets per
+/// cool-down. Its other changes are parked as `quarantined` (no spool
+/// here), named, with the original change kept for replay; the good
+/// receiver is untouched.
 #[test]
 fn a_looping_receiver_is_quarantined_and_costs_a_bounded_share() {
-    use prism_core::breaker::BreakerConfig;
-    use prism_core::dispatch::{Dispatcher, Progress};
-    use prism_core::receivers::ReceiverSet;
-    use prism_core::sink::Outbox;
-    use prism_types::registry::LocalRegistry;
     let stream = changes(&sample(4));
     let dir = tempfile::tempdir().unwrap();
     let (reg, out) = (dir.path().join("reg"), dir.path().join("out"));
@@ -443,17 +450,7 @@ fn a_looping_receiver_is_quarantined_and_costs_a_bounded_share() {
         },
         &[("behaviour", "loop")],
     );
-    let set = ReceiverSet::load(&engine(), LocalRegistry::new(&reg).load().unwrap());
-    let d = Dispatcher {
-        threads: 1,
-        breaker: BreakerConfig {
-            threshold: 3,
-            cool_down: Duration::from_secs(3600),
-            ..BreakerConfig::default()
-        },
-        ..Dispatcher::default()
-    };
-    let report = d.run(&set, &stream, &Outbox::new(&out), &Progress::default());
+    let report = run_quarantining(&reg, &out, &stream);
     let st = &report.receivers["looper"];
     let rest = stream.len() as u64 - 3;
     assert_eq!(st.errors_by_kind["timeout"], 3, "{:?}", st.errors_by_kind);
