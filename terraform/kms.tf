@@ -57,4 +57,20 @@ data "aws_iam_policy_document" "key" {
       values   = [local.account_id]
     }
   }
+
+  # The control-plane trail encrypts its log files (audit.tf).
+  statement {
+    sid       = "CloudTrailEncryptsLogs"
+    actions   = ["kms:GenerateDataKey*", "kms:DescribeKey"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudtrail.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceArn"
+      values   = [local.trail_arn]
+    }
+  }
 }

@@ -107,3 +107,13 @@ output "metrics_namespace" {
   description = "The CloudWatch namespace of prism's metrics in this environment: pass to each modules/receiver-queue as `metrics_namespace`."
   value       = local.metrics_namespace
 }
+
+output "audit_trail_arn" {
+  description = "The CloudTrail trail that records every write to the registry and to plugins/ and mappers/, with the IAM principal that made it."
+  value       = aws_cloudtrail.control_plane.arn
+}
+
+output "audit_bucket" {
+  description = "Where the control-plane trail's log files are (no prism role can write or delete them)."
+  value       = aws_s3_bucket.audit.id
+}

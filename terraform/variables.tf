@@ -307,3 +307,14 @@ variable "api_5xx_alarm_percent" {
   type        = number
   default     = 1
 }
+
+variable "audit_retention_days" {
+  description = "Days the control-plane trail's log files (who wrote which registry item and component) are kept."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.audit_retention_days >= 90
+    error_message = "audit_retention_days must be at least 90: the trail is the record of who registered what."
+  }
+}

@@ -502,8 +502,23 @@ fn what_each_role_must_never_do_is_denied() {
             &queue_arn(&receiver_queue(TEAM, false)),
         ),
     ];
-    // Every role: nothing on another environment's tables.
+    // Every role: nothing on another environment's tables, and nothing on
+    // the control-plane trail or its log files (the record of who wrote
+    // the registry: terraform/audit.tf).
+    let trail = format!("arn:aws:cloudtrail:{REGION}:{ACCOUNT}:trail/{NAME}-control-plane");
+    let log = format!("arn:aws:s3:::{NAME}-audit-{ACCOUNT}/AWSLogs/{ACCOUNT}/a.json.gz");
     for role in ["dispatcher", "mapper", "api", "deployer"] {
+        for action in [
+            "cloudtrail:StopLogging",
+            "cloudtrail:DeleteTrail",
+            "cloudtrail:UpdateTrail",
+            "cloudtrail:PutEventSelectors",
+        ] {
+            forbidden.push(Request::new(role, action, &trail));
+        }
+        for action in ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"] {
+            forbidden.push(Request::new(role, action, &log));
+        }
         forbidden.push(
             Request::new(
                 role,

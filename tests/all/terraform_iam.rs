@@ -337,3 +337,94 @@ fn environment_and_receiver_names_cannot_overlap_anothers() {
     assert!(prism_types::manifest::validate_receiver_id("a-rcv-b").is_err());
     assert!(prism_types::manifest::validate_receiver_id("a-dlq").is_err());
 }
+
+/// `registered_by` and `updated_by` are written by the team (issue 27, item
+/// 8): a team's role can put any name there. The record of who wrote an
+/// entry or a component is CloudTrail's: a trail logs every write to the
+/// registry table and to the component prefixes (`plugins/`, `mappers/`),
+/// with log-file validation, into a bucket that no prism role can write,
+/// and no prism role may stop or change the trail.
+#[test]
+fn every_control_plane_write_is_recorded_by_a_trail_no_prism_role_can_touch() {
+    let tf = blocks("terraform");
+    let trail = find(&tf, "resource", &["aws_cloudtrail", "control_plane"]);
+    assert_eq!(attr(trail, "enable_log_file_validation"), "true");
+    assert_eq!(attr(trail, "s3_bucket_name"), "aws_s3_bucket.audit.id");
+    // Each selector as field → (operator, values).
+    let selectors: Vec<Vec<(String, String, Vec<String>)>> =
+        nested(trail, "advanced_event_selector")
+            .iter()
+            .map(|sel| {
+                nested(sel, "field_selector")
+                    .iter()
+                    .map(|f| {
+                        let op = if f.body().attributes().any(|a| a.key() == "equals") {
+                            "equals"
+                        } else {
+                            "starts_with"
+                        };
+                        (
+                            attr(f, "field").trim_matches('"').to_owned(),
+                            op.to_owned(),
+                            list(f, op),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+    let has = |sel: &[(String, String, Vec<String>)], field: &str, op: &str, value: &str| {
+        sel.iter()
+            .any(|(f, o, v)| f == field && o == op && v.iter().any(|x| x == value))
+    };
+    let writes_of = |resource_type: &str| {
+        selectors
+            .iter()
+            .find(|s| has(s, "resources.type", "equals", resource_type))
+            .unwrap_or_else(|| panic!("no selector logs {resource_type}"))
+            .clone()
+    };
+    let table = writes_of("AWS::DynamoDB::Table");
+    assert!(has(&table, "eventCategory", "equals", "Data"));
+    assert!(has(
+        &table,
+        "resources.ARN",
+        "equals",
+        "aws_dynamodb_table.registry.arn"
+    ));
+    assert!(has(&table, "readOnly", "equals", "false"));
+    let objects = writes_of("AWS::S3::Object");
+    assert!(has(&objects, "readOnly", "equals", "false"));
+    for prefix in [artifacts::WASM_PREFIX, artifacts::MAPPER_PREFIX] {
+        assert!(
+            has(
+                &objects,
+                "resources.ARN",
+                "starts_with",
+                &format!("${{aws_s3_bucket.plugins.arn}}/{prefix}")
+            ),
+            "component writes under {prefix} are not logged"
+        );
+    }
+
+    // No role's policy names the trail's bucket or CloudTrail at all.
+    let mut docs: Vec<(String, Vec<(Vec<String>, Vec<String>)>)> = ["dispatcher", "api", "mapper"]
+        .iter()
+        .map(|r| (r.to_string(), policy(&tf, r)))
+        .collect();
+    docs.push((
+        "deployer".into(),
+        policy(&blocks("terraform/modules/receiver-deployer"), "this"),
+    ));
+    for (role, statements) in docs {
+        for (actions, resources) in statements {
+            assert!(
+                !actions.iter().any(|a| a.starts_with("cloudtrail:")),
+                "the {role} role may {actions:?}"
+            );
+            assert!(
+                !resources.iter().any(|r| r.contains("aws_s3_bucket.audit")),
+                "the {role} role reaches the audit bucket: {resources:?}"
+            );
+        }
+    }
+}

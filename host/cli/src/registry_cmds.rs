@@ -85,9 +85,16 @@ fn row(h: &Head) -> [String; 7] {
             Mode::Immediate => "immediate".into(),
             Mode::Batch { max_count, .. } => format!("batch ({max_count})"),
         },
-        format!("{} by {}", h.updated_at, h.updated_by),
+        format!("{} ({})", h.updated_at, stated_by(&h.updated_by)),
         h.last_error.clone().unwrap_or_else(|| "-".into()),
     ]
+}
+
+/// `registered_by` / `updated_by` as what they are: the name the writer
+/// gave. A team's role can write any name there; CloudTrail's
+/// control-plane trail (terraform/audit.tf) has the IAM principal.
+pub(crate) fn stated_by(by: &str) -> String {
+    format!("stated by {by}")
 }
 
 fn print_table(rows: &[[String; 7]]) {
@@ -112,9 +119,14 @@ pub fn show(a: OneArgs) -> anyhow::Result<ExitCode> {
         let remote = a.remote.connect().await;
         let head = remote.require_head(&a.receiver).await?;
         println!(
-            "# receiver {} — live: v{} (revision {}), updated {} by {}",
-            a.receiver, head.current, head.revision, head.updated_at, head.updated_by
+            "# receiver {} — live: v{} (revision {}), updated {} ({})",
+            a.receiver,
+            head.current,
+            head.revision,
+            head.updated_at,
+            stated_by(&head.updated_by)
         );
+        println!("# who really wrote an entry: the control-plane trail (docs/security.md)");
         if let Some(e) = &head.last_error {
             println!("# last error: {e}");
         }
@@ -128,8 +140,11 @@ pub fn show(a: OneArgs) -> anyhow::Result<ExitCode> {
                 ""
             };
             println!(
-                "v{:<4} {}  {} by {}{live}",
-                v.version, v.manifest.plugin.digest, v.registered_at, v.registered_by
+                "v{:<4} {}  {} ({}){live}",
+                v.version,
+                v.manifest.plugin.digest,
+                v.registered_at,
+                stated_by(&v.registered_by)
             );
         }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)

@@ -468,7 +468,11 @@ fn table(rows: &[Row]) -> String {
                 (Some(n), Some(s)) => format!("{n} ({})", age(Some(s))),
             },
             r.backfill.as_ref().map_or("-".into(), Backfill::cell),
-            format!("{} by {}", r.updated_at, r.updated_by),
+            format!(
+                "{} ({})",
+                r.updated_at,
+                crate::registry_cmds::stated_by(&r.updated_by)
+            ),
             r.last_error.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
