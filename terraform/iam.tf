@@ -37,7 +37,8 @@ data "aws_iam_policy_document" "dispatcher" {
     resources = [aws_dynamodb_table.registry.arn]
   }
 
-  # `prism status` shows each receiver's last error, and a plugin compiled
+  # `prism status` shows each receiver's last error, a quarantine outlives
+  # the process that opened it (`quarantine`), and a plugin compiled
   # at a cold start is vouched for (`cwasm#<engine>#<wasm sha256>`) so the
   # next cold start loads it precompiled: the dispatcher may set those
   # attributes and nothing else (never `entry`, `revision` or `current`).
@@ -48,7 +49,7 @@ data "aws_iam_policy_document" "dispatcher" {
     condition {
       test     = "ForAllValues:StringLike"
       variable = "dynamodb:Attributes"
-      values   = ["receiver", "version", "last_error", "cwasm#*"]
+      values   = ["receiver", "version", "last_error", "quarantine", "cwasm#*"]
     }
   }
 

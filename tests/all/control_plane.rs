@@ -328,3 +328,63 @@ async fn put(env: &prism_e2e::aws::AwsEnv, key: &str, body: Vec<u8>) {
         .await
         .unwrap();
 }
+
+/// The breaker's state used to die with the process (issue 27, item 6): a
+/// cold start, or the instance on another shard, began with a clean window
+/// and ran a quarantined plugin again. A quarantine is now recorded on the
+/// receiver's head, and a new process starts with it: the plugin is not
+/// run, and the website beside it is untouched.
+#[test]
+fn a_quarantine_outlives_the_process_that_opened_it() {
+    use crate::world::{World, products};
+    use std::time::Duration;
+    let Some(w) = World::new("quarantine") else {
+        return;
+    };
+    let (site, _) = w.register(wasm::WEBSITE, "website", &[], true);
+    w.register(wasm::HOSTILE, "retrier", &["behaviour=retry"], true);
+    let mut first = w.processor(&[]);
+    // Long enough that the second process cannot see it expire.
+    first.dispatcher.breaker.cool_down = Duration::from_secs(3600);
+    w.write(&products(0..8));
+    let out = w.invoke(&first, &w.records());
+    let st = &out.report.receivers["retrier"];
+    assert!(
+        st.quarantined > 0,
+        "the first process quarantines it: {st:?}"
+    );
+    let head =
+        w.q.rt
+            .block_on(w.env.registry.head("retrier"))
+            .unwrap()
+            .unwrap();
+    let q = head.quarantine.expect("recorded on the head");
+    assert_eq!(q.digest, head.manifest.plugin.digest);
+    assert_eq!(q.ejections, 1);
+
+    // A new process: a fresh registry read and a fresh compile.
+    let second = w.processor(&[]);
+    w.write(&products(8..12));
+    let out = w.invoke(&second, &w.records());
+    let st = &out.report.receivers["retrier"];
+    assert_eq!(st.seen, 4, "{st:?}");
+    assert_eq!(st.quarantined, 4, "not run at all: {st:?}");
+    assert!(st.errors_by_kind.get("retry-exhausted").is_none(), "{st:?}");
+    assert_eq!(w.bodies(&site).len(), 12, "the website got every product");
+    let (_, said) = w.try_prism(&["status"]);
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("retrier") && l.contains("quarantined")),
+        "prism status shows the recorded quarantine:\n{said}"
+    );
+
+    // An operator's action on the receiver starts it afresh.
+    w.prism(&["plugin", "disable", "retrier"]);
+    w.prism(&["plugin", "enable", "retrier"]);
+    let head =
+        w.q.rt
+            .block_on(w.env.registry.head("retrier"))
+            .unwrap()
+            .unwrap();
+    assert_eq!(head.quarantine, None);
+}

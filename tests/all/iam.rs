@@ -373,10 +373,15 @@ fn cwasm_attribute() -> String {
 /// ones a condition decides.
 #[test]
 fn what_the_code_needs_is_allowed() {
-    use prism_aws::registry::{KEY_RECEIVER, KEY_VERSION, LAST_ERROR};
+    use prism_aws::registry::{KEY_RECEIVER, KEY_VERSION, LAST_ERROR, QUARANTINE};
     let registry = table_arn("registry");
     let cwasm = cwasm_attribute();
     let mut needs = vec![
+        // A quarantine outlives the process that opened it.
+        Request::new("dispatcher", "dynamodb:UpdateItem", &registry).with(
+            "dynamodb:Attributes",
+            &[KEY_RECEIVER, KEY_VERSION, QUARANTINE],
+        ),
         // prism status shows the dispatcher's last error per receiver.
         Request::new("dispatcher", "dynamodb:UpdateItem", &registry).with(
             "dynamodb:Attributes",

@@ -55,6 +55,9 @@ pub async fn snapshot(
             }
         };
         let m = head.manifest.clone();
+        if let Some(q) = head.quarantine {
+            snap.quarantines.insert(m.receiver.clone(), q);
+        }
         let origin = format!(
             "dynamodb://{}/{} (v{})",
             registry.table(),

@@ -4,7 +4,7 @@
 //!
 //! | item | `receiver` (partition key, S) | `version` (sort key, N) | other attributes |
 //! |---|---|---|---|
-//! | head | the receiver id | `0` | `entry` (M: the live manifest), `current` (N: the version it came from), `latest` (N), `revision` (N), `updated_at`, `updated_by`, `last_error`, `cwasm#<engine>#<wasm-sha256>` (S: the sha256 of the trusted precompiled artifact) |
+//! | head | the receiver id | `0` | `entry` (M: the live manifest), `current` (N: the version it came from), `latest` (N), `revision` (N), `updated_at`, `updated_by`, `last_error`, `quarantine` (M: `until_ms`, `ejections`, `digest`), `cwasm#<engine>#<wasm-sha256>` (S: the sha256 of the trusted precompiled artifact) |
 //! | history | the receiver id | `1`, `2`, … | `entry` (M: the manifest as registered), `registered_at`, `registered_by` |
 //!
 //! `entry` has exactly the local manifest's schema. Every write to a head is
@@ -29,7 +29,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use super::item::{map_from_av, to_av};
 use super::sdk_error;
 use prism_types::manifest::ReceiverManifest;
-use prism_types::registry::RegistryError;
+use prism_types::registry::{Quarantine, RegistryError};
 
 /// Partition key attribute.
 pub const KEY_RECEIVER: &str = "receiver";
@@ -37,6 +37,10 @@ pub const KEY_RECEIVER: &str = "receiver";
 pub const KEY_VERSION: &str = "version";
 /// The attribute the dispatcher writes on a head when a receiver fails.
 pub const LAST_ERROR: &str = "last_error";
+/// The attribute the dispatcher writes on a head when a receiver is
+/// quarantined (M: `until_ms`, `ejections`, `digest`), and removes when it
+/// recovers: processes that start later begin quarantined.
+pub const QUARANTINE: &str = "quarantine";
 /// Prefix of the attributes that record trusted precompiled artifacts.
 pub const PRECOMPILED_PREFIX: &str = "cwasm#";
 /// The most bytes of an error kept in `last_error`: the text comes from a
@@ -111,6 +115,10 @@ pub struct Head {
     /// Trusted precompiled artifacts: `<engine>#<wasm sha256 hex>` → the
     /// `.cwasm`'s sha256 (see [`Head::trusted_precompiled`]).
     pub precompiled: BTreeMap<String, prism_types::digest::Digest>,
+    /// The quarantine a dispatcher recorded, if any. Every write of the head
+    /// by the CLI (register, enable, disable, rollback) drops it: an
+    /// operator's action starts the receiver afresh.
+    pub quarantine: Option<Quarantine>,
 }
 
 impl Head {
@@ -271,6 +279,7 @@ impl DynamoRegistry {
             updated_by: by.to_owned(),
             last_error: None,
             precompiled: BTreeMap::new(),
+            quarantine: None,
         };
         let head_put = self.head_put(&head, seen.map(|h| h.revision))?;
         self.ddb
@@ -411,6 +420,46 @@ impl DynamoRegistry {
         Ok(())
     }
 
+    /// Record a receiver's quarantine on its head (`None`: remove it), for
+    /// processes that start later. Best effort, like [`Self::record_error`];
+    /// does not bump the revision.
+    pub async fn record_quarantine(
+        &self,
+        receiver: &str,
+        quarantine: Option<&Quarantine>,
+    ) -> Result<(), RegistryOpError> {
+        let update = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_RECEIVER, AttributeValue::S(receiver.to_owned()))
+            .key(KEY_VERSION, AttributeValue::N("0".into()))
+            .expression_attribute_names("#q", QUARANTINE)
+            .condition_expression("attribute_exists(#r)")
+            .expression_attribute_names("#r", KEY_RECEIVER);
+        let update = match quarantine {
+            Some(q) => update
+                .update_expression("SET #q = :q")
+                .expression_attribute_values(
+                    ":q",
+                    AttributeValue::M(HashMap::from([
+                        (
+                            "until_ms".to_owned(),
+                            AttributeValue::N(q.until_ms.to_string()),
+                        ),
+                        (
+                            "ejections".to_owned(),
+                            AttributeValue::N(q.ejections.to_string()),
+                        ),
+                        ("digest".to_owned(), AttributeValue::S(q.digest.to_string())),
+                    ])),
+                ),
+            None => update.update_expression("REMOVE #q"),
+        };
+        update.send().await.map_err(|e| self.err(sdk_error(&e)))?;
+        Ok(())
+    }
+
     fn head_put(&self, h: &Head, expected_revision: Option<u64>) -> Result<Put, RegistryOpError> {
         let mut b = Put::builder()
             .table_name(&self.table)
@@ -458,6 +507,7 @@ impl DynamoRegistry {
                     Some((key.to_owned(), v.as_s().ok()?.parse().ok()?))
                 })
                 .collect(),
+            quarantine: item.get(QUARANTINE).and_then(parse_quarantine),
         })
     }
 
@@ -506,6 +556,17 @@ fn key_of(h: &Result<Head, RegistryOpError>) -> String {
         Ok(h) => h.manifest.receiver.clone(),
         Err(e) => e.to_string(),
     }
+}
+
+/// A recorded quarantine; anything malformed reads as none (a team can
+/// write its own head: the worst it does is lift its own quarantine early).
+fn parse_quarantine(v: &AttributeValue) -> Option<Quarantine> {
+    let m = v.as_m().ok()?;
+    Some(Quarantine {
+        until_ms: m.get("until_ms")?.as_n().ok()?.parse().ok()?,
+        ejections: m.get("ejections")?.as_n().ok()?.parse().ok()?,
+        digest: m.get("digest")?.as_s().ok()?.parse().ok()?,
+    })
 }
 
 fn text(item: &Item, k: &str) -> String {

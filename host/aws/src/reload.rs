@@ -172,6 +172,29 @@ impl LiveReceivers {
 }
 
 impl LiveReceivers {
+    /// Record quarantines on the registry heads (best effort, as
+    /// [`Self::record_errors`]).
+    pub async fn record_quarantines(
+        &self,
+        quarantines: &[(String, Option<prism_types::registry::Quarantine>)],
+    ) {
+        for (receiver, q) in quarantines {
+            match self
+                .loader
+                .registry
+                .record_quarantine(receiver, q.as_ref())
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(receiver = %receiver, quarantined = q.is_some(), "quarantine recorded in the registry")
+                }
+                Err(e) => {
+                    tracing::warn!(receiver = %receiver, error = %e, "could not record the quarantine in the registry; a new process starts without it")
+                }
+            }
+        }
+    }
+
     /// These receivers as a dispatcher's (or the read API's) source, behind
     /// a lock that is not held while a refresh compiles.
     pub fn into_receivers(self) -> Receivers {
@@ -203,6 +226,13 @@ impl ReceiverSource for Shared {
     async fn record_errors(&self, errors: &[(String, String)]) {
         self.0.lock().await.record_errors(errors).await;
     }
+
+    async fn record_quarantines(
+        &self,
+        quarantines: &[(String, Option<prism_types::registry::Quarantine>)],
+    ) {
+        self.0.lock().await.record_quarantines(quarantines).await;
+    }
 }
 
 impl Loader {
@@ -220,6 +250,7 @@ impl Loader {
             problems: snapshot.problems,
             entries: Vec::new(),
             untrusted_artifacts: snapshot.untrusted_artifacts,
+            quarantines: snapshot.quarantines,
         };
         for e in snapshot.entries {
             match old.active.iter().find(|r| r.manifest == e.manifest) {

@@ -245,7 +245,13 @@ fn now_secs() -> u64 {
 /// What the registry says: state, version, plugin, mode, last error.
 fn base_row(h: &Head, now: u64) -> Row {
     let m = &h.manifest;
-    let until = h.last_error.as_deref().and_then(quarantined_until);
+    // The quarantine a dispatcher recorded for this component; older
+    // dispatchers only said it in the last error.
+    let until = h
+        .quarantine
+        .filter(|q| q.digest == m.plugin.digest)
+        .map(|q| q.until_ms / 1000)
+        .or_else(|| h.last_error.as_deref().and_then(quarantined_until));
     let state = match until {
         _ if !m.enabled => "disabled",
         Some(t) if t > now => "quarantined",

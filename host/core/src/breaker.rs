@@ -161,9 +161,43 @@ struct State {
     /// Quarantines in a row (a failed probe adds one).
     ejections: u32,
     probing: bool,
+    /// Opened or closed since [`Breaker::take_change`] last asked.
+    changed: bool,
 }
 
 impl Breaker {
+    /// A breaker that starts quarantined for `remaining` (zero: its next
+    /// call is a probe), after `ejections` quarantines in a row: the state
+    /// another process recorded ([`Breaker::take_change`]).
+    pub fn resumed(remaining: Duration, ejections: u32) -> Self {
+        Self::resumed_at(remaining, ejections, Instant::now())
+    }
+
+    fn resumed_at(remaining: Duration, ejections: u32, now: Instant) -> Self {
+        let b = Self::default();
+        {
+            let mut s = b.lock();
+            s.open_until = Some(now + remaining);
+            s.ejections = ejections.max(1);
+        }
+        b
+    }
+
+    /// The quarantine to record if it opened or closed since last asked:
+    /// `Some(Some((remaining, ejections)))` opened, `Some(None)` closed,
+    /// `None` nothing new.
+    pub fn take_change(&self) -> Option<Option<(Duration, u32)>> {
+        let mut s = self.lock();
+        if !std::mem::take(&mut s.changed) {
+            return None;
+        }
+        let now = Instant::now();
+        Some(
+            s.open_until
+                .map(|until| (until.saturating_duration_since(now), s.ejections)),
+        )
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -204,6 +238,7 @@ impl Breaker {
                     s.recent = 0;
                     s.ejections = 0;
                     s.probing = false;
+                    s.changed = true;
                     return Transition::Closed;
                 }
                 Transition::None
@@ -230,6 +265,7 @@ impl Breaker {
                 let cool_down = cfg.cool_down.saturating_mul(factor).min(cfg.max_cool_down);
                 s.open_until = Some(now + cool_down);
                 s.probing = false;
+                s.changed = true;
                 Transition::Opened(cool_down)
             }
         }
@@ -253,6 +289,45 @@ mod tests {
         cool_down: Duration::from_secs(10),
         max_cool_down: Duration::from_secs(25),
     };
+
+    /// Issue 27, item 6: the breaker's state died with the process, so each
+    /// cold start paid the threshold's failing calls again. A recorded
+    /// quarantine resumes: open for the rest of its time, then one probe,
+    /// and a failed probe doubles from the recorded ejections.
+    #[test]
+    fn a_recorded_quarantine_resumes_in_a_new_process() {
+        let t0 = Instant::now();
+        let b = Breaker::default();
+        for _ in 0..3 {
+            b.record_at(&CFG, Outcome::Failed, t0);
+        }
+        let (remaining, ejections) = b.take_change().unwrap().expect("opened");
+        assert_eq!(ejections, 1);
+        assert_eq!(b.take_change(), None, "reported once");
+
+        let fresh = Breaker::resumed_at(remaining, ejections, t0);
+        assert!(matches!(fresh.admit_at(t0), Gate::Open { .. }));
+        let t1 = t0 + remaining;
+        assert_eq!(fresh.admit_at(t1), Gate::Probe);
+        assert_eq!(
+            fresh.record_at(&CFG, Outcome::Failed, t1),
+            Transition::Opened(Duration::from_secs(20)),
+            "the second quarantine in a row, as in the first process"
+        );
+        let (_, ejections) = fresh.take_change().unwrap().expect("opened again");
+        assert_eq!(ejections, 2);
+        let t2 = t1 + Duration::from_secs(20);
+        assert_eq!(fresh.admit_at(t2), Gate::Probe);
+        assert_eq!(
+            fresh.record_at(&CFG, Outcome::Healthy, t2),
+            Transition::Closed
+        );
+        assert_eq!(
+            fresh.take_change(),
+            Some(None),
+            "closed: the record is cleared"
+        );
+    }
 
     #[test]
     fn k_failures_in_a_row_quarantine_then_a_probe_decides() {

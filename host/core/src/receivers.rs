@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use prism_engine::{LoadError, LoadSource, Plugin, PluginEngine};
 use prism_types::digest::Digest;
 use prism_types::manifest::ReceiverManifest;
-use prism_types::registry::Snapshot;
+use prism_types::registry::{Quarantine, Snapshot};
 
 /// A receiver ready to run.
 pub struct ActiveReceiver {
@@ -178,11 +178,12 @@ impl ReceiverSet {
                     set.loads
                         .push((m.receiver.clone(), plugin.source(), started.elapsed()));
                     let config = Arc::new(m.config.clone());
+                    let breaker = resumed_breaker(snapshot.quarantines.get(&m.receiver), &m);
                     set.active.push(Arc::new(ActiveReceiver {
                         manifest: m,
                         plugin,
                         config,
-                        breaker: crate::breaker::Breaker::default(),
+                        breaker,
                     }));
                 }
                 Err(e) => {
@@ -229,6 +230,23 @@ impl ReceiverSet {
     }
 }
 
+/// The breaker a receiver starts with: the quarantine another process
+/// recorded for this very component, if any, else a closed one.
+fn resumed_breaker(
+    recorded: Option<&prism_types::registry::Quarantine>,
+    m: &ReceiverManifest,
+) -> crate::breaker::Breaker {
+    match recorded {
+        Some(q) if q.digest == m.plugin.digest => {
+            let now = crate::spool::now_ms();
+            let remaining = Duration::from_millis(q.until_ms.saturating_sub(now));
+            tracing::warn!(receiver = %m.receiver, remaining_ms = remaining.as_millis() as u64, ejections = q.ejections, "receiver starts quarantined: a dispatcher recorded it");
+            crate::breaker::Breaker::resumed(remaining, q.ejections)
+        }
+        _ => crate::breaker::Breaker::default(),
+    }
+}
+
 fn load_reason(e: &LoadError, origin: &str) -> String {
     format!("{origin}: plugin {e}")
 }
@@ -259,6 +277,30 @@ impl Receivers {
             live.record_errors(errors).await;
         }
     }
+
+    /// Record the quarantines that opened or closed in `set` since last
+    /// asked, where the next process reads them (a fixed set has nowhere).
+    pub async fn record_quarantines(&self, set: &ReceiverSet) {
+        let now = crate::spool::now_ms();
+        let changed: Vec<(String, Option<Quarantine>)> = set
+            .active
+            .iter()
+            .filter_map(|r| {
+                let change = r.breaker.take_change()?;
+                Some((
+                    r.id().to_owned(),
+                    change.map(|(remaining, ejections)| Quarantine {
+                        until_ms: now + remaining.as_millis() as u64,
+                        ejections,
+                        digest: *r.digest(),
+                    }),
+                ))
+            })
+            .collect();
+        if let (Receivers::Live(live), false) = (self, changed.is_empty()) {
+            live.record_quarantines(&changed).await;
+        }
+    }
 }
 
 /// A registry the receivers are re-read from while the dispatcher runs.
@@ -270,6 +312,10 @@ pub trait ReceiverSource: Send + Sync {
 
     /// Record each `(receiver, error)` as the receiver's latest error.
     async fn record_errors(&self, errors: &[(String, String)]);
+
+    /// Record each receiver's quarantine (`None`: it ended), so processes
+    /// that start later begin with it.
+    async fn record_quarantines(&self, quarantines: &[(String, Option<Quarantine>)]);
 }
 
 /// A receiver source that could not be read.

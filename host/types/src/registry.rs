@@ -102,6 +102,23 @@ pub struct Snapshot {
     /// Precompiled artifacts that were discarded because their bytes are
     /// not the ones recorded by a trusted writer (object keys).
     pub untrusted_artifacts: Vec<String>,
+    /// Quarantines a dispatcher recorded, by receiver: a new process starts
+    /// with them rather than with a clean breaker.
+    pub quarantines: std::collections::BTreeMap<String, Quarantine>,
+}
+
+/// A receiver's quarantine as a dispatcher recorded it, so that the
+/// breaker's state outlives the process that opened it (a cold start, or
+/// another instance on another shard, starts quarantined too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quarantine {
+    /// Until when (Unix ms) the receiver is not run; after that its next
+    /// call is a probe.
+    pub until_ms: u64,
+    /// Quarantines in a row: the next lasts twice as long.
+    pub ejections: u32,
+    /// The component it was recorded for: another version starts fresh.
+    pub digest: Digest,
 }
 
 /// A directory registry.

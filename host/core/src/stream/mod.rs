@@ -231,6 +231,7 @@ impl StreamProcessor {
         if !errors.is_empty() {
             self.receivers.record_errors(&errors).await;
         }
+        self.receivers.record_quarantines(&set).await;
 
         let now_ms = now_ms();
         let numbers = BatchNumbers {
@@ -297,6 +298,7 @@ impl StreamProcessor {
         .await
         .expect("the tick does not panic");
         self.save_outputs(outputs.as_deref()).await;
+        self.receivers.record_quarantines(&set).await;
         tracing::info!(
             lanes = report.lanes,
             busy = report.busy,
