@@ -407,7 +407,8 @@ fn every_control_plane_write_is_recorded_by_a_trail_no_prism_role_can_touch() {
     }
 
     // No role's policy names the trail's bucket or CloudTrail at all.
-    let mut docs: Vec<(String, Vec<(Vec<String>, Vec<String>)>)> = ["dispatcher", "api", "mapper"]
+    type Statements = Vec<(Vec<String>, Vec<String>)>;
+    let mut docs: Vec<(String, Statements)> = ["dispatcher", "api", "mapper"]
         .iter()
         .map(|r| (r.to_string(), policy(&tf, r)))
         .collect();
