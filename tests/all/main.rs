@@ -23,6 +23,7 @@ mod input;
 mod languages;
 mod mapper;
 mod mapper_aws;
+mod memory;
 mod package;
 mod pipeline;
 

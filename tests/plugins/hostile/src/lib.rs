@@ -54,7 +54,10 @@ impl Receiver for Hostile {
                     hoard.push(black_box(vec![7u8; 1 << 20]));
                 }
             }
-            "huge-output" => Ok(vec![Message::new("text/plain", vec![b'x'; 5 << 20])]),
+            "huge-output" => {
+                let kib: usize = config::get_or("output_kib", "5120").parse().unwrap_or(5120);
+                Ok(vec![Message::new("text/plain", vec![b'x'; kib << 10])])
+            }
             "many-messages" => Ok((0..10_000)
                 .map(|i| Message::new("text/plain", i.to_string()))
                 .collect()),

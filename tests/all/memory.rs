@@ -1,0 +1,161 @@
+//! The memory formula against a real process (issue 27, item 5). The
+//! dispatcher refuses limits by `MemoryBudget::worst_case_mib`; here the
+//! hostile plugins that go for memory run in one real `prism run` process,
+//! and its peak resident set (the kernel's `ru_maxrss` for that child, read
+//! with `wait4`, so nothing else in the test process counts) must stay
+//! under the formula for the largest limits and window it admitted.
+//!
+//! Timing plays no part: each plugin runs to its cap or its trap, and the
+//! peak is a high-water mark.
+
+use std::path::Path;
+use std::process::Command;
+
+use prism_e2e::{register, sample, wasm};
+use prism_engine::budget::MemoryBudget;
+use prism_types::limits::Limits;
+use prism_types::manifest::Mode;
+
+/// Threads the measured run uses (the formula's `threads`).
+const THREADS: usize = 2;
+
+/// Run `prism run` over `events` with `registry`, and return its exit
+/// status and peak RSS in MiB.
+fn peak_of_run(registry: &Path, events: &Path, outbox: &Path, cache: &Path) -> (i32, u64) {
+    let child = Command::new(env!("CARGO_BIN_EXE_prism-under-test"))
+        .args(["run", "--threads", &THREADS.to_string(), "--registry"])
+        .arg(registry)
+        .arg("--outbox")
+        .arg(outbox)
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("--clean")
+        .arg("--events")
+        .arg(events)
+        .env_remove("PRISM_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("running prism");
+    wait_with_peak(child)
+}
+
+/// Wait for `child` and read its own peak RSS (`ru_maxrss`, KiB on Linux).
+#[allow(unsafe_code)]
+fn wait_with_peak(child: std::process::Child) -> (i32, u64) {
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: zeroed is a valid `rusage`; wait4 writes both out-params and
+    // reaps exactly this child (std's `Child` is not waited on afterwards).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(got, pid, "wait4: {}", std::io::Error::last_os_error());
+    (
+        libc::WEXITSTATUS(status),
+        (usage.ru_maxrss as u64).div_ceil(1024),
+    )
+}
+
+/// Fill receivers at their cap, plugins that ask for 64 MiB of randomness
+/// or grow until refused, and a batched receiver whose window's outputs
+/// reach its host-copy cap: the process's peak stays under the formula
+/// for the largest limits and window among them.
+#[test]
+fn hostile_memory_stays_under_the_formula_in_a_real_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, out, cache) = (
+        dir.path().join("reg"),
+        dir.path().join("out"),
+        dir.path().join("cache"),
+    );
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, sample(10)).unwrap();
+    let limits = Limits {
+        timeout_ms: 10_000,
+        memory_mib: 64,
+        ..Limits::default()
+    };
+    for i in 0..4 {
+        register(
+            &reg,
+            &format!("fill-{i}"),
+            wasm::HOSTILE,
+            Mode::Immediate,
+            limits,
+            &[("behaviour", "fill"), ("fill_mib", "60")],
+        );
+    }
+    for behaviour in ["random", "memory"] {
+        register(
+            &reg,
+            behaviour,
+            wasm::HOSTILE,
+            Mode::Immediate,
+            limits,
+            &[("behaviour", behaviour)],
+        );
+    }
+    // A window of 20 changes, each emitting just under its 1 MiB output
+    // cap: the host copies 20 MiB out of the sandbox per window.
+    let window = 20;
+    let batch_limits = Limits {
+        max_output_bytes: 1 << 20,
+        ..limits
+    };
+    register(
+        &reg,
+        "big-window",
+        wasm::HOSTILE,
+        Mode::Batch {
+            max_count: window,
+            max_bytes: usize::MAX / 2,
+            max_age_secs: 3600,
+        },
+        batch_limits,
+        &[("behaviour", "huge-output"), ("output_kib", "1000")],
+    );
+
+    // Compile once, outside the measured run (the cranelift compile is not
+    // a plugin's doing, and a warm dispatcher loads precompiled code).
+    let (status, _) = peak_of_run(&reg, &events, &out, &cache);
+    assert_eq!(status, 0);
+    let (status, peak) = peak_of_run(&reg, &events, &out, &cache);
+    assert_eq!(status, 0);
+
+    // The run did what it is measured for.
+    for i in 0..4 {
+        let receiver = format!("fill-{i}");
+        assert!(!prism_e2e::bodies(&out, &receiver).is_empty(), "{receiver}");
+        assert!(
+            prism_e2e::dead_letters(&out, &receiver).is_empty(),
+            "every fill call reached its 60 MiB"
+        );
+    }
+    let window_bytes: usize = prism_e2e::bodies(&out, "big-window")
+        .iter()
+        .map(|b| b.len())
+        .sum();
+    assert!(window_bytes >= 20 * 1000 * 1024, "{window_bytes} bytes");
+    for hostile in ["random", "memory"] {
+        assert!(
+            !prism_e2e::dead_letters(&out, hostile).is_empty(),
+            "{hostile} was stopped"
+        );
+    }
+
+    let largest = Limits {
+        max_output_bytes: batch_limits.max_output_bytes,
+        ..limits
+    };
+    let formula = MemoryBudget {
+        total_mib: 0,
+        threads: THREADS,
+        max_instances: prism_engine::EngineOptions::default().max_instances,
+    }
+    .worst_case_mib(&largest, window);
+    println!("peak RSS {peak} MiB, formula {formula} MiB");
+    assert!(
+        peak <= formula,
+        "peak RSS {peak} MiB over the formula's {formula} MiB"
+    );
+}
