@@ -139,6 +139,25 @@ resource "aws_cloudwatch_metric_alarm" "spool_growing" {
   }
 }
 
+# A receiver the dispatcher could not load: its plugin would not compile or
+# fit, its artifact is missing or oversized, its limits cannot fit an
+# invocation, or two registry items claim it (both are refused, and the
+# log names both). Its changes wait; prism status says why.
+resource "aws_cloudwatch_metric_alarm" "unavailable_receivers" {
+  alarm_name          = "${local.function_name}-unavailable-receivers"
+  alarm_description   = "A registered receiver is not running (refused at load): `prism status` and the dispatcher's log (\"receiver refused\", \"duplicate registry entries\") name it and why."
+  namespace           = local.metrics_namespace
+  metric_name         = "UnavailableReceivers"
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
 resource "aws_cloudwatch_metric_alarm" "parked" {
   for_each            = local.parking_queues
   alarm_name          = "${local.name}-${each.key}-not-empty"

@@ -165,6 +165,7 @@ fn every_prism_metric_in_alarms_and_the_dashboard_is_one_the_code_writes() {
         "ChangesQuarantined",
         "ChangesSeen",
         "SpoolWaiting",
+        "UnavailableReceivers",
         "Messages",
         "MessagesSuppressed",
         "ChangesSkipped",
