@@ -21,6 +21,7 @@ mod iam;
 mod iam_recorded;
 mod input;
 mod languages;
+mod many_memories;
 mod mapper;
 mod mapper_aws;
 mod memory;

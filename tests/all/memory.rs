@@ -159,3 +159,66 @@ fn hostile_memory_stays_under_the_formula_in_a_real_process() {
         "peak RSS {peak} MiB over the formula's {formula} MiB"
     );
 }
+
+/// Eight memories cost what one does: a component whose seven extra core
+/// modules each grow a memory of their own by 60 MiB and touch it (see
+/// `many_memories.rs`) peaks no higher than a one-memory plugin filling
+/// 60 MiB of the same 64 MiB cap. With a cap per memory it would hold 7 ×
+/// 60 MiB per sandbox.
+#[test]
+fn a_component_with_eight_memories_is_held_to_one_cap() {
+    let wasm = crate::many_memories::component();
+    let engine = prism_e2e::engine();
+    if let Err(e) = engine.load(&wasm) {
+        panic!("the hand-made component does not load: {e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eight.wasm");
+    std::fs::write(&path, &wasm).unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, sample(10)).unwrap();
+    let limits = Limits {
+        timeout_ms: 10_000,
+        memory_mib: 64,
+        ..Limits::default()
+    };
+    let peak = |name: &str, wasm_path: &str, config: &[(&str, &str)]| {
+        let (reg, out, cache) = (
+            dir.path().join(name).join("reg"),
+            dir.path().join(name).join("out"),
+            dir.path().join(name).join("cache"),
+        );
+        for i in 0..2 {
+            register(
+                &reg,
+                &format!("{name}-{i}"),
+                wasm_path,
+                Mode::Immediate,
+                limits,
+                config,
+            );
+        }
+        let (status, _) = peak_of_run(&reg, &events, &out, &cache);
+        assert_eq!(status, 0);
+        let (status, peak) = peak_of_run(&reg, &events, &out, &cache);
+        assert_eq!(status, 0);
+        for i in 0..2 {
+            assert!(
+                prism_e2e::dead_letters(&out, &format!("{name}-{i}")).is_empty(),
+                "{name} ran cleanly"
+            );
+        }
+        peak
+    };
+    let eight = peak("eight", path.to_str().unwrap(), &[]);
+    let one = peak(
+        "one",
+        wasm::HOSTILE,
+        &[("behaviour", "fill"), ("fill_mib", "60")],
+    );
+    println!("peak RSS: eight memories {eight} MiB, one memory at the cap {one} MiB");
+    assert!(
+        eight <= one + 32,
+        "eight memories peaked at {eight} MiB, one at the same cap at {one} MiB"
+    );
+}
