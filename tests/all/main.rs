@@ -32,6 +32,7 @@ mod replay;
 mod sandbox;
 mod scaffold;
 mod serve;
+mod sim;
 mod spool;
 mod spool_aws;
 mod spool_props;

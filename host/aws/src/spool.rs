@@ -210,6 +210,29 @@ impl DynamoSpool {
             .map_err(|e| format!("Query: {}", super::sdk_error(&e)))
     }
 
+    /// The newest live done mark of a lane (its padded sequence): one
+    /// query, newest first, skipping marks past their expiry.
+    async fn newest_done(&self, done_lane: &str, now_s: u64) -> Result<Option<String>, String> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("#l = :l")
+            .expression_attribute_names("#l", KEY_LANE)
+            .expression_attribute_values(":l", s(done_lane))
+            .scan_index_forward(false)
+            .send()
+            .await
+            .map_err(|e| format!("Query (done marks): {}", super::sdk_error(&e)))?;
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter(|m| num(m, EXPIRES_AT) > now_s)
+            .find_map(|m| text(m, KEY_ENTRY).map(str::to_owned)))
+    }
+
     /// The lane's index item (its totals and version), read consistently.
     async fn index_item(&self, name: &str) -> Result<Option<Item>, String> {
         let out = self
@@ -308,10 +331,21 @@ impl Spool for DynamoSpool {
                     .filter(|m| lane_of(m).as_deref() == Some(name.as_str()))
                     .filter_map(|m| text(m, KEY_ENTRY).map(str::to_owned))
                     .collect();
+                // A retry lane is one product's: what is older than the
+                // newest change it handled is stale (`Spool::append`).
+                let high = match lane {
+                    Lane::Retry { .. } if entries.iter().any(|e| !e.replay) => {
+                        self.newest_done(&done_lane, now_s).await?
+                    }
+                    _ => None,
+                };
                 let fresh: Vec<&Spooled> = entries
                     .iter()
                     .filter(|e| !held.contains(&padded(&e.sequence)))
                     .filter(|e| e.replay || !done.contains(&padded(&e.sequence)))
+                    .filter(|e| {
+                        e.replay || high.as_ref().is_none_or(|h| padded(&e.sequence) > *h)
+                    })
                     .collect();
                 if fresh.is_empty() {
                     let a = self.index_item(&name).await?.unwrap_or_default();

@@ -32,6 +32,8 @@ impl InvokeError {
             InvokeError::Malformed(_) => "prism.MalformedEvent",
             InvokeError::Stream(StreamError::Malformed(_)) => "prism.MalformedStreamEvent",
             InvokeError::Stream(StreamError::Registry(_)) => "prism.NoReceivers",
+            InvokeError::Stream(StreamError::SpoolUnreadable(_)) => "prism.SpoolUnreadable",
+            InvokeError::Stream(StreamError::OutputsUnreadable(_)) => "prism.OutputsUnreadable",
             InvokeError::Spool(_) => "prism.Spool",
             InvokeError::Mapper(_) => "prism.Mapper",
             InvokeError::Backfill(_) => "prism.Backfill",

@@ -276,7 +276,7 @@ impl LambdaConfig {
             &self.plugin_bucket,
         );
         Ok(StreamProcessor {
-            engine,
+            engine: Arc::new(engine),
             receivers: live.into_receivers(),
             delivery: Arc::new(SqsDelivery {
                 client: aws_sdk_sqs::Client::new(&config),
@@ -297,6 +297,7 @@ impl LambdaConfig {
             unreadable_queue: self.unreadable_queue.clone(),
             emit_metrics: true,
             cut_windows: true,
+            clock: prism_core::stream::system_clock(),
             only: None,
             replay: false,
             outputs: self.outputs_table.as_ref().map(|t| {

@@ -111,6 +111,12 @@ impl<'a> Context<'a> {
             return false;
         };
         let c = &self.changes[*i];
+        if o.superseded(r.id(), &c.key, &c.sequence) {
+            // The receiver has a newer change's output already.
+            st.suppressed += msgs.len() as u64;
+            tracing::info!(receiver = r.id(), key = %c.key, sequence = %c.sequence, "not sent: the receiver already got a newer change of the product");
+            return true;
+        }
         let hash = crate::outputs::hash_messages(msgs);
         let before = crate::outputs::image_hash(c.old_json.as_deref());
         if !o.unchanged(r.id(), &c.key, &hash, &before) {

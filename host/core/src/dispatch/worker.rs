@@ -305,7 +305,13 @@ impl<'a> Context<'a> {
     /// cannot be written is reported too: nothing is dropped.
     pub(super) fn hold(&self, r: &ActiveReceiver, st: &mut ReceiverStats, i: usize) {
         let c = &self.changes[i];
-        if let Some(l) = self.lanes {
+        // An earlier change of the product that is held outside the lane
+        // (its append failed) keeps this one out too: in the lane without
+        // it, this one would be retried, and delivered, before it (the
+        // simulation found it: a newer version sent by the tick, the
+        // older one by the stream batch's retry after it).
+        let behind_held = st.held.iter().any(|&h| self.changes[h].key == c.key);
+        if let (Some(l), false) = (self.lanes, behind_held) {
             let lane = Lane::Retry {
                 receiver: r.id().to_owned(),
                 key: c.key.clone(),

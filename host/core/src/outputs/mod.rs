@@ -57,6 +57,11 @@ pub struct OutputMemory {
     entries: Mutex<HashMap<OutputKey, LastOutput>>,
     /// Entries changed by this run, to be written back.
     dirty: Mutex<HashSet<OutputKey>>,
+    /// Refuse changes older than the recorded output ([`Self::superseded`]):
+    /// only where sequence numbers are the stream's own (not a backfill's,
+    /// which sit below every stream's on purpose, nor a replay's, nor a
+    /// local file's, which start again at 1).
+    stale_guard: bool,
 }
 
 impl OutputMemory {
@@ -65,7 +70,15 @@ impl OutputMemory {
         Self {
             entries: Mutex::new(entries.into_iter().collect()),
             dirty: Mutex::default(),
+            stale_guard: false,
         }
+    }
+
+    /// This memory, refusing changes older than the recorded output
+    /// ([`Self::superseded`]).
+    pub fn guarding_stale(mut self) -> Self {
+        self.stale_guard = true;
+        self
     }
 
     /// Whether a change whose old image hashes to `before` may skip an
@@ -76,6 +89,22 @@ impl OutputMemory {
         entries
             .get(&(receiver.to_owned(), key.to_owned()))
             .is_some_and(|e| &e.hash == hash && e.image.as_ref() == Some(before))
+    }
+
+    /// Whether (receiver, key) already got the output of this change or of
+    /// a newer one (the state is recorded only once an output went out, or
+    /// was suppressed as the same): sending it now would put an older
+    /// version after a newer one. A retried stream batch gets there when
+    /// its ledger could not be written: a change the first attempt
+    /// suppressed comes again after the product's newer change went out.
+    pub fn superseded(&self, receiver: &str, key: &str, sequence: &str) -> bool {
+        if !self.stale_guard {
+            return false;
+        }
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(&(receiver.to_owned(), key.to_owned()))
+            .is_some_and(|e| cmp_sequence(&e.sequence, sequence).is_ge())
     }
 
     /// Remember a delivery (or a suppression: the receiver keeps the same

@@ -124,14 +124,26 @@ impl Spool for LocalSpool {
         self.with(lane, |s| {
             let name = lane.to_string();
             let done = s.done.get(&name);
+            // A retry lane is one product's: what is older than the newest
+            // change it handled is stale (see `Spool::append`).
+            let high = match lane {
+                Lane::Retry { .. } => done.and_then(|d| {
+                    d.iter()
+                        .filter(|(_, until)| **until > now)
+                        .map(|(k, _)| k.clone())
+                        .max()
+                }),
+                Lane::Buffer { .. } => None,
+            };
             let mut added = 0;
             let l = s.lanes.entry(name.clone()).or_default();
             for e in entries {
                 let key = padded(&e.sequence);
                 if !e.replay
-                    && done
+                    && (done
                         .and_then(|d| d.get(&key))
                         .is_some_and(|&until| until > now)
+                        || high.as_ref().is_some_and(|h| &key < h))
                 {
                     continue;
                 }

@@ -194,8 +194,12 @@ pub trait Spool: Send + Sync {
     /// sequence) is harmless, and one the lane removed (handled) within
     /// [`DONE_MS`] is not added again, unless it is a [`Spooled::replay`]:
     /// a stream batch retried after a crash cannot put a flushed or
-    /// delivered change back, but a redrive can. Returns how many were
-    /// added and the lane's totals afterwards.
+    /// delivered change back, but a redrive can. Nor, in a retry lane (one
+    /// product's), is an entry older than the newest one the lane handled:
+    /// the receiver has a newer version, and a retried batch whose ledger
+    /// was lost would otherwise put the older one after it (found by the
+    /// simulation). Returns how many were added and the lane's totals
+    /// afterwards.
     fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError>;
     /// Every entry of a lane, in sequence order.
     fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError>;

@@ -75,12 +75,23 @@ pub enum StreamError {
     /// The registry has never been read, so no receiver is known.
     #[error("no receivers loaded: {0}")]
     Registry(#[from] SourceError),
+    /// The spool could not be read, so which products have changes waiting
+    /// in a retry lane or a batch buffer is unknown: delivering anything
+    /// could overtake them. Nothing was run; Lambda retries the batch.
+    #[error("spool unreadable, nothing delivered: {0}")]
+    SpoolUnreadable(#[from] crate::spool::SpoolError),
+    /// The output dedup state could not be read: without it a change the
+    /// last attempt suppressed could go out after the product's newer one.
+    /// Nothing was run; Lambda retries the batch (the tick tries again).
+    #[error("output dedup state unreadable, nothing delivered: {0}")]
+    OutputsUnreadable(#[from] crate::outputs::OutputsError),
 }
 
 /// Everything a warm dispatcher keeps between batches.
 pub struct StreamProcessor {
-    /// The Wasm engine (with its compile cache).
-    pub engine: PluginEngine,
+    /// The Wasm engine (with its compile cache), shareable with other
+    /// processors (a simulation runs many over one engine).
+    pub engine: Arc<PluginEngine>,
     /// The receivers.
     pub receivers: Receivers,
     /// Where messages and dead letters go (SQS on AWS).
@@ -107,6 +118,18 @@ pub struct StreamProcessor {
     /// The records replay changes on purpose (`prism dlq redrive`): the
     /// spool takes them even where a lane handled their sequence before.
     pub replay: bool,
+    /// Now, in ms since the Unix epoch: [`system_clock`] on Lambda, a
+    /// simulated one in the simulation (buffer ages and lane times are
+    /// measured by it).
+    pub clock: Clock,
+}
+
+/// Where a processor reads the time.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system's clock.
+pub fn system_clock() -> Clock {
+    Arc::new(now_ms)
 }
 
 /// What the registry says of one receiver ([`StreamProcessor::presence`]).
@@ -199,7 +222,12 @@ impl StreamProcessor {
             finish_by: deadline.map(finish_by),
             ..self.dispatcher.clone()
         };
-        let outputs = self.batch_outputs(&deliverable, &changes).await;
+        // Sequence numbers are the stream's own unless a backfill (`only`)
+        // or a redrive (`replay`) runs the batch.
+        let stream_order = only.is_none() && !self.replay;
+        let outputs = self
+            .batch_outputs(&deliverable, &changes, stream_order)
+            .await?;
         let run = Run {
             dispatcher,
             set: deliverable.clone(),
@@ -210,11 +238,12 @@ impl StreamProcessor {
             broken,
             cut_windows: self.cut_windows,
             replay: self.replay,
+            now_ms: (self.clock)(),
         };
         let (report, changes, prior, of_change, records) =
             tokio::task::spawn_blocking(move || run.run(changes, prior, of_change, records, ids))
                 .await
-                .expect("the dispatcher does not panic");
+                .expect("the dispatcher does not panic")?;
 
         let mut response = DynamoDbEventResponse::default();
         if let Some(f) = outcome::first_failed(report.first_held(), &of_change, &records) {
@@ -233,7 +262,7 @@ impl StreamProcessor {
         }
         self.receivers.record_quarantines(&set).await;
 
-        let now_ms = now_ms();
+        let now_ms = (self.clock)();
         let numbers = BatchNumbers {
             records: records.len(),
             unreadable: records.iter().filter(|(r, _)| r.change.is_err()).count(),
@@ -285,7 +314,7 @@ impl StreamProcessor {
             finish_by: deadline.map(finish_by),
             ..self.dispatcher.clone()
         };
-        let outputs = self.tick_outputs(&deliverable, spool.clone()).await;
+        let outputs = self.tick_outputs(&deliverable, spool.clone()).await?;
         let memory = outputs.clone();
         let report = tokio::task::spawn_blocking(move || {
             let work = crate::dispatch::Work {
@@ -308,7 +337,7 @@ impl StreamProcessor {
             "tick done"
         );
         if self.emit_metrics {
-            let now_ms = now_ms();
+            let now_ms = (self.clock)();
             for (receiver, st) in &report.receivers {
                 println!("{}", metrics::receiver_line(receiver, st, now_ms));
             }
@@ -324,9 +353,13 @@ impl StreamProcessor {
         &self,
         set: &ReceiverSet,
         changes: &[Change],
-    ) -> Option<Arc<OutputMemory>> {
-        match self.outputs.as_ref()? {
-            OutputsStore::Memory(m) => Some(m.clone()),
+        stream_order: bool,
+    ) -> Result<Option<Arc<OutputMemory>>, StreamError> {
+        let Some(outputs) = self.outputs.as_ref() else {
+            return Ok(None);
+        };
+        match outputs {
+            OutputsStore::Memory(m) => Ok(Some(m.clone())),
             OutputsStore::Table(_) => {
                 let keys: BTreeSet<&str> = changes.iter().map(|c| c.key.as_str()).collect();
                 let pairs: Vec<(String, String)> = set
@@ -335,7 +368,7 @@ impl StreamProcessor {
                     .filter(|r| r.manifest.dedup && r.manifest.mode == Mode::Immediate)
                     .flat_map(|r| keys.iter().map(|k| (r.id().to_owned(), (*k).to_owned())))
                     .collect();
-                self.read_outputs(&pairs).await
+                self.read_outputs(&pairs, stream_order).await
             }
         }
     }
@@ -346,9 +379,12 @@ impl StreamProcessor {
         &self,
         set: &ReceiverSet,
         spool: Arc<dyn Spool>,
-    ) -> Option<Arc<OutputMemory>> {
-        let pairs: Vec<(String, String)> = match self.outputs.as_ref()? {
-            OutputsStore::Memory(m) => return Some(m.clone()),
+    ) -> Result<Option<Arc<OutputMemory>>, StreamError> {
+        let Some(outputs) = self.outputs.as_ref() else {
+            return Ok(None);
+        };
+        let pairs: Vec<(String, String)> = match outputs {
+            OutputsStore::Memory(m) => return Ok(Some(m.clone())),
             OutputsStore::Table(_) => {
                 let dedup: BTreeSet<&str> = set
                     .active
@@ -358,8 +394,7 @@ impl StreamProcessor {
                     .collect();
                 let lanes = tokio::task::spawn_blocking(move || spool.lanes())
                     .await
-                    .expect("listing lanes does not panic")
-                    .unwrap_or_default();
+                    .expect("listing lanes does not panic")?;
                 lanes
                     .into_iter()
                     .filter_map(|(lane, _)| match lane {
@@ -373,22 +408,39 @@ impl StreamProcessor {
                     .collect()
             }
         };
-        self.read_outputs(&pairs).await
+        // A lane holds the stream's changes in sequence order.
+        self.read_outputs(&pairs, !self.replay).await
     }
 
-    /// The stored dedup state of `pairs`; a store that cannot be read turns
-    /// dedup off (sending twice rather than losing).
-    async fn read_outputs(&self, pairs: &[(String, String)]) -> Option<Arc<OutputMemory>> {
+    /// The stored dedup state of `pairs`. A store that cannot be read
+    /// stops the batch or tick: turning dedup off instead (as before) sent
+    /// a change an earlier attempt had suppressed after the product's newer
+    /// change (the simulation found it).
+    async fn read_outputs(
+        &self,
+        pairs: &[(String, String)],
+        stream_order: bool,
+    ) -> Result<Option<Arc<OutputMemory>>, StreamError> {
         let Some(OutputsStore::Table(store)) = &self.outputs else {
-            return None;
+            return Ok(None);
         };
-        match store.read(pairs).await {
-            Ok(entries) => Some(Arc::new(OutputMemory::from_entries(entries))),
-            Err(e) => {
-                tracing::error!(error = %e, "output dedup state unreadable; every output is sent");
-                None
+        let entries = if pairs.is_empty() {
+            Vec::new()
+        } else {
+            match store.read(pairs).await {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::error!(error = %e, "output dedup state unreadable; nothing delivered, tried again");
+                    return Err(e.into());
+                }
             }
-        }
+        };
+        let memory = OutputMemory::from_entries(entries);
+        Ok(Some(Arc::new(if stream_order {
+            memory.guarding_stale()
+        } else {
+            memory
+        })))
     }
 
     /// Write what a batch or tick changed in the dedup state. A failed write
@@ -457,6 +509,7 @@ struct Run {
     broken: Vec<Broken>,
     cut_windows: bool,
     replay: bool,
+    now_ms: u64,
 }
 
 /// What [`Run::run`] hands back: the report, and its inputs for the answer.
@@ -476,30 +529,30 @@ impl Run {
         of_change: Vec<usize>,
         records: Vec<Record>,
         ids: Vec<String>,
-    ) -> Ran {
+    ) -> Result<Ran, crate::spool::SpoolError> {
         let already = |receiver: &str, c: usize| {
             prior
                 .get(&ids[of_change[c]])
                 .is_some_and(|s| s.contains(receiver))
         };
-        let lanes = self
-            .spool
-            .as_deref()
-            .and_then(|s| match Lanes::open(s, now_ms()) {
-                // A stream batch is retried whole if the run dies: windows
-                // are cut in the run while a buffer is empty.
-                Ok(l) => Some(Lanes {
-                    cut_windows: self.cut_windows,
-                    replay: self.replay,
-                    ..l
-                }),
-                Err(e) => {
-                    // Without lanes a held change fails its record, and
-                    // Lambda retries it: slower, but nothing is lost.
-                    tracing::error!(error = %e, "spool unreadable; held changes fail the batch");
-                    None
-                }
-            });
+        // A stream batch is retried whole if the run dies: windows are cut
+        // in the run while a buffer is empty. A spool that cannot be read
+        // stops the batch before anything is sent: a product may have
+        // older changes waiting in a lane or a buffer, and delivering its
+        // newer ones now would overtake them (the simulation found it: a
+        // buffered change flushed after the product's newer one).
+        let lanes = match self.spool.as_deref().map(|s| Lanes::open(s, self.now_ms)) {
+            None => None,
+            Some(Ok(l)) => Some(Lanes {
+                cut_windows: self.cut_windows,
+                replay: self.replay,
+                ..l
+            }),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "spool unreadable; the batch is retried whole");
+                return Err(e);
+            }
+        };
         let opts = RunOptions {
             already: &already,
             outputs: self.outputs.as_deref(),
@@ -529,7 +582,7 @@ impl Run {
                 (r, parked)
             })
             .collect();
-        (report, changes, prior, of_change, records)
+        Ok((report, changes, prior, of_change, records))
     }
 }
 

@@ -15,7 +15,8 @@
 //! anything else (behave: echo the key).
 //!
 //! With `only_key` set, it misbehaves only for that product key and behaves
-//! for the others.
+//! for the others. How it echoes: see [`echo`] (the simulation's receivers
+//! are echoes).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -154,8 +155,22 @@ impl Receiver for Hostile {
     }
 }
 
+/// The key and sequence; with `echo = "image"` the key and the new image's
+/// `/v` instead (the same output for changes that leave `v` alone, which
+/// output dedup suppresses); with `group_by = "parity"` in the message
+/// group `g0` or `g1` by the key's last byte (a group spanning products).
 fn echo(change: &Change) -> Message {
-    Message::json(&json!({"key": change.key, "sequence": change.sequence}))
+    let mut m = match config::get("echo").as_deref() {
+        Some("image") => Message::json(
+            &json!({"key": change.key, "v": change.new.as_ref().and_then(|i| i.get("/v")).cloned()}),
+        ),
+        _ => Message::json(&json!({"key": change.key, "sequence": change.sequence})),
+    };
+    if config::get("group_by").as_deref() == Some("parity") {
+        let last = change.key.bytes().last().unwrap_or(0);
+        m = m.group(format!("g{}", last % 2));
+    }
+    m
 }
 
 fn recurse(n: u64) -> u64 {

@@ -1,0 +1,419 @@
+//! One schedule: a stream of product changes, a Lambda that invokes the
+//! dispatcher on batches of it (retrying as Lambda does), the scheduled
+//! tick, time passing and processes dying, all decided by one seed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use prism_core::breaker::BreakerConfig;
+use prism_core::dispatch::{Dispatcher, TickOptions};
+use prism_core::receivers::{ReceiverSet, Receivers};
+use prism_core::sample::StreamWriter;
+use prism_core::spool::Spool;
+use prism_core::stream::{MemoryLedger, OutputsStore, StreamProcessor};
+use prism_engine::PluginEngine;
+
+use super::backends::{Clock, Queues, SimDelivery, SimLedger, SimOutputs, SimSpool};
+use super::faults::{FaultPlan, Faults};
+
+/// What one schedule is made of.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) seed: u64,
+    /// At most this many changes (shrinking lowers it).
+    pub(crate) max_changes: usize,
+    pub(crate) plan: FaultPlan,
+}
+
+/// The receivers every schedule runs, loaded once.
+pub(crate) struct Fixture {
+    pub(crate) engine: Arc<PluginEngine>,
+    pub(crate) set: Arc<ReceiverSet>,
+}
+
+/// One change as the stream wrote it.
+#[derive(Debug, Clone)]
+pub(crate) struct Written {
+    pub(crate) key: String,
+    pub(crate) sequence: String,
+    /// The new image's `v` (`None`: a remove).
+    pub(crate) v: Option<u64>,
+}
+
+/// What a schedule reached, for the coverage table.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Reached {
+    pub(crate) counts: BTreeMap<String, u64>,
+}
+
+impl Reached {
+    pub(crate) fn add(&mut self, what: &str, n: u64) {
+        if n > 0 {
+            *self.counts.entry(what.to_owned()).or_default() += n;
+        }
+    }
+}
+
+/// A schedule's world: the stream, the Lambda's position in it, the
+/// backends (which outlive any one process), the current process.
+pub(crate) struct World<'f> {
+    fixture: &'f Fixture,
+    pub(crate) rng: fastrand::Rng,
+    pub(crate) records: Vec<Value>,
+    pub(crate) written: Vec<Written>,
+    /// Records the stream has made visible so far.
+    visible: usize,
+    /// Lambda's checkpoint: the first record not yet acknowledged.
+    checkpoint: usize,
+    pub(crate) faults: Arc<Faults>,
+    pub(crate) clock: Arc<Clock>,
+    pub(crate) queues: Arc<Queues>,
+    spool: Arc<SimSpool>,
+    ledger: Arc<SimLedger>,
+    outputs: Arc<SimOutputs>,
+    processor: StreamProcessor,
+    rt: tokio::runtime::Runtime,
+    pub(crate) reached: Reached,
+}
+
+/// Simulated start: 2026-12-01T00:00:00Z.
+const START_MS: u64 = 1_796_083_200_000;
+
+fn processor(
+    fixture: &Fixture,
+    clock: &Arc<Clock>,
+    delivery: Arc<SimDelivery>,
+    ledger: Arc<SimLedger>,
+    spool: Arc<SimSpool>,
+    outputs: Arc<SimOutputs>,
+) -> StreamProcessor {
+    StreamProcessor {
+        engine: fixture.engine.clone(),
+        receivers: Receivers::Fixed(fixture.set.clone()),
+        delivery,
+        ledger,
+        // One thread, sends not overlapped with formatting: the order of
+        // backend calls, and so every fault, is the seed's alone.
+        dispatcher: Dispatcher {
+            threads: 1,
+            overlap_io: false,
+            breaker: BreakerConfig::off(),
+            ..Dispatcher::default()
+        },
+        unreadable_queue: None,
+        emit_metrics: false,
+        outputs: Some(OutputsStore::Table(outputs)),
+        spool: Some(spool),
+        cut_windows: true,
+        only: None,
+        replay: false,
+        clock: {
+            let clock = clock.clone();
+            Arc::new(move || clock.now())
+        },
+    }
+}
+
+impl<'f> World<'f> {
+    pub(crate) fn new(fixture: &'f Fixture, opts: &Options) -> Self {
+        let mut rng = fastrand::Rng::with_seed(opts.seed);
+        let stream = stream(&mut rng, opts.max_changes);
+        Self::with_stream(fixture, opts, rng, stream)
+    }
+
+    /// A world over a stream written out by hand: each change is (product,
+    /// its new image's `v`, or `None` for a remove). A change that keeps
+    /// the product's `v` changes only its noise.
+    pub(crate) fn scripted(
+        fixture: &'f Fixture,
+        plan: FaultPlan,
+        changes: &[(usize, Option<u64>)],
+    ) -> Self {
+        let mut w = StreamWriter::new();
+        let mut written = Vec::new();
+        let mut current: BTreeMap<usize, Value> = BTreeMap::new();
+        for (n, &(p, v)) in changes.iter().enumerate() {
+            let key = format!("P-{p}");
+            let old = current.get(&p).cloned();
+            let new = v.map(|v| json!({"pk": key, "v": v, "noise": n}));
+            w.push(&key, old.as_ref(), new.as_ref());
+            let record = w.records().last().unwrap();
+            written.push(Written {
+                key: key.clone(),
+                sequence: record["dynamodb"]["SequenceNumber"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                v,
+            });
+            match new {
+                Some(n) => current.insert(p, n),
+                None => current.remove(&p),
+            };
+        }
+        let opts = Options {
+            seed: 0,
+            max_changes: changes.len(),
+            plan,
+        };
+        let world = Self::with_stream(
+            fixture,
+            &opts,
+            fastrand::Rng::with_seed(0),
+            (w.records().to_vec(), written),
+        );
+        world.faults.set_on(true);
+        world
+    }
+
+    fn with_stream(
+        fixture: &'f Fixture,
+        opts: &Options,
+        rng: fastrand::Rng,
+        (records, written): (Vec<Value>, Vec<Written>),
+    ) -> Self {
+        let faults = Arc::new(Faults::new(opts.seed, opts.plan.clone()));
+        let clock = Arc::new(Clock::new(START_MS));
+        let queues = Arc::new(Queues::default());
+        let spool = Arc::new(SimSpool::new(faults.clone()));
+        let ledger = Arc::new(SimLedger {
+            inner: MemoryLedger::default(),
+            faults: faults.clone(),
+        });
+        let outputs = Arc::new(SimOutputs {
+            items: Mutex::new(HashMap::new()),
+            faults: faults.clone(),
+        });
+        let delivery = Arc::new(SimDelivery {
+            queues: queues.clone(),
+            faults: faults.clone(),
+            clock: clock.clone(),
+        });
+        let processor = processor(
+            fixture,
+            &clock,
+            delivery,
+            ledger.clone(),
+            spool.clone(),
+            outputs.clone(),
+        );
+        Self {
+            fixture,
+            rng,
+            records,
+            written,
+            visible: 0,
+            checkpoint: 0,
+            faults,
+            clock,
+            queues,
+            spool,
+            ledger,
+            outputs,
+            processor,
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            reached: Reached::default(),
+        }
+    }
+
+    /// A new process (a cold start, or the one after a crash): everything
+    /// it kept in memory is gone; the backends stay.
+    pub(crate) fn cold_start(&mut self, why: &str) {
+        self.faults.revive();
+        self.faults.note(format!("cold start ({why})"));
+        self.reached.add("cold start", 1);
+        let delivery = Arc::new(SimDelivery {
+            queues: self.queues.clone(),
+            faults: self.faults.clone(),
+            clock: self.clock.clone(),
+        });
+        self.processor = processor(
+            self.fixture,
+            &self.clock,
+            delivery,
+            self.ledger.clone(),
+            self.spool.clone(),
+            self.outputs.clone(),
+        );
+    }
+
+    /// The stream makes up to `n` more records visible.
+    pub(crate) fn produce(&mut self, n: usize) {
+        self.visible = self.visible.saturating_add(n).min(self.records.len());
+    }
+
+    pub(crate) fn pending(&self) -> bool {
+        self.checkpoint < self.visible
+    }
+
+    pub(crate) fn done_reading(&self) -> bool {
+        self.checkpoint == self.records.len()
+    }
+
+    /// One Lambda invocation on the next batch (up to `max` records): on a
+    /// crash or a whole-batch error the same records come again; with
+    /// `batchItemFailures` Lambda resumes at the first failed record.
+    pub(crate) fn invoke(&mut self, max: usize) {
+        let end = (self.checkpoint + max).min(self.visible);
+        if end == self.checkpoint {
+            return;
+        }
+        let batch = &self.records[self.checkpoint..end];
+        let first = self.checkpoint;
+        let result = self
+            .rt
+            .block_on(self.processor.handle(&json!({ "Records": batch })));
+        if self.faults.dead() {
+            self.faults
+                .note(format!("invoke {first}..{end}: the process died"));
+            self.reached.add("crash in an invocation", 1);
+            self.cold_start("crash");
+            return;
+        }
+        match result {
+            Err(e) => {
+                self.faults
+                    .note(format!("invoke {first}..{end}: batch error {e}"));
+            }
+            Ok(out) => {
+                for (receiver, st) in &out.report.receivers {
+                    let kind = super::kind_of(receiver);
+                    self.reached
+                        .add(&format!("stream: messages ({kind})"), st.messages);
+                    self.reached
+                        .add(&format!("stream: laned ({kind})"), st.laned);
+                    self.reached
+                        .add(&format!("stream: buffered ({kind})"), st.buffered);
+                    self.reached
+                        .add(&format!("stream: window cut ({kind})"), st.batches);
+                    self.reached
+                        .add(&format!("stream: parked ({kind})"), st.rejected);
+                    self.reached
+                        .add(&format!("stream: dedup suppressed ({kind})"), st.suppressed);
+                    self.reached.add(
+                        &format!("stream: ledger skipped ({kind})"),
+                        st.already_handled,
+                    );
+                }
+                let failed: BTreeSet<&str> = out
+                    .response
+                    .batch_item_failures
+                    .iter()
+                    .filter_map(|f| f.item_identifier.as_deref())
+                    .collect();
+                let resume = batch.iter().position(|r| {
+                    failed.contains(r["dynamodb"]["SequenceNumber"].as_str().unwrap())
+                });
+                match resume {
+                    None => self.checkpoint = end,
+                    Some(i) => {
+                        self.reached.add("stream: batch item failures", 1);
+                        self.checkpoint = first + i;
+                    }
+                }
+                self.faults.note(format!(
+                    "invoke {first}..{end}: {} failed, next {}",
+                    failed.len(),
+                    self.checkpoint
+                ));
+            }
+        }
+    }
+
+    /// The scheduled tick (with `force`: flush every buffer).
+    pub(crate) fn tick(&mut self, force: bool) {
+        let opts = TickOptions {
+            now_ms: self.clock.now(),
+            force,
+            break_leases: false,
+        };
+        let result = self.rt.block_on(self.processor.tick(opts));
+        if self.faults.dead() {
+            self.faults.note("tick: the process died".into());
+            self.reached.add("crash in a tick", 1);
+            self.cold_start("crash");
+            return;
+        }
+        match result {
+            Err(e) => self.faults.note(format!("tick: error {e}")),
+            Ok(r) => {
+                for (receiver, st) in &r.receivers {
+                    let kind = super::kind_of(receiver);
+                    self.reached
+                        .add(&format!("tick: messages ({kind})"), st.messages);
+                    self.reached
+                        .add(&format!("tick: windows flushed ({kind})"), st.batches);
+                    self.reached
+                        .add(&format!("tick: parked ({kind})"), st.rejected);
+                }
+                self.reached.add("tick: lanes worked", r.lanes as u64);
+                self.reached.add("tick: lanes busy (leased)", r.busy as u64);
+                self.faults.note(format!(
+                    "tick{}: {} lanes, {} busy, {} waiting",
+                    if force { " (force)" } else { "" },
+                    r.lanes,
+                    r.busy,
+                    r.waiting
+                ));
+            }
+        }
+    }
+
+    /// Lanes still in the spool (read past the faults).
+    pub(crate) fn lanes_left(&self) -> Vec<String> {
+        self.spool
+            .inner
+            .lanes()
+            .unwrap()
+            .into_iter()
+            .map(|(l, i)| format!("{l} ({} entries)", i.count))
+            .collect()
+    }
+}
+
+/// A seeded stream over a few products: inserts, modifies of `v`,
+/// modifies that leave `v` alone (dedup's case), removes and re-inserts.
+fn stream(rng: &mut fastrand::Rng, max_changes: usize) -> (Vec<Value>, Vec<Written>) {
+    let products = rng.usize(3..=6);
+    let changes = rng.usize(4..=max_changes.max(4));
+    let mut w = StreamWriter::new();
+    let mut written = Vec::new();
+    let mut current: Vec<Option<Value>> = vec![None; products];
+    let mut v = 0u64;
+    for n in 0..changes {
+        let p = rng.usize(0..products);
+        let key = format!("P-{p}");
+        let old = current[p].clone();
+        let new = match &old {
+            None => {
+                v += 1;
+                Some(json!({"pk": key, "v": v, "noise": n}))
+            }
+            Some(o) => match rng.u32(0..100) {
+                0..8 => None,
+                8..30 => Some(json!({"pk": key, "v": o["v"], "noise": n})),
+                _ => {
+                    v += 1;
+                    Some(json!({"pk": key, "v": v, "noise": n}))
+                }
+            },
+        };
+        w.push(&key, old.as_ref(), new.as_ref());
+        let record = w.records().last().unwrap();
+        written.push(Written {
+            key: key.clone(),
+            sequence: record["dynamodb"]["SequenceNumber"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            v: new.as_ref().and_then(|n| n["v"].as_u64()),
+        });
+        current[p] = new;
+    }
+    (w.records().to_vec(), written)
+}
