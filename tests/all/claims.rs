@@ -100,3 +100,68 @@ fn a_350_kb_product_is_delivered_buffered_laned_and_parked_through_claim_checks(
     let keys = listed.contents().len();
     assert!((2..=6).contains(&keys), "{keys} claims");
 }
+
+/// Issue 28, item 9: a change too big for DynamoDB waits in a retry lane as
+/// a claim check in the plugin bucket, and the bucket's lifecycle expires
+/// `claims/` after 30 days, while a lane waits as long as its queue is
+/// down. Once the claim was gone every read of the lane failed, on every
+/// tick, and the lane was never parked. Now the entry is parked as
+/// unreadable, with the reason, and the lane drains.
+#[test]
+fn a_lane_entry_whose_claim_check_expired_is_parked_and_the_lane_drains() {
+    let Some(w) = World::new("claim-gone") else {
+        return;
+    };
+    // Its queue does not exist yet: the change waits in a retry lane.
+    let (lane_q, lane_dlq) = w.register(wasm::HOSTILE, "lane", &[], false);
+    let spool = w.spool();
+    let p = w.processor(&[("PRISM_SPOOL_TABLE", spool.as_str())]);
+    let mut doc = products(0..1).remove(0);
+    doc["blob"] = json!("x".repeat(BLOB));
+    w.write(std::slice::from_ref(&doc));
+    let out = w.invoke(&p, &w.records());
+    assert_eq!(out.report.receivers["lane"].laned, 1, "{:?}", out.report);
+
+    // 30 days later: the lifecycle rule has removed the claim checks.
+    w.q.rt.block_on(async {
+        let listed = w
+            .env
+            .s3
+            .list_objects_v2()
+            .bucket(&w.bucket)
+            .prefix(prism_aws::claims::PREFIX)
+            .send()
+            .await
+            .unwrap();
+        assert!(!listed.contents().is_empty(), "the change was claimed");
+        for o in listed.contents() {
+            w.env
+                .s3
+                .delete_object()
+                .bucket(&w.bucket)
+                .key(o.key().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+
+    w.q.create("lane");
+    let t =
+        w.q.rt
+            .block_on(p.tick(TickOptions {
+                now_ms: now_ms(),
+                force: true,
+                break_leases: false,
+            }))
+            .unwrap();
+    assert_eq!(t.waiting, 0, "the lane drained: {t:?}");
+    assert!(w.bodies(&lane_q).is_empty(), "nothing to deliver");
+    let letters = w.q.drain(&lane_dlq);
+    assert_eq!(letters.len(), 1, "parked");
+    let (body, _, _) = &letters[0];
+    assert!(
+        body.contains("unreadable") && body.contains("cannot be read back"),
+        "{body}"
+    );
+}

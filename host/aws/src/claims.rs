@@ -61,6 +61,9 @@ pub struct ClaimError {
     pub key: String,
     /// What failed.
     pub message: String,
+    /// The object is gone or not what was stored (expired by the bucket's
+    /// lifecycle, deleted, overwritten): asking again will not help.
+    pub gone: bool,
 }
 
 /// The claim checks in the plugin bucket.
@@ -114,7 +117,13 @@ impl ClaimStore {
             .key(&r.key)
             .send()
             .await
-            .map_err(|e| self.err(&r.key, format!("GetObject: {}", crate::sdk_error(&e))))?;
+            .map_err(|e| {
+                let gone = e.as_service_error().is_some_and(|se| se.is_no_such_key());
+                ClaimError {
+                    gone,
+                    ..self.err(&r.key, format!("GetObject: {}", crate::sdk_error(&e)))
+                }
+            })?;
         let body = out
             .body
             .collect()
@@ -124,10 +133,13 @@ impl ClaimStore {
             .to_vec();
         let actual = hex::encode(Sha256::digest(&body));
         if actual != r.sha256 {
-            return Err(self.err(
-                &r.key,
-                format!("content hashes to {actual}, not the {} recorded", r.sha256),
-            ));
+            return Err(ClaimError {
+                gone: true,
+                ..self.err(
+                    &r.key,
+                    format!("content hashes to {actual}, not the {} recorded", r.sha256),
+                )
+            });
         }
         Ok(body)
     }
@@ -156,6 +168,7 @@ impl ClaimStore {
             bucket: self.bucket.clone(),
             key: key.to_owned(),
             message,
+            gone: false,
         }
     }
 }
@@ -167,6 +180,7 @@ pub async fn resolve_dead_letter(store: &ClaimStore, body: &str) -> Result<Value
         bucket: store.bucket.clone(),
         key: "-".into(),
         message: format!("dead letter is not JSON: {e}"),
+        gone: false,
     })?;
     if let Some(change) = letter.get_mut("change") {
         *change = store.resolve(change.take()).await?;

@@ -166,17 +166,24 @@ impl DynamoSpool {
     }
 
     /// A stored change back: followed to the plugin bucket when claimed.
-    async fn loaded(&self, text: &str) -> Result<Value, String> {
+    async fn loaded(&self, text: &str) -> Result<Value, Loaded> {
         let v: Value = serde_json::from_str(text)
-            .map_err(|e| format!("an entry's change is not JSON: {e}"))?;
+            .map_err(|e| Loaded::Failed(format!("an entry's change is not JSON: {e}")))?;
         if ClaimRef::from_value(&v).is_none() {
             return Ok(v);
         }
-        let claims = self
-            .claims
-            .as_ref()
-            .ok_or("an entry's change is claimed, and the spool has no claim bucket")?;
-        claims.resolve(v).await.map_err(|e| e.to_string())
+        let claims = self.claims.as_ref().ok_or_else(|| {
+            Loaded::Failed(
+                "an entry's change is claimed, and the spool has no claim bucket".to_owned(),
+            )
+        })?;
+        claims.resolve(v).await.map_err(|e| {
+            if e.gone {
+                Loaded::Gone(e.to_string())
+            } else {
+                Loaded::Failed(e.to_string())
+            }
+        })
     }
 
     fn err(&self, lane: &Lane, message: String) -> SpoolError {
@@ -252,11 +259,29 @@ impl DynamoSpool {
         let mut out = Vec::with_capacity(items.len());
         for item in &items {
             let change = text(item, "change").ok_or("an entry has no change")?;
+            let sequence = unpadded(text(item, KEY_ENTRY).unwrap_or_default());
+            let change = match self.loaded(change).await {
+                Ok(c) => c,
+                // Its claim check is gone (the bucket's lifecycle expires
+                // claims/ after 30 days): the entry is handed over as
+                // unreadable and parked with the reason, rather than every
+                // read of the lane failing from now on (issue 28, item 9).
+                Err(Loaded::Gone(why)) => {
+                    tracing::error!(lane = %lane, %sequence, error = %why, "a spooled change's claim check is gone; the entry is parked");
+                    out.push(Spooled::unreadable(
+                        sequence,
+                        num(item, "spooled_ms"),
+                        format!("its change was claimed in the plugin bucket and cannot be read back: {why}"),
+                    ));
+                    continue;
+                }
+                Err(Loaded::Failed(e)) => return Err(e),
+            };
             out.push(Spooled {
-                sequence: unpadded(text(item, KEY_ENTRY).unwrap_or_default()),
+                sequence,
                 spooled_ms: num(item, "spooled_ms"),
                 bytes: num(item, "bytes"),
-                change: self.loaded(change).await?,
+                change,
                 sent: text(item, "sent")
                     .map(serde_json::from_str)
                     .transpose()
@@ -299,6 +324,14 @@ impl DynamoSpool {
             .map(|_| ())
             .map_err(|e| format!("UpdateItem (claim): {}", super::sdk_error(&e)))
     }
+}
+
+/// Why a stored change could not be had.
+enum Loaded {
+    /// Its claim check is gone for good.
+    Gone(String),
+    /// Anything else (try again later).
+    Failed(String),
 }
 
 impl Spool for DynamoSpool {

@@ -92,6 +92,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 spool: &spool,
                 sink: &Outbox::new(outbox),
                 outputs: Some(&outputs),
+                persist: None,
             };
             let report = tick_with(&Dispatcher::default(), &set, &work, a.tick_options());
             prism_core::outputs::local::save(state, &outputs)?;

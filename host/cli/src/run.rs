@@ -157,6 +157,7 @@ pub fn execute(args: &Args) -> anyhow::Result<Outcome> {
             spool,
             sink: &outbox,
             outputs: Some(&outputs),
+            persist: None,
         };
         let ticked = tick_with(&dispatcher, &set, &work, TickOptions::at(now_ms()));
         super::summary::print_tick(&ticked, &dir.display());

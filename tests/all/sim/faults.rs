@@ -29,8 +29,9 @@ pub(crate) struct FaultPlan {
     /// Injected faults (by their number in the run) to leave out: how a
     /// failing schedule is shrunk.
     pub(crate) suppressed: BTreeSet<u64>,
-    /// Faults at given calls, for a pinned schedule: (call kind, a part of
-    /// its target, the n-th such call from 1, the fault).
+    /// Faults at given calls, for a pinned schedule: (call kind, its target
+    /// (a receiver id, a lane prefix ending in `/`, or "" for any), the
+    /// n-th such call from 1, the fault).
     pub(crate) script: Vec<(&'static str, &'static str, u64, Fault)>,
 }
 
@@ -100,7 +101,12 @@ impl Faults {
         }
         let mut scripted = None;
         for (i, &(k, part, nth, fault)) in s.plan.script.clone().iter().enumerate() {
-            if k == kind && target.contains(part) {
+            // A receiver by its id, a lane by a prefix ending in `/`,
+            // anything by "".
+            let hits = part.is_empty()
+                || target == part
+                || (part.ends_with('/') && target.starts_with(part));
+            if k == kind && hits {
                 let n = s.scripted.entry(i).or_default();
                 *n += 1;
                 if *n == nth {

@@ -53,18 +53,29 @@ pub(crate) struct SimReceiver {
     pub(crate) batch: bool,
     pub(crate) fifo: bool,
     pub(crate) echo: Echo,
+    /// Output dedup on (the manifest's `dedup`).
+    pub(crate) dedup: bool,
     config: &'static [(&'static str, &'static str)],
 }
 
 /// Every receiver kind: immediate and batched, standard and FIFO,
-/// plugin-chosen groups spanning products, output dedup, and a receiver
-/// that rejects one product (its changes are parked).
+/// plugin-chosen groups spanning products, output dedup on and off, and a
+/// receiver that rejects one product (its changes are parked).
 pub(crate) const RECEIVERS: &[SimReceiver] = &[
+    SimReceiver {
+        id: "no-dedup",
+        batch: false,
+        fifo: false,
+        echo: Echo::Sequence,
+        dedup: false,
+        config: &[],
+    },
     SimReceiver {
         id: "imm",
         batch: false,
         fifo: false,
         echo: Echo::Sequence,
+        dedup: true,
         config: &[],
     },
     SimReceiver {
@@ -72,6 +83,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         batch: false,
         fifo: true,
         echo: Echo::Sequence,
+        dedup: true,
         config: &[],
     },
     SimReceiver {
@@ -79,6 +91,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         batch: true,
         fifo: false,
         echo: Echo::Sequence,
+        dedup: true,
         config: &[],
     },
     SimReceiver {
@@ -86,6 +99,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         batch: true,
         fifo: true,
         echo: Echo::Sequence,
+        dedup: true,
         config: &[],
     },
     SimReceiver {
@@ -93,6 +107,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         batch: false,
         fifo: true,
         echo: Echo::Sequence,
+        dedup: true,
         config: &[("group_by", "parity")],
     },
     SimReceiver {
@@ -100,6 +115,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         batch: true,
         fifo: true,
         echo: Echo::Sequence,
+        dedup: true,
         config: &[("group_by", "parity")],
     },
     SimReceiver {
@@ -107,6 +123,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         batch: false,
         fifo: false,
         echo: Echo::Image,
+        dedup: true,
         config: &[("echo", "image")],
     },
     SimReceiver {
@@ -114,6 +131,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         batch: false,
         fifo: false,
         echo: Echo::Sequence,
+        dedup: true,
         config: &[("behaviour", "reject"), ("only_key", "P-1")],
     },
 ];
@@ -152,6 +170,7 @@ fn load_fixture() -> Fixture {
                 Mode::Immediate
             };
             let mut m = manifest(r.id, &wasm, mode, prism_e2e::relaxed(), r.config);
+            m.dedup = r.dedup;
             let queue = format!("sim-{}{}", r.id, if r.fifo { ".fifo" } else { "" });
             m.destination = Some(Destination {
                 dead_letter_queue: Some(format!("{queue}-dlq")),
@@ -334,7 +353,7 @@ fn options(seed: u64) -> Options {
     let per_mille = [0, 20, 50, 100][(seed % 4) as usize];
     Options {
         seed,
-        max_changes: 14,
+        max_changes: 12,
         plan: FaultPlan {
             per_mille,
             ..FaultPlan::default()

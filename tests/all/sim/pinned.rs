@@ -105,6 +105,35 @@ fn an_unreadable_dedup_state_stops_the_batch() {
     assert_kept(&mut w);
 }
 
+/// `dedup`'s P-0 waits in its retry lane (v1, then a change that keeps v1,
+/// then v2); the batch that appended the last two is reported for a retry
+/// and its ledger lost. The tick delivers the lane, suppressing the middle
+/// change, marks the entries done, and the process dies before it saves
+/// the dedup state. The retry, with no lane and no state, used to send the
+/// suppressed change after v2. Now a lane saves the state before it marks
+/// its entries done (`Work::persist`).
+#[test]
+fn a_lane_saves_the_dedup_state_before_it_marks_its_entries_done() {
+    let mut w = World::scripted(
+        super::fixture(),
+        plan(vec![
+            ("sqs.send", "dedup", 1, Fault::Before),
+            ("sqs.send", "imm-fifo", 2, Fault::Before),
+            ("spool.append", "retry/imm-fifo/", 1, Fault::Before),
+            ("ledger.write", "", 1, Fault::Before),
+            ("spool.release", "retry/dedup/", 1, Fault::CrashAfter),
+        ]),
+        &[(0, Some(1)), (0, Some(1)), (0, Some(2))],
+    );
+    w.produce(1);
+    w.invoke(1);
+    w.produce(2);
+    w.invoke(2);
+    w.tick(false);
+    w.invoke(2);
+    assert_kept(&mut w);
+}
+
 /// A seed replays exactly: the same trace and the same queues, twice.
 #[test]
 fn a_seed_replays_exactly() {
@@ -118,4 +147,51 @@ fn a_seed_replays_exactly() {
             "seed {seed} injected faults"
         );
     }
+}
+
+/// Issue 28, item 4: the retry ledger is written in chunks of 25 that can
+/// fail alone. Here the middle chunk (P-0's first change) fails and the
+/// last (its second) is written: the retry used to skip the second,
+/// recorded as handled, and send the first again after it. Only the
+/// entries before the first missing one are trusted now, so both go
+/// again, in order.
+#[test]
+fn a_partly_written_ledger_does_not_send_an_older_change_last() {
+    // 56 changes: P-0's first is the 31st (the second ledger chunk), its
+    // second the 56th (the third); the others are P-1 … P-4's.
+    let filler = |i: usize| (1 + i % 4, Some(100 + i as u64));
+    let mut changes: Vec<(usize, Option<u64>)> = (0..30).map(filler).collect();
+    changes.push((0, Some(1)));
+    changes.extend((31..55).map(filler));
+    changes.push((0, Some(2)));
+    let mut w = World::scripted(
+        super::fixture(),
+        plan(vec![
+            // Another receiver holds the first change: the batch is
+            // reported from it, with a ledger entry for each of the 56.
+            ("sqs.send", "imm-fifo", 1, Fault::Before),
+            ("spool.append", "retry/imm-fifo/", 1, Fault::Before),
+            ("ledger.write", "", 2, Fault::Before),
+        ]),
+        &changes,
+    );
+    w.produce(56);
+    w.invoke(56);
+    w.invoke(56);
+    let newest = w.written.last().unwrap().sequence.clone();
+    {
+        let queues = w.queues.0.lock().unwrap();
+        let last = queues["no-dedup"]
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.body.contains("\"P-0\""))
+            .expect("P-0 delivered");
+        assert!(
+            last.body.contains(&newest),
+            "no-dedup ends P-0 on {}, not its newest change {newest}",
+            last.body
+        );
+    }
+    assert_kept(&mut w);
 }

@@ -66,7 +66,16 @@ pub struct Work<'a> {
     /// The output dedup state, updated by every delivery a retry lane makes
     /// (so it is never behind what a receiver got); `None`: no dedup.
     pub outputs: Option<&'a crate::outputs::OutputMemory>,
+    /// Writes what [`Self::outputs`] learned to its store: called before a
+    /// retry lane marks its entries done, so a process that dies between
+    /// the two leaves the lane to be retried rather than a state that has
+    /// not heard of what the lane delivered. `None`: saved by the caller
+    /// at the end (a local state file).
+    pub persist: Option<&'a Persist>,
 }
+
+/// See [`Work::persist`].
+pub type Persist = dyn Fn(&crate::outputs::OutputMemory) -> Result<(), String> + Sync;
 
 /// Flush due buffers (every buffer with `force`) and retry every retry
 /// lane, with no output dedup state (see [`tick_with`]).
@@ -81,6 +90,7 @@ pub fn tick(
         spool,
         sink,
         outputs: None,
+        persist: None,
     };
     tick_with(dispatcher, set, &work, opts)
 }
@@ -194,6 +204,7 @@ fn retry(
         spool,
         sink,
         outputs,
+        persist,
     } = *work;
     let mut st = ReceiverStats::default();
     let mut claim = match spool.claim(lane, opts.now_ms, opts.break_leases) {
@@ -268,6 +279,20 @@ fn retry(
         );
         st.merge(got);
         claim.partial.retain(|seq, _| !done.contains(seq));
+        // The dedup state first: marked done, these entries cannot come
+        // back through the lane, and a retried stream batch with a state
+        // that never heard of them would send a change the lane
+        // suppressed after the product's newer one (found by the
+        // simulation).
+        if let (Some(persist), Some(o)) = (persist, outputs) {
+            persist(o).map_err(|message| crate::spool::SpoolError {
+                store: "output dedup state".into(),
+                lane: lane.to_string(),
+                message: format!(
+                    "could not record what the lane delivered, so its entries stay for the next tick: {message}"
+                ),
+            })?;
+        }
         spool.remove(lane, &done)?;
         if held.is_empty() {
             spool.release(lane)?;

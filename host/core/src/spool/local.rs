@@ -270,6 +270,31 @@ mod tests {
         }
     }
 
+    /// A retry lane is one product's: once it handled a change, an older
+    /// one of the product is stale and not taken (unless replayed); a
+    /// buffer, which holds every product, takes it.
+    #[test]
+    fn a_retry_lane_refuses_what_is_older_than_what_it_handled() {
+        let s = LocalSpool::memory();
+        let retry = Lane::Retry {
+            receiver: "web".into(),
+            key: "P-1".into(),
+        };
+        s.append(&retry, &[entry("9", 1)]).unwrap();
+        s.remove(&retry, &["9".into()]).unwrap();
+        assert_eq!(s.append(&retry, &[entry("7", 2)]).unwrap().added, 0);
+        assert_eq!(s.append(&retry, &[entry("11", 2)]).unwrap().added, 1);
+        let replayed = Spooled {
+            replay: true,
+            ..entry("7", 3)
+        };
+        assert_eq!(s.append(&retry, &[replayed]).unwrap().added, 1);
+
+        s.append(&buffer(), &[entry("9", 1)]).unwrap();
+        s.remove(&buffer(), &["9".into()]).unwrap();
+        assert_eq!(s.append(&buffer(), &[entry("7", 2)]).unwrap().added, 1);
+    }
+
     #[test]
     fn lanes_order_by_sequence_and_appends_are_idempotent() {
         let s = LocalSpool::memory();

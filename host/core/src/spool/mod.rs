@@ -67,11 +67,31 @@ impl Spooled {
         }
     }
 
+    /// An entry whose change cannot be had any more (`why`), in its place
+    /// so that the lane parks it, with the reason, instead of failing every
+    /// read of the lane.
+    pub fn unreadable(sequence: String, spooled_ms: u64, why: String) -> Self {
+        Self {
+            sequence,
+            spooled_ms,
+            bytes: 0,
+            change: serde_json::json!({ UNREADABLE_FIELD: why }),
+            sent: Vec::new(),
+            replay: false,
+        }
+    }
+
     /// The change back.
     pub fn to_change(&self) -> Result<Change, String> {
+        if let Some(why) = self.change.get(UNREADABLE_FIELD).and_then(Value::as_str) {
+            return Err(why.to_owned());
+        }
         Change::from_json(&self.change)
     }
 }
+
+/// The field of an [`Spooled::unreadable`] entry's change that says why.
+pub const UNREADABLE_FIELD: &str = "prism:unreadable";
 
 /// Totals of a lane, for deciding whether a buffer is due.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,6 +55,21 @@ pub trait LedgerStore: Send + Sync {
     async fn remember(&self, entries: &[(String, BTreeSet<String>)]) -> Result<(), LedgerError>;
 }
 
+/// The part of a lookup a retry may trust: the entries of the records
+/// before the first one (in batch order) that has none. Entries are written
+/// in chunks that can fail on their own; trusting a later record's entry
+/// past a missing one would skip the product's newer change while its
+/// older one runs again, and the older one would be delivered last.
+/// Without the rest, both run again, in order (issue 28, item 4).
+pub fn trusted_prefix(records: &[String], mut found: Handled) -> Handled {
+    if let Some(gap) = records.iter().position(|r| !found.contains_key(r)) {
+        for r in &records[gap..] {
+            found.remove(r);
+        }
+    }
+    found
+}
+
 /// The ledger in this process (for `prism dev` without a table, and tests).
 #[derive(Debug, Default)]
 pub struct MemoryLedger(Mutex<Handled>);
@@ -89,6 +104,22 @@ mod tests {
 
     fn set(ids: &[&str]) -> BTreeSet<String> {
         ids.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Entries past a missing one are not trusted: a failed chunk between
+    /// them would otherwise run an older change again after a newer one.
+    #[test]
+    fn only_the_entries_before_the_first_gap_are_trusted() {
+        let ids: Vec<String> = ["s#1", "s#2", "s#3", "s#4"].map(String::from).to_vec();
+        let found: Handled = [("s#1", &["a"][..]), ("s#3", &["a"]), ("s#4", &[])]
+            .into_iter()
+            .map(|(r, rs)| (r.to_owned(), set(rs)))
+            .collect();
+        let kept = trusted_prefix(&ids, found.clone());
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["s#1"]);
+        let all: Handled = ids.iter().map(|r| (r.clone(), set(&["a"]))).collect();
+        assert_eq!(trusted_prefix(&ids, all.clone()), all);
+        assert!(trusted_prefix(&ids, Handled::new()).is_empty());
     }
 
     #[tokio::test]

@@ -205,7 +205,7 @@ impl StreamProcessor {
         let set = self.current(only).await?;
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         let prior = match self.ledger.lookup(&ids).await {
-            Ok(p) => p,
+            Ok(p) => ledger::trusted_prefix(&ids, p),
             Err(e) => {
                 // Without the ledger a retry may repeat work (FIFO queues
                 // still drop the duplicates); stopping the shard would be worse.
@@ -316,11 +316,29 @@ impl StreamProcessor {
         };
         let outputs = self.tick_outputs(&deliverable, spool.clone()).await?;
         let memory = outputs.clone();
+        let store = match &self.outputs {
+            Some(OutputsStore::Table(t)) => Some(t.clone()),
+            _ => None,
+        };
+        let handle = tokio::runtime::Handle::current();
         let report = tokio::task::spawn_blocking(move || {
+            let persist = move |mem: &OutputMemory| -> Result<(), String> {
+                let (Some(store), entries) = (&store, dirty_entries(mem)) else {
+                    return Ok(());
+                };
+                if entries.is_empty() {
+                    return Ok(());
+                }
+                handle
+                    .block_on(store.write(&entries))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            };
             let work = crate::dispatch::Work {
                 spool: &*spool,
                 sink: &*sink,
                 outputs: memory.as_deref(),
+                persist: Some(&persist),
             };
             crate::dispatch::tick_with(&dispatcher, &deliverable, &work, opts)
         })
@@ -450,17 +468,10 @@ impl StreamProcessor {
         let (Some(OutputsStore::Table(store)), Some(mem)) = (&self.outputs, memory) else {
             return;
         };
-        // Every entry of each product that changed: a store may keep a
-        // product's entries together (DynamoDB does, one item per product).
-        let dirty: BTreeSet<String> = mem.take_dirty().into_iter().map(|((_, k), _)| k).collect();
-        if dirty.is_empty() {
+        let entries = dirty_entries(mem);
+        if entries.is_empty() {
             return;
         }
-        let entries: Vec<_> = mem
-            .entries()
-            .into_iter()
-            .filter(|((_, k), _)| dirty.contains(k))
-            .collect();
         if let Err(e) = store.write(&entries).await {
             tracing::error!(error = %e, "could not write the output dedup state; the next output of those products is sent, not suppressed");
         }
@@ -584,6 +595,22 @@ impl Run {
             .collect();
         Ok((report, changes, prior, of_change, records))
     }
+}
+
+/// What to write back of a dedup state: every entry of each product that
+/// changed (a store may keep a product's entries together: DynamoDB does,
+/// one item per product). Forgets that they changed.
+fn dirty_entries(
+    mem: &OutputMemory,
+) -> Vec<(crate::outputs::OutputKey, crate::outputs::LastOutput)> {
+    let dirty: BTreeSet<String> = mem.take_dirty().into_iter().map(|((_, k), _)| k).collect();
+    if dirty.is_empty() {
+        return Vec::new();
+    }
+    mem.entries()
+        .into_iter()
+        .filter(|((_, k), _)| dirty.contains(k))
+        .collect()
 }
 
 fn now_ms() -> u64 {
