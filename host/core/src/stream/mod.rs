@@ -366,7 +366,7 @@ impl StreamProcessor {
 
     /// The dedup state for this batch: the long-lived one, or the stored
     /// entries of its (receiver, key) pairs. A store that cannot be read
-    /// turns dedup off for the batch (sending twice rather than losing).
+    /// stops the batch (see `read_outputs`).
     async fn batch_outputs(
         &self,
         set: &ReceiverSet,
