@@ -99,7 +99,7 @@ pub(crate) fn receiver(
             .iter()
             .filter(|m| first_seen.insert(seq_of(m)))
             .collect();
-        let last = firsts.into_iter().rev().find(|m| message_key(r, m) == key);
+        let last = firsts.into_iter().rev().find(|m| message_key(m) == key);
         match r.echo {
             Echo::Sequence => {
                 let last_seq = last.map(seq_of);
@@ -131,12 +131,11 @@ pub(crate) fn receiver(
     bad
 }
 
-/// The product a message is about (a window's messages: each body's key).
-fn message_key(r: &SimReceiver, m: &super::backends::Accepted) -> String {
-    match r.echo {
-        Echo::Sequence | Echo::Image => serde_json::from_str::<Value>(&m.body)
-            .ok()
-            .and_then(|b| b["key"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| m.key.clone()),
-    }
+/// The product a message is about: its body's key (a window's messages
+/// each carry their own), else the envelope's.
+fn message_key(m: &super::backends::Accepted) -> String {
+    serde_json::from_str::<Value>(&m.body)
+        .ok()
+        .and_then(|b| b["key"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| m.key.clone())
 }

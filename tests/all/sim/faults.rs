@@ -100,7 +100,8 @@ impl Faults {
             return Fault::None;
         }
         let mut scripted = None;
-        for (i, &(k, part, nth, fault)) in s.plan.script.clone().iter().enumerate() {
+        let s = &mut *s;
+        for (i, &(k, part, nth, fault)) in s.plan.script.iter().enumerate() {
             // A receiver by its id, a lane by a prefix ending in `/`,
             // anything by "".
             let hits = part.is_empty()

@@ -136,14 +136,6 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
     },
 ];
 
-/// The receiver kind, for the coverage table.
-pub(crate) fn kind_of(receiver: &str) -> String {
-    RECEIVERS
-        .iter()
-        .find(|r| r.id == receiver)
-        .map_or_else(|| receiver.to_owned(), |r| r.id.to_owned())
-}
-
 /// The fixture, loaded once for every test of the simulation.
 fn fixture() -> &'static Fixture {
     static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();

@@ -81,10 +81,12 @@ pub(crate) struct World<'f> {
 /// Simulated start: 2026-12-01T00:00:00Z.
 const START_MS: u64 = 1_796_083_200_000;
 
+/// A new process over the schedule's backends.
 fn processor(
     fixture: &Fixture,
     clock: &Arc<Clock>,
-    delivery: Arc<SimDelivery>,
+    queues: &Arc<Queues>,
+    faults: &Arc<Faults>,
     ledger: Arc<SimLedger>,
     spool: Arc<SimSpool>,
     outputs: Arc<SimOutputs>,
@@ -92,7 +94,11 @@ fn processor(
     StreamProcessor {
         engine: fixture.engine.clone(),
         receivers: Receivers::Fixed(fixture.set.clone()),
-        delivery,
+        delivery: Arc::new(SimDelivery {
+            queues: queues.clone(),
+            faults: faults.clone(),
+            clock: clock.clone(),
+        }),
         ledger,
         // One thread, sends not overlapped with formatting: the order of
         // backend calls, and so every fault, is the seed's alone.
@@ -186,15 +192,11 @@ impl<'f> World<'f> {
             items: Mutex::new(HashMap::new()),
             faults: faults.clone(),
         });
-        let delivery = Arc::new(SimDelivery {
-            queues: queues.clone(),
-            faults: faults.clone(),
-            clock: clock.clone(),
-        });
         let processor = processor(
             fixture,
             &clock,
-            delivery,
+            &queues,
+            &faults,
             ledger.clone(),
             spool.clone(),
             outputs.clone(),
@@ -227,15 +229,11 @@ impl<'f> World<'f> {
         self.faults.revive();
         self.faults.note(format!("cold start ({why})"));
         self.reached.add("cold start", 1);
-        let delivery = Arc::new(SimDelivery {
-            queues: self.queues.clone(),
-            faults: self.faults.clone(),
-            clock: self.clock.clone(),
-        });
         self.processor = processor(
             self.fixture,
             &self.clock,
-            delivery,
+            &self.queues,
+            &self.faults,
             self.ledger.clone(),
             self.spool.clone(),
             self.outputs.clone(),
@@ -281,8 +279,7 @@ impl<'f> World<'f> {
                     .note(format!("invoke {first}..{end}: batch error {e}"));
             }
             Ok(out) => {
-                for (receiver, st) in &out.report.receivers {
-                    let kind = super::kind_of(receiver);
+                for (kind, st) in &out.report.receivers {
                     self.reached
                         .add(&format!("stream: messages ({kind})"), st.messages);
                     self.reached
@@ -342,8 +339,7 @@ impl<'f> World<'f> {
         match result {
             Err(e) => self.faults.note(format!("tick: error {e}")),
             Ok(r) => {
-                for (receiver, st) in &r.receivers {
-                    let kind = super::kind_of(receiver);
+                for (kind, st) in &r.receivers {
                     self.reached
                         .add(&format!("tick: messages ({kind})"), st.messages);
                     self.reached

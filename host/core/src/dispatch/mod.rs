@@ -36,7 +36,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use lanes::{MAX_LANE_ATTEMPTS, TickOptions, TickReport, Work, tick, tick_with};
+pub use lanes::{MAX_LANE_ATTEMPTS, Persist, TickOptions, TickReport, Work, tick, tick_with};
 pub use stats::ReceiverStats;
 pub use tick_order::{TickCursor, fair_order};
 pub use worker::change_json;

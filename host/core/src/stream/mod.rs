@@ -316,29 +316,30 @@ impl StreamProcessor {
         };
         let outputs = self.tick_outputs(&deliverable, spool.clone()).await?;
         let memory = outputs.clone();
-        let store = match &self.outputs {
-            Some(OutputsStore::Table(t)) => Some(t.clone()),
+        // A table's state is written per lane, before the lane marks its
+        // entries done; a state kept in this process needs no writing.
+        let persist = match &self.outputs {
+            Some(OutputsStore::Table(store)) => {
+                let (store, handle) = (store.clone(), tokio::runtime::Handle::current());
+                Some(move |mem: &OutputMemory| -> Result<(), String> {
+                    let entries = dirty_entries(mem);
+                    if entries.is_empty() {
+                        return Ok(());
+                    }
+                    handle
+                        .block_on(store.write(&entries))
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            }
             _ => None,
         };
-        let handle = tokio::runtime::Handle::current();
         let report = tokio::task::spawn_blocking(move || {
-            let persist = move |mem: &OutputMemory| -> Result<(), String> {
-                let (Some(store), entries) = (&store, dirty_entries(mem)) else {
-                    return Ok(());
-                };
-                if entries.is_empty() {
-                    return Ok(());
-                }
-                handle
-                    .block_on(store.write(&entries))
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            };
             let work = crate::dispatch::Work {
                 spool: &*spool,
                 sink: &*sink,
                 outputs: memory.as_deref(),
-                persist: Some(&persist),
+                persist: persist.as_ref().map(|p| p as &crate::dispatch::Persist),
             };
             crate::dispatch::tick_with(&dispatcher, &deliverable, &work, opts)
         })
