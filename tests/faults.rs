@@ -137,8 +137,10 @@ struct State {
     calls: BTreeMap<String, u64>,
     by_table: BTreeMap<String, u64>,
     injected: BTreeMap<String, u64>,
-    /// Held calls ([`Fault::Hold`]) may go on.
-    released: bool,
+    /// Calls [`Fault::Hold`] has held so far: each waits for its turn.
+    held: u64,
+    /// Held calls with a turn below this go on.
+    released: u64,
     /// Entries answered by [`Fault::Accept`]: (queue URL, body), in the
     /// order they arrived.
     accepted: Vec<(String, String)>,
@@ -217,7 +219,14 @@ impl FaultProxy {
 
     /// Let the calls [`Fault::Hold`] holds (and any later ones) go on.
     pub fn release(&self) {
-        self.shared.lock().released = true;
+        self.shared.lock().released = u64::MAX;
+    }
+
+    /// Let the oldest call [`Fault::Hold`] holds (or the next one it will
+    /// hold) go on, and only that one.
+    pub fn release_one(&self) {
+        let mut s = self.shared.lock();
+        s.released = s.released.saturating_add(1);
     }
 
     /// Add a fixed latency to every call (on top of any rule's delay).
@@ -398,7 +407,12 @@ impl Shared {
                 self.forward(parts, body).await
             }
             Some(Fault::Hold) => {
-                while !self.lock().released {
+                let turn = {
+                    let mut s = self.lock();
+                    s.held += 1;
+                    s.held - 1
+                };
+                while self.lock().released <= turn {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 self.forward(parts, body).await

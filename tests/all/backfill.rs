@@ -346,6 +346,119 @@ fn a_stale_send_that_overtakes_the_streams_newer_version_is_corrected() {
     assert_eq!(sorted(&state), rendering(&table));
 }
 
+/// Issue 28, item 5: the last correction used to go out unchecked. A
+/// product the stream changes during every one of its page's five sends
+/// (the inserts and four corrections) would end on the fifth send's older
+/// version, with a clean exit. Now the run stops naming it, and a rerun
+/// (the page numbered afresh, so nothing takes it for the first attempt)
+/// ends it on the table's version.
+#[test]
+fn a_product_changing_through_every_correction_stops_the_run_and_a_rerun_ends_it_newest() {
+    let Some(w) = World::new("backfill-contended") else {
+        return;
+    };
+    let mut table: BTreeMap<String, Value> = products(0..5)
+        .into_iter()
+        .map(|d| (d["pk"].as_str().unwrap().to_owned(), d))
+        .collect();
+    write_many(&w, &table.values().cloned().collect::<Vec<_>>());
+    w.records();
+    let (queue, _) = w.register(wasm::WEBSITE, "website", &[], true);
+    let live = w.processor(&[("PRISM_OUTPUTS_TABLE", &format!("{}-outputs", w.table))]);
+
+    let busy = "P-00003".to_owned();
+    // Only the sends that carry the busy product are held (a page may go
+    // out in more than one call).
+    let proxy = FaultProxy::start(&w.ep, 7);
+    proxy.set_rules(vec![
+        Rule::always("SendMessageBatch", Fault::Hold).on(&busy),
+    ]);
+    let child = spawn(&args(&w, &proxy.url, &["--segments", "1"]));
+    let sends = 1 + prism_aws::backfill::CORRECTION_ROUNDS;
+    for send in 1..=sends {
+        let waited = Instant::now();
+        while proxy.injected().get("delay").copied().unwrap_or(0) < send {
+            assert!(
+                waited.elapsed() < Duration::from_secs(300),
+                "the backfill never made send {send}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // While send `send` is held, the stream changes the product and
+        // delivers it: the held send is older than what went out.
+        let next = with_price(&table[&busy], 5_000 + send);
+        w.write(std::slice::from_ref(&next));
+        table.insert(busy.clone(), next);
+        let records = w.records();
+        assert_eq!(records.len(), 1);
+        assert!(
+            w.invoke(&live, &records)
+                .response
+                .batch_item_failures
+                .is_empty()
+        );
+        proxy.release_one();
+    }
+    let waited = Instant::now();
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        if waited.elapsed() > Duration::from_secs(120) {
+            child.kill().unwrap();
+            let o = child.wait_with_output().unwrap();
+            let (out, err) = text(&o);
+            panic!(
+                "the backfill did not end after its last send: {:?}\n{out}\n{err}",
+                proxy.calls()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = text(&o);
+    assert!(
+        !o.status.success(),
+        "a possibly stale product passed:\n{out}\n{err}"
+    );
+    assert!(
+        err.contains(&format!("{busy:?} still changing after 4 corrections")),
+        "{err}"
+    );
+    assert_eq!(
+        proxy.injected().get("delay").copied(),
+        Some(sends),
+        "no send after the last check"
+    );
+    let (_, all) = receiver_state(&w, &queue);
+    let last = all
+        .iter()
+        .rev()
+        .find(|m| m["sku"] == busy.as_str())
+        .unwrap();
+    assert_ne!(
+        last["offers"]["price"].to_string(),
+        "50.05",
+        "the race happened: the receiver's last is older than the table's"
+    );
+
+    // Quiet now: the rerun resumes at the open page and confirms it.
+    proxy.set_rules(vec![]);
+    proxy.release();
+    let o = spawn(&args(&w, &proxy.url, &["--segments", "1"]))
+        .wait_with_output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(summary(&out)["items"], 5, "{out}");
+    let (state, all) = receiver_state(&w, &queue);
+    let last = all
+        .iter()
+        .rev()
+        .find(|m| m["sku"] == busy.as_str())
+        .unwrap();
+    assert_eq!(last["offers"]["price"].to_string(), "50.05");
+    assert_eq!(sorted(&state), rendering(&table));
+}
+
 #[test]
 fn a_stopped_backfill_resumes_from_its_checkpoints_and_refuses_what_it_cannot_run() {
     let Some(w) = World::new("backfill-resume") else {

@@ -157,7 +157,7 @@ fn redrive_delivers_the_newest_parked_version_moves_consumer_failures_and_repark
     let (o, out) = dlq(&w, &[&["redrive", "--dry-run"][..], &model].concat());
     assert!(o.status.success(), "{out}");
     assert!(
-        out.contains("dry run: 1 parked changes redriven, 1 skipped (superseded), 1 consumer messages moved back, 0 failed"),
+        out.contains("dry run: 1 parked changes redriven, 1 skipped (superseded), 0 sent again at a newer version the stream wrote meanwhile, 1 consumer messages moved back, 0 failed"),
         "{out}"
     );
     assert_eq!(
@@ -170,7 +170,7 @@ fn redrive_delivers_the_newest_parked_version_moves_consumer_failures_and_repark
     // The redrive: the newest version of P-00001 only, and the consumer's message back.
     let (o, out) = dlq(&w, &[&["redrive"][..], &model].concat());
     assert!(o.status.success(), "{out}");
-    assert!(out.contains("1 parked changes redriven, 1 skipped (superseded), 1 consumer messages moved back, 0 failed"), "{out}");
+    assert!(out.contains("1 parked changes redriven, 1 skipped (superseded), 0 sent again at a newer version the stream wrote meanwhile, 1 consumer messages moved back, 0 failed"), "{out}");
     let got = w.q.drain(&picky_q);
     assert_eq!(got.len(), 2, "{got:?}");
     let fanned: Vec<Value> = got
@@ -359,4 +359,131 @@ fn a_redrive_that_fails_again_keeps_its_letter_on_a_fifo_dlq() {
         1,
         "the change is still waiting, with a letter: {out}"
     );
+}
+
+/// Issue 28, item 3: a redrive reads the model, then sends. A newer version
+/// the stream delivered in between used to be overtaken by the redrive's
+/// older one, which ended last. Now the redrive reads each product again
+/// after the send and sends what changed again, as a backfill does; on a
+/// FIFO queue too, where the correction (same change, same sequence) must
+/// not be dropped as a duplicate of the redrive's own send.
+#[test]
+fn a_redrive_overtaken_by_the_stream_ends_on_the_newest_version() {
+    for queue_kind in ["standard", "fifo"] {
+        redrive_race(queue_kind);
+    }
+}
+
+fn redrive_race(queue_kind: &str) {
+    use prism_e2e::faults::{Fault, FaultProxy, Rule};
+    use std::time::{Duration, Instant};
+
+    let Some(w) = World::new(&format!("dlq-race-{queue_kind}")) else {
+        return;
+    };
+    let receiver = "racy";
+    let queue = w.q.create(if queue_kind == "fifo" {
+        "racy.fifo"
+    } else {
+        "racy"
+    });
+    let dlq = w.q.create(if queue_kind == "fifo" {
+        "racy-dlq.fifo"
+    } else {
+        "racy-dlq"
+    });
+    let register = |config: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "register",
+            wasm::HOSTILE,
+            "--receiver",
+            receiver,
+            "--bucket",
+            &w.bucket,
+            "--queue",
+            &queue,
+            "--dead-letter-queue",
+            &dlq,
+            "--config",
+            "echo=image",
+        ];
+        for c in config {
+            args.extend(["--config", c]);
+        }
+        w.prism(&args);
+    };
+    let version = |v: u64| {
+        let mut d = products(1..2).remove(0);
+        d["v"] = v.into();
+        d
+    };
+    // Version 1 is rejected and parked; the team fixes its plugin.
+    register(&["behaviour=reject", "only_key=P-00001"]);
+    w.write(&[version(1)]);
+    w.invoke(&w.processor(&[]), &w.records());
+    assert_eq!(w.dead_letters(receiver), 1);
+    register(&[]);
+
+    // The redrive's send is held until the stream has delivered version 2.
+    let proxy = FaultProxy::start(&w.ep, 3);
+    proxy.set_rules(vec![Rule::always("SendMessageBatch", Fault::Hold)]);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_prism-under-test"))
+        .args([
+            "dlq",
+            "redrive",
+            "--receiver",
+            receiver,
+            "--model-table",
+            &w.model,
+            "--table",
+            &w.table,
+            "--bucket",
+            &w.bucket,
+            "--endpoint-url",
+            &proxy.url,
+            "--region",
+            "us-east-1",
+        ])
+        .env(
+            "PRISM_CACHE_DIR",
+            std::env::temp_dir().join("prism-e2e-cache"),
+        )
+        .env_remove("PRISM_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waited = Instant::now();
+    while proxy.calls().get("SendMessageBatch").copied().unwrap_or(0) == 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(300),
+            "the redrive never sent"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    w.write(&[version(2)]);
+    let records = w.records();
+    assert_eq!(records.len(), 1);
+    // A fresh dispatcher: the fixed plugin.
+    w.invoke(&w.processor(&[]), &records);
+    proxy.release();
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("1 sent again at a newer version the stream wrote meanwhile"),
+        "{out}"
+    );
+    let versions: Vec<Value> =
+        w.q.drain(&queue)
+            .iter()
+            .map(|(b, _, _)| serde_json::from_str::<Value>(b).unwrap()["v"].clone())
+            .collect();
+    assert_eq!(
+        versions,
+        [Value::from(2), Value::from(1), Value::from(2)],
+        "{queue_kind}: the stream's, the redrive's stale one, then the correction"
+    );
+    assert_eq!(w.dead_letters(receiver), 0, "the letter is done with");
 }

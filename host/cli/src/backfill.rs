@@ -250,7 +250,7 @@ pub fn backfill(
         }
     }
     println!(
-        "{receiver}: backfilled {} items in {secs:.1}s ({:.0}/s): {} messages, {} suppressed (already there), {} passed over by its interest, {} held (batch windows, retry lanes), {} parked in its DLQ, {} sent again at a newer version the stream wrote meanwhile, {} still changing (left to the stream)",
+        "{receiver}: backfilled {} items in {secs:.1}s ({:.0}/s): {} messages, {} suppressed (already there), {} passed over by its interest, {} held (batch windows, retry lanes), {} parked in its DLQ, {} sent again at a newer version the stream wrote meanwhile",
         s["items"],
         s["items"].as_u64().unwrap_or(0) as f64 / secs.max(0.001),
         s["messages"],
@@ -259,7 +259,6 @@ pub fn backfill(
         s["held"],
         s["parked"],
         s["corrected"],
-        s["contended"],
     );
     if s["parked"].as_u64().unwrap_or(0) > 0 {
         println!("{receiver}: see what was parked with: prism dlq list --receiver {receiver}");

@@ -105,7 +105,8 @@ impl SimSink {
         let q = queues.entry(e.receiver.to_owned()).or_default();
         q.fifo = fifo;
         if fifo {
-            let id = prism_aws::sqs::dedup_id(e.receiver, e.key, e.sequence, e.index);
+            let id =
+                prism_aws::sqs::dedup_id(e.receiver, e.key, e.sequence, e.index, &e.message.body);
             if let Some(&at) = q.dedup.get(&id)
                 && now < at + DEDUP_WINDOW_MS
             {

@@ -40,6 +40,15 @@ pub struct Checkpoint {
     /// Products the stream changed while they were sent, sent again at
     /// their newest version.
     pub corrected: u64,
+    /// A page went out and has not been confirmed: a crash, or a product
+    /// that kept changing. The next attempt numbers it afresh.
+    #[serde(default)]
+    pub open: bool,
+    /// Page attempts that did not finish. Their record ids and sequence
+    /// numbers are never used again: a done mark or the retry ledger would
+    /// take a new attempt, whose versions may differ, for the old one.
+    #[serde(default)]
+    pub abandoned: u64,
     /// When this was written (ms since the epoch).
     pub updated_ms: u64,
 }
@@ -56,6 +65,8 @@ impl Checkpoint {
             items: 0,
             pages: 0,
             corrected: 0,
+            open: false,
+            abandoned: 0,
             updated_ms: 0,
         }
     }
@@ -323,6 +334,14 @@ mod tests {
         assert_eq!(key_from_json(&json).unwrap(), key);
         let e = key_from_json(&serde_json::json!({"pk": {"M": {}}})).unwrap_err();
         assert!(e.contains("\"pk\""), "{e}");
+    }
+
+    #[test]
+    fn a_checkpoint_written_before_open_pages_were_counted_still_reads() {
+        let old = r#"{"segment":0,"segments":2,"run":1760000000,"after":null,"done":false,"items":100,"pages":1,"corrected":0,"updated_ms":5}"#;
+        let cp: Checkpoint = serde_json::from_str(old).unwrap();
+        assert!(!cp.open);
+        assert_eq!(cp.abandoned, 0);
     }
 
     #[tokio::test]

@@ -19,8 +19,11 @@
 //! stream *before* the backfill's send, so it is sent again at what the
 //! read found, as a modify (or remove) from what was sent, and checked
 //! again. Every product thus ends with its newest version delivered last.
-//! A product that keeps changing through [`CORRECTION_ROUNDS`] checks is
-//! counted as contended and left to the stream (which is delivering it).
+//! The last correction is checked too. A product still changing after
+//! [`CORRECTION_ROUNDS`] corrections may have been overtaken by the last
+//! of them: the segment stops with [`BackfillError::Contended`] naming it,
+//! its checkpoint before the page (marked open, so a rerun numbers the
+//! page afresh and no done mark or ledger entry takes it for this one).
 //!
 //! **Resumable.** A checkpoint per segment ([`checkpoint`]) is written
 //! after each page: a stopped run resumes after its last finished page.
@@ -48,6 +51,8 @@ pub const CORRECTION_ROUNDS: u64 = 4;
 /// Deliveries of one page (or correction) before the run stops with an
 /// error; the retry ledger makes each retry skip what already went out.
 pub const ATTEMPTS: u32 = 6;
+/// The wait before the second check of a page; doubled for each later one.
+pub const SETTLE: Duration = Duration::from_millis(250);
 /// Items per `Scan` page unless told otherwise (one `BatchGetItem` checks them).
 pub const DEFAULT_PAGE: usize = 100;
 /// The calls a backfill makes on the model table. Terraform grants them to
@@ -92,6 +97,20 @@ pub enum BackfillError {
         segment: u32,
         /// What failed.
         message: String,
+    },
+    /// Products kept changing through every check of a page: the receiver
+    /// may hold an older version than the table's.
+    #[error(
+        "segment {segment} page {page}: {} still changing after {CORRECTION_ROUNDS} corrections, so the receiver may hold an older version than the model table; the checkpoint stays before this page: run the backfill again (it resumes here) when they are quiet",
+        named(products)
+    )]
+    Contended {
+        /// The segment.
+        segment: u32,
+        /// The page (pages finished before it in the segment).
+        page: u64,
+        /// The products' keys.
+        products: Vec<String>,
     },
     /// The request itself is wrong.
     #[error("{0}")]
@@ -149,7 +168,8 @@ pub struct Totals {
     pub held: AtomicU64,
     /// Products sent again because the stream changed them meanwhile.
     pub corrected: AtomicU64,
-    /// Products still changing after every check (left to the stream).
+    /// Products still changing after every check: their page stopped the
+    /// segment ([`BackfillError::Contended`]).
     pub contended: AtomicU64,
     /// Deliveries tried again.
     pub retries: AtomicU64,
@@ -288,6 +308,21 @@ pub async fn plan(
     })
 }
 
+/// `products` for a message: the first few keys, and how many more.
+fn named(products: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = products
+        .iter()
+        .take(SHOWN)
+        .map(|k| format!("{k:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if products.len() > SHOWN {
+        s += &format!(" and {} more", products.len() - SHOWN);
+    }
+    format!("product{} {s}", if products.len() == 1 { "" } else { "s" })
+}
+
 fn now_ms() -> u64 {
     prism_core::spool::now_ms()
 }
@@ -375,6 +410,14 @@ impl Backfiller<'_> {
                 if let Some(p) = self.pacer {
                     p.take(items.len()).await;
                 }
+                // Marked open before it goes out: an attempt that does not
+                // finish is numbered afresh next time.
+                if cp.open {
+                    cp.abandoned += 1;
+                }
+                cp.open = true;
+                cp.updated_ms = now_ms();
+                self.checkpoints.save(&cp).await?;
                 cp.corrected += self.send_page(&cp, &items).await?;
                 self.totals
                     .items
@@ -382,6 +425,7 @@ impl Backfiller<'_> {
             }
             cp.items += items.len() as u64;
             cp.pages += 1;
+            cp.open = false;
             cp.after = page
                 .last_evaluated_key
                 .filter(|k| !k.is_empty())
@@ -421,15 +465,10 @@ impl Backfiller<'_> {
             });
         }
         let now_secs = now_ms() as f64 / 1000.0;
-        let slot = records::slot(cp.pages, cp.segment, cp.segments).map_err(bad_item)?;
+        let slot =
+            records::slot(cp.pages + cp.abandoned, cp.segment, cp.segments).map_err(bad_item)?;
         let id = |round: u64, i: usize| {
-            format!(
-                "backfill:{}:{}:{}:{}:{round}:{i}",
-                self.receiver(),
-                cp.run,
-                cp.segment,
-                cp.pages
-            )
+            format!("backfill:{}:{}:{slot}:{round}:{i}", self.receiver(), cp.run,)
         };
         let inserts: Vec<Value> = products
             .iter()
@@ -450,7 +489,12 @@ impl Backfiller<'_> {
 
         let mut pending: Vec<usize> = (0..products.len()).collect();
         let mut corrected = 0;
-        for round in 1..=CORRECTION_ROUNDS {
+        // Every send is checked, the last correction's too.
+        for round in 1..=CORRECTION_ROUNDS + 1 {
+            if round > 1 {
+                // A product changing in a burst gets time to settle.
+                tokio::time::sleep(SETTLE * (1 << (round - 2))).await;
+            }
             let keys = pending
                 .iter()
                 .map(|&i| checkpoint::key_from_json(&Value::Object(products[i].keys.clone())))
@@ -479,6 +523,11 @@ impl Backfiller<'_> {
             if changed.is_empty() {
                 return Ok(corrected);
             }
+            pending = changed;
+            if round > CORRECTION_ROUNDS {
+                break;
+            }
+            let changed = &pending;
             let mut again = Vec::new();
             for (n, &i) in changed.iter().enumerate() {
                 let p = &products[i];
@@ -509,23 +558,23 @@ impl Backfiller<'_> {
             self.totals
                 .corrected
                 .fetch_add(changed.len() as u64, Ordering::Relaxed);
-            for &i in &changed {
+            for &i in changed {
                 let current = now.get(&products[i].key).cloned();
                 products[i].sent = current;
             }
-            pending = changed;
         }
-        let contended: Vec<&str> = pending.iter().map(|&i| products[i].key.as_str()).collect();
-        tracing::warn!(
-            receiver = self.receiver(),
-            segment = cp.segment,
-            products = ?contended,
-            "products still changing after every check; the stream is delivering them"
-        );
+        // The receiver may have got the stream's newer version before this
+        // run's last send: it could end on an older one than the table's.
+        // Not confirmed, the page stays open, and a rerun sends it again.
+        let contended: Vec<String> = pending.iter().map(|&i| products[i].key.clone()).collect();
         self.totals
             .contended
             .fetch_add(contended.len() as u64, Ordering::Relaxed);
-        Ok(corrected)
+        Err(BackfillError::Contended {
+            segment: cp.segment,
+            page: cp.pages,
+            products: contended,
+        })
     }
 
     /// Run `records` through the receiver until none fails, or fail.

@@ -48,12 +48,24 @@ pub(super) fn string_attr(v: &str) -> MessageAttributeValue {
         .expect("data type is set")
 }
 
-/// The deduplication id of message `index` of a change.
-pub fn dedup_id(receiver: &str, key: &str, sequence: &str, index: usize) -> String {
+/// The deduplication id of message `index` of a change, with `body`.
+///
+/// The body is part of it: a send tried again carries the same body (the
+/// plugin is deterministic) and SQS drops the copy, while a correction that
+/// re-sends a product at a newer version under the same sequence (a
+/// redrive's, after the stream overtook it) is a different message and
+/// must not be dropped as one seen in the last 5 minutes.
+pub fn dedup_id(receiver: &str, key: &str, sequence: &str, index: usize, body: &[u8]) -> String {
     let mut h = Sha256::new();
-    for part in [receiver, key, sequence, &index.to_string()] {
+    for part in [
+        receiver.as_bytes(),
+        key.as_bytes(),
+        sequence.as_bytes(),
+        index.to_string().as_bytes(),
+        body,
+    ] {
         h.update(part.len().to_le_bytes());
-        h.update(part.as_bytes());
+        h.update(part);
     }
     hex::encode(h.finalize())
 }
@@ -103,7 +115,7 @@ pub(super) fn outgoing(e: &Envelope<'_>) -> Result<Outgoing, SinkError> {
         body,
         attributes,
         group: m.group.clone().unwrap_or_else(|| e.key.to_owned()),
-        dedup: dedup_id(e.receiver, e.key, e.sequence, e.index),
+        dedup: dedup_id(e.receiver, e.key, e.sequence, e.index, &m.body),
         size,
     })
 }
@@ -114,10 +126,19 @@ mod tests {
 
     #[test]
     fn dedup_ids_are_stable_and_unambiguous() {
-        assert_eq!(dedup_id("r", "k", "1", 0), dedup_id("r", "k", "1", 0));
-        assert_ne!(dedup_id("r", "k", "1", 0), dedup_id("r", "k", "1", 1));
-        assert_ne!(dedup_id("ab", "c", "1", 0), dedup_id("a", "bc", "1", 0));
-        assert_eq!(dedup_id("r", "k", "1", 0).len(), 64);
+        let b = b"{}";
+        assert_eq!(dedup_id("r", "k", "1", 0, b), dedup_id("r", "k", "1", 0, b));
+        assert_ne!(dedup_id("r", "k", "1", 0, b), dedup_id("r", "k", "1", 1, b));
+        assert_ne!(
+            dedup_id("ab", "c", "1", 0, b),
+            dedup_id("a", "bc", "1", 0, b)
+        );
+        assert_ne!(
+            dedup_id("r", "k", "1", 0, b),
+            dedup_id("r", "k", "1", 0, b"{\"v\":2}"),
+            "the same change re-sent at another version is another message"
+        );
+        assert_eq!(dedup_id("r", "k", "1", 0, b).len(), 64);
     }
 
     #[test]

@@ -494,6 +494,7 @@ impl Sink for SqsSink {
                 &dead.key,
                 &format!("{}#{:032x}", dead.sequence, fastrand::u128(..)),
                 usize::MAX,
+                &[],
             ),
             size: body.len(),
             body,

@@ -5,8 +5,9 @@
 use anyhow::Context;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use prism_core::api::ModelSource;
+use prism_core::stream::StreamProcessor;
 use prism_lambda::LambdaConfig;
-use prism_types::change::Change;
+use prism_types::change::{Change, ChangeKind};
 use serde_json::{Value, json};
 
 use super::{Kind, Letter, Queues, RedriveArgs, delete, load_claim, queues, release, scan, target};
@@ -20,6 +21,7 @@ use std::process::ExitCode;
 struct Tally {
     redriven: usize,
     superseded: usize,
+    corrected: usize,
     moved: usize,
     failed: usize,
     unknown: usize,
@@ -55,6 +57,13 @@ pub(super) async fn redrive(a: RedriveArgs) -> anyhow::Result<ExitCode> {
         aws_sdk_dynamodb::Client::new(&remote.config),
         &a.model_table,
     );
+    // The processor first (loading and compiling the plugin takes seconds):
+    // the model is read as close to the send as it can be.
+    let processor = if a.dry_run || parked.is_empty() {
+        None
+    } else {
+        Some(processor(&a, &remote).await?)
+    };
     let mut current = Vec::new();
     for (l, c) in parked {
         match model.get(&c.key).await {
@@ -87,17 +96,34 @@ pub(super) async fn redrive(a: RedriveArgs) -> anyhow::Result<ExitCode> {
             );
         }
         t.redriven = current.len();
-    } else if !current.is_empty() {
-        let (done, failed) = dispatch(&a, &remote, &current).await?;
-        for (i, (l, _)) in current.iter().enumerate() {
+    } else if let (Some(processor), false) = (&processor, current.is_empty()) {
+        let changes: Vec<Change> = current.iter().map(|(_, c)| c.clone()).collect();
+        let failed = dispatch(processor, &r, &changes).await?;
+        let sent: Vec<Change> = changes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !failed.contains(i))
+            .map(|(_, c)| c.clone())
+            .collect();
+        let confirmed = confirm(processor, &r, &model, sent).await?;
+        t.corrected = confirmed.corrected;
+        for (i, (l, c)) in current.iter().enumerate() {
             if failed.contains(&i) {
+                keep.push(l);
+            } else if confirmed.unconfirmed.contains(&c.key) {
+                // Its letter stays: the product is still changing, and the
+                // receiver may hold an older version than the model's.
+                eprintln!(
+                    "{}: {} still changing after {ROUNDS} corrections; left in the DLQ, redrive again when it is quiet",
+                    l.id, c.key
+                );
                 keep.push(l);
             } else {
                 delete(&q, l).await?;
             }
         }
-        t.redriven = done;
-        t.failed += failed.len();
+        t.failed += failed.len() + confirmed.unconfirmed.len();
+        t.redriven = current.len() - failed.len() - confirmed.unconfirmed.len();
     }
 
     // Consumer failures back to the queue, as they were.
@@ -128,10 +154,11 @@ pub(super) async fn redrive(a: RedriveArgs) -> anyhow::Result<ExitCode> {
     }
     release(&q, &keep).await?;
     println!(
-        "{r}: {}{} parked changes redriven, {} skipped (superseded), {} consumer messages moved back, {} failed (left in the DLQ), {} unknown (left alone)",
+        "{r}: {}{} parked changes redriven, {} skipped (superseded), {} sent again at a newer version the stream wrote meanwhile, {} consumer messages moved back, {} failed (left in the DLQ), {} unknown (left alone)",
         if a.dry_run { "dry run: " } else { "" },
         t.redriven,
         t.superseded,
+        t.corrected,
         t.moved,
         t.failed,
         t.unknown
@@ -154,13 +181,8 @@ async fn parked_change(args: &RemoteArgs, remote: &Remote, l: &Letter) -> anyhow
     Change::from_json(&change).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Run `changes` through the receiver alone, as stream records; the indices
-/// of those not handled (to stay in the DLQ).
-async fn dispatch(
-    a: &RedriveArgs,
-    remote: &Remote,
-    changes: &[(&Letter, Change)],
-) -> anyhow::Result<(usize, Vec<usize>)> {
+/// A processor that runs the receiver alone, as the dispatcher would.
+async fn processor(a: &RedriveArgs, remote: &Remote) -> anyhow::Result<StreamProcessor> {
     let target = target(&a.common.remote);
     let bucket = a.common.remote.target.bucket.clone().context(
         "prism dlq redrive needs the plugin bucket: pass --bucket or set PRISM_PLUGIN_BUCKET",
@@ -181,14 +203,25 @@ async fn dispatch(
     // The letters' changes keep their sequences, which a lane that parked
     // them remembers as handled: replayed on purpose, they are spooled anyway.
     processor.replay = true;
+    Ok(processor)
+}
+
+/// Run `changes` through `receiver` alone, as stream records; the indices
+/// of those not handled (to stay in the DLQ).
+async fn dispatch(
+    processor: &StreamProcessor,
+    receiver: &str,
+    changes: &[Change],
+) -> anyhow::Result<Vec<usize>> {
     let mut records: Vec<Value> = changes
         .iter()
-        .map(|(_, c)| prism_types::input::record::from_change(c))
+        .map(prism_types::input::record::from_change)
         .collect();
     // Fresh record ids: the retry ledger must not take a redrive for the
-    // original delivery it already counted.
+    // original delivery it already counted (nor one round for another).
+    let run = REDRIVE_RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for (i, r) in records.iter_mut().enumerate() {
-        r["eventID"] = json!(format!("redrive-{}-{i}", std::process::id()));
+        r["eventID"] = json!(format!("redrive-{}-{run}-{i}", std::process::id()));
     }
     let out = processor
         .handle(&json!({ "Records": records }))
@@ -199,15 +232,9 @@ async fn dispatch(
         .batch_item_failures
         .iter()
         .filter_map(|f| f.item_identifier.as_deref())
-        .filter_map(|seq| changes.iter().position(|(_, c)| c.sequence == seq))
+        .filter_map(|seq| changes.iter().position(|c| c.sequence == seq))
         .collect();
-    // Lambda retries from the first failed record on: so does a redrive.
-    let first = failed.iter().min().copied();
-    let failed: Vec<usize> = match first {
-        Some(f) => (f..changes.len()).collect(),
-        None => vec![],
-    };
-    if let Some(st) = out.report.receivers.get(&a.common.receiver) {
+    if let Some(st) = out.report.receivers.get(receiver) {
         println!(
             "dispatched {} changes: {} messages sent, {} parked again, {} held in lanes",
             changes.len(),
@@ -216,7 +243,85 @@ async fn dispatch(
             st.laned
         );
     }
-    Ok((changes.len() - failed.len(), failed))
+    // Lambda retries from the first failed record on: so does a redrive.
+    Ok(match failed.iter().min().copied() {
+        Some(f) => (f..changes.len()).collect(),
+        None => vec![],
+    })
+}
+
+/// Numbers this process's dispatches, for fresh record ids.
+static REDRIVE_RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Checks of the redriven products against the model, each sending what
+/// changed again (as a backfill's page).
+const ROUNDS: usize = 4;
+
+/// What [`confirm`] found.
+#[derive(Debug, Default)]
+struct Confirmed {
+    /// Products sent again at a newer version.
+    corrected: usize,
+    /// Products still changing after every round (their letters stay).
+    unconfirmed: Vec<String>,
+}
+
+/// After the send, read each product again: one the model still holds as
+/// sent cannot have been overtaken (a newer version is written after this
+/// read and delivered by the stream after it). One that changed may have
+/// had its newer version delivered by the stream before the redrive's
+/// older one went out: it is sent again at what the model holds, and
+/// checked again, the last send too.
+async fn confirm(
+    processor: &StreamProcessor,
+    receiver: &str,
+    model: &impl ModelSource,
+    sent: Vec<Change>,
+) -> anyhow::Result<Confirmed> {
+    let mut out = Confirmed::default();
+    let mut pending = sent;
+    for round in 0..=ROUNDS {
+        let mut again = Vec::new();
+        for c in &pending {
+            let now = model
+                .get(&c.key)
+                .await
+                .with_context(|| format!("reading {} from the model after the redrive", c.key))?;
+            if now != c.new {
+                let kind = match (&c.new, &now) {
+                    (None, _) => ChangeKind::Insert,
+                    (_, None) => ChangeKind::Remove,
+                    _ => ChangeKind::Modify,
+                };
+                again.push(Change::new(
+                    c.key.clone(),
+                    kind,
+                    c.new.clone(),
+                    now,
+                    c.sequence.clone(),
+                    c.time_ms,
+                ));
+            }
+        }
+        if again.is_empty() || round == ROUNDS {
+            out.unconfirmed = again.into_iter().map(|c| c.key).collect();
+            return Ok(out);
+        }
+        println!(
+            "{} redriven products changed while they were sent; sending their newest version",
+            again.len()
+        );
+        let failed = dispatch(processor, receiver, &again).await?;
+        // What could not be sent again was parked again, with a letter.
+        out.corrected += again.len() - failed.len();
+        pending = again
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !failed.contains(i))
+            .map(|(_, c)| c)
+            .collect();
+    }
+    Ok(out)
 }
 
 /// Send a consumer's failed message back to the receiver's queue, with its
