@@ -1,6 +1,7 @@
 //! How the sink cuts messages into `SendMessageBatch` calls, reads SQS's
 //! per-entry answer, and waits between entry retries.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use prism_core::sink::SinkError;
@@ -41,6 +42,32 @@ impl ChunkResult {
             format!("queue {queue} refused {}", what.join("; ")),
         ))
     }
+}
+
+/// Waves of messages, in order: the calls of one wave run at once, the
+/// waves one after another. `order[i]` is message `i`'s product key and,
+/// on a FIFO queue, its message group. Each product (and each group) has at
+/// most one message per wave, and its messages go in later waves in their
+/// order: SQS orders a group by arrival, and two calls in flight at once
+/// arrive in either order. A group spanning products (a plugin's choice)
+/// is thus kept in order as a product is.
+pub(super) fn waves(order: &[(&str, Option<&str>)]) -> Vec<Vec<usize>> {
+    let mut next_of_key: HashMap<&str, usize> = HashMap::new();
+    let mut next_of_group: HashMap<&str, usize> = HashMap::new();
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for (i, &(key, group)) in order.iter().enumerate() {
+        let mut wave = next_of_key.get(key).copied().unwrap_or(0);
+        if let Some(g) = group {
+            wave = wave.max(next_of_group.get(g).copied().unwrap_or(0));
+            next_of_group.insert(g, wave + 1);
+        }
+        next_of_key.insert(key, wave + 1);
+        if waves.len() <= wave {
+            waves.resize_with(wave + 1, Vec::new);
+        }
+        waves[wave].push(i);
+    }
+    waves
 }
 
 /// Split `eligible` (message indices, at most one per product) into
@@ -159,7 +186,57 @@ pub(super) fn chunks(msgs: &[Outgoing], fifo: bool) -> Vec<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+
+    /// Issue 28, item 8: waves were cut by product only, so two products
+    /// of one plugin-chosen group went out in calls in flight at once.
+    #[test]
+    fn a_group_spanning_products_has_one_message_per_wave_in_order() {
+        let order = [
+            ("A", Some("g")),
+            ("B", Some("g")),
+            ("C", Some("h")),
+            ("A", Some("g")),
+            ("D", Some("h")),
+        ];
+        assert_eq!(waves(&order), vec![vec![0, 2], vec![1, 4], vec![3]]);
+        // A standard queue orders nothing: products alone decide.
+        let standard: Vec<(&str, Option<&str>)> = order.iter().map(|&(k, _)| (k, None)).collect();
+        assert_eq!(waves(&standard), vec![vec![0, 1, 2, 4], vec![3]]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn waves_keep_every_product_and_group_in_order_one_per_wave(
+            order in proptest::collection::vec((0u8..6, proptest::option::of(0u8..4)), 0..60)
+        ) {
+            let keys: Vec<String> = order.iter().map(|(k, _)| format!("P{k}")).collect();
+            let groups: Vec<Option<String>> = order.iter().map(|(_, g)| g.map(|g| format!("g{g}"))).collect();
+            let input: Vec<(&str, Option<&str>)> = keys
+                .iter()
+                .zip(&groups)
+                .map(|(k, g)| (k.as_str(), g.as_deref()))
+                .collect();
+            let w = waves(&input);
+            let mut wave_of = vec![usize::MAX; input.len()];
+            for (n, wave) in w.iter().enumerate() {
+                proptest::prop_assert!(!wave.is_empty());
+                for &i in wave {
+                    proptest::prop_assert_eq!(wave_of[i], usize::MAX, "placed once");
+                    wave_of[i] = n;
+                }
+            }
+            for i in 0..input.len() {
+                proptest::prop_assert!(wave_of[i] != usize::MAX, "every message placed");
+                for j in 0..i {
+                    let same = input[i].0 == input[j].0
+                        || (input[i].1.is_some() && input[i].1 == input[j].1);
+                    if same {
+                        proptest::prop_assert!(wave_of[j] < wave_of[i], "{j} before {i}");
+                    }
+                }
+            }
+        }
+    }
 
     fn out(size: usize) -> Outgoing {
         Outgoing {

@@ -275,7 +275,8 @@ impl SqsSink {
 
     /// [`Sink::deliver_many`] for one receiver's changes (positions in
     /// `changes`): their messages packed into shared calls, a product's
-    /// messages one call after another (one per product per call), calls
+    /// messages one round after another (one per product, and on a FIFO
+    /// queue one per group, per round: [`batches::waves`]), calls
     /// for different products concurrently.
     async fn deliver_packed(
         &self,
@@ -318,25 +319,28 @@ impl SqsSink {
                 Err(e) => state[c].failed = Some(e),
             }
         }
-        // Waves: the n-th message of every product goes in wave n.
-        let mut rank: HashMap<&str, usize> = HashMap::new();
-        let mut waves: Vec<Vec<usize>> = Vec::new();
-        for (i, &(c, _)) in owner.iter().enumerate() {
-            let key = changes[positions[c]][0].key;
-            let r = rank.entry(key).or_default();
-            if waves.len() <= *r {
-                waves.push(Vec::new());
-            }
-            waves[*r].push(i);
-            *r += 1;
-        }
-        let mut blocked: HashSet<&str> = HashSet::new();
-        for wave in waves {
+        // Waves: each product's (and on a FIFO queue each group's) messages
+        // one per wave, in order.
+        let order: Vec<(&str, Option<&str>)> = owner
+            .iter()
+            .enumerate()
+            .map(|(i, &(c, _))| {
+                let key = changes[positions[c]][0].key;
+                (key, fifo.then_some(msgs[i].group.as_str()))
+            })
+            .collect();
+        // What did not get out holds back its product's and its group's later
+        // messages (they would overtake it).
+        let mut blocked_keys: HashSet<&str> = HashSet::new();
+        let mut blocked_groups: HashSet<&str> = HashSet::new();
+        for wave in batches::waves(&order) {
             let eligible: Vec<usize> = wave
                 .into_iter()
                 .filter(|&i| {
-                    let c = owner[i].0;
-                    state[c].failed.is_none() && !blocked.contains(changes[positions[c]][0].key)
+                    let (key, group) = order[i];
+                    state[owner[i].0].failed.is_none()
+                        && !blocked_keys.contains(key)
+                        && !group.is_some_and(|g| blocked_groups.contains(g))
                 })
                 .collect();
             let batches = chunks_of(&msgs, &eligible);
@@ -363,7 +367,8 @@ impl SqsSink {
                 }
                 for &i in &r.unavailable {
                     let c = owner[i].0;
-                    blocked.insert(changes[positions[c]][0].key);
+                    blocked_keys.insert(order[i].0);
+                    blocked_groups.extend(order[i].1);
                     state[c]
                         .failed
                         .get_or_insert_with(|| Self::err(receiver, r.why.clone()));
