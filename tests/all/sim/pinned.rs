@@ -134,6 +134,36 @@ fn a_lane_saves_the_dedup_state_before_it_marks_its_entries_done() {
     assert_kept(&mut w);
 }
 
+/// Issue 28, item 6: `bat-fifo`'s flush sends its window, and recording
+/// that it got out fails. The flush used to stop with its 15-minute lease
+/// held: the next flush came after SQS's 5-minute window had closed and
+/// sent the window again, a FIFO duplicate SQS could not drop. Now the
+/// flush gives its progress and the lease up in one more write, and the
+/// next tick resumes after the chunk.
+#[test]
+fn a_flush_that_cannot_record_its_send_does_not_send_it_again_past_the_window() {
+    let mut w = World::scripted(
+        super::fixture(),
+        plan(vec![(
+            "spool.save_claim",
+            "buffer/bat-fifo",
+            2,
+            Fault::Before,
+        )]),
+        &[(0, Some(1)), (1, Some(1))],
+    );
+    w.produce(2);
+    w.invoke(2);
+    w.tick(true);
+    w.clock.advance(60_000);
+    w.tick(true);
+    let (violations, tally) = super::finish(&mut w);
+    let trace = w.faults.trace().join("\n");
+    assert!(violations.is_empty(), "{violations:#?}\n\ntrace:\n{trace}");
+    assert!(trace.contains("fault"), "the fault fired:\n{trace}");
+    assert_eq!(tally.fifo_duplicates_outside_window, 0, "trace:\n{trace}");
+}
+
 /// A seed replays exactly: the same trace and the same queues, twice.
 #[test]
 fn a_seed_replays_exactly() {

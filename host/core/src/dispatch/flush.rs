@@ -367,7 +367,17 @@ impl Flusher<'_> {
             }
             if !got.is_empty() {
                 // What got out is recorded as out: never sent again.
-                self.spool.save_claim(self.lane, claim)?;
+                if let Err(e) = self.spool.save_claim(self.lane, claim) {
+                    // Once more, with the lease given up in the same write,
+                    // as a retry lane does: after a passing failure the next
+                    // tick resumes after the chunk instead of waiting out
+                    // the lease and sending it again past SQS's 5-minute
+                    // deduplication window.
+                    if self.spool.unlock(self.lane, claim).is_ok() {
+                        tracing::warn!(receiver = self.r.id(), window = %id, error = %e, "flush progress saved on a second try; the next tick resumes after it");
+                    }
+                    return Err(e);
+                }
             }
             if let Err(e) = result {
                 if e.kind != SinkErrorKind::Unavailable {
