@@ -367,9 +367,14 @@ fn a_redrive_that_fails_again_keeps_its_letter_on_a_fifo_dlq() {
 /// after the send and sends what changed again, as a backfill does; on a
 /// FIFO queue too, where the correction (same change, same sequence) must
 /// not be dropped as a duplicate of the redrive's own send.
+///
+/// For a batched receiver the redrive's older version waits in the buffer
+/// behind the stream's newer one, which a flush already sent: the
+/// correction (a replay, under the parked change's sequence) replaces it
+/// there.
 #[test]
 fn a_redrive_overtaken_by_the_stream_ends_on_the_newest_version() {
-    for queue_kind in ["standard", "fifo"] {
+    for queue_kind in ["standard", "fifo", "batched"] {
         redrive_race(queue_kind);
     }
 }
@@ -392,6 +397,10 @@ fn redrive_race(queue_kind: &str) {
     } else {
         "racy-dlq"
     });
+    let batched = queue_kind == "batched";
+    let spool = w.spool();
+    let spool_env = [("PRISM_SPOOL_TABLE", spool.as_str())];
+    let env: &[(&str, &str)] = if batched { &spool_env } else { &[] };
     let register = |config: &[&str]| {
         let mut args = vec![
             "plugin",
@@ -411,6 +420,9 @@ fn redrive_race(queue_kind: &str) {
         for c in config {
             args.extend(["--config", c]);
         }
+        if batched {
+            args.extend(["--batch-max-count", "100"]);
+        }
         w.prism(&args);
     };
     let version = |v: u64| {
@@ -420,31 +432,55 @@ fn redrive_race(queue_kind: &str) {
     };
     // Version 1 is rejected and parked; the team fixes its plugin.
     register(&["behaviour=reject", "only_key=P-00001"]);
+    let flush = || {
+        let t =
+            w.q.rt
+                .block_on(w.processor(env).tick(prism_core::dispatch::TickOptions {
+                    now_ms: prism_core::spool::now_ms(),
+                    force: true,
+                    break_leases: false,
+                }))
+                .unwrap();
+        assert_eq!(t.waiting, 0, "{t:?}");
+    };
     w.write(&[version(1)]);
-    w.invoke(&w.processor(&[]), &w.records());
+    w.invoke(&w.processor(env), &w.records());
+    if batched {
+        // Rejected when its window is formatted.
+        flush();
+    }
     assert_eq!(w.dead_letters(receiver), 1);
     register(&[]);
 
-    // The redrive's send is held until the stream has delivered version 2.
+    // The redrive's send (a batched receiver: its append to the buffer) is
+    // held until the stream has delivered version 2.
     let proxy = FaultProxy::start(&w.ep, 3);
-    proxy.set_rules(vec![Rule::always("SendMessageBatch", Fault::Hold)]);
+    proxy.set_rules(vec![if batched {
+        Rule::always("BatchWriteItem", Fault::Hold).on(&format!("buffer/{receiver}"))
+    } else {
+        Rule::always("SendMessageBatch", Fault::Hold)
+    }]);
+    let mut args = vec![
+        "dlq",
+        "redrive",
+        "--receiver",
+        receiver,
+        "--model-table",
+        &w.model,
+        "--table",
+        &w.table,
+        "--bucket",
+        &w.bucket,
+        "--endpoint-url",
+        &proxy.url,
+        "--region",
+        "us-east-1",
+    ];
+    if batched {
+        args.extend(["--spool-table", spool.as_str()]);
+    }
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_prism-under-test"))
-        .args([
-            "dlq",
-            "redrive",
-            "--receiver",
-            receiver,
-            "--model-table",
-            &w.model,
-            "--table",
-            &w.table,
-            "--bucket",
-            &w.bucket,
-            "--endpoint-url",
-            &proxy.url,
-            "--region",
-            "us-east-1",
-        ])
+        .args(&args)
         .env(
             "PRISM_CACHE_DIR",
             std::env::temp_dir().join("prism-e2e-cache"),
@@ -455,7 +491,7 @@ fn redrive_race(queue_kind: &str) {
         .spawn()
         .unwrap();
     let waited = Instant::now();
-    while proxy.calls().get("SendMessageBatch").copied().unwrap_or(0) == 0 {
+    while proxy.injected().get("delay").copied().unwrap_or(0) == 0 {
         assert!(
             waited.elapsed() < Duration::from_secs(300),
             "the redrive never sent"
@@ -466,11 +502,17 @@ fn redrive_race(queue_kind: &str) {
     let records = w.records();
     assert_eq!(records.len(), 1);
     // A fresh dispatcher: the fixed plugin.
-    w.invoke(&w.processor(&[]), &records);
+    w.invoke(&w.processor(env), &records);
+    if batched {
+        flush();
+    }
     proxy.release();
     let o = child.wait_with_output().unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
+    if batched {
+        flush();
+    }
     assert!(
         out.contains("1 sent again at a newer version the stream wrote meanwhile"),
         "{out}"
@@ -480,10 +522,14 @@ fn redrive_race(queue_kind: &str) {
             .iter()
             .map(|(b, _, _)| serde_json::from_str::<Value>(b).unwrap()["v"].clone())
             .collect();
-    assert_eq!(
-        versions,
-        [Value::from(2), Value::from(1), Value::from(2)],
-        "{queue_kind}: the stream's, the redrive's stale one, then the correction"
-    );
+    let expected = if batched {
+        // The stream's, then the buffer's, where the correction replaced
+        // the redrive's stale version.
+        vec![Value::from(2), Value::from(2)]
+    } else {
+        // The stream's, the redrive's stale one, then the correction.
+        vec![Value::from(2), Value::from(1), Value::from(2)]
+    };
+    assert_eq!(versions, expected, "{queue_kind}");
     assert_eq!(w.dead_letters(receiver), 0, "the letter is done with");
 }

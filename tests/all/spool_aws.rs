@@ -242,4 +242,93 @@ fn appending_an_entry_the_lane_holds_keeps_what_it_recorded() {
         "the messages that got out stay recorded"
     );
     assert_eq!(read[0].spooled_ms, 1);
+
+    // A replay (a redrive's correction: the newer version under the parked
+    // change's sequence) replaces it, and the lane still counts one.
+    let newer = prism_types::change::Change::new(
+        "P-1".into(),
+        prism_types::change::ChangeKind::Insert,
+        None,
+        Some(json!({"pk": "P-1", "v": 2})),
+        "100".into(),
+        0,
+    );
+    let replay = Spooled {
+        replay: true,
+        ..Spooled::new(&newer, 3)
+    };
+    let (replaced, read) = std::thread::scope(|t| {
+        t.spawn(|| (s.append(&lane, &[replay]).unwrap(), s.read(&lane).unwrap()))
+            .join()
+            .unwrap()
+    });
+    assert_eq!((replaced.added, replaced.info.count), (0, 1));
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].change["new"]["v"], 2, "{:?}", read[0].change);
+}
+
+/// Issue 28, item 10: an append writes its entries, then counts them in the
+/// lane's index. Dying between the two left entries no index listed: the
+/// stream's retry appended them again, found them there, added nothing,
+/// and the lane was never worked. Now the re-append counts the lane again.
+#[test]
+fn an_append_that_died_before_counting_its_entries_is_counted_by_the_retry() {
+    use prism_core::spool::{Lane, Spooled};
+    use prism_e2e::faults::{Fault, FaultProxy, Rule};
+    let Some(w) = World::new("spool-uncounted") else {
+        return;
+    };
+    let proxy = FaultProxy::start(&w.ep, 5);
+    let through_proxy = w.q.rt.block_on(async {
+        let config = prism_aws::sdk_config(&prism_aws::AwsTarget {
+            endpoint_url: Some(proxy.url.clone()),
+            region: Some("us-east-1".into()),
+        })
+        .await;
+        prism_aws::spool::DynamoSpool::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            w.spool(),
+            w.q.rt.handle().clone(),
+        )
+    });
+    let lane = Lane::Retry {
+        receiver: "imm".into(),
+        key: "P-1".into(),
+    };
+    let entries: Vec<Spooled> = (1..=2)
+        .map(|seq| {
+            let change = prism_types::change::Change::new(
+                "P-1".into(),
+                prism_types::change::ChangeKind::Insert,
+                None,
+                Some(json!({"pk": "P-1", "v": seq})),
+                format!("{seq}00"),
+                0,
+            );
+            Spooled::new(&change, 1)
+        })
+        .collect();
+    // The index's UpdateItem fails (the SDK's retries too): the entries are
+    // in, the index is not.
+    proxy.set_rules(vec![
+        Rule::always("UpdateItem", Fault::ServerError).on("#index"),
+    ]);
+    let first = std::thread::scope(|t| {
+        t.spawn(|| through_proxy.append(&lane, &entries))
+            .join()
+            .unwrap()
+    });
+    assert!(first.is_err(), "{first:?}");
+    assert_eq!(lanes(&w), 0, "entries in, the lane unlisted");
+
+    // The retry of the batch appends them again.
+    proxy.set_rules(vec![]);
+    let again = std::thread::scope(|t| {
+        t.spawn(|| through_proxy.append(&lane, &entries).unwrap())
+            .join()
+            .unwrap()
+    });
+    assert_eq!(again.added, 0);
+    assert_eq!(again.info.count, 2, "counted again");
+    assert_eq!(lanes(&w), 1, "listed, so the tick works it");
 }

@@ -62,6 +62,18 @@ impl Spool for Flaky {
         self.step("read")?;
         self.inner.read(lane)
     }
+    fn handled(
+        &self,
+        lane: &Lane,
+        sequences: &[String],
+    ) -> Result<std::collections::HashSet<String>, SpoolError> {
+        self.step("handled")?;
+        self.inner.handled(lane, sequences)
+    }
+    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+        self.step("mark_handled")?;
+        self.inner.mark_handled(lane, sequences)
+    }
     fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
         self.step("remove")?;
         self.inner.remove(lane, sequences)

@@ -293,6 +293,48 @@ impl DynamoSpool {
         Ok(out)
     }
 
+    /// The item that stores `e` in lane `name`, its change as `text`.
+    fn entry_item(&self, name: &str, e: &Spooled, text: String) -> Item {
+        let mut item = key(name, &padded(&e.sequence));
+        item.insert("change".into(), s(text));
+        item.insert("spooled_ms".into(), n(e.spooled_ms));
+        item.insert("bytes".into(), n(e.bytes));
+        if !e.sent.is_empty() {
+            let sent = serde_json::to_string(&e.sent).expect("a list serializes");
+            item.insert("sent".into(), s(sent));
+        }
+        item
+    }
+
+    /// Set the lane's index from its entries (it undercounted them).
+    async fn recount(&self, lane: &Lane) -> Result<Appended, String> {
+        let name = lane.to_string();
+        let left = self.entries(lane).await?;
+        tracing::warn!(lane = %name, entries = left.len(), "spool index undercounted a lane (an append that died before counting it); counted again");
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(INDEX, &name)))
+            .update_expression("SET #c = :c, bytes = :b, oldest_ms = :o ADD version :one")
+            .expression_attribute_names("#c", "count")
+            .expression_attribute_values(":c", n(left.len()))
+            .expression_attribute_values(":b", n(left.iter().map(|e| e.bytes).sum::<u64>()))
+            .expression_attribute_values(
+                ":o",
+                n(left.iter().map(|e| e.spooled_ms).min().unwrap_or(0)),
+            )
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| format!("UpdateItem (index): {}", super::sdk_error(&e)))?;
+        Ok(Appended {
+            added: 0,
+            info: lane_info(&out.attributes.unwrap_or_default()),
+        })
+    }
+
     async fn write_claim(&self, lane: &Lane, claim: &Claim, unlock: bool) -> Result<(), String> {
         let mut u = self
             .client
@@ -372,16 +414,51 @@ impl Spool for DynamoSpool {
                     }
                     _ => None,
                 };
+                // A replay is written whatever the lane holds or handled:
+                // it replaces an entry under its sequence (`Spool::append`).
                 let fresh: Vec<&Spooled> = entries
                     .iter()
-                    .filter(|e| !held.contains(&padded(&e.sequence)))
-                    .filter(|e| e.replay || !done.contains(&padded(&e.sequence)))
                     .filter(|e| {
-                        e.replay || high.as_ref().is_none_or(|h| padded(&e.sequence) > *h)
+                        e.replay
+                            || (!held.contains(&padded(&e.sequence))
+                                && !done.contains(&padded(&e.sequence))
+                                && high.as_ref().is_none_or(|h| padded(&e.sequence) > *h))
                     })
+                    .collect();
+                let replaced = fresh
+                    .iter()
+                    .filter(|e| held.contains(&padded(&e.sequence)))
+                    .count();
+                if replaced > 0 {
+                    let mut texts = Vec::with_capacity(replaced);
+                    let replacing: Vec<&&Spooled> = fresh
+                        .iter()
+                        .filter(|e| held.contains(&padded(&e.sequence)))
+                        .collect();
+                    for e in &replacing {
+                        texts.push(self.stored(&e.change).await?);
+                    }
+                    let requests = replacing
+                        .iter()
+                        .zip(texts)
+                        .map(|(e, text)| put(self.entry_item(&name, e, text)))
+                        .collect();
+                    batch_write(&self.client, &self.table, requests).await?;
+                }
+                let fresh: Vec<&Spooled> = fresh
+                    .into_iter()
+                    .filter(|e| !held.contains(&padded(&e.sequence)))
                     .collect();
                 if fresh.is_empty() {
                     let a = self.index_item(&name).await?.unwrap_or_default();
+                    let listed = num(&a, "count");
+                    if listed < held.len() as u64 {
+                        // The entries went in and the index was not counted
+                        // (the entries are written first; a process died or
+                        // the call failed between the two). Unlisted, the lane
+                        // would never be worked: count it again.
+                        return self.recount(lane).await;
+                    }
                     return Ok(Appended {
                         added: 0,
                         info: lane_info(&a),
@@ -394,17 +471,7 @@ impl Spool for DynamoSpool {
                 let requests = fresh
                     .iter()
                     .zip(texts)
-                    .map(|(e, text)| {
-                        let mut item = key(&name, &padded(&e.sequence));
-                        item.insert("change".into(), s(text));
-                        item.insert("spooled_ms".into(), n(e.spooled_ms));
-                        item.insert("bytes".into(), n(e.bytes));
-                        if !e.sent.is_empty() {
-                            let sent = serde_json::to_string(&e.sent).expect("a list serializes");
-                            item.insert("sent".into(), s(sent));
-                        }
-                        put(item)
-                    })
+                    .map(|(e, text)| put(self.entry_item(&name, e, text)))
                     .collect();
                 batch_write(&self.client, &self.table, requests).await?;
                 let oldest = fresh.iter().map(|e| e.spooled_ms).min().unwrap_or(0);
@@ -435,6 +502,51 @@ impl Spool for DynamoSpool {
                 })
             })
             .map_err(|e: String| self.err(lane, e))
+    }
+
+    fn handled(
+        &self,
+        lane: &Lane,
+        sequences: &[String],
+    ) -> Result<std::collections::HashSet<String>, SpoolError> {
+        if sequences.is_empty() {
+            return Ok(Default::default());
+        }
+        let done_lane = format!("{DONE_PREFIX}{lane}");
+        self.handle
+            .block_on(async {
+                let keys = sequences
+                    .iter()
+                    .map(|q| key(&done_lane, &padded(q)))
+                    .collect();
+                let now_s = now_ms() / 1000;
+                Ok(batch_get(&self.client, &self.table, keys)
+                    .await?
+                    .iter()
+                    .filter(|m| num(m, EXPIRES_AT) > now_s)
+                    .filter_map(|m| text(m, KEY_ENTRY).map(unpadded))
+                    .collect())
+            })
+            .map_err(|e: String| self.err(lane, e))
+    }
+
+    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+        if sequences.is_empty() {
+            return Ok(());
+        }
+        let done_lane = format!("{DONE_PREFIX}{lane}");
+        let expires = (now_ms() + DONE_MS) / 1000;
+        let requests = sequences
+            .iter()
+            .map(|q| {
+                let mut mark = key(&done_lane, &padded(q));
+                mark.insert(EXPIRES_AT.into(), n(expires));
+                put(mark)
+            })
+            .collect();
+        self.handle
+            .block_on(batch_write(&self.client, &self.table, requests))
+            .map_err(|e| self.err(lane, e))
     }
 
     fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError> {

@@ -240,6 +240,20 @@ impl Spool for SimSpool {
     fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
         self.call("spool.remove", lane, || self.inner.remove(lane, sequences))
     }
+    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+        self.call("spool.mark_handled", lane, || {
+            self.inner.mark_handled(lane, sequences)
+        })
+    }
+    fn handled(
+        &self,
+        lane: &Lane,
+        sequences: &[String],
+    ) -> Result<std::collections::HashSet<String>, SpoolError> {
+        self.call("spool.handled", lane, || {
+            self.inner.handled(lane, sequences)
+        })
+    }
     fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, SpoolError> {
         let any = Lane::Buffer {
             receiver: "*".into(),

@@ -134,6 +134,16 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         dedup: true,
         config: &[("behaviour", "reject"), ("only_key", "P-1")],
     },
+    // A plugin that traps on one product (a panic): parked as a trap, and
+    // the breaker may quarantine the receiver.
+    SimReceiver {
+        id: "trap-fifo",
+        batch: false,
+        fifo: true,
+        echo: Echo::Sequence,
+        dedup: true,
+        config: &[("behaviour", "panic"), ("only_key", "P-2")],
+    },
 ];
 
 /// The fixture, loaded once for every test of the simulation.

@@ -59,6 +59,29 @@ impl Context<'_> {
             Some(info) if info.count > 0 => Buffer::Holding(*info),
             _ => Buffer::Empty,
         });
+        // Windows cut here (the buffer empty, at the start or once a flush
+        // in the run emptied it) go out past the buffer's memory of what it
+        // handled: a stream batch retried whole must not send again what a
+        // flush of the buffer, or a window cut in an earlier try, delivered
+        // or parked (an older change after a newer one). Unreadable, every
+        // change goes to the buffer, whose append leaves those out.
+        let mut handled = std::collections::HashSet::new();
+        if let Some(l) = self.lanes
+            && l.cut_windows
+            && !l.replay
+        {
+            let lane = Lane::Buffer {
+                receiver: r.id().to_owned(),
+            };
+            let sequences: Vec<String> = self.changes.iter().map(|c| c.sequence.clone()).collect();
+            match l.spool.handled(&lane, &sequences) {
+                Ok(h) => handled = h,
+                Err(e) => {
+                    tracing::warn!(receiver = r.id(), error = %e, "could not read what the buffer handled; this run appends to it");
+                    buffer = Some(Buffer::Holding(LaneInfo::default()));
+                }
+            }
+        }
         // Set when changes could not be delivered or buffered: from then on
         // every change of this receiver is held (a retry of the record).
         let mut holding = false;
@@ -67,6 +90,10 @@ impl Context<'_> {
         let mut warm: Warm = None;
         for i in 0..self.changes.len() {
             if !self.should_run(r, i, &mut st) {
+                continue;
+            }
+            if handled.contains(&self.changes[i].sequence) {
+                st.already_handled += 1;
                 continue;
             }
             if holding {
@@ -219,6 +246,20 @@ impl Context<'_> {
         };
         let (handled, msgs) = self.flush_window(r, st, &window);
         if handled {
+            // Remembered as the buffer's flushes are: a retry of this batch
+            // (cut differently, its ledger lost) leaves them out instead of
+            // sending an older change after a newer one. Best effort: a
+            // retry without it sends the window again (copies).
+            let lane = Lane::Buffer {
+                receiver: r.id().to_owned(),
+            };
+            let sequences: Vec<String> = window
+                .iter()
+                .map(|&i| self.changes[i].sequence.clone())
+                .collect();
+            if let Err(e) = l.spool.mark_handled(&lane, &sequences) {
+                tracing::warn!(receiver = r.id(), error = %e, "could not remember a window cut in the run as handled; a retry may send it again");
+            }
             return;
         }
         // Held by `flush_window`: buffer it instead.

@@ -147,9 +147,17 @@ impl Spool for LocalSpool {
                 {
                     continue;
                 }
-                if let std::collections::btree_map::Entry::Vacant(v) = l.entry(key) {
-                    v.insert(e.clone());
-                    added += 1;
+                match l.entry(key) {
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(e.clone());
+                        added += 1;
+                    }
+                    // A replay's version replaces what waits under its
+                    // sequence (see `Spool::append`).
+                    std::collections::btree_map::Entry::Occupied(mut o) if e.replay => {
+                        o.insert(e.clone());
+                    }
+                    std::collections::btree_map::Entry::Occupied(_) => {}
                 }
             }
             let info = info(l);
@@ -157,6 +165,33 @@ impl Spool for LocalSpool {
                 s.lanes.remove(&name);
             }
             Appended { added, info }
+        })
+    }
+
+    fn handled(
+        &self,
+        lane: &Lane,
+        sequences: &[String],
+    ) -> Result<std::collections::HashSet<String>, SpoolError> {
+        let now = super::now_ms();
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(done) = s.done.get(&lane.to_string()) else {
+            return Ok(Default::default());
+        };
+        Ok(sequences
+            .iter()
+            .filter(|q| done.get(&padded(q)).is_some_and(|&until| until > now))
+            .cloned()
+            .collect())
+    }
+
+    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+        let until = super::now_ms() + super::DONE_MS;
+        self.with(lane, |s| {
+            let done = s.done.entry(lane.to_string()).or_default();
+            for q in sequences {
+                done.insert(padded(q), until);
+            }
         })
     }
 
@@ -293,6 +328,40 @@ mod tests {
         s.append(&buffer(), &[entry("9", 1)]).unwrap();
         s.remove(&buffer(), &["9".into()]).unwrap();
         assert_eq!(s.append(&buffer(), &[entry("7", 2)]).unwrap().added, 1);
+    }
+
+    /// A redrive's correction carries the product's newer version under
+    /// the parked change's sequence: it replaces the older one waiting in
+    /// the buffer, where a stream retry's re-append leaves it as it was.
+    #[test]
+    fn a_replay_replaces_what_waits_under_its_sequence() {
+        let s = LocalSpool::memory();
+        let version = |v: u64, replay: bool| Spooled {
+            change: json!({"sequence": "7", "v": v}),
+            replay,
+            ..entry("7", 1)
+        };
+        s.append(&buffer(), &[version(1, true)]).unwrap();
+        assert_eq!(s.append(&buffer(), &[version(2, false)]).unwrap().added, 0);
+        assert_eq!(s.read(&buffer()).unwrap()[0].change["v"], 1);
+        let a = s.append(&buffer(), &[version(2, true)]).unwrap();
+        assert_eq!((a.added, a.info.count), (0, 1));
+        assert_eq!(s.read(&buffer()).unwrap()[0].change["v"], 2);
+    }
+
+    /// A window cut in a stream batch went out past the buffer: marked
+    /// handled, a retry of the batch finds it so, and the buffer will not
+    /// take it again either.
+    #[test]
+    fn what_is_marked_handled_is_found_handled_and_not_taken_again() {
+        let s = LocalSpool::memory();
+        let seqs = |v: &[&str]| v.iter().map(|q| q.to_string()).collect::<Vec<_>>();
+        assert!(s.handled(&buffer(), &seqs(&["7", "8"])).unwrap().is_empty());
+        s.mark_handled(&buffer(), &seqs(&["7", "8"])).unwrap();
+        let h = s.handled(&buffer(), &seqs(&["7", "8", "9"])).unwrap();
+        assert_eq!(h, ["7", "8"].map(String::from).into_iter().collect());
+        assert_eq!(s.append(&buffer(), &[entry("8", 1)]).unwrap().added, 0);
+        assert!(s.lanes().unwrap().is_empty(), "marks are no lane");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 
 mod local;
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -211,7 +212,10 @@ pub const LEASE_MS: u64 = 15 * 60 * 1000;
 /// A spool store. Every method is blocking.
 pub trait Spool: Send + Sync {
     /// Add entries to a lane. Appending an entry the lane already has (same
-    /// sequence) is harmless, and one the lane removed (handled) within
+    /// sequence) is harmless (what it recorded stays), unless it is a
+    /// [`Spooled::replay`]: a replay replaces it, as a redrive's correction
+    /// carries the product's newer version under the parked change's
+    /// sequence. One the lane removed (handled) within
     /// [`DONE_MS`] is not added again, unless it is a [`Spooled::replay`]:
     /// a stream batch retried after a crash cannot put a flushed or
     /// delivered change back, but a redrive can. Nor, in a retry lane (one
@@ -223,6 +227,14 @@ pub trait Spool: Send + Sync {
     fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError>;
     /// Every entry of a lane, in sequence order.
     fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError>;
+    /// Which of `sequences` the lane removed as handled within [`DONE_MS`]
+    /// (delivered or parked): a stream batch retried whole must not send
+    /// them again in windows it cuts itself, past the buffer.
+    fn handled(&self, lane: &Lane, sequences: &[String]) -> Result<HashSet<String>, SpoolError>;
+    /// Remember `sequences` as handled for [`DONE_MS`], as [`Self::remove`]
+    /// does, though the lane never held them: a window cut in a stream
+    /// batch went out (or was parked) past the buffer.
+    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError>;
     /// Remove entries (by sequence) as handled, remembering them for
     /// [`DONE_MS`]; a lane left empty disappears from [`Self::lanes`].
     fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError>;
