@@ -93,38 +93,51 @@ pub(crate) fn receiver(
         // delivered before: SQS (standard always, FIFO after its 5-minute
         // window) may carry a copy of an older message after a newer one;
         // consumers tell copies by their `prism-sequence` (tallied above).
+        // That first delivery must be the newest change, or the newest must
+        // reach the receiver again after it: a retry after a crash re-sends
+        // the rest of its batch in order, so a change the crashed attempt
+        // suppressed goes out first and the newest (a copy) after it.
         let mut first_seen = BTreeSet::new();
-        let firsts: Vec<&super::backends::Accepted> = q
+        let ours: Vec<(usize, bool)> = q
             .messages
             .iter()
-            .filter(|m| first_seen.insert(seq_of(m)))
+            .enumerate()
+            .filter(|(_, m)| message_key(m) == key)
+            .map(|(i, m)| (i, first_seen.insert(seq_of(m))))
             .collect();
-        let last = firsts.into_iter().rev().find(|m| message_key(m) == key);
-        match r.echo {
-            Echo::Sequence => {
-                let last_seq = last.map(seq_of);
-                if last_seq.as_deref() != Some(newest.sequence.as_str()) {
-                    bad.push(format!(
-                        "{}: {key}'s last message is sequence {last_seq:?}, not its newest change {}",
-                        r.id, newest.sequence
-                    ));
-                }
-            }
+        let last_first = ours.iter().rev().find(|(_, first)| *first).map(|&(i, _)| i);
+        let is_newest = |m: &super::backends::Accepted| match r.echo {
+            Echo::Sequence => seq_of(m) == newest.sequence,
             Echo::Image => {
-                // What the newest change's output is: the receiver must end
-                // with it, whether sent for it or (dedup) for an earlier one.
-                let want = newest.v;
-                let have = last.and_then(|m| {
-                    serde_json::from_str::<Value>(&m.body)
+                serde_json::from_str::<Value>(&m.body)
+                    .ok()
+                    .map(|b| b["v"].as_u64())
+                    == Some(newest.v)
+            }
+        };
+        let ok = last_first.is_some_and(|p| {
+            ours.iter()
+                .filter(|&&(i, _)| i >= p)
+                .any(|&(i, _)| is_newest(&q.messages[i]))
+        });
+        if !ok {
+            let last = last_first.map(|p| &q.messages[p]);
+            match r.echo {
+                Echo::Sequence => bad.push(format!(
+                    "{}: {key}'s last message is sequence {:?}, not its newest change {}",
+                    r.id,
+                    last.map(seq_of),
+                    newest.sequence
+                )),
+                Echo::Image => bad.push(format!(
+                    "{}: {key} ends on v {:?}, but its newest change (sequence {}) has v {:?}",
+                    r.id,
+                    last.and_then(|m| serde_json::from_str::<Value>(&m.body)
                         .ok()
-                        .map(|b| b["v"].as_u64())
-                });
-                if have != Some(want) {
-                    bad.push(format!(
-                        "{}: {key} ends on v {have:?}, but its newest change (sequence {}) has v {want:?}",
-                        r.id, newest.sequence
-                    ));
-                }
+                        .map(|b| b["v"].as_u64())),
+                    newest.sequence,
+                    newest.v
+                )),
             }
         }
     }

@@ -134,15 +134,15 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         dedup: true,
         config: &[("behaviour", "reject"), ("only_key", "P-1")],
     },
-    // A plugin that traps on one product (a panic): parked as a trap, and
-    // the breaker may quarantine the receiver.
+    // A plugin that asks for a retry on one product, in batch windows: its
+    // window waits in the buffer, tried again until the retries run out.
     SimReceiver {
-        id: "trap-fifo",
-        batch: false,
-        fifo: true,
+        id: "retry-bat",
+        batch: true,
+        fifo: false,
         echo: Echo::Sequence,
         dedup: true,
-        config: &[("behaviour", "panic"), ("only_key", "P-2")],
+        config: &[("behaviour", "retry"), ("only_key", "P-0")],
     },
 ];
 

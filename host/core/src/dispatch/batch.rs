@@ -66,18 +66,16 @@ impl Context<'_> {
         // or parked (an older change after a newer one). Unreadable, every
         // change goes to the buffer, whose append leaves those out.
         let mut handled = std::collections::HashSet::new();
+        // Whether windows may be cut here at all: not without that memory.
+        let mut may_cut = true;
         if let Some(l) = self.lanes
             && l.cut_windows
             && !l.replay
         {
-            let lane = Lane::Buffer {
-                receiver: r.id().to_owned(),
-            };
-            let sequences: Vec<String> = self.changes.iter().map(|c| c.sequence.clone()).collect();
-            match l.spool.handled(&lane, &sequences) {
-                Ok(h) => handled = h,
-                Err(e) => {
-                    tracing::warn!(receiver = r.id(), error = %e, "could not read what the buffer handled; this run appends to it");
+            match self.handled(r, l) {
+                Some(h) => handled = h,
+                None => {
+                    may_cut = false;
                     buffer = Some(Buffer::Holding(LaneInfo::default()));
                 }
             }
@@ -152,7 +150,26 @@ impl Context<'_> {
                         if full && !flush_failed && l.cut_windows {
                             // A full window: append, flush, and look again.
                             match self.buffer(r, l, &mut st, std::mem::take(&mut behind)) {
-                                Some(left) if left.count == 0 => buffer = Some(Buffer::Empty),
+                                Some(left) if left.count == 0 && may_cut => {
+                                    // The flush handled some of this run's
+                                    // changes: read again what to leave out.
+                                    match self.handled(r, l) {
+                                        Some(h) => {
+                                            handled = h;
+                                            buffer = Some(Buffer::Empty);
+                                        }
+                                        None => {
+                                            may_cut = false;
+                                            buffer = Some(Buffer::Holding(left));
+                                        }
+                                    }
+                                }
+                                // Emptied, but what the buffer handled is
+                                // unknown here: go on appending (its append
+                                // leaves the handled out).
+                                Some(left) if left.count == 0 => {
+                                    buffer = Some(Buffer::Holding(left))
+                                }
                                 Some(left) => {
                                     // Not emptied (busy, or the destination
                                     // failed): the rest waits for the end of
@@ -223,6 +240,25 @@ impl Context<'_> {
             None => {}
         }
         st
+    }
+
+    /// Which of the run's changes the receiver's buffer handled (see
+    /// [`crate::spool::Spool::handled`]); `None` when that cannot be read.
+    fn handled(
+        &self,
+        r: &ActiveReceiver,
+        l: &super::Lanes<'_>,
+    ) -> Option<std::collections::HashSet<String>> {
+        let lane = Lane::Buffer {
+            receiver: r.id().to_owned(),
+        };
+        let sequences: Vec<String> = self.changes.iter().map(|c| c.sequence.clone()).collect();
+        l.spool
+            .handled(&lane, &sequences)
+            .inspect_err(|e| {
+                tracing::warn!(receiver = r.id(), error = %e, "could not read what the buffer handled; this run appends to it");
+            })
+            .ok()
     }
 
     /// A full window cut in the run: format and deliver it. With a spool, a

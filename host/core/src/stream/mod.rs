@@ -26,7 +26,7 @@ mod outcome;
 mod records;
 mod routing;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -85,6 +85,12 @@ pub enum StreamError {
     /// Nothing was run; Lambda retries the batch (the tick tries again).
     #[error("output dedup state unreadable, nothing delivered: {0}")]
     OutputsUnreadable(#[from] crate::outputs::OutputsError),
+    /// The retry ledger could not be read: handled as new, the batch could
+    /// send a change the last attempt suppressed (or parked) after the
+    /// product's newer one that attempt delivered. Nothing was run; Lambda
+    /// retries the batch.
+    #[error("retry ledger unreadable, nothing delivered: {0}")]
+    LedgerUnreadable(#[from] LedgerError),
 }
 
 /// Everything a warm dispatcher keeps between batches.
@@ -207,10 +213,12 @@ impl StreamProcessor {
         let prior = match self.ledger.lookup(&ids).await {
             Ok(p) => ledger::trusted_prefix(&ids, p),
             Err(e) => {
-                // Without the ledger a retry may repeat work (FIFO queues
-                // still drop the duplicates); stopping the shard would be worse.
-                tracing::error!(error = %e, "retry ledger unreadable; handling the batch as new");
-                HashMap::new()
+                // As new, a retry would run again what an attempt that died
+                // after delivering suppressed or parked, and send it after
+                // the newer change that attempt delivered (found by the
+                // simulation): the batch waits for the ledger instead.
+                tracing::error!(error = %e, "retry ledger unreadable; nothing delivered, the batch is tried again");
+                return Err(e.into());
             }
         };
         let (destinations, broken) = destinations(&set, self.unreadable_queue.as_deref());
