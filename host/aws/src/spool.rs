@@ -416,7 +416,7 @@ impl Spool for DynamoSpool {
                 };
                 // A replay is written whatever the lane holds or handled:
                 // it replaces an entry under its sequence (`Spool::append`).
-                let fresh: Vec<&Spooled> = entries
+                let writes: Vec<&Spooled> = entries
                     .iter()
                     .filter(|e| {
                         e.replay
@@ -425,27 +425,20 @@ impl Spool for DynamoSpool {
                                 && high.as_ref().is_none_or(|h| padded(&e.sequence) > *h))
                     })
                     .collect();
-                let replaced = fresh
-                    .iter()
-                    .filter(|e| held.contains(&padded(&e.sequence)))
-                    .count();
-                if replaced > 0 {
-                    let mut texts = Vec::with_capacity(replaced);
-                    let replacing: Vec<&&Spooled> = fresh
-                        .iter()
-                        .filter(|e| held.contains(&padded(&e.sequence)))
-                        .collect();
-                    for e in &replacing {
+                if !writes.is_empty() {
+                    let mut texts = Vec::with_capacity(writes.len());
+                    for e in &writes {
                         texts.push(self.stored(&e.change).await?);
                     }
-                    let requests = replacing
+                    let requests = writes
                         .iter()
                         .zip(texts)
                         .map(|(e, text)| put(self.entry_item(&name, e, text)))
                         .collect();
                     batch_write(&self.client, &self.table, requests).await?;
                 }
-                let fresh: Vec<&Spooled> = fresh
+                // What the lane did not hold is counted in its index.
+                let fresh: Vec<&Spooled> = writes
                     .into_iter()
                     .filter(|e| !held.contains(&padded(&e.sequence)))
                     .collect();
@@ -464,16 +457,6 @@ impl Spool for DynamoSpool {
                         info: lane_info(&a),
                     });
                 }
-                let mut texts = Vec::with_capacity(fresh.len());
-                for e in &fresh {
-                    texts.push(self.stored(&e.change).await?);
-                }
-                let requests = fresh
-                    .iter()
-                    .zip(texts)
-                    .map(|(e, text)| put(self.entry_item(&name, e, text)))
-                    .collect();
-                batch_write(&self.client, &self.table, requests).await?;
                 let oldest = fresh.iter().map(|e| e.spooled_ms).min().unwrap_or(0);
                 let out = self
                     .client
