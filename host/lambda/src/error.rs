@@ -35,6 +35,7 @@ impl InvokeError {
             InvokeError::Stream(StreamError::SpoolUnreadable(_)) => "prism.SpoolUnreadable",
             InvokeError::Stream(StreamError::OutputsUnreadable(_)) => "prism.OutputsUnreadable",
             InvokeError::Stream(StreamError::LedgerUnreadable(_)) => "prism.LedgerUnreadable",
+            InvokeError::Stream(StreamError::OutputsUnwritable(_)) => "prism.OutputsUnwritable",
             InvokeError::Spool(_) => "prism.Spool",
             InvokeError::Mapper(_) => "prism.Mapper",
             InvokeError::Backfill(_) => "prism.Backfill",

@@ -39,14 +39,14 @@ pub(crate) fn receiver(
     tally.fifo_dropped_in_window += q.dropped;
     // Which change each message is: the body's sequence for an echo of
     // sequences (windows hold one message per change), the envelope's for
-    // an echo of images.
+    // an echo of transitions.
     let seq_of = |m: &super::backends::Accepted| -> String {
         match r.echo {
             Echo::Sequence => serde_json::from_str::<Value>(&m.body)
                 .ok()
                 .and_then(|b| b["sequence"].as_str().map(str::to_owned))
                 .unwrap_or_default(),
-            Echo::Image => m.sequence.clone(),
+            Echo::Image | Echo::Transition => m.sequence.clone(),
         }
     };
     let delivered: Vec<String> = q.messages.iter().map(seq_of).collect();
@@ -64,10 +64,11 @@ pub(crate) fn receiver(
         tally.standard_duplicates += dups;
     }
 
-    // Nothing lost: every change is delivered or parked (an image echo may
-    // also be suppressed by dedup: checked below by the end state).
+    // Nothing lost: every change is delivered or parked (an echo of images
+    // or transitions may also be suppressed by dedup: checked below by the
+    // end state).
     for w in written {
-        if r.echo == Echo::Image {
+        if r.echo != Echo::Sequence {
             continue;
         }
         if !got.contains(w.sequence.as_str()) && !parked.contains(w.sequence.as_str()) {
@@ -108,12 +109,8 @@ pub(crate) fn receiver(
         let last_first = ours.iter().rev().find(|(_, first)| *first).map(|&(i, _)| i);
         let is_newest = |m: &super::backends::Accepted| match r.echo {
             Echo::Sequence => seq_of(m) == newest.sequence,
-            Echo::Image => {
-                serde_json::from_str::<Value>(&m.body)
-                    .ok()
-                    .map(|b| b["v"].as_u64())
-                    == Some(newest.v)
-            }
+            Echo::Image => transition(m).map(|t| t.1) == Some(newest.v),
+            Echo::Transition => transition(m) == Some((newest.from, newest.v)),
         };
         let ok = last_first.is_some_and(|p| {
             ours.iter()
@@ -132,11 +129,16 @@ pub(crate) fn receiver(
                 Echo::Image => bad.push(format!(
                     "{}: {key} ends on v {:?}, but its newest change (sequence {}) has v {:?}",
                     r.id,
-                    last.and_then(|m| serde_json::from_str::<Value>(&m.body)
-                        .ok()
-                        .map(|b| b["v"].as_u64())),
+                    last.and_then(transition).map(|t| t.1),
                     newest.sequence,
                     newest.v
+                )),
+                Echo::Transition => bad.push(format!(
+                    "{}: {key} ends on (from, v) {:?}, but its newest change (sequence {}) is {:?}",
+                    r.id,
+                    last.and_then(transition),
+                    newest.sequence,
+                    (newest.from, newest.v)
                 )),
             }
         }
@@ -151,4 +153,11 @@ fn message_key(m: &super::backends::Accepted) -> String {
         .ok()
         .and_then(|b| b["key"].as_str().map(str::to_owned))
         .unwrap_or_else(|| m.key.clone())
+}
+
+/// An image or transition echo's (old `v`, new `v`) (an image echo has no
+/// old `v`).
+fn transition(m: &super::backends::Accepted) -> Option<(Option<u64>, Option<u64>)> {
+    let b = serde_json::from_str::<Value>(&m.body).ok()?;
+    Some((b["from"].as_u64(), b["v"].as_u64()))
 }

@@ -44,6 +44,10 @@ pub(crate) enum Echo {
     /// Key and `v`: changes that leave `v` alone give the same output
     /// (output dedup suppresses them).
     Image,
+    /// Key, the old image's `v` and the new one's: an output that depends
+    /// on where the product came from (a product back at an earlier image
+    /// is dedup's ABA).
+    Transition,
 }
 
 /// One receiver of the simulation.
@@ -70,13 +74,16 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         dedup: false,
         config: &[],
     },
+    // Output dedup with outputs that depend on the old image too: after
+    // lost state writes, a product back at an earlier image must not be
+    // suppressed as the same as what the receiver got before.
     SimReceiver {
         id: "imm",
         batch: false,
         fifo: false,
-        echo: Echo::Sequence,
+        echo: Echo::Transition,
         dedup: true,
-        config: &[],
+        config: &[("echo", "transition")],
     },
     SimReceiver {
         id: "imm-fifo",

@@ -225,3 +225,41 @@ fn a_partly_written_ledger_does_not_send_an_older_change_last() {
     }
     assert_kept(&mut w);
 }
+
+/// Issue 28, item 10 (dedup ABA): `imm` outputs where a product
+/// came from and where it went. P-0 goes A → B → back to A byte for byte →
+/// C; the dedup state writes after B and after the return to A are lost.
+/// The state used to stay at (A, "1 to 1"): the change A → C, "1 to 1"
+/// again, was suppressed as what the receiver had, though it held "2 to
+/// 1". Now a batch whose state cannot be written is tried again whole, and
+/// the retry records it.
+#[test]
+fn a_lost_dedup_state_write_does_not_suppress_a_product_back_at_an_earlier_image() {
+    let a = Some((1, 1));
+    let mut w = World::scripted_images(
+        super::fixture(),
+        plan(vec![
+            ("outputs.write", "", 3, Fault::Before),
+            ("outputs.write", "", 4, Fault::Before),
+        ]),
+        &[
+            (0, Some((1, 0))),
+            (0, a),
+            (0, Some((2, 2))),
+            (0, a),
+            (0, Some((1, 4))),
+        ],
+    );
+    for _ in 0..5 {
+        w.produce(1);
+        w.invoke(1);
+    }
+    let (violations, _) = super::finish(&mut w);
+    let trace = w.faults.trace().join("\n");
+    assert!(violations.is_empty(), "{violations:#?}\n\ntrace:\n{trace}");
+    assert_eq!(
+        trace.matches("fault scripted").count(),
+        2,
+        "both faults fired:\n{trace}"
+    );
+}

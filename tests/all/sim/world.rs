@@ -40,6 +40,36 @@ pub(crate) struct Written {
     pub(crate) sequence: String,
     /// The new image's `v` (`None`: a remove).
     pub(crate) v: Option<u64>,
+    /// The old image's `v` (`None`: an insert).
+    pub(crate) from: Option<u64>,
+}
+
+/// Writes a stream of changes and what each was.
+#[derive(Default)]
+struct Writer {
+    stream: StreamWriter,
+    written: Vec<Written>,
+}
+
+impl Writer {
+    fn push(&mut self, key: &str, old: Option<&Value>, new: Option<&Value>) {
+        self.stream.push(key, old, new);
+        let record = self.stream.records().last().unwrap();
+        let v = |i: Option<&Value>| i.and_then(|i| i["v"].as_u64());
+        self.written.push(Written {
+            key: key.to_owned(),
+            sequence: record["dynamodb"]["SequenceNumber"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            v: v(new),
+            from: v(old),
+        });
+    }
+
+    fn done(self) -> (Vec<Value>, Vec<Written>) {
+        (self.stream.records().to_vec(), self.written)
+    }
 }
 
 /// What a schedule reached, for the coverage table.
@@ -137,23 +167,27 @@ impl<'f> World<'f> {
         plan: FaultPlan,
         changes: &[(usize, Option<u64>)],
     ) -> Self {
-        let mut w = StreamWriter::new();
-        let mut written = Vec::new();
+        let images: Vec<_> = changes
+            .iter()
+            .enumerate()
+            .map(|(n, &(p, v))| (p, v.map(|v| (v, n as u64))))
+            .collect();
+        Self::scripted_images(fixture, plan, &images)
+    }
+
+    /// [`Self::scripted`] with each new image's (`v`, noise) given: the
+    /// same pair twice is the same image byte for byte.
+    pub(crate) fn scripted_images(
+        fixture: &'f Fixture,
+        plan: FaultPlan,
+        changes: &[(usize, Option<(u64, u64)>)],
+    ) -> Self {
+        let mut w = Writer::default();
         let mut current: BTreeMap<usize, Value> = BTreeMap::new();
-        for (n, &(p, v)) in changes.iter().enumerate() {
+        for &(p, image) in changes {
             let key = format!("P-{p}");
-            let old = current.get(&p).cloned();
-            let new = v.map(|v| json!({"pk": key, "v": v, "noise": n}));
-            w.push(&key, old.as_ref(), new.as_ref());
-            let record = w.records().last().unwrap();
-            written.push(Written {
-                key: key.clone(),
-                sequence: record["dynamodb"]["SequenceNumber"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-                v,
-            });
+            let new = image.map(|(v, noise)| json!({"pk": key, "v": v, "noise": noise}));
+            w.push(&key, current.get(&p), new.as_ref());
             match new {
                 Some(n) => current.insert(p, n),
                 None => current.remove(&p),
@@ -164,12 +198,7 @@ impl<'f> World<'f> {
             max_changes: changes.len(),
             plan,
         };
-        let world = Self::with_stream(
-            fixture,
-            &opts,
-            fastrand::Rng::with_seed(0),
-            (w.records().to_vec(), written),
-        );
+        let world = Self::with_stream(fixture, &opts, fastrand::Rng::with_seed(0), w.done());
         world.faults.set_on(true);
         world
     }
@@ -373,43 +402,45 @@ impl<'f> World<'f> {
 }
 
 /// A seeded stream over a few products: inserts, modifies of `v`,
-/// modifies that leave `v` alone (dedup's case), removes and re-inserts.
+/// modifies that leave `v` alone (dedup's case), modifies back to an
+/// earlier image byte for byte (the ABA dedup must not fall for), removes
+/// and re-inserts.
 fn stream(rng: &mut fastrand::Rng, max_changes: usize) -> (Vec<Value>, Vec<Written>) {
     let products = rng.usize(3..=6);
     let changes = rng.usize(4..=max_changes.max(4));
-    let mut w = StreamWriter::new();
-    let mut written = Vec::new();
+    let mut w = Writer::default();
     let mut current: Vec<Option<Value>> = vec![None; products];
+    let mut earlier: Vec<Vec<Value>> = vec![Vec::new(); products];
     let mut v = 0u64;
     for n in 0..changes {
         let p = rng.usize(0..products);
         let key = format!("P-{p}");
         let old = current[p].clone();
+        let mut fresh = || {
+            v += 1;
+            Some(json!({"pk": key, "v": v, "noise": n}))
+        };
         let new = match &old {
-            None => {
-                v += 1;
-                Some(json!({"pk": key, "v": v, "noise": n}))
-            }
+            None => fresh(),
             Some(o) => match rng.u32(0..100) {
                 0..8 => None,
                 8..30 => Some(json!({"pk": key, "v": o["v"], "noise": n})),
-                _ => {
-                    v += 1;
-                    Some(json!({"pk": key, "v": v, "noise": n}))
+                30..40 => {
+                    let back: Vec<&Value> = earlier[p].iter().filter(|e| *e != o).collect();
+                    if back.is_empty() {
+                        fresh()
+                    } else {
+                        Some(back[rng.usize(0..back.len())].clone())
+                    }
                 }
+                _ => fresh(),
             },
         };
         w.push(&key, old.as_ref(), new.as_ref());
-        let record = w.records().last().unwrap();
-        written.push(Written {
-            key: key.clone(),
-            sequence: record["dynamodb"]["SequenceNumber"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            v: new.as_ref().and_then(|n| n["v"].as_u64()),
-        });
+        if let Some(n) = &new {
+            earlier[p].push(n.clone());
+        }
         current[p] = new;
     }
-    (w.records().to_vec(), written)
+    w.done()
 }

@@ -219,6 +219,11 @@ impl<'a> Context<'a> {
                     // Held after all (here, or when parking fails): the
                     // retry sends only the rest.
                     st.partial.insert(i, out.clone());
+                    // The receiver holds part of this output: no entry
+                    // describes that, so none may suppress its next one.
+                    if let (Some(o), true, [_]) = (self.outputs, dedup, indices) {
+                        o.untrust(r.id(), &c.key);
+                    }
                 }
                 if e.kind == SinkErrorKind::Unavailable && self.hold_unavailable {
                     tracing::warn!(receiver = r.id(), key = %c.key, sequence, error = %e, "destination unavailable; change held for a retry");

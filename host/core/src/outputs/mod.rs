@@ -110,6 +110,11 @@ impl OutputMemory {
     /// Remember a delivery (or a suppression: the receiver keeps the same
     /// output of a newer image), unless a later one is already remembered.
     /// Returns whether the state moved.
+    ///
+    /// A delivery the state cannot take (a backfill's or a redrive's, whose
+    /// sequence numbers sit below the stream's) that sent another output
+    /// than the one recorded leaves the receiver with something the entry
+    /// does not describe: the entry stops being trusted ([`Self::untrust`]).
     pub fn record(
         &self,
         receiver: &str,
@@ -132,12 +137,36 @@ impl OutputMemory {
                     image: Some(image),
                 },
             );
+        } else {
+            let Some(e) = entries.get_mut(&k) else {
+                return false;
+            };
+            if e.hash == hash || e.image.is_none() {
+                return false;
+            }
+            e.image = None;
+        }
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(k);
+        newer
+    }
+
+    /// Stop trusting what (receiver, key) last got: part of a change's
+    /// output went out and the rest did not, so the receiver holds an output
+    /// no entry describes. The entry keeps its sequence (the stale guard
+    /// still holds) but suppresses nothing until a delivery records anew.
+    pub fn untrust(&self, receiver: &str, key: &str) {
+        let k = (receiver.to_owned(), key.to_owned());
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = entries.get_mut(&k).filter(|e| e.image.is_some()) {
+            e.image = None;
             self.dirty
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(k);
         }
-        newer
     }
 
     /// The entries this run changed (and forgets that they changed).
@@ -275,9 +304,11 @@ mod tests {
         );
         assert!(m.record("r", "k", "200", h1, a));
         assert!(m.unchanged("r", "k", &h1, &a));
-        // A late retry of an older change does not replace the newer state.
+        // A late retry of an older change does not replace the newer state
+        // (and, having sent another output, stops it being trusted).
         assert!(!m.record("r", "k", "150", h2, b));
-        assert!(m.unchanged("r", "k", &h1, &a));
+        assert_eq!(m.entries()[0].1.sequence, "200");
+        assert!(!m.unchanged("r", "k", &h1, &a));
         assert!(
             m.record("r", "k", "1000", h2, b),
             "sequences compare as numbers"
@@ -297,6 +328,35 @@ mod tests {
             m.unchanged("r", "k", &h2, &b),
             "an older stored entry does not win"
         );
+    }
+
+    /// Issue 28 item 10: a delivery the state cannot record (a backfill's,
+    /// a redrive's, or part of a change's messages) must not leave an entry
+    /// that suppresses the product's next change as the same as what the
+    /// receiver holds.
+    #[test]
+    fn a_delivery_the_state_cannot_record_stops_it_being_trusted() {
+        let m = OutputMemory::default();
+        let (x, y) = (hash_messages(&[msg("X")]), hash_messages(&[msg("Y")]));
+        let a = image_hash(Some("a"));
+        assert!(m.record("r", "k", "200", x, a));
+        m.take_dirty();
+        // The same output from an older sequence: the receiver still has X.
+        assert!(!m.record("r", "k", "100", x, a));
+        assert!(m.unchanged("r", "k", &x, &a));
+        assert!(m.take_dirty().is_empty());
+        // Another output from an older sequence (a redrive of an old
+        // change): the receiver now has Y, which the entry does not say.
+        assert!(!m.record("r", "k", "100", y, a));
+        assert!(!m.unchanged("r", "k", &x, &a));
+        assert_eq!(m.take_dirty().len(), 1, "the distrust is written back");
+        // The next stream delivery records and is trusted again.
+        assert!(m.record("r", "k", "300", x, a));
+        assert!(m.unchanged("r", "k", &x, &a));
+        // Part of a change's output went out.
+        m.untrust("r", "k");
+        assert!(!m.unchanged("r", "k", &x, &a));
+        assert_eq!(m.entries()[0].1.sequence, "300", "the sequence stays");
     }
 
     #[test]

@@ -91,6 +91,14 @@ pub enum StreamError {
     /// retries the batch.
     #[error("retry ledger unreadable, nothing delivered: {0}")]
     LedgerUnreadable(#[from] LedgerError),
+    /// The output dedup state of what a batch delivered could not be
+    /// written. Left behind, the state would describe an older output than
+    /// the receiver holds, and could suppress a later change as the same
+    /// (when the product comes back to an earlier image): the batch fails
+    /// whole before its retry ledger is written, so Lambda's retry sends
+    /// again (copies, which at-least-once allows) and records it.
+    #[error("output dedup state not written, the batch is tried again: {0}")]
+    OutputsUnwritable(crate::outputs::OutputsError),
 }
 
 /// Everything a warm dispatcher keeps between batches.
@@ -253,6 +261,11 @@ impl StreamProcessor {
                 .await
                 .expect("the dispatcher does not panic")?;
 
+        // Before the ledger: a retry that finds no ledger runs the batch
+        // again whole, and records the state then.
+        self.save_outputs(outputs.as_deref())
+            .await
+            .map_err(StreamError::OutputsUnwritable)?;
         let mut response = DynamoDbEventResponse::default();
         if let Some(f) = outcome::first_failed(report.first_held(), &of_change, &records) {
             let (entries, failures) =
@@ -263,7 +276,6 @@ impl StreamProcessor {
             }
             tracing::warn!(first = %records[f].0.sequence, failed = response.batch_item_failures.len(), "records reported failed for a retry");
         }
-        self.save_outputs(outputs.as_deref()).await;
         let errors = outcome::status_errors(&report, &set);
         if !errors.is_empty() {
             self.receivers.record_errors(&errors).await;
@@ -353,7 +365,11 @@ impl StreamProcessor {
         })
         .await
         .expect("the tick does not panic");
-        self.save_outputs(outputs.as_deref()).await;
+        // Each lane wrote its state before marking its entries done
+        // (`persist`); what is left is the rest of the run's.
+        self.save_outputs(outputs.as_deref())
+            .await
+            .map_err(StreamError::OutputsUnwritable)?;
         self.receivers.record_quarantines(&set).await;
         tracing::info!(
             lanes = report.lanes,
@@ -470,20 +486,22 @@ impl StreamProcessor {
         })))
     }
 
-    /// Write what a batch or tick changed in the dedup state. A failed write
-    /// costs at most one extra send per product: the next change's old image
-    /// no longer matches the stored one, so its output is sent.
-    async fn save_outputs(&self, memory: Option<&OutputMemory>) {
+    /// Write what a batch or tick changed in the dedup state
+    /// ([`StreamError::OutputsUnwritable`] says why a failure fails it).
+    async fn save_outputs(
+        &self,
+        memory: Option<&OutputMemory>,
+    ) -> Result<(), crate::outputs::OutputsError> {
         let (Some(OutputsStore::Table(store)), Some(mem)) = (&self.outputs, memory) else {
-            return;
+            return Ok(());
         };
         let entries = dirty_entries(mem);
         if entries.is_empty() {
-            return;
+            return Ok(());
         }
-        if let Err(e) = store.write(&entries).await {
-            tracing::error!(error = %e, "could not write the output dedup state; the next output of those products is sent, not suppressed");
-        }
+        store.write(&entries).await.map(|_| ()).inspect_err(|e| {
+            tracing::error!(error = %e, "could not write the output dedup state; the batch is tried again");
+        })
     }
 
     /// Whether `receiver` would run now: a backfill refuses to start for

@@ -157,13 +157,17 @@ impl Receiver for Hostile {
 
 /// The key and sequence; with `echo = "image"` the key and the new image's
 /// `/v` instead (the same output for changes that leave `v` alone, which
-/// output dedup suppresses); with `group_by = "parity"` in the message
-/// group `g0` or `g1` by the key's last byte (a group spanning products).
+/// output dedup suppresses); with `echo = "transition"` the old image's `/v`
+/// too (an output that depends on where the product came from); with
+/// `group_by = "parity"` in the message group `g0` or `g1` by the key's
+/// last byte (a group spanning products).
 fn echo(change: &Change) -> Message {
+    let v = |image: &Option<prism_sdk::Image>| image.as_ref().and_then(|i| i.get("/v")).cloned();
     let mut m = match config::get("echo").as_deref() {
-        Some("image") => Message::json(
-            &json!({"key": change.key, "v": change.new.as_ref().and_then(|i| i.get("/v")).cloned()}),
-        ),
+        Some("image") => Message::json(&json!({"key": change.key, "v": v(&change.new)})),
+        Some("transition") => {
+            Message::json(&json!({"key": change.key, "from": v(&change.old), "v": v(&change.new)}))
+        }
         _ => Message::json(&json!({"key": change.key, "sequence": change.sequence})),
     };
     if config::get("group_by").as_deref() == Some("parity") {
