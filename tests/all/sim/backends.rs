@@ -112,11 +112,13 @@ impl SimSink {
             {
                 q.dropped += 1;
                 drop(queues);
-                self.faults.note(format!(
-                    "  sqs {}: dropped duplicate {}",
-                    e.receiver,
-                    String::from_utf8_lossy(&e.message.body)
-                ));
+                self.faults.note(|| {
+                    format!(
+                        "  sqs {}: dropped duplicate {}",
+                        e.receiver,
+                        String::from_utf8_lossy(&e.message.body)
+                    )
+                });
                 return;
             }
             q.dedup.insert(id, now);
@@ -127,12 +129,14 @@ impl SimSink {
             sequence: e.sequence.to_owned(),
         });
         drop(queues);
-        self.faults.note(format!(
-            "  sqs {}: {} @{}",
-            e.receiver,
-            String::from_utf8_lossy(&e.message.body),
-            e.sequence
-        ));
+        self.faults.note(|| {
+            format!(
+                "  sqs {}: {} @{}",
+                e.receiver,
+                String::from_utf8_lossy(&e.message.body),
+                e.sequence
+            )
+        });
     }
 }
 
@@ -172,10 +176,12 @@ impl Sink for SimSink {
                 .dead
                 .push(dead.clone());
             drop(queues);
-            self.faults.note(format!(
-                "  dlq {}: {} {} ({})",
-                dead.receiver, dead.key, dead.sequence, dead.error_kind
-            ));
+            self.faults.note(|| {
+                format!(
+                    "  dlq {}: {} {} ({})",
+                    dead.receiver, dead.key, dead.sequence, dead.error_kind
+                )
+            });
         }
         if errs(f) {
             return Err(SinkError::unavailable(
@@ -222,7 +228,7 @@ impl SimSpool {
             return Err(spool_err(lane, f));
         }
         let out = op()?;
-        self.faults.note(format!("  {kind} {lane}"));
+        self.faults.note(|| format!("  {kind} {lane}"));
         if errs(f) {
             return Err(spool_err(lane, f));
         }
@@ -369,7 +375,7 @@ impl OutputsTable for SimOutputs {
                 for (k, v) in chunk {
                     items.insert(k.clone(), v.clone());
                     self.faults
-                        .note(format!("  outputs {}/{} = @{}", k.0, k.1, v.sequence));
+                        .note(|| format!("  outputs {}/{} = @{}", k.0, k.1, v.sequence));
                 }
                 written += chunk.len();
             }

@@ -37,25 +37,18 @@ pub(crate) fn receiver(
     tally.parked += q.dead.len() as u64;
     tally.delivered += q.messages.len() as u64;
     tally.fifo_dropped_in_window += q.dropped;
-    // Which change each message is: the body's sequence for an echo of
-    // sequences (windows hold one message per change), the envelope's for
-    // an echo of transitions.
-    let seq_of = |m: &super::backends::Accepted| -> String {
-        match r.echo {
-            Echo::Sequence => serde_json::from_str::<Value>(&m.body)
-                .ok()
-                .and_then(|b| b["sequence"].as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            Echo::Image | Echo::Transition => m.sequence.clone(),
-        }
-    };
-    let delivered: Vec<String> = q.messages.iter().map(seq_of).collect();
-    let got: BTreeSet<&str> = delivered.iter().map(String::as_str).collect();
+    // Each message read once: which product, which change (the body's
+    // sequence for an echo of sequences, since windows hold one message
+    // per change; the envelope's for an echo of images or transitions),
+    // and what it says of `v`.
+    let read: Vec<Read> = q.messages.iter().map(|m| Read::of(r.echo, m)).collect();
+    let delivered: Vec<&str> = read.iter().map(|m| m.sequence.as_str()).collect();
+    let got: BTreeSet<&str> = delivered.iter().copied().collect();
 
     // Duplicates.
     let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
     for s in &delivered {
-        *seen.entry(s.as_str()).or_default() += 1;
+        *seen.entry(s).or_default() += 1;
     }
     let dups: u64 = seen.values().map(|n| n - 1).sum();
     if r.fifo {
@@ -99,44 +92,43 @@ pub(crate) fn receiver(
         // the rest of its batch in order, so a change the crashed attempt
         // suppressed goes out first and the newest (a copy) after it.
         let mut first_seen = BTreeSet::new();
-        let ours: Vec<(usize, bool)> = q
-            .messages
+        let ours: Vec<(usize, bool)> = read
             .iter()
             .enumerate()
-            .filter(|(_, m)| message_key(m) == key)
-            .map(|(i, m)| (i, first_seen.insert(seq_of(m))))
+            .filter(|(_, m)| m.key == key)
+            .map(|(i, m)| (i, first_seen.insert(m.sequence.as_str())))
             .collect();
         let last_first = ours.iter().rev().find(|(_, first)| *first).map(|&(i, _)| i);
-        let is_newest = |m: &super::backends::Accepted| match r.echo {
-            Echo::Sequence => seq_of(m) == newest.sequence,
-            Echo::Image => transition(m).map(|t| t.1) == Some(newest.v),
-            Echo::Transition => transition(m) == Some((newest.from, newest.v)),
+        let is_newest = |m: &Read| match r.echo {
+            Echo::Sequence => m.sequence == newest.sequence,
+            Echo::Image => m.transition.map(|t| t.1) == Some(newest.v),
+            Echo::Transition => m.transition == Some((newest.from, newest.v)),
         };
         let ok = last_first.is_some_and(|p| {
             ours.iter()
                 .filter(|&&(i, _)| i >= p)
-                .any(|&(i, _)| is_newest(&q.messages[i]))
+                .any(|&(i, _)| is_newest(&read[i]))
         });
         if !ok {
-            let last = last_first.map(|p| &q.messages[p]);
+            let last = last_first.map(|p| &read[p]);
             match r.echo {
                 Echo::Sequence => bad.push(format!(
                     "{}: {key}'s last message is sequence {:?}, not its newest change {}",
                     r.id,
-                    last.map(seq_of),
+                    last.map(|m| &m.sequence),
                     newest.sequence
                 )),
                 Echo::Image => bad.push(format!(
                     "{}: {key} ends on v {:?}, but its newest change (sequence {}) has v {:?}",
                     r.id,
-                    last.and_then(transition).map(|t| t.1),
+                    last.and_then(|m| m.transition).map(|t| t.1),
                     newest.sequence,
                     newest.v
                 )),
                 Echo::Transition => bad.push(format!(
                     "{}: {key} ends on (from, v) {:?}, but its newest change (sequence {}) is {:?}",
                     r.id,
-                    last.and_then(transition),
+                    last.and_then(|m| m.transition),
                     newest.sequence,
                     (newest.from, newest.v)
                 )),
@@ -146,18 +138,32 @@ pub(crate) fn receiver(
     bad
 }
 
-/// The product a message is about: its body's key (a window's messages
-/// each carry their own), else the envelope's.
-fn message_key(m: &super::backends::Accepted) -> String {
-    serde_json::from_str::<Value>(&m.body)
-        .ok()
-        .and_then(|b| b["key"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| m.key.clone())
+/// One delivered message, read once.
+struct Read {
+    /// The product it is about: its body's key (a window's messages each
+    /// carry their own), else the envelope's.
+    key: String,
+    /// The change it is.
+    sequence: String,
+    /// An image or transition echo's (old `v`, new `v`) (an image echo has
+    /// no old `v`).
+    transition: Option<(Option<u64>, Option<u64>)>,
 }
 
-/// An image or transition echo's (old `v`, new `v`) (an image echo has no
-/// old `v`).
-fn transition(m: &super::backends::Accepted) -> Option<(Option<u64>, Option<u64>)> {
-    let b = serde_json::from_str::<Value>(&m.body).ok()?;
-    Some((b["from"].as_u64(), b["v"].as_u64()))
+impl Read {
+    fn of(echo: Echo, m: &super::backends::Accepted) -> Self {
+        let body = serde_json::from_str::<Value>(&m.body).ok();
+        let field = |name: &str| {
+            body.as_ref()
+                .and_then(|b| b[name].as_str().map(str::to_owned))
+        };
+        Self {
+            key: field("key").unwrap_or_else(|| m.key.clone()),
+            sequence: match echo {
+                Echo::Sequence => field("sequence").unwrap_or_default(),
+                Echo::Image | Echo::Transition => m.sequence.clone(),
+            },
+            transition: body.as_ref().map(|b| (b["from"].as_u64(), b["v"].as_u64())),
+        }
+    }
 }

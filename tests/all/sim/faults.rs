@@ -49,6 +49,9 @@ struct State {
     /// Calls seen, by script entry.
     scripted: BTreeMap<usize, u64>,
     trace: Vec<String>,
+    /// Whether lines are kept (off for bulk runs: a failing seed is run
+    /// again with its trace).
+    tracing: bool,
 }
 
 /// The injector, shared by every backend of one schedule.
@@ -66,6 +69,7 @@ impl Faults {
             calls: BTreeMap::new(),
             scripted: BTreeMap::new(),
             trace: Vec::new(),
+            tracing: true,
         }))
     }
 
@@ -154,14 +158,24 @@ impl Faults {
             _ => "crash-after",
         };
         *s.injected.entry((kind.to_owned(), name)).or_default() += 1;
-        s.trace
-            .push(format!("fault {label}: {name} on {kind} {target}"));
+        if s.tracing {
+            s.trace
+                .push(format!("fault {label}: {name} on {kind} {target}"));
+        }
         fault
     }
 
-    /// A line in the schedule's trace.
-    pub(crate) fn note(&self, line: String) {
-        self.lock().trace.push(line);
+    /// A line in the schedule's trace (made only when it is kept).
+    pub(crate) fn note(&self, line: impl FnOnce() -> String) {
+        let mut s = self.lock();
+        if s.tracing {
+            s.trace.push(line());
+        }
+    }
+
+    /// Keep the trace, or not.
+    pub(crate) fn set_tracing(&self, on: bool) {
+        self.lock().tracing = on;
     }
 
     /// The trace so far.

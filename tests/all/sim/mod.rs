@@ -24,6 +24,7 @@ mod world;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use prism_core::receivers::ReceiverSet;
@@ -139,7 +140,11 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Sequence,
         dedup: true,
-        config: &[("behaviour", "reject"), ("only_key", "P-1")],
+        config: &[
+            ("behaviour", "reject"),
+            ("only_key", "P-1"),
+            ("panic_key", "P-5"),
+        ],
     },
     // A plugin that asks for a retry on one product, in batch windows: its
     // window waits in the buffer, tried again until the retries run out.
@@ -251,7 +256,7 @@ pub(crate) fn run(fixture: &Fixture, opts: &Options) -> Outcome {
                     16 * 60_000
                 };
                 w.clock.advance(ms);
-                w.faults.note(format!("{} min pass", ms / 60_000));
+                w.faults.note(|| format!("{} min pass", ms / 60_000));
             }
             93..96 => w.cold_start("recycled"),
             _ => {
@@ -291,7 +296,7 @@ pub(crate) fn run(fixture: &Fixture, opts: &Options) -> Outcome {
 pub(crate) fn finish(w: &mut World<'_>) -> (Vec<String>, Tally) {
     // Drain without faults.
     w.faults.set_on(false);
-    w.faults.note("faults stop; draining".into());
+    w.faults.note(|| "faults stop; draining".into());
     w.produce(usize::MAX);
     let mut violations = Vec::new();
     for round in 0..DRAIN_ROUNDS {
@@ -367,6 +372,7 @@ fn options(seed: u64) -> Options {
             per_mille,
             ..FaultPlan::default()
         },
+        trace: true,
     }
 }
 
@@ -405,20 +411,33 @@ fn schedules_keep_every_guarantee() {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4) as u64;
+    let next = AtomicU64::new(0);
     let results: Vec<ThreadResult> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let fixture = &fixture;
+            .map(|_| {
+                let (fixture, next) = (&fixture, &next);
                 s.spawn(move || {
                     let mut reached = Reached::default();
                     let mut tally = Tally::default();
                     let mut injected = BTreeMap::new();
                     let mut failure = None;
-                    let mut seed = t;
                     let mut ran = 0u64;
-                    while seed < schedules {
+                    loop {
+                        // Seeds are taken as threads come free: schedules
+                        // with faults run longer, and a fixed split by
+                        // seed left one thread idle at the end.
+                        let seed = next.fetch_add(1, Ordering::Relaxed);
+                        if seed >= schedules {
+                            break;
+                        }
                         ran += 1;
-                        let out = run(fixture, &options(seed));
+                        let out = run(
+                            fixture,
+                            &Options {
+                                trace: false,
+                                ..options(seed)
+                            },
+                        );
                         for (k, v) in &out.reached.counts {
                             reached.add(k, *v);
                         }
@@ -434,7 +453,6 @@ fn schedules_keep_every_guarantee() {
                             failure = Some((seed, out.violations));
                             break;
                         }
-                        seed += threads;
                     }
                     reached.add("schedules run", ran);
                     (reached, tally, injected, failure)

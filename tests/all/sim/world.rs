@@ -25,6 +25,9 @@ pub(crate) struct Options {
     /// At most this many changes (shrinking lowers it).
     pub(crate) max_changes: usize,
     pub(crate) plan: FaultPlan,
+    /// Keep the schedule's trace (a bulk run does not; a failing seed is
+    /// run again with it).
+    pub(crate) trace: bool,
 }
 
 /// The receivers every schedule runs, loaded once.
@@ -197,6 +200,7 @@ impl<'f> World<'f> {
             seed: 0,
             max_changes: changes.len(),
             plan,
+            trace: true,
         };
         let world = Self::with_stream(fixture, &opts, fastrand::Rng::with_seed(0), w.done());
         world.faults.set_on(true);
@@ -210,6 +214,7 @@ impl<'f> World<'f> {
         (records, written): (Vec<Value>, Vec<Written>),
     ) -> Self {
         let faults = Arc::new(Faults::new(opts.seed, opts.plan.clone()));
+        faults.set_tracing(opts.trace);
         let clock = Arc::new(Clock::new(START_MS));
         let queues = Arc::new(Queues::default());
         let spool = Arc::new(SimSpool::new(faults.clone()));
@@ -256,7 +261,7 @@ impl<'f> World<'f> {
     /// it kept in memory is gone; the backends stay.
     pub(crate) fn cold_start(&mut self, why: &str) {
         self.faults.revive();
-        self.faults.note(format!("cold start ({why})"));
+        self.faults.note(|| format!("cold start ({why})"));
         self.reached.add("cold start", 1);
         self.processor = processor(
             self.fixture,
@@ -297,7 +302,7 @@ impl<'f> World<'f> {
             .block_on(self.processor.handle(&json!({ "Records": batch })));
         if self.faults.dead() {
             self.faults
-                .note(format!("invoke {first}..{end}: the process died"));
+                .note(|| format!("invoke {first}..{end}: the process died"));
             self.reached.add("crash in an invocation", 1);
             self.cold_start("crash");
             return;
@@ -305,7 +310,7 @@ impl<'f> World<'f> {
         match result {
             Err(e) => {
                 self.faults
-                    .note(format!("invoke {first}..{end}: batch error {e}"));
+                    .note(|| format!("invoke {first}..{end}: batch error {e}"));
             }
             Ok(out) => {
                 for (kind, st) in &out.report.receivers {
@@ -342,11 +347,13 @@ impl<'f> World<'f> {
                         self.checkpoint = first + i;
                     }
                 }
-                self.faults.note(format!(
-                    "invoke {first}..{end}: {} failed, next {}",
-                    failed.len(),
-                    self.checkpoint
-                ));
+                self.faults.note(|| {
+                    format!(
+                        "invoke {first}..{end}: {} failed, next {}",
+                        failed.len(),
+                        self.checkpoint
+                    )
+                });
             }
         }
     }
@@ -360,13 +367,13 @@ impl<'f> World<'f> {
         };
         let result = self.rt.block_on(self.processor.tick(opts));
         if self.faults.dead() {
-            self.faults.note("tick: the process died".into());
+            self.faults.note(|| "tick: the process died".into());
             self.reached.add("crash in a tick", 1);
             self.cold_start("crash");
             return;
         }
         match result {
-            Err(e) => self.faults.note(format!("tick: error {e}")),
+            Err(e) => self.faults.note(|| format!("tick: error {e}")),
             Ok(r) => {
                 for (kind, st) in &r.receivers {
                     self.reached
@@ -378,13 +385,15 @@ impl<'f> World<'f> {
                 }
                 self.reached.add("tick: lanes worked", r.lanes as u64);
                 self.reached.add("tick: lanes busy (leased)", r.busy as u64);
-                self.faults.note(format!(
-                    "tick{}: {} lanes, {} busy, {} waiting",
-                    if force { " (force)" } else { "" },
-                    r.lanes,
-                    r.busy,
-                    r.waiting
-                ));
+                self.faults.note(|| {
+                    format!(
+                        "tick{}: {} lanes, {} busy, {} waiting",
+                        if force { " (force)" } else { "" },
+                        r.lanes,
+                        r.busy,
+                        r.waiting
+                    )
+                });
             }
         }
     }

@@ -15,7 +15,8 @@
 //! anything else (behave: echo the key).
 //!
 //! With `only_key` set, it misbehaves only for that product key and behaves
-//! for the others. How it echoes: see [`echo`] (the simulation's receivers
+//! for the others. With `panic_key` set, it also panics (a trap) on that
+//! product key, whatever the behaviour. How it echoes: see [`echo`] (the simulation's receivers
 //! are echoes).
 
 use std::collections::HashMap;
@@ -37,6 +38,9 @@ pub struct Hostile;
 
 impl Receiver for Hostile {
     fn format(change: &Change) -> Result<Vec<Message>, FormatError> {
+        if config::get("panic_key").is_some_and(|k| k == change.key) {
+            panic!("{} cannot be formatted", change.key);
+        }
         let behaviour = config::get_or("behaviour", "behave");
         let targeted = config::get("only_key").is_none_or(|k| k == change.key);
         if !targeted {
