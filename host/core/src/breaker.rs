@@ -29,6 +29,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use prism_types::failure::FailureKind;
+
 /// When a receiver is quarantined and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerConfig {
@@ -113,11 +115,11 @@ pub enum Outcome {
 
 impl Outcome {
     /// The outcome for an error kind (see the module docs).
-    pub fn of_kind(kind: &str) -> Self {
-        match kind {
-            "timeout" | "trap" | "memory-limit" | "stack-overflow" | "output"
-            | "retry-exhausted" => Self::Failed,
-            _ => Self::Healthy,
+    pub fn of_kind(kind: FailureKind) -> Self {
+        if kind.is_plugin_failure() {
+            Self::Failed
+        } else {
+            Self::Healthy
         }
     }
 
@@ -125,7 +127,7 @@ impl Outcome {
     /// any) after `took` of a `budget`: failed for a failing kind, and for
     /// a call that used at least [`SLOW`] of its budget, whatever it
     /// answered.
-    pub fn of_call(failure: Option<&str>, took: Duration, budget: Duration) -> Self {
+    pub fn of_call(failure: Option<FailureKind>, took: Duration, budget: Duration) -> Self {
         let slow =
             !budget.is_zero() && took.saturating_mul(SLOW.1) >= budget.saturating_mul(SLOW.0);
         match failure {
@@ -387,17 +389,18 @@ mod tests {
 
     #[test]
     fn answers_are_healthy_and_sandbox_failures_are_not() {
+        use FailureKind::*;
         for kind in [
-            "timeout",
-            "trap",
-            "memory-limit",
-            "stack-overflow",
-            "output",
+            Timeout,
+            Trap,
+            MemoryLimit,
+            StackOverflow,
+            Output,
+            RetryExhausted,
         ] {
             assert_eq!(Outcome::of_kind(kind), Outcome::Failed, "{kind}");
         }
-        assert_eq!(Outcome::of_kind("retry-exhausted"), Outcome::Failed);
-        for kind in ["rejected", "instantiate", "delivery"] {
+        for kind in [Rejected, Instantiate, Delivery, Quarantined] {
             assert_eq!(Outcome::of_kind(kind), Outcome::Healthy, "{kind}");
         }
     }
@@ -409,15 +412,15 @@ mod tests {
         assert_eq!(Outcome::of_call(None, ms(179), budget), Outcome::Healthy);
         assert_eq!(Outcome::of_call(None, ms(180), budget), Outcome::Failed);
         assert_eq!(
-            Outcome::of_call(Some("rejected"), ms(190), budget),
+            Outcome::of_call(Some(FailureKind::Rejected), ms(190), budget),
             Outcome::Failed
         );
         assert_eq!(
-            Outcome::of_call(Some("rejected"), ms(1), budget),
+            Outcome::of_call(Some(FailureKind::Rejected), ms(1), budget),
             Outcome::Healthy
         );
         assert_eq!(
-            Outcome::of_call(Some("trap"), ms(1), budget),
+            Outcome::of_call(Some(FailureKind::Trap), ms(1), budget),
             Outcome::Failed
         );
     }

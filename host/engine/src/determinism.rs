@@ -19,6 +19,7 @@ use prism_sdk::{FormatError, Message};
 use prism_types::limits::Limits;
 
 use crate::{CallError, Plugin, Session, WitChange};
+use prism_types::failure::FailureKind;
 
 /// What one change gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,7 @@ enum Outcome {
     Skipped,
     Messages(Vec<Message>),
     Failed(FormatError),
-    Trapped(String),
+    Trapped(FailureKind),
 }
 
 impl Outcome {
@@ -34,7 +35,7 @@ impl Outcome {
         match s.accepts(c) {
             Ok(false) => Self::Skipped,
             Ok(true) => Self::formatted(s.format(c)),
-            Err(e) => Self::Trapped(e.kind().to_owned()),
+            Err(e) => Self::Trapped(e.kind()),
         }
     }
 
@@ -42,7 +43,7 @@ impl Outcome {
         match r {
             Ok(Ok(m)) => Self::Messages(m),
             Ok(Err(e)) => Self::Failed(e),
-            Err(e) => Self::Trapped(e.kind().to_owned()),
+            Err(e) => Self::Trapped(e.kind()),
         }
     }
 
@@ -108,7 +109,7 @@ pub fn check(
         .iter()
         .map(|c| match open() {
             Ok(mut s) => Outcome::of(&mut s, c),
-            Err(e) => Outcome::Trapped(e.kind().to_owned()),
+            Err(e) => Outcome::Trapped(e.kind()),
         })
         .collect();
     let order: Vec<usize> = (0..changes.len()).collect();
@@ -124,7 +125,7 @@ pub fn check(
                     s.renew();
                     Outcome::of(s, &changes[i])
                 }
-                None => Outcome::Trapped("instantiate".into()),
+                None => Outcome::Trapped(FailureKind::Instantiate),
             };
             if matches!(got, Outcome::Trapped(_)) {
                 // A sandbox that failed is not reused (as in the dispatcher).

@@ -15,6 +15,7 @@ use super::output::{self, OutputError, OutputLimits};
 use super::sandbox::{GuestLog, HostState};
 use super::{EPOCH_TICK, LoadSource};
 use prism_types::digest::Digest;
+use prism_types::failure::FailureKind;
 use prism_types::limits::Limits;
 
 /// Bytes of stdout/stderr kept per session.
@@ -131,15 +132,15 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// A short machine-readable kind, for metrics and dead letters.
-    pub fn kind(&self) -> &'static str {
+    /// What kind of failure this is, for metrics and dead letters.
+    pub fn kind(&self) -> FailureKind {
         match self {
-            Self::Timeout { .. } => "timeout",
-            Self::MemoryLimit { .. } => "memory-limit",
-            Self::StackOverflow => "stack-overflow",
-            Self::Trap { .. } => "trap",
-            Self::Output(_) => "output",
-            Self::Instantiate(_) => "instantiate",
+            Self::Timeout { .. } => FailureKind::Timeout,
+            Self::MemoryLimit { .. } => FailureKind::MemoryLimit,
+            Self::StackOverflow => FailureKind::StackOverflow,
+            Self::Trap { .. } => FailureKind::Trap,
+            Self::Output(_) => FailureKind::Output,
+            Self::Instantiate(_) => FailureKind::Instantiate,
         }
     }
 }

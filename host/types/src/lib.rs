@@ -30,6 +30,7 @@ pub mod atomic;
 pub mod bookkeeping;
 pub mod change;
 pub mod digest;
+pub mod failure;
 pub mod input;
 pub mod limits;
 pub mod manifest;

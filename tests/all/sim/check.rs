@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use prism_types::failure::FailureKind;
+
 use super::backends::Queue;
 use super::world::Written;
 use super::{Echo, SimReceiver};
@@ -34,6 +36,21 @@ pub(crate) fn receiver(
     let q = q.unwrap_or(&empty);
     let mut bad = Vec::new();
     let parked: BTreeSet<&str> = q.dead.iter().map(|d| d.sequence.as_str()).collect();
+    // Parked only for a reason its plugin gives, in the dispatcher's own
+    // vocabulary: never for a fault of the backends.
+    for d in &q.dead {
+        let kind = FailureKind::parse(&d.error_kind);
+        let expected = r
+            .parks
+            .iter()
+            .any(|&(k, key)| Some(k) == kind && key.is_none_or(|key| key == d.key));
+        if !expected {
+            bad.push(format!(
+                "{}: {} (sequence {}) parked as {:?}: {}",
+                r.id, d.key, d.sequence, d.error_kind, d.error
+            ));
+        }
+    }
     tally.parked += q.dead.len() as u64;
     tally.delivered += q.messages.len() as u64;
     tally.fifo_dropped_in_window += q.dropped;

@@ -30,6 +30,7 @@ use std::time::Instant;
 use prism_core::receivers::ReceiverSet;
 use prism_e2e::{manifest, read, wasm};
 use prism_engine::{EngineOptions, PluginEngine};
+use prism_types::failure::FailureKind;
 use prism_types::manifest::{Destination, Mode};
 use prism_types::registry::{Entry, Snapshot};
 
@@ -60,6 +61,9 @@ pub(crate) struct SimReceiver {
     pub(crate) echo: Echo,
     /// Output dedup on (the manifest's `dedup`).
     pub(crate) dedup: bool,
+    /// Why its plugin may have a change parked, and for which product
+    /// (`None`: any): a letter for any other reason breaks a guarantee.
+    pub(crate) parks: &'static [(FailureKind, Option<&'static str>)],
     config: &'static [(&'static str, &'static str)],
 }
 
@@ -73,6 +77,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Sequence,
         dedup: false,
+        parks: &[],
         config: &[],
     },
     // Output dedup with outputs that depend on the old image too: after
@@ -84,6 +89,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Transition,
         dedup: true,
+        parks: &[],
         config: &[("echo", "transition")],
     },
     SimReceiver {
@@ -92,6 +98,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: true,
         echo: Echo::Sequence,
         dedup: true,
+        parks: &[],
         config: &[],
     },
     SimReceiver {
@@ -100,6 +107,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Sequence,
         dedup: true,
+        parks: &[],
         config: &[],
     },
     SimReceiver {
@@ -108,6 +116,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: true,
         echo: Echo::Sequence,
         dedup: true,
+        parks: &[],
         config: &[],
     },
     SimReceiver {
@@ -116,6 +125,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: true,
         echo: Echo::Sequence,
         dedup: true,
+        parks: &[],
         config: &[("group_by", "parity")],
     },
     SimReceiver {
@@ -124,6 +134,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: true,
         echo: Echo::Sequence,
         dedup: true,
+        parks: &[],
         config: &[("group_by", "parity")],
     },
     SimReceiver {
@@ -132,6 +143,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Image,
         dedup: true,
+        parks: &[],
         config: &[("echo", "image")],
     },
     SimReceiver {
@@ -140,6 +152,10 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Sequence,
         dedup: true,
+        parks: &[
+            (FailureKind::Rejected, Some("P-1")),
+            (FailureKind::Trap, Some("P-5")),
+        ],
         config: &[
             ("behaviour", "reject"),
             ("only_key", "P-1"),
@@ -154,6 +170,8 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Sequence,
         dedup: true,
+        // A window is parked whole, with whichever products share it.
+        parks: &[(FailureKind::RetryExhausted, None)],
         config: &[("behaviour", "retry"), ("only_key", "P-0")],
     },
 ];

@@ -193,7 +193,7 @@ fn render(r: &ActiveReceiver, change: &Change) -> Reply {
     let failed = |e: prism_engine::CallError| {
         Reply::error(
             503,
-            e.kind(),
+            e.kind().as_str(),
             format!("receiver {receiver} (plugin {}) on {key}: {e}", r.digest()),
         )
     };

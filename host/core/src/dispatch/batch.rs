@@ -10,10 +10,8 @@ use crate::breaker::Gate;
 use crate::receivers::ActiveReceiver;
 use crate::spool::{Lane, LaneInfo, Spooled};
 use prism_engine::WitChange;
+use prism_types::failure::FailureKind;
 use prism_types::manifest::Mode;
-
-/// The error kind of changes not run because their receiver is quarantined.
-pub(super) const QUARANTINED: &str = "quarantined";
 
 /// Where a batched receiver's accepted changes go, in a run with a spool.
 #[derive(Debug, Clone, Copy)]
@@ -457,7 +455,7 @@ impl Context<'_> {
         if let Gate::Open { remaining } = r.breaker.admit() {
             st.quarantined += window.len() as u64;
             return Formatted::Failed {
-                kind: QUARANTINED,
+                kind: FailureKind::Quarantined,
                 error: self.describe(
                     r,
                     window[0],

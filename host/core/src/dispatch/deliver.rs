@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use prism_sdk::Message;
+use prism_types::failure::FailureKind;
 
 use super::ReceiverStats;
 use super::worker::{Context, Pending};
@@ -227,7 +228,10 @@ impl<'a> Context<'a> {
                 }
                 if e.kind == SinkErrorKind::Unavailable && self.hold_unavailable {
                     tracing::warn!(receiver = r.id(), key = %c.key, sequence, error = %e, "destination unavailable; change held for a retry");
-                    st.error("delivery", self.describe(r, i, &e.to_string()));
+                    st.error(
+                        FailureKind::Delivery.as_str(),
+                        self.describe(r, i, &e.to_string()),
+                    );
                     return false;
                 }
                 let mut error = self.describe(r, i, &e.to_string());
@@ -236,7 +240,14 @@ impl<'a> Context<'a> {
                         " (messages {out:?} of this change were delivered before)"
                     ));
                 }
-                self.park(r, st, indices, &e.dead_letter_kind(), &error)
+                self.park_as(
+                    r,
+                    st,
+                    indices,
+                    e.kind.failure(),
+                    &e.dead_letter_kind(),
+                    &error,
+                )
             }
         }
     }

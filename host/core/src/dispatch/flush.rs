@@ -22,6 +22,7 @@ use crate::sink::{DeadLetter, Envelope, Sink, SinkErrorKind};
 use crate::spool::{Claim, Lane, LaneInfo, Spool, Spooled, crash_point};
 use prism_engine::WitChange;
 use prism_types::change::Change;
+use prism_types::failure::FailureKind;
 use prism_types::manifest::Mode;
 
 /// The key in [`Claim::partial`] under which a buffer's claim keeps the
@@ -270,7 +271,10 @@ impl Flusher<'_> {
         let msgs = match ctx.format_window(self.r, self.st, &all) {
             Formatted::Messages(m) => m,
             // Quarantined: the window stays in the buffer for a later tick.
-            Formatted::Failed { kind, .. } if kind == super::batch::QUARANTINED => {
+            Formatted::Failed {
+                kind: FailureKind::Quarantined,
+                ..
+            } => {
                 self.spool.unlock(self.lane, claim)?;
                 return Ok(Step::Stopped);
             }
@@ -322,7 +326,7 @@ impl Flusher<'_> {
                 return Ok(Step::Halved);
             }
             let error = format!("window {id}: {e}");
-            let parked = ctx.park(self.r, self.st, &all, e.kind.as_str(), &error);
+            let parked = ctx.park(self.r, self.st, &all, e.kind.failure(), &error);
             return self.parked(parked, claim);
         }
         // Messages out beyond the leading `sent` (a partial failure, or a
@@ -383,7 +387,14 @@ impl Flusher<'_> {
                 if e.kind != SinkErrorKind::Unavailable {
                     // Refused by the destination: sending it again fails the same way.
                     let error = format!("window {id}: {e}");
-                    let parked = ctx.park(self.r, self.st, &all, &e.dead_letter_kind(), &error);
+                    let parked = ctx.park_as(
+                        self.r,
+                        self.st,
+                        &all,
+                        e.kind.failure(),
+                        &e.dead_letter_kind(),
+                        &error,
+                    );
                     return self.parked(parked, claim);
                 }
                 tracing::warn!(receiver = self.r.id(), window = %id, error = %e, "flush could not deliver; the window stays buffered for the next tick");
@@ -433,11 +444,12 @@ impl Flusher<'_> {
             key: String::new(),
             sequence: e.sequence.clone(),
             ordinal: 0,
-            error_kind: "unreadable".into(),
+            error_kind: FailureKind::Unreadable.as_str().into(),
             error: format!("{} entry {}: {error}", self.lane, e.sequence),
             change: e.change.clone(),
         };
-        self.st.error("unreadable", dead.error.clone());
+        self.st
+            .error(FailureKind::Unreadable.as_str(), dead.error.clone());
         self.sink.park(&dead).map_err(|s| crate::spool::SpoolError {
             store: "-".into(),
             lane: self.lane.to_string(),

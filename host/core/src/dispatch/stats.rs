@@ -1,5 +1,6 @@
 //! Per-receiver counters for one dispatch run.
 
+use prism_types::failure::FailureKind;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -71,7 +72,7 @@ impl ReceiverStats {
         if self.first_errors.len() < KEEP_ERRORS {
             self.first_errors.push(message);
         }
-        if kind == "rejected" {
+        if kind == FailureKind::Rejected.as_str() {
             self.rejected += 1;
         } else {
             self.failed += 1;

@@ -15,6 +15,7 @@ use crate::sink::{DeadLetter, Sink};
 use crate::spool::Lane;
 use prism_engine::{CallError, GuestLog, Session, WitChange};
 use prism_types::change::Change;
+use prism_types::failure::FailureKind;
 
 /// Shared, read-only state of a run.
 pub(super) struct Context<'a> {
@@ -59,13 +60,13 @@ pub(super) type Warm = Option<(Session, u32)>;
 /// a fresh one: anything but a timeout (a fresh sandbox does not make a
 /// loop shorter, and a retry would double the time a hostile plugin costs).
 fn retry_fresh(e: &CallError) -> bool {
-    e.kind() != "timeout"
+    e.kind() != FailureKind::Timeout
 }
 
 /// How formatting one change (or window) ended.
 pub(super) enum Formatted {
     Messages(Vec<Message>),
-    Failed { kind: &'static str, error: String },
+    Failed { kind: FailureKind, error: String },
 }
 
 /// Formatted changes waiting to be handed to the sink together: (change
@@ -187,11 +188,12 @@ impl<'a> Context<'a> {
                     self.deliver(r, &mut st, &[i], &msgs, r.manifest.dedup)
                 }
                 Ok(Some(Formatted::Failed { kind, error }))
-                    if kind == "retry-exhausted" && (self.hold_retry || self.lanes.is_some()) =>
+                    if kind == FailureKind::RetryExhausted
+                        && (self.hold_retry || self.lanes.is_some()) =>
                 {
                     // Still asking to retry: try again later, in order.
                     st.accepted += 1;
-                    st.error(kind, error);
+                    st.error(kind.as_str(), error);
                     false
                 }
                 Ok(Some(Formatted::Failed { kind, error })) => {
@@ -246,7 +248,7 @@ impl<'a> Context<'a> {
     pub(super) fn breaker_outcome(
         &self,
         r: &ActiveReceiver,
-        failure: Option<&str>,
+        failure: Option<FailureKind>,
         took: std::time::Duration,
         budget: std::time::Duration,
     ) {
@@ -257,7 +259,7 @@ impl<'a> Context<'a> {
                 digest = %r.digest(),
                 failures = self.breaker.threshold,
                 cool_down_secs = cool_down.as_secs(),
-                last = failure.unwrap_or_default(),
+                last = failure.map_or("", FailureKind::as_str),
                 "receiver quarantined: its plugin keeps failing; its changes wait without running it until a probe succeeds"
             ),
             Transition::Closed => {
@@ -290,7 +292,7 @@ impl<'a> Context<'a> {
                 remaining.as_secs()
             ),
         );
-        self.park(r, st, indices, "quarantined", &error)
+        self.park(r, st, indices, FailureKind::Quarantined, &error)
     }
 
     /// Does this receiver have a retry lane open for `key`?
@@ -417,7 +419,7 @@ impl<'a> Context<'a> {
                 }
                 Ok(Err(FormatError::Reject(reason))) => {
                     *warm = Some((session, used + 1));
-                    return failed("rejected", &format!("rejected: {reason}"));
+                    return failed(FailureKind::Rejected, &format!("rejected: {reason}"));
                 }
                 Ok(Err(FormatError::Retry(reason))) if attempt < self.max_retries => {
                     attempt += 1;
@@ -431,7 +433,7 @@ impl<'a> Context<'a> {
                 }
                 Ok(Err(FormatError::Retry(reason))) => {
                     return failed(
-                        "retry-exhausted",
+                        FailureKind::RetryExhausted,
                         &format!("still asking to retry after {attempt} retries: {reason}"),
                     );
                 }
@@ -452,11 +454,25 @@ impl<'a> Context<'a> {
         r: &ActiveReceiver,
         st: &mut ReceiverStats,
         indices: &[usize],
-        kind: &str,
+        kind: FailureKind,
         error: &str,
     ) -> bool {
-        tracing::warn!(receiver = r.id(), digest = %r.digest(), kind, error, "change parked as a dead letter");
-        st.error(kind, error.to_owned());
+        self.park_as(r, st, indices, kind, kind.as_str(), error)
+    }
+
+    /// [`Self::park`] with the dead letter's kind spelled out (`refused:`
+    /// and the destination's error code).
+    pub(super) fn park_as(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        indices: &[usize],
+        kind: FailureKind,
+        label: &str,
+        error: &str,
+    ) -> bool {
+        tracing::warn!(receiver = r.id(), digest = %r.digest(), kind = label, error, "change parked as a dead letter");
+        st.error(kind.as_str(), error.to_owned());
         for &i in indices {
             let c = &self.changes[i];
             let dead = DeadLetter {
@@ -465,7 +481,7 @@ impl<'a> Context<'a> {
                 key: c.key.clone(),
                 sequence: c.sequence.clone(),
                 ordinal: i as u64 + 1,
-                error_kind: kind.to_owned(),
+                error_kind: label.to_owned(),
                 error: error.to_owned(),
                 change: change_json(c),
             };

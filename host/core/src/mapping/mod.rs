@@ -53,7 +53,7 @@ impl BuildError {
         match self {
             Self::Rejected(_) => "rejected",
             Self::Retry(_) => "retry",
-            Self::Plugin(e) => e.kind(),
+            Self::Plugin(e) => e.kind().as_str(),
             Self::Store(_) => "model-store",
         }
     }

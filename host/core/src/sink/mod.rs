@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use prism_types::digest::Digest;
+use prism_types::failure::FailureKind;
 use prism_types::manifest::Destination;
 
 /// Makes the sink for one batch, given where each receiver's messages go
@@ -121,7 +122,7 @@ impl SinkError {
     pub fn dead_letter_kind(&self) -> String {
         match (&self.kind, &self.code) {
             (SinkErrorKind::Refused, Some(code)) => format!("refused:{code}"),
-            (kind, _) => kind.as_str().to_owned(),
+            (kind, _) => kind.failure().as_str().to_owned(),
         }
     }
 }
@@ -140,11 +141,11 @@ pub enum SinkErrorKind {
 
 impl SinkErrorKind {
     /// The dead-letter kind for this failure.
-    pub fn as_str(self) -> &'static str {
+    pub fn failure(self) -> FailureKind {
         match self {
-            Self::Unavailable => "delivery",
-            Self::TooLarge => "too-large",
-            Self::Refused => "refused",
+            Self::Unavailable => FailureKind::Delivery,
+            Self::TooLarge => FailureKind::TooLarge,
+            Self::Refused => FailureKind::Refused,
         }
     }
 }

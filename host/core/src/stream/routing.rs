@@ -10,6 +10,7 @@ use super::UNREADABLE;
 use super::records::Record;
 use crate::receivers::ReceiverSet;
 use crate::sink::{DeadLetter, Sink};
+use prism_types::failure::FailureKind;
 
 /// Where each receiver's messages go (receivers without a queue are
 /// logged and left out), and the receivers whose plugin does not load
@@ -109,14 +110,14 @@ pub(crate) fn park_all(
             change.sequence,
             b.reason
         );
-        st.error("unavailable", error.clone());
+        st.error(FailureKind::Unavailable.as_str(), error.clone());
         let dead = DeadLetter {
             receiver: b.receiver.clone(),
             plugin_digest: b.digest.clone(),
             key: change.key.clone(),
             sequence: change.sequence.clone(),
             ordinal: c as u64 + 1,
-            error_kind: "unavailable".into(),
+            error_kind: FailureKind::Unavailable.as_str().into(),
             error,
             change: crate::dispatch::change_json(change),
         };
@@ -136,7 +137,7 @@ pub(crate) fn park_unreadable(sink: &dyn Sink, i: usize, r: &Record, error: &str
         key: String::new(),
         sequence: r.sequence.clone(),
         ordinal: i as u64 + 1,
-        error_kind: "unreadable".into(),
+        error_kind: FailureKind::Unreadable.as_str().into(),
         error: format!("stream record {i} (sequence {}): {error}", r.sequence),
         change: r.raw.clone(),
     };
