@@ -229,6 +229,21 @@ impl FaultProxy {
         s.released = s.released.saturating_add(1);
     }
 
+    /// Wait until [`Fault::Hold`] has held `n` calls in all (the test's
+    /// cue that they are on their way); panics after 5 minutes, naming
+    /// `what` it waited for.
+    pub fn wait_held(&self, n: u64, what: &str) {
+        let waited = std::time::Instant::now();
+        while self.shared.lock().held < n {
+            assert!(
+                waited.elapsed() < Duration::from_secs(300),
+                "{what}: {n} calls never reached the proxy (held {})",
+                self.shared.lock().held
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Add a fixed latency to every call (on top of any rule's delay).
     pub fn set_latency(&self, latency: Duration) {
         self.shared.lock().latency = latency;

@@ -294,14 +294,7 @@ fn a_stale_send_that_overtakes_the_streams_newer_version_is_corrected() {
     let proxy = FaultProxy::start(&w.ep, 7);
     proxy.set_rules(vec![Rule::always("SendMessageBatch", Fault::Hold)]);
     let child = spawn(&args(&w, &proxy.url, &["--segments", "1"]));
-    let waited = Instant::now();
-    while proxy.calls().get("SendMessageBatch").copied().unwrap_or(0) == 0 {
-        assert!(
-            waited.elapsed() < Duration::from_secs(300),
-            "the backfill never sent"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    proxy.wait_held(1, "the backfill's first send");
     let (changed, gone) = ("P-00003".to_owned(), "P-00005".to_owned());
     let next = with_price(&table[&changed], 4_242);
     w.write(std::slice::from_ref(&next));
@@ -376,14 +369,7 @@ fn a_product_changing_through_every_correction_stops_the_run_and_a_rerun_ends_it
     let child = spawn(&args(&w, &proxy.url, &["--segments", "1"]));
     let sends = 1 + prism_aws::backfill::CORRECTION_ROUNDS;
     for send in 1..=sends {
-        let waited = Instant::now();
-        while proxy.injected().get("delay").copied().unwrap_or(0) < send {
-            assert!(
-                waited.elapsed() < Duration::from_secs(300),
-                "the backfill never made send {send}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        proxy.wait_held(send, &format!("the backfill's send {send}"));
         // While send `send` is held, the stream changes the product and
         // delivers it: the held send is older than what went out.
         let next = with_price(&table[&busy], 5_000 + send);

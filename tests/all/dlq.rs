@@ -381,7 +381,6 @@ fn a_redrive_overtaken_by_the_stream_ends_on_the_newest_version() {
 
 fn redrive_race(queue_kind: &str) {
     use prism_e2e::faults::{Fault, FaultProxy, Rule};
-    use std::time::{Duration, Instant};
 
     let Some(w) = World::new(&format!("dlq-race-{queue_kind}")) else {
         return;
@@ -490,14 +489,7 @@ fn redrive_race(queue_kind: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let waited = Instant::now();
-    while proxy.injected().get("delay").copied().unwrap_or(0) == 0 {
-        assert!(
-            waited.elapsed() < Duration::from_secs(300),
-            "the redrive never sent"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    proxy.wait_held(1, "the redrive's send");
     w.write(&[version(2)]);
     let records = w.records();
     assert_eq!(records.len(), 1);

@@ -306,24 +306,36 @@ impl DynamoSpool {
         item
     }
 
+    /// An `UpdateItem` of the lane's index item that sets its totals
+    /// (count, bytes, oldest) from `entries`; `more` goes on the end of
+    /// the update expression.
+    fn set_totals(
+        &self,
+        name: &str,
+        entries: &[Spooled],
+        more: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(INDEX, name)))
+            .update_expression(format!("SET #c = :c, bytes = :b, oldest_ms = :o{more}"))
+            .expression_attribute_names("#c", "count")
+            .expression_attribute_values(":c", n(entries.len()))
+            .expression_attribute_values(":b", n(entries.iter().map(|e| e.bytes).sum::<u64>()))
+            .expression_attribute_values(
+                ":o",
+                n(entries.iter().map(|e| e.spooled_ms).min().unwrap_or(0)),
+            )
+    }
+
     /// Set the lane's index from its entries (it undercounted them).
     async fn recount(&self, lane: &Lane) -> Result<Appended, String> {
         let name = lane.to_string();
         let left = self.entries(lane).await?;
         tracing::warn!(lane = %name, entries = left.len(), "spool index undercounted a lane (an append that died before counting it); counted again");
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(INDEX, &name)))
-            .update_expression("SET #c = :c, bytes = :b, oldest_ms = :o ADD version :one")
-            .expression_attribute_names("#c", "count")
-            .expression_attribute_values(":c", n(left.len()))
-            .expression_attribute_values(":b", n(left.iter().map(|e| e.bytes).sum::<u64>()))
-            .expression_attribute_values(
-                ":o",
-                n(left.iter().map(|e| e.spooled_ms).min().unwrap_or(0)),
-            )
+            .set_totals(&name, &left, " ADD version :one")
             .expression_attribute_values(":one", n(1))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
@@ -580,22 +592,8 @@ impl Spool for DynamoSpool {
                     }
                 } else {
                     let r = self
-                        .client
-                        .update_item()
-                        .table_name(&self.table)
-                        .set_key(Some(key(INDEX, &name)))
-                        .update_expression("SET #c = :c, bytes = :b, oldest_ms = :o")
+                        .set_totals(&name, &left, "")
                         .condition_expression("version = :v")
-                        .expression_attribute_names("#c", "count")
-                        .expression_attribute_values(":c", n(left.len()))
-                        .expression_attribute_values(
-                            ":b",
-                            n(left.iter().map(|e| e.bytes).sum::<u64>()),
-                        )
-                        .expression_attribute_values(
-                            ":o",
-                            n(left.iter().map(|e| e.spooled_ms).min().unwrap_or(0)),
-                        )
                         .expression_attribute_values(":v", n(version))
                         .send()
                         .await;
