@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::ReceiverStats;
 use super::worker::{Context, Formatted, Warm};
+use super::{ReceiverStats, Settled};
 use crate::breaker::Gate;
 use crate::receivers::ActiveReceiver;
 use crate::spool::{Lane, LaneInfo, Spooled};
@@ -116,7 +116,7 @@ impl Context<'_> {
                 // Nothing to ask `accepts`: parked as `quarantined`, to be
                 // replayed from the dead letters (held where parking fails).
                 st.quarantined += 1;
-                if !self.quarantined(r, &mut st, &[i], remaining) {
+                if !self.quarantined(r, &mut st, &[i], remaining).handled() {
                     holding = true;
                     st.held.push(i);
                 }
@@ -218,7 +218,7 @@ impl Context<'_> {
                 Ok(false) => st.skipped += 1,
                 Err(e) => {
                     let error = self.describe(r, i, &e.to_string());
-                    if !self.park(r, &mut st, &[i], e.kind(), &error) {
+                    if !self.park(r, &mut st, &[i], e.kind(), &error).handled() {
                         holding = true;
                         st.held.push(i);
                     }
@@ -275,11 +275,11 @@ impl Context<'_> {
             return;
         }
         let Some(l) = self.lanes else {
-            *holding = !self.flush(r, st, window);
+            *holding = !self.flush(r, st, window).handled();
             return;
         };
         let (handled, msgs) = self.flush_window(r, st, &window);
-        if handled {
+        if handled.handled() {
             // Remembered as the buffer's flushes are: a retry of this batch
             // (cut differently, its ledger lost) leaves them out instead of
             // sending an older change after a newer one. Best effort: a
@@ -421,7 +421,7 @@ impl Context<'_> {
 
     /// Format and deliver one window; `false` when it is held for a retry
     /// (its indices are then in `st.held`).
-    fn flush(&self, r: &ActiveReceiver, st: &mut ReceiverStats, window: Vec<usize>) -> bool {
+    fn flush(&self, r: &ActiveReceiver, st: &mut ReceiverStats, window: Vec<usize>) -> Settled {
         self.flush_window(r, st, &window).0
     }
 
@@ -431,7 +431,7 @@ impl Context<'_> {
         r: &ActiveReceiver,
         st: &mut ReceiverStats,
         window: &[usize],
-    ) -> (bool, Option<Vec<prism_sdk::Message>>) {
+    ) -> (Settled, Option<Vec<prism_sdk::Message>>) {
         let (handled, msgs) = match self.format_window(r, st, window) {
             Formatted::Messages(msgs) => {
                 // A window's output spans many products: never deduplicated.
@@ -439,7 +439,7 @@ impl Context<'_> {
             }
             Formatted::Failed { kind, error } => (self.park(r, st, window, kind, &error), None),
         };
-        if !handled {
+        if !handled.handled() {
             st.held.extend(window);
         }
         (handled, msgs)

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use prism_sdk::Message;
 use prism_types::failure::FailureKind;
 
-use super::ReceiverStats;
 use super::worker::{Context, Pending};
+use super::{ReceiverStats, Settled};
 use crate::receivers::ActiveReceiver;
 use crate::sink::{Envelope, SinkErrorKind};
 
@@ -22,9 +22,9 @@ impl<'a> Context<'a> {
         indices: &[usize],
         msgs: &[Message],
         dedup: bool,
-    ) -> bool {
+    ) -> Settled {
         if msgs.is_empty() || (dedup && self.suppress(r, st, indices, msgs)) {
-            return true;
+            return Settled::Delivered;
         }
         let envelopes = self.envelopes(r, indices, msgs);
         let result = if envelopes.is_empty() {
@@ -91,7 +91,10 @@ impl<'a> Context<'a> {
         for ((i, msgs), outcome) in sendable.iter().zip(outcomes) {
             let envs = self.envelopes(r, &[*i], msgs);
             let outcome = if envs.is_empty() { Ok(()) } else { outcome };
-            if !self.settle(r, st, &[*i], msgs, &envs, outcome, dedup) {
+            if !self
+                .settle(r, st, &[*i], msgs, &envs, outcome, dedup)
+                .handled()
+            {
                 stuck.insert(self.changes[*i].key.as_str());
                 self.hold(r, st, *i);
             }
@@ -168,8 +171,8 @@ impl<'a> Context<'a> {
             .collect()
     }
 
-    /// Count and record a delivery's outcome: `true` when delivered or
-    /// parked, `false` when the change is to be held.
+    /// Count and record a delivery's outcome: delivered, parked, or to be
+    /// held.
     #[allow(clippy::too_many_arguments)]
     fn settle(
         &self,
@@ -180,7 +183,7 @@ impl<'a> Context<'a> {
         envelopes: &[Envelope<'_>],
         result: Result<(), crate::sink::SinkError>,
         dedup: bool,
-    ) -> bool {
+    ) -> Settled {
         let i = indices[0];
         let c = &self.changes[i];
         let sequence = self.changes[*indices.last().expect("at least one change")]
@@ -198,7 +201,7 @@ impl<'a> Context<'a> {
                     let image = crate::outputs::image_hash(c.new_json.as_deref());
                     o.record(r.id(), &c.key, sequence, hash, image);
                 }
-                true
+                Settled::Delivered
             }
             Err(e) => {
                 // What did get out is counted, and remembered for the retry.
@@ -232,7 +235,7 @@ impl<'a> Context<'a> {
                         FailureKind::Delivery.as_str(),
                         self.describe(r, i, &e.to_string()),
                     );
-                    return false;
+                    return Settled::Held;
                 }
                 let mut error = self.describe(r, i, &e.to_string());
                 if !out.is_empty() {

@@ -412,8 +412,12 @@ impl Flusher<'_> {
     }
 
     /// After parking the window: drop it when parked, else keep it for the next tick.
-    fn parked(&mut self, parked: bool, claim: &Claim) -> Result<Step, crate::spool::SpoolError> {
-        if parked {
+    fn parked(
+        &mut self,
+        parked: super::Settled,
+        claim: &Claim,
+    ) -> Result<Step, crate::spool::SpoolError> {
+        if parked.handled() {
             self.finish(&claim.members)?;
             Ok(Step::Done)
         } else {

@@ -37,6 +37,30 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use lanes::{MAX_LANE_ATTEMPTS, Persist, TickOptions, TickReport, Work, tick, tick_with};
+
+/// What became of a change (or a batch window) handed to delivery: the
+/// vocabulary the dispatch code settles in, rather than a `bool`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Not for this receiver: its plugin does not accept it.
+    Skipped,
+    /// In a pack with the next changes: settled when the pack goes out.
+    Packed,
+    /// Delivered, or suppressed by dedup as what the receiver has.
+    Delivered,
+    /// Parked as a dead letter, for this reason.
+    Parked(prism_types::failure::FailureKind),
+    /// Not handled: to be tried again in order (its destination is down,
+    /// it asks for a retry, or its dead letter could not be written).
+    Held,
+}
+
+impl Settled {
+    /// Whether it is done with (or on its way), not held.
+    pub(crate) fn handled(self) -> bool {
+        !matches!(self, Self::Held)
+    }
+}
 pub use stats::ReceiverStats;
 pub use tick_order::{TickCursor, fair_order};
 pub use worker::change_json;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use prism_sdk::{FormatError, Message};
 
-use super::{Progress, ReceiverStats};
+use super::{Progress, ReceiverStats, Settled};
 use crate::breaker::{Gate, Outcome, Transition};
 use crate::receivers::ActiveReceiver;
 use crate::sink::{DeadLetter, Sink};
@@ -119,7 +119,7 @@ impl<'a> Context<'a> {
             }
             if let Gate::Open { remaining } = r.breaker.admit() {
                 st.quarantined += 1;
-                if !self.quarantined(r, &mut st, &[i], remaining) {
+                if !self.quarantined(r, &mut st, &[i], remaining).handled() {
                     stuck.insert(key);
                     self.hold(r, &mut st, i);
                 }
@@ -154,7 +154,7 @@ impl<'a> Context<'a> {
             let handled = match outcome {
                 Ok(None) => {
                     st.skipped += 1;
-                    true
+                    Settled::Skipped
                 }
                 Ok(Some(Formatted::Messages(msgs))) if self.pack > 1 => {
                     // Delivered with the next changes, packed together.
@@ -172,7 +172,7 @@ impl<'a> Context<'a> {
                         pending_bytes = 0;
                     }
                     if stuck.contains(key) {
-                        false
+                        Settled::Held
                     } else {
                         pending_bytes += msgs.iter().map(|m| m.body.len()).sum::<usize>();
                         pending.push((i, msgs));
@@ -180,7 +180,7 @@ impl<'a> Context<'a> {
                             self.deliver_pending(r, &mut st, &mut pending, &mut stuck);
                             pending_bytes = 0;
                         }
-                        true
+                        Settled::Packed
                     }
                 }
                 Ok(Some(Formatted::Messages(msgs))) => {
@@ -194,7 +194,7 @@ impl<'a> Context<'a> {
                     // Still asking to retry: try again later, in order.
                     st.accepted += 1;
                     st.error(kind.as_str(), error);
-                    false
+                    Settled::Held
                 }
                 Ok(Some(Formatted::Failed { kind, error })) => {
                     st.accepted += 1;
@@ -205,7 +205,7 @@ impl<'a> Context<'a> {
                     self.park(r, &mut st, &[i], e.kind(), &error)
                 }
             };
-            if !handled {
+            if !handled.handled() {
                 stuck.insert(key);
                 self.hold(r, &mut st, i);
             }
@@ -278,9 +278,9 @@ impl<'a> Context<'a> {
         st: &mut ReceiverStats,
         indices: &[usize],
         remaining: std::time::Duration,
-    ) -> bool {
+    ) -> Settled {
         if self.lanes.is_some() || self.hold_quarantined {
-            return false;
+            return Settled::Held;
         }
         let error = self.describe(
             r,
@@ -456,7 +456,7 @@ impl<'a> Context<'a> {
         indices: &[usize],
         kind: FailureKind,
         error: &str,
-    ) -> bool {
+    ) -> Settled {
         self.park_as(r, st, indices, kind, kind.as_str(), error)
     }
 
@@ -470,7 +470,7 @@ impl<'a> Context<'a> {
         kind: FailureKind,
         label: &str,
         error: &str,
-    ) -> bool {
+    ) -> Settled {
         tracing::warn!(receiver = r.id(), digest = %r.digest(), kind = label, error, "change parked as a dead letter");
         st.error(kind.as_str(), error.to_owned());
         for &i in indices {
@@ -494,11 +494,11 @@ impl<'a> Context<'a> {
                     format!("could not park {}/{}: {e}", c.key, c.sequence),
                 );
                 if self.hold_unavailable {
-                    return false;
+                    return Settled::Held;
                 }
             }
         }
-        true
+        Settled::Parked(kind)
     }
 
     pub(super) fn describe(&self, r: &ActiveReceiver, i: usize, what: &str) -> String {
