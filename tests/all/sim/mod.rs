@@ -18,6 +18,7 @@
 
 mod backends;
 mod check;
+mod conformance;
 mod faults;
 mod pinned;
 mod world;
@@ -176,6 +177,15 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
     },
 ];
 
+/// A receiver's queue and dead-letter queue.
+pub(crate) fn queue_names(r: &SimReceiver) -> (String, String) {
+    let suffix = if r.fifo { ".fifo" } else { "" };
+    (
+        format!("sim-{}{suffix}", r.id),
+        format!("sim-{}-dlq{suffix}", r.id),
+    )
+}
+
 /// The fixture, loaded once for every test of the simulation.
 fn fixture() -> &'static Fixture {
     static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
@@ -203,9 +213,11 @@ fn load_fixture() -> Fixture {
             };
             let mut m = manifest(r.id, &wasm, mode, prism_e2e::relaxed(), r.config);
             m.dedup = r.dedup;
-            let queue = format!("sim-{}{}", r.id, if r.fifo { ".fifo" } else { "" });
+            // Names SQS takes (a FIFO queue's ends in `.fifo`, its
+            // dead-letter queue's too): the conformance run makes them.
+            let (queue, dlq) = queue_names(r);
             m.destination = Some(Destination {
-                dead_letter_queue: Some(format!("{queue}-dlq")),
+                dead_letter_queue: Some(dlq),
                 queue,
             });
             Entry {
@@ -247,9 +259,15 @@ const DRAIN_ROUNDS: usize = 12;
 /// Run one schedule.
 pub(crate) fn run(fixture: &Fixture, opts: &Options) -> Outcome {
     let mut w = World::new(fixture, opts);
+    play(&mut w);
+    let (violations, tally) = finish(&mut w);
+    outcome(w, violations, tally)
+}
+
+/// The schedule: the stream grows while the Lambda, the tick, time and
+/// process recycling interleave, with the faults on.
+pub(crate) fn play(w: &mut World<'_>) {
     w.faults.set_on(true);
-    // The schedule: the stream grows while the Lambda, the tick, time and
-    // process recycling interleave.
     let mut steps = 0;
     while !w.done_reading() && steps < 400 {
         steps += 1;
@@ -286,7 +304,10 @@ pub(crate) fn run(fixture: &Fixture, opts: &Options) -> Outcome {
             w.produce(usize::MAX);
         }
     }
-    let (violations, tally) = finish(&mut w);
+}
+
+/// What a played and finished schedule ended with.
+fn outcome(mut w: World<'_>, violations: Vec<String>, tally: Tally) -> Outcome {
     for (what, n) in [
         ("standard duplicates", tally.standard_duplicates),
         ("FIFO dropped in window", tally.fifo_dropped_in_window),
@@ -308,10 +329,22 @@ pub(crate) fn run(fixture: &Fixture, opts: &Options) -> Outcome {
     }
 }
 
-/// Stop the faults, read the stream to its end, let time pass and tick
-/// until every lane has drained; then check every receiver's queues
-/// against the stream.
+/// [`drain`], then check every receiver's queues against the stream.
 pub(crate) fn finish(w: &mut World<'_>) -> (Vec<String>, Tally) {
+    let mut violations = drain(w);
+    let mut tally = Tally::default();
+    {
+        let queues = w.queues.0.lock().unwrap();
+        for r in RECEIVERS {
+            violations.extend(check::receiver(r, queues.get(r.id), &w.written, &mut tally));
+        }
+    }
+    (violations, tally)
+}
+
+/// Stop the faults, read the stream to its end, let time pass and tick
+/// until every lane has drained: what did not end so.
+pub(crate) fn drain(w: &mut World<'_>) -> Vec<String> {
     // Drain without faults.
     w.faults.set_on(false);
     w.faults.note(|| "faults stop; draining".into());
@@ -340,14 +373,7 @@ pub(crate) fn finish(w: &mut World<'_>) -> (Vec<String>, Tally) {
             }
         }
     }
-    let mut tally = Tally::default();
-    {
-        let queues = w.queues.0.lock().unwrap();
-        for r in RECEIVERS {
-            violations.extend(check::receiver(r, queues.get(r.id), &w.written, &mut tally));
-        }
-    }
-    (violations, tally)
+    violations
 }
 
 /// The smallest schedule that still fails like `opts`: fewer changes

@@ -9,10 +9,12 @@ use serde_json::{Value, json};
 
 use prism_core::breaker::BreakerConfig;
 use prism_core::dispatch::{Dispatcher, TickOptions};
+use prism_core::outputs::OutputsTable;
 use prism_core::receivers::{ReceiverSet, Receivers};
 use prism_core::sample::StreamWriter;
+use prism_core::sink::Delivery;
 use prism_core::spool::Spool;
-use prism_core::stream::{MemoryLedger, OutputsStore, StreamProcessor};
+use prism_core::stream::{LedgerStore, MemoryLedger, OutputsStore, StreamProcessor};
 use prism_engine::PluginEngine;
 
 use super::backends::{Clock, Queues, SimDelivery, SimLedger, SimOutputs, SimSpool};
@@ -103,9 +105,7 @@ pub(crate) struct World<'f> {
     pub(crate) faults: Arc<Faults>,
     pub(crate) clock: Arc<Clock>,
     pub(crate) queues: Arc<Queues>,
-    spool: Arc<SimSpool>,
-    ledger: Arc<SimLedger>,
-    outputs: Arc<SimOutputs>,
+    backends: Backends,
     processor: StreamProcessor,
     rt: tokio::runtime::Runtime,
     pub(crate) reached: Reached,
@@ -114,25 +114,45 @@ pub(crate) struct World<'f> {
 /// Simulated start: 2026-12-01T00:00:00Z.
 const START_MS: u64 = 1_796_083_200_000;
 
+/// The backends every process of a schedule shares: the models, or the
+/// AWS adapters against moto (the conformance run).
+#[derive(Clone)]
+pub(crate) struct Backends {
+    pub(crate) delivery: Arc<dyn Delivery>,
+    pub(crate) spool: Arc<dyn Spool>,
+    pub(crate) ledger: Arc<dyn LedgerStore>,
+    pub(crate) outputs: Arc<dyn OutputsTable>,
+}
+
+impl Backends {
+    /// The models, every call behind `faults`.
+    fn models(clock: &Arc<Clock>, queues: &Arc<Queues>, faults: &Arc<Faults>) -> Self {
+        Self {
+            delivery: Arc::new(SimDelivery {
+                queues: queues.clone(),
+                faults: faults.clone(),
+                clock: clock.clone(),
+            }),
+            spool: Arc::new(SimSpool::new(faults.clone())),
+            ledger: Arc::new(SimLedger {
+                inner: MemoryLedger::default(),
+                faults: faults.clone(),
+            }),
+            outputs: Arc::new(SimOutputs {
+                items: Mutex::new(HashMap::new()),
+                faults: faults.clone(),
+            }),
+        }
+    }
+}
+
 /// A new process over the schedule's backends.
-fn processor(
-    fixture: &Fixture,
-    clock: &Arc<Clock>,
-    queues: &Arc<Queues>,
-    faults: &Arc<Faults>,
-    ledger: Arc<SimLedger>,
-    spool: Arc<SimSpool>,
-    outputs: Arc<SimOutputs>,
-) -> StreamProcessor {
+fn processor(fixture: &Fixture, clock: &Arc<Clock>, b: &Backends) -> StreamProcessor {
     StreamProcessor {
         engine: fixture.engine.clone(),
         receivers: Receivers::Fixed(fixture.set.clone()),
-        delivery: Arc::new(SimDelivery {
-            queues: queues.clone(),
-            faults: faults.clone(),
-            clock: clock.clone(),
-        }),
-        ledger,
+        delivery: b.delivery.clone(),
+        ledger: b.ledger.clone(),
         // One thread, sends not overlapped with formatting: the order of
         // backend calls, and so every fault, is the seed's alone.
         dispatcher: Dispatcher {
@@ -143,8 +163,8 @@ fn processor(
         },
         unreadable_queue: None,
         emit_metrics: false,
-        outputs: Some(OutputsStore::Table(outputs)),
-        spool: Some(spool),
+        outputs: Some(OutputsStore::Table(b.outputs.clone())),
+        spool: Some(b.spool.clone()),
         cut_windows: true,
         only: None,
         replay: false,
@@ -207,34 +227,56 @@ impl<'f> World<'f> {
         world
     }
 
+    /// The schedule of `opts` over AWS's own adapters, made by `aws` on a
+    /// runtime they can block on (the conformance run; faults need the
+    /// models, so `opts` should have none).
+    pub(crate) fn on_aws(
+        fixture: &'f Fixture,
+        opts: &Options,
+        aws: &dyn Fn(&tokio::runtime::Handle) -> Backends,
+    ) -> Self {
+        let mut rng = fastrand::Rng::with_seed(opts.seed);
+        let stream = stream(&mut rng, opts.max_changes);
+        Self::with_stream_on(fixture, opts, rng, stream, Some(aws))
+    }
+
     fn with_stream(
         fixture: &'f Fixture,
         opts: &Options,
         rng: fastrand::Rng,
+        stream: (Vec<Value>, Vec<Written>),
+    ) -> Self {
+        Self::with_stream_on(fixture, opts, rng, stream, None)
+    }
+
+    fn with_stream_on(
+        fixture: &'f Fixture,
+        opts: &Options,
+        rng: fastrand::Rng,
         (records, written): (Vec<Value>, Vec<Written>),
+        aws: Option<&dyn Fn(&tokio::runtime::Handle) -> Backends>,
     ) -> Self {
         let faults = Arc::new(Faults::new(opts.seed, opts.plan.clone()));
         faults.set_tracing(opts.trace);
         let clock = Arc::new(Clock::new(START_MS));
         let queues = Arc::new(Queues::default());
-        let spool = Arc::new(SimSpool::new(faults.clone()));
-        let ledger = Arc::new(SimLedger {
-            inner: MemoryLedger::default(),
-            faults: faults.clone(),
-        });
-        let outputs = Arc::new(SimOutputs {
-            items: Mutex::new(HashMap::new()),
-            faults: faults.clone(),
-        });
-        let processor = processor(
-            fixture,
-            &clock,
-            &queues,
-            &faults,
-            ledger.clone(),
-            spool.clone(),
-            outputs.clone(),
-        );
+        // The AWS adapters block the dispatcher's threads on the runtime:
+        // it must run on threads of its own.
+        let rt = match aws {
+            Some(_) => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build(),
+            None => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+        }
+        .unwrap();
+        let backends = match aws {
+            Some(make) => make(rt.handle()),
+            None => Backends::models(&clock, &queues, &faults),
+        };
+        let processor = processor(fixture, &clock, &backends);
         Self {
             fixture,
             rng,
@@ -245,14 +287,9 @@ impl<'f> World<'f> {
             faults,
             clock,
             queues,
-            spool,
-            ledger,
-            outputs,
+            backends,
             processor,
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
+            rt,
             reached: Reached::default(),
         }
     }
@@ -263,15 +300,7 @@ impl<'f> World<'f> {
         self.faults.revive();
         self.faults.note(|| format!("cold start ({why})"));
         self.reached.add("cold start", 1);
-        self.processor = processor(
-            self.fixture,
-            &self.clock,
-            &self.queues,
-            &self.faults,
-            self.ledger.clone(),
-            self.spool.clone(),
-            self.outputs.clone(),
-        );
+        self.processor = processor(self.fixture, &self.clock, &self.backends);
     }
 
     /// The stream makes up to `n` more records visible.
@@ -400,8 +429,8 @@ impl<'f> World<'f> {
 
     /// Lanes still in the spool (read past the faults).
     pub(crate) fn lanes_left(&self) -> Vec<String> {
-        self.spool
-            .inner
+        self.backends
+            .spool
             .lanes()
             .unwrap()
             .into_iter()
