@@ -120,10 +120,7 @@ fn the_models_end_where_aws_ends() {
                 client: ddb.clone(),
                 table: format!("{tables}-ledger"),
             }),
-            outputs: Arc::new(DynamoOutputs::new(
-                ddb.clone(),
-                format!("{tables}-outputs"),
-            )),
+            outputs: Arc::new(DynamoOutputs::new(ddb.clone(), format!("{tables}-outputs"))),
         };
         let mut aws = World::on_aws(fixture, &opts, &make);
         play(&mut aws);

@@ -27,6 +27,8 @@ pub(crate) struct Options {
     /// At most this many changes (shrinking lowers it).
     pub(crate) max_changes: usize,
     pub(crate) plan: FaultPlan,
+    /// Stream shards: products are spread over them by their number.
+    pub(crate) shards: usize,
     /// Keep the schedule's trace (a bulk run does not; a failing seed is
     /// run again with it).
     pub(crate) trace: bool,
@@ -100,8 +102,9 @@ pub(crate) struct World<'f> {
     pub(crate) written: Vec<Written>,
     /// Records the stream has made visible so far.
     visible: usize,
-    /// Lambda's checkpoint: the first record not yet acknowledged.
-    checkpoint: usize,
+    /// The stream's shards (a product's records all in one, as DynamoDB
+    /// keeps them), each read by its own Lambda invocations.
+    shards: Vec<Shard>,
     pub(crate) faults: Arc<Faults>,
     pub(crate) clock: Arc<Clock>,
     pub(crate) queues: Arc<Queues>,
@@ -109,6 +112,22 @@ pub(crate) struct World<'f> {
     processor: StreamProcessor,
     rt: tokio::runtime::Runtime,
     pub(crate) reached: Reached,
+}
+
+/// One shard of the stream.
+#[derive(Debug, Clone, Default)]
+struct Shard {
+    /// Its records, as indices into the stream's.
+    records: Vec<usize>,
+    /// Lambda's checkpoint: the first of them not yet acknowledged.
+    checkpoint: usize,
+}
+
+impl Shard {
+    /// How many of its records the stream has made visible.
+    fn visible(&self, visible: usize) -> usize {
+        self.records.partition_point(|&r| r < visible)
+    }
 }
 
 /// Simulated start: 2026-12-01T00:00:00Z.
@@ -220,6 +239,7 @@ impl<'f> World<'f> {
             seed: 0,
             max_changes: changes.len(),
             plan,
+            shards: 1,
             trace: true,
         };
         let world = Self::with_stream(fixture, &opts, fastrand::Rng::with_seed(0), w.done());
@@ -277,13 +297,19 @@ impl<'f> World<'f> {
             None => Backends::models(&clock, &queues, &faults),
         };
         let processor = processor(fixture, &clock, &backends);
+        let n = opts.shards.max(1);
+        let mut shards = vec![Shard::default(); n];
+        for (i, w) in written.iter().enumerate() {
+            let product: usize = w.key.trim_start_matches("P-").parse().unwrap_or(0);
+            shards[product % n].records.push(i);
+        }
         Self {
             fixture,
             rng,
             records,
             written,
             visible: 0,
-            checkpoint: 0,
+            shards,
             faults,
             clock,
             queues,
@@ -309,23 +335,40 @@ impl<'f> World<'f> {
     }
 
     pub(crate) fn pending(&self) -> bool {
-        self.checkpoint < self.visible
+        self.shards
+            .iter()
+            .any(|s| s.checkpoint < s.visible(self.visible))
     }
 
     pub(crate) fn done_reading(&self) -> bool {
-        self.checkpoint == self.records.len()
+        self.shards.iter().all(|s| s.checkpoint == s.records.len())
     }
 
-    /// One Lambda invocation on the next batch (up to `max` records): on a
-    /// crash or a whole-batch error the same records come again; with
+    /// One Lambda invocation on the next batch (up to `max` records) of a
+    /// shard with records waiting (the seed picks which): on a crash or a
+    /// whole-batch error the same records come again; with
     /// `batchItemFailures` Lambda resumes at the first failed record.
     pub(crate) fn invoke(&mut self, max: usize) {
-        let end = (self.checkpoint + max).min(self.visible);
-        if end == self.checkpoint {
-            return;
+        let waiting: Vec<usize> = (0..self.shards.len())
+            .filter(|&s| self.shards[s].checkpoint < self.shards[s].visible(self.visible))
+            .collect();
+        let s = match waiting.len() {
+            0 => return,
+            1 => waiting[0],
+            n => waiting[self.rng.usize(0..n)],
+        };
+        let shard = &self.shards[s];
+        let (first, end) = (
+            shard.checkpoint,
+            (shard.checkpoint + max).min(shard.visible(self.visible)),
+        );
+        let batch: Vec<Value> = shard.records[first..end]
+            .iter()
+            .map(|&r| self.records[r].clone())
+            .collect();
+        if self.shards.len() > 1 {
+            self.reached.add(&format!("stream: shard {s} invoked"), 1);
         }
-        let batch = &self.records[self.checkpoint..end];
-        let first = self.checkpoint;
         let result = self
             .rt
             .block_on(self.processor.handle(&json!({ "Records": batch })));
@@ -369,18 +412,18 @@ impl<'f> World<'f> {
                 let resume = batch.iter().position(|r| {
                     failed.contains(r["dynamodb"]["SequenceNumber"].as_str().unwrap())
                 });
-                match resume {
-                    None => self.checkpoint = end,
+                let checkpoint = match resume {
+                    None => end,
                     Some(i) => {
                         self.reached.add("stream: batch item failures", 1);
-                        self.checkpoint = first + i;
+                        first + i
                     }
-                }
+                };
+                self.shards[s].checkpoint = checkpoint;
                 self.faults.note(|| {
                     format!(
-                        "invoke {first}..{end}: {} failed, next {}",
+                        "invoke {first}..{end}: {} failed, next {checkpoint}",
                         failed.len(),
-                        self.checkpoint
                     )
                 });
             }
