@@ -248,8 +248,10 @@ fn an_update_delivered_through_a_retry_lane_is_never_taken_for_identical() {
 }
 
 /// X → Y → X again, Y delivered at once but its dedup state write failing
-/// (the outputs table throttles every try): the state lags behind what the
-/// website got, and the change back to X must still be sent.
+/// (the outputs table throttles every try). Left behind, the state would
+/// lag what the website got; the batch fails whole instead (before its
+/// ledger), Lambda's retry sends Y again (a copy) and records it, and the
+/// change back to X is sent.
 #[test]
 fn a_lost_dedup_state_write_never_suppresses_the_next_update() {
     let Some(f) = Faulty::new("dedup-write", 4) else {
@@ -269,11 +271,27 @@ fn a_lost_dedup_state_write_never_suppresses_the_next_update() {
     f.proxy.set_rules(vec![
         Rule::always("BatchWriteItem", Fault::Throttle).on(&format!("{outputs}\"")),
     ]);
-    let out = f.w.invoke(&p, &f.w.records());
-    assert_eq!(out.report.receivers["website"].messages, 1);
+    let records = f.w.records();
+    let failed =
+        f.w.q
+            .rt
+            .block_on(p.handle(&json!({ "Records": records })))
+            .expect_err("a batch whose dedup state cannot be written fails whole");
+    assert!(
+        matches!(
+            failed,
+            prism_core::stream::StreamError::OutputsUnwritable(_)
+        ),
+        "{failed}"
+    );
     assert!(f.proxy.injected()["throttle"] >= 1);
-    assert_ne!(f.w.bodies(&queue), x);
+    let y = f.w.bodies(&queue);
+    assert_ne!(y, x);
     f.proxy.set_rules(Vec::new());
+    // Lambda's retry: Y again, a copy, and its state recorded.
+    let out = f.w.invoke(&p, &records);
+    assert_eq!(out.report.receivers["website"].messages, 1);
+    assert_eq!(f.w.bodies(&queue), y);
 
     doc["prices"]["DE"]["amount"] = price_x;
     f.w.write(std::slice::from_ref(&doc));
