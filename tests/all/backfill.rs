@@ -367,7 +367,7 @@ fn a_product_changing_through_every_correction_stops_the_run_and_a_rerun_ends_it
         Rule::always("SendMessageBatch", Fault::Hold).on(&busy),
     ]);
     let child = spawn(&args(&w, &proxy.url, &["--segments", "1"]));
-    let sends = 1 + prism_aws::backfill::CORRECTION_ROUNDS;
+    let sends = 1 + prism_core::backfill::CORRECTION_ROUNDS;
     for send in 1..=sends {
         proxy.wait_held(send, &format!("the backfill's send {send}"));
         // While send `send` is held, the stream changes the product and
@@ -659,7 +659,8 @@ fn a_backfill_fans_its_segments_out_over_the_dispatcher_lambda() {
         "3 segments of about 100 items, 50 a call: {invocations}"
     );
     let cps = w.q.rt.block_on(async {
-        use prism_aws::backfill::checkpoint::{Checkpoints, SpoolCheckpoints};
+        use prism_aws::backfill::SpoolCheckpoints;
+        use prism_core::backfill::checkpoint::Checkpoints;
         SpoolCheckpoints::new(w.ddb.clone(), &spool, "website")
             .all()
             .await

@@ -4,7 +4,7 @@
 //! dispatcher invocation per segment at a time, each resuming from the
 //! segment's checkpoint in the spool table, this process only fanning out
 //! and adding up). How it stays safe beside the stream:
-//! [`prism_aws::backfill`].
+//! [`prism_core::backfill`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,10 +14,13 @@ use anyhow::Context;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Value, json};
 
-use prism_aws::backfill::checkpoint::{Checkpoints, DirCheckpoints, SpoolCheckpoints};
-use prism_aws::backfill::pacer::Pacer;
-use prism_aws::backfill::{self as bf, Backfill, Backfiller, Limits, Plan, Totals};
+use prism_aws::backfill::{DynamoModelScan, SpoolCheckpoints};
 use prism_aws::{AwsTarget, sdk_error};
+use prism_core::backfill::checkpoint::{Checkpoints, DirCheckpoints};
+use prism_core::backfill::pacer::Pacer;
+use prism_core::backfill::{
+    self as bf, Backfill, Backfiller, Limits, ModelScan, Plan, Totals, WallClock,
+};
 use prism_lambda::LambdaConfig;
 
 use crate::remote::RemoteArgs;
@@ -143,7 +146,8 @@ pub fn backfill(
         Some(t) => Box::new(SpoolCheckpoints::new(ddb.clone(), t, receiver)),
         None => Box::new(DirCheckpoints::new(&o.state_dir, receiver)),
     };
-    let (key_names, count) = rt.block_on(bf::describe(&ddb, &spec.model_table))?;
+    let scan = DynamoModelScan::new(ddb.clone(), &spec.model_table);
+    let (key_names, count) = rt.block_on(scan.describe())?;
     let totals = Totals::default();
     // Here, the receiver runs in this process: build it first, so a
     // receiver that cannot run is refused before any checkpoint is touched.
@@ -173,7 +177,8 @@ pub fn backfill(
         }
     };
     let backfiller = processor.as_ref().map(|p| Backfiller {
-        ddb: ddb.clone(),
+        model: &scan,
+        clock: &WallClock,
         processor: p,
         checkpoints: &*checkpoints,
         spec: &spec,
@@ -185,7 +190,7 @@ pub fn backfill(
     if let Some(b) = &backfiller {
         rt.block_on(b.check_receiver())?;
     }
-    let run = match rt.block_on(bf::plan(&*checkpoints, &spec, o.restart))? {
+    let run = match rt.block_on(bf::plan(&*checkpoints, &spec, o.restart, &WallClock))? {
         Plan::Complete(cps) => {
             let items: u64 = cps.iter().map(|c| c.items).sum();
             println!(

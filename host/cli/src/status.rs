@@ -89,7 +89,7 @@ pub struct Backfill {
 }
 
 impl Backfill {
-    fn of(cps: &[prism_aws::backfill::checkpoint::Checkpoint]) -> Option<Self> {
+    fn of(cps: &[prism_core::backfill::checkpoint::Checkpoint]) -> Option<Self> {
         let segments = cps.iter().map(|c| c.segments).max()?;
         Some(Self {
             segments_done: cps.iter().filter(|c| c.done).count(),
@@ -217,7 +217,8 @@ async fn collect(c: &Clients) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
                     Some(Err(e)) => row.problems.push(format!("spool: {e}")),
                 }
                 if let Some(t) = &c.spool_table {
-                    use prism_aws::backfill::checkpoint::{Checkpoints, SpoolCheckpoints};
+                    use prism_aws::backfill::SpoolCheckpoints;
+                    use prism_core::backfill::checkpoint::Checkpoints;
                     let cps = SpoolCheckpoints::new(
                         aws_sdk_dynamodb::Client::new(&c.remote.config),
                         t,
@@ -596,7 +597,7 @@ mod tests {
 
     #[test]
     fn a_backfill_is_summed_over_its_segments() {
-        use prism_aws::backfill::checkpoint::Checkpoint;
+        use prism_core::backfill::checkpoint::Checkpoint;
         assert_eq!(Backfill::of(&[]), None);
         let mut a = Checkpoint::start(0, 2, 7);
         a.items = 100;

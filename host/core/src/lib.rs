@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod backfill;
 pub mod breaker;
 pub mod deadline;
 pub mod diff;

@@ -14,9 +14,11 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use prism_aws::backfill::checkpoint::SpoolCheckpoints;
-use prism_aws::backfill::pacer::Pacer;
-use prism_aws::backfill::{self as bf, Backfill, Backfiller, Limits, Totals};
+use prism_aws::backfill::{DynamoModelScan, SpoolCheckpoints};
+use prism_core::backfill::pacer::Pacer;
+use prism_core::backfill::{
+    self as bf, Backfill, Backfiller, Limits, ModelScan, Totals, WallClock,
+};
 use prism_core::stream::StreamProcessor;
 
 use crate::InvokeError;
@@ -96,10 +98,12 @@ pub async fn handle(
         .map_err(|e| InvokeError::Malformed(e.to_string()))?;
     let pacer = e.max_per_second.and_then(Pacer::per_second);
     let checkpoints = SpoolCheckpoints::new(ddb.clone(), spool, &e.receiver);
-    let (key_names, _) = bf::describe(ddb, model).await.map_err(backfill_error)?;
+    let scan = DynamoModelScan::new(ddb.clone(), model);
+    let (key_names, _) = scan.describe().await.map_err(backfill_error)?;
     let totals = Totals::default();
     let b = Backfiller {
-        ddb: ddb.clone(),
+        model: &scan,
+        clock: &WallClock,
         processor,
         checkpoints: &checkpoints,
         spec: &spec,

@@ -3,21 +3,16 @@
 //! timeout, a crash) resumes after the last page it finished. A page is
 //! at most sent twice, never skipped.
 //!
-//! On AWS the checkpoints live in the spool table, in the partition
-//! `lane = "#backfill/<receiver>"` (`entry = "<segments>/<segment>"`,
-//! attribute `checkpoint` = the JSON below): not a lane, so nothing that
-//! lists lanes sees them. From a laptop they can also live in a state
-//! directory, one JSON file per segment.
+//! On AWS the checkpoints live in the spool table (`prism_aws::backfill`).
+//! From a laptop they can also live in a state directory
+//! ([`DirCheckpoints`]), one JSON file per segment.
 
 use std::path::PathBuf;
 
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::BackfillError;
-use crate::batch::Item;
 
 /// One segment's progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,44 +65,6 @@ impl Checkpoint {
             updated_ms: 0,
         }
     }
-
-    /// [`Self::after`] as a DynamoDB key.
-    pub fn start_key(&self) -> Result<Option<Item>, String> {
-        self.after.as_ref().map(key_from_json).transpose()
-    }
-}
-
-/// A `LastEvaluatedKey` read back from DynamoDB JSON (key attributes are
-/// strings, numbers or binaries).
-pub fn key_from_json(v: &Value) -> Result<Item, String> {
-    use base64::Engine as _;
-    let obj = v.as_object().ok_or("a checkpoint key must be an object")?;
-    obj.iter()
-        .map(|(name, attr)| {
-            let (t, val) = attr
-                .as_object()
-                .and_then(|o| o.iter().next())
-                .ok_or_else(|| format!("key attribute {name:?} is not DynamoDB JSON"))?;
-            let s = val
-                .as_str()
-                .ok_or_else(|| format!("key attribute {name:?} must hold a string"))?;
-            let av = match t.as_str() {
-                "S" => AttributeValue::S(s.to_owned()),
-                "N" => AttributeValue::N(s.to_owned()),
-                "B" => AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(s)
-                        .map_err(|e| format!("key attribute {name:?}: {e}"))?,
-                )),
-                other => {
-                    return Err(format!(
-                        "key attribute {name:?} has type {other}, not S, N or B"
-                    ));
-                }
-            };
-            Ok((name.clone(), av))
-        })
-        .collect()
 }
 
 /// A place for one receiver's checkpoints.
@@ -132,7 +89,8 @@ pub trait Checkpoints: Send + Sync {
     }
 }
 
-fn checkpoint_error(place: String, message: String) -> BackfillError {
+/// A checkpoint store's failure, naming where it keeps them.
+pub fn checkpoint_error(place: String, message: String) -> BackfillError {
     BackfillError::Checkpoint { place, message }
 }
 
@@ -206,135 +164,9 @@ impl Checkpoints for DirCheckpoints {
     }
 }
 
-/// Checkpoints in the spool table.
-#[derive(Debug, Clone)]
-pub struct SpoolCheckpoints {
-    client: Client,
-    table: String,
-    partition: String,
-}
-
-/// The spool-table partition of a receiver's checkpoints.
-pub fn partition(receiver: &str) -> String {
-    format!("#backfill/{receiver}")
-}
-
-impl SpoolCheckpoints {
-    /// `receiver`'s checkpoints in the spool table `table`.
-    pub fn new(client: Client, table: impl Into<String>, receiver: &str) -> Self {
-        Self {
-            client,
-            table: table.into(),
-            partition: partition(receiver),
-        }
-    }
-
-    fn err(&self, message: String) -> BackfillError {
-        checkpoint_error(self.place(), message)
-    }
-
-    fn key(&self, segment: u32, segments: u32) -> Item {
-        Item::from([
-            (
-                crate::spool::KEY_LANE.to_owned(),
-                AttributeValue::S(self.partition.clone()),
-            ),
-            (
-                crate::spool::KEY_ENTRY.to_owned(),
-                AttributeValue::S(format!("{segments:05}/{segment:05}")),
-            ),
-        ])
-    }
-}
-
-#[async_trait::async_trait]
-impl Checkpoints for SpoolCheckpoints {
-    async fn all(&self) -> Result<Vec<Checkpoint>, BackfillError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#l = :l")
-                .expression_attribute_names("#l", crate::spool::KEY_LANE)
-                .expression_attribute_values(":l", AttributeValue::S(self.partition.clone()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.err(format!("Query: {}", crate::sdk_error(&e))))?;
-            for item in page.items() {
-                let text = match item.get("checkpoint") {
-                    Some(AttributeValue::S(s)) => s,
-                    _ => return Err(self.err("an item without its checkpoint".into())),
-                };
-                out.push(serde_json::from_str(text).map_err(|e| self.err(e.to_string()))?);
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        out.sort_by_key(|c: &Checkpoint| (c.segments, c.segment));
-        Ok(out)
-    }
-
-    async fn save(&self, cp: &Checkpoint) -> Result<(), BackfillError> {
-        // UpdateItem, which the dispatcher's role already has on the spool.
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(cp.segment, cp.segments)))
-            .update_expression("SET #c = :c")
-            .expression_attribute_names("#c", "checkpoint")
-            .expression_attribute_values(
-                ":c",
-                AttributeValue::S(serde_json::to_string(cp).expect("a checkpoint serializes")),
-            )
-            .send()
-            .await
-            .map_err(|e| self.err(format!("UpdateItem: {}", crate::sdk_error(&e))))?;
-        Ok(())
-    }
-
-    async fn clear(&self) -> Result<(), BackfillError> {
-        let deletes = self
-            .all()
-            .await?
-            .iter()
-            .map(|c| crate::batch::delete(self.key(c.segment, c.segments)))
-            .collect();
-        crate::batch::batch_write(&self.client, &self.table, deletes)
-            .await
-            .map_err(|e| self.err(e))
-    }
-
-    fn place(&self) -> String {
-        format!("spool table {} ({})", self.table, self.partition)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_survive_the_round_trip_through_json() {
-        let key = Item::from([
-            ("pk".to_owned(), AttributeValue::S("P-1".into())),
-            ("n".to_owned(), AttributeValue::N("42".into())),
-            (
-                "b".to_owned(),
-                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(vec![0, 255])),
-            ),
-        ]);
-        let json = crate::item::ddb::item_json(&key);
-        assert_eq!(key_from_json(&json).unwrap(), key);
-        let e = key_from_json(&serde_json::json!({"pk": {"M": {}}})).unwrap_err();
-        assert!(e.contains("\"pk\""), "{e}");
-    }
 
     #[test]
     fn a_checkpoint_written_before_open_pages_were_counted_still_reads() {

@@ -39,12 +39,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Value, json};
 
+use crate::stream::{Presence, StreamProcessor};
 use checkpoint::{Checkpoint, Checkpoints};
 use pacer::Pacer;
-use prism_core::stream::{Presence, StreamProcessor};
 
 /// Checks of a page against the table, each sending what changed again.
 pub const CORRECTION_ROUNDS: u64 = 4;
@@ -55,13 +54,63 @@ pub const ATTEMPTS: u32 = 6;
 pub const SETTLE: Duration = Duration::from_millis(250);
 /// Items per `Scan` page unless told otherwise (one `BatchGetItem` checks them).
 pub const DEFAULT_PAGE: usize = 100;
-/// The calls a backfill makes on the model table. Terraform grants them to
-/// the dispatcher.
-pub const MODEL_ACTIONS: &[&str] = &[
-    "dynamodb:DescribeTable",
-    "dynamodb:Scan",
-    "dynamodb:BatchGetItem",
-];
+
+/// One page of a segment of the model table.
+#[derive(Debug, Clone, Default)]
+pub struct ScanPage {
+    /// The items, in DynamoDB JSON.
+    pub items: Vec<Value>,
+    /// Where the next page starts (DynamoDB JSON); `None` at the segment's end.
+    pub after: Option<Value>,
+}
+
+/// The model table as a backfill reads it: a parallel scan (eventually
+/// consistent, as DynamoDB's `Scan` is) and a strongly consistent read of
+/// a page's keys (the check after each send). `prism_aws` reads DynamoDB;
+/// the simulation reads a model that may answer a scan with older images.
+#[async_trait::async_trait]
+pub trait ModelScan: Send + Sync {
+    /// The table's name, for messages.
+    fn table(&self) -> &str;
+    /// The key attribute names (partition first) and the item count as
+    /// the table last computed it (for a progress bar: it lags).
+    async fn describe(&self) -> Result<(Vec<String>, u64), BackfillError>;
+    /// Up to `limit` items of `segment` of `segments`, after `after`.
+    async fn scan(
+        &self,
+        segment: u32,
+        segments: u32,
+        limit: usize,
+        after: Option<&Value>,
+    ) -> Result<ScanPage, BackfillError>;
+    /// The items at `keys` now (a strongly consistent read); a key with no
+    /// item is left out.
+    async fn read(&self, keys: &[Map<String, Value>]) -> Result<Vec<Value>, BackfillError>;
+}
+
+/// Time as a backfill sees it: the wall clock and real waits, or a
+/// simulation's clock.
+#[async_trait::async_trait]
+pub trait Clock: Send + Sync {
+    /// Now, in ms since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// Wait `d`.
+    async fn sleep(&self, d: Duration);
+}
+
+/// The wall clock and tokio's timers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WallClock;
+
+#[async_trait::async_trait]
+impl Clock for WallClock {
+    fn now_ms(&self) -> u64 {
+        crate::spool::now_ms()
+    }
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+}
 
 /// What went wrong, and where.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +225,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&self, st: &prism_core::dispatch::ReceiverStats) {
+    fn add(&self, st: &crate::dispatch::ReceiverStats) {
         let add = |c: &AtomicU64, n: u64| c.fetch_add(n, Ordering::Relaxed);
         add(&self.messages, st.messages);
         add(&self.suppressed, st.suppressed);
@@ -228,8 +277,10 @@ pub enum Plan {
 
 /// Runs a [`Backfill`] on a warm [`StreamProcessor`].
 pub struct Backfiller<'a> {
-    /// The model table's client.
-    pub ddb: Client,
+    /// The model table.
+    pub model: &'a dyn ModelScan,
+    /// Now, and waits.
+    pub clock: &'a dyn Clock,
     /// The dispatcher's processor (its receivers, sink, state, ledger).
     pub processor: &'a StreamProcessor,
     /// Where checkpoints go.
@@ -240,36 +291,11 @@ pub struct Backfiller<'a> {
     pub pacer: Option<&'a Pacer>,
     /// The counters.
     pub totals: &'a Totals,
-    /// The model table's key attribute names ([`describe`]).
+    /// The model table's key attribute names ([`ModelScan::describe`]).
     pub key_names: Vec<String>,
     /// Set to stop every segment after the page it is on (an error in one
     /// segment, Ctrl-C): what was sent is then always checkpointed.
     pub stop: std::sync::atomic::AtomicBool,
-}
-
-/// The key attribute names of `table` (partition first), and its item
-/// count as DynamoDB last computed it (for a progress bar: it lags).
-pub async fn describe(ddb: &Client, table: &str) -> Result<(Vec<String>, u64), BackfillError> {
-    let err = |message: String| BackfillError::Model {
-        table: table.to_owned(),
-        message,
-    };
-    let d = ddb
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(|e| err(format!("DescribeTable: {}", crate::sdk_error(&e))))?;
-    let t = d
-        .table()
-        .ok_or_else(|| err("no table description".into()))?;
-    let mut keys: Vec<_> = t.key_schema().iter().collect();
-    keys.sort_by_key(|k| k.key_type() != &aws_sdk_dynamodb::types::KeyType::Hash);
-    let names: Vec<String> = keys.iter().map(|k| k.attribute_name().to_owned()).collect();
-    if names.is_empty() {
-        return Err(err("no key schema in the table's description".into()));
-    }
-    Ok((names, t.item_count().unwrap_or(0).max(0) as u64))
 }
 
 /// Decide the run: a fresh one (after clearing old checkpoints when
@@ -279,6 +305,7 @@ pub async fn plan(
     checkpoints: &dyn Checkpoints,
     spec: &Backfill,
     restart: bool,
+    clock: &dyn Clock,
 ) -> Result<Plan, BackfillError> {
     spec.validate()?;
     if restart {
@@ -287,7 +314,7 @@ pub async fn plan(
     let all = checkpoints.all().await?;
     let Some(first) = all.first() else {
         return Ok(Plan::Go {
-            run: now_ms() / 1000,
+            run: clock.now_ms() / 1000,
             resumed: 0,
         });
     };
@@ -323,13 +350,13 @@ fn named(products: &[String]) -> String {
     format!("product{} {s}", if products.len() == 1 { "" } else { "s" })
 }
 
-fn now_ms() -> u64 {
-    prism_core::spool::now_ms()
-}
-
 impl Backfiller<'_> {
     fn receiver(&self) -> &str {
         &self.spec.receiver
+    }
+
+    fn now(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.clock.now_ms())
     }
 
     /// Refuse a receiver that is not registered, disabled, or cannot run
@@ -379,33 +406,15 @@ impl Backfiller<'_> {
         while !cp.done {
             if self.stop.load(Ordering::Relaxed)
                 || limits.max_pages.is_some_and(|m| pages >= m)
-                || limits.stop_at.is_some_and(|t| SystemTime::now() >= t)
+                || limits.stop_at.is_some_and(|t| self.now() >= t)
             {
                 break;
             }
-            let start = cp.start_key().map_err(|e| BackfillError::Checkpoint {
-                place: self.checkpoints.place(),
-                message: format!("segment {segment}: {e}"),
-            })?;
             let page = self
-                .ddb
-                .scan()
-                .table_name(&self.spec.model_table)
-                .segment(segment as i32)
-                .total_segments(segments as i32)
-                .limit(self.spec.page_size as i32)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| BackfillError::Model {
-                    table: self.spec.model_table.clone(),
-                    message: format!("Scan segment {segment}: {}", crate::sdk_error(&e)),
-                })?;
-            let items: Vec<Value> = page
-                .items()
-                .iter()
-                .map(crate::item::ddb::item_json)
-                .collect();
+                .model
+                .scan(segment, segments, self.spec.page_size, cp.after.as_ref())
+                .await?;
+            let items = page.items;
             if !items.is_empty() {
                 if let Some(p) = self.pacer {
                     p.take(items.len()).await;
@@ -416,7 +425,7 @@ impl Backfiller<'_> {
                     cp.abandoned += 1;
                 }
                 cp.open = true;
-                cp.updated_ms = now_ms();
+                cp.updated_ms = self.clock.now_ms();
                 self.checkpoints.save(&cp).await?;
                 cp.corrected += self.send_page(&cp, &items).await?;
                 self.totals
@@ -426,12 +435,9 @@ impl Backfiller<'_> {
             cp.items += items.len() as u64;
             cp.pages += 1;
             cp.open = false;
-            cp.after = page
-                .last_evaluated_key
-                .filter(|k| !k.is_empty())
-                .map(|k| crate::item::ddb::item_json(&k));
+            cp.after = page.after;
             cp.done = cp.after.is_none();
-            cp.updated_ms = now_ms();
+            cp.updated_ms = self.clock.now_ms();
             self.checkpoints.save(&cp).await?;
             pages += 1;
         }
@@ -447,7 +453,7 @@ impl Backfiller<'_> {
             sent: Option<Value>,
         }
         let bad_item = |e: String| BackfillError::Model {
-            table: self.spec.model_table.clone(),
+            table: self.model.table().to_owned(),
             message: format!("segment {} page {}: {e}", cp.segment, cp.pages),
         };
         let mut products = Vec::with_capacity(items.len());
@@ -464,7 +470,7 @@ impl Backfiller<'_> {
                 sent: Some(item.clone()),
             });
         }
-        let now_secs = now_ms() as f64 / 1000.0;
+        let now_secs = self.clock.now_ms() as f64 / 1000.0;
         let slot =
             records::slot(cp.pages + cp.abandoned, cp.segment, cp.segments).map_err(bad_item)?;
         let id = |round: u64, i: usize| {
@@ -493,28 +499,21 @@ impl Backfiller<'_> {
         for round in 1..=CORRECTION_ROUNDS + 1 {
             if round > 1 {
                 // A product changing in a burst gets time to settle.
-                tokio::time::sleep(SETTLE * (1 << (round - 2))).await;
+                self.clock.sleep(SETTLE * (1 << (round - 2))).await;
             }
-            let keys = pending
-                .iter()
-                .map(|&i| checkpoint::key_from_json(&Value::Object(products[i].keys.clone())))
-                .collect::<Result<Vec<_>, String>>()
-                .map_err(bad_item)?;
-            let now: HashMap<String, Value> =
-                crate::batch::batch_get(&self.ddb, &self.spec.model_table, keys)
-                    .await
-                    .map_err(|e| BackfillError::Model {
-                        table: self.spec.model_table.clone(),
-                        message: e,
-                    })?
-                    .iter()
-                    .map(crate::item::ddb::item_json)
-                    .filter_map(|v| {
-                        let keys = records::keys_of(v.as_object()?, &self.key_names).ok()?;
-                        let key = prism_types::input::record::key_string(&keys).ok()?;
-                        Some((key, v))
-                    })
-                    .collect();
+            let keys: Vec<Map<String, Value>> =
+                pending.iter().map(|&i| products[i].keys.clone()).collect();
+            let now: HashMap<String, Value> = self
+                .model
+                .read(&keys)
+                .await?
+                .into_iter()
+                .filter_map(|v| {
+                    let keys = records::keys_of(v.as_object()?, &self.key_names).ok()?;
+                    let key = prism_types::input::record::key_string(&keys).ok()?;
+                    Some((key, v))
+                })
+                .collect();
             let changed: Vec<usize> = pending
                 .iter()
                 .copied()
@@ -608,7 +607,9 @@ impl Backfiller<'_> {
                 failed = out.response.batch_item_failures.len(),
                 "backfill page not delivered; trying again"
             );
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            self.clock
+                .sleep(Duration::from_millis(100 << attempt))
+                .await;
         }
         Err(BackfillError::Delivery {
             segment,
