@@ -116,10 +116,15 @@ pub(crate) fn receiver(
             .map(|(i, m)| (i, first_seen.insert(m.sequence.as_str())))
             .collect();
         let last_first = ours.iter().rev().find(|(_, first)| *first).map(|&(i, _)| i);
-        let is_newest = |m: &Read| match r.echo {
-            Echo::Sequence => m.sequence == newest.sequence,
-            Echo::Image => m.transition.map(|t| t.1) == Some(newest.v),
-            Echo::Transition => m.transition == Some((newest.from, newest.v)),
+        // A backfill's message is the newest when it carries the newest
+        // image (it is an insert, or a correction from what it sent).
+        let is_newest = |m: &Read| match (r.echo, m.backfill) {
+            (Echo::Sequence, false) => m.sequence == newest.sequence,
+            (Echo::Sequence, true) => m.image == (newest.v, newest.noise),
+            (Echo::Image, _) | (Echo::Transition, true) => {
+                m.transition.map(|t| t.1) == Some(newest.v)
+            }
+            (Echo::Transition, false) => m.transition == Some((newest.from, newest.v)),
         };
         let ok = last_first.is_some_and(|p| {
             ours.iter()
@@ -165,6 +170,10 @@ struct Read {
     /// An image or transition echo's (old `v`, new `v`) (an image echo has
     /// no old `v`).
     transition: Option<(Option<u64>, Option<u64>)>,
+    /// A sequence echo's new image (`v`, `noise`).
+    image: (Option<u64>, Option<u64>),
+    /// A backfill sent it (its sequence is below the stream's 21 digits).
+    backfill: bool,
 }
 
 impl Read {
@@ -174,13 +183,18 @@ impl Read {
             body.as_ref()
                 .and_then(|b| b[name].as_str().map(str::to_owned))
         };
+        let sequence = match echo {
+            Echo::Sequence => field("sequence").unwrap_or_default(),
+            Echo::Image | Echo::Transition => m.sequence.clone(),
+        };
         Self {
             key: field("key").unwrap_or_else(|| m.key.clone()),
-            sequence: match echo {
-                Echo::Sequence => field("sequence").unwrap_or_default(),
-                Echo::Image | Echo::Transition => m.sequence.clone(),
-            },
+            backfill: sequence.len() < 21,
+            sequence,
             transition: body.as_ref().map(|b| (b["from"].as_u64(), b["v"].as_u64())),
+            image: body
+                .as_ref()
+                .map_or((None, None), |b| (b["v"].as_u64(), b["noise"].as_u64())),
         }
     }
 }

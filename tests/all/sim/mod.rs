@@ -17,6 +17,7 @@
 //! docs/simulation.md: the design, what it covers, what it found.
 
 mod backends;
+mod backfill;
 mod check;
 mod conformance;
 mod faults;
@@ -272,19 +273,19 @@ pub(crate) fn play(w: &mut World<'_>) {
     while !w.done_reading() && steps < 400 {
         steps += 1;
         match w.rng.u32(0..100) {
-            0..45 => {
+            0..40 => {
                 let n = w.rng.usize(1..=4);
                 w.produce(n);
                 let max = w.rng.usize(1..=8);
                 w.invoke(max);
             }
-            45..65 => {
+            40..58 => {
                 let max = w.rng.usize(1..=8);
                 w.invoke(max);
             }
-            65..80 => w.tick(false),
-            80..86 => w.tick(true),
-            86..93 => {
+            58..72 => w.tick(false),
+            72..78 => w.tick(true),
+            78..85 => {
                 // Past SQS's dedup window, or past a lease.
                 let ms = if w.rng.bool() {
                     6 * 60_000
@@ -294,11 +295,13 @@ pub(crate) fn play(w: &mut World<'_>) {
                 w.clock.advance(ms);
                 w.faults.note(|| format!("{} min pass", ms / 60_000));
             }
-            93..96 => w.cold_start("recycled"),
-            _ => {
+            85..88 => w.cold_start("recycled"),
+            88..91 => {
                 let n = w.rng.usize(1..=6);
                 w.produce(n);
             }
+            // A page of a backfill (in the schedules that have them).
+            _ => w.backfill(),
         }
         if !w.pending() && w.rng.u32(0..4) == 0 {
             w.produce(usize::MAX);
@@ -336,7 +339,19 @@ pub(crate) fn finish(w: &mut World<'_>) -> (Vec<String>, Tally) {
     {
         let queues = w.queues.0.lock().unwrap();
         for r in RECEIVERS {
-            violations.extend(check::receiver(r, queues.get(r.id), &w.written, &mut tally));
+            let bad = check::receiver(r, queues.get(r.id), &w.written, &mut tally);
+            if let (false, Some(q)) = (bad.is_empty(), queues.get(r.id)) {
+                // What the receiver got, in the trace of a failing seed.
+                for m in &q.messages {
+                    w.faults
+                        .note(|| format!("{} got {} (sequence {})", r.id, m.body, m.sequence));
+                }
+                for d in &q.dead {
+                    w.faults
+                        .note(|| format!("{} parked {} (sequence {})", r.id, d.key, d.sequence));
+                }
+            }
+            violations.extend(bad);
         }
     }
     (violations, tally)
@@ -349,7 +364,7 @@ pub(crate) fn drain(w: &mut World<'_>) -> Vec<String> {
     w.faults.set_on(false);
     w.faults.note(|| "faults stop; draining".into());
     w.produce(usize::MAX);
-    let mut violations = Vec::new();
+    let mut violations: Vec<String> = w.finish_backfill().into_iter().collect();
     for round in 0..DRAIN_ROUNDS {
         let mut tries = 0;
         while !w.done_reading() && tries < 200 {
@@ -420,6 +435,8 @@ fn options(seed: u64) -> Options {
         // shards, interleaved as the seed says.
         shards: 1 + ((seed / 4) % 2) as usize,
         trace: true,
+        // Half of those run backfills beside the stream.
+        backfills: (seed / 8) % 2 == 1,
     }
 }
 

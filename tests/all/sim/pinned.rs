@@ -14,6 +14,9 @@ fn plan(script: Vec<(&'static str, &'static str, u64, Fault)>) -> FaultPlan {
 
 fn assert_kept(w: &mut World<'_>) {
     let (violations, _) = super::finish(w);
+    if std::env::var_os("PRISM_SIM_TRACE").is_some() {
+        println!("{}", w.faults.trace().join("\n"));
+    }
     assert!(
         violations.is_empty(),
         "{violations:#?}\n\ntrace:\n{}",
@@ -262,4 +265,50 @@ fn a_lost_dedup_state_write_does_not_suppress_a_product_back_at_an_earlier_image
         2,
         "both faults fired:\n{trace}"
     );
+}
+
+/// The stream delivers P-2's second version to `picky`; then a backfill's
+/// scan, a write behind (DynamoDB's `Scan` is eventually consistent),
+/// sends its first after it. The backfill's check finds the table newer
+/// and sends a correction, whose send fails: it waits in the product's
+/// retry lane. The tick used to drop it as "older than what the receiver
+/// got" (a backfill's sequence numbers sit below the stream's), leaving
+/// the receiver on the stale version. Found by seed 42 once backfills
+/// joined the simulation.
+#[test]
+fn a_backfill_correction_waiting_in_a_lane_is_not_dropped_as_older_than_the_stream() {
+    let mut w = World::scripted(
+        super::fixture(),
+        plan(vec![("sqs.send", "picky", 4, Fault::Before)]),
+        &[(2, Some(1)), (2, Some(2))],
+    );
+    w.produce(2);
+    w.invoke(2);
+    w.scan_lag(1);
+    w.script_backfill("picky", 1, 3);
+    w.backfill();
+    assert_kept(&mut w);
+}
+
+/// The stream delivers P-2's insert, modify and remove to `imm`; then a
+/// backfill's scan, two writes behind, sends P-2's first version, and the
+/// backfill's process dies before the page is checked. The rerun's scan
+/// (now current) does not find P-2: the receiver used to end holding a
+/// product the table no longer has. Now an unfinished page's products
+/// are checked by key first, and P-2 is sent as gone (found by seed 574
+/// once backfills joined the simulation).
+#[test]
+fn a_backfill_that_dies_before_checking_a_page_checks_its_products_on_resume() {
+    let mut w = World::scripted(
+        super::fixture(),
+        plan(vec![("sqs.send", "imm", 4, Fault::CrashAfter)]),
+        &[(2, Some(1)), (2, Some(2)), (2, None)],
+    );
+    w.produce(3);
+    w.invoke(3);
+    w.scan_lag(2);
+    w.script_backfill("imm", 1, 3);
+    w.backfill();
+    w.scan_lag(0);
+    assert_kept(&mut w);
 }

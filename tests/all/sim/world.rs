@@ -3,6 +3,7 @@
 //! tick, time passing and processes dying, all decided by one seed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -17,8 +18,12 @@ use prism_core::spool::Spool;
 use prism_core::stream::{LedgerStore, MemoryLedger, OutputsStore, StreamProcessor};
 use prism_engine::PluginEngine;
 
+use prism_core::backfill::{self as bf, Backfill, Backfiller, Limits, Plan, Totals};
+
 use super::backends::{Clock, Queues, SimDelivery, SimLedger, SimOutputs, SimSpool};
+use super::backfill::{SimCheckpoints, SimModel, SimTime, TABLE, Table};
 use super::faults::{FaultPlan, Faults};
+use super::{RECEIVERS, SimReceiver};
 
 /// What one schedule is made of.
 #[derive(Debug, Clone)]
@@ -32,6 +37,8 @@ pub(crate) struct Options {
     /// Keep the schedule's trace (a bulk run does not; a failing seed is
     /// run again with it).
     pub(crate) trace: bool,
+    /// Backfills run beside the stream.
+    pub(crate) backfills: bool,
 }
 
 /// The receivers every schedule runs, loaded once.
@@ -49,7 +56,13 @@ pub(crate) struct Written {
     pub(crate) v: Option<u64>,
     /// The old image's `v` (`None`: an insert).
     pub(crate) from: Option<u64>,
+    /// The new image's `noise` (`None`: a remove).
+    pub(crate) noise: Option<u64>,
 }
+
+/// The stream's sequence numbers have 21 digits, as DynamoDB's do (and
+/// more than a backfill's, which must order before them).
+const SEQUENCE_BASE: u128 = 100_000_000_000_000_000_000;
 
 /// Writes a stream of changes and what each was.
 #[derive(Default)]
@@ -61,21 +74,24 @@ struct Writer {
 impl Writer {
     fn push(&mut self, key: &str, old: Option<&Value>, new: Option<&Value>) {
         self.stream.push(key, old, new);
-        let record = self.stream.records().last().unwrap();
-        let v = |i: Option<&Value>| i.and_then(|i| i["v"].as_u64());
+        let n = self.stream.records().len() as u128;
+        let sequence = (SEQUENCE_BASE + n).to_string();
+        let field = |i: Option<&Value>, f: &str| i.and_then(|i| i[f].as_u64());
         self.written.push(Written {
             key: key.to_owned(),
-            sequence: record["dynamodb"]["SequenceNumber"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            v: v(new),
-            from: v(old),
+            sequence,
+            v: field(new, "v"),
+            from: field(old, "v"),
+            noise: field(new, "noise"),
         });
     }
 
     fn done(self) -> (Vec<Value>, Vec<Written>) {
-        (self.stream.records().to_vec(), self.written)
+        let mut records = self.stream.records().to_vec();
+        for (r, w) in records.iter_mut().zip(&self.written) {
+            r["dynamodb"]["SequenceNumber"] = Value::String(w.sequence.clone());
+        }
+        (records, self.written)
     }
 }
 
@@ -100,8 +116,17 @@ pub(crate) struct World<'f> {
     pub(crate) rng: fastrand::Rng,
     pub(crate) records: Vec<Value>,
     pub(crate) written: Vec<Written>,
-    /// Records the stream has made visible so far.
-    visible: usize,
+    /// The model table: the records the stream has written so far.
+    table: Table,
+    /// Backfills: the model table as they read it, their clock, their
+    /// checkpoints (per receiver), their own process, the run going on.
+    model: Arc<SimModel>,
+    time: Arc<SimTime>,
+    checkpoints: BTreeMap<&'static str, Arc<SimCheckpoints>>,
+    backfiller: StreamProcessor,
+    run: Option<Run>,
+    /// Backfills are part of this schedule.
+    backfills: bool,
     /// The stream's shards (a product's records all in one, as DynamoDB
     /// keeps them), each read by its own Lambda invocations.
     shards: Vec<Shard>,
@@ -112,6 +137,14 @@ pub(crate) struct World<'f> {
     processor: StreamProcessor,
     rt: tokio::runtime::Runtime,
     pub(crate) reached: Reached,
+}
+
+/// A backfill under way: of which receiver, cut how, which run.
+#[derive(Debug, Clone)]
+struct Run {
+    receiver: &'static SimReceiver,
+    spec: Backfill,
+    run: u64,
 }
 
 /// One shard of the stream.
@@ -241,6 +274,7 @@ impl<'f> World<'f> {
             plan,
             shards: 1,
             trace: true,
+            backfills: false,
         };
         let world = Self::with_stream(fixture, &opts, fastrand::Rng::with_seed(0), w.done());
         world.faults.set_on(true);
@@ -296,7 +330,25 @@ impl<'f> World<'f> {
             Some(make) => make(rt.handle()),
             None => Backends::models(&clock, &queues, &faults),
         };
+        let backfiller = processor(fixture, &clock, &backends);
         let processor = processor(fixture, &clock, &backends);
+        let table = Table {
+            records: Arc::new(records.clone()),
+            visible: Arc::new(AtomicUsize::new(0)),
+        };
+        let model = Arc::new(SimModel {
+            table: table.clone(),
+            faults: faults.clone(),
+            rng: Mutex::new(fastrand::Rng::with_seed(opts.seed ^ 0x5ca4)),
+            lag: Mutex::new(None),
+        });
+        let time = Arc::new(SimTime {
+            clock: clock.clone(),
+            table: table.clone(),
+            faults: faults.clone(),
+            rng: Mutex::new(fastrand::Rng::with_seed(opts.seed ^ 0x71e5)),
+            writes: AtomicBool::new(true),
+        });
         let n = opts.shards.max(1);
         let mut shards = vec![Shard::default(); n];
         for (i, w) in written.iter().enumerate() {
@@ -308,7 +360,13 @@ impl<'f> World<'f> {
             rng,
             records,
             written,
-            visible: 0,
+            table,
+            model,
+            time,
+            checkpoints: BTreeMap::new(),
+            backfiller,
+            run: None,
+            backfills: opts.backfills,
             shards,
             faults,
             clock,
@@ -331,13 +389,13 @@ impl<'f> World<'f> {
 
     /// The stream makes up to `n` more records visible.
     pub(crate) fn produce(&mut self, n: usize) {
-        self.visible = self.visible.saturating_add(n).min(self.records.len());
+        self.table.write(n);
     }
 
     pub(crate) fn pending(&self) -> bool {
         self.shards
             .iter()
-            .any(|s| s.checkpoint < s.visible(self.visible))
+            .any(|s| s.checkpoint < s.visible(self.table.now()))
     }
 
     pub(crate) fn done_reading(&self) -> bool {
@@ -350,7 +408,7 @@ impl<'f> World<'f> {
     /// `batchItemFailures` Lambda resumes at the first failed record.
     pub(crate) fn invoke(&mut self, max: usize) {
         let waiting: Vec<usize> = (0..self.shards.len())
-            .filter(|&s| self.shards[s].checkpoint < self.shards[s].visible(self.visible))
+            .filter(|&s| self.shards[s].checkpoint < self.shards[s].visible(self.table.now()))
             .collect();
         let s = match waiting.len() {
             0 => return,
@@ -360,7 +418,7 @@ impl<'f> World<'f> {
         let shard = &self.shards[s];
         let (first, end) = (
             shard.checkpoint,
-            (shard.checkpoint + max).min(shard.visible(self.visible)),
+            (shard.checkpoint + max).min(shard.visible(self.table.now())),
         );
         let batch: Vec<Value> = shard.records[first..end]
             .iter()
@@ -468,6 +526,231 @@ impl<'f> World<'f> {
                 });
             }
         }
+    }
+
+    /// One page of a backfill (starting one, for a receiver the seed
+    /// picks, if none is under way), in the backfill's own process.
+    pub(crate) fn backfill(&mut self) {
+        if !self.backfills {
+            return;
+        }
+        let run = match self.run.clone() {
+            Some(run) => run,
+            None => match self.start_backfill() {
+                Some(run) => run,
+                None => return,
+            },
+        };
+        let open: Vec<u32> = (0..run.spec.segments)
+            .filter(|&s| !self.segment_done(&run, s))
+            .collect();
+        if open.is_empty() {
+            // Its last checkpoint was saved, but the answer was lost.
+            self.run_finished();
+            return;
+        }
+        let segment = open[self.rng.usize(0..open.len())];
+        let limits = Limits {
+            max_pages: Some(1),
+            ..Limits::default()
+        };
+        let result = self.backfill_segment(&run, segment, limits);
+        self.after_backfill(&run, segment, result);
+    }
+
+    /// Finish the backfill under way, without faults (the drain).
+    pub(crate) fn finish_backfill(&mut self) -> Option<String> {
+        self.time.writes.store(false, Ordering::SeqCst);
+        let run = self.run.clone()?;
+        for _ in 0..20 {
+            for segment in 0..run.spec.segments {
+                if !self.segment_done(&run, segment) {
+                    let result = self.backfill_segment(&run, segment, Limits::default());
+                    self.after_backfill(&run, segment, result);
+                }
+            }
+            // Done, though the process may have died before it could say.
+            if (0..run.spec.segments).all(|s| self.segment_done(&run, s)) {
+                self.run_finished();
+            }
+            if self.run.is_none() {
+                break;
+            }
+        }
+        self.run.as_ref().map(|run| {
+            format!(
+                "the backfill of {} never finished without faults",
+                run.receiver.id
+            )
+        })
+    }
+
+    fn checkpoints_of(&mut self, r: &'static SimReceiver) -> Arc<SimCheckpoints> {
+        let faults = self.faults.clone();
+        self.checkpoints
+            .entry(r.id)
+            .or_insert_with(|| Arc::new(SimCheckpoints::new(r.id, faults)))
+            .clone()
+    }
+
+    fn segment_done(&mut self, run: &Run, segment: u32) -> bool {
+        let cps = self.checkpoints_of(run.receiver);
+        let saved = cps.saved.lock().unwrap();
+        saved.iter().any(|c| {
+            c.segment == segment && c.segments == run.spec.segments && c.run == run.run && c.done
+        })
+    }
+
+    /// A pinned schedule's backfill: of receiver `id`, in `segments`
+    /// segments of pages of `page_size`.
+    pub(crate) fn script_backfill(&mut self, id: &str, segments: u32, page_size: usize) {
+        self.backfills = true;
+        let receiver = RECEIVERS.iter().find(|r| r.id == id).expect("a receiver");
+        self.plan_backfill(receiver, segments, page_size);
+    }
+
+    /// Backfills' scans answer `lag` writes behind from now on.
+    pub(crate) fn scan_lag(&mut self, lag: usize) {
+        *self.model.lag.lock().unwrap() = Some(lag);
+    }
+
+    /// Plan a backfill of a receiver the seed picks.
+    fn start_backfill(&mut self) -> Option<Run> {
+        let receiver = &RECEIVERS[self.rng.usize(0..RECEIVERS.len())];
+        let segments = self.rng.u32(1..=2);
+        let page_size = self.rng.usize(1..=3);
+        self.plan_backfill(receiver, segments, page_size)
+    }
+
+    /// Plan a backfill: a fresh run, or again (`--restart`) for a receiver
+    /// backfilled before.
+    fn plan_backfill(
+        &mut self,
+        receiver: &'static SimReceiver,
+        segments: u32,
+        page_size: usize,
+    ) -> Option<Run> {
+        let spec = Backfill {
+            receiver: receiver.id.to_owned(),
+            model_table: TABLE.to_owned(),
+            segments,
+            page_size,
+        };
+        let cps = self.checkpoints_of(receiver);
+        let planned = self.rt.block_on(async {
+            match bf::plan(&*cps, &spec, false, &*self.time).await? {
+                Plan::Complete(_) => bf::plan(&*cps, &spec, true, &*self.time).await,
+                go => Ok(go),
+            }
+        });
+        self.faults.note(|| {
+            format!(
+                "backfill {} ({} segments, pages of {}): {planned:?}",
+                spec.receiver, spec.segments, spec.page_size
+            )
+        });
+        if self.faults.dead() {
+            self.backfill_died("planning");
+            return None;
+        }
+        match planned {
+            Ok(Plan::Go { run, .. }) => {
+                self.reached.add("backfill: runs started", 1);
+                let run = Run {
+                    receiver,
+                    spec,
+                    run,
+                };
+                self.run = Some(run.clone());
+                Some(run)
+            }
+            Ok(Plan::Complete(_)) | Err(_) => None,
+        }
+    }
+
+    fn backfill_segment(
+        &mut self,
+        run: &Run,
+        segment: u32,
+        limits: Limits,
+    ) -> (Result<bool, bf::BackfillError>, Totals) {
+        let cps = self.checkpoints_of(run.receiver);
+        let totals = Totals::default();
+        let result = {
+            let b = Backfiller {
+                model: &*self.model,
+                clock: &*self.time,
+                processor: &self.backfiller,
+                checkpoints: &*cps,
+                spec: &run.spec,
+                pacer: None,
+                totals: &totals,
+                key_names: vec!["pk".to_owned()],
+                stop: Default::default(),
+            };
+            self.rt
+                .block_on(b.run_segment(segment, run.run, limits))
+                .map(|cp| cp.done)
+        };
+        (result, totals)
+    }
+
+    fn after_backfill(
+        &mut self,
+        run: &Run,
+        segment: u32,
+        (result, totals): (Result<bool, bf::BackfillError>, Totals),
+    ) {
+        let id = run.receiver.id;
+        let s = totals.summary();
+        for what in [
+            "items",
+            "messages",
+            "suppressed",
+            "parked",
+            "held",
+            "corrected",
+        ] {
+            self.reached.add(
+                &format!("backfill: {what} ({id})"),
+                s[what].as_u64().unwrap_or(0),
+            );
+        }
+        self.reached.add(
+            "backfill: deliveries tried again",
+            s["retries"].as_u64().unwrap_or(0),
+        );
+        if self.faults.dead() {
+            self.backfill_died(&format!("segment {segment}"));
+            return;
+        }
+        self.faults
+            .note(|| format!("backfill {id} segment {segment}: {result:?}, {s}"));
+        match result {
+            Ok(_) => {}
+            Err(bf::BackfillError::Contended { .. }) => self
+                .reached
+                .add("backfill: page contended (stops, resumes)", 1),
+            Err(_) => self.reached.add("backfill: segment stopped by a fault", 1),
+        }
+        if (0..run.spec.segments).all(|s| self.segment_done(run, s)) {
+            self.run_finished();
+        }
+    }
+
+    fn run_finished(&mut self) {
+        self.reached.add("backfill: runs finished", 1);
+        self.run = None;
+    }
+
+    /// The backfill's process died: a new one, over the same backends; the
+    /// run resumes from its checkpoints.
+    fn backfill_died(&mut self, during: &str) {
+        self.faults.revive();
+        self.faults
+            .note(|| format!("backfill {during}: the process died"));
+        self.reached.add("crash in a backfill", 1);
+        self.backfiller = processor(self.fixture, &self.clock, &self.backends);
     }
 
     /// Lanes still in the spool (read past the faults).

@@ -44,6 +44,12 @@ pub struct Checkpoint {
     /// take a new attempt, whose versions may differ, for the old one.
     #[serde(default)]
     pub abandoned: u64,
+    /// The keys (DynamoDB JSON) of the open page's products. What that
+    /// attempt sent may be older than the table, and a scan may not find
+    /// those products again (removed since): the next attempt checks them
+    /// first, by key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_keys: Vec<serde_json::Map<String, Value>>,
     /// When this was written (ms since the epoch).
     pub updated_ms: u64,
 }
@@ -62,6 +68,7 @@ impl Checkpoint {
             corrected: 0,
             open: false,
             abandoned: 0,
+            open_keys: Vec::new(),
             updated_ms: 0,
         }
     }

@@ -217,6 +217,9 @@ pub struct Totals {
     pub held: AtomicU64,
     /// Products sent again because the stream changed them meanwhile.
     pub corrected: AtomicU64,
+    /// Products of an unfinished page (a crash, a contended product)
+    /// checked and sent again as they are now.
+    pub recovered: AtomicU64,
     /// Products still changing after every check: their page stopped the
     /// segment ([`BackfillError::Contended`]).
     pub contended: AtomicU64,
@@ -245,6 +248,7 @@ impl Totals {
             "parked": get(&self.parked),
             "held": get(&self.held),
             "corrected": get(&self.corrected),
+            "recovered": get(&self.recovered),
             "contended": get(&self.contended),
             "retries": get(&self.retries),
         })
@@ -410,6 +414,9 @@ impl Backfiller<'_> {
             {
                 break;
             }
+            if cp.open && !cp.open_keys.is_empty() {
+                self.recover(&mut cp).await?;
+            }
             let page = self
                 .model
                 .scan(segment, segments, self.spec.page_size, cp.after.as_ref())
@@ -419,15 +426,20 @@ impl Backfiller<'_> {
                 if let Some(p) = self.pacer {
                     p.take(items.len()).await;
                 }
-                // Marked open before it goes out: an attempt that does not
-                // finish is numbered afresh next time.
+                // Marked open before it goes out, with its keys: an attempt
+                // that does not finish is numbered afresh next time, and
+                // its products are checked first.
                 if cp.open {
                     cp.abandoned += 1;
                 }
                 cp.open = true;
+                cp.open_keys = items
+                    .iter()
+                    .map(|i| self.keys_of(&cp, i))
+                    .collect::<Result<_, _>>()?;
                 cp.updated_ms = self.clock.now_ms();
                 self.checkpoints.save(&cp).await?;
-                cp.corrected += self.send_page(&cp, &items).await?;
+                cp.corrected += self.send_page(&cp, &items, &[]).await?;
                 self.totals
                     .items
                     .fetch_add(items.len() as u64, Ordering::Relaxed);
@@ -435,6 +447,7 @@ impl Backfiller<'_> {
             cp.items += items.len() as u64;
             cp.pages += 1;
             cp.open = false;
+            cp.open_keys.clear();
             cp.after = page.after;
             cp.done = cp.after.is_none();
             cp.updated_ms = self.clock.now_ms();
@@ -444,30 +457,103 @@ impl Backfiller<'_> {
         Ok(cp)
     }
 
-    /// Send one page as inserts, then check it against the table until
-    /// every product is as sent; returns how many were sent again.
-    async fn send_page(&self, cp: &Checkpoint, items: &[Value]) -> Result<u64, BackfillError> {
+    fn bad_item(&self, cp: &Checkpoint, e: String) -> BackfillError {
+        BackfillError::Model {
+            table: self.model.table().to_owned(),
+            message: format!("segment {} page {}: {e}", cp.segment, cp.pages),
+        }
+    }
+
+    /// The key attributes of `item`.
+    fn keys_of(&self, cp: &Checkpoint, item: &Value) -> Result<Map<String, Value>, BackfillError> {
+        let item = item
+            .as_object()
+            .ok_or_else(|| self.bad_item(cp, "an item that is not an object".into()))?;
+        records::keys_of(item, &self.key_names).map_err(|e| self.bad_item(cp, e))
+    }
+
+    /// The page before did not finish (the process died, or a product kept
+    /// changing) after it may have sent: what went out may be older than
+    /// the table, with no check after it, and a scan may not find those
+    /// products again (removed since). They are read by key and sent as
+    /// they are now (a remove for one that is gone), then checked as a page
+    /// is. Numbered apart from every attempt, so no done mark or ledger
+    /// entry takes it for one of them.
+    async fn recover(&self, cp: &mut Checkpoint) -> Result<(), BackfillError> {
+        cp.abandoned += 1;
+        cp.updated_ms = self.clock.now_ms();
+        self.checkpoints.save(cp).await?;
+        let found = self.model.read(&cp.open_keys).await?;
+        let found: HashMap<String, Value> = found
+            .into_iter()
+            .map(|v| {
+                let keys = self.keys_of(cp, &v)?;
+                let key = prism_types::input::record::key_string(&keys)
+                    .map_err(|e| self.bad_item(cp, e))?;
+                Ok((key, v))
+            })
+            .collect::<Result<_, BackfillError>>()?;
+        let mut present = Vec::new();
+        let mut gone = Vec::new();
+        for keys in &cp.open_keys {
+            let key =
+                prism_types::input::record::key_string(keys).map_err(|e| self.bad_item(cp, e))?;
+            match found.get(&key) {
+                Some(v) => present.push(v.clone()),
+                None => gone.push(keys.clone()),
+            }
+        }
+        tracing::info!(
+            receiver = self.receiver(),
+            segment = cp.segment,
+            page = cp.pages,
+            products = cp.open_keys.len(),
+            gone = gone.len(),
+            "an unfinished page's products are checked and sent as they are now"
+        );
+        cp.corrected += self.send_page(cp, &present, &gone).await?;
+        self.totals
+            .recovered
+            .fetch_add(cp.open_keys.len() as u64, Ordering::Relaxed);
+        // Its numbers are never used again either.
+        cp.abandoned += 1;
+        cp.open = false;
+        cp.open_keys.clear();
+        cp.updated_ms = self.clock.now_ms();
+        self.checkpoints.save(cp).await
+    }
+
+    /// Send one page (`items` as inserts, the products at `gone` as
+    /// removes), then check it against the table until every product is
+    /// as sent; returns how many were sent again.
+    async fn send_page(
+        &self,
+        cp: &Checkpoint,
+        items: &[Value],
+        gone: &[Map<String, Value>],
+    ) -> Result<u64, BackfillError> {
         struct Product {
             key: String,
             keys: Map<String, Value>,
             sent: Option<Value>,
         }
-        let bad_item = |e: String| BackfillError::Model {
-            table: self.model.table().to_owned(),
-            message: format!("segment {} page {}: {e}", cp.segment, cp.pages),
-        };
-        let mut products = Vec::with_capacity(items.len());
+        let bad_item = |e: String| self.bad_item(cp, e);
+        let mut products = Vec::with_capacity(items.len() + gone.len());
         for item in items {
-            let keys = records::keys_of(
-                item.as_object().expect("an item is an object"),
-                &self.key_names,
-            )
-            .map_err(bad_item)?;
+            let keys = self.keys_of(cp, item)?;
             let key = prism_types::input::record::key_string(&keys).map_err(bad_item)?;
             products.push(Product {
                 key,
                 keys,
                 sent: Some(item.clone()),
+            });
+        }
+        for keys in gone {
+            let key = prism_types::input::record::key_string(keys).map_err(bad_item)?;
+            products.push(Product {
+                key,
+                keys: keys.clone(),
+                sent: None,
             });
         }
         let now_secs = self.clock.now_ms() as f64 / 1000.0;
@@ -476,14 +562,20 @@ impl Backfiller<'_> {
         let id = |round: u64, i: usize| {
             format!("backfill:{}:{}:{slot}:{round}:{i}", self.receiver(), cp.run,)
         };
-        let inserts: Vec<Value> = products
+        // A product that is gone is sent as a remove, its old image only
+        // its key (what the receiver had of it is not known).
+        let key_images: Vec<Value> = products
+            .iter()
+            .map(|p| Value::Object(p.keys.clone()))
+            .collect();
+        let firsts: Vec<Value> = products
             .iter()
             .enumerate()
             .map(|(i, p)| {
                 records::Record {
                     event_id: id(0, i),
                     sequence: records::sequence(cp.run, slot, 0, i),
-                    old: None,
+                    old: p.sent.is_none().then_some(&key_images[i]),
                     new: p.sent.as_ref(),
                     keys: p.keys.clone(),
                     now_secs,
@@ -491,7 +583,7 @@ impl Backfiller<'_> {
                 .to_json()
             })
             .collect();
-        self.deliver(cp.segment, &inserts).await?;
+        self.deliver(cp.segment, &firsts).await?;
 
         let mut pending: Vec<usize> = (0..products.len()).collect();
         let mut corrected = 0;

@@ -18,6 +18,12 @@ use serde_json::{Map, Value, json};
 /// sequence, so two pages sharing numbers overwrote each other's buffered
 /// changes, or were dropped as already handled.
 pub const RUN_SCALE: u128 = 10_000_000_000;
+/// Whether `sequence` is a backfill's: at most 20 digits, where a
+/// DynamoDB stream's have 21 or more.
+pub fn is_backfill(sequence: &str) -> bool {
+    sequence.len() <= 20 && sequence.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The largest page.
 pub const MAX_PAGE: usize = 1_000;
 /// Numbers one page of one segment owns: its inserts (round 0) and each
@@ -168,6 +174,8 @@ mod tests {
         let (a, b) = (slot(3, 1, 4).unwrap(), slot(4, 1, 4).unwrap());
         assert!(cmp_sequence(&sequence(5, a, rounds, 0), &sequence(5, b, 0, 0)).is_lt());
         assert!(slot(MAX_SLOTS, 0, 1).unwrap_err().contains("--page-size"));
+        assert!(is_backfill(&last) && is_backfill(&end_of_run));
+        assert!(!is_backfill(stream) && !is_backfill("100000000000000000001"));
     }
 
     /// Every record of a run has a number of its own, whatever its

@@ -97,8 +97,14 @@ impl OutputMemory {
     /// version after a newer one. A retried stream batch gets there when
     /// its ledger could not be written: a change the first attempt
     /// suppressed comes again after the product's newer change went out.
+    ///
+    /// A backfill's change is never superseded: its numbers sit below every
+    /// stream's on purpose, and the backfill orders itself, checking each
+    /// send against the table and correcting it. A correction waiting in a
+    /// retry lane that this refused would leave the receiver on the
+    /// backfill's stale insert (the simulation found it).
     pub fn superseded(&self, receiver: &str, key: &str, sequence: &str) -> bool {
-        if !self.stale_guard {
+        if !self.stale_guard || crate::backfill::records::is_backfill(sequence) {
             return false;
         }
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -291,6 +297,22 @@ mod tests {
             hash_messages(&[msg("ab").attribute("c", "")]),
             hash_messages(&[msg("a").attribute("bc", "")])
         );
+    }
+
+    #[test]
+    fn the_stale_guard_refuses_older_stream_changes_but_never_a_backfills() {
+        let (h, i) = (hash_messages(&[msg("1")]), image_hash(Some("a")));
+        let stream = |n: u64| (100_000_000_000_000_000_000u128 + u128::from(n)).to_string();
+        let m = OutputMemory::default().guarding_stale();
+        m.record("r", "k", &stream(7), h, i);
+        assert!(m.superseded("r", "k", &stream(5)));
+        assert!(m.superseded("r", "k", &stream(7)));
+        assert!(!m.superseded("r", "k", &stream(8)));
+        // A backfill's correction, below the stream's numbers, goes out:
+        // the backfill orders its own sends against the table.
+        let backfill = crate::backfill::records::sequence(1_796_083_200, 0, 1, 0);
+        assert!(!m.superseded("r", "k", &backfill));
+        assert!(!OutputMemory::default().superseded("r", "k", &stream(5)));
     }
 
     #[test]

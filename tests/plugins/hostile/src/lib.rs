@@ -159,7 +159,8 @@ impl Receiver for Hostile {
     }
 }
 
-/// The key and sequence; with `echo = "image"` the key and the new image's
+/// The key, the sequence and the new image's `/v` and `/noise` (the
+/// simulation tells a backfill's message by them); with `echo = "image"` the key and the new image's
 /// `/v` instead (the same output for changes that leave `v` alone, which
 /// output dedup suppresses); with `echo = "transition"` the old image's `/v`
 /// too (an output that depends on where the product came from); with
@@ -172,7 +173,15 @@ fn echo(change: &Change) -> Message {
         Some("transition") => {
             Message::json(&json!({"key": change.key, "from": v(&change.old), "v": v(&change.new)}))
         }
-        _ => Message::json(&json!({"key": change.key, "sequence": change.sequence})),
+        _ => {
+            let field = |p: &str| change.new.as_ref().and_then(|i| i.get(p)).cloned();
+            Message::json(&json!({
+                "key": change.key,
+                "sequence": change.sequence,
+                "v": field("/v"),
+                "noise": field("/noise"),
+            }))
+        }
     };
     if config::get("group_by").as_deref() == Some("parity") {
         let last = change.key.bytes().last().unwrap_or(0);
