@@ -25,6 +25,7 @@ pub mod dispatch;
 pub mod mapping;
 pub mod outputs;
 pub mod receivers;
+pub mod redrive;
 pub mod sample;
 pub mod sink;
 pub mod spool;

@@ -58,11 +58,50 @@ pub(crate) struct Accepted {
 pub(crate) struct Queue {
     pub(crate) fifo: bool,
     pub(crate) messages: Vec<Accepted>,
+    /// The dead-letter queue's letters, and beside each (same index) its
+    /// id and whether a redrive holds it.
     pub(crate) dead: Vec<DeadLetter>,
+    pub(crate) letters: Vec<Held>,
+    next_letter: u64,
+    /// Every change ever parked (a redrive may delete its letter since).
+    pub(crate) ever_parked: BTreeSet<String>,
     /// FIFO: deduplication id → when it was accepted.
     dedup: HashMap<String, u64>,
     /// FIFO: messages SQS dropped as duplicates within the window.
     pub(crate) dropped: u64,
+}
+
+/// A dead letter's id, its latest receipt, and until when it is hidden.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Held {
+    pub(crate) id: u64,
+    pub(crate) receipt: u64,
+    pub(crate) until: u64,
+}
+
+impl Queue {
+    /// A letter arrives in the dead-letter queue.
+    pub(crate) fn park(&mut self, dead: DeadLetter) {
+        self.next_letter += 1;
+        self.ever_parked.insert(dead.sequence.clone());
+        self.dead.push(dead);
+        self.letters.push(Held {
+            id: self.next_letter,
+            ..Held::default()
+        });
+    }
+
+    /// Delete letter `id` if `receipt` is its latest.
+    pub(crate) fn delete(&mut self, id: u64, receipt: u64) -> bool {
+        match self.letters.iter().position(|h| h.id == id) {
+            Some(i) if self.letters[i].receipt == receipt => {
+                self.letters.remove(i);
+                self.dead.remove(i);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Every queue of the schedule, by receiver.
@@ -173,8 +212,7 @@ impl Sink for SimSink {
             queues
                 .entry(dead.receiver.clone())
                 .or_default()
-                .dead
-                .push(dead.clone());
+                .park(dead.clone());
             drop(queues);
             self.faults.note(|| {
                 format!(
@@ -238,6 +276,19 @@ impl SimSpool {
 
 impl Spool for SimSpool {
     fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError> {
+        self.faults.note(|| {
+            let seqs: Vec<String> = entries
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}{}",
+                        e.sequence.trim_start_matches("1000000000000000000"),
+                        if e.replay { " (replay)" } else { "" }
+                    )
+                })
+                .collect();
+            format!("  appending {seqs:?}")
+        });
         self.call("spool.append", lane, || self.inner.append(lane, entries))
     }
     fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError> {
@@ -314,7 +365,11 @@ impl LedgerStore for SimLedger {
         if errs(f) {
             return Err(ledger_err(f));
         }
-        self.inner.lookup(records).await
+        let found = self.inner.lookup(records).await?;
+        if !found.is_empty() {
+            self.faults.note(|| format!("  ledger: {found:?}"));
+        }
+        Ok(found)
     }
 
     async fn remember(&self, entries: &[(String, BTreeSet<String>)]) -> Result<(), LedgerError> {

@@ -53,6 +53,11 @@ impl Table {
         items
     }
 
+    /// A product's item now.
+    pub(crate) fn item(&self, key: &str) -> Option<Value> {
+        self.at(self.now()).remove(key)
+    }
+
     pub(crate) fn now(&self) -> usize {
         self.visible.load(Ordering::SeqCst)
     }

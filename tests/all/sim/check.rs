@@ -76,12 +76,19 @@ pub(crate) fn receiver(
 
     // Nothing lost: every change is delivered or parked (an echo of images
     // or transitions may also be suppressed by dedup: checked below by the
-    // end state).
-    for w in written {
+    // end state). A redrive drops a parked change whose product has moved
+    // on (superseded): allowed once a newer change of the product is
+    // delivered or parked.
+    let settled = |s: &str| got.contains(s) || parked.contains(s);
+    for (n, w) in written.iter().enumerate() {
         if r.echo != Echo::Sequence {
             continue;
         }
-        if !got.contains(w.sequence.as_str()) && !parked.contains(w.sequence.as_str()) {
+        let superseded = q.ever_parked.contains(&w.sequence)
+            && written[n + 1..]
+                .iter()
+                .any(|later| later.key == w.key && settled(&later.sequence));
+        if !settled(&w.sequence) && !superseded {
             bad.push(format!(
                 "{}: change {} of {} (sequence {}) was neither delivered nor parked",
                 r.id,

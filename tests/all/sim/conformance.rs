@@ -92,6 +92,7 @@ fn the_models_end_where_aws_ends() {
     for seed in SEEDS {
         let opts = Options {
             plan: FaultPlan::default(),
+            redrives: false,
             ..options(seed)
         };
         let mut model = World::new(fixture, &opts);

@@ -22,6 +22,7 @@ mod check;
 mod conformance;
 mod faults;
 mod pinned;
+mod redrive;
 mod world;
 
 use std::collections::BTreeMap;
@@ -121,14 +122,19 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         parks: &[],
         config: &[],
     },
+    // Rejects one product too: a FIFO dead-letter queue to redrive.
     SimReceiver {
         id: "groups-fifo",
         batch: false,
         fifo: true,
         echo: Echo::Sequence,
         dedup: true,
-        parks: &[],
-        config: &[("group_by", "parity")],
+        parks: &[(FailureKind::Rejected, Some("P-1"))],
+        config: &[
+            ("group_by", "parity"),
+            ("behaviour", "reject"),
+            ("only_key", "P-1"),
+        ],
     },
     SimReceiver {
         id: "batch-groups-fifo",
@@ -200,47 +206,62 @@ fn load_fixture() -> Fixture {
     })
     .unwrap();
     let wasm = read(wasm::HOSTILE);
-    let entries = RECEIVERS
-        .iter()
-        .map(|r| {
-            let mode = if r.batch {
-                Mode::Batch {
-                    max_count: 3,
-                    max_bytes: 1 << 20,
-                    max_age_secs: 60,
+    let set = |fixed: bool| {
+        let entries = RECEIVERS
+            .iter()
+            .map(|r| {
+                let mode = if r.batch {
+                    Mode::Batch {
+                        max_count: 3,
+                        max_bytes: 1 << 20,
+                        max_age_secs: 60,
+                    }
+                } else {
+                    Mode::Immediate
+                };
+                // The fixed version (what a redrive runs) behaves.
+                let config: Vec<(&str, &str)> = r
+                    .config
+                    .iter()
+                    .copied()
+                    .filter(|(k, _)| !fixed || !FAILING.contains(k))
+                    .collect();
+                let mut m = manifest(r.id, &wasm, mode, prism_e2e::relaxed(), &config);
+                m.dedup = r.dedup;
+                // Names SQS takes (a FIFO queue's ends in `.fifo`, its
+                // dead-letter queue's too): the conformance run makes them.
+                let (queue, dlq) = queue_names(r);
+                m.destination = Some(Destination {
+                    dead_letter_queue: Some(dlq),
+                    queue,
+                });
+                Entry {
+                    manifest: m,
+                    origin: format!("sim/{}", r.id),
+                    wasm: wasm.clone(),
                 }
-            } else {
-                Mode::Immediate
-            };
-            let mut m = manifest(r.id, &wasm, mode, prism_e2e::relaxed(), r.config);
-            m.dedup = r.dedup;
-            // Names SQS takes (a FIFO queue's ends in `.fifo`, its
-            // dead-letter queue's too): the conformance run makes them.
-            let (queue, dlq) = queue_names(r);
-            m.destination = Some(Destination {
-                dead_letter_queue: Some(dlq),
-                queue,
-            });
-            Entry {
-                manifest: m,
-                origin: format!("sim/{}", r.id),
-                wasm: wasm.clone(),
-            }
-        })
-        .collect();
-    let set = ReceiverSet::load(
-        &engine,
-        Snapshot {
-            entries,
-            ..Snapshot::default()
-        },
-    );
-    assert!(set.unavailable.is_empty(), "{:?}", set.unavailable);
+            })
+            .collect();
+        let set = ReceiverSet::load(
+            &engine,
+            Snapshot {
+                entries,
+                ..Snapshot::default()
+            },
+        );
+        assert!(set.unavailable.is_empty(), "{:?}", set.unavailable);
+        Arc::new(set)
+    };
     Fixture {
+        set: set(false),
+        fixed: set(true),
         engine: Arc::new(engine),
-        set: Arc::new(set),
     }
 }
+
+/// The configuration that makes a simulated plugin fail: its fixed
+/// version (what a redrive runs) has none of it.
+const FAILING: &[&str] = &["behaviour", "only_key", "panic_key"];
 
 /// How one schedule ended.
 #[derive(Debug, Default)]
@@ -301,7 +322,9 @@ pub(crate) fn play(w: &mut World<'_>) {
                 w.produce(n);
             }
             // A page of a backfill (in the schedules that have them).
-            _ => w.backfill(),
+            91..97 => w.backfill(),
+            // An operator redrives a receiver's dead letters.
+            _ => w.redrive(),
         }
         if !w.pending() && w.rng.u32(0..4) == 0 {
             w.produce(usize::MAX);
@@ -437,6 +460,7 @@ fn options(seed: u64) -> Options {
         trace: true,
         // Half of those run backfills beside the stream.
         backfills: (seed / 8) % 2 == 1,
+        redrives: true,
     }
 }
 

@@ -312,3 +312,35 @@ fn a_backfill_that_dies_before_checking_a_page_checks_its_products_on_resume() {
     w.scan_lag(0);
     assert_kept(&mut w);
 }
+
+/// `retry-bat` parks a window of three products (its plugin keeps asking
+/// for a retry); two newer changes wait in its buffer. An operator
+/// redrives it with the plugin fixed: P-3's letter fills the buffer, whose
+/// flush made the run read the buffer's memory of handled changes again,
+/// which holds P-5's parked change; P-5's change was taken as handled and
+/// its letter deleted. Found by seed 1275 once redrives joined the
+/// simulation: a replay now never reads that memory.
+#[test]
+fn a_redrive_of_a_batched_receiver_delivers_every_letter_it_deletes() {
+    let mut w = World::scripted(
+        super::fixture(),
+        plan(vec![]),
+        &[
+            (5, Some(1)),
+            (3, Some(2)),
+            (0, Some(3)),
+            (0, Some(4)),
+            (2, Some(5)),
+        ],
+    );
+    w.produce(3);
+    w.invoke(3);
+    for _ in 0..8 {
+        w.clock.advance(16 * 60_000);
+        w.tick(true);
+    }
+    w.produce(2);
+    w.invoke(2);
+    w.redrive_receiver("retry-bat");
+    assert_kept(&mut w);
+}

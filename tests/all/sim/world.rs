@@ -23,7 +23,9 @@ use prism_core::backfill::{self as bf, Backfill, Backfiller, Limits, Plan, Total
 use super::backends::{Clock, Queues, SimDelivery, SimLedger, SimOutputs, SimSpool};
 use super::backfill::{SimCheckpoints, SimModel, SimTime, TABLE, Table};
 use super::faults::{FaultPlan, Faults};
+use super::redrive::{SimDeadLetters, SimDocs};
 use super::{RECEIVERS, SimReceiver};
+use prism_core::redrive::Redrive;
 
 /// What one schedule is made of.
 #[derive(Debug, Clone)]
@@ -39,12 +41,17 @@ pub(crate) struct Options {
     pub(crate) trace: bool,
     /// Backfills run beside the stream.
     pub(crate) backfills: bool,
+    /// Operators redrive dead letters (the conformance run has no model
+    /// of SQS's dead-letter queues to redrive from).
+    pub(crate) redrives: bool,
 }
 
 /// The receivers every schedule runs, loaded once.
 pub(crate) struct Fixture {
     pub(crate) engine: Arc<PluginEngine>,
     pub(crate) set: Arc<ReceiverSet>,
+    /// The same receivers with their plugins fixed (a redrive's).
+    pub(crate) fixed: Arc<ReceiverSet>,
 }
 
 /// One change as the stream wrote it.
@@ -127,6 +134,10 @@ pub(crate) struct World<'f> {
     run: Option<Run>,
     /// Backfills are part of this schedule.
     backfills: bool,
+    /// Operators redrive in this schedule.
+    redrives_on: bool,
+    /// Redrives so far (each names its records apart).
+    redrives: u64,
     /// The stream's shards (a product's records all in one, as DynamoDB
     /// keeps them), each read by its own Lambda invocations.
     shards: Vec<Shard>,
@@ -200,9 +211,19 @@ impl Backends {
 
 /// A new process over the schedule's backends.
 fn processor(fixture: &Fixture, clock: &Arc<Clock>, b: &Backends) -> StreamProcessor {
+    processor_of(fixture, &fixture.set, clock, b)
+}
+
+/// A new process running `set`.
+fn processor_of(
+    fixture: &Fixture,
+    set: &Arc<ReceiverSet>,
+    clock: &Arc<Clock>,
+    b: &Backends,
+) -> StreamProcessor {
     StreamProcessor {
         engine: fixture.engine.clone(),
-        receivers: Receivers::Fixed(fixture.set.clone()),
+        receivers: Receivers::Fixed(set.clone()),
         delivery: b.delivery.clone(),
         ledger: b.ledger.clone(),
         // One thread, sends not overlapped with formatting: the order of
@@ -275,6 +296,7 @@ impl<'f> World<'f> {
             shards: 1,
             trace: true,
             backfills: false,
+            redrives: false,
         };
         let world = Self::with_stream(fixture, &opts, fastrand::Rng::with_seed(0), w.done());
         world.faults.set_on(true);
@@ -367,6 +389,8 @@ impl<'f> World<'f> {
             backfiller,
             run: None,
             backfills: opts.backfills,
+            redrives_on: opts.redrives,
+            redrives: 0,
             shards,
             faults,
             clock,
@@ -570,7 +594,7 @@ impl<'f> World<'f> {
                 }
             }
             // Done, though the process may have died before it could say.
-            if (0..run.spec.segments).all(|s| self.segment_done(&run, s)) {
+            if self.run.is_some() && (0..run.spec.segments).all(|s| self.segment_done(&run, s)) {
                 self.run_finished();
             }
             if self.run.is_none() {
@@ -751,6 +775,87 @@ impl<'f> World<'f> {
             .note(|| format!("backfill {during}: the process died"));
         self.reached.add("crash in a backfill", 1);
         self.backfiller = processor(self.fixture, &self.clock, &self.backends);
+    }
+
+    /// An operator redrives the dead letters of a receiver that has some
+    /// (the seed picks), with its plugin fixed, in a process of its own.
+    pub(crate) fn redrive(&mut self) {
+        if !self.redrives_on {
+            return;
+        }
+        let with_letters: Vec<&'static SimReceiver> = {
+            let queues = self.queues.0.lock().unwrap();
+            RECEIVERS
+                .iter()
+                .filter(|r| queues.get(r.id).is_some_and(|q| !q.dead.is_empty()))
+                .collect()
+        };
+        if with_letters.is_empty() {
+            return;
+        }
+        let r = with_letters[self.rng.usize(0..with_letters.len())];
+        self.redrive_receiver(r.id);
+    }
+
+    /// A pinned schedule's redrive of receiver `id`.
+    pub(crate) fn redrive_receiver(&mut self, id: &str) {
+        self.redrives += 1;
+        let mut p = processor_of(
+            self.fixture,
+            &self.fixture.fixed,
+            &self.clock,
+            &self.backends,
+        );
+        p.only = Some(id.to_owned());
+        p.replay = true;
+        let letters = SimDeadLetters {
+            receiver: id.to_owned(),
+            queues: self.queues.clone(),
+            faults: self.faults.clone(),
+            clock: self.clock.clone(),
+        };
+        let docs = SimDocs {
+            table: self.table.clone(),
+            faults: self.faults.clone(),
+            rng: Mutex::new(fastrand::Rng::with_seed(self.rng.u64(..))),
+        };
+        let faults = self.faults.clone();
+        let say = move |line: String| faults.note(|| format!("  redrive: {line}"));
+        let result = self.rt.block_on(
+            Redrive {
+                receiver: id,
+                letters: &letters,
+                model: &docs,
+                processor: Some(&p),
+                max: 100,
+                run_id: format!("sim-{}", self.redrives),
+                say: &say,
+            }
+            .run(),
+        );
+        if self.faults.dead() {
+            self.faults.revive();
+            self.faults
+                .note(|| format!("redrive {id}: the process died"));
+            self.reached.add("crash in a redrive", 1);
+            return;
+        }
+        self.faults.note(|| format!("redrive {id}: {result:?}"));
+        match result {
+            Ok(t) => {
+                self.reached
+                    .add(&format!("redrive: redriven ({id})"), t.redriven as u64);
+                self.reached
+                    .add(&format!("redrive: superseded ({id})"), t.superseded as u64);
+                self.reached
+                    .add(&format!("redrive: corrected ({id})"), t.corrected as u64);
+                self.reached
+                    .add(&format!("redrive: parked again ({id})"), t.parked_again);
+                self.reached
+                    .add(&format!("redrive: letters kept ({id})"), t.failed as u64);
+            }
+            Err(_) => self.reached.add("redrive: stopped by a fault", 1),
+        }
     }
 
     /// Lanes still in the spool (read past the faults).

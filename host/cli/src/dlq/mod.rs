@@ -117,37 +117,8 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     })?
 }
 
-/// Which kind of dead letter a message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
-    /// The dispatcher parked a change.
-    Parked,
-    /// The consumer failed on a delivered message.
-    Consumer,
-    /// Neither (not written by prism).
-    Unknown,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Parked => "parked",
-            Kind::Consumer => "consumer",
-            Kind::Unknown => "unknown",
-        }
-    }
-
-    /// From a message's attributes (see the module docs).
-    pub fn of(attributes: &HashMap<String, String>) -> Self {
-        if attributes.contains_key("prism-error-kind") {
-            Kind::Parked
-        } else if attributes.contains_key("prism-key") {
-            Kind::Consumer
-        } else {
-            Kind::Unknown
-        }
-    }
-}
+/// Which kind of dead letter a message is (see the module docs).
+pub use prism_core::redrive::LetterKind as Kind;
 
 /// One DLQ message, held invisible while the command works on it.
 #[derive(Debug, Clone)]
@@ -163,6 +134,18 @@ struct Letter {
 }
 
 impl Letter {
+    /// As a redrive works on it.
+    fn held(&self) -> prism_core::redrive::Letter {
+        prism_core::redrive::Letter {
+            id: self.id.clone(),
+            receipt: self.receipt.clone(),
+            body: self.body.clone(),
+            attributes: self.attributes.clone(),
+            group: self.group.clone(),
+            kind: self.kind,
+        }
+    }
+
     fn json(&self) -> Option<Value> {
         serde_json::from_str(&self.body).ok()
     }
@@ -290,16 +273,17 @@ async fn scan(q: &Queues, max: usize, hold_secs: i32) -> anyhow::Result<Vec<Lett
     Ok(out)
 }
 
-/// Make `letters` visible again at once (they stay in the DLQ).
-async fn release(q: &Queues, letters: &[&Letter]) -> anyhow::Result<()> {
-    for chunk in letters.chunks(10) {
+/// Make the letters with these receipts visible again at once (they stay
+/// in the DLQ).
+async fn release(q: &Queues, receipts: &[&str]) -> anyhow::Result<()> {
+    for chunk in receipts.chunks(10) {
         let entries: Vec<_> = chunk
             .iter()
             .enumerate()
-            .map(|(i, l)| {
+            .map(|(i, receipt)| {
                 ChangeMessageVisibilityBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .receipt_handle(&l.receipt)
+                    .receipt_handle(*receipt)
                     .visibility_timeout(0)
                     .build()
                     .expect("id and receipt handle are set")
@@ -317,16 +301,20 @@ async fn release(q: &Queues, letters: &[&Letter]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn delete(q: &Queues, l: &Letter) -> anyhow::Result<()> {
+async fn delete(q: &Queues, id: &str, receipt: &str) -> anyhow::Result<()> {
     q.sqs
         .delete_message()
         .queue_url(&q.dlq)
-        .receipt_handle(&l.receipt)
+        .receipt_handle(receipt)
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("{}", sdk_error(&e)))
-        .with_context(|| format!("deleting dead letter {} from {}", l.id, q.dlq))?;
+        .with_context(|| format!("deleting dead letter {id} from {}", q.dlq))?;
     Ok(())
+}
+
+fn receipts(letters: &[Letter]) -> Vec<&str> {
+    letters.iter().map(|l| l.receipt.as_str()).collect()
 }
 
 fn rfc3339_ms(ms: u64) -> String {
@@ -337,7 +325,7 @@ async fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let remote = a.common.remote.connect().await;
     let q = queues(&remote, &a.common.receiver).await?;
     let letters = scan(&q, a.common.max, 30).await?;
-    release(&q, &letters.iter().collect::<Vec<_>>()).await?;
+    release(&q, &receipts(&letters)).await?;
     // (kind, error kind, error) -> (count, oldest sent, an example id)
     let mut groups: BTreeMap<(Kind, String, String), (usize, u64, String)> = BTreeMap::new();
     for l in &letters {
@@ -385,7 +373,7 @@ async fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
     let remote = a.common.remote.connect().await;
     let q = queues(&remote, &a.common.receiver).await?;
     let letters = scan(&q, a.common.max, 30).await?;
-    release(&q, &letters.iter().collect::<Vec<_>>()).await?;
+    release(&q, &receipts(&letters)).await?;
     let l = letters
         .iter()
         .find(|l| l.id == a.message_id)

@@ -148,6 +148,15 @@ impl Context<'_> {
                         if full && !flush_failed && l.cut_windows {
                             // A full window: append, flush, and look again.
                             match self.buffer(r, l, &mut st, std::mem::take(&mut behind)) {
+                                // A replay (a redrive) sends again on
+                                // purpose what the buffer handled before:
+                                // its changes carry their old sequences,
+                                // and reading the buffer's memory of them
+                                // here dropped a redriven letter's change
+                                // as handled (the simulation found it).
+                                Some(left) if left.count == 0 && may_cut && l.replay => {
+                                    buffer = Some(Buffer::Empty);
+                                }
                                 Some(left) if left.count == 0 && may_cut => {
                                     // The flush handled some of this run's
                                     // changes: read again what to leave out.
