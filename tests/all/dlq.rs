@@ -157,7 +157,7 @@ fn redrive_delivers_the_newest_parked_version_moves_consumer_failures_and_repark
     let (o, out) = dlq(&w, &[&["redrive", "--dry-run"][..], &model].concat());
     assert!(o.status.success(), "{out}");
     assert!(
-        out.contains("dry run: 1 parked changes redriven (0 parked again), 1 skipped (superseded), 0 sent again at a newer version the stream wrote meanwhile, 1 consumer messages moved back, 0 failed"),
+        out.contains("dry run: 2 parked changes redriven (1 sent as the product is now, it had changed since; 0 parked again), 0 skipped (the product came and went), 0 sent again at a newer version the stream wrote meanwhile, 1 consumer messages moved back, 0 failed"),
         "{out}"
     );
     assert_eq!(
@@ -167,23 +167,26 @@ fn redrive_delivers_the_newest_parked_version_moves_consumer_failures_and_repark
     );
     assert!(w.q.drain(&picky_q).is_empty(), "a dry run sends nothing");
 
-    // The redrive: the newest version of P-00001 only, and the consumer's message back.
+    // The redrive: the newer letter as it was, the older one brought up to
+    // the product as it is now (a receiver whose interest passed over the
+    // newer change still gets the older one's update), never the older
+    // version itself; and the consumer's message back.
     let (o, out) = dlq(&w, &[&["redrive"][..], &model].concat());
     assert!(o.status.success(), "{out}");
-    assert!(out.contains("1 parked changes redriven (0 parked again), 1 skipped (superseded), 0 sent again at a newer version the stream wrote meanwhile, 1 consumer messages moved back, 0 failed"), "{out}");
+    assert!(out.contains("2 parked changes redriven (1 sent as the product is now, it had changed since; 0 parked again), 0 skipped (the product came and went), 0 sent again at a newer version the stream wrote meanwhile, 1 consumer messages moved back, 0 failed"), "{out}");
     let got = w.q.drain(&picky_q);
-    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got.len(), 3, "{got:?}");
     let fanned: Vec<Value> = got
         .iter()
         .filter_map(|(b, _, _)| serde_json::from_str::<Value>(b).ok())
         .filter(|v| v["part"] == 0)
         .collect();
-    assert_eq!(fanned.len(), 1, "{got:?}");
-    assert_eq!(fanned[0]["key"], "P-00001");
+    assert_eq!(fanned.len(), 2, "{got:?}");
+    assert!(fanned.iter().all(|f| f["key"] == "P-00001"), "{got:?}");
     assert_eq!(
-        fanned[0]["sequence"],
+        fanned[1]["sequence"],
         newest_seq.as_str(),
-        "the newest version, never the older one"
+        "the newest version last"
     );
     let back = got
         .iter()

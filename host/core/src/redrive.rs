@@ -1,10 +1,12 @@
 //! Redrive: a receiver's dead letters through its current plugin, on the
 //! dispatcher's own path (dedup, lanes, parking), that receiver alone.
 //!
-//! - A **parked** change is sent again only while the product is still as
-//!   the change left it (its model document is the change's new image);
-//!   otherwise its newer version went through the stream after it, and
-//!   the letter is dropped as superseded.
+//! - A **parked** change is sent again as it was while the product is
+//!   still as the change left it (its model document is the change's new
+//!   image). Otherwise the product's newer versions went through the
+//!   stream after it, but the receiver's interest may have passed over
+//!   them, so the change is sent brought up to date: from its old image to
+//!   the document now ([`catch_up`]).
 //! - After the send, each product is read again, as a backfill's page is:
 //!   one the model still holds as sent cannot have been overtaken (a newer
 //!   version is written after that read, and the stream delivers it after
@@ -135,7 +137,11 @@ pub struct Tally {
     /// Parked changes sent through the current plugin (delivered, parked
     /// again with a new letter, or held in a lane).
     pub redriven: usize,
-    /// Parked changes whose product has changed since (dropped).
+    /// Of the redriven, how many were sent as the product is now (it had
+    /// changed since they were parked).
+    pub caught_up: usize,
+    /// Parked changes of a product that came and went since (nothing to
+    /// send).
     pub superseded: usize,
     /// Products sent again at a newer version the stream wrote meanwhile.
     pub corrected: usize,
@@ -147,6 +153,26 @@ pub struct Tally {
     pub unknown: usize,
     /// Of the redriven, how many were parked again.
     pub parked_again: u64,
+}
+
+/// `c` brought up to the model's `now`: from where `c` started (what the
+/// receiver had at most) to the product as it is now; `None` when there
+/// was nothing before and is nothing now.
+pub fn catch_up(c: &Change, now: Option<Value>) -> Option<Change> {
+    let kind = match (&c.old, &now) {
+        (None, None) => return None,
+        (None, Some(_)) => ChangeKind::Insert,
+        (Some(_), None) => ChangeKind::Remove,
+        (Some(_), Some(_)) => ChangeKind::Modify,
+    };
+    Some(Change::new(
+        c.key.clone(),
+        kind,
+        c.old.clone(),
+        now,
+        c.sequence.clone(),
+        c.time_ms,
+    ))
 }
 
 /// One redrive of one receiver's dead letters.
@@ -200,16 +226,31 @@ impl Redrive<'_> {
         for (l, c) in parked {
             match self.model.get(&c.key).await {
                 Ok(doc) if doc == c.new => current.push((l, c)),
-                Ok(_) => {
-                    (self.say)(format!(
-                        "skip {} {} (sequence {}): the product changed since; its newer version went through the stream",
-                        l.id, c.key, c.sequence
-                    ));
-                    t.superseded += 1;
-                    if !dry_run {
-                        self.letters.delete(l).await?;
+                Ok(doc) => match catch_up(&c, doc) {
+                    // The product has changed since. Its newer versions
+                    // went through the stream, but one the receiver's
+                    // interest passed over would leave it without this
+                    // change's update: it gets the product as it is now,
+                    // from where this change started.
+                    Some(now) => {
+                        (self.say)(format!(
+                            "{} {} (sequence {}): the product changed since; sending it as it is now",
+                            l.id, c.key, c.sequence
+                        ));
+                        t.caught_up += 1;
+                        current.push((l, now));
                     }
-                }
+                    None => {
+                        (self.say)(format!(
+                            "skip {} {} (sequence {}): the product came and went since",
+                            l.id, c.key, c.sequence
+                        ));
+                        t.superseded += 1;
+                        if !dry_run {
+                            self.letters.delete(l).await?;
+                        }
+                    }
+                },
                 Err(e) => {
                     (self.say)(format!(
                         "{}: reading {} from the model: {e}; left in the DLQ",
@@ -363,8 +404,7 @@ impl Redrive<'_> {
         t: &mut Tally,
     ) -> Result<Vec<String>, RedriveError> {
         let mut pending = sent;
-        // Products whose correction could not be handled: the receiver may
-        // hold the redriven (older) version, so their letters stay.
+        // Products whose correction could be neither sent nor parked.
         let mut unsent: Vec<String> = Vec::new();
         for round in 1..=ROUNDS + 1 {
             let mut again = Vec::new();
@@ -405,7 +445,36 @@ impl Redrive<'_> {
                 .into_iter()
                 .enumerate()
                 .partition(|(i, _)| failed.contains(i));
-            unsent.extend(stuck.into_iter().map(|(_, c)| c.key));
+            for (_, c) in stuck {
+                // Its letter would not help: a later redrive would find the
+                // product changed and drop it, while the receiver may hold
+                // the older version this redrive sent. The correction
+                // itself waits in the dead-letter queue instead: redriven,
+                // or superseded by a version written after this check (and
+                // so delivered after this redrive's send).
+                let error = format!(
+                    "receiver {} on key {} sequence {}: delivery: a redrive's correction to the model's current version could not be sent",
+                    self.receiver, c.key, c.sequence
+                );
+                match p
+                    .park(
+                        self.receiver,
+                        &c,
+                        prism_types::failure::FailureKind::Delivery,
+                        error,
+                    )
+                    .await
+                {
+                    Ok(()) => t.parked_again += 1,
+                    Err(e) => {
+                        (self.say)(format!(
+                            "{}: its correction could be neither sent nor parked ({e}); its letter stays, and the receiver may hold an older version than the model's",
+                            c.key
+                        ));
+                        unsent.push(c.key);
+                    }
+                }
+            }
             pending = sent.into_iter().map(|(_, c)| c).collect();
         }
         Ok(unsent)

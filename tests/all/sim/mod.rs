@@ -64,6 +64,8 @@ pub(crate) struct SimReceiver {
     pub(crate) echo: Echo,
     /// Output dedup on (the manifest's `dedup`).
     pub(crate) dedup: bool,
+    /// Its interest is `/v` alone: changes of `noise` only pass it by.
+    pub(crate) only_v: bool,
     /// Why its plugin may have a change parked, and for which product
     /// (`None`: any): a letter for any other reason breaks a guarantee.
     pub(crate) parks: &'static [(FailureKind, Option<&'static str>)],
@@ -80,6 +82,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Sequence,
         dedup: false,
+        only_v: false,
         parks: &[],
         config: &[],
     },
@@ -92,6 +95,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Transition,
         dedup: true,
+        only_v: false,
         parks: &[],
         config: &[("echo", "transition")],
     },
@@ -101,6 +105,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: true,
         echo: Echo::Sequence,
         dedup: true,
+        only_v: false,
         parks: &[],
         config: &[],
     },
@@ -110,6 +115,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Sequence,
         dedup: true,
+        only_v: false,
         parks: &[],
         config: &[],
     },
@@ -119,6 +125,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: true,
         echo: Echo::Sequence,
         dedup: true,
+        only_v: false,
         parks: &[],
         config: &[],
     },
@@ -129,6 +136,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: true,
         echo: Echo::Sequence,
         dedup: true,
+        only_v: false,
         parks: &[(FailureKind::Rejected, Some("P-1"))],
         config: &[
             ("group_by", "parity"),
@@ -142,6 +150,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: true,
         echo: Echo::Sequence,
         dedup: true,
+        only_v: false,
         parks: &[],
         config: &[("group_by", "parity")],
     },
@@ -151,6 +160,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Image,
         dedup: true,
+        only_v: false,
         parks: &[],
         config: &[("echo", "image")],
     },
@@ -160,6 +170,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Sequence,
         dedup: true,
+        only_v: true,
         parks: &[
             (FailureKind::Rejected, Some("P-1")),
             (FailureKind::Trap, Some("P-5")),
@@ -178,6 +189,7 @@ pub(crate) const RECEIVERS: &[SimReceiver] = &[
         fifo: false,
         echo: Echo::Sequence,
         dedup: true,
+        only_v: false,
         // A window is parked whole, with whichever products share it.
         parks: &[(FailureKind::RetryExhausted, None)],
         config: &[("behaviour", "retry"), ("only_key", "P-0")],
@@ -228,6 +240,9 @@ fn load_fixture() -> Fixture {
                     .collect();
                 let mut m = manifest(r.id, &wasm, mode, prism_e2e::relaxed(), &config);
                 m.dedup = r.dedup;
+                if r.only_v {
+                    m.interest = vec!["/v".to_owned()];
+                }
                 // Names SQS takes (a FIFO queue's ends in `.fifo`, its
                 // dead-letter queue's too): the conformance run makes them.
                 let (queue, dlq) = queue_names(r);

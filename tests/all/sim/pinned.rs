@@ -344,3 +344,21 @@ fn a_redrive_of_a_batched_receiver_delivers_every_letter_it_deletes() {
     w.redrive_receiver("retry-bat");
     assert_kept(&mut w);
 }
+
+/// `picky` (interested in `/v` alone) rejects P-1's insert: parked. Then
+/// P-1's `noise` changes, which `picky`'s interest passes over. A redrive
+/// with the plugin fixed found the product changed since and dropped the
+/// letter as superseded: `picky` never got P-1 at all. Now the parked
+/// change is sent as the product is now, from where it started.
+#[test]
+fn a_redrive_sends_a_superseded_change_as_the_product_is_now() {
+    let mut w = World::scripted_images(
+        super::fixture(),
+        plan(vec![]),
+        &[(1, Some((1, 0))), (1, Some((1, 1)))],
+    );
+    w.produce(2);
+    w.invoke(2);
+    w.redrive_receiver("picky");
+    assert_kept(&mut w);
+}

@@ -49,9 +49,10 @@ pub(super) async fn redrive(a: RedriveArgs) -> anyhow::Result<ExitCode> {
     .run()
     .await?;
     println!(
-        "{r}: {}{} parked changes redriven ({} parked again), {} skipped (superseded), {} sent again at a newer version the stream wrote meanwhile, {} consumer messages moved back, {} failed (left in the DLQ), {} unknown (left alone)",
+        "{r}: {}{} parked changes redriven ({} sent as the product is now, it had changed since; {} parked again), {} skipped (the product came and went), {} sent again at a newer version the stream wrote meanwhile, {} consumer messages moved back, {} failed (left in the DLQ), {} unknown (left alone)",
         if a.dry_run { "dry run: " } else { "" },
         t.redriven,
+        t.caught_up,
         t.parked_again,
         t.superseded,
         t.corrected,

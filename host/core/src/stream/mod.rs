@@ -504,6 +504,36 @@ impl StreamProcessor {
         })
     }
 
+    /// Park `change` in `receiver`'s dead-letter queue with `kind` and
+    /// `error`, outside any run (a redrive's correction it could not send).
+    pub async fn park(
+        &self,
+        receiver: &str,
+        change: &Change,
+        kind: prism_types::failure::FailureKind,
+        error: String,
+    ) -> Result<(), crate::sink::SinkError> {
+        let set = self
+            .current(Some(receiver))
+            .await
+            .map_err(|e| crate::sink::SinkError::unavailable(receiver, e.to_string()))?;
+        let (destinations, _) = destinations(&set, self.unreadable_queue.as_deref());
+        let sink = self.delivery.sink(destinations);
+        let dead = crate::sink::DeadLetter {
+            receiver: receiver.to_owned(),
+            plugin_digest: set.active.first().map(|r| r.digest().to_string()),
+            key: change.key.clone(),
+            sequence: change.sequence.clone(),
+            ordinal: 1,
+            error_kind: kind.as_str().into(),
+            error,
+            change: crate::dispatch::change_json(change),
+        };
+        tokio::task::spawn_blocking(move || sink.park(&dead))
+            .await
+            .expect("parking does not panic")
+    }
+
     /// Whether `receiver` would run now: a backfill refuses to start for
     /// one that would only park every change.
     pub async fn presence(&self, receiver: &str) -> Result<Presence, StreamError> {
