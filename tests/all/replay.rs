@@ -41,6 +41,8 @@ fn replay_reads_an_on_failure_messages_records_from_the_stream_and_delivers_them
         file.to_str().unwrap(),
         "--bucket",
         &w.bucket,
+        "--model-table",
+        &w.model,
     ]);
     assert!(out.contains(": 3 records from"), "{out}");
     assert!(out.contains("replayed 3 records; 0 still failing"), "{out}");
@@ -60,6 +62,8 @@ fn replay_reads_an_on_failure_messages_records_from_the_stream_and_delivers_them
         &seqs[3],
         "--bucket",
         &w.bucket,
+        "--model-table",
+        &w.model,
     ]);
     assert!(out.contains("replayed 2 records"), "{out}");
     assert_eq!(w.bodies(&site_q).len(), 2);
@@ -75,6 +79,8 @@ fn replay_reads_an_on_failure_messages_records_from_the_stream_and_delivers_them
         "1",
         "--bucket",
         &w.bucket,
+        "--model-table",
+        &w.model,
         "--table",
         &w.table,
         "--endpoint-url",

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::remote::RemoteArgs;
 use prism_aws::{self as aws, AwsTarget, StreamReader};
@@ -41,6 +41,10 @@ pub struct Args {
     /// The last sequence number to replay [default: all the shard holds now].
     #[arg(long, value_name = "SEQUENCE", requires = "stream_arn")]
     pub end_sequence: Option<String>,
+    /// The model table: a record whose product has changed since is sent
+    /// as the product is now, and every send is checked against it.
+    #[arg(long, env = "PRISM_MODEL_TABLE", value_name = "TABLE")]
+    pub model_table: String,
     /// Retry ledger table, as the dispatcher's (a replay then skips what
     /// was handled already).
     #[arg(long, env = "PRISM_LEDGER_TABLE", value_name = "TABLE")]
@@ -158,6 +162,11 @@ async fn replay(a: Args) -> anyhow::Result<ExitCode> {
     };
     let mut processor = lambda.processor_with(&config, &target).await?;
     processor.emit_metrics = false;
+    let model = prism_aws::read_model::DynamoModel::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        &a.model_table,
+    );
+    let say = |line: String| println!("{line}");
     let streams = aws_sdk_dynamodbstreams::Client::new(&config);
     let (mut replayed, mut still_failed) = (0usize, 0usize);
     for r in &ranges {
@@ -172,34 +181,23 @@ async fn replay(a: Args) -> anyhow::Result<ExitCode> {
             r.end.as_deref().unwrap_or("the end")
         );
         for batch in records.chunks(a.batch_size as usize) {
-            let mut from = 0;
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let out = processor
-                    .handle(&json!({ "Records": &batch[from..] }))
-                    .await
-                    .context("dispatching replayed records")?;
-                let messages: u64 = out.report.receivers.values().map(|s| s.messages).sum();
-                let failed = &out.response.batch_item_failures;
-                println!(
-                    "  {} records: {messages} messages, {} reported failed",
-                    batch.len() - from,
-                    failed.len()
-                );
-                let Some(first) = failed.first().and_then(|f| f.item_identifier.clone()) else {
-                    break;
-                };
-                if attempt >= a.attempts {
-                    still_failed += batch.len() - from;
-                    eprintln!("  giving up after {attempt} tries from {first}");
-                    break;
-                }
-                from = batch
-                    .iter()
-                    .position(|r| r["dynamodb"]["SequenceNumber"].as_str() == Some(first.as_str()))
-                    .context("a failed record that is not in the batch")?;
+            let t = prism_core::replay::Replay {
+                processor: &processor,
+                model: &model,
+                attempts: a.attempts,
+                run_id: format!("{}-{}", std::process::id(), prism_core::spool::now_ms()),
+                say: &say,
             }
+            .run(batch)
+            .await
+            .context("replaying")?;
+            if t.caught_up + t.superseded + t.corrected > 0 {
+                println!(
+                    "  {} sent as the product is now (it changed since), {} of products that came and went, {} sent again at a newer version the stream wrote meanwhile",
+                    t.caught_up, t.superseded, t.corrected
+                );
+            }
+            still_failed += t.failing.len();
         }
         replayed += records.len();
     }

@@ -26,6 +26,7 @@ pub mod mapping;
 pub mod outputs;
 pub mod receivers;
 pub mod redrive;
+pub mod replay;
 pub mod sample;
 pub mod sink;
 pub mod spool;

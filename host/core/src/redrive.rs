@@ -360,7 +360,11 @@ impl Redrive<'_> {
             .iter()
             .map(prism_types::input::record::from_change)
             .collect();
+        // Record ids of their own, per round: the retry ledger keys records
+        // by source and sequence, and must take neither the original
+        // delivery nor another round for this one.
         for (i, r) in records.iter_mut().enumerate() {
+            r["eventSourceARN"] = json!(format!("prism:redrive:{}:{round}", self.run_id));
             r["eventID"] = json!(format!("redrive-{}-{round}-{i}", self.run_id));
         }
         let out = p

@@ -30,6 +30,7 @@ pub(crate) fn receiver(
     r: &SimReceiver,
     q: Option<&Queue>,
     written: &[Written],
+    given_up: &BTreeSet<String>,
     tally: &mut Tally,
 ) -> Vec<String> {
     let empty = Queue::default();
@@ -80,9 +81,10 @@ pub(crate) fn receiver(
 
     // Nothing lost: every change is delivered or parked (an echo of images
     // or transitions may also be suppressed by dedup: checked below by the
-    // end state). A redrive drops a parked change whose product has moved
-    // on (superseded): allowed once a newer change of the product is
-    // delivered or parked.
+    // end state). A parked change (redriven later) or one Lambda gave up
+    // on (replayed later) whose product has moved on may be dropped (the
+    // dedup state's guard) or sent brought up to date: allowed once a newer
+    // change of the product is delivered or parked.
     let settled = |s: &str| got.contains(s) || parked.contains(s);
     // A change of `noise` alone passes by a receiver interested in `/v`.
     let passed_over = |w: &Written| r.only_v && w.from.is_some() && w.from == w.v;
@@ -90,7 +92,7 @@ pub(crate) fn receiver(
         if r.echo != Echo::Sequence || passed_over(w) {
             continue;
         }
-        let superseded = q.ever_parked.contains(&w.sequence)
+        let superseded = (q.ever_parked.contains(&w.sequence) || given_up.contains(&w.sequence))
             && written[n + 1..]
                 .iter()
                 .any(|later| later.key == w.key && settled(&later.sequence));

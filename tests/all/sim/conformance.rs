@@ -150,9 +150,15 @@ fn the_models_end_where_aws_ends() {
             let empty = Queue::default();
             let in_model = models.get(r.id).unwrap_or(&empty);
             bad.extend(
-                check::receiver(r, Some(&on_aws), &aws.written, &mut tally)
-                    .into_iter()
-                    .map(|v| format!("on AWS: {v}")),
+                check::receiver(
+                    r,
+                    Some(&on_aws),
+                    &aws.written,
+                    &aws.given_up_ever,
+                    &mut tally,
+                )
+                .into_iter()
+                .map(|v| format!("on AWS: {v}")),
             );
             let (a, m) = (ended(&on_aws), ended(in_model));
             if a != m {

@@ -82,6 +82,11 @@ impl Faults {
         self.lock().on = on;
     }
 
+    /// Are faults on (not in the drain)?
+    pub(crate) fn on(&self) -> bool {
+        self.lock().on
+    }
+
     /// Did the process die during the current invocation?
     pub(crate) fn dead(&self) -> bool {
         self.lock().dead

@@ -338,8 +338,10 @@ pub(crate) fn play(w: &mut World<'_>) {
             }
             // A page of a backfill (in the schedules that have them).
             91..97 => w.backfill(),
-            // An operator redrives a receiver's dead letters.
-            _ => w.redrive(),
+            // An operator redrives a receiver's dead letters, or replays
+            // what Lambda gave up on.
+            97..99 => w.redrive(),
+            _ => w.replay(),
         }
         if !w.pending() && w.rng.u32(0..4) == 0 {
             w.produce(usize::MAX);
@@ -377,7 +379,13 @@ pub(crate) fn finish(w: &mut World<'_>) -> (Vec<String>, Tally) {
     {
         let queues = w.queues.0.lock().unwrap();
         for r in RECEIVERS {
-            let bad = check::receiver(r, queues.get(r.id), &w.written, &mut tally);
+            let bad = check::receiver(
+                r,
+                queues.get(r.id),
+                &w.written,
+                &w.given_up_ever,
+                &mut tally,
+            );
             if let (false, Some(q)) = (bad.is_empty(), queues.get(r.id)) {
                 // What the receiver got, in the trace of a failing seed.
                 for m in &q.messages {
@@ -411,12 +419,22 @@ pub(crate) fn drain(w: &mut World<'_>) -> Vec<String> {
         }
         w.clock.advance(16 * 60_000);
         w.tick(true);
-        if w.done_reading() && w.lanes_left().is_empty() {
+        // What Lambda gave up on is replayed (the operator's runbook).
+        for _ in 0..w.given_up() {
+            w.replay();
+        }
+        if w.done_reading() && w.lanes_left().is_empty() && w.given_up() == 0 {
             break;
         }
         if round == DRAIN_ROUNDS - 1 {
             if !w.done_reading() {
                 violations.push("the stream was never read to its end".to_owned());
+            }
+            if w.given_up() > 0 {
+                violations.push(format!(
+                    "{} ranges Lambda gave up on were never replayed",
+                    w.given_up()
+                ));
             }
             let left = w.lanes_left();
             if !left.is_empty() {

@@ -26,6 +26,7 @@ use super::faults::{FaultPlan, Faults};
 use super::redrive::{SimDeadLetters, SimDocs};
 use super::{RECEIVERS, SimReceiver};
 use prism_core::redrive::Redrive;
+use prism_core::replay::Replay;
 
 /// What one schedule is made of.
 #[derive(Debug, Clone)]
@@ -136,8 +137,15 @@ pub(crate) struct World<'f> {
     backfills: bool,
     /// Operators redrive in this schedule.
     redrives_on: bool,
+    /// Records Lambda gave up on (the on-failure destination's ranges), as
+    /// indices into the stream's, waiting for an operator's replay.
+    gave_up: Vec<Vec<usize>>,
+    /// The sequences of every record Lambda gave up on.
+    pub(crate) given_up_ever: BTreeSet<String>,
     /// Redrives so far (each names its records apart).
     redrives: u64,
+    /// Replays so far.
+    replays: u64,
     /// The stream's shards (a product's records all in one, as DynamoDB
     /// keeps them), each read by its own Lambda invocations.
     shards: Vec<Shard>,
@@ -165,7 +173,14 @@ struct Shard {
     records: Vec<usize>,
     /// Lambda's checkpoint: the first of them not yet acknowledged.
     checkpoint: usize,
+    /// Tries in a row that did not move the checkpoint.
+    stuck: u32,
 }
+
+/// Retries of a batch before Lambda gives up on it and moves on (the
+/// event source mapping's `maximum_retry_attempts`, the module's
+/// `max_retries`, set low so that schedules reach the replay).
+const MAX_RETRIES: u32 = 3;
 
 impl Shard {
     /// How many of its records the stream has made visible.
@@ -390,7 +405,10 @@ impl<'f> World<'f> {
             run: None,
             backfills: opts.backfills,
             redrives_on: opts.redrives,
+            gave_up: Vec::new(),
+            given_up_ever: BTreeSet::new(),
             redrives: 0,
+            replays: 0,
             shards,
             faults,
             clock,
@@ -459,12 +477,14 @@ impl<'f> World<'f> {
                 .note(|| format!("invoke {first}..{end}: the process died"));
             self.reached.add("crash in an invocation", 1);
             self.cold_start("crash");
+            self.retried(s, end);
             return;
         }
         match result {
             Err(e) => {
                 self.faults
                     .note(|| format!("invoke {first}..{end}: batch error {e}"));
+                self.retried(s, end);
             }
             Ok(out) => {
                 for (kind, st) in &out.report.receivers {
@@ -502,6 +522,11 @@ impl<'f> World<'f> {
                     }
                 };
                 self.shards[s].checkpoint = checkpoint;
+                if checkpoint == first {
+                    self.retried(s, end);
+                } else {
+                    self.shards[s].stuck = 0;
+                }
                 self.faults.note(|| {
                     format!(
                         "invoke {first}..{end}: {} failed, next {checkpoint}",
@@ -510,6 +535,85 @@ impl<'f> World<'f> {
                 });
             }
         }
+    }
+
+    /// A batch of shard `s` up to `end` failed again: past
+    /// [`MAX_RETRIES`], Lambda gives up on it (its on-failure destination
+    /// keeps where it was) and the shard moves on.
+    fn retried(&mut self, s: usize, end: usize) {
+        if !self.faults.on() {
+            return;
+        }
+        let shard = &mut self.shards[s];
+        shard.stuck += 1;
+        if shard.stuck <= MAX_RETRIES {
+            return;
+        }
+        let given_up: Vec<usize> = shard.records[shard.checkpoint..end].to_vec();
+        shard.checkpoint = end;
+        shard.stuck = 0;
+        self.faults.note(|| {
+            format!(
+                "Lambda gives up on records {given_up:?} after {MAX_RETRIES} retries (on-failure destination)"
+            )
+        });
+        self.reached.add("stream: batches given up (on-failure)", 1);
+        for &r in &given_up {
+            self.given_up_ever.insert(self.written[r].sequence.clone());
+        }
+        self.gave_up.push(given_up);
+    }
+
+    /// An operator replays the oldest range Lambda gave up on, in a
+    /// process of its own (`prism replay`).
+    pub(crate) fn replay(&mut self) {
+        if self.gave_up.is_empty() {
+            return;
+        }
+        let range = self.gave_up[0].clone();
+        let records: Vec<Value> = range.iter().map(|&r| self.records[r].clone()).collect();
+        self.replays += 1;
+        let p = processor(self.fixture, &self.clock, &self.backends);
+        let docs = SimDocs {
+            table: self.table.clone(),
+            faults: self.faults.clone(),
+            rng: Mutex::new(fastrand::Rng::with_seed(self.rng.u64(..))),
+        };
+        let faults = self.faults.clone();
+        let say = move |line: String| faults.note(|| format!("  replay: {line}"));
+        let result = self.rt.block_on(
+            Replay {
+                processor: &p,
+                model: &docs,
+                attempts: 3,
+                run_id: format!("sim-{}", self.replays),
+                say: &say,
+            }
+            .run(&records),
+        );
+        if self.faults.dead() {
+            self.faults.revive();
+            self.faults.note(|| "replay: the process died".into());
+            self.reached.add("crash in a replay", 1);
+            return;
+        }
+        self.faults.note(|| format!("replay {range:?}: {result:?}"));
+        match result {
+            Ok(t) if t.failing.is_empty() => {
+                self.reached.add("replay: ranges replayed", 1);
+                self.reached
+                    .add("replay: sent as the product is now", t.caught_up as u64);
+                self.reached.add("replay: corrected", t.corrected as u64);
+                self.gave_up.remove(0);
+            }
+            Ok(_) => self.reached.add("replay: records still failing", 1),
+            Err(_) => self.reached.add("replay: stopped by a fault", 1),
+        }
+    }
+
+    /// Ranges Lambda gave up on that no replay has got through.
+    pub(crate) fn given_up(&self) -> usize {
+        self.gave_up.len()
     }
 
     /// The scheduled tick (with `force`: flush every buffer).
