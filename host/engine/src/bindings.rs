@@ -1,6 +1,6 @@
 //! The host side of the WIT contract: `bindgen!` lives here and nowhere else.
 //!
-//! Only curated types leave this module (see `engine/mod.rs`).
+//! Only curated types leave this module (see the crate root, `host/engine/src/lib.rs`).
 
 #![allow(missing_docs)]
 

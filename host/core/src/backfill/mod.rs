@@ -27,6 +27,12 @@
 //!
 //! **Resumable.** A checkpoint per segment ([`checkpoint`]) is written
 //! after each page: a stopped run resumes after its last finished page.
+//! A page is marked open, with its products' keys, before it goes out: a
+//! run that stopped between a page's send and its check (a crash, a
+//! product that kept changing) first reads those products by key and
+//! sends each as it is now (a remove for one that is gone), checked as a
+//! page is. A rescan alone would miss a product removed since, and the
+//! receiver would keep the stale version that page sent.
 //!
 //! **Paced.** A [`pacer::Pacer`] shared by all segments holds the run to
 //! `--max-per-second`.
