@@ -1,7 +1,7 @@
 //! The shape of `host/`, checked: crates depend one way (types → engine →
 //! core → aws → lambda → cli), the engine and core build without any AWS
 //! crate, the Lambda binaries link nothing of the CLI, and no crate's
-//! top-level modules form a cycle.
+//! modules form a cycle, at the top level or at any depth.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -49,10 +49,32 @@ fn tree(package: &str, edges: &str, features: &[&str]) -> BTreeSet<String> {
         .collect()
 }
 
+/// AWS's crates (`aws-config`, `aws-sdk-*`, `aws-smithy-*`,
+/// `aws_lambda_events`, …), the Lambda runtime's, and an HTTP stack.
 fn aws_crates(deps: &BTreeSet<String>) -> Vec<&String> {
     deps.iter()
-        .filter(|d| d.starts_with("aws-") || d.starts_with("lambda") || d.as_str() == "hyper")
+        .filter(|d| {
+            let d = d.replace('_', "-");
+            d.starts_with("aws") || d.starts_with("lambda") || d == "hyper"
+        })
         .collect()
+}
+
+#[test]
+fn the_aws_filter_knows_every_spelling() {
+    let deps: BTreeSet<String> = [
+        "aws-config",
+        "aws-sdk-sqs",
+        "aws-smithy-runtime",
+        "aws_lambda_events",
+        "lambda_runtime",
+        "hyper",
+        "serde",
+        "prism-core",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(aws_crates(&deps).len(), 6, "{:?}", aws_crates(&deps));
 }
 
 #[test]
@@ -196,6 +218,113 @@ fn cycle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     edges
         .keys()
         .find_map(|n| visit(n, edges, &mut Vec::new(), &mut done))
+}
+
+/// A module's path (`dispatch::flush`) from its file under `src/`
+/// (`dispatch/flush.rs` or `dispatch/flush/mod.rs`; the root is "").
+fn module_path(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts
+        .last()
+        .is_some_and(|l| ["mod", "lib", "main"].contains(&l.as_str()))
+    {
+        parts.pop();
+    }
+    parts.join("::")
+}
+
+/// References between all of a crate's modules, at every depth
+/// (`crate::a::b`, `super::b`), leaving out those between a module and
+/// its own ancestors (a parent declares and re-exports its children, and
+/// children use what it holds).
+fn nested_module_edges(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let files: Vec<PathBuf> = modules(src).into_iter().map(|(_, p)| p).collect();
+    let known: BTreeSet<String> = files.iter().map(|f| module_path(src, f)).collect();
+    let ident = |t: &str| -> Vec<String> {
+        t.split("::")
+            .map(|seg| {
+                seg.chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect::<String>()
+            })
+            .take_while(|seg| !seg.is_empty())
+            .collect()
+    };
+    // The longest known module that `segments` (from `base`) names.
+    let resolve = |base: &str, segments: &[String]| -> Option<String> {
+        (1..=segments.len()).rev().find_map(|n| {
+            let tail = segments[..n].join("::");
+            let full = if base.is_empty() {
+                tail
+            } else {
+                format!("{base}::{tail}")
+            };
+            known.contains(&full).then_some(full)
+        })
+    };
+    let related = |a: &str, b: &str| {
+        a == b
+            || a.is_empty()
+            || b.is_empty()
+            || a.starts_with(&format!("{b}::"))
+            || b.starts_with(&format!("{a}::"))
+    };
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let m = module_path(src, f);
+        let parent = m.rsplit_once("::").map_or("", |(p, _)| p).to_owned();
+        let text = std::fs::read_to_string(f).unwrap();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            let mut targets = Vec::new();
+            for (i, _) in line.match_indices("crate::") {
+                if !line[..i].ends_with('$') {
+                    targets.extend(resolve("", &ident(&line[i + 7..])));
+                }
+            }
+            for (i, _) in line.match_indices("super::") {
+                if !line[..i].ends_with("super::") {
+                    targets.extend(resolve(&parent, &ident(&line[i + 7..])));
+                }
+            }
+            for t in targets {
+                if !related(&m, &t) {
+                    edges.entry(m.clone()).or_default().insert(t);
+                }
+            }
+        }
+    }
+    edges
+}
+
+#[test]
+fn no_module_at_any_depth_is_in_a_cycle() {
+    for dir in ["types", "engine", "core", "aws", "lambda", "cli"] {
+        let src = Path::new(ROOT).join("host").join(dir).join("src");
+        if let Some(c) = cycle(&nested_module_edges(&src)) {
+            panic!("host/{dir}: module cycle {}", c.join(" → "));
+        }
+    }
+}
+
+#[test]
+fn the_nested_check_sees_a_cycle_between_sibling_submodules() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("lib.rs"), "mod d;\n").unwrap();
+    std::fs::write(src.join("d/mod.rs"), "mod x;\nmod y;\npub use x::A;\n").unwrap();
+    std::fs::write(src.join("d/x.rs"), "use super::y::B;\npub struct A;\n").unwrap();
+    std::fs::write(src.join("d/y.rs"), "use crate::d::x::A;\npub struct B;\n").unwrap();
+    let c = cycle(&nested_module_edges(src)).expect("the cycle x → y → x");
+    assert_eq!(c, ["d::x", "d::y", "d::x"]);
+    // Children using their parent, and the parent re-exporting them, is
+    // no cycle.
+    std::fs::write(src.join("d/y.rs"), "use super::A;\npub struct B;\n").unwrap();
+    assert_eq!(cycle(&nested_module_edges(src)), None);
 }
 
 #[test]

@@ -123,6 +123,13 @@ fn kind_name(kind: ChangeKind) -> &'static str {
     }
 }
 
+/// Whether `sequence` is a backfill's: at most 20 digits, where a
+/// DynamoDB stream's have 21 or more (backfill numbers sit below every
+/// stream's on purpose; see `prism_core::backfill::records`).
+pub fn is_backfill(sequence: &str) -> bool {
+    sequence.len() <= 20 && sequence.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Compare two stream sequence numbers (decimal strings of any length) numerically.
 pub fn cmp_sequence(a: &str, b: &str) -> std::cmp::Ordering {
     let a = a.trim_start_matches('0');

@@ -18,11 +18,7 @@ use serde_json::{Map, Value, json};
 /// sequence, so two pages sharing numbers overwrote each other's buffered
 /// changes, or were dropped as already handled.
 pub const RUN_SCALE: u128 = 10_000_000_000;
-/// Whether `sequence` is a backfill's: at most 20 digits, where a
-/// DynamoDB stream's have 21 or more.
-pub fn is_backfill(sequence: &str) -> bool {
-    sequence.len() <= 20 && sequence.bytes().all(|b| b.is_ascii_digit())
-}
+pub use prism_types::change::is_backfill;
 
 /// The largest page.
 pub const MAX_PAGE: usize = 1_000;

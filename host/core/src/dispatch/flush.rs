@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use super::lanes::TickOptions;
+use super::tick_options::TickOptions;
 use super::worker::{Context, Formatted};
 use super::{Progress, ReceiverStats, to_wit};
 use crate::breaker::BreakerConfig;

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::flush::{Flusher, due, flush};
+use super::tick_options::TickOptions;
 use super::{Dispatcher, Progress, ReceiverStats, RunOptions};
 use crate::receivers::{ActiveReceiver, ReceiverSet};
 use crate::sink::Sink;
@@ -33,27 +34,6 @@ pub struct TickReport {
     /// Lanes not started because the invocation's deadline was near (the
     /// next tick takes them).
     pub deferred: usize,
-}
-
-/// When and how a tick runs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TickOptions {
-    /// The time (ms since the Unix epoch): buffer ages are measured to it.
-    pub now_ms: u64,
-    /// Flush every buffer, whatever its limits.
-    pub force: bool,
-    /// Take over lanes whose lease another flush holds (one that died).
-    pub break_leases: bool,
-}
-
-impl TickOptions {
-    /// A plain tick at `now_ms`.
-    pub fn at(now_ms: u64) -> Self {
-        Self {
-            now_ms,
-            ..Self::default()
-        }
-    }
 }
 
 /// What a tick works with.

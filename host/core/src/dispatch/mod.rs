@@ -27,6 +27,7 @@ mod deliver;
 mod flush;
 mod lanes;
 mod stats;
+mod tick_options;
 mod tick_order;
 mod worker;
 
@@ -36,7 +37,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use lanes::{MAX_LANE_ATTEMPTS, Persist, TickOptions, TickReport, Work, tick, tick_with};
+pub use lanes::{MAX_LANE_ATTEMPTS, Persist, TickReport, Work, tick, tick_with};
+pub use tick_options::TickOptions;
 
 /// What became of a change (or a batch window) handed to delivery: the
 /// vocabulary the dispatch code settles in, rather than a `bool`.

@@ -53,17 +53,31 @@ use routing::{Broken, deliverable, destinations, park_all, park_unreadable};
 /// The receiver name under which unreadable records are parked and remembered.
 pub const UNREADABLE: &str = "prism:unreadable";
 
-/// What a DynamoDB stream Lambda returns (`batchItemFailures`: the records
-/// to retry), and one failed record: `aws_lambda_events`' types.
-pub use aws_lambda_events::streams::{
-    DynamoDbBatchItemFailure as BatchItemFailure, DynamoDbEventResponse,
-};
+/// What a DynamoDB stream Lambda returns: the records to retry, Lambda's
+/// "partial batch response" (`{"batchItemFailures": [{"itemIdentifier":
+/// SEQUENCE}]}`). Written here rather than taken from `aws_lambda_events`:
+/// two fields do not earn the core, which knows nothing of AWS, a
+/// dependency on a Lambda crate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamoDbEventResponse {
+    /// The records Lambda is to send again (it resumes at the first).
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+/// One record to retry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItemFailure {
+    /// Its sequence number.
+    pub item_identifier: Option<String>,
+}
 
 /// The failure entry for the record with `sequence`.
 pub fn item_failure(sequence: impl Into<String>) -> BatchItemFailure {
-    let mut f = BatchItemFailure::default();
-    f.item_identifier = Some(sequence.into());
-    f
+    BatchItemFailure {
+        item_identifier: Some(sequence.into()),
+    }
 }
 
 /// Why a whole batch could not be handled (Lambda retries all of it).
@@ -674,4 +688,30 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lambda reads the partial batch response by these exact names.
+    #[test]
+    fn the_partial_batch_response_has_lambdas_shape() {
+        let r = DynamoDbEventResponse {
+            batch_item_failures: vec![item_failure("4200")],
+        };
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"batchItemFailures": [{"itemIdentifier": "4200"}]})
+        );
+        assert_eq!(
+            serde_json::from_value::<DynamoDbEventResponse>(json).unwrap(),
+            r
+        );
+        assert_eq!(
+            serde_json::to_value(DynamoDbEventResponse::default()).unwrap(),
+            serde_json::json!({"batchItemFailures": []})
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! The records of a stream event, as far as each can be read.
 //!
 //! The event is read as JSON, record by record, rather than deserialized
-//! whole into `aws_lambda_events`' `dynamodb::Event`: one malformed record
+//! whole into one typed event: one malformed record
 //! must be parked on its own (with its raw text) instead of failing the
 //! batch, and DynamoDB's numbers must keep all 38 digits.
 
