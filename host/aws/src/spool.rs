@@ -434,7 +434,8 @@ impl Spool for DynamoSpool {
                         e.replay
                             || (!held.contains(&padded(&e.sequence))
                                 && !done.contains(&padded(&e.sequence))
-                                && high.as_ref().is_none_or(|h| padded(&e.sequence) > *h))
+                                && (prism_types::change::is_backfill(&e.sequence)
+                                    || high.as_ref().is_none_or(|h| padded(&e.sequence) > *h)))
                     })
                     .collect();
                 if !writes.is_empty() {

@@ -390,3 +390,31 @@ fn a_replay_never_sends_an_older_version_after_the_streams_newer_one() {
     w.replay();
     assert_kept(&mut w);
 }
+
+/// `no-dedup`'s retry lane for P-1 has delivered the stream's v7; then a
+/// backfill's scan, a write behind, sends v5, and its correction's send
+/// fails. The correction went to the lane, which refused it as older than
+/// what it had handled (a backfill's numbers sit below the stream's):
+/// added 0, taken as already handled, and the receiver stayed on v5.
+/// Found by seed 13355 of the run of 1,000,000; now the lane's staleness
+/// rule is the stream's alone.
+#[test]
+fn a_retry_lane_takes_a_backfill_correction_after_the_streams_change() {
+    let mut w = World::scripted(
+        super::fixture(),
+        plan(vec![
+            ("sqs.send", "no-dedup", 1, Fault::Before),
+            ("sqs.send", "no-dedup", 5, Fault::Before),
+        ]),
+        &[(1, Some(1)), (1, Some(2))],
+    );
+    w.produce(2);
+    w.invoke(2);
+    w.clock.advance(16 * 60_000);
+    w.tick(true);
+    w.scan_lag(1);
+    w.script_backfill("no-dedup", 1, 1);
+    w.backfill();
+    w.scan_lag(0);
+    assert_kept(&mut w);
+}

@@ -222,8 +222,11 @@ pub trait Spool: Send + Sync {
     /// product's), is an entry older than the newest one the lane handled:
     /// the receiver has a newer version, and a retried batch whose ledger
     /// was lost would otherwise put the older one after it (found by the
-    /// simulation). Returns how many were added and the lane's totals
-    /// afterwards.
+    /// simulation). That rule is the stream's alone: a backfill's entries
+    /// ([`prism_types::change::is_backfill`]) number below every stream's on
+    /// purpose, and a backfill's correction waiting behind a failed send
+    /// must not be refused as older (the simulation found that too).
+    /// Returns how many were added and the lane's totals afterwards.
     fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError>;
     /// Every entry of a lane, in sequence order.
     fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError>;
