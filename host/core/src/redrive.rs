@@ -419,20 +419,16 @@ impl Redrive<'_> {
                         e.to_string(),
                     )
                 })?;
-                if now != c.new {
-                    let kind = match (&c.new, &now) {
-                        (None, _) => ChangeKind::Insert,
-                        (_, None) => ChangeKind::Remove,
-                        _ => ChangeKind::Modify,
-                    };
-                    again.push(Change::new(
-                        c.key.clone(),
-                        kind,
-                        c.new.clone(),
-                        now,
-                        c.sequence.clone(),
-                        c.time_ms,
-                    ));
+                // From where the change started, not from what was sent:
+                // what was sent may still wait in a lane, unreceived, and a
+                // correction under its sequence replaces it there. From the
+                // sent image, a receiver whose interest passes over the
+                // rest (a noise-only difference) would never get the
+                // update (the simulation found it, seed 20234).
+                if now != c.new
+                    && let Some(fix) = catch_up(c, now)
+                {
+                    again.push(fix);
                 }
             }
             if again.is_empty() || round > ROUNDS {

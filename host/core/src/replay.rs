@@ -155,14 +155,9 @@ impl Replay<'_> {
                         e.to_string(),
                     )
                 })?;
+                // From where the record started (see the redrive's check).
                 if now != c.new
-                    && let Some(fix) = catch_up(
-                        &Change {
-                            old: c.new.clone(),
-                            ..c.clone()
-                        },
-                        now,
-                    )
+                    && let Some(fix) = catch_up(c, now)
                 {
                     again.push(fix);
                 }

@@ -418,3 +418,23 @@ fn a_retry_lane_takes_a_backfill_correction_after_the_streams_change() {
     w.scan_lag(0);
     assert_kept(&mut w);
 }
+
+/// Seed 20234 of a run of 300,000 (kept as a seed: its schedule needs a
+/// crash, a failed redrive send and the table moving twice in one
+/// redrive). `picky`'s two P-5 letters are redriven; the send fails and
+/// both wait in P-5's lane; the table moves (noise only) and the
+/// redrive's check sent corrections from the *sent* image, which replaced
+/// the waiting entries: noise-only changes that `picky`'s interest (`/v`)
+/// passes over. P-5's new `v` never reached `picky`. Corrections now go
+/// from where the change started. Tied to the generator: if it changes,
+/// find the seed again with `PRISM_SIM_SCHEDULES` and a fix reverted.
+#[test]
+fn seed_20234_a_redrive_correction_keeps_the_update_it_corrects() {
+    let out = super::run(super::fixture(), &super::options(20234));
+    assert!(
+        out.violations.is_empty(),
+        "{:#?}\n\ntrace:\n{}",
+        out.violations,
+        out.trace.join("\n")
+    );
+}
