@@ -175,6 +175,35 @@ pub fn catch_up(c: &Change, now: Option<Value>) -> Option<Change> {
     ))
 }
 
+/// The corrections `sent` needs: each product the model no longer holds
+/// as sent, brought up to it from where its change started, not from
+/// what was sent. What was sent may still wait in a lane, unreceived, and
+/// a correction under its sequence replaces it there; from the sent
+/// image, a receiver whose interest passes over the rest (a noise-only
+/// difference) would never get the update (the simulation found it, seed
+/// 20234). Shared by a redrive's and a replay's checks (`what` names which).
+pub async fn drifted(
+    model: &dyn ModelSource,
+    sent: &[Change],
+    what: &str,
+) -> Result<Vec<Change>, RedriveError> {
+    let mut again = Vec::new();
+    for c in sent {
+        let now = model.get(&c.key).await.map_err(|e| {
+            RedriveError::new(
+                format!("checking {} after the {what}", c.key),
+                e.to_string(),
+            )
+        })?;
+        if now != c.new
+            && let Some(fix) = catch_up(c, now)
+        {
+            again.push(fix);
+        }
+    }
+    Ok(again)
+}
+
 /// One redrive of one receiver's dead letters.
 pub struct Redrive<'a> {
     /// The receiver.
@@ -411,26 +440,7 @@ impl Redrive<'_> {
         // Products whose correction could be neither sent nor parked.
         let mut unsent: Vec<String> = Vec::new();
         for round in 1..=ROUNDS + 1 {
-            let mut again = Vec::new();
-            for c in &pending {
-                let now = self.model.get(&c.key).await.map_err(|e| {
-                    RedriveError::new(
-                        format!("checking {} after the redrive", c.key),
-                        e.to_string(),
-                    )
-                })?;
-                // From where the change started, not from what was sent:
-                // what was sent may still wait in a lane, unreceived, and a
-                // correction under its sequence replaces it there. From the
-                // sent image, a receiver whose interest passes over the
-                // rest (a noise-only difference) would never get the
-                // update (the simulation found it, seed 20234).
-                if now != c.new
-                    && let Some(fix) = catch_up(c, now)
-                {
-                    again.push(fix);
-                }
-            }
+            let again = drifted(self.model, &pending, "redrive").await?;
             if again.is_empty() || round > ROUNDS {
                 unsent.extend(again.into_iter().map(|c| c.key));
                 return Ok(unsent);

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use prism_types::change::Change;
 
 use crate::api::ModelSource;
-use crate::redrive::{ROUNDS, RedriveError, catch_up};
+use crate::redrive::{ROUNDS, RedriveError, catch_up, drifted};
 use crate::stream::StreamProcessor;
 
 /// What a replay did.
@@ -147,21 +147,7 @@ impl Replay<'_> {
     async fn confirm(&self, sent: Vec<Change>, t: &mut ReplayTally) -> Result<(), RedriveError> {
         let mut pending = sent;
         for round in 1..=ROUNDS + 1 {
-            let mut again = Vec::new();
-            for c in &pending {
-                let now = self.model.get(&c.key).await.map_err(|e| {
-                    RedriveError::new(
-                        format!("checking {} after the replay", c.key),
-                        e.to_string(),
-                    )
-                })?;
-                // From where the record started (see the redrive's check).
-                if now != c.new
-                    && let Some(fix) = catch_up(c, now)
-                {
-                    again.push(fix);
-                }
-            }
+            let again = drifted(self.model, &pending, "replay").await?;
             if again.is_empty() {
                 return Ok(());
             }
