@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use crate::host::HostImage;
 use crate::pointer;
 
 pub use prism_sdk_core::ChangeKind;
@@ -16,13 +17,6 @@ pub struct Image {
     /// Where to read it from, while it has not been read (0.2 plugins).
     from: Option<HostImage>,
     parsed: OnceLock<Value>,
-}
-
-/// An image the host holds: change `change`'s new or old image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HostImage {
-    pub(crate) change: u64,
-    pub(crate) new: bool,
 }
 
 impl Image {

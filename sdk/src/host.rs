@@ -6,12 +6,19 @@
 
 pub use prism_sdk_core::{Level, config, log};
 
+/// An image the host holds: change `change`'s new or old image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HostImage {
+    pub(crate) change: u64,
+    pub(crate) new: bool,
+}
+
 /// Copy an image from the host (0.2's `images` import). Natively there is
 /// no host: images are always built from text or values there.
-pub(crate) fn read_image(from: crate::change::HostImage) -> String {
+pub(crate) fn read_image(from: HostImage) -> String {
     #[cfg(target_arch = "wasm32")]
     {
-        use crate::wasm::bindings::prism::receiver::images;
+        use crate::bindings::prism::receiver::images;
         let text = if from.new {
             images::new_image(from.change)
         } else {
@@ -30,34 +37,8 @@ pub(crate) fn read_image(from: crate::change::HostImage) -> String {
 
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod imp {
-    use crate::wasm::bindings::prism::receiver::{config, log as wit_log};
-    use prism_sdk_core::{Host, Level};
-
-    /// The receiver world's imports, as the SDKs' shared [`Host`].
-    pub(crate) struct WitHost;
-
-    impl Host for WitHost {
-        fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
-            let level = match level {
-                Level::Trace => wit_log::Level::Trace,
-                Level::Debug => wit_log::Level::Debug,
-                Level::Info => wit_log::Level::Info,
-                Level::Warn => wit_log::Level::Warn,
-                Level::Error => wit_log::Level::Error,
-            };
-            let fields: Vec<(String, String)> = fields
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect();
-            wit_log::log(level, message, &fields);
-        }
-
-        fn config_get(&self, key: &str) -> Option<String> {
-            config::get(key)
-        }
-
-        fn config_entries(&self) -> Vec<(String, String)> {
-            config::entries()
-        }
-    }
+    prism_sdk_core::wit_host!(
+        log: crate::bindings::prism::receiver::log,
+        config: crate::bindings::prism::receiver::config,
+    );
 }

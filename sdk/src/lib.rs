@@ -44,18 +44,15 @@ extern crate self as prism_sdk;
 mod change;
 pub mod csv;
 mod host;
-mod message;
-pub mod pointer;
 pub mod xml;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-#[cfg(target_arch = "wasm32")]
-#[doc(hidden)]
+// The Wasm side (bindings and export glue) exists on wasm32 only.
+pub mod bindings;
 pub mod wasm;
 #[cfg(target_arch = "wasm32")]
-#[doc(hidden)]
 pub use wasm as __wasm;
 
 pub use change::{Change, ChangeKind, Image};
@@ -65,7 +62,7 @@ pub use change::{Change, ChangeKind, Image};
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 pub use host::{Level, config, log};
-pub use message::{FormatError, Message};
+pub use prism_contract::{FormatError, Message, pointer};
 pub use serde_json::{self, Value, json};
 
 /// A receiver: turns product changes into messages in the receiver's format.

@@ -7,26 +7,16 @@
 //! for the `format` of the same change (the host gives it the same id), so
 //! an image crosses the boundary at most once per change.
 
+#![cfg(target_arch = "wasm32")]
+#![doc(hidden)]
 #![allow(missing_docs)]
 
 use std::cell::RefCell;
 
-use crate::change::HostImage;
+use crate::host::HostImage;
 use crate::{Change, ChangeKind, FormatError, Image, Message, Receiver};
 
-/// Bindings generated from `wit/v0.2` (the contract, bound once on this side).
-#[allow(clippy::too_many_arguments)] // generated lowering code
-pub mod bindings {
-    wit_bindgen::generate!({
-        world: "receiver",
-        path: "../wit/v0.2",
-        pub_export_macro: true,
-        export_macro_name: "__export_receiver_world",
-        default_bindings_module: "::prism_sdk::__wasm::bindings",
-        runtime_path: "::prism_sdk::__wasm::wit_bindgen::rt",
-    });
-}
-
+pub use crate::bindings;
 pub use wit_bindgen;
 
 use bindings::prism::receiver::{output, types as wit};

@@ -1,11 +1,11 @@
-//! The shape of `host/`, checked: crates depend one way (types → engine →
-//! core → aws → lambda → cli), the engine and core build without any AWS
+//! The shape of `host/`, checked: crates depend one way (contract → types →
+//! engine → core → aws → lambda → cli), the host depends on the plugin
+//! contract and on no plugin SDK, the engine and core build without any AWS
 //! crate, the Lambda binaries link nothing of the CLI, and no crate's
 //! modules form a cycle, at the top level or at any depth.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use prism_e2e::wasm::ROOT;
 
@@ -19,9 +19,13 @@ const LAYERS: &[&str] = &[
     "prism-cli",
 ];
 
+/// The plugin SDKs: what plugin authors build into Wasm. The host shares
+/// only `prism-contract` with them.
+const SDKS: &[&str] = &["prism-sdk", "prism-sdk-core", "prism-mapper-sdk"];
+
 /// Every package `package` pulls in through the given edge kinds.
 fn tree(package: &str, edges: &str, features: &[&str]) -> BTreeSet<String> {
-    let mut cmd = Command::new(env!("CARGO"));
+    let mut cmd = crate::cargo();
     cmd.current_dir(ROOT).args([
         "tree",
         "--offline",
@@ -109,6 +113,34 @@ fn host_crates_depend_only_on_lower_layers() {
             assert!(!deps.contains(*higher), "{package} depends on {higher}");
         }
     }
+}
+
+#[test]
+fn the_host_shares_only_the_contract_with_the_plugin_sdks() {
+    for package in LAYERS {
+        let deps = tree(package, "normal,build", &["--all-features"]);
+        assert!(deps.contains("prism-contract"), "{package}: {deps:?}");
+        for sdk in SDKS {
+            assert!(!deps.contains(*sdk), "{package} depends on {sdk}");
+        }
+    }
+    for sdk in SDKS {
+        let deps = tree(sdk, "normal,build", &[]);
+        assert!(deps.contains("prism-contract"), "{sdk}: {deps:?}");
+        for host in LAYERS {
+            assert!(!deps.contains(*host), "{sdk} depends on {host}");
+        }
+    }
+}
+
+#[test]
+fn the_contract_is_the_ground_floor() {
+    let deps = tree("prism-contract", "normal,build", &[]);
+    let prism: Vec<&String> = deps
+        .iter()
+        .filter(|d| d.starts_with("prism-") && *d != "prism-contract")
+        .collect();
+    assert_eq!(prism, Vec::<&String>::new());
 }
 
 /// The `.rs` files of a crate's `src/`, with the top-level module each
@@ -300,12 +332,27 @@ fn nested_module_edges(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     edges
 }
 
+/// Every library crate of the product, by directory: the contract, the
+/// host and the SDKs.
+const CRATE_DIRS: &[&str] = &[
+    "contract",
+    "host/types",
+    "host/engine",
+    "host/core",
+    "host/aws",
+    "host/lambda",
+    "host/cli",
+    "sdk",
+    "sdk/core",
+    "sdk/mapper",
+];
+
 #[test]
 fn no_module_at_any_depth_is_in_a_cycle() {
-    for dir in ["types", "engine", "core", "aws", "lambda", "cli"] {
-        let src = Path::new(ROOT).join("host").join(dir).join("src");
+    for dir in CRATE_DIRS {
+        let src = Path::new(ROOT).join(dir).join("src");
         if let Some(c) = cycle(&nested_module_edges(&src)) {
-            panic!("host/{dir}: module cycle {}", c.join(" → "));
+            panic!("{dir}: module cycle {}", c.join(" → "));
         }
     }
 }
@@ -329,15 +376,15 @@ fn the_nested_check_sees_a_cycle_between_sibling_submodules() {
 
 #[test]
 fn no_crate_has_a_cycle_between_its_modules() {
-    for dir in ["types", "engine", "core", "aws", "lambda", "cli"] {
-        let src = Path::new(ROOT).join("host").join(dir).join("src");
+    for dir in CRATE_DIRS {
+        let src = Path::new(ROOT).join(dir).join("src");
         let edges = module_edges(&src);
         assert!(
-            !edges.is_empty() || dir == "lambda",
+            !edges.is_empty() || *dir == "host/lambda" || *dir == "sdk/core",
             "{dir}: no modules found"
         );
         if let Some(c) = cycle(&edges) {
-            panic!("host/{dir}: module cycle {}", c.join(" → "));
+            panic!("{dir}: module cycle {}", c.join(" → "));
         }
     }
 }

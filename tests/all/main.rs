@@ -60,6 +60,16 @@ pub fn prism(args: &[&str]) -> Output {
         .expect("running prism")
 }
 
+/// A `cargo` command for a nested build or query. scripts/test-runner
+/// sets `RUSTC_BOOTSTRAP=1` on the test binaries so libtest reports each
+/// test's time; it must not reach rustc in a nested build, where it would
+/// change what build scripts detect and rebuild the shared target.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.env_remove("RUSTC_BOOTSTRAP");
+    cmd
+}
+
 /// stdout and stderr of a run, for assertions and failure messages.
 pub fn text(o: &Output) -> (String, String) {
     (

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use prism_contract::{FormatError, Message};
 use prism_core::dispatch::to_wit;
 use prism_engine::{CallError, Session};
-use prism_sdk::{FormatError, Message};
 use prism_types::digest::Digest;
 use prism_types::limits::Limits;
 

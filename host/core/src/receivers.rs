@@ -46,7 +46,7 @@ impl ActiveReceiver {
     /// (always, for inserts, removes, and receivers that declare none).
     pub fn interested(&self, c: &prism_types::change::Change) -> bool {
         self.manifest.interest.is_empty()
-            || prism_sdk::pointer::any_interest(&c.changed_paths, &self.manifest.interest)
+            || prism_contract::pointer::any_interest(&c.changed_paths, &self.manifest.interest)
     }
 }
 

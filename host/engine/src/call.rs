@@ -6,7 +6,7 @@
 //! `format` of the same change (so the guest can keep an image it already
 //! read) and is never reused within a session.
 
-use prism_sdk::Message;
+use prism_contract::Message;
 
 use super::bindings::WitChange;
 use super::bindings::v2::{WitChange as V2Change, WitChangeKind as V2Kind};

@@ -6,87 +6,9 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::{ComponentItem, Type};
 
-use crate::Contract;
-
-/// What a world grants and requires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct World {
-    /// The world's name, e.g. `prism:receiver/receiver@0.1.0`.
-    pub name: &'static str,
-    /// Import name prefixes a plugin of this world may use.
-    pub granted: &'static [&'static str],
-    /// The exports the world requires, with their WIT signatures (for messages).
-    pub exports: &'static [(&'static str, &'static str)],
-    /// What the host grants, in words (for messages).
-    pub grants: &'static str,
-    /// The receiver contract version (`None` for the mapper).
-    pub contract: Option<Contract>,
-}
-
-/// WASI 0.2, backed by a deny-all context. Sockets are not granted at all.
-const WASI: [&str; 5] = [
-    "wasi:cli/",
-    "wasi:clocks/",
-    "wasi:filesystem/",
-    "wasi:io/",
-    "wasi:random/",
-];
-
-/// The receiver world: `log`, `config` and deny-all WASI.
-pub const RECEIVER: World = World {
-    name: "prism:receiver/receiver@0.1.0",
-    granted: &[
-        "prism:receiver/log@0.1.",
-        "prism:receiver/config@0.1.",
-        "prism:receiver/types@0.1.",
-        WASI[0],
-        WASI[1],
-        WASI[2],
-        WASI[3],
-        WASI[4],
-    ],
-    exports: &[
-        ("accepts", "func(change: change) -> bool"),
-        (
-            "format",
-            "func(change: change) -> result<list<message>, format-error>",
-        ),
-        (
-            "format-batch",
-            "func(changes: list<change>) -> result<list<message>, format-error>",
-        ),
-    ],
-    grants: "prism:receiver/{log,config} and deny-all WASI 0.2",
-    contract: Some(Contract::V0_1),
-};
-
-/// The receiver world of 0.2: `log`, `config`, `images`, `output` and
-/// deny-all WASI.
-pub const RECEIVER_V0_2: World = World {
-    name: "prism:receiver/receiver@0.2.0",
-    granted: &[
-        "prism:receiver/log@0.2.",
-        "prism:receiver/config@0.2.",
-        "prism:receiver/types@0.2.",
-        "prism:receiver/images@0.2.",
-        "prism:receiver/output@0.2.",
-        WASI[0],
-        WASI[1],
-        WASI[2],
-        WASI[3],
-        WASI[4],
-    ],
-    exports: &[
-        ("accepts", "func(change: change) -> bool"),
-        ("format", "func(change: change) -> result<_, format-error>"),
-        (
-            "format-batch",
-            "func(changes: list<change>) -> result<_, format-error>",
-        ),
-    ],
-    grants: "prism:receiver/{log,config,images,output} and deny-all WASI 0.2",
-    contract: Some(Contract::V0_2),
-};
+pub use prism_contract::World;
+pub use prism_contract::v0_1::{MAPPER, RECEIVER};
+pub use prism_contract::v0_2::RECEIVER as RECEIVER_V0_2;
 
 /// Which receiver world a component was built for. Its `accepts` export
 /// decides (0.2's change record has an `id`); without one, its imports do;
@@ -110,31 +32,6 @@ pub fn receiver_world(engine: &Engine, component: &Component) -> &'static World 
     }
     &RECEIVER_V0_2
 }
-
-/// The mapper world: the receiver's grants plus read access to the shadow
-/// tables and the model.
-pub const MAPPER: World = World {
-    name: "prism:receiver/mapper@0.1.0",
-    granted: &[
-        "prism:receiver/log@0.1.",
-        "prism:receiver/config@0.1.",
-        "prism:receiver/types@0.1.",
-        "prism:receiver/mapping@0.1.",
-        "prism:receiver/shadow@0.1.",
-        "prism:receiver/model@0.1.",
-        WASI[0],
-        WASI[1],
-        WASI[2],
-        WASI[3],
-        WASI[4],
-    ],
-    exports: &[(
-        "map-change",
-        "func(change: shadow-change) -> result<list<model-write>, map-error>",
-    )],
-    grants: "prism:receiver/{log,config,shadow,model} and deny-all WASI 0.2",
-    contract: None,
-};
 
 /// Does `world` grant the interface `import` names, but at another version
 /// (`prism:receiver/log@0.1.0` against 0.2's `prism:receiver/log@0.2.`)?
@@ -224,7 +121,7 @@ pub fn shape(
     let ty = component.component_type();
     let mut problems = ShapeProblems::default();
     for (name, _) in ty.imports(engine) {
-        if !world.granted.iter().any(|p| name.starts_with(p)) {
+        if !world.grants_import(name) {
             problems.forbidden_imports.push(name.to_owned());
         }
     }

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use prism_sdk::{FormatError, Message};
+use prism_contract::{FormatError, Message};
 use prism_types::limits::Limits;
 
 use crate::{CallError, Plugin, Session, WitChange};

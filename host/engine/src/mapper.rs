@@ -28,61 +28,7 @@ use prism_types::limits::Limits;
 /// The most keys one `get-many` may ask for.
 pub const MAX_KEYS_PER_CALL: usize = 20_000;
 
-/// One change to one shadow-table item.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShadowChange {
-    /// The table's logical name (as the manifest declares it).
-    pub table: String,
-    /// The key attributes, as a JSON object.
-    pub key: Value,
-    /// Insert, modify or remove.
-    pub kind: ChangeKind,
-    /// The item before the change.
-    pub old: Option<Value>,
-    /// The item after the change.
-    pub new: Option<Value>,
-    /// The shadow stream's sequence number (decimal text).
-    pub sequence: String,
-    /// When the change was written, ms since the Unix epoch.
-    pub time_ms: u64,
-}
-
-/// One write a mapper asks for.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelWrite {
-    /// Create or replace a product document.
-    Upsert {
-        /// The model key.
-        key: String,
-        /// The document (a JSON object).
-        doc: Value,
-    },
-    /// Delete a product document.
-    Delete {
-        /// The model key.
-        key: String,
-    },
-}
-
-impl ModelWrite {
-    /// The model key written.
-    pub fn key(&self) -> &str {
-        match self {
-            Self::Upsert { key, .. } | Self::Delete { key } => key,
-        }
-    }
-}
-
-/// Why a mapper declined a change (its own answer, not a failure).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MapError {
-    /// The change can never be mapped: parked, not retried.
-    #[error("rejected: {0}")]
-    Reject(String),
-    /// A transient problem: retried later.
-    #[error("asked to retry: {0}")]
-    Retry(String),
-}
+pub use prism_contract::{MapError, ModelWrite, ShadowChange};
 
 /// What one call returned.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! count limits, and well-formed content types, groups and attributes (the
 //! rules are SQS's, so a message that passes here can be sent).
 
-use prism_sdk::Message;
+use prism_contract::Message;
 
 use super::bindings::WitMessage;
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use prism_sdk::{FormatError, Message};
+use prism_contract::{FormatError, Message};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::{Receiver, ReceiverPre, WitChange, WitFormatError, v2};
@@ -21,48 +21,7 @@ use prism_types::limits::Limits;
 /// Bytes of stdout/stderr kept per session.
 pub(super) const STDIO_CAP: usize = 8 * 1024;
 
-/// Which version of the `prism:receiver` contract a plugin was built for.
-/// The host serves every version it lists; see the README's deprecation
-/// policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Contract {
-    /// `prism:receiver@0.1.0`: images passed whole to every call, messages
-    /// returned as one list. Deprecated; still served.
-    V0_1,
-    /// `prism:receiver@0.2.0`: images read on demand, messages emitted.
-    V0_2,
-}
-
-impl Contract {
-    /// The version as it appears in WIT, e.g. `0.2.0`.
-    pub fn version(self) -> &'static str {
-        match self {
-            Self::V0_1 => "0.1.0",
-            Self::V0_2 => "0.2.0",
-        }
-    }
-
-    /// The newest version, the one `prism-sdk` builds for.
-    pub const NEWEST: Self = Self::V0_2;
-
-    /// What `prism plugin check` and `register` say about a deprecated
-    /// version (`None` for a current one).
-    pub fn deprecation(self) -> Option<String> {
-        (self < Self::NEWEST).then(|| {
-            format!(
-                "{self} is deprecated: it is still served, with unchanged output, but rebuild against {} \
-                 (prism-sdk) when you next release; see the README's contract versions",
-                Self::NEWEST
-            )
-        })
-    }
-}
-
-impl std::fmt::Display for Contract {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "prism:receiver@{}", self.version())
-    }
-}
+pub use prism_contract::Contract;
 
 /// A plugin's pre-linked instance, per contract version.
 pub(super) enum Pre {
@@ -449,19 +408,5 @@ pub(super) fn classify(e: wasmtime::Error, store: &Store<HostState>, limits: Lim
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Contract;
-
-    #[test]
-    fn only_versions_older_than_the_newest_are_deprecated() {
-        let old = Contract::V0_1.deprecation().unwrap();
-        assert!(old.contains("prism:receiver@0.1.0 is deprecated"), "{old}");
-        assert!(old.contains("prism:receiver@0.2.0"), "{old}");
-        assert_eq!(Contract::NEWEST.deprecation(), None);
-        assert!(Contract::V0_1 < Contract::V0_2);
     }
 }

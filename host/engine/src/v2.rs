@@ -2,7 +2,7 @@
 //! `output` read from and write to the sandbox's [`Call`], and `log` and
 //! `config` are 0.1's, with 0.2's types.
 
-use prism_sdk::Message;
+use prism_contract::Message;
 
 use super::bindings::v2::{WitMessage as V2Message, config, prism::receiver::types};
 use super::bindings::v2::{images, log, output};

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-pub use prism_sdk::ChangeKind;
+pub use prism_contract::ChangeKind;
 
 /// One change to one product, ready to dispatch.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +43,7 @@ impl Change {
     ) -> Self {
         let changed_paths = match (&old, &new) {
             (Some(o), Some(n)) if kind == ChangeKind::Modify => {
-                prism_sdk::pointer::changed_paths(o, n)
+                prism_contract::pointer::changed_paths(o, n)
             }
             _ => vec![String::new()],
         };

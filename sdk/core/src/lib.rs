@@ -14,31 +14,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-/// Severity of a log record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
-    /// Very detailed.
-    Trace,
-    /// For debugging.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Something odd, handled.
-    Warn,
-    /// Something failed.
-    Error,
-}
-
-/// What happened to the item (a product, or a shadow-table row).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChangeKind {
-    /// It appeared.
-    Insert,
-    /// It changed.
-    Modify,
-    /// It is gone.
-    Remove,
-}
+pub use prism_contract::{ChangeKind, Level};
 
 /// The host imports both worlds share: `prism:receiver/log` and
 /// `prism:receiver/config`. Each SDK implements it over its own bindings.
@@ -49,6 +25,46 @@ pub trait Host: Sync {
     fn config_get(&self, key: &str) -> Option<String>;
     /// Every config entry, sorted by key.
     fn config_entries(&self) -> Vec<(String, String)>;
+}
+
+/// Implement [`Host`] as `WitHost` over a world's generated `log` and
+/// `config` imports. Both SDKs' worlds import the same two interfaces, but
+/// each binds its own world, so each has its own copy of those bindings;
+/// this one macro is their one implementation.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! wit_host {
+    (log: $($log:ident)::+, config: $($config:ident)::+ $(,)?) => {
+        /// The world's `log` and `config` imports, as the SDKs' shared host.
+        pub(crate) struct WitHost;
+
+        impl $crate::Host for WitHost {
+            fn log(&self, level: $crate::Level, message: &str, fields: &[(&str, &str)]) {
+                use $($log)::+ as wit_log;
+                let level = match level {
+                    $crate::Level::Trace => wit_log::Level::Trace,
+                    $crate::Level::Debug => wit_log::Level::Debug,
+                    $crate::Level::Info => wit_log::Level::Info,
+                    $crate::Level::Warn => wit_log::Level::Warn,
+                    $crate::Level::Error => wit_log::Level::Error,
+                };
+                let fields: ::std::vec::Vec<(::std::string::String, ::std::string::String)> =
+                    fields
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect();
+                wit_log::log(level, message, &fields);
+            }
+
+            fn config_get(&self, key: &str) -> ::std::option::Option<::std::string::String> {
+                $($config)::+::get(key)
+            }
+
+            fn config_entries(&self) -> ::std::vec::Vec<(::std::string::String, ::std::string::String)> {
+                $($config)::+::entries()
+            }
+        }
+    };
 }
 
 #[cfg(target_arch = "wasm32")]

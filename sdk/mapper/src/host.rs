@@ -22,6 +22,13 @@ impl std::fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
+impl From<ReadError> for prism_contract::MapError {
+    /// A failed read is transient as far as the mapper can tell: retry.
+    fn from(e: ReadError) -> Self {
+        Self::Retry(e.to_string())
+    }
+}
+
 fn parse(text: String) -> Result<Value, ReadError> {
     serde_json::from_str(&text).map_err(|e| ReadError(format!("the host returned bad JSON: {e}")))
 }
@@ -83,36 +90,12 @@ pub mod model {
 
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod imp {
-    use crate::wasm::bindings::prism::receiver::{config, log as wit_log, model, shadow};
-    use prism_sdk_core::{Host, Level};
+    use crate::bindings::prism::receiver::{model, shadow};
 
-    /// The mapper world's imports, as the SDKs' shared [`Host`].
-    pub(crate) struct WitHost;
-
-    impl Host for WitHost {
-        fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
-            let level = match level {
-                Level::Trace => wit_log::Level::Trace,
-                Level::Debug => wit_log::Level::Debug,
-                Level::Info => wit_log::Level::Info,
-                Level::Warn => wit_log::Level::Warn,
-                Level::Error => wit_log::Level::Error,
-            };
-            let fields: Vec<(String, String)> = fields
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect();
-            wit_log::log(level, message, &fields);
-        }
-
-        fn config_get(&self, key: &str) -> Option<String> {
-            config::get(key)
-        }
-
-        fn config_entries(&self) -> Vec<(String, String)> {
-            config::entries()
-        }
-    }
+    prism_sdk_core::wit_host!(
+        log: crate::bindings::prism::receiver::log,
+        config: crate::bindings::prism::receiver::config,
+    );
 
     pub fn shadow_get(table: &str, key: &str) -> Result<Option<String>, String> {
         shadow::get(table, key)

@@ -44,18 +44,16 @@ extern crate self as prism_mapper_sdk;
 mod host;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
-mod types;
 
-#[cfg(target_arch = "wasm32")]
-#[doc(hidden)]
+// The Wasm side (bindings and export glue) exists on wasm32 only.
+pub mod bindings;
 pub mod wasm;
 #[cfg(target_arch = "wasm32")]
-#[doc(hidden)]
 pub use wasm as __wasm;
 
 pub use host::{Level, ReadError, config, log, model, shadow};
+pub use prism_contract::{ChangeKind, MapError, ModelWrite, ShadowChange};
 pub use serde_json::{self, Value, json};
-pub use types::{ChangeKind, MapError, ModelWrite, ShadowChange};
 
 /// The model mapper: shadow-table changes in, model writes out.
 ///

@@ -1,25 +1,15 @@
 //! The guest side of the `mapper` world: generated bindings and the glue
 //! that turns them into SDK types. Used only through [`crate::export_mapper!`].
 
+#![cfg(target_arch = "wasm32")]
+#![doc(hidden)]
 #![allow(missing_docs)]
 
 use serde_json::Value;
 
 use crate::{ChangeKind, MapError, Mapper, ModelWrite, ShadowChange};
 
-/// Bindings generated from `wit/` (the mapper world only).
-#[allow(clippy::too_many_arguments)] // generated lowering code
-pub mod bindings {
-    wit_bindgen::generate!({
-        world: "mapper",
-        path: "../../wit",
-        pub_export_macro: true,
-        export_macro_name: "__export_mapper_world",
-        default_bindings_module: "::prism_mapper_sdk::__wasm::bindings",
-        runtime_path: "::prism_mapper_sdk::__wasm::wit_bindgen::rt",
-    });
-}
-
+pub use crate::bindings;
 pub use wit_bindgen;
 
 use bindings::prism::receiver::mapping as wit;

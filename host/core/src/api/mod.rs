@@ -238,12 +238,12 @@ fn render(r: &ActiveReceiver, change: &Change) -> Reply {
                 ),
             ),
         },
-        Ok(Err(prism_sdk::FormatError::Reject(reason))) => Reply::error(
+        Ok(Err(prism_contract::FormatError::Reject(reason))) => Reply::error(
             422,
             "rejected",
             format!("receiver {receiver} rejects product {key}: {reason}"),
         ),
-        Ok(Err(prism_sdk::FormatError::Retry(reason))) => Reply::error(
+        Ok(Err(prism_contract::FormatError::Retry(reason))) => Reply::error(
             503,
             "retry",
             format!("receiver {receiver} cannot render product {key} now: {reason}"),

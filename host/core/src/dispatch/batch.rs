@@ -330,7 +330,7 @@ impl Context<'_> {
         l: &super::Lanes<'_>,
         st: &mut ReceiverStats,
         window: &[usize],
-        msgs: Option<&[prism_sdk::Message]>,
+        msgs: Option<&[prism_contract::Message]>,
         out: &[usize],
     ) -> Option<LaneInfo> {
         let lane = Lane::Buffer {
@@ -440,7 +440,7 @@ impl Context<'_> {
         r: &ActiveReceiver,
         st: &mut ReceiverStats,
         window: &[usize],
-    ) -> (Settled, Option<Vec<prism_sdk::Message>>) {
+    ) -> (Settled, Option<Vec<prism_contract::Message>>) {
         let (handled, msgs) = match self.format_window(r, st, window) {
             Formatted::Messages(msgs) => {
                 // A window's output spans many products: never deduplicated.

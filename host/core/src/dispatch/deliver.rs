@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use prism_sdk::Message;
+use prism_contract::Message;
 use prism_types::failure::FailureKind;
 
 use super::worker::{Context, Pending};

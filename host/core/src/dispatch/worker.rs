@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use prism_sdk::{FormatError, Message};
+use prism_contract::{FormatError, Message};
 
 use super::{Progress, ReceiverStats, Settled};
 use crate::breaker::{Gate, Outcome, Transition};

@@ -102,7 +102,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(load(dir.path()).unwrap().entries().is_empty());
         let m = OutputMemory::default();
-        let h = hash_messages(&[prism_sdk::Message::new("t", b"x".to_vec())]);
+        let h = hash_messages(&[prism_contract::Message::new("t", b"x".to_vec())]);
         let img = image_hash(Some("{}"));
         m.record("web", "P\t1\n", "42", h, img);
         save(dir.path(), &m).unwrap();

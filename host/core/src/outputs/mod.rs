@@ -30,7 +30,7 @@ pub mod local;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use prism_sdk::Message;
+use prism_contract::Message;
 use sha2::{Digest as _, Sha256};
 
 use prism_types::change::cmp_sequence;

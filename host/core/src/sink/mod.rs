@@ -5,7 +5,7 @@ mod outbox;
 
 pub use outbox::Outbox;
 
-use prism_sdk::Message;
+use prism_contract::Message;
 use serde::Serialize;
 
 use std::collections::HashMap;

@@ -105,7 +105,7 @@ pub fn to_json(attr: &Value, path: &str) -> Result<Value, String> {
 pub fn map_to_json(item: &Map<String, Value>, path: &str) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
     for (k, v) in item {
-        let child = format!("{path}/{}", prism_sdk::pointer::escape_token(k));
+        let child = format!("{path}/{}", prism_contract::pointer::escape_token(k));
         out.insert(k.clone(), to_json(v, &child)?);
     }
     Ok(out)

@@ -1,7 +1,8 @@
 //! RFC 6901 JSON pointers: escaping, changed-path computation and matching.
 //!
-//! The host uses [`changed_paths`] to fill a change's `changed-paths`; plugins use
-//! [`touches`] (through [`crate::Change::changed`]) to ask whether a field changed.
+//! The host uses [`changed_paths`] to fill a change's `changed-paths` and
+//! [`any_interest`] to match a manifest's `interest`; plugins use [`touches`]
+//! (through `prism_sdk::Change::changed`) to ask whether a field changed.
 //! Both sides share this one implementation, so they can never disagree.
 
 use serde_json::Value;

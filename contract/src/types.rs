@@ -1,6 +1,18 @@
-//! What a plugin returns: messages, or an error that says whether to retry.
+//! The `types` interface: what a change is, and what a receiver returns
+//! (messages, or an error that says whether to retry).
 
 use serde_json::Value;
+
+/// What happened to the item (a product, or a shadow-table row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// It appeared.
+    Insert,
+    /// It changed.
+    Modify,
+    /// It is gone.
+    Remove,
+}
 
 /// One message for the receiver's destination.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,9 @@
-//! The values a mapper receives and returns.
+//! The `mapping` interface: the shadow-table change a mapper receives,
+//! the model writes it asks for, and why it may decline a change.
 
 use serde_json::Value;
 
-pub use prism_sdk_core::ChangeKind;
+use crate::ChangeKind;
 
 /// One change to one shadow-table item.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,9 +104,16 @@ impl ModelWrite {
     pub fn delete(key: impl Into<String>) -> Self {
         Self::Delete { key: key.into() }
     }
+
+    /// The model key written.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Upsert { key, .. } | Self::Delete { key } => key,
+        }
+    }
 }
 
-/// Why a change could not be mapped.
+/// Why a mapper declined a change (its own answer, not a failure).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapError {
     /// Bad master data: parked with the reason, not retried.
@@ -126,9 +134,33 @@ impl MapError {
     }
 }
 
-impl From<crate::ReadError> for MapError {
-    /// A failed read is transient as far as the mapper can tell: retry.
-    fn from(e: crate::ReadError) -> Self {
-        Self::Retry(e.to_string())
+impl std::fmt::Display for MapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Reject(r) => write!(f, "rejected: {r}"),
+            Self::Retry(r) => write!(f, "asked to retry: {r}"),
+        }
+    }
+}
+
+impl std::error::Error for MapError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_names_its_key_and_an_error_says_whether_to_retry() {
+        let up = ModelWrite::upsert("p1", serde_json::json!({"a": 1}));
+        assert_eq!(up.key(), "p1");
+        assert_eq!(ModelWrite::delete("p2").key(), "p2");
+        assert_eq!(
+            MapError::reject("no brand").to_string(),
+            "rejected: no brand"
+        );
+        assert_eq!(
+            MapError::retry("read failed").to_string(),
+            "asked to retry: read failed"
+        );
     }
 }
