@@ -32,7 +32,7 @@ fn free_port() -> u16 {
 }
 
 fn cargo_lambda() -> bool {
-    let found = Command::new("cargo")
+    let found = crate::cargo()
         .args(["lambda", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
@@ -54,7 +54,7 @@ impl Emulator {
             return None;
         }
         let port = free_port().to_string();
-        let watch = Command::new("cargo")
+        let watch = crate::cargo()
             .args([
                 "lambda",
                 "watch",
@@ -130,7 +130,7 @@ impl Emulator {
 
     /// Invoke the function with `data`: (succeeded, stdout, stderr).
     pub(crate) fn invoke(&self, data: &str) -> (bool, String, String) {
-        let o = Command::new("cargo")
+        let o = crate::cargo()
             .args([
                 "lambda",
                 "invoke",

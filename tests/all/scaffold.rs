@@ -2,7 +2,6 @@
 //! passes `prism plugin check` and previews with `prism plugin run`.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::{prism, text};
 
@@ -66,7 +65,7 @@ fn a_new_plugin_builds_tests_checks_and_runs_as_generated() {
 /// Run `cargo` in `root` with a shared target dir (nested builds stay
 /// incremental across runs); panics with the output when it fails.
 fn cargo_in(root: &Path, target: &Path, args: &[&str]) -> String {
-    let o = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let o = crate::cargo()
         .args(args)
         .current_dir(root)
         .env("CARGO_TARGET_DIR", target)

@@ -13,7 +13,9 @@
 //! queues are checked against the stream (`check.rs`).
 //!
 //! `PRISM_SIM_SCHEDULES` (default 10,000) sets how many schedules run;
-//! `PRISM_SIM_SEED` runs one seed and prints its trace.
+//! `PRISM_SIM_SEED` runs one seed and prints its trace. A long run sets
+//! `PRISM_SIM_KEEP_GOING=1` to carry on past a failing seed and report
+//! every one it found; it prints its progress every 10,000 schedules.
 //! docs/simulation.md: the design, what it covers, what it found.
 
 mod backends;
@@ -503,13 +505,13 @@ fn env_u64(name: &str) -> Option<u64> {
         .and_then(|v| v.replace('_', "").parse().ok())
 }
 
-/// What one thread of schedules reached, injected and (at its first
-/// failing seed) broke.
+/// What one thread of schedules reached, injected and broke (its first
+/// failing seed, or with `PRISM_SIM_KEEP_GOING` every one).
 type ThreadResult = (
     Reached,
     Tally,
     BTreeMap<(String, &'static str), u64>,
-    Option<(u64, Vec<String>)>,
+    Vec<(u64, Vec<String>)>,
 );
 
 /// Seeded schedules over every receiver kind; any violation fails the
@@ -528,6 +530,9 @@ fn schedules_keep_every_guarantee() {
         return;
     }
     let schedules = env_u64("PRISM_SIM_SCHEDULES").unwrap_or(10_000);
+    let keep_going = env_u64("PRISM_SIM_KEEP_GOING").is_some_and(|v| v != 0);
+    let done = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
     let started = Instant::now();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -536,12 +541,12 @@ fn schedules_keep_every_guarantee() {
     let results: Vec<ThreadResult> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
-                let (fixture, next) = (&fixture, &next);
+                let (fixture, next, done, failed) = (&fixture, &next, &done, &failed);
                 s.spawn(move || {
                     let mut reached = Reached::default();
                     let mut tally = Tally::default();
                     let mut injected = BTreeMap::new();
-                    let mut failure = None;
+                    let mut failures = Vec::new();
                     let mut ran = 0u64;
                     loop {
                         // Seeds are taken as threads come free: schedules
@@ -570,13 +575,26 @@ fn schedules_keep_every_guarantee() {
                         }
                         tally.delivered += out.tally.delivered;
                         tally.parked += out.tally.parked;
-                        if !out.violations.is_empty() {
-                            failure = Some((seed, out.violations));
+                        let broke = !out.violations.is_empty();
+                        if broke {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("seed {seed} broke a guarantee: {}", out.violations[0]);
+                            failures.push((seed, out.violations));
+                        }
+                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if n % 10_000 == 0 {
+                            eprintln!(
+                                "{n} of {schedules} schedules, {} failing, {:.0} s",
+                                failed.load(Ordering::Relaxed),
+                                started.elapsed().as_secs_f64()
+                            );
+                        }
+                        if broke && !keep_going {
                             break;
                         }
                     }
                     reached.add("schedules run", ran);
-                    (reached, tally, injected, failure)
+                    (reached, tally, injected, failures)
                 })
             })
             .collect();
@@ -610,7 +628,14 @@ fn schedules_keep_every_guarantee() {
     for ((call, fault), v) in &injected {
         println!("| {fault} on {call} | {v} |");
     }
-    if let Some((seed, violations)) = failures.into_iter().min_by_key(|(s, _)| *s) {
+    failures.sort_by_key(|(seed, _)| *seed);
+    if failures.len() > 1 {
+        println!("\n{} failing seeds:", failures.len());
+        for (seed, violations) in &failures {
+            println!("- seed {seed}: {}", violations.join(" / "));
+        }
+    }
+    if let Some((seed, violations)) = failures.into_iter().next() {
         let (small, out) = shrink(fixture, &options(seed));
         panic!(
             "seed {seed} broke a guarantee:\n{}\n\nshrunk to {} changes, faults left out {:?}:\n{}\n\ntrace:\n{}",
