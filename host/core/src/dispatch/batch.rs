@@ -291,8 +291,12 @@ impl Context<'_> {
         if handled.handled() {
             // Remembered as the buffer's flushes are: a retry of this batch
             // (cut differently, its ledger lost) leaves them out instead of
-            // sending an older change after a newer one. Best effort: a
-            // retry without it sends the window again (copies).
+            // sending an older change after a newer one. Without that
+            // memory the run stops here for this receiver: a retry may send
+            // the window again (copies), but nothing after it may go out
+            // first. Going on appended the product's newer change to the
+            // buffer, a flush sent it, and the retry then sent the window's
+            // older change last (the simulation found it, seed 79278).
             let lane = Lane::Buffer {
                 receiver: r.id().to_owned(),
             };
@@ -301,7 +305,8 @@ impl Context<'_> {
                 .map(|&i| self.changes[i].sequence.clone())
                 .collect();
             if let Err(e) = l.spool.mark_handled(&lane, &sequences) {
-                tracing::warn!(receiver = r.id(), error = %e, "could not remember a window cut in the run as handled; a retry may send it again");
+                tracing::warn!(receiver = r.id(), error = %e, "could not remember a window cut in the run as handled; the rest of the run is held, and a retry may send the window again");
+                *holding = true;
             }
             return;
         }
