@@ -14,6 +14,7 @@ mod control_plane;
 mod dedup;
 mod diff;
 mod dlq;
+mod docs;
 mod emulator;
 mod faults;
 mod hostile;
