@@ -29,7 +29,7 @@ const ROOTS: &[&str] = &[
 /// (`<name>`, `*`, `{a,b}`, `…`) are not paths and are left out.
 fn named_paths(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for (start, _) in text.match_indices(|c: char| c == '`' || c == '(' || c == ' ' || c == '\n') {
+    for (start, _) in text.match_indices(['`', '(', ' ', '\n']) {
         let rest = &text[start + 1..];
         if !ROOTS.iter().any(|r| rest.starts_with(r)) {
             continue;
