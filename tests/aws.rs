@@ -342,7 +342,7 @@ pub async fn create_spool_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
 pub async fn create_shadow_table(
     ddb: &aws_sdk_dynamodb::Client,
     name: &str,
-    decl: &prism_core::mapping::TableDecl,
+    decl: &prism_mapping::TableDecl,
 ) -> String {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,

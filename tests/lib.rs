@@ -195,8 +195,7 @@ pub fn files(outbox: &Path, receiver: &str, keep: impl Fn(&str) -> bool) -> Vec<
 
 /// A small sample stream (`products` products) as JSON Lines.
 pub fn sample(products: usize) -> String {
-    prism_core::sample::stream(prism_core::sample::SampleOptions { products, seed: 42 })
-        .to_json_lines()
+    prism_sample::stream(prism_sample::SampleOptions { products, seed: 42 }).to_json_lines()
 }
 
 /// Default limits with a generous time budget, for tests about output rather
@@ -213,11 +212,11 @@ pub fn immediate(dir: &Path, receiver: &str, wasm_path: &str) {
     register(dir, receiver, wasm_path, Mode::Immediate, relaxed(), &[]);
 }
 
-use prism_core::mapping::{MapperManifest, TableDecl};
+use prism_mapping::{MapperManifest, TableDecl};
 
 /// The catalog mapper's manifest for the sample shadow tables, naming `wasm`.
 pub fn catalog_manifest(wasm: &[u8]) -> MapperManifest {
-    prism_core::sample::shadow::manifest(PluginRef {
+    prism_sample::shadow::manifest(PluginRef {
         digest: Digest::of(wasm),
         file: Some("mapper.wasm".into()),
     })
@@ -227,7 +226,7 @@ pub fn catalog_manifest(wasm: &[u8]) -> MapperManifest {
 /// index `by-customer`), with these limits.
 pub fn hostile_mapper_manifest(
     wasm: &[u8],
-    limits: prism_core::mapping::manifest::MapperLimits,
+    limits: prism_types::mapper_manifest::MapperLimits,
 ) -> MapperManifest {
     MapperManifest {
         limits,

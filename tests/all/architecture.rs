@@ -9,14 +9,31 @@ use std::path::{Path, PathBuf};
 
 use prism_e2e::wasm::ROOT;
 
-/// The host crates, lowest first: each may depend only on those before it.
+/// The host crates, in an order each may depend only on crates before it.
 const LAYERS: &[&str] = &[
     "prism-types",
+    "prism-sample",
     "prism-engine",
     "prism-core",
+    "prism-mapping",
+    "prism-read-api",
     "prism-aws",
     "prism-lambda",
     "prism-cli",
+];
+
+/// Crates that must not depend on each other although the order above
+/// would let the later one: the three products (the dispatcher, the model
+/// builder, the read API) stand side by side, and the sample catalogue
+/// is data that nothing below the adapters builds on.
+const APART: &[(&str, &str)] = &[
+    ("prism-read-api", "prism-mapping"),
+    ("prism-engine", "prism-sample"),
+    ("prism-core", "prism-sample"),
+    ("prism-mapping", "prism-sample"),
+    ("prism-read-api", "prism-sample"),
+    ("prism-aws", "prism-sample"),
+    ("prism-lambda", "prism-sample"),
 ];
 
 /// The plugin SDKs: what plugin authors build into Wasm. The host shares
@@ -82,8 +99,15 @@ fn the_aws_filter_knows_every_spelling() {
 }
 
 #[test]
-fn the_engine_and_core_build_and_test_without_any_aws_crate() {
-    for package in ["prism-types", "prism-engine", "prism-core"] {
+fn the_engine_core_and_products_build_and_test_without_any_aws_crate() {
+    for package in [
+        "prism-types",
+        "prism-sample",
+        "prism-engine",
+        "prism-core",
+        "prism-mapping",
+        "prism-read-api",
+    ] {
         let deps = tree(package, "normal,build,dev", &[]);
         assert!(deps.contains(package), "{package}: {deps:?}");
         assert_eq!(aws_crates(&deps), Vec::<&String>::new(), "{package}");
@@ -112,6 +136,14 @@ fn host_crates_depend_only_on_lower_layers() {
         for higher in &LAYERS[i + 1..] {
             assert!(!deps.contains(*higher), "{package} depends on {higher}");
         }
+    }
+}
+
+#[test]
+fn the_products_and_the_sample_stand_apart() {
+    for (package, other) in APART {
+        let deps = tree(package, "normal,build", &["--all-features"]);
+        assert!(!deps.contains(*other), "{package} depends on {other}");
     }
 }
 
@@ -339,6 +371,9 @@ const CRATE_DIRS: &[&str] = &[
     "host/types",
     "host/engine",
     "host/core",
+    "host/sample",
+    "host/mapping",
+    "host/read-api",
     "host/aws",
     "host/lambda",
     "host/cli",

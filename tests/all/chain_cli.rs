@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use prism_core::mapping::manifest::MapperLimits;
-use prism_core::sample::shadow::{self, RENAMED_BRAND};
-use prism_core::sample::{SampleOptions, StreamWriter};
 use prism_e2e::{
     bodies, catalog_manifest, hostile_mapper_manifest, immediate, read, wasm, write_mapper,
 };
+use prism_sample::shadow::{self, RENAMED_BRAND};
+use prism_sample::{SampleOptions, StreamWriter};
+use prism_types::mapper_manifest::MapperLimits;
 use serde_json::{Value, json};
 
 use crate::{prism, text};

@@ -3,8 +3,8 @@
 //! changes 3 % sends 3 %, and a receiver with dedup off gets every refresh.
 //! (The same against DynamoDB is in `stream.rs`.)
 
-use prism_core::sample::{StreamWriter, product};
 use prism_e2e::{bodies, immediate, wasm};
+use prism_sample::{StreamWriter, product};
 use prism_types::manifest::ReceiverManifest;
 use serde_json::{Value, json};
 

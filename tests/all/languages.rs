@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use prism_core::sample::StreamWriter;
 use prism_e2e::{bodies, changes, dead_letters, engine, files, run, wasm};
 use prism_engine::Contract;
+use prism_sample::StreamWriter;
 use prism_types::manifest::Mode;
 use prism_types::registry::LocalRegistry;
 use serde_json::json;

@@ -6,17 +6,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use prism_core::mapping::local::{LocalModel, LocalShadow};
-use prism_core::mapping::manifest::MapperLimits;
-use prism_core::mapping::record::to_shadow_change;
-use prism_core::mapping::store::{ModelStore, Put, StoreError, Stored};
-use prism_core::mapping::{BuildError, MapperManifest, ModelBuilder, WriteTally};
-use prism_core::sample::SampleOptions;
-use prism_core::sample::shadow;
 use prism_e2e::{catalog_manifest, engine, hostile_mapper_manifest, read, wasm};
 use prism_engine::{CallError, LoadError, ShadowChange};
+use prism_mapping::local::{LocalModel, LocalShadow};
+use prism_mapping::record::to_shadow_change;
+use prism_mapping::store::{ModelStore, Put, StoreError, Stored};
+use prism_mapping::{BuildError, MapperManifest, ModelBuilder, WriteTally};
+use prism_sample::SampleOptions;
+use prism_sample::shadow;
 use prism_types::change::ChangeKind;
 use prism_types::input::attr;
+use prism_types::mapper_manifest::MapperLimits;
 use serde_json::{Value, json};
 
 struct Chain {

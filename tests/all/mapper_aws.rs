@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 
 use prism_aws::{AwsTarget, StreamReader};
-use prism_core::sample::shadow;
 use prism_e2e::aws::{attr, create_shadow_table};
 use prism_e2e::{catalog_manifest, read, wasm, write_mapper};
 use prism_lambda::mapper::{MapperConfig, MapperLambda, vars};
+use prism_sample::shadow;
 use serde_json::{Value, json};
 
 use crate::emulator::{Emulator, log_lines};
@@ -218,7 +218,7 @@ fn a_shadow_table_write_reaches_the_receivers_queues_through_mapper_and_dispatch
     // Each shadow stream's batch goes through the mapper Lambda's handler,
     // then the model stream's batch through the dispatcher.
     let pump = |sh: &mut Shadow| {
-        let mut mapped = prism_core::mapping::stream::MapBatchReport::default();
+        let mut mapped = prism_mapping::stream::MapBatchReport::default();
         for table in ["brands", "logistics", "texts", "prices", "products"] {
             let records = sh.records(&w, table);
             if records.is_empty() {

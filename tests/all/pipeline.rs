@@ -5,9 +5,9 @@ use std::sync::Mutex;
 
 use prism_core::dispatch::{Dispatcher, Progress};
 use prism_core::receivers::ReceiverSet;
-use prism_core::sample::StreamWriter;
 use prism_core::sink::{DeadLetter, Envelope, Sink, SinkError};
 use prism_e2e::{bodies, changes, engine, files, register, run, wasm};
+use prism_sample::StreamWriter;
 use prism_types::manifest::Mode;
 use prism_types::registry::LocalRegistry;
 use serde_json::{Value, json};

@@ -8,9 +8,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
-use prism_core::sample::StreamWriter;
 use prism_e2e::aws::{Queues, create_model_table, put, setup};
 use prism_e2e::{register, relaxed, wasm};
+use prism_sample::StreamWriter;
 use prism_types::limits::Limits;
 use prism_types::manifest::Mode;
 use serde_json::Value;
@@ -66,7 +66,7 @@ fn prism_serve_answers_with_the_model_and_each_receivers_rendering_and_names_eve
     let ep = prism_e2e::aws::endpoint().unwrap();
     let env = q.rt.block_on(setup(&ep, "serve"));
     let model = format!("{}-model", env.table);
-    let docs: Vec<Value> = (0..3).map(|n| prism_core::sample::product(n, 7)).collect();
+    let docs: Vec<Value> = (0..3).map(|n| prism_sample::product(n, 7)).collect();
     q.rt.block_on(async {
         create_model_table(&env.ddb, &model).await;
         for d in &docs {

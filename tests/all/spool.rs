@@ -12,10 +12,10 @@ use prism_core::dispatch::{
     Dispatcher, Lanes, MAX_LANE_ATTEMPTS, Progress, RunOptions, TickOptions, tick,
 };
 use prism_core::receivers::ReceiverSet;
-use prism_core::sample::StreamWriter;
 use prism_core::sink::{DeadLetter, Envelope, Sink, SinkError};
 use prism_core::spool::{LocalSpool, Spool};
 use prism_e2e::{engine, register, relaxed, wasm};
+use prism_sample::StreamWriter;
 use prism_types::change::Change;
 use prism_types::manifest::Mode;
 use prism_types::registry::LocalRegistry;
@@ -34,7 +34,7 @@ fn batch(max_count: usize) -> Mode {
 /// `n` product inserts, continuing `w`'s sequence.
 fn inserts(w: &mut StreamWriter, from: usize, n: usize) {
     for i in from..from + n {
-        let p = prism_core::sample::product(i, 7);
+        let p = prism_sample::product(i, 7);
         w.push(p["pk"].as_str().unwrap(), None, Some(&p));
     }
 }

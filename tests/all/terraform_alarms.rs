@@ -5,9 +5,9 @@
 //! every alarm notifies someone.
 
 use hcl::{Block, Expression};
-use prism_core::mapping::stream::MAPPER_METRICS;
 use prism_core::stream::metrics::{FUNCTION_METRICS, RECEIVER_METRICS};
 use prism_lambda::vars;
+use prism_mapping::stream::MAPPER_METRICS;
 
 use crate::terraform::{attr, blocks, env_vars, find, local, nested};
 

@@ -127,8 +127,8 @@ fn receiver_queues_are_named_the_way_the_role_allows() {
 #[test]
 fn the_read_api_serves_the_routes_the_code_answers_behind_iam() {
     use prism_aws::read_model as model;
-    use prism_core::api::route;
     use prism_lambda::api::vars as api_vars;
+    use prism_read_api::route;
     let tf = blocks("terraform");
     let routes = find(&tf, "resource", &["aws_apigatewayv2_route", "read"]);
     let hcl::Expression::FuncCall(set) = routes

@@ -151,7 +151,7 @@ fn the_example_environment_declares_the_tables_the_example_mapper_reads() {
         .clone();
     let declared = plain(&expr);
     let declared = declared.as_object().unwrap_or_else(|| panic!("{declared}"));
-    let tables = prism_core::sample::shadow::tables();
+    let tables = prism_sample::shadow::tables();
     assert_eq!(declared.len(), tables.len(), "{declared:?}");
     for t in tables {
         let d = &declared[&t.name];

@@ -334,7 +334,7 @@ pub(crate) fn expected(
 }
 
 pub(crate) fn products(range: std::ops::Range<usize>) -> Vec<Value> {
-    range.map(|n| prism_core::sample::product(n, 7)).collect()
+    range.map(|n| prism_sample::product(n, 7)).collect()
 }
 
 pub(crate) fn sequences(records: &[Value]) -> Vec<String> {

@@ -14,12 +14,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use prism_core::mapping::local::{LocalModel, LocalShadow};
-use prism_core::mapping::record::to_shadow_change;
-use prism_core::mapping::{ModelBuilder, WriteTally};
-use prism_core::sample::{SampleOptions, shadow};
 use prism_e2e::{catalog_manifest, read, wasm};
 use prism_engine::{EngineOptions, PluginEngine, ShadowChange};
+use prism_mapping::local::{LocalModel, LocalShadow};
+use prism_mapping::record::to_shadow_change;
+use prism_mapping::{ModelBuilder, WriteTally};
+use prism_sample::{SampleOptions, shadow};
 use prism_types::change::ChangeKind;
 use serde_json::{Value, json};
 

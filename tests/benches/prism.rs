@@ -32,10 +32,10 @@ mod baselines;
 use prism_core::dispatch::{Dispatcher, Progress, RunOptions, RunReport, to_wit};
 use prism_core::outputs::OutputMemory;
 use prism_core::receivers::ReceiverSet;
-use prism_core::sample::{SampleOptions, StreamWriter, product};
 use prism_core::sink::{DeadLetter, Envelope, Sink, SinkError};
 use prism_e2e::wasm;
 use prism_engine::{EngineOptions, PluginEngine, WitChange};
+use prism_sample::{SampleOptions, StreamWriter, product};
 use prism_sdk::{Image, Message, Receiver};
 use prism_types::change::Change;
 use prism_types::limits::Limits;
@@ -143,7 +143,7 @@ fn us(d: Duration, n: usize) -> f64 {
 }
 
 fn sample_changes(products: usize) -> Vec<Change> {
-    let text = prism_core::sample::stream(SampleOptions { products, seed: 42 }).to_json_lines();
+    let text = prism_sample::stream(SampleOptions { products, seed: 42 }).to_json_lines();
     prism_types::input::parse(&text, "sample").changes
 }
 

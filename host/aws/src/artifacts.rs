@@ -186,7 +186,7 @@ impl ArtifactStore {
     /// Returns the manifest's key.
     pub async fn put_mapper(
         &self,
-        manifest: &prism_core::mapping::MapperManifest,
+        manifest: &prism_mapping::MapperManifest,
         wasm: &[u8],
     ) -> Result<String, ArtifactError> {
         let mut manifest = manifest.clone();

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::batch::{Item, batch_get};
 use super::item::to_av;
 use super::shadow::plain;
-use prism_core::mapping::store::{ModelStore, Put, REV_ATTR, StoreError, Stored};
+use prism_mapping::store::{ModelStore, Put, REV_ATTR, StoreError, Stored};
 
 /// The calls the model builder makes on the model table. Terraform grants
 /// exactly these (and no other function may write the model).

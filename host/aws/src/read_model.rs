@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use prism_core::api::{ModelError, ModelSource};
+use prism_read_api::{ModelError, ModelSource};
 
 /// The calls the read API makes on the model table. Terraform grants exactly these.
 pub const ACTIONS: &[&str] = &["dynamodb:DescribeTable", "dynamodb:GetItem"];

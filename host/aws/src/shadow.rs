@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::batch::{Item, batch_get};
 use super::item::{ddb, to_av};
-use prism_core::mapping::TableDecl;
-use prism_core::mapping::store::{ShadowStore, StoreError};
+use prism_mapping::TableDecl;
+use prism_mapping::store::{ShadowStore, StoreError};
 
 /// The calls the mapper makes on shadow tables (and their indexes).
 /// Terraform grants exactly these.

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use prism_core::mapping::local::{LocalModel, LocalShadow};
-use prism_core::mapping::record::to_shadow_change;
-use prism_core::mapping::{MapperManifest, ModelBuilder, WriteTally, change_json};
 use prism_engine::{PluginEngine, ShadowChange};
+use prism_mapping::local::{LocalModel, LocalShadow};
+use prism_mapping::record::to_shadow_change;
+use prism_mapping::{MapperManifest, ModelBuilder, WriteTally, change_json};
 use prism_types::input::{self, Input, InputError};
 
 /// What the mapper did in one run.

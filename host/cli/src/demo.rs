@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use prism_core::sample::{self, SampleOptions};
+use prism_sample::SampleOptions;
 use prism_types::digest::Digest;
 use prism_types::limits::Limits;
 use prism_types::manifest::{Mode, PluginRef, ReceiverManifest, SCHEMA_VERSION};
@@ -53,7 +53,7 @@ fn write_mapper(plugins: &std::path::Path, dir: &std::path::Path) -> anyhow::Res
     let digest = Digest::of(&wasm);
     let file = format!("{}.wasm", digest.hex());
     std::fs::write(dir.join(&file), &wasm)?;
-    let manifest = sample::shadow::manifest(PluginRef {
+    let manifest = prism_sample::shadow::manifest(PluginRef {
         digest,
         file: Some(file),
     });
@@ -157,7 +157,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let mapper = write_mapper(&a.plugins, &a.out.join("mapper"))?;
     let events = a.out.join("sample-shadow-stream.jsonl");
-    let sample = sample::shadow::stream(
+    let sample = prism_sample::shadow::stream(
         SampleOptions {
             products: a.products.max(1),
             seed: 42,

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use prism_core::dispatch::to_wit;
-use prism_core::sample::{SampleOptions, stream};
 use prism_engine::determinism::{self, Nondeterministic, Passed};
 use prism_engine::{Plugin, WitChange};
+use prism_sample::{SampleOptions, stream};
 use prism_types::limits::Limits;
 
 /// Products in the built-in sample: inserts, modifies, removes and a full

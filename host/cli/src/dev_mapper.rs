@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use super::follow::{Followed, held_from};
 use prism_aws::model_store::DynamoModelStore;
 use prism_aws::shadow::DynamoShadow;
-use prism_core::mapping::stream::{MAPPER, MapperProcessor};
-use prism_core::mapping::{MapperManifest, ModelBuilder};
 use prism_engine::PluginEngine;
+use prism_mapping::stream::{MAPPER, MapperProcessor};
+use prism_mapping::{MapperManifest, ModelBuilder};
 
 /// The mapper and the shadow streams it follows.
 pub struct Chain {

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 
 use super::engine_opts::CacheArgs;
 use super::remote::{RemoteArgs, TargetArgs, block_on};
-use prism_core::diff::{Recording, Report, compare, render};
+use crate::gate::{Recording, Report, compare, render};
 use prism_core::dispatch::{Dispatcher, Progress};
 use prism_core::receivers::ReceiverSet;
 use prism_engine::PluginEngine;

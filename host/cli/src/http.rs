@@ -12,7 +12,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use prism_core::api::{ReadApi, Reply};
+use prism_read_api::{ReadApi, Reply};
 
 /// A reply as a hyper response.
 pub fn response(r: Reply) -> Response<Full<Bytes>> {

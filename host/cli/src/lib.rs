@@ -24,6 +24,8 @@ mod flush;
 #[cfg(feature = "aws")]
 mod follow;
 #[cfg(feature = "aws")]
+mod gate;
+#[cfg(feature = "aws")]
 mod http;
 mod mapper;
 mod new;

@@ -11,7 +11,7 @@ use super::engine_opts::CacheArgs;
 use super::remote::TargetArgs;
 #[cfg(feature = "aws")]
 use prism_aws::{self as aws, ArtifactStore, AwsTarget};
-use prism_core::mapping::MapperManifest;
+use prism_mapping::MapperManifest;
 
 /// Check or publish the model mapper.
 #[derive(Debug, clap::Subcommand)]

@@ -402,7 +402,7 @@ fn diff_gate(
         return Ok(true);
     };
     let report = super::diff::gate(engine, &live.manifest, &live.wasm, wasm, &changes)?;
-    print!("{}", prism_core::diff::render(&report, 3));
+    print!("{}", crate::gate::render(&report, 3));
     if report.differences.is_empty() {
         return Ok(true);
     }

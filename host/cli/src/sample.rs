@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use prism_core::sample::{self, SampleOptions};
+use prism_sample::SampleOptions;
 
 /// Write the sample catalogue's change stream.
 ///
@@ -39,9 +39,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         seed: a.seed,
     };
     let w = if a.shadow {
-        sample::shadow::stream(opts, &a.shadow_prefix).stream
+        prism_sample::shadow::stream(opts, &a.shadow_prefix).stream
     } else {
-        sample::stream(opts)
+        prism_sample::stream(opts)
     };
     std::fs::write(&a.out, w.to_json_lines())
         .with_context(|| format!("writing {}", a.out.display()))?;

@@ -13,9 +13,9 @@ use super::engine_opts::CacheArgs;
 use super::remote::TargetArgs;
 use prism_aws::read_model::DynamoModel;
 use prism_aws::{self as aws, AwsTarget};
-use prism_core::api::ReadApi;
 use prism_core::receivers::ReceiverSet;
 use prism_core::receivers::Receivers;
+use prism_read_api::ReadApi;
 use prism_types::registry::LocalRegistry;
 
 /// Serve the model and receiver renderings over HTTP on loopback:

@@ -24,8 +24,7 @@ fn main() {
     let engine = PluginEngine::new(&EngineOptions::default()).unwrap();
     let set = ReceiverSet::load(&engine, LocalRegistry::new(registry).load().unwrap());
     let stream =
-        prism_core::sample::stream(prism_core::sample::SampleOptions { products, seed: 42 })
-            .to_json_lines();
+        prism_sample::stream(prism_sample::SampleOptions { products, seed: 42 }).to_json_lines();
     let changes = prism_types::input::parse(&stream, "s").changes;
     let r = Dispatcher {
         threads,

@@ -21,7 +21,7 @@ fn main() {
         .map_or(1, |r| r.parse().expect("ROUNDS is a number"));
     let engine = PluginEngine::new(&EngineOptions::default()).unwrap();
     let plugin = engine.load(&std::fs::read(&path).unwrap()).unwrap();
-    let stream = prism_core::sample::stream(prism_core::sample::SampleOptions {
+    let stream = prism_sample::stream(prism_sample::SampleOptions {
         products: 500,
         seed: 1,
     })

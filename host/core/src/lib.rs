@@ -1,33 +1,31 @@
 //! # prism core
 //!
-//! Everything the dispatcher and the model builder decide, with no AWS SDK:
-//! backends (SQS, DynamoDB, S3) plug in through the traits defined here,
-//! implemented in `prism-aws`; local ones (outbox, files, memory) live here.
+//! The dispatcher: everything it decides, with no AWS SDK. Backends (SQS,
+//! DynamoDB, S3) plug in through the traits defined here, implemented in
+//! `prism-aws`; local ones (outbox, files, memory) live here. The model
+//! builder (`prism-mapping`) and the read API (`prism-read-api`) are products
+//! of their own, built on this crate's sinks, stream plumbing and receivers.
 //!
 //! - [`dispatch`]: every change to every enabled receiver, in parallel, in order per key;
 //! - [`receivers`] and [`breaker`]: the loaded receivers, and the quarantine of failing ones;
-//! - [`outputs`] and [`diff`]: output dedup, and the release gate's comparison;
+//! - [`outputs`]: output dedup;
 //! - [`sink`]: where messages go (the [`sink::Sink`] and [`sink::Delivery`] traits, the local outbox);
 //! - [`spool`]: durable batch buffers and per-product retry lanes;
 //! - [`stream`]: one stream batch as the Lambda handles it, with retries that repeat nothing;
-//! - [`mapping`]: the model builder (shadow tables → product model);
-//! - [`api`]: the read API over the model, free of any HTTP framework;
-//! - [`sample`]: the synthetic catalogue the demo and the tests run on.
+//! - [`backfill`], [`redrive`], [`replay`]: the operator's runs, behind traits;
+//! - [`model`]: reading the current product model.
 
 #![deny(missing_docs)]
 
-pub mod api;
 pub mod backfill;
 pub mod breaker;
 pub mod deadline;
-pub mod diff;
 pub mod dispatch;
-pub mod mapping;
+pub mod model;
 pub mod outputs;
 pub mod receivers;
 pub mod redrive;
 pub mod replay;
-pub mod sample;
 pub mod sink;
 pub mod spool;
 pub mod stream;

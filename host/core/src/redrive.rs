@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 use prism_types::change::{Change, ChangeKind};
 
-use crate::api::ModelSource;
+use crate::model::ModelSource;
 use crate::stream::StreamProcessor;
 
 /// Checks of the redriven products against the model, each sending what

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use prism_types::change::Change;
 
-use crate::api::ModelSource;
+use crate::model::ModelSource;
 use crate::redrive::{ROUNDS, RedriveError, catch_up, drifted};
 use crate::stream::StreamProcessor;
 

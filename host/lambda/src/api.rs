@@ -17,8 +17,8 @@ use lambda_http::{Body, Request, Response, service_fn};
 use prism_aws::read_model::DynamoModel;
 use prism_aws::reload::LiveReceivers;
 use prism_aws::{self as aws, ArtifactStore, AwsTarget, DynamoRegistry};
-use prism_core::api::ReadApi;
 use prism_engine::{EngineOptions, PluginEngine};
+use prism_read_api::ReadApi;
 
 use crate::env::{ConfigError, Env};
 

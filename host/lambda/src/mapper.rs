@@ -40,9 +40,9 @@ use prism_aws::model_store::DynamoModelStore;
 use prism_aws::shadow::DynamoShadow;
 use prism_aws::sqs::SqsSink;
 use prism_aws::{self as aws, ArtifactStore, AwsTarget};
-use prism_core::mapping::stream::{MAPPER, MapBatchOutcome, MapperProcessor};
-use prism_core::mapping::{MapperManifest, ModelBuilder};
 use prism_engine::{EngineOptions, PluginEngine};
+use prism_mapping::stream::{MAPPER, MapBatchOutcome, MapperProcessor};
+use prism_mapping::{MapperManifest, ModelBuilder};
 use prism_types::manifest::Destination;
 
 use crate::env::{ConfigError, Env};
@@ -311,8 +311,7 @@ impl MapperLambda {
             "batch"
         );
         if self.emit_metrics {
-            let line =
-                prism_core::mapping::stream::mapper_line(&mapper, r, prism_core::spool::now_ms());
+            let line = prism_mapping::stream::mapper_line(&mapper, r, prism_core::spool::now_ms());
             println!("{line}");
         }
         Ok(outcome)

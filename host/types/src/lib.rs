@@ -34,5 +34,6 @@ pub mod failure;
 pub mod input;
 pub mod limits;
 pub mod manifest;
+pub mod mapper_manifest;
 pub mod registry;
 pub mod text;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use prism_core::api::{ModelError, ModelSource};
 use prism_core::redrive::{DeadLetters, Letter, LetterKind, RedriveError};
+use prism_read_api::{ModelError, ModelSource};
 use prism_types::change::Change;
 
 use super::backends::{Clock, Queues};

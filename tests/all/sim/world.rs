@@ -12,11 +12,11 @@ use prism_core::breaker::BreakerConfig;
 use prism_core::dispatch::{Dispatcher, TickOptions};
 use prism_core::outputs::OutputsTable;
 use prism_core::receivers::{ReceiverSet, Receivers};
-use prism_core::sample::StreamWriter;
 use prism_core::sink::Delivery;
 use prism_core::spool::Spool;
 use prism_core::stream::{LedgerStore, MemoryLedger, OutputsStore, StreamProcessor};
 use prism_engine::PluginEngine;
+use prism_sample::StreamWriter;
 
 use prism_core::backfill::{self as bf, Backfill, Backfiller, Limits, Plan, Totals};
 

@@ -210,8 +210,8 @@ pub fn scaffold(name: &str, sdk: &SdkSource) -> Vec<(&'static str, String)> {
          prism plugin check target/wasm32-wasip2/release/{lib}.wasm\n\
          prism plugin run target/wasm32-wasip2/release/{lib}.wasm --changes changes.jsonl --config currency=EUR\n```\n"
     );
-    let mut w = prism_core::sample::StreamWriter::new();
-    let p0 = prism_core::sample::product(0, 42);
+    let mut w = prism_sample::StreamWriter::new();
+    let p0 = prism_sample::product(0, 42);
     let mut p0b = p0.clone();
     p0b["prices"]["DE"]["amount"] = serde_json::json!(77.5);
     let mut p0c = p0b.clone();

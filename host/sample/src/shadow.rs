@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{BRANDS, Rng, SampleOptions, StreamWriter, edit, product};
-use crate::mapping::TableDecl;
+use prism_types::mapper_manifest::{MapperManifest, TableDecl};
 
 /// The shadow tables, as the catalog mapper's manifest declares them.
 pub fn tables() -> Vec<TableDecl> {
@@ -49,8 +49,8 @@ pub fn tables() -> Vec<TableDecl> {
 }
 
 /// The catalog mapper's manifest for the sample's shadow tables.
-pub fn manifest(plugin: prism_types::manifest::PluginRef) -> crate::mapping::MapperManifest {
-    crate::mapping::MapperManifest {
+pub fn manifest(plugin: prism_types::manifest::PluginRef) -> MapperManifest {
+    MapperManifest {
         schema: prism_types::manifest::SCHEMA_VERSION,
         mapper: "catalog".into(),
         model_key: "pk".into(),

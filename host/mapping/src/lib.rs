@@ -12,7 +12,6 @@
 //! DynamoDB (`prism_aws::shadow`, for `prism dev` and the Lambda).
 
 pub mod local;
-pub mod manifest;
 pub mod reads;
 pub mod record;
 pub mod store;
@@ -21,10 +20,10 @@ pub mod write;
 
 use std::sync::Arc;
 
-pub use manifest::{MapperManifest, TableDecl};
 use prism_engine::{
     CallError, GuestLog, LoadError, MapError, MapperPlugin, PluginEngine, ShadowChange,
 };
+pub use prism_types::mapper_manifest::{self as manifest, MapperManifest, TableDecl};
 use reads::Reads;
 use store::{ModelStore, ShadowStore, StoreError};
 pub use write::{WriteError, WriteTally};

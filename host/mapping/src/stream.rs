@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use super::record::to_shadow_change;
 use super::{BuildError, ModelBuilder, WriteTally, change_json};
-use crate::sink::{DeadLetter, Sink};
-use crate::stream::DynamoDbEventResponse;
+use prism_core::sink::{DeadLetter, Sink};
+use prism_core::stream::DynamoDbEventResponse;
 use prism_engine::ShadowChange;
 
 /// The name under which the mapper's dead letters are parked.
@@ -206,7 +206,7 @@ fn retry_from(records: &[Value], first_failed: Option<usize>) -> DynamoDbEventRe
             .unwrap_or_default();
         response
             .batch_item_failures
-            .push(crate::stream::item_failure(sequence));
+            .push(prism_core::stream::item_failure(sequence));
     }
     response
 }
@@ -301,7 +301,7 @@ pub fn mapper_line(mapper: &str, r: &MapBatchReport, timestamp_ms: u64) -> Value
         ("ShadowRecordsFailed", r.failed as f64, "Count"),
         ("ShadowItemsRead", r.items_read as f64, "Count"),
     ];
-    crate::stream::metrics::line(&[("Mapper", mapper)], &metrics, timestamp_ms)
+    prism_core::stream::metrics::line(&[("Mapper", mapper)], &metrics, timestamp_ms)
 }
 
 #[cfg(test)]

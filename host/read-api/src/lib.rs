@@ -25,8 +25,8 @@ use serde_json::json;
 
 use route::{NoRoute, Route};
 
-use crate::receivers::ActiveReceiver;
-use crate::receivers::Receivers;
+use prism_core::receivers::ActiveReceiver;
+use prism_core::receivers::Receivers;
 use prism_engine::PluginEngine;
 use prism_types::change::{Change, ChangeKind};
 
@@ -69,22 +69,7 @@ pub struct ReadApi {
     pub model: Arc<dyn ModelSource>,
 }
 
-/// Where the API reads model documents (`prism_aws::read_model::DynamoModel`).
-#[async_trait::async_trait]
-pub trait ModelSource: Send + Sync {
-    /// The document for `key` as receivers see it (no bookkeeping), if any.
-    async fn get(&self, key: &str) -> Result<Option<serde_json::Value>, ModelError>;
-}
-
-/// The model could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("model table {table}: {message}")]
-pub struct ModelError {
-    /// The table.
-    pub table: String,
-    /// What failed.
-    pub message: String,
-}
+pub use prism_core::model::{ModelError, ModelSource};
 
 impl ReadApi {
     /// Answer one request.
@@ -189,7 +174,7 @@ impl ReadApi {
 /// Run `accepts` and `format` for one product, as for a new insert.
 fn render(r: &ActiveReceiver, change: &Change) -> Reply {
     let (receiver, key) = (r.id(), change.key.as_str());
-    let wit = crate::dispatch::to_wit(change);
+    let wit = prism_core::dispatch::to_wit(change);
     let failed = |e: prism_engine::CallError| {
         Reply::error(
             503,

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::manifest::{MapperManifest, TableDecl};
 use super::store::{ModelStore, ShadowStore};
 use prism_engine::MapperReads;
+use prism_types::mapper_manifest::{MapperManifest, TableDecl};
 
 /// A mapper's reads: its manifest's shadow tables and the model.
 pub struct Reads {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use crate::sink::{DeadLetter, Envelope, Sink, SinkError};
+use prism_core::sink::{DeadLetter, Envelope, Sink, SinkError};
 
 /// One message as delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]

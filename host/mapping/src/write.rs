@@ -168,7 +168,7 @@ fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::local::LocalModel;
+    use crate::local::LocalModel;
     use serde_json::json;
 
     fn upsert(key: &str, v: u64) -> ModelWrite {

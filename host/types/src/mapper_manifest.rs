@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use prism_types::limits::Limits;
-use prism_types::manifest::{PluginRef, SCHEMA_VERSION, validate_receiver_id};
+use crate::limits::Limits;
+use crate::manifest::{PluginRef, SCHEMA_VERSION, validate_receiver_id};
 
 /// The mapper's manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,7 +197,7 @@ impl MapperManifest {
             .join(file);
         let wasm = std::fs::read(&wasm_path)
             .map_err(|e| err(format!("reading {}: {e}", wasm_path.display())))?;
-        let actual = prism_types::digest::Digest::of(&wasm);
+        let actual = crate::digest::Digest::of(&wasm);
         if actual != m.plugin.digest {
             return Err(err(format!(
                 "{} has digest {actual}, but the manifest says {}",

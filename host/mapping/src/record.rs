@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
-use super::manifest::MapperManifest;
 use prism_engine::ShadowChange;
 use prism_types::input::{attr, record};
+use prism_types::mapper_manifest::MapperManifest;
 
 /// The table name in a DynamoDB stream ARN
 /// (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`).

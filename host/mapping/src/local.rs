@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
 
-use super::manifest::TableDecl;
 use super::store::{ModelStore, Put, ShadowStore, StoreError, Stored};
 use prism_engine::ShadowChange;
 use prism_types::change::{Change, ChangeKind};
+use prism_types::mapper_manifest::TableDecl;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::manifest::TableDecl;
+use prism_types::mapper_manifest::TableDecl;
 
 pub use prism_types::bookkeeping::{BOOKKEEPING_PREFIX, REV_ATTR, SOURCES_ATTR, strip_bookkeeping};
 
