@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use super::engine_opts::CacheArgs;
-use super::remote::{RemoteArgs, TargetArgs, block_on};
+use super::remote::{RegistryPlace, RemoteArgs, TargetArgs, block_on};
 use crate::gate::{Recording, Report, compare, render};
 use prism_core::dispatch::{Dispatcher, Progress};
 use prism_core::receivers::ReceiverSet;
@@ -42,17 +42,8 @@ pub struct Args {
     /// How many of the stream's latest records to replay.
     #[arg(long, default_value_t = 1000)]
     pub last: usize,
-    /// Local registry directory.
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "table",
-        conflicts_with = "table"
-    )]
-    pub registry: Option<PathBuf>,
-    /// DynamoDB registry table.
-    #[arg(long, env = "PRISM_REGISTRY_TABLE", value_name = "TABLE")]
-    pub table: Option<String>,
+    #[command(flatten)]
+    pub place: RegistryPlace,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Exit 0 even when the outputs differ.
@@ -84,19 +75,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let engine = a.cache.engine()?;
-    let live = live_entry(
-        a.registry.as_deref(),
-        a.table.as_deref(),
-        &a.target,
-        &a.receiver,
-    )?
-    .with_context(|| {
-        let place = a.registry.as_ref().map_or_else(
-            || a.table.clone().unwrap_or_default(),
-            |d| d.display().to_string(),
-        );
-        format!("no receiver {:?} in {place}", a.receiver)
-    })?;
+    let live = live_entry(&a.place, &a.target, &a.receiver)?
+        .with_context(|| format!("no receiver {:?} in {}", a.receiver, a.place))?;
     let report = gate(&engine, &live.manifest, &live.wasm, &candidate, &changes)?;
     print!("{}", render(&report, a.context));
     Ok(if report.differences.is_empty() || a.allow {
@@ -124,12 +104,11 @@ pub fn read_changes(path: &std::path::Path) -> anyhow::Result<Vec<Change>> {
 /// The live entry of `receiver` in the local registry `dir` or, without
 /// one, the DynamoDB registry `table`, if it has one.
 pub fn live_entry(
-    dir: Option<&std::path::Path>,
-    table: Option<&str>,
+    place: &RegistryPlace,
     target: &TargetArgs,
     receiver: &str,
 ) -> anyhow::Result<Option<Entry>> {
-    match (dir, table) {
+    match (&place.registry, &place.table) {
         (Some(dir), _) => local_live(dir, receiver),
         (None, Some(table)) => remote_live(table, target, receiver),
         (None, None) => bail!("name the registry: --registry DIR or --table TABLE"),

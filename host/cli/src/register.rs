@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::engine_opts::CacheArgs;
 use prism_types::digest::Digest;
-use prism_types::manifest::{Mode, PluginRef, ReceiverManifest, SCHEMA_VERSION};
+use prism_types::manifest::{Mode, PluginRef, ReceiverManifest};
 use prism_types::registry::LocalRegistry;
 
 /// Register (or update) a receiver's plugin, in a local or a DynamoDB registry.
@@ -25,17 +25,8 @@ pub struct Args {
     /// Receiver id (lowercase letters, digits, '-').
     #[arg(long)]
     pub receiver: String,
-    /// Local registry directory.
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "table",
-        conflicts_with = "table"
-    )]
-    pub registry: Option<PathBuf>,
-    /// DynamoDB registry table.
-    #[arg(long, env = "PRISM_REGISTRY_TABLE", value_name = "TABLE")]
-    pub table: Option<String>,
+    #[command(flatten)]
+    pub place: super::remote::RegistryPlace,
     #[command(flatten)]
     pub target: super::remote::TargetArgs,
     /// Config entries for the plugin, KEY=VALUE (repeatable; replaces the config when given).
@@ -149,7 +140,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     {
         return Ok(ExitCode::from(1));
     }
-    if let Some(table) = a.table.clone() {
+    if let Some(table) = a.place.table.clone() {
         let (code, first) = register_remote(&a, table.clone(), &wasm, &engine, &plugin)?;
         if code != ExitCode::SUCCESS || !a.backfill {
             return Ok(code);
@@ -176,6 +167,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(code);
     }
     let dir = a
+        .place
         .registry
         .clone()
         .expect("clap requires --registry or --table");
@@ -215,18 +207,8 @@ fn apply(
     existing: Option<ReceiverManifest>,
     digest: Digest,
 ) -> anyhow::Result<ReceiverManifest> {
-    let mut m = existing.unwrap_or_else(|| ReceiverManifest {
-        schema: SCHEMA_VERSION,
-        receiver: a.receiver.clone(),
-        enabled: true,
-        plugin: PluginRef { digest, file: None },
-        mode: Mode::Immediate,
-        destination: None,
-        interest: Vec::new(),
-        dedup: true,
-        limits: Default::default(),
-        config: Default::default(),
-        nondeterministic: None,
+    let mut m = existing.unwrap_or_else(|| {
+        ReceiverManifest::new(a.receiver.clone(), PluginRef { digest, file: None })
     });
     m.plugin = PluginRef { digest, file: None };
     if !a.config.is_empty() {
@@ -388,12 +370,7 @@ fn diff_gate(
     engine: &prism_engine::PluginEngine,
 ) -> anyhow::Result<bool> {
     let changes = super::diff::read_changes(changes)?;
-    let live = super::diff::live_entry(
-        a.registry.as_deref(),
-        a.table.as_deref(),
-        &a.target,
-        &a.receiver,
-    )?;
+    let live = super::diff::live_entry(&a.place, &a.target, &a.receiver)?;
     let Some(live) = live else {
         println!(
             "{}: no live version to compare with; the diff gate passes",

@@ -1,5 +1,7 @@
 //! Options and plumbing for commands that talk to the AWS registry.
 
+use std::path::PathBuf;
+
 use anyhow::Context;
 
 use prism_aws::{self as aws, ArtifactStore, AwsTarget, DynamoRegistry};
@@ -26,6 +28,33 @@ pub struct TargetArgs {
     /// AWS region [default: from the AWS config chain].
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
+}
+
+/// Where the registry is: a local directory or a DynamoDB table (exactly
+/// one; shared by `plugin register` and `plugin diff`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryPlace {
+    /// Local registry directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "table",
+        conflicts_with = "table"
+    )]
+    pub registry: Option<PathBuf>,
+    /// DynamoDB registry table.
+    #[arg(long, env = "PRISM_REGISTRY_TABLE", value_name = "TABLE")]
+    pub table: Option<String>,
+}
+
+impl std::fmt::Display for RegistryPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.registry, &self.table) {
+            (Some(dir), _) => write!(f, "{}", dir.display()),
+            (None, Some(table)) => write!(f, "table {table}"),
+            (None, None) => write!(f, "no registry"),
+        }
+    }
 }
 
 /// Clients for one command.

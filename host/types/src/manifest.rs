@@ -178,24 +178,45 @@ pub enum ManifestError {
 }
 
 impl ReceiverManifest {
+    /// A new receiver's manifest with the defaults: enabled, immediate,
+    /// dedup on, no field interest, no destination override, default
+    /// limits, no config.
+    pub fn new(receiver: impl Into<String>, plugin: PluginRef) -> Self {
+        Self {
+            schema: SCHEMA_VERSION,
+            receiver: receiver.into(),
+            enabled: true,
+            plugin,
+            mode: Mode::Immediate,
+            destination: None,
+            interest: Vec::new(),
+            dedup: true,
+            limits: Limits::default(),
+            config: BTreeMap::new(),
+            nondeterministic: None,
+        }
+    }
+
     /// Parse and validate manifest text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ManifestError> {
-        let m: Self = toml::from_str(text).map_err(|e| ManifestError::Parse {
-            origin: origin.to_owned(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
-        })?;
-        m.validate().map_err(|message| ManifestError::Invalid {
-            origin: origin.to_owned(),
-            message,
-        })?;
-        Ok(m)
+        let parsed =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', "\n  "));
+        Self::checked(parsed, origin)
     }
 
     /// Parse and validate an entry held as JSON (e.g. a DynamoDB item's map).
     pub fn from_json(value: serde_json::Value, origin: &str) -> Result<Self, ManifestError> {
-        let m: Self = serde_json::from_value(value).map_err(|e| ManifestError::Parse {
+        Self::checked(
+            serde_json::from_value(value).map_err(|e| e.to_string()),
+            origin,
+        )
+    }
+
+    /// A parsed manifest, validated; errors name `origin`.
+    fn checked(parsed: Result<Self, String>, origin: &str) -> Result<Self, ManifestError> {
+        let m = parsed.map_err(|message| ManifestError::Parse {
             origin: origin.to_owned(),
-            message: e.to_string(),
+            message,
         })?;
         m.validate().map_err(|message| ManifestError::Invalid {
             origin: origin.to_owned(),

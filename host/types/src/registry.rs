@@ -230,25 +230,14 @@ impl LocalRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Mode, PluginRef, SCHEMA_VERSION};
+    use crate::manifest::PluginRef;
 
     fn manifest(id: &str) -> ReceiverManifest {
-        ReceiverManifest {
-            schema: SCHEMA_VERSION,
-            receiver: id.into(),
-            enabled: true,
-            plugin: PluginRef {
-                digest: Digest::of(b""),
-                file: None,
-            },
-            mode: Mode::Immediate,
-            destination: None,
-            interest: Vec::new(),
-            dedup: true,
-            limits: Default::default(),
-            config: Default::default(),
-            nondeterministic: None,
-        }
+        let plugin = PluginRef {
+            digest: Digest::of(b""),
+            file: None,
+        };
+        ReceiverManifest::new(id, plugin)
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::worker::{Context, Formatted, Warm};
+use super::worker::{Admission, Context, Formatted, Warm};
 use super::{ReceiverStats, Settled};
 use crate::breaker::Gate;
 use crate::receivers::ActiveReceiver;
@@ -107,20 +107,14 @@ impl Context<'_> {
                 }
                 continue;
             }
-            st.seen += 1;
-            if !r.interested(&self.changes[i]) {
-                st.filtered += 1;
-                continue;
-            }
-            if let Gate::Open { remaining } = r.breaker.admit() {
-                // Nothing to ask `accepts`: parked as `quarantined`, to be
-                // replayed from the dead letters (held where parking fails).
-                st.quarantined += 1;
-                if !self.quarantined(r, &mut st, &[i], remaining).handled() {
+            match self.admit(r, &mut st, i) {
+                Admission::Run => {}
+                Admission::Passed => continue,
+                Admission::Held => {
                     holding = true;
                     st.held.push(i);
+                    continue;
                 }
-                continue;
             }
             let started = Instant::now();
             let accepted = self.accepts(r, i, &mut warm).map(|(a, session, used)| {

@@ -17,6 +17,18 @@ use prism_engine::{CallError, GuestLog, Session, WitChange};
 use prism_types::change::Change;
 use prism_types::failure::FailureKind;
 
+/// What the admission gate ([`Context::admit`]) says about a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admission {
+    /// Run the plugin on it.
+    Run,
+    /// Settled without the plugin: filtered out by field interest, or
+    /// parked while the receiver is quarantined.
+    Passed,
+    /// Quarantined, and parking it failed: hold it (and what follows it).
+    Held,
+}
+
 /// Shared, read-only state of a run.
 pub(super) struct Context<'a> {
     pub changes: &'a [Change],
@@ -112,18 +124,14 @@ impl<'a> Context<'a> {
                 self.hold(r, &mut st, i);
                 continue;
             }
-            st.seen += 1;
-            if !r.interested(&self.changes[i]) {
-                st.filtered += 1;
-                continue;
-            }
-            if let Gate::Open { remaining } = r.breaker.admit() {
-                st.quarantined += 1;
-                if !self.quarantined(r, &mut st, &[i], remaining).handled() {
+            match self.admit(r, &mut st, i) {
+                Admission::Run => {}
+                Admission::Passed => continue,
+                Admission::Held => {
                     stuck.insert(key);
                     self.hold(r, &mut st, i);
+                    continue;
                 }
-                continue;
             }
             let started = Instant::now();
             let outcome = self
@@ -342,6 +350,28 @@ impl<'a> Context<'a> {
 
     /// Count change `i` and say whether to run it: not when an earlier
     /// attempt handled it.
+    /// The one admission gate of both delivery paths (immediate and
+    /// batch), after a change is known to be this run's: counted as seen,
+    /// then filtered by field interest, then, while the receiver is
+    /// quarantined, parked as `quarantined` without asking the plugin (to
+    /// be replayed from the dead letters).
+    pub(super) fn admit(&self, r: &ActiveReceiver, st: &mut ReceiverStats, i: usize) -> Admission {
+        st.seen += 1;
+        if !r.interested(&self.changes[i]) {
+            st.filtered += 1;
+            return Admission::Passed;
+        }
+        if let Gate::Open { remaining } = r.breaker.admit() {
+            st.quarantined += 1;
+            return if self.quarantined(r, st, &[i], remaining).handled() {
+                Admission::Passed
+            } else {
+                Admission::Held
+            };
+        }
+        Admission::Run
+    }
+
     pub(super) fn should_run(&self, r: &ActiveReceiver, i: usize, st: &mut ReceiverStats) -> bool {
         self.progress.done.fetch_add(1, Ordering::Relaxed);
         if (self.already)(r.id(), i) {
