@@ -14,7 +14,7 @@ use prism_types::registry::LocalRegistry;
 /// moto-backed AWS test support.
 pub mod aws;
 /// A fault-injecting proxy in front of moto.
-pub mod faults;
+pub mod fault_proxy;
 
 /// This process's peak resident set size and CPU time, for the benchmarks.
 pub mod process {

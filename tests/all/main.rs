@@ -1,52 +1,15 @@
 //! All end-to-end tests, in one binary (one link instead of many).
 
-mod architecture;
-mod aws_calls;
-mod aws_registry;
-mod backfill;
-mod chain_cli;
-mod chaos;
-mod claims;
-mod cleanup;
+mod aws;
 mod cli;
-mod contracts;
-mod control_plane;
-mod dedup;
-mod diff;
-mod dlq;
-mod docs;
-mod emulator;
-mod faults;
-mod hostile;
-mod iam;
-mod iam_recorded;
-mod input;
+mod delivery;
 mod languages;
-mod many_memories;
-mod mapper;
-mod mapper_aws;
-mod memory;
-mod package;
-mod pipeline;
-
-mod replay;
+mod model_builder;
+mod project;
 mod sandbox;
-mod scaffold;
-mod serve;
 mod sim;
-mod spool;
-mod spool_aws;
-mod spool_props;
-mod sqs;
-mod status;
-mod stream;
-mod stream_cli;
+mod support;
 mod terraform;
-mod terraform_alarms;
-mod terraform_iam;
-mod terraform_mapper;
-mod windows;
-mod world;
 
 use std::process::{Command, Output};
 

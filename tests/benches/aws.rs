@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use prism_core::dispatch::TickOptions;
 use prism_core::spool::now_ms;
 use prism_e2e::aws::{create_ledger_table, create_outputs_table, create_spool_table, setup};
-use prism_e2e::faults::{Fault, FaultProxy, Rule};
+use prism_e2e::fault_proxy::{Fault, FaultProxy, Rule};
 use prism_e2e::process::{cpu_seconds, peak_mib, reset_peak, rss_mib};
 use prism_e2e::wasm;
 use prism_sample::{StreamWriter, product};

@@ -123,7 +123,7 @@ pub struct AwsTarget {
 /// Which prism component makes a call, and so which IAM role makes it on
 /// AWS. Sent as the SDK's app name (`app/prism-…` in the user agent), so
 /// CloudTrail shows it, and the tests map each recorded call to the role
-/// whose policy must allow it (`tests/all/iam.rs`).
+/// whose policy must allow it (`tests/all/aws/iam.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
     /// The dispatcher Lambda (`terraform/iam.tf`).

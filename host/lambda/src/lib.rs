@@ -59,7 +59,7 @@ pub use error::InvokeError;
 pub const DEFAULT_CACHE_DIR: &str = "/tmp/prism";
 
 /// The names of the Lambda's environment variables (Terraform sets them;
-/// `tests/all/terraform.rs` checks the two agree).
+/// `tests/all/terraform/mod.rs` checks the two agree).
 pub mod vars {
     /// The registry table (required).
     pub const REGISTRY_TABLE: &str = "PRISM_REGISTRY_TABLE";

@@ -48,7 +48,7 @@ use prism_types::manifest::Destination;
 use crate::env::{ConfigError, Env};
 
 /// The names of the mapper Lambda's environment variables (Terraform sets
-/// them; `tests/all/terraform.rs` checks the two agree).
+/// them; `tests/all/terraform/mod.rs` checks the two agree).
 pub mod vars {
     /// The manifest's key in the bucket (required).
     pub const MAPPER_MANIFEST: &str = "PRISM_MAPPER_MANIFEST";

@@ -18,7 +18,7 @@ pub enum Route {
     },
 }
 
-/// Every route, as API Gateway declares it (`tests/all/terraform.rs` checks
+/// Every route, as API Gateway declares it (`tests/all/terraform/mod.rs` checks
 /// Terraform against this list).
 pub const ROUTES: &[&str] = &[
     "GET /v1/products/{key}",

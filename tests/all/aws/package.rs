@@ -16,8 +16,8 @@ use std::time::Instant;
 use prism_e2e::wasm;
 use serde_json::{Value, json};
 
-use crate::emulator::{Emulator, log_lines};
-use crate::world::{World, products};
+use crate::support::emulator::{Emulator, log_lines};
+use crate::support::world::{World, products};
 
 const RECEIVERS: usize = 20;
 

@@ -13,8 +13,8 @@ use prism_lambda::mapper::{MapperConfig, MapperLambda, vars};
 use prism_sample::shadow;
 use serde_json::{Value, json};
 
-use crate::emulator::{Emulator, log_lines};
-use crate::world::World;
+use crate::support::emulator::{Emulator, log_lines};
+use crate::support::world::World;
 use crate::{prism, text};
 
 /// The shadow tables (`<prefix><name>`) with a reader per stream.

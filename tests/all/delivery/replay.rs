@@ -4,7 +4,7 @@
 use prism_e2e::wasm;
 use serde_json::json;
 
-use crate::world::{World, expected, products, sequences};
+use crate::support::world::{World, expected, products, sequences};
 use crate::{prism, text};
 
 #[test]

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use crate::aws_calls::requests;
-use crate::iam::{Request, deployer_of, policies, queue_arn, simulate, table_arn};
+use crate::aws::calls::requests;
+use crate::aws::iam::{Request, deployer_of, policies, queue_arn, simulate, table_arn};
 
 /// A call the code makes knowing the role may deny it, and what it does
 /// then: (role, action, part of the resource, why it is fine).

@@ -5,8 +5,8 @@
 use prism_e2e::wasm;
 use serde_json::{Value, json};
 
-use crate::emulator::{Emulator, log_lines};
-use crate::world::{World, products};
+use crate::support::emulator::{Emulator, log_lines};
+use crate::support::world::{World, products};
 use crate::{prism, text};
 
 #[test]

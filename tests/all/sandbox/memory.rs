@@ -175,7 +175,7 @@ fn hostile_memory_stays_under_the_formula_in_a_real_process() {
 /// 60 MiB per sandbox.
 #[test]
 fn a_component_with_eight_memories_is_held_to_one_cap() {
-    let wasm = crate::many_memories::component();
+    let wasm = crate::sandbox::many_memories::component();
     let engine = prism_e2e::engine();
     if let Err(e) = engine.load(&wasm) {
         panic!("the hand-made component does not load: {e}");

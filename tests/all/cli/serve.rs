@@ -15,7 +15,7 @@ use prism_types::limits::Limits;
 use prism_types::manifest::Mode;
 use serde_json::Value;
 
-use crate::world::expected;
+use crate::support::world::expected;
 
 struct Server(Child, String);
 

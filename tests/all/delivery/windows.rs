@@ -8,7 +8,7 @@
 use prism_core::dispatch::TickOptions;
 use prism_core::spool::{Spool, now_ms};
 
-use crate::world::{World, failed, products};
+use crate::support::world::{World, failed, products};
 
 /// The product keys of every row the queue got, window by window in the
 /// order of their first key (each body: a header line, then one row per

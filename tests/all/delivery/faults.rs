@@ -1,5 +1,5 @@
 //! The delivery path against AWS's failure modes, through the fault proxy
-//! (`prism_e2e::faults`) between the stream processor and moto: SQS entries
+//! (`prism_e2e::fault_proxy`) between the stream processor and moto: SQS entries
 //! refused or failed inside a successful `SendMessageBatch`, queues that
 //! drop connections, an output dedup table that cannot be written.
 //!
@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 
 use prism_core::dispatch::TickOptions;
 use prism_core::spool::now_ms;
-use prism_e2e::faults::{Fault, FaultProxy, Rule};
+use prism_e2e::fault_proxy::{Fault, FaultProxy, Rule};
 use prism_e2e::wasm;
 use serde_json::{Value, json};
 
-use crate::world::{World, failed, products};
+use crate::support::world::{World, failed, products};
 
 /// A world whose dispatcher reaches AWS through a fault proxy.
 struct Faulty {

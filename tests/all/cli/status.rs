@@ -11,7 +11,7 @@ use prism_core::spool::{Lane, Spool, Spooled};
 use prism_e2e::wasm;
 use serde_json::{Value, json};
 
-use crate::world::World;
+use crate::support::world::World;
 use crate::{prism, text};
 
 fn send(w: &World, url: &str, n: usize) {

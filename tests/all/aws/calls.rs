@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use base64::Engine as _;
 use serde_json::Value as Json;
 
-use crate::iam::{Request, object_arn, queue_arn, table_arn};
+use crate::aws::iam::{Request, object_arn, queue_arn, table_arn};
 
 /// Marks a table the suite never created (a test of a wrong table name):
 /// AWS answers `ResourceNotFoundException` whatever the policy says.

@@ -25,11 +25,11 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeN
 use prism_core::dispatch::TickOptions;
 use prism_core::spool::now_ms;
 use prism_core::stream::StreamProcessor;
-use prism_e2e::faults::{Fault, FaultProxy, Rule};
+use prism_e2e::fault_proxy::{Fault, FaultProxy, Rule};
 use prism_e2e::wasm;
 use serde_json::{Value, json};
 
-use crate::world::{World, failed};
+use crate::support::world::{World, failed};
 
 /// Products (`PRISM_CHAOS_PRODUCTS` for a longer run), and writes per
 /// product (the first is the insert).

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::world::{World, products};
+use crate::support::world::{World, products};
 use crate::{prism, text};
 use prism_e2e::wasm;
 
@@ -383,7 +383,7 @@ fn a_redrive_overtaken_by_the_stream_ends_on_the_newest_version() {
 }
 
 fn redrive_race(queue_kind: &str) {
-    use prism_e2e::faults::{Fault, FaultProxy, Rule};
+    use prism_e2e::fault_proxy::{Fault, FaultProxy, Rule};
 
     let Some(w) = World::new(&format!("dlq-race-{queue_kind}")) else {
         return;

@@ -130,7 +130,7 @@ fn two_entries_claiming_one_receiver_are_both_refused_naming_each_other() {
 /// receiver delivers everything and only the batched one defers.
 #[test]
 fn a_long_window_budget_defers_only_its_own_receiver_under_a_real_deadline() {
-    use crate::world::{World, failed, products};
+    use crate::support::world::{World, failed, products};
     use prism_core::stream::FINISH_RESERVE;
     use std::time::{Duration, SystemTime};
     let Some(w) = World::new("budget") else {
@@ -336,7 +336,7 @@ async fn put(env: &prism_e2e::aws::AwsEnv, key: &str, body: Vec<u8>) {
 /// run, and the website beside it is untouched.
 #[test]
 fn a_quarantine_outlives_the_process_that_opened_it() {
-    use crate::world::{World, products};
+    use crate::support::world::{World, products};
     use std::time::Duration;
     let Some(w) = World::new("quarantine") else {
         return;

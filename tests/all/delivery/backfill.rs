@@ -11,13 +11,13 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use prism_e2e::faults::{Fault, FaultProxy, Rule};
+use prism_e2e::fault_proxy::{Fault, FaultProxy, Rule};
 use prism_e2e::wasm;
 use prism_types::change::{Change, ChangeKind};
 use serde_json::Value;
 
+use crate::support::world::{World, expected, products};
 use crate::text;
-use crate::world::{World, expected, products};
 
 /// Write `docs` with `BatchWriteItem` (25 a call): thousands in seconds.
 fn write_many(w: &World, docs: &[Value]) {
@@ -591,7 +591,7 @@ fn a_backfill_fans_its_segments_out_over_the_dispatcher_lambda() {
     let Some(w) = World::new("backfill-lambda") else {
         return;
     };
-    let Some(mut emu) = crate::emulator::Emulator::start() else {
+    let Some(mut emu) = crate::support::emulator::Emulator::start() else {
         return;
     };
     let table: BTreeMap<String, Value> = products(0..300)
@@ -657,7 +657,7 @@ fn a_backfill_fans_its_segments_out_over_the_dispatcher_lambda() {
     // Each segment took several invocations, each resuming from the checkpoint.
     let invocations: usize = (0..2)
         .map(|i| {
-            crate::emulator::log_lines(&log_dir.path().join(format!("lambda-{i}.log")))
+            crate::support::emulator::log_lines(&log_dir.path().join(format!("lambda-{i}.log")))
                 .iter()
                 .filter(|l| l["message"] == "backfill segment invocation finished")
                 .count()

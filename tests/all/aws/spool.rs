@@ -8,8 +8,8 @@ use prism_core::spool::{Spool, now_ms};
 use prism_e2e::wasm;
 use serde_json::json;
 
+use crate::support::world::{World, expected, failed, products};
 use crate::text;
-use crate::world::{World, expected, failed, products};
 
 fn spool(w: &World) -> prism_aws::spool::DynamoSpool {
     prism_aws::spool::DynamoSpool::new(w.ddb.clone(), w.spool(), w.q.rt.handle().clone())
@@ -274,7 +274,7 @@ fn appending_an_entry_the_lane_holds_keeps_what_it_recorded() {
 #[test]
 fn an_append_that_died_before_counting_its_entries_is_counted_by_the_retry() {
     use prism_core::spool::{Lane, Spooled};
-    use prism_e2e::faults::{Fault, FaultProxy, Rule};
+    use prism_e2e::fault_proxy::{Fault, FaultProxy, Rule};
     let Some(w) = World::new("spool-uncounted") else {
         return;
     };

@@ -8,8 +8,8 @@ use prism_aws::{artifacts, model_store, shadow as shadow_reads};
 use prism_lambda::mapper::vars;
 use serde_json::Value;
 
+use crate::terraform::iam::policy;
 use crate::terraform::{attr, blocks, env_vars, find, list, nested, quoted};
-use crate::terraform_iam::policy;
 
 #[test]
 fn the_mapper_lambda_gets_the_variables_the_mapper_reads() {

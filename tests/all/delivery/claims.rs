@@ -10,7 +10,7 @@ use prism_core::spool::now_ms;
 use prism_e2e::wasm;
 use serde_json::{Value, json};
 
-use crate::world::{World, failed, products};
+use crate::support::world::{World, failed, products};
 
 const BLOB: usize = 350_000;
 

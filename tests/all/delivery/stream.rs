@@ -11,7 +11,7 @@ use prism_e2e::{relaxed, wasm};
 use prism_types::manifest::Mode;
 use serde_json::{Value, json};
 
-use crate::world::{World, expected, failed, products, sequences};
+use crate::support::world::{World, expected, failed, products, sequences};
 
 #[test]
 fn stream_records_reach_standard_and_fifo_queues_as_the_local_pipeline_makes_them() {

@@ -4,6 +4,10 @@
 //! names live in one place (the host's constants); these tests fail when
 //! either side drifts.
 
+mod alarms;
+pub(crate) mod iam;
+mod mapper;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

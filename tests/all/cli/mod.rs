@@ -1,0 +1,8 @@
+//! The `prism` command line as its users run it.
+
+mod chain;
+mod commands;
+mod diff;
+mod scaffold;
+mod serve;
+mod status;

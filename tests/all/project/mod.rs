@@ -1,0 +1,4 @@
+//! The project's own shape: crate layering and module cycles, and the docs.
+
+mod architecture;
+mod docs;
