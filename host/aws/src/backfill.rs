@@ -101,12 +101,12 @@ impl ModelScan for DynamoModelScan {
             items: page
                 .items()
                 .iter()
-                .map(crate::item::ddb::item_json)
+                .map(crate::attr_json::ddb::item_json)
                 .collect(),
             after: page
                 .last_evaluated_key
                 .filter(|k| !k.is_empty())
-                .map(|k| crate::item::ddb::item_json(&k)),
+                .map(|k| crate::attr_json::ddb::item_json(&k)),
         })
     }
 
@@ -119,7 +119,7 @@ impl ModelScan for DynamoModelScan {
         let found = crate::batch::batch_get(&self.ddb, &self.table, keys)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(found.iter().map(crate::item::ddb::item_json).collect())
+        Ok(found.iter().map(crate::attr_json::ddb::item_json).collect())
     }
 }
 
@@ -280,7 +280,7 @@ mod tests {
                 AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(vec![0, 255])),
             ),
         ]);
-        let json = crate::item::ddb::item_json(&key);
+        let json = crate::attr_json::ddb::item_json(&key);
         assert_eq!(key_from_json(&json).unwrap(), key);
         let e = key_from_json(&serde_json::json!({"pk": {"M": {}}})).unwrap_err();
         assert!(e.contains("\"pk\""), "{e}");

@@ -9,10 +9,10 @@
 //! emulators such as moto.
 
 pub mod artifacts;
+pub mod attr_json;
 pub mod backfill;
 pub mod batch;
 pub mod claims;
-pub mod item;
 pub mod ledger;
 pub mod model_store;
 pub mod outputs;

@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
+use super::attr_json::to_av;
 use super::batch::{Item, batch_get};
-use super::item::to_av;
 use super::shadow::plain;
 use prism_mapping::store::{ModelStore, Put, REV_ATTR, StoreError, Stored};
 

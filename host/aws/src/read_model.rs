@@ -77,7 +77,7 @@ impl ModelSource for DynamoModel {
         let Some(item) = out.item else {
             return Ok(None);
         };
-        let Value::Object(ddb) = crate::item::ddb::item_json(&item) else {
+        let Value::Object(ddb) = crate::attr_json::ddb::item_json(&item) else {
             unreachable!("an item is an object");
         };
         prism_types::input::attr::map_to_json(&ddb, key)

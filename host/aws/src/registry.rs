@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
-use super::item::{map_from_av, to_av};
+use super::attr_json::{map_from_av, to_av};
 use super::sdk_error;
 use prism_types::manifest::ReceiverManifest;
 use prism_types::registry::{Quarantine, RegistryError};

@@ -8,8 +8,8 @@
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
 
+use super::attr_json::{ddb, to_av};
 use super::batch::{Item, batch_get};
-use super::item::{ddb, to_av};
 use prism_mapping::TableDecl;
 use prism_mapping::store::{ShadowStore, StoreError};
 

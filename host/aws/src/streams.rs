@@ -216,7 +216,7 @@ pub fn record_json(r: &Record, source_arn: &str, region: &str) -> Value {
     })
 }
 
-super::item::dynamodb_json!(aws_sdk_dynamodbstreams::primitives::Blob);
+super::attr_json::dynamodb_json!(aws_sdk_dynamodbstreams::primitives::Blob);
 
 #[cfg(test)]
 mod tests {

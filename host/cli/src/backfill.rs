@@ -23,7 +23,7 @@ use prism_core::backfill::{
 };
 use prism_lambda::LambdaConfig;
 
-use crate::remote::RemoteArgs;
+use crate::aws_args::RemoteArgs;
 
 /// Run the current catalogue through one receiver (after its first
 /// registration, or to refill it), resumable, paced, beside the stream.

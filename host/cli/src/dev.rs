@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 
+use super::aws_args::RemoteArgs;
 use super::follow::{Followed, held_from};
-use super::remote::RemoteArgs;
 use prism_aws::{self as aws, AwsTarget};
 use prism_core::stream::StreamProcessor;
 use prism_lambda::LambdaConfig;
@@ -78,7 +78,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    super::remote::block_on_multi(async move { dev(a).await })?
+    super::aws_args::block_on_multi(async move { dev(a).await })?
 }
 
 async fn dev(a: Args) -> anyhow::Result<ExitCode> {
@@ -91,8 +91,9 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         region: a.remote.target.region.clone(),
     };
     let config = aws::sdk_config(&target).await;
-    let arn = super::remote::stream_arn(&config, a.stream_arn.as_deref(), a.model_table.as_deref())
-        .await?;
+    let arn =
+        super::aws_args::stream_arn(&config, a.stream_arn.as_deref(), a.model_table.as_deref())
+            .await?;
     let cache_dir = a
         .cache_dir
         .clone()

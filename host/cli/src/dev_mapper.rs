@@ -38,7 +38,7 @@ impl Chain {
         let mut streams = Vec::new();
         for t in &m.tables {
             let table = format!("{prefix}{}", t.name);
-            let arn = super::remote::stream_arn(config, None, Some(&table)).await?;
+            let arn = super::aws_args::stream_arn(config, None, Some(&table)).await?;
             println!("following shadow table {table}: {arn}");
             streams.push((table, Followed::new(config, &arn)));
         }

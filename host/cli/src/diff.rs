@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
+use super::aws_args::{RegistryPlace, RemoteArgs, TargetArgs, block_on};
 use super::engine_opts::CacheArgs;
-use super::remote::{RegistryPlace, RemoteArgs, TargetArgs, block_on};
 use crate::gate::{Recording, Report, compare, render};
 use prism_core::dispatch::{Dispatcher, Progress};
 use prism_core::receivers::ReceiverSet;
@@ -66,7 +66,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 endpoint_url: a.target.endpoint_url.clone(),
                 region: a.target.region.clone(),
             };
-            block_on(super::remote::last_changes(
+            block_on(super::aws_args::last_changes(
                 &target,
                 a.stream_arn.as_deref(),
                 a.model_table.as_deref(),

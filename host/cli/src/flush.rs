@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::aws_args::TargetArgs;
 use super::engine_opts::CacheArgs;
-use super::remote::TargetArgs;
 use prism_aws::{self as aws, AwsTarget};
 use prism_core::dispatch::{Dispatcher, TickOptions, TickReport, Work, tick_with};
 use prism_core::receivers::ReceiverSet;
@@ -100,7 +100,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             report
         }
         (None, Some(table)) => {
-            let report = super::remote::block_on_multi(aws_tick(&a, table))??;
+            let report = super::aws_args::block_on_multi(aws_tick(&a, table))??;
             super::summary::print_tick(&report, &format!("table {table}"));
             report
         }

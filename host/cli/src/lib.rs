@@ -6,6 +6,8 @@
 
 mod args;
 #[cfg(feature = "aws")]
+mod aws_args;
+#[cfg(feature = "aws")]
 mod backfill;
 mod chain;
 mod demo;
@@ -35,8 +37,6 @@ mod progress;
 mod register;
 #[cfg(feature = "aws")]
 mod registry_cmds;
-#[cfg(feature = "aws")]
-mod remote;
 #[cfg(feature = "aws")]
 mod replay;
 mod run;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::engine_opts::CacheArgs;
 #[cfg(feature = "aws")]
-use super::remote::TargetArgs;
+use super::aws_args::TargetArgs;
+use super::engine_opts::CacheArgs;
 #[cfg(feature = "aws")]
 use prism_aws::{self as aws, ArtifactStore, AwsTarget};
 use prism_mapping::MapperManifest;
@@ -67,7 +67,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             let bucket = target.bucket.clone().context(
                 "publishing needs the plugin bucket: pass --bucket or set PRISM_PLUGIN_BUCKET",
             )?;
-            let key = super::remote::block_on(async {
+            let key = super::aws_args::block_on(async {
                 let t = AwsTarget {
                     endpoint_url: target.endpoint_url.clone(),
                     region: target.region.clone(),

@@ -26,9 +26,9 @@ pub struct Args {
     #[arg(long)]
     pub receiver: String,
     #[command(flatten)]
-    pub place: super::remote::RegistryPlace,
+    pub place: super::aws_args::RegistryPlace,
     #[command(flatten)]
-    pub target: super::remote::TargetArgs,
+    pub target: super::aws_args::TargetArgs,
     /// Config entries for the plugin, KEY=VALUE (repeatable; replaces the config when given).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::args::parse_kv)]
     pub config: Vec<(String, String)>,
@@ -159,7 +159,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             );
             return Ok(code);
         }
-        let remote = super::remote::RemoteArgs {
+        let remote = super::aws_args::RemoteArgs {
             table,
             target: a.target.clone(),
         };
@@ -283,14 +283,14 @@ fn register_remote(
     engine: &prism_engine::PluginEngine,
     plugin: &prism_engine::Plugin,
 ) -> anyhow::Result<(ExitCode, bool)> {
-    let remote = super::remote::RemoteArgs {
+    let remote = super::aws_args::RemoteArgs {
         table,
         target: a.target.clone(),
     };
     let cwasm = engine
         .precompile(wasm)
         .map_err(|e| anyhow::anyhow!("precompiling: {e}"))?;
-    super::remote::block_on(async {
+    super::aws_args::block_on(async {
         let r = remote.connect().await;
         let store = r.store()?;
         let head = r.registry.head(&a.receiver).await?;
@@ -325,7 +325,7 @@ fn register_remote(
         };
         let new = r
             .registry
-            .publish(&m, head.as_ref(), &super::remote::operator())
+            .publish(&m, head.as_ref(), &super::aws_args::operator())
             .await?;
         if uploaded {
             // Vouch for the artifact just uploaded: dispatchers load

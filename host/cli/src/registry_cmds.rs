@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use super::remote::{RemoteArgs, block_on, operator};
+use super::aws_args::{RemoteArgs, block_on, operator};
 use prism_aws::Head;
 use prism_types::manifest::Mode;
 

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::Value;
 
-use super::remote::RemoteArgs;
+use super::aws_args::RemoteArgs;
 use prism_aws::{self as aws, AwsTarget, StreamReader};
 use prism_lambda::LambdaConfig;
 
@@ -120,7 +120,7 @@ pub fn ranges(text: &str) -> anyhow::Result<Vec<Range>> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    super::remote::block_on_multi(async move { replay(a).await })?
+    super::aws_args::block_on_multi(async move { replay(a).await })?
 }
 
 async fn replay(a: Args) -> anyhow::Result<ExitCode> {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use super::aws_args::TargetArgs;
 use super::engine_opts::CacheArgs;
-use super::remote::TargetArgs;
 use prism_aws::read_model::DynamoModel;
 use prism_aws::{self as aws, AwsTarget};
 use prism_core::receivers::ReceiverSet;
@@ -56,7 +56,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             a.listen
         );
     }
-    super::remote::block_on_multi(async move { serve(a).await })?
+    super::aws_args::block_on_multi(async move { serve(a).await })?
 }
 
 async fn serve(a: Args) -> anyhow::Result<ExitCode> {

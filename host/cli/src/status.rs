@@ -27,7 +27,7 @@ use prism_types::manifest::Mode;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::remote::{RemoteArgs, block_on};
+use crate::aws_args::{RemoteArgs, block_on};
 
 /// Show every receiver's state, queues, lanes and last error.
 #[derive(Debug, clap::Args)]
@@ -161,7 +161,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 }
 
 struct Clients {
-    remote: crate::remote::Remote,
+    remote: crate::aws_args::Remote,
     sqs: aws_sdk_sqs::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
     spool: Option<DynamoSpool>,

@@ -35,8 +35,8 @@ pub mod mapper {
 }
 
 /// The `receiver` world of `prism:receiver@0.2.0`: images read on demand
-/// and messages emitted one at a time (see `v2.rs`).
-pub mod v2 {
+/// and messages emitted one at a time (see `imports_v0_2.rs`).
+pub mod v0_2 {
     wasmtime::component::bindgen!({
         world: "receiver",
         path: "../../wit/v0.2",

@@ -9,17 +9,17 @@
 mod bindings;
 pub mod budget;
 pub mod cache;
-mod call;
+mod call_state;
 pub mod check;
 mod clocks;
 pub mod determinism;
+mod imports_v0_2;
 pub mod mapper;
-mod output;
+mod output_check;
 mod plugin;
 mod reads;
 pub mod sandbox;
 pub(crate) mod ticker;
-mod v2;
 mod vtime;
 
 use std::hash::Hasher;
@@ -32,9 +32,9 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use bindings::{WitChange, WitChangeKind};
-pub use call::ImageReads;
+pub use call_state::ImageReads;
 pub use mapper::{MapError, MapperPlugin, MapperReads, ModelWrite, ShadowChange};
-pub use output::OutputError;
+pub use output_check::OutputError;
 pub use plugin::{CallError, Contract, Plugin, Session, host_copy_cap};
 pub use sandbox::{GuestLog, Level};
 
@@ -154,7 +154,7 @@ impl PluginEngine {
             &mut linker,
             |s| s,
         )?;
-        bindings::v2::Receiver::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        bindings::v0_2::Receiver::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |s| s,
         )?;
@@ -221,7 +221,7 @@ impl PluginEngine {
         let world = check::receiver_world(&self.engine, &component);
         let pre = self.checked(&self.linker, &component, world)?;
         let pre = match world.contract {
-            Some(Contract::V0_2) => bindings::v2::ReceiverPre::new(pre).map(plugin::Pre::V0_2),
+            Some(Contract::V0_2) => bindings::v0_2::ReceiverPre::new(pre).map(plugin::Pre::V0_2),
             _ => bindings::ReceiverPre::new(pre).map(plugin::Pre::V0_1),
         }
         .map_err(|e| shape_error(world, e))?;

@@ -16,7 +16,7 @@ use super::bindings::WitChangeKind;
 use super::bindings::mapper::{
     Mapper, MapperPre, WitMapError, WitModelWrite, WitShadowChange, model, shadow,
 };
-use super::output::OutputError;
+use super::output_check::OutputError;
 use super::plugin::{CallError, classify, new_store};
 use super::reads::ReadAccess;
 pub use super::reads::{MAX_ITEMS_READ, MapperReads};

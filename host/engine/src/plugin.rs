@@ -10,8 +10,8 @@ use std::sync::Arc;
 use prism_contract::{FormatError, Message};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::bindings::{Receiver, ReceiverPre, WitChange, WitFormatError, v2};
-use super::output::{self, OutputError, OutputLimits};
+use super::bindings::{Receiver, ReceiverPre, WitChange, WitFormatError, v0_2};
+use super::output_check::{self, OutputError, OutputLimits};
 use super::sandbox::{GuestLog, HostState};
 use super::{EPOCH_TICK, LoadSource};
 use prism_types::digest::Digest;
@@ -26,7 +26,7 @@ pub use prism_contract::Contract;
 /// A plugin's pre-linked instance, per contract version.
 pub(super) enum Pre {
     V0_1(ReceiverPre<HostState>),
-    V0_2(v2::ReceiverPre<HostState>),
+    V0_2(v0_2::ReceiverPre<HostState>),
 }
 
 impl Pre {
@@ -40,7 +40,7 @@ impl Pre {
 
 enum Instance {
     V0_1(Receiver),
-    V0_2(v2::Receiver),
+    V0_2(v0_2::Receiver),
 }
 
 /// A compiled, checked plugin, ready to instantiate.
@@ -259,7 +259,7 @@ impl Session {
         changes: usize,
     ) -> Result<Result<Vec<Message>, FormatError>, CallError> {
         match r {
-            Ok(msgs) => Ok(Ok(output::check(msgs, self.output_limits(changes))?)),
+            Ok(msgs) => Ok(Ok(output_check::check(msgs, self.output_limits(changes))?)),
             Err(WitFormatError::Reject(r)) => Ok(Err(FormatError::Reject(cap_reason(&r)))),
             Err(WitFormatError::Retry(r)) => Ok(Err(FormatError::Retry(cap_reason(&r)))),
         }
@@ -268,7 +268,7 @@ impl Session {
     /// A 0.2 call's outcome: the messages it emitted, unless it failed.
     fn finish_emitted(
         &mut self,
-        r: wasmtime::Result<Result<(), v2::WitFormatError>>,
+        r: wasmtime::Result<Result<(), v0_2::WitFormatError>>,
         limits: Limits,
     ) -> Result<Result<Vec<Message>, FormatError>, CallError> {
         let (msgs, refused) = self.store.data_mut().call().close();
@@ -277,8 +277,8 @@ impl Session {
         }
         match r.map_err(|e| classify(e, &self.store, limits))? {
             Ok(()) => Ok(Ok(msgs)),
-            Err(v2::WitFormatError::Reject(r)) => Ok(Err(FormatError::Reject(cap_reason(&r)))),
-            Err(v2::WitFormatError::Retry(r)) => Ok(Err(FormatError::Retry(cap_reason(&r)))),
+            Err(v0_2::WitFormatError::Reject(r)) => Ok(Err(FormatError::Reject(cap_reason(&r)))),
+            Err(v0_2::WitFormatError::Retry(r)) => Ok(Err(FormatError::Retry(cap_reason(&r)))),
         }
     }
 

@@ -55,7 +55,7 @@ pub struct HostState {
     /// The sandbox's virtual clock and the current call's time budget.
     time: VirtualTime,
     /// A 0.2 receiver's current call: its changes' images and its outbox.
-    call: super::call::Call,
+    call: super::call_state::Call,
 }
 
 /// One record a plugin logged, through `log` or on stdout/stderr.
@@ -123,12 +123,12 @@ impl HostState {
             stdio,
             reads: None,
             time: VirtualTime::new(clock),
-            call: super::call::Call::default(),
+            call: super::call_state::Call::default(),
         }
     }
 
     /// A 0.2 receiver's current call.
-    pub(super) fn call(&mut self) -> &mut super::call::Call {
+    pub(super) fn call(&mut self) -> &mut super::call_state::Call {
         &mut self.call
     }
 

@@ -41,7 +41,7 @@ use prism_aws::claims::{ClaimRef, ClaimStore};
 use prism_aws::{self as aws, AwsTarget, sdk_error};
 use serde_json::{Value, json};
 
-use crate::remote::{Remote, RemoteArgs, block_on_multi};
+use crate::aws_args::{Remote, RemoteArgs, block_on_multi};
 
 mod redrive;
 

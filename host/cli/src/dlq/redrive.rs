@@ -12,7 +12,7 @@ use prism_lambda::LambdaConfig;
 use prism_types::change::Change;
 
 use super::{Queues, RedriveArgs, delete, load_claim, queues, release, scan, target};
-use crate::remote::{Remote, RemoteArgs};
+use crate::aws_args::{Remote, RemoteArgs};
 use prism_aws::claims::ClaimRef;
 use prism_aws::sdk_error;
 

@@ -4,8 +4,8 @@
 
 use prism_contract::Message;
 
-use super::bindings::v2::{WitMessage as V2Message, config, prism::receiver::types};
-use super::bindings::v2::{images, log, output};
+use super::bindings::v0_2::{WitMessage as V2Message, config, prism::receiver::types};
+use super::bindings::v0_2::{images, log, output};
 use super::sandbox::HostState;
 
 impl images::Host for HostState {

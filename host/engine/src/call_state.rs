@@ -9,8 +9,8 @@
 use prism_contract::Message;
 
 use super::bindings::WitChange;
-use super::bindings::v2::{WitChange as V2Change, WitChangeKind as V2Kind};
-use super::output::{Outbox, OutputError, OutputLimits};
+use super::bindings::v0_2::{WitChange as V2Change, WitChangeKind as V2Kind};
+use super::output_check::{Outbox, OutputError, OutputLimits};
 
 /// What the current 0.2 call may read and where its messages go.
 #[derive(Debug, Default)]
