@@ -13,12 +13,16 @@ mod call_state;
 pub mod check;
 mod clocks;
 pub mod determinism;
+#[cfg(any(test, feature = "testkit"))]
+pub mod handmade;
 mod imports_v0_2;
 pub mod mapper;
 mod output_check;
 mod plugin;
 mod reads;
 pub mod sandbox;
+#[cfg(test)]
+mod sandbox_suite;
 pub(crate) mod ticker;
 mod vtime;
 

@@ -170,12 +170,17 @@ fn hostile_memory_stays_under_the_formula_in_a_real_process() {
 
 /// Eight memories cost what one does: a component whose seven extra core
 /// modules each grow a memory of their own by 60 MiB and touch it (see
-/// `many_memories.rs`) peaks no higher than a one-memory plugin filling
+/// `prism_engine::handmade`, `Accepts::Hogs`) peaks no higher than a one-memory plugin filling
 /// 60 MiB of the same 64 MiB cap. With a cap per memory it would hold 7 ×
 /// 60 MiB per sandbox.
 #[test]
 fn a_component_with_eight_memories_is_held_to_one_cap() {
-    let wasm = crate::sandbox::many_memories::component();
+    use prism_engine::handmade::{Accepts, receiver};
+    let wasm = receiver(Accepts::Hogs {
+        count: 7,
+        mib: 60,
+        strict: false,
+    });
     let engine = prism_e2e::engine();
     if let Err(e) = engine.load(&wasm) {
         panic!("the hand-made component does not load: {e}");

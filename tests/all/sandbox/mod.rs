@@ -4,5 +4,4 @@ mod contracts;
 mod grants;
 mod hostile;
 mod input;
-pub(crate) mod many_memories;
 mod memory;

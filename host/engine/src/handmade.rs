@@ -1,13 +1,15 @@
-//! A receiver component built by hand with eight linear memories: one core
-//! module for the canonical ABI and seven "hog" modules, each with a memory
-//! of its own that it grows by 60 MiB and touches on every `accepts`. A
-//! plugin author gets there by composing components (`wac`), which is
-//! legal; a memory cap per memory would let it hold seven times its
-//! `memory_mib`. The host must count all eight against one cap.
+//! Receiver components built by hand, in core Wasm, for the sandbox's own
+//! tests: each exports the 0.1 receiver world and imports nothing, and its
+//! `accepts` does exactly one hostile thing ([`Accepts`]). No guest
+//! toolchain is needed, so every limit can be hit from `cargo test -p
+//! prism-engine`; `prism-e2e` uses the same builder (feature `testkit`) for
+//! the attacks it measures against a whole process.
 //!
-//! It imports nothing and exports the 0.1 receiver world: `accepts`
-//! answers true after the hogs ran, `format` and `format-batch` answer
+//! The main module holds the canonical ABI's memory (16 pages) and a bump
+//! allocator reset after every call; `format` and `format-batch` answer
 //! `ok([])`.
+
+#![allow(missing_docs)] // test support: the variants say what they do
 
 use wasm_encoder::{
     BlockType, CodeSection, ComponentBuilder, ComponentExportKind, ComponentValType, ConstExpr,
@@ -16,10 +18,26 @@ use wasm_encoder::{
     TypeSection, ValType,
 };
 
-/// Memories besides the main module's.
-pub(crate) const HOGS: u32 = 7;
-/// What each hog grows its memory by and touches (MiB).
-pub(crate) const HOG_MIB: u32 = 60;
+/// What `accepts` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepts {
+    /// Answers true at once (the control).
+    True,
+    /// Spins forever.
+    Loop,
+    /// Executes `unreachable` (a Rust panic ends the same way).
+    Trap,
+    /// Calls itself without end.
+    Recurse,
+    /// Grows its memory by this many MiB and writes every byte; a refused
+    /// grow traps, as a Rust guest's allocator aborts.
+    GrowMib(u32),
+    /// Runs `count` extra core modules, each growing a memory of its own
+    /// by `mib` MiB and touching it (a composed component may have many
+    /// memories); answers true. A refused grow traps when `strict`, and is
+    /// left alone otherwise (to measure what the process holds).
+    Hogs { count: u32, mib: u32, strict: bool },
+}
 
 fn memory(min_pages: u64) -> MemoryType {
     MemoryType {
@@ -31,10 +49,34 @@ fn memory(min_pages: u64) -> MemoryType {
     }
 }
 
+/// `memory.grow` memory `mem` by `pages` and fill what it got with ones,
+/// leaving a refused grow alone (`refused` runs then, e.g. `unreachable`).
+fn grow_and_touch(f: &mut Function, mem: u32, pages: u32, refused: &[I<'static>]) {
+    f.instruction(&I::I32Const(pages as i32));
+    f.instruction(&I::MemoryGrow(mem));
+    f.instruction(&I::I32Const(-1));
+    f.instruction(&I::I32Eq);
+    f.instruction(&I::If(BlockType::Empty));
+    for i in refused {
+        f.instruction(i);
+    }
+    f.instruction(&I::Else);
+    // Fill from the old end: memory.size − pages, in bytes.
+    f.instruction(&I::MemorySize(mem));
+    f.instruction(&I::I32Const(pages as i32));
+    f.instruction(&I::I32Sub);
+    f.instruction(&I::I32Const(16));
+    f.instruction(&I::I32Shl);
+    f.instruction(&I::I32Const(1));
+    f.instruction(&I::I32Const((pages as i64 * 65536) as i32));
+    f.instruction(&I::MemoryFill(mem));
+    f.instruction(&I::End);
+}
+
 /// A module with one memory, empty at first, exporting `hog`: the first
-/// call grows it by [`HOG_MIB`] and writes every byte; a refused grow is
-/// left alone.
-fn hog() -> Module {
+/// call grows it by `mib` MiB and writes every byte (a refused grow traps
+/// when `strict`).
+fn hog(mib: u32, strict: bool) -> Module {
     let mut m = Module::new();
     let mut types = TypeSection::new();
     types.ty().function([], []);
@@ -48,36 +90,26 @@ fn hog() -> Module {
     let mut exports = ExportSection::new();
     exports.export("hog", ExportKind::Func, 0);
     m.section(&exports);
-    let pages = HOG_MIB * 16;
     let mut f = Function::new([]);
-    for i in [
-        I::MemorySize(0),
-        I::I32Eqz,
-        I::If(BlockType::Empty),
-        I::I32Const(pages as i32),
-        I::MemoryGrow(0),
-        I::I32Const(-1),
-        I::I32Ne,
-        I::If(BlockType::Empty),
-        I::I32Const(0),
-        I::I32Const(1),
-        I::I32Const((pages * 65536) as i32),
-        I::MemoryFill(0),
-        I::End,
-        I::End,
-        I::End,
-    ] {
-        f.instruction(&i);
-    }
+    f.instruction(&I::MemorySize(0));
+    f.instruction(&I::I32Eqz);
+    f.instruction(&I::If(BlockType::Empty));
+    let refused: &[I<'static>] = if strict { &[I::Unreachable] } else { &[] };
+    grow_and_touch(&mut f, 0, mib * 16, refused);
+    f.instruction(&I::End);
+    f.instruction(&I::End);
     let mut code = CodeSection::new();
     code.function(&f);
     m.section(&code);
     m
 }
 
-/// The module the canonical ABI talks to: its own memory (16 pages), a
-/// bump allocator reset after every call, `accepts` that runs every hog.
-fn main_module() -> Module {
+/// The module the canonical ABI talks to.
+fn main_module(accepts: Accepts) -> Module {
+    let hogs = match accepts {
+        Accepts::Hogs { count, .. } => count,
+        _ => 0,
+    };
     let mut m = Module::new();
     let mut types = TypeSection::new();
     types.ty().function([], []);
@@ -91,7 +123,7 @@ fn main_module() -> Module {
     types.ty().function([ValType::I32; 4], [ValType::I32]);
     m.section(&types);
     let mut imports = ImportSection::new();
-    for h in 0..HOGS {
+    for h in 0..hogs {
         imports.import(
             &format!("h{h}"),
             "hog",
@@ -100,7 +132,8 @@ fn main_module() -> Module {
     }
     m.section(&imports);
     let mut funcs = FunctionSection::new();
-    for ty in [1, 1, 2, 3] {
+    // accepts, format, format-batch, cabi_realloc, recurse
+    for ty in [1, 1, 2, 3, 0] {
         funcs.function(ty);
     }
     m.section(&funcs);
@@ -117,21 +150,38 @@ fn main_module() -> Module {
         &ConstExpr::i32_const(1024),
     );
     m.section(&globals);
-    let (accepts, format, format_batch, realloc) = (HOGS, HOGS + 1, HOGS + 2, HOGS + 3);
+    let (f_accepts, f_format, f_batch, f_realloc, f_recurse) =
+        (hogs, hogs + 1, hogs + 2, hogs + 3, hogs + 4);
     let mut exports = ExportSection::new();
     exports.export("memory", ExportKind::Memory, 0);
-    exports.export("accepts", ExportKind::Func, accepts);
-    exports.export("format", ExportKind::Func, format);
-    exports.export("format-batch", ExportKind::Func, format_batch);
-    exports.export("cabi_realloc", ExportKind::Func, realloc);
+    exports.export("accepts", ExportKind::Func, f_accepts);
+    exports.export("format", ExportKind::Func, f_format);
+    exports.export("format-batch", ExportKind::Func, f_batch);
+    exports.export("cabi_realloc", ExportKind::Func, f_realloc);
     m.section(&exports);
 
     let reset = [I::I32Const(1024), I::GlobalSet(0)];
     let mut code = CodeSection::new();
-    // accepts: every hog, then true.
     let mut f = Function::new([]);
-    for h in 0..HOGS {
-        f.instruction(&I::Call(h));
+    match accepts {
+        Accepts::True => {}
+        Accepts::Loop => {
+            f.instruction(&I::Loop(BlockType::Empty));
+            f.instruction(&I::Br(0));
+            f.instruction(&I::End);
+        }
+        Accepts::Trap => {
+            f.instruction(&I::Unreachable);
+        }
+        Accepts::Recurse => {
+            f.instruction(&I::Call(f_recurse));
+        }
+        Accepts::GrowMib(mib) => grow_and_touch(&mut f, 0, mib * 16, &[I::Unreachable]),
+        Accepts::Hogs { .. } => {
+            for h in 0..hogs {
+                f.instruction(&I::Call(h));
+            }
+        }
     }
     for i in reset.iter().chain(&[I::I32Const(1), I::End]) {
         f.instruction(i);
@@ -167,18 +217,27 @@ fn main_module() -> Module {
         f.instruction(&i);
     }
     code.function(&f);
+    // recurse: calls itself.
+    let mut f = Function::new([]);
+    f.instruction(&I::Call(f_recurse));
+    f.instruction(&I::End);
+    code.function(&f);
     m.section(&code);
     m
 }
 
-/// The component: seven hog instances, the main instance wired to them,
-/// the 0.1 receiver world's types and its three functions lifted.
-pub(crate) fn component() -> Vec<u8> {
+/// The component: the hogs' instances (if any), the main instance wired
+/// to them, the 0.1 receiver world's types and its three functions lifted.
+pub fn receiver(accepts: Accepts) -> Vec<u8> {
     use ComponentValType::{Primitive, Type};
+    let (hogs, mib, strict) = match accepts {
+        Accepts::Hogs { count, mib, strict } => (count, mib, strict),
+        _ => (0, 0, false),
+    };
     let mut b = ComponentBuilder::default();
-    let hog_module = b.core_module(Some("hog"), &hog());
-    let main = b.core_module(Some("main"), &main_module());
-    let names: Vec<String> = (0..HOGS).map(|h| format!("h{h}")).collect();
+    let hog_module = b.core_module(Some("hog"), &hog(mib, strict));
+    let main = b.core_module(Some("main"), &main_module(accepts));
+    let names: Vec<String> = (0..hogs).map(|h| format!("h{h}")).collect();
     let hogs: Vec<u32> = names
         .iter()
         .map(|n| b.core_instantiate(Some(n), hog_module, Vec::<(&str, ModuleArg)>::new()))
