@@ -29,6 +29,12 @@ pub struct Change {
     pub time_ms: u64,
     /// The stream's event id, when known (for error messages).
     pub event_id: Option<String>,
+    /// The model builder's bookkeeping of `old` (its `_prism_*` attributes:
+    /// the revision and the source sequences that wrote it), stripped from
+    /// the image and kept here as JSON text, when the item carries any.
+    pub old_bookkeeping: Option<String>,
+    /// The same for `new`.
+    pub new_bookkeeping: Option<String>,
 }
 
 impl Change {
@@ -58,6 +64,8 @@ impl Change {
             sequence,
             time_ms,
             event_id: None,
+            old_bookkeeping: None,
+            new_bookkeeping: None,
         }
     }
 

@@ -977,13 +977,16 @@ impl<'f> World<'f> {
 /// A seeded stream over a few products: inserts, modifies of `v`,
 /// modifies that leave `v` alone (dedup's case), modifies back to an
 /// earlier image byte for byte (the ABA dedup must not fall for), removes
-/// and re-inserts.
+/// and re-inserts. Each item carries the bookkeeping prism's model builder
+/// writes (`_prism_rev`, restarting after a remove as the builder's does,
+/// and `_prism_sources`, the source sequence that caused the write).
 fn stream(rng: &mut fastrand::Rng, max_changes: usize) -> (Vec<Value>, Vec<Written>) {
     let products = rng.usize(3..=6);
     let changes = rng.usize(4..=max_changes.max(4));
     let mut w = Writer::default();
     let mut current: Vec<Option<Value>> = vec![None; products];
     let mut earlier: Vec<Vec<Value>> = vec![Vec::new(); products];
+    let mut revs = vec![0u64; products];
     let mut v = 0u64;
     for n in 0..changes {
         let p = rng.usize(0..products);
@@ -999,7 +1002,11 @@ fn stream(rng: &mut fastrand::Rng, max_changes: usize) -> (Vec<Value>, Vec<Writt
                 0..8 => None,
                 8..30 => Some(json!({"pk": key, "v": o["v"], "noise": n})),
                 30..40 => {
-                    let back: Vec<&Value> = earlier[p].iter().filter(|e| *e != o).collect();
+                    let mut plain = o.clone();
+                    if let Some(m) = plain.as_object_mut() {
+                        prism_types::bookkeeping::strip_bookkeeping(m);
+                    }
+                    let back: Vec<&Value> = earlier[p].iter().filter(|e| **e != plain).collect();
                     if back.is_empty() {
                         fresh()
                     } else {
@@ -1009,10 +1016,20 @@ fn stream(rng: &mut fastrand::Rng, max_changes: usize) -> (Vec<Value>, Vec<Writt
                 _ => fresh(),
             },
         };
-        w.push(&key, old.as_ref(), new.as_ref());
         if let Some(n) = &new {
             earlier[p].push(n.clone());
         }
+        // The model builder's bookkeeping, as it writes it.
+        let new = new.map(|mut item| {
+            revs[p] += 1;
+            item["_prism_rev"] = json!(revs[p]);
+            item["_prism_sources"] = json!({ "products": format!("{:08}", n + 1) });
+            item
+        });
+        if new.is_none() {
+            revs[p] = 0;
+        }
+        w.push(&key, old.as_ref(), new.as_ref());
         current[p] = new;
     }
     w.done()

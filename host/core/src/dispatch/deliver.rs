@@ -122,13 +122,13 @@ impl<'a> Context<'a> {
             return true;
         }
         let hash = crate::outputs::hash_messages(msgs);
-        let before = crate::outputs::image_hash(c.old_json.as_deref());
+        let before = crate::outputs::image_identity(c, crate::outputs::Side::Old);
         if !o.unchanged(r.id(), &c.key, &hash, &before) {
             return false;
         }
         st.suppressed += msgs.len() as u64;
         // The receiver keeps the same output of a newer image.
-        let image = crate::outputs::image_hash(c.new_json.as_deref());
+        let image = crate::outputs::image_identity(c, crate::outputs::Side::New);
         o.record(r.id(), &c.key, &c.sequence, hash, image);
         true
     }
@@ -198,7 +198,7 @@ impl<'a> Context<'a> {
                     .sum::<u64>();
                 if let (Some(o), true, [_]) = (self.outputs, dedup, indices) {
                     let hash = crate::outputs::hash_messages(msgs);
-                    let image = crate::outputs::image_hash(c.new_json.as_deref());
+                    let image = crate::outputs::image_identity(c, crate::outputs::Side::New);
                     o.record(r.id(), &c.key, sequence, hash, image);
                 }
                 Settled::Delivered

@@ -33,7 +33,7 @@ use std::sync::Mutex;
 use prism_contract::Message;
 use sha2::{Digest as _, Sha256};
 
-use prism_types::change::cmp_sequence;
+use prism_types::change::{Change, cmp_sequence};
 
 /// The last output delivered to one (receiver, key).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +232,42 @@ pub fn hash_messages(msgs: &[Message]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// What identifies the image a change started from (`old`) or made
+/// (`new`) for output dedup: its text and, when the model builder wrote
+/// it, its bookkeeping (revision and source sequences). The text alone
+/// repeats when a product changes back (A, B, A): a state that missed B
+/// (its record lost after B was sent) then took the second A for the
+/// first and suppressed it while the receiver held B (the simulation found
+/// it, seed 197962). The bookkeeping never repeats: each write carries the
+/// newer source sequence that caused it, even after a delete restarts
+/// the revision. Without it (a stream not written by prism's model
+/// builder), the text's hash, as before.
+pub fn image_identity(c: &Change, side: Side) -> [u8; 32] {
+    let (json, books) = match side {
+        Side::Old => (c.old_json.as_deref(), c.old_bookkeeping.as_deref()),
+        Side::New => (c.new_json.as_deref(), c.new_bookkeeping.as_deref()),
+    };
+    match books {
+        None => image_hash(json),
+        Some(books) => {
+            let mut h = Sha256::new();
+            h.update(image_hash(json));
+            h.update(b"\0bookkeeping\0");
+            h.update(books.as_bytes());
+            h.finalize().into()
+        }
+    }
+}
+
+/// Which image of a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The image before the change.
+    Old,
+    /// The image after it.
+    New,
+}
+
 /// The hash of a product image as JSON text (`None`: no image, before an
 /// insert or after a remove). A change's old image is the previous change's
 /// new image byte for byte (both are decoded the same way from the same
@@ -403,5 +439,36 @@ mod tests {
         )]);
         assert!(!old.unchanged("r", "k", &x, &v1));
         assert_ne!(image_hash(None), image_hash(Some("")));
+    }
+
+    #[test]
+    fn an_image_changed_back_is_a_new_image_when_the_model_builder_wrote_it() {
+        let doc = serde_json::json!({"pk": "P-1", "v": 1});
+        let mut first = Change::new(
+            "P-1".into(),
+            prism_types::change::ChangeKind::Insert,
+            None,
+            Some(doc.clone()),
+            "1".into(),
+            0,
+        );
+        let mut back = first.clone();
+        // Without bookkeeping, the text is all there is: the same.
+        assert_eq!(
+            image_identity(&first, Side::New),
+            image_identity(&back, Side::New)
+        );
+        assert_eq!(
+            image_identity(&first, Side::New),
+            image_hash(first.new_json.as_deref())
+        );
+        // The model builder wrote them at different revisions and sources.
+        first.new_bookkeeping = Some(r#"{"_prism_rev":1,"_prism_sources":{"p":"01"}}"#.into());
+        back.new_bookkeeping = Some(r#"{"_prism_rev":3,"_prism_sources":{"p":"05"}}"#.into());
+        assert_ne!(
+            image_identity(&first, Side::New),
+            image_identity(&back, Side::New)
+        );
+        assert_eq!(image_identity(&first, Side::Old), image_hash(None));
     }
 }

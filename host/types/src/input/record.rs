@@ -55,21 +55,24 @@ pub fn to_change(record: &Value) -> Result<Change, String> {
             (secs * 1000.0).round() as u64
         }
     };
-    let image = |field: &str| -> Result<Option<Value>, String> {
+    // An image and the model builder's bookkeeping of it.
+    let image = |field: &str| -> Result<(Option<Value>, Option<String>), String> {
         match ddb.get(field) {
-            None | Some(Value::Null) => Ok(None),
+            None | Some(Value::Null) => Ok((None, None)),
             Some(Value::Object(m)) => {
                 let mut item =
                     attr::map_to_json(m, "").map_err(|e| format!("dynamodb.{field}: {e}"))?;
-                // The model builder's revision and sources are not the receivers' business.
-                crate::bookkeeping::strip_bookkeeping(&mut item);
-                Ok(Some(Value::Object(item)))
+                // The model builder's revision and sources are not the
+                // receivers' business; they are kept beside the image, as
+                // output dedup's identity of it.
+                let books = crate::bookkeeping::take_bookkeeping(&mut item);
+                Ok((Some(Value::Object(item)), books))
             }
             Some(_) => Err(format!("dynamodb.{field} must be an object")),
         }
     };
-    let new = image("NewImage")?;
-    let old = image("OldImage")?;
+    let (new, new_books) = image("NewImage")?;
+    let (old, old_books) = image("OldImage")?;
     let view = "the stream must use StreamViewType NEW_AND_OLD_IMAGES";
     match (kind, &old, &new) {
         (ChangeKind::Insert, _, None) => {
@@ -98,8 +101,15 @@ pub fn to_change(record: &Value) -> Result<Change, String> {
         ChangeKind::Remove => (old, None),
         ChangeKind::Modify => (old, new),
     };
+    let (old_books, new_books) = match kind {
+        ChangeKind::Insert => (None, new_books),
+        ChangeKind::Remove => (old_books, None),
+        ChangeKind::Modify => (old_books, new_books),
+    };
     let mut change = Change::new(key, kind, old, new, sequence, time_ms);
     change.event_id = event_id;
+    change.old_bookkeeping = old_books;
+    change.new_bookkeeping = new_books;
     Ok(change)
 }
 
@@ -108,23 +118,27 @@ pub fn to_change(record: &Value) -> Result<Change, String> {
 /// trip): how a stored change (a dead letter, a backfilled document) goes
 /// through the same dispatch path as the stream's own records.
 pub fn from_change(c: &Change) -> Value {
-    let image = |v: &Value| {
-        Value::Object(match v.as_object() {
-            Some(o) => attr::item_from_json(o),
-            None => Map::new(),
-        })
+    let image = |v: &Value, books: Option<&str>| {
+        let mut plain = v.as_object().cloned().unwrap_or_default();
+        if let Some(Ok(Value::Object(books))) = books.map(serde_json::from_str::<Value>) {
+            plain.extend(books);
+        }
+        Value::Object(attr::item_from_json(&plain))
     };
     let mut ddb = Map::new();
     ddb.insert(
         "ApproximateCreationDateTime".into(),
         serde_json::json!(c.time_ms as f64 / 1000.0),
     );
-    ddb.insert("Keys".into(), image(&serde_json::json!({ "pk": c.key })));
+    ddb.insert(
+        "Keys".into(),
+        image(&serde_json::json!({ "pk": c.key }), None),
+    );
     if let Some(n) = &c.new {
-        ddb.insert("NewImage".into(), image(n));
+        ddb.insert("NewImage".into(), image(n, c.new_bookkeeping.as_deref()));
     }
     if let Some(o) = &c.old {
-        ddb.insert("OldImage".into(), image(o));
+        ddb.insert("OldImage".into(), image(o, c.old_bookkeeping.as_deref()));
     }
     ddb.insert("SequenceNumber".into(), Value::String(c.sequence.clone()));
     ddb.insert("StreamViewType".into(), "NEW_AND_OLD_IMAGES".into());
@@ -246,6 +260,15 @@ mod tests {
         let c = to_change(&r).unwrap();
         assert_eq!(c.new_json.as_deref(), Some(r#"{"pk":"P-1"}"#));
         assert!(c.is_noop(), "a write of bookkeeping alone changes nothing");
+        // Kept beside the images, as output dedup's identity of them.
+        assert_eq!(c.old_bookkeeping.as_deref(), Some(r#"{"_prism_rev":1}"#));
+        assert_eq!(
+            c.new_bookkeeping.as_deref(),
+            Some(r#"{"_prism_rev":2,"_prism_sources":{}}"#)
+        );
+        let back = to_change(&from_change(&c)).unwrap();
+        assert_eq!(back.old_bookkeeping, c.old_bookkeeping);
+        assert_eq!(back.new_bookkeeping, c.new_bookkeeping);
     }
 
     #[test]
