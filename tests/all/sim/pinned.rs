@@ -460,7 +460,7 @@ fn seeds_79278_and_86695_a_window_not_remembered_holds_the_rest_of_the_run() {
     }
 }
 
-/// Seed 197962 of the run of 1,000,000 (kept as a seed: it needs a crash
+/// Seeds 197962 and 320131 of the run of 1,000,000 (kept as seeds: each needs a crash
 /// right after a send, Lambda giving up on the batch, and a product that
 /// changes back). `dedup` got P-0's B, then the process died before the
 /// state recorded it; Lambda gave up on the batch with P-0's change back
@@ -470,12 +470,14 @@ fn seeds_79278_and_86695_a_window_not_remembered_holds_the_rest_of_the_run() {
 /// model builder's bookkeeping (revision and source sequence), which
 /// never repeats. Tied to the generator, as above.
 #[test]
-fn seed_197962_dedup_never_takes_a_product_changed_back_for_the_state_it_recorded() {
-    let out = super::run(super::fixture(), &super::options(197962));
-    assert!(
-        out.violations.is_empty(),
-        "{:#?}\n\ntrace:\n{}",
-        out.violations,
-        out.trace.join("\n")
-    );
+fn seeds_197962_and_320131_dedup_never_takes_a_product_changed_back_for_the_state_it_recorded() {
+    for seed in [197962, 320131] {
+        let out = super::run(super::fixture(), &super::options(seed));
+        assert!(
+            out.violations.is_empty(),
+            "seed {seed}: {:#?}\n\ntrace:\n{}",
+            out.violations,
+            out.trace.join("\n")
+        );
+    }
 }
