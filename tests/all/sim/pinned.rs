@@ -460,8 +460,8 @@ fn seeds_79278_and_86695_a_window_not_remembered_holds_the_rest_of_the_run() {
     }
 }
 
-/// Seeds 197962, 320131, 680859 and 684019 of the run of 1,000,000 (the
-/// last two through `imm`, whose output carries the old `v`; kept as
+/// Seeds 197962, 320131, 680859, 684019 and 841543 of the run of 1,000,000 (the
+/// third and fourth through `imm`, whose output carries the old `v`; kept as
 /// seeds: each needs a crash
 /// right after a send, Lambda giving up on the batch, and a product that
 /// changes back). `dedup` got P-0's B, then the process died before the
@@ -473,7 +473,7 @@ fn seeds_79278_and_86695_a_window_not_remembered_holds_the_rest_of_the_run() {
 /// never repeats. Tied to the generator, as above.
 #[test]
 fn long_run_seeds_dedup_never_takes_a_product_changed_back_for_the_state_it_recorded() {
-    for seed in [197962, 320131, 680859, 684019] {
+    for seed in [197962, 320131, 680859, 684019, 841543] {
         let out = super::run(super::fixture(), &super::options(seed));
         assert!(
             out.violations.is_empty(),
