@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Map, Value};
 
 use prism_core::backfill::checkpoint::{Checkpoint, Checkpoints, checkpoint_error};
-use prism_core::backfill::{BackfillError, ModelScan, ScanPage};
+use prism_core::backfill::{BackfillError, ModelScan, PageRequest, ScanPage};
 
 use crate::batch::Item;
 
@@ -75,13 +75,13 @@ impl ModelScan for DynamoModelScan {
         Ok((names, t.item_count().unwrap_or(0).max(0) as u64))
     }
 
-    async fn scan(
-        &self,
-        segment: u32,
-        segments: u32,
-        limit: usize,
-        after: Option<&Value>,
-    ) -> Result<ScanPage, BackfillError> {
+    async fn scan(&self, page: PageRequest<'_>) -> Result<ScanPage, BackfillError> {
+        let PageRequest {
+            segment,
+            segments,
+            limit,
+            after,
+        } = page;
         let start = after
             .map(key_from_json)
             .transpose()

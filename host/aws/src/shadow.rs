@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::attr_json::{ddb, to_av};
 use super::batch::{Item, batch_get};
 use prism_mapping::TableDecl;
-use prism_mapping::store::{ShadowStore, StoreError};
+use prism_mapping::store::{Lookup, ShadowStore, StoreError};
 
 /// The calls the mapper makes on shadow tables (and their indexes).
 /// Terraform grants exactly these.
@@ -93,13 +93,13 @@ impl ShadowStore for DynamoShadow {
             .collect())
     }
 
-    fn query(
-        &self,
-        table: &TableDecl,
-        index: Option<&str>,
-        attribute: &str,
-        value: &Value,
-    ) -> Result<Vec<Value>, StoreError> {
+    fn query(&self, lookup: Lookup<'_>) -> Result<Vec<Value>, StoreError> {
+        let Lookup {
+            table,
+            index,
+            attribute,
+            value,
+        } = lookup;
         let name = self.physical(table);
         let what = match index {
             Some(i) => format!("shadow table {name} index {i}"),

@@ -2,7 +2,6 @@
 //! same code as the API Lambda.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,17 +31,8 @@ pub struct Args {
     /// The product-model table.
     #[arg(long, value_name = "TABLE")]
     pub model_table: String,
-    /// A local registry directory.
-    #[arg(long, value_name = "DIR", conflicts_with = "table")]
-    pub registry: Option<PathBuf>,
-    /// The DynamoDB registry table.
-    #[arg(
-        long,
-        env = "PRISM_REGISTRY_TABLE",
-        value_name = "TABLE",
-        required_unless_present = "registry"
-    )]
-    pub table: Option<String>,
+    #[command(flatten)]
+    pub place: super::aws_args::RegistryPlace,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -65,7 +55,7 @@ async fn serve(a: Args) -> anyhow::Result<ExitCode> {
         region: a.target.region.clone(),
     };
     let config = aws::sdk_config(&target).await;
-    let api = match (&a.registry, &a.table) {
+    let api = match (&a.place.registry, &a.place.table) {
         (Some(dir), _) => {
             let engine = a.cache.engine()?;
             let snapshot = LocalRegistry::new(dir)

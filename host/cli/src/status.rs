@@ -47,7 +47,7 @@ pub struct Args {
 }
 
 /// One receiver's status.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Row {
     pub receiver: String,
     /// `enabled`, `disabled` or `quarantined`.
@@ -271,16 +271,11 @@ fn base_row(h: &Head, now: u64) -> Row {
             Mode::Immediate => "immediate".into(),
             Mode::Batch { max_count, .. } => format!("batch ({max_count})"),
         },
-        queue: None,
-        dead_letter_queue: None,
-        lanes_waiting: None,
-        changes_waiting: None,
-        oldest_waiting_seconds: None,
-        backfill: None,
         updated_at: h.updated_at.clone(),
         updated_by: h.updated_by.clone(),
         last_error: h.last_error.clone(),
-        problems: vec![],
+        // Queues, lanes and backfill are filled in by what reads them.
+        ..Row::default()
     }
 }
 
@@ -570,21 +565,13 @@ mod tests {
         let mut row = Row {
             receiver: "a".into(),
             state: "enabled".into(),
-            quarantined_until: None,
             version: 1,
             latest: 1,
             plugin: "x".into(),
             mode: "immediate".into(),
-            queue: None,
-            dead_letter_queue: None,
-            lanes_waiting: None,
-            changes_waiting: None,
-            oldest_waiting_seconds: None,
-            backfill: None,
             updated_at: "t".into(),
             updated_by: "u".into(),
-            last_error: None,
-            problems: vec![],
+            ..Row::default()
         };
         fill_lanes(&lanes, &mut row, 1_000);
         assert_eq!(row.backfill, None);

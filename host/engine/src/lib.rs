@@ -16,6 +16,7 @@ pub mod determinism;
 #[cfg(any(test, feature = "testkit"))]
 pub mod handmade;
 mod imports_v0_2;
+mod loaded;
 pub mod mapper;
 mod output_check;
 mod plugin;
@@ -43,6 +44,7 @@ pub use plugin::{CallError, Contract, Plugin, Session, host_copy_cap};
 pub use sandbox::{GuestLog, Level};
 
 use cache::CompileCache;
+use loaded::Loaded;
 use prism_types::digest::Digest;
 use prism_types::limits::MAX_MEMORY_MIB;
 use sandbox::HostState;
@@ -229,7 +231,12 @@ impl PluginEngine {
             _ => bindings::ReceiverPre::new(pre).map(plugin::Pre::V0_1),
         }
         .map_err(|e| shape_error(world, e))?;
-        Ok(Plugin::new(digest, pre, source, self.ticker.clone()))
+        Ok(Plugin::new(Loaded::new(
+            digest,
+            pre,
+            source,
+            self.ticker.clone(),
+        )))
     }
 
     /// Compile (or load from cache) and check a mapper component.
@@ -239,7 +246,12 @@ impl PluginEngine {
         let pre = self.checked(&self.mapper_linker, &component, &check::MAPPER)?;
         let pre =
             bindings::mapper::MapperPre::new(pre).map_err(|e| shape_error(&check::MAPPER, e))?;
-        Ok(MapperPlugin::new(digest, pre, source, self.ticker.clone()))
+        Ok(MapperPlugin::new(Loaded::new(
+            digest,
+            pre,
+            source,
+            self.ticker.clone(),
+        )))
     }
 
     /// Check a component's shape against `world`, then pre-link it.

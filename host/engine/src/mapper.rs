@@ -16,6 +16,7 @@ use super::bindings::WitChangeKind;
 use super::bindings::mapper::{
     Mapper, MapperPre, WitMapError, WitModelWrite, WitShadowChange, model, shadow,
 };
+use super::loaded::Loaded;
 use super::output_check::OutputError;
 use super::plugin::{CallError, classify, new_store};
 use super::reads::ReadAccess;
@@ -43,35 +44,22 @@ pub struct MapResult {
 
 /// A compiled, checked mapper, ready to instantiate.
 pub struct MapperPlugin {
-    digest: Digest,
-    pre: MapperPre<HostState>,
-    source: LoadSource,
-    _ticker: std::sync::Arc<super::ticker::EpochTicker>,
+    loaded: Loaded<MapperPre<HostState>>,
 }
 
 impl MapperPlugin {
-    pub(super) fn new(
-        digest: Digest,
-        pre: MapperPre<HostState>,
-        source: LoadSource,
-        ticker: std::sync::Arc<super::ticker::EpochTicker>,
-    ) -> Self {
-        Self {
-            digest,
-            pre,
-            source,
-            _ticker: ticker,
-        }
+    pub(super) fn new(loaded: Loaded<MapperPre<HostState>>) -> Self {
+        Self { loaded }
     }
 
     /// The component's digest.
     pub fn digest(&self) -> &Digest {
-        &self.digest
+        &self.loaded.digest
     }
 
     /// Was it compiled now or loaded precompiled?
     pub fn source(&self) -> LoadSource {
-        self.source
+        self.loaded.source
     }
 
     /// Map one change in a fresh sandbox. `limits.max_messages` caps the
@@ -83,12 +71,13 @@ impl MapperPlugin {
         limits: Limits,
         reads: Arc<dyn MapperReads>,
     ) -> Result<MapResult, CallError> {
-        let mut store = new_store(self.pre.engine(), config, limits);
+        let mut store = new_store(self.loaded.pre.engine(), config, limits);
         store.data_mut().grant_reads(ReadAccess {
             reads,
             items_read: 0,
         });
         let instance: Mapper = self
+            .loaded
             .pre
             .instantiate(&mut store)
             .map_err(|e| classify(e, &store, limits))?;

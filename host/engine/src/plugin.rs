@@ -11,6 +11,7 @@ use prism_contract::{FormatError, Message};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::bindings::{Receiver, ReceiverPre, WitChange, WitFormatError, v0_2};
+use super::loaded::Loaded;
 use super::output_check::{self, OutputError, OutputLimits};
 use super::sandbox::{GuestLog, HostState};
 use super::{EPOCH_TICK, LoadSource};
@@ -45,10 +46,7 @@ enum Instance {
 
 /// A compiled, checked plugin, ready to instantiate.
 pub struct Plugin {
-    digest: Digest,
-    pre: Pre,
-    source: LoadSource,
-    _ticker: std::sync::Arc<super::ticker::EpochTicker>,
+    loaded: Loaded<Pre>,
 }
 
 /// Why a call into a plugin failed (as opposed to the plugin answering
@@ -105,28 +103,18 @@ impl CallError {
 }
 
 impl Plugin {
-    pub(super) fn new(
-        digest: Digest,
-        pre: Pre,
-        source: LoadSource,
-        ticker: std::sync::Arc<super::ticker::EpochTicker>,
-    ) -> Self {
-        Self {
-            digest,
-            pre,
-            source,
-            _ticker: ticker,
-        }
+    pub(super) fn new(loaded: Loaded<Pre>) -> Self {
+        Self { loaded }
     }
 
     /// The component's digest.
     pub fn digest(&self) -> &Digest {
-        &self.digest
+        &self.loaded.digest
     }
 
     /// The contract version it was built for.
     pub fn contract(&self) -> Contract {
-        match self.pre {
+        match self.loaded.pre {
             Pre::V0_1(_) => Contract::V0_1,
             Pre::V0_2(_) => Contract::V0_2,
         }
@@ -134,7 +122,7 @@ impl Plugin {
 
     /// What it imports (interface names, e.g. `prism:receiver/log@0.2.0`).
     pub fn imports(&self) -> Vec<String> {
-        let (component, engine) = match &self.pre {
+        let (component, engine) = match &self.loaded.pre {
             Pre::V0_1(p) => (p.instance_pre().component(), p.engine()),
             Pre::V0_2(p) => (p.instance_pre().component(), p.engine()),
         };
@@ -147,7 +135,7 @@ impl Plugin {
 
     /// Was it compiled now or loaded precompiled?
     pub fn source(&self) -> LoadSource {
-        self.source
+        self.loaded.source
     }
 
     /// Open a fresh sandboxed instance with this receiver's config and limits.
@@ -156,8 +144,8 @@ impl Plugin {
         config: Arc<BTreeMap<String, String>>,
         limits: Limits,
     ) -> Result<Session, CallError> {
-        let mut store = new_store(self.pre.engine(), config, limits);
-        let instance = match &self.pre {
+        let mut store = new_store(self.loaded.pre.engine(), config, limits);
+        let instance = match &self.loaded.pre {
             Pre::V0_1(p) => p.instantiate(&mut store).map(Instance::V0_1),
             Pre::V0_2(p) => p.instantiate(&mut store).map(Instance::V0_2),
         }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
 
-use super::store::{ModelStore, Put, ShadowStore, StoreError, Stored};
+use super::store::{Lookup, ModelStore, Put, ShadowStore, StoreError, Stored};
 use prism_engine::ShadowChange;
 use prism_types::change::{Change, ChangeKind};
 use prism_types::mapper_manifest::TableDecl;
@@ -112,13 +112,13 @@ impl ShadowStore for LocalShadow {
             .collect())
     }
 
-    fn query(
-        &self,
-        table: &TableDecl,
-        _index: Option<&str>,
-        attribute: &str,
-        value: &Value,
-    ) -> Result<Vec<Value>, StoreError> {
+    fn query(&self, lookup: Lookup<'_>) -> Result<Vec<Value>, StoreError> {
+        let Lookup {
+            table,
+            index: _,
+            attribute,
+            value,
+        } = lookup;
         let tables = lock(&self.tables);
         let Some(items) = tables.get(&table.name) else {
             return Ok(Vec::new());
@@ -309,11 +309,16 @@ mod tests {
             indexes: [("by-brand".to_owned(), "brand_id".to_owned())].into(),
         };
         let by_brand = |b: &str| -> Vec<String> {
-            s.query(&t, Some("by-brand"), "brand_id", &json!(b))
-                .unwrap()
-                .iter()
-                .map(|i| i["article_no"].as_str().unwrap().to_owned())
-                .collect()
+            s.query(Lookup {
+                table: &t,
+                index: Some("by-brand"),
+                attribute: "brand_id",
+                value: &json!(b),
+            })
+            .unwrap()
+            .iter()
+            .map(|i| i["article_no"].as_str().unwrap().to_owned())
+            .collect()
         };
         put(&s, "P1", Some("B1"));
         put(&s, "P2", Some("B1"));

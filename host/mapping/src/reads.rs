@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::store::{ModelStore, ShadowStore};
+use super::store::{Lookup, ModelStore, ShadowStore};
 use prism_engine::MapperReads;
 use prism_types::mapper_manifest::{MapperManifest, TableDecl};
 
@@ -96,7 +96,12 @@ impl MapperReads for Reads {
             ));
         };
         self.shadow
-            .query(decl, index, attribute, value)
+            .query(Lookup {
+                table: decl,
+                index,
+                attribute,
+                value,
+            })
             .map_err(|e| e.to_string())
     }
 

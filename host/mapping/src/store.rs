@@ -81,21 +81,28 @@ pub enum Put {
     Conflict,
 }
 
+/// What [`ShadowStore::query`] is asked for: the items of `table` whose
+/// `attribute` equals `value`.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'a> {
+    /// The table.
+    pub table: &'a TableDecl,
+    /// The index to query through (`None`: the table's own partition key).
+    pub index: Option<&'a str>,
+    /// The attribute the index (or the table) is keyed on.
+    pub attribute: &'a str,
+    /// The value it must equal.
+    pub value: &'a Value,
+}
+
 /// The shadow tables (the master data system's mirror), read-only.
 pub trait ShadowStore: Send + Sync {
     /// Items of `table` by key (JSON objects of exactly the key attributes),
     /// in the order asked.
     fn get_many(&self, table: &TableDecl, keys: &[Value])
     -> Result<Vec<Option<Value>>, StoreError>;
-    /// Items of `table` whose `attribute` equals `value`, through the index
-    /// `index` (`None`: the table's own partition key), in key order.
-    fn query(
-        &self,
-        table: &TableDecl,
-        index: Option<&str>,
-        attribute: &str,
-        value: &Value,
-    ) -> Result<Vec<Value>, StoreError>;
+    /// The items `lookup` names, in key order.
+    fn query(&self, lookup: Lookup<'_>) -> Result<Vec<Value>, StoreError>;
 }
 
 /// The product model, written only by the model builder.

@@ -108,6 +108,46 @@ impl Mode {
             Mode::Batch { max_count, .. } => (*max_count).max(1),
         }
     }
+
+    /// A batched receiver's window limits; `None` for an immediate one.
+    pub fn batch_limits(&self) -> Option<WindowLimits> {
+        match *self {
+            Mode::Immediate => None,
+            Mode::Batch {
+                max_count,
+                max_bytes,
+                max_age_secs,
+            } => Some(WindowLimits {
+                max_count: max_count as u64,
+                max_bytes: max_bytes as u64,
+                max_age_ms: max_age_secs.saturating_mul(1000),
+            }),
+        }
+    }
+}
+
+/// When a batched receiver's window is cut (see [`Mode::Batch`]): the one
+/// rule shared by windows cut in a run and by the spool's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowLimits {
+    /// Full at this many changes.
+    pub max_count: u64,
+    /// Full at this many image bytes.
+    pub max_bytes: u64,
+    /// Due when its oldest change is this old (ms).
+    pub max_age_ms: u64,
+}
+
+impl WindowLimits {
+    /// Is a window of `count` changes and `bytes` image bytes full?
+    pub fn full(&self, count: u64, bytes: u64) -> bool {
+        count >= self.max_count || bytes >= self.max_bytes
+    }
+
+    /// Is a window whose oldest change is from `oldest_ms` too old at `now_ms`?
+    pub fn too_old(&self, oldest_ms: u64, now_ms: u64) -> bool {
+        now_ms.saturating_sub(oldest_ms) >= self.max_age_ms
+    }
 }
 
 /// How a receiver gets its messages.
@@ -393,6 +433,32 @@ pub fn queue_name(queue: &str) -> Result<&str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_is_full_at_either_limit_and_due_at_its_age() {
+        let w = Mode::Batch {
+            max_count: 3,
+            max_bytes: 100,
+            max_age_secs: 2,
+        }
+        .batch_limits()
+        .unwrap();
+        assert!(!w.full(2, 99));
+        assert!(w.full(3, 0));
+        assert!(w.full(0, 100));
+        assert!(!w.too_old(1_000, 2_999));
+        assert!(w.too_old(1_000, 3_000));
+        // A clock that went back is not an age.
+        assert!(!w.too_old(5_000, 1_000));
+        assert_eq!(Mode::Immediate.batch_limits(), None);
+        // An age too large to count in ms saturates instead of wrapping.
+        let forever = Mode::Batch {
+            max_count: 1,
+            max_bytes: 1,
+            max_age_secs: u64::MAX,
+        };
+        assert!(!forever.batch_limits().unwrap().too_old(0, u64::MAX - 1));
+    }
 
     const DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 

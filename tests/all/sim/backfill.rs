@@ -20,7 +20,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use prism_core::backfill::checkpoint::{Checkpoint, Checkpoints, checkpoint_error};
-use prism_core::backfill::{BackfillError, Clock as BackfillClock, ModelScan, ScanPage};
+use prism_core::backfill::{
+    BackfillError, Clock as BackfillClock, ModelScan, PageRequest, ScanPage,
+};
 
 use super::backends::Clock;
 use super::faults::{Faults, applies, errs};
@@ -101,13 +103,13 @@ impl ModelScan for SimModel {
         Ok((vec!["pk".to_owned()], n))
     }
 
-    async fn scan(
-        &self,
-        segment: u32,
-        segments: u32,
-        limit: usize,
-        after: Option<&Value>,
-    ) -> Result<ScanPage, BackfillError> {
+    async fn scan(&self, page: PageRequest<'_>) -> Result<ScanPage, BackfillError> {
+        let PageRequest {
+            segment,
+            segments,
+            limit,
+            after,
+        } = page;
         if errs(self.faults.decide("model.scan", TABLE)) {
             return Err(model_err("Scan"));
         }

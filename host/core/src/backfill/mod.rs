@@ -70,6 +70,19 @@ pub struct ScanPage {
     pub after: Option<Value>,
 }
 
+/// What [`ModelScan::scan`] is asked for: one page of one scan segment.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest<'a> {
+    /// The segment, `0..segments`.
+    pub segment: u32,
+    /// How many segments the scan is cut into.
+    pub segments: u32,
+    /// The most items in the page.
+    pub limit: usize,
+    /// The last key of the page before, as JSON (`None`: the segment's start).
+    pub after: Option<&'a Value>,
+}
+
 /// The model table as a backfill reads it: a parallel scan (eventually
 /// consistent, as DynamoDB's `Scan` is) and a strongly consistent read of
 /// a page's keys (the check after each send). `prism_aws` reads DynamoDB;
@@ -81,14 +94,9 @@ pub trait ModelScan: Send + Sync {
     /// The key attribute names (partition first) and the item count as
     /// the table last computed it (for a progress bar: it lags).
     async fn describe(&self) -> Result<(Vec<String>, u64), BackfillError>;
-    /// Up to `limit` items of `segment` of `segments`, after `after`.
-    async fn scan(
-        &self,
-        segment: u32,
-        segments: u32,
-        limit: usize,
-        after: Option<&Value>,
-    ) -> Result<ScanPage, BackfillError>;
+    /// Up to `page.limit` items of segment `page.segment` of
+    /// `page.segments`, after `page.after`.
+    async fn scan(&self, page: PageRequest<'_>) -> Result<ScanPage, BackfillError>;
     /// The items at `keys` now (a strongly consistent read); a key with no
     /// item is left out.
     async fn read(&self, keys: &[Map<String, Value>]) -> Result<Vec<Value>, BackfillError>;
@@ -425,7 +433,12 @@ impl Backfiller<'_> {
             }
             let page = self
                 .model
-                .scan(segment, segments, self.spec.page_size, cp.after.as_ref())
+                .scan(PageRequest {
+                    segment,
+                    segments,
+                    limit: self.spec.page_size,
+                    after: cp.after.as_ref(),
+                })
                 .await?;
             let items = page.items;
             if !items.is_empty() {

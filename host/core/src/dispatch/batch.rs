@@ -2,6 +2,7 @@
 //! buffer it in the spool (flushing what is due) or, without a spool, cut
 //! windows within the run and format them through `format-batch`.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::worker::{Admission, Context, Formatted, Warm};
@@ -9,9 +10,9 @@ use super::{ReceiverStats, Settled};
 use crate::breaker::Gate;
 use crate::receivers::ActiveReceiver;
 use crate::spool::{Lane, LaneInfo, Spooled};
-use prism_engine::WitChange;
+use prism_engine::{CallError, WitChange};
 use prism_types::failure::FailureKind;
-use prism_types::manifest::Mode;
+use prism_types::manifest::WindowLimits;
 
 /// Where a batched receiver's accepted changes go, in a run with a spool.
 #[derive(Debug, Clone, Copy)]
@@ -38,211 +39,274 @@ impl Context<'_> {
     /// holds earlier changes, new ones go behind them instead of into windows
     /// of their own, so windows stay in stream order.
     pub fn batch(&self, r: &ActiveReceiver) -> ReceiverStats {
-        let Mode::Batch {
-            max_count,
-            max_bytes,
-            max_age_secs,
-        } = r.manifest.mode
-        else {
-            unreachable!("batch units are made for batch receivers only");
+        let mut run = BatchRun::new(self, r);
+        for i in 0..self.changes.len() {
+            run.offer(i);
+        }
+        run.finish()
+    }
+}
+
+/// The window being cut in the run: its changes and their image bytes.
+#[derive(Debug, Default)]
+struct Window {
+    changes: Vec<usize>,
+    bytes: u64,
+}
+
+/// One batched receiver's pass over a run's changes: what it collected,
+/// and where it stands.
+struct BatchRun<'c, 'a> {
+    cx: &'c Context<'a>,
+    r: &'c ActiveReceiver,
+    limits: WindowLimits,
+    st: ReceiverStats,
+    window: Window,
+    /// Changes bound for the spool buffer, behind what it holds.
+    behind: Vec<usize>,
+    /// Where accepted changes go, in a run with a spool.
+    buffer: Option<Buffer>,
+    /// Windows cut here (the buffer empty, at the start or once a flush in
+    /// the run emptied it) go out past the buffer's memory of what it
+    /// handled: a stream batch retried whole must not send again what a
+    /// flush of the buffer, or a window cut in an earlier try, delivered or
+    /// parked (an older change after a newer one). Unreadable, every change
+    /// goes to the buffer, whose append leaves those out.
+    handled: HashSet<String>,
+    /// Whether windows may be cut here at all: not without that memory.
+    may_cut: bool,
+    /// Set when changes could not be delivered or buffered: from then on
+    /// every change of this receiver is held (a retry of the record).
+    holding: bool,
+    /// Set when a flush in the run did not empty the buffer.
+    flush_failed: bool,
+    warm: Warm,
+}
+
+impl<'c, 'a> BatchRun<'c, 'a> {
+    fn new(cx: &'c Context<'a>, r: &'c ActiveReceiver) -> Self {
+        let limits = r
+            .manifest
+            .mode
+            .batch_limits()
+            .expect("batch units are made for batch receivers only");
+        let mut run = Self {
+            cx,
+            r,
+            limits,
+            st: ReceiverStats::default(),
+            window: Window::default(),
+            behind: Vec::new(),
+            buffer: cx.lanes.map(|l| match l.buffered.get(r.id()) {
+                _ if !l.cut_windows => Buffer::Holding(LaneInfo::default()),
+                Some(info) if info.count > 0 => Buffer::Holding(*info),
+                _ => Buffer::Empty,
+            }),
+            handled: HashSet::new(),
+            may_cut: true,
+            holding: false,
+            flush_failed: false,
+            warm: None,
         };
-        let mut st = ReceiverStats::default();
-        // The window being cut in the run, and its image bytes.
-        let mut window: Vec<usize> = Vec::new();
-        let mut bytes = 0usize;
-        // Changes bound for the spool buffer, behind what it holds.
-        let mut behind: Vec<usize> = Vec::new();
-        let mut buffer = self.lanes.map(|l| match l.buffered.get(r.id()) {
-            _ if !l.cut_windows => Buffer::Holding(LaneInfo::default()),
-            Some(info) if info.count > 0 => Buffer::Holding(*info),
-            _ => Buffer::Empty,
-        });
-        // Windows cut here (the buffer empty, at the start or once a flush
-        // in the run emptied it) go out past the buffer's memory of what it
-        // handled: a stream batch retried whole must not send again what a
-        // flush of the buffer, or a window cut in an earlier try, delivered
-        // or parked (an older change after a newer one). Unreadable, every
-        // change goes to the buffer, whose append leaves those out.
-        let mut handled = std::collections::HashSet::new();
-        // Whether windows may be cut here at all: not without that memory.
-        let mut may_cut = true;
-        if let Some(l) = self.lanes
+        if let Some(l) = cx.lanes
             && l.cut_windows
             && !l.replay
         {
-            match self.handled(r, l) {
-                Some(h) => handled = h,
+            match cx.handled(r, l) {
+                Some(h) => run.handled = h,
                 None => {
-                    may_cut = false;
-                    buffer = Some(Buffer::Holding(LaneInfo::default()));
+                    run.may_cut = false;
+                    run.buffer = Some(Buffer::Holding(LaneInfo::default()));
                 }
             }
         }
-        // Set when changes could not be delivered or buffered: from then on
-        // every change of this receiver is held (a retry of the record).
-        let mut holding = false;
-        // Set when a flush in the run did not empty the buffer.
-        let mut flush_failed = false;
-        let mut warm: Warm = None;
-        for i in 0..self.changes.len() {
-            if !self.should_run(r, i, &mut st) {
-                continue;
+        run
+    }
+
+    /// Hold change `i`, and from now on every later one.
+    fn hold(&mut self, i: usize) {
+        self.holding = true;
+        self.st.held.push(i);
+    }
+
+    /// Offer change `i` to the receiver, unless it is handled already,
+    /// held behind an earlier one, or out of time.
+    fn offer(&mut self, i: usize) {
+        let (cx, r) = (self.cx, self.r);
+        if !cx.should_run(r, i, &mut self.st) {
+            return;
+        }
+        if self.handled.contains(&cx.changes[i].sequence) {
+            self.st.already_handled += 1;
+            return;
+        }
+        if self.holding {
+            self.st.held.push(i);
+            return;
+        }
+        if cx.out_of_time(r) {
+            // Not started: this change and the rest are held. Without a
+            // spool the window so far would be formatted now: held too.
+            self.st.deferred += 1;
+            self.hold(i);
+            if cx.lanes.is_none() {
+                let window = std::mem::take(&mut self.window);
+                self.st.held.extend(window.changes);
             }
-            if handled.contains(&self.changes[i].sequence) {
-                st.already_handled += 1;
-                continue;
-            }
-            if holding {
-                st.held.push(i);
-                continue;
-            }
-            if self.out_of_time(r) {
-                // Not started: this change and the rest are held. Without a
-                // spool the window so far would be formatted now: held too.
-                st.deferred += 1;
-                holding = true;
-                st.held.push(i);
-                if self.lanes.is_none() {
-                    st.held.append(&mut window);
-                }
-                continue;
-            }
-            match self.admit(r, &mut st, i) {
-                Admission::Run => {}
-                Admission::Passed => continue,
-                Admission::Held => {
-                    holding = true;
-                    st.held.push(i);
-                    continue;
-                }
-            }
-            let started = Instant::now();
-            let accepted = self.accepts(r, i, &mut warm).map(|(a, session, used)| {
-                warm = Some((session, used + 1));
-                a
-            });
-            let took = started.elapsed();
-            self.charge(r, &mut st, took);
-            self.breaker_outcome(
-                r,
-                accepted.as_ref().err().map(|e| e.kind()),
-                took,
-                Duration::from_millis(r.manifest.limits.timeout_ms),
-            );
-            match accepted {
-                Ok(true) => {
-                    st.accepted += 1;
-                    let c = &self.changes[i];
-                    if let (Some(l), Some(Buffer::Holding(mut info))) = (self.lanes, buffer) {
-                        behind.push(i);
-                        info.count += 1;
-                        info.bytes += c.image_bytes() as u64;
-                        buffer = Some(Buffer::Holding(info));
-                        let full = info.count >= max_count as u64 || info.bytes >= max_bytes as u64;
-                        if full && !flush_failed && l.cut_windows {
-                            // A full window: append, flush, and look again.
-                            match self.buffer(r, l, &mut st, std::mem::take(&mut behind)) {
-                                // A replay (a redrive) sends again on
-                                // purpose what the buffer handled before:
-                                // its changes carry their old sequences,
-                                // and reading the buffer's memory of them
-                                // here dropped a redriven letter's change
-                                // as handled (the simulation found it).
-                                Some(left) if left.count == 0 && may_cut && l.replay => {
-                                    buffer = Some(Buffer::Empty);
-                                }
-                                Some(left) if left.count == 0 && may_cut => {
-                                    // The flush handled some of this run's
-                                    // changes: read again what to leave out.
-                                    match self.handled(r, l) {
-                                        Some(h) => {
-                                            handled = h;
-                                            buffer = Some(Buffer::Empty);
-                                        }
-                                        None => {
-                                            may_cut = false;
-                                            buffer = Some(Buffer::Holding(left));
-                                        }
-                                    }
-                                }
-                                // Emptied, but what the buffer handled is
-                                // unknown here: go on appending (its append
-                                // leaves the handled out).
-                                Some(left) if left.count == 0 => {
-                                    buffer = Some(Buffer::Holding(left))
-                                }
-                                Some(left) => {
-                                    // Not emptied (busy, or the destination
-                                    // failed): the rest waits for the end of
-                                    // the run, so it is not tried per change.
-                                    flush_failed = true;
-                                    buffer = Some(Buffer::Holding(left));
-                                }
-                                None => holding = true,
-                            }
-                        }
-                        continue;
-                    }
-                    let too_old = window.first().is_some_and(|&f| {
-                        c.time_ms.saturating_sub(self.changes[f].time_ms) >= max_age_secs * 1000
-                    });
-                    if too_old {
-                        self.cut(
-                            r,
-                            &mut st,
-                            std::mem::take(&mut window),
-                            &mut buffer,
-                            &mut holding,
-                        );
-                        bytes = 0;
-                    }
-                    if holding {
-                        st.held.push(i);
-                        continue;
-                    }
-                    if matches!(buffer, Some(Buffer::Holding(_))) {
-                        // The last window went to the buffer: this one goes behind it.
-                        behind.push(i);
-                        continue;
-                    }
-                    window.push(i);
-                    bytes += c.image_bytes();
-                    if window.len() >= max_count || bytes >= max_bytes {
-                        self.cut(
-                            r,
-                            &mut st,
-                            std::mem::take(&mut window),
-                            &mut buffer,
-                            &mut holding,
-                        );
-                        bytes = 0;
-                    }
-                }
-                Ok(false) => st.skipped += 1,
-                Err(e) => {
-                    let error = self.describe(r, i, &e.to_string());
-                    if !self.park(r, &mut st, &[i], e.kind(), &error).handled() {
-                        holding = true;
-                        st.held.push(i);
-                    }
+            return;
+        }
+        match cx.admit(r, &mut self.st, i) {
+            Admission::Run => {}
+            Admission::Passed => return,
+            Admission::Held => return self.hold(i),
+        }
+        match self.accepts(i) {
+            Ok(true) => self.accepted(i),
+            Ok(false) => self.st.skipped += 1,
+            Err(e) => {
+                let error = cx.describe(r, i, &e.to_string());
+                if !cx.park(r, &mut self.st, &[i], e.kind(), &error).handled() {
+                    self.hold(i);
                 }
             }
         }
-        match self.lanes {
+    }
+
+    /// `accepts` for change `i` (in the warm sandbox when there is one),
+    /// its time charged to the receiver and told to its breaker.
+    fn accepts(&mut self, i: usize) -> Result<bool, CallError> {
+        let (cx, r) = (self.cx, self.r);
+        let started = Instant::now();
+        let accepted = cx.accepts(r, i, &mut self.warm).map(|(a, session, used)| {
+            self.warm = Some((session, used + 1));
+            a
+        });
+        let took = started.elapsed();
+        cx.charge(r, &mut self.st, took);
+        cx.breaker_outcome(
+            r,
+            accepted.as_ref().err().map(|e| e.kind()),
+            took,
+            Duration::from_millis(r.manifest.limits.timeout_ms),
+        );
+        accepted
+    }
+
+    /// An accepted change goes behind the buffer while it holds earlier
+    /// changes, else into the window (cut when it is full or too old).
+    fn accepted(&mut self, i: usize) {
+        self.st.accepted += 1;
+        if let (Some(l), Some(Buffer::Holding(info))) = (self.cx.lanes, self.buffer) {
+            return self.append_behind(l, info, i);
+        }
+        let changes = self.cx.changes;
+        let c = &changes[i];
+        let too_old = self
+            .window
+            .changes
+            .first()
+            .is_some_and(|&f| self.limits.too_old(changes[f].time_ms, c.time_ms));
+        if too_old {
+            self.cut();
+        }
+        if self.holding {
+            self.st.held.push(i);
+            return;
+        }
+        if matches!(self.buffer, Some(Buffer::Holding(_))) {
+            // The last window went to the buffer: this one goes behind it.
+            self.behind.push(i);
+            return;
+        }
+        self.window.changes.push(i);
+        self.window.bytes += c.image_bytes() as u64;
+        if self
+            .limits
+            .full(self.window.changes.len() as u64, self.window.bytes)
+        {
+            self.cut();
+        }
+    }
+
+    /// Cut the window: format and deliver it (see [`Context::cut`]).
+    fn cut(&mut self) {
+        let window = std::mem::take(&mut self.window);
+        let (cx, r) = (self.cx, self.r);
+        cx.cut(
+            r,
+            &mut self.st,
+            window.changes,
+            &mut self.buffer,
+            &mut self.holding,
+        );
+    }
+
+    /// Put change `i` behind what the buffer holds (`info`, before it);
+    /// when that makes a full window, append, flush, and look again.
+    fn append_behind(&mut self, l: &super::Lanes<'_>, mut info: LaneInfo, i: usize) {
+        self.behind.push(i);
+        info.count += 1;
+        info.bytes += self.cx.changes[i].image_bytes() as u64;
+        self.buffer = Some(Buffer::Holding(info));
+        if !self.limits.full(info.count, info.bytes) || self.flush_failed || !l.cut_windows {
+            return;
+        }
+        let behind = std::mem::take(&mut self.behind);
+        let (cx, r) = (self.cx, self.r);
+        match cx.buffer(r, l, &mut self.st, behind) {
+            // A replay (a redrive) sends again on purpose what the buffer
+            // handled before: its changes carry their old sequences, and
+            // reading the buffer's memory of them here dropped a redriven
+            // letter's change as handled (the simulation found it).
+            Some(left) if left.count == 0 && self.may_cut && l.replay => {
+                self.buffer = Some(Buffer::Empty);
+            }
+            // The flush handled some of this run's changes: read again what
+            // to leave out.
+            Some(left) if left.count == 0 && self.may_cut => match cx.handled(r, l) {
+                Some(h) => {
+                    self.handled = h;
+                    self.buffer = Some(Buffer::Empty);
+                }
+                None => {
+                    self.may_cut = false;
+                    self.buffer = Some(Buffer::Holding(left));
+                }
+            },
+            // Emptied, but what the buffer handled is unknown here: go on
+            // appending (its append leaves the handled out).
+            Some(left) if left.count == 0 => self.buffer = Some(Buffer::Holding(left)),
+            // Not emptied (busy, or the destination failed): the rest waits
+            // for the end of the run, so it is not tried per change.
+            Some(left) => {
+                self.flush_failed = true;
+                self.buffer = Some(Buffer::Holding(left));
+            }
+            None => self.holding = true,
+        }
+    }
+
+    /// What the run did not finish: with a spool it waits in the buffer (the
+    /// window being cut, or what came in behind the buffer: never both);
+    /// without one, the last window is flushed now.
+    fn finish(mut self) -> ReceiverStats {
+        let (cx, r) = (self.cx, self.r);
+        let window = std::mem::take(&mut self.window).changes;
+        match cx.lanes {
             Some(l) => {
-                // What the run did not finish waits in the buffer: the window
-                // being cut, or what came in behind the buffer (never both).
-                behind.append(&mut window);
-                self.buffer(r, l, &mut st, behind);
+                self.behind.extend(window);
+                cx.buffer(r, l, &mut self.st, self.behind);
             }
             None if !window.is_empty() => {
-                self.flush(r, &mut st, window);
+                cx.flush(r, &mut self.st, window);
             }
             None => {}
         }
-        st
+        self.st
     }
+}
 
+impl Context<'_> {
     /// Which of the run's changes the receiver's buffer handled (see
     /// [`crate::spool::Spool::handled`]); `None` when that cannot be read.
     fn handled(

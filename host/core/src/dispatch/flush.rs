@@ -37,17 +37,10 @@ const CHUNK: usize = 320;
 
 /// Is a buffer with these totals due for a flush?
 pub fn due(r: &ActiveReceiver, info: &LaneInfo, now_ms: u64) -> bool {
-    let Mode::Batch {
-        max_count,
-        max_bytes,
-        max_age_secs,
-    } = r.manifest.mode
-    else {
-        return true;
-    };
-    info.count >= max_count as u64
-        || info.bytes >= max_bytes as u64
-        || now_ms.saturating_sub(info.oldest_ms) >= max_age_secs.saturating_mul(1000)
+    r.manifest
+        .mode
+        .batch_limits()
+        .is_none_or(|w| w.full(info.count, info.bytes) || w.too_old(info.oldest_ms, now_ms))
 }
 
 /// The totals of some buffered entries.
