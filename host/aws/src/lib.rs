@@ -215,6 +215,50 @@ pub fn s3_client(config: &SdkConfig, target: &AwsTarget) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// Did a DynamoDB call fail only because its condition did not hold (it
+/// lost a race, or found what it guards against)?
+pub(crate) fn condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
+    e: &aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> bool {
+    matches!(e, aws_sdk_dynamodb::error::SdkError::ServiceError(s)
+        if s.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+/// Every item of a paginated `Scan` or `Query` (all pages), or the first
+/// error as text.
+pub(crate) async fn all_items<E>(
+    pages: aws_smithy_async::future::pagination_stream::PaginationStream<
+        Result<
+            std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+            aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+        >,
+    >,
+) -> Result<Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>, String>
+where
+    E: std::error::Error + 'static,
+{
+    pages
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| sdk_error(&e))
+}
+
+/// A conditional write where losing the race is fine (what the other
+/// writer did stands): `Err` only for a real failure, naming `call`.
+pub(crate) fn unless_raced<T, E, R>(
+    r: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    call: &str,
+) -> Result<(), String>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match r {
+        Err(e) if !condition_failed(&e) => Err(format!("{call}: {}", sdk_error(&e))),
+        _ => Ok(()),
+    }
+}
+
 /// Render an SDK error with its whole chain (the service's code and
 /// message, or the network cause), not just "service error".
 pub fn sdk_error<E: std::error::Error + 'static>(e: &E) -> String {

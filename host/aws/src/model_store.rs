@@ -4,7 +4,6 @@
 //! product never lose each other's change: the loser reads again.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
@@ -70,12 +69,6 @@ fn condition(expected: Option<u64>) -> (String, Option<AttributeValue>) {
     }
 }
 
-fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
-    e: &SdkError<E, R>,
-) -> bool {
-    matches!(e, SdkError::ServiceError(s) if s.err().code() == Some("ConditionalCheckFailedException"))
-}
-
 impl ModelStore for DynamoModelStore {
     fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Stored>>, StoreError> {
         let mut unique: Vec<&String> = keys.iter().collect();
@@ -128,7 +121,7 @@ impl ModelStore for DynamoModelStore {
         }
         match self.handle.block_on(call.send()) {
             Ok(_) => Ok(Put::Done),
-            Err(e) if is_condition_failure(&e) => Ok(Put::Conflict),
+            Err(e) if crate::condition_failed(&e) => Ok(Put::Conflict),
             Err(e) => Err(self.err("PutItem", key, super::sdk_error(&e))),
         }
     }
@@ -150,7 +143,7 @@ impl ModelStore for DynamoModelStore {
         }
         match self.handle.block_on(call.send()) {
             Ok(_) => Ok(Put::Done),
-            Err(e) if is_condition_failure(&e) => Ok(Put::Conflict),
+            Err(e) if crate::condition_failed(&e) => Ok(Put::Conflict),
             Err(e) => Err(self.err("DeleteItem", key, super::sdk_error(&e))),
         }
     }

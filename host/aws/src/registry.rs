@@ -198,30 +198,25 @@ impl DynamoRegistry {
     /// Every receiver's head (entries that do not parse come back as errors
     /// naming the receiver, so one bad item cannot hide the others).
     pub async fn heads(&self) -> Result<Vec<Result<Head, RegistryOpError>>, RegistryOpError> {
-        let mut out = Vec::new();
-        let mut items = self
+        let scan = self
             .ddb
             .scan()
             .table_name(&self.table)
             .filter_expression("#v = :zero")
             .expression_attribute_names("#v", KEY_VERSION)
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = items.next().await {
-            let item = item.map_err(|e| self.err(sdk_error(&e)))?;
-            out.push(self.parse_head(&item));
-        }
+            .consistent_read(true);
+        let items = super::all_items(scan.into_paginator().items().send())
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out: Vec<_> = items.iter().map(|i| self.parse_head(i)).collect();
         out.sort_by_key(key_of);
         Ok(out)
     }
 
     /// A receiver's history, oldest first.
     pub async fn versions(&self, receiver: &str) -> Result<Vec<Version>, RegistryOpError> {
-        let mut out = Vec::new();
-        let mut items = self
+        let query = self
             .ddb
             .query()
             .table_name(&self.table)
@@ -230,20 +225,21 @@ impl DynamoRegistry {
             .expression_attribute_names("#v", KEY_VERSION)
             .expression_attribute_values(":r", AttributeValue::S(receiver.to_owned()))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = items.next().await {
-            let item = item.map_err(|e| self.err(sdk_error(&e)))?;
-            out.push(Version {
-                version: num(&item, KEY_VERSION),
-                manifest: self.parse_entry(&item, receiver)?,
-                registered_at: text(&item, "registered_at"),
-                registered_by: text(&item, "registered_by"),
-            });
-        }
-        Ok(out)
+            .consistent_read(true);
+        let items = super::all_items(query.into_paginator().items().send())
+            .await
+            .map_err(|e| self.err(e))?;
+        items
+            .iter()
+            .map(|item| {
+                Ok(Version {
+                    version: num(item, KEY_VERSION),
+                    manifest: self.parse_entry(item, receiver)?,
+                    registered_at: text(item, "registered_at"),
+                    registered_by: text(item, "registered_by"),
+                })
+            })
+            .collect()
     }
 
     /// Register a new version of `manifest.receiver` and make it live, if the
@@ -325,9 +321,7 @@ impl DynamoRegistry {
             .send()
             .await
             .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception())
-                {
+                if crate::condition_failed(&e) {
                     RegistryOpError::Conflict {
                         receiver: next.manifest.receiver.clone(),
                         revision: seen.revision,
@@ -389,12 +383,7 @@ impl DynamoRegistry {
             .await;
         match r {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if crate::condition_failed(&e) => Ok(false),
             Err(e) => Err(self.err(sdk_error(&e))),
         }
     }

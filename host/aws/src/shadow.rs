@@ -106,24 +106,18 @@ impl ShadowStore for DynamoShadow {
             None => format!("shadow table {name}"),
         };
         self.handle.block_on(async {
-            let mut out = Vec::new();
-            let mut items = self
+            let query = self
                 .client
                 .query()
                 .table_name(&name)
                 .set_index_name(index.map(str::to_owned))
                 .key_condition_expression("#k = :v")
                 .expression_attribute_names("#k", attribute)
-                .expression_attribute_values(":v", to_av(value))
-                .into_paginator()
-                .items()
-                .send();
-            while let Some(item) = items.next().await {
-                let item = item
-                    .map_err(|e| StoreError(format!("{what}: Query: {}", super::sdk_error(&e))))?;
-                out.push(plain(&item, &what)?);
-            }
-            Ok(out)
+                .expression_attribute_values(":v", to_av(value));
+            let items = super::all_items(query.into_paginator().items().send())
+                .await
+                .map_err(|e| StoreError(format!("{what}: Query: {e}")))?;
+            items.iter().map(|item| plain(item, &what)).collect()
         })
     }
 }

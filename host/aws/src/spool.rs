@@ -209,12 +209,9 @@ impl DynamoSpool {
                 .expression_attribute_values(":b", s(b)),
             None => q.key_condition_expression("#l = :l"),
         };
-        q.into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<Item>, _>>()
+        super::all_items(q.into_paginator().items().send())
             .await
-            .map_err(|e| format!("Query: {}", super::sdk_error(&e)))
+            .map_err(|e| format!("Query: {e}"))
     }
 
     /// The newest live done mark of a lane (its padded sequence): one
@@ -574,39 +571,28 @@ impl Spool for DynamoSpool {
                 let left = self.entries(lane).await?;
                 // A lost race (condition failed) means an append came in;
                 // its totals stand.
+                // Only if no append bumped the version since it was read.
+                let unchanged = ("version = :v", ":v", n(version));
                 if left.is_empty() {
                     let r = self
                         .client
                         .delete_item()
                         .table_name(&self.table)
                         .set_key(Some(key(INDEX, &name)))
-                        .condition_expression("version = :v")
-                        .expression_attribute_values(":v", n(version))
+                        .condition_expression(unchanged.0)
+                        .expression_attribute_values(unchanged.1, unchanged.2)
                         .send()
                         .await;
-                    if let Err(e) = r
-                        && !e
-                            .as_service_error()
-                            .is_some_and(|s| s.is_conditional_check_failed_exception())
-                    {
-                        return Err(format!("DeleteItem (index): {}", super::sdk_error(&e)));
-                    }
+                    crate::unless_raced(r, "DeleteItem (index)")
                 } else {
-                    let r = self
-                        .set_totals(&name, &left, "")
-                        .condition_expression("version = :v")
-                        .expression_attribute_values(":v", n(version))
+                    let r = self.set_totals(&name, &left, "");
+                    let r = r
+                        .condition_expression(unchanged.0)
+                        .expression_attribute_values(unchanged.1, unchanged.2)
                         .send()
                         .await;
-                    if let Err(e) = r
-                        && !e
-                            .as_service_error()
-                            .is_some_and(|s| s.is_conditional_check_failed_exception())
-                    {
-                        return Err(format!("UpdateItem (index): {}", super::sdk_error(&e)));
-                    }
+                    crate::unless_raced(r, "UpdateItem (index)")
                 }
-                Ok(())
             })
             .map_err(|e: String| self.err(lane, e))
     }
@@ -663,12 +649,7 @@ impl Spool for DynamoSpool {
                         .unwrap_or_default(),
                 }))
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
+            Err(e) if crate::condition_failed(&e) => Ok(None),
             Err(e) => Err(self.err(
                 lane,
                 format!("UpdateItem (claim): {}", super::sdk_error(&e)),

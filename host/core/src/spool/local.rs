@@ -300,6 +300,14 @@ mod tests {
         }
     }
 
+    fn sequences(s: &LocalSpool, lane: &Lane) -> Vec<String> {
+        s.read(lane)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.sequence)
+            .collect()
+    }
+
     fn buffer() -> Lane {
         Lane::Buffer {
             receiver: "pricelist".into(),
@@ -392,12 +400,7 @@ mod tests {
                 }
             }
         );
-        let seqs: Vec<_> = s
-            .read(&buffer())
-            .unwrap()
-            .into_iter()
-            .map(|e| e.sequence)
-            .collect();
+        let seqs = sequences(&s, &buffer());
         assert_eq!(seqs, ["9", "10"]);
         s.remove(&buffer(), &["9".into(), "10".into()]).unwrap();
         assert!(s.lanes().unwrap().is_empty());
@@ -406,12 +409,7 @@ mod tests {
             .append(&buffer(), &[entry("9", 1), entry("10", 1), entry("11", 1)])
             .unwrap();
         assert_eq!(a.added, 1);
-        let seqs: Vec<_> = s
-            .read(&buffer())
-            .unwrap()
-            .into_iter()
-            .map(|e| e.sequence)
-            .collect();
+        let seqs = sequences(&s, &buffer());
         assert_eq!(seqs, ["11"]);
         // A redrive of 9 (parked by a flush, so remembered as handled) is
         // added: it replays on purpose.
