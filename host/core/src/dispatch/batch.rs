@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use super::worker::{Admission, Context, Formatted, Warm};
+use super::worker::{Admission, Context, Formatted, Sandbox, Warm};
 use super::{ReceiverStats, Settled};
 use crate::breaker::Gate;
 use crate::receivers::ActiveReceiver;
@@ -177,8 +177,8 @@ impl<'c, 'a> BatchRun<'c, 'a> {
     fn accepts(&mut self, i: usize) -> Result<bool, CallError> {
         let (cx, r) = (self.cx, self.r);
         let started = Instant::now();
-        let accepted = cx.accepts(r, i, &mut self.warm).map(|(a, session, used)| {
-            self.warm = Some((session, used + 1));
+        let accepted = cx.accepts(r, i, &mut self.warm).map(|(a, sandbox)| {
+            self.warm = sandbox.served();
             a
         });
         let took = started.elapsed();
@@ -544,21 +544,10 @@ impl Context<'_> {
         let wits: Vec<WitChange> = window.iter().map(|&i| self.wit[i].clone()).collect();
         let first = &self.changes[window[0]];
         let last = &self.changes[*window.last().expect("non-empty window")];
-        let outcome = r
-            .plugin
-            .session(r.config.clone(), r.manifest.limits)
-            .map(|session| {
-                // A window gets a fresh sandbox, and does not hand it on.
-                self.format(
-                    r,
-                    session,
-                    0,
-                    st,
-                    |s| s.format_batch(&wits),
-                    first,
-                    &mut None,
-                )
-            });
+        // A window gets a fresh sandbox, and does not hand it on.
+        let outcome = Sandbox::fresh(r).map(|sandbox| {
+            self.format(r, sandbox, st, |s| s.format_batch(&wits), first, &mut None)
+        });
         let took = started.elapsed();
         self.charge(r, st, took);
         self.breaker_outcome(

@@ -10,7 +10,15 @@ use prism_types::failure::FailureKind;
 use super::worker::{Context, Pending};
 use super::{ReceiverStats, Settled};
 use crate::receivers::ActiveReceiver;
-use crate::sink::{Envelope, SinkErrorKind};
+use crate::sink::{Envelope, SinkError, SinkErrorKind};
+
+/// One change's (or one window's) messages on their way: which changes,
+/// what the plugin made of them, and the envelopes handed to the sink.
+struct Outgoing<'s, 'e> {
+    indices: &'s [usize],
+    msgs: &'s [Message],
+    envelopes: &'s [Envelope<'e>],
+}
 
 impl<'a> Context<'a> {
     /// Deliver the messages of the changes at `indices` (one change, or a
@@ -32,7 +40,17 @@ impl<'a> Context<'a> {
         } else {
             self.sink.deliver(&envelopes)
         };
-        self.settle(r, st, indices, msgs, &envelopes, result, dedup)
+        self.settle(
+            r,
+            st,
+            Outgoing {
+                indices,
+                msgs,
+                envelopes: &envelopes,
+            },
+            result,
+            dedup,
+        )
     }
 
     /// Deliver the changes collected in `pending` (immediate receivers),
@@ -92,7 +110,17 @@ impl<'a> Context<'a> {
             let envs = self.envelopes(r, &[*i], msgs);
             let outcome = if envs.is_empty() { Ok(()) } else { outcome };
             if !self
-                .settle(r, st, &[*i], msgs, &envs, outcome, dedup)
+                .settle(
+                    r,
+                    st,
+                    Outgoing {
+                        indices: &[*i],
+                        msgs,
+                        envelopes: &envs,
+                    },
+                    outcome,
+                    dedup,
+                )
                 .handled()
             {
                 stuck.insert(self.changes[*i].key.as_str());
@@ -173,85 +201,109 @@ impl<'a> Context<'a> {
 
     /// Count and record a delivery's outcome: delivered, parked, or to be
     /// held.
-    #[allow(clippy::too_many_arguments)]
     fn settle(
         &self,
         r: &ActiveReceiver,
         st: &mut ReceiverStats,
-        indices: &[usize],
-        msgs: &[Message],
-        envelopes: &[Envelope<'_>],
-        result: Result<(), crate::sink::SinkError>,
+        out: Outgoing<'_, '_>,
+        result: Result<(), SinkError>,
         dedup: bool,
     ) -> Settled {
-        let i = indices[0];
-        let c = &self.changes[i];
-        let sequence = self.changes[*indices.last().expect("at least one change")]
-            .sequence
-            .as_str();
         match result {
             Ok(()) => {
-                st.messages += envelopes.len() as u64;
-                st.bytes += envelopes
-                    .iter()
-                    .map(|e| e.message.body.len() as u64)
-                    .sum::<u64>();
-                if let (Some(o), true, [_]) = (self.outputs, dedup, indices) {
-                    let hash = crate::outputs::hash_messages(msgs);
-                    let image = crate::outputs::image_identity(c, crate::outputs::Side::New);
-                    o.record(r.id(), &c.key, sequence, hash, image);
-                }
+                self.delivered(r, st, &out, dedup);
                 Settled::Delivered
             }
-            Err(e) => {
-                // What did get out is counted, and remembered for the retry.
-                let out: Vec<usize> = e
-                    .delivered
-                    .iter()
-                    .filter_map(|&p| envelopes.get(p).map(|e| e.index))
-                    .collect();
-                st.messages += out.len() as u64;
-                let mut out: Vec<usize> = self
-                    .sent_before(indices)
-                    .iter()
-                    .copied()
-                    .chain(out)
-                    .collect();
-                out.sort_unstable();
-                out.dedup();
-                if !out.is_empty() {
-                    // Held after all (here, or when parking fails): the
-                    // retry sends only the rest.
-                    st.partial.insert(i, out.clone());
-                    // The receiver holds part of this output: no entry
-                    // describes that, so none may suppress its next one.
-                    if let (Some(o), true, [_]) = (self.outputs, dedup, indices) {
-                        o.untrust(r.id(), &c.key);
-                    }
-                }
-                if e.kind == SinkErrorKind::Unavailable && self.hold_unavailable {
-                    tracing::warn!(receiver = r.id(), key = %c.key, sequence, error = %e, "destination unavailable; change held for a retry");
-                    st.error(
-                        FailureKind::Delivery.as_str(),
-                        self.describe(r, i, &e.to_string()),
-                    );
-                    return Settled::Held;
-                }
-                let mut error = self.describe(r, i, &e.to_string());
-                if !out.is_empty() {
-                    error.push_str(&format!(
-                        " (messages {out:?} of this change were delivered before)"
-                    ));
-                }
-                self.park_as(
-                    r,
-                    st,
-                    indices,
-                    e.kind.failure(),
-                    &e.dead_letter_kind(),
-                    &error,
-                )
+            Err(e) => self.not_delivered(r, st, &out, &e, dedup),
+        }
+    }
+
+    /// All of `out` went out: counted, and recorded for output dedup.
+    fn delivered(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        out: &Outgoing<'_, '_>,
+        dedup: bool,
+    ) {
+        st.messages += out.envelopes.len() as u64;
+        st.bytes += out
+            .envelopes
+            .iter()
+            .map(|e| e.message.body.len() as u64)
+            .sum::<u64>();
+        if let (Some(o), true, &[i]) = (self.outputs, dedup, out.indices) {
+            let c = &self.changes[i];
+            let hash = crate::outputs::hash_messages(out.msgs);
+            let image = crate::outputs::image_identity(c, crate::outputs::Side::New);
+            o.record(r.id(), &c.key, &c.sequence, hash, image);
+        }
+    }
+
+    /// Not all of `out` went out (`e`): what did is counted and remembered
+    /// for the retry; the change is held when the destination is
+    /// unavailable and holding is on, else parked.
+    fn not_delivered(
+        &self,
+        r: &ActiveReceiver,
+        st: &mut ReceiverStats,
+        out: &Outgoing<'_, '_>,
+        e: &SinkError,
+        dedup: bool,
+    ) -> Settled {
+        let i = out.indices[0];
+        let c = &self.changes[i];
+        let got_out: Vec<usize> = e
+            .delivered
+            .iter()
+            .filter_map(|&p| out.envelopes.get(p).map(|e| e.index))
+            .collect();
+        st.messages += got_out.len() as u64;
+        let mut sent: Vec<usize> = self
+            .sent_before(out.indices)
+            .iter()
+            .copied()
+            .chain(got_out)
+            .collect();
+        sent.sort_unstable();
+        sent.dedup();
+        if !sent.is_empty() {
+            // Held after all (here, or when parking fails): the retry sends
+            // only the rest.
+            st.partial.insert(i, sent.clone());
+            // The receiver holds part of this output: no entry describes
+            // that, so none may suppress its next one.
+            if let (Some(o), true, [_]) = (self.outputs, dedup, out.indices) {
+                o.untrust(r.id(), &c.key);
             }
         }
+        if e.kind == SinkErrorKind::Unavailable && self.hold_unavailable {
+            let sequence = self.last_sequence(out.indices);
+            tracing::warn!(receiver = r.id(), key = %c.key, sequence, error = %e, "destination unavailable; change held for a retry");
+            st.error(
+                FailureKind::Delivery.as_str(),
+                self.describe(r, i, &e.to_string()),
+            );
+            return Settled::Held;
+        }
+        let mut error = self.describe(r, i, &e.to_string());
+        if !sent.is_empty() {
+            error.push_str(&format!(
+                " (messages {sent:?} of this change were delivered before)"
+            ));
+        }
+        self.park_as(
+            r,
+            st,
+            out.indices,
+            e.kind.failure(),
+            &e.dead_letter_kind(),
+            &error,
+        )
+    }
+
+    /// The sequence of the last of `indices`.
+    fn last_sequence(&self, indices: &[usize]) -> &str {
+        &self.changes[*indices.last().expect("at least one change")].sequence
     }
 }

@@ -65,8 +65,32 @@ pub(super) struct Context<'a> {
     pub pack_bytes: usize,
 }
 
-/// A unit's sandbox kept for its next change, with how many it served.
-pub(super) type Warm = Option<(Session, u32)>;
+/// A sandbox in hand, with how many changes it served before this one.
+pub(super) struct Sandbox {
+    pub session: Session,
+    pub used: u32,
+}
+
+impl Sandbox {
+    /// A fresh sandbox for `r`.
+    pub fn fresh(r: &ActiveReceiver) -> Result<Self, CallError> {
+        Ok(Self {
+            session: r.plugin.session(r.config.clone(), r.manifest.limits)?,
+            used: 0,
+        })
+    }
+
+    /// It served one more change cleanly: kept for the unit's next one.
+    pub fn served(self) -> Warm {
+        Some(Self {
+            used: self.used + 1,
+            ..self
+        })
+    }
+}
+
+/// A unit's sandbox kept for its next change.
+pub(super) type Warm = Option<Sandbox>;
 
 /// Whether a call that failed in a reused sandbox is worth one more try in
 /// a fresh one: anything but a timeout (a fresh sandbox does not make a
@@ -134,23 +158,20 @@ impl<'a> Context<'a> {
                 }
             }
             let started = Instant::now();
-            let outcome = self
-                .accepts(r, i, &mut warm)
-                .map(|(accepted, session, used)| {
-                    if !accepted {
-                        warm = Some((session, used + 1));
-                        return None;
-                    }
-                    Some(self.format(
-                        r,
-                        session,
-                        used,
-                        &mut st,
-                        |s| s.format(&self.wit[i]),
-                        &self.changes[i],
-                        &mut warm,
-                    ))
-                });
+            let outcome = self.accepts(r, i, &mut warm).map(|(accepted, sandbox)| {
+                if !accepted {
+                    warm = sandbox.served();
+                    return None;
+                }
+                Some(self.format(
+                    r,
+                    sandbox,
+                    &mut st,
+                    |s| s.format(&self.wit[i]),
+                    &self.changes[i],
+                    &mut warm,
+                ))
+            });
             let took = started.elapsed();
             self.charge(r, &mut st, took);
             let failure = match &outcome {
@@ -383,14 +404,14 @@ impl<'a> Context<'a> {
 
     /// The unit's warm sandbox if it may serve another change (with a
     /// fresh time budget), else a fresh one.
-    fn checkout(&self, r: &ActiveReceiver, warm: &mut Warm) -> Result<(Session, u32), CallError> {
-        if let Some((mut s, used)) = warm.take()
-            && used < r.manifest.limits.reuse
+    fn checkout(&self, r: &ActiveReceiver, warm: &mut Warm) -> Result<Sandbox, CallError> {
+        if let Some(mut s) = warm.take()
+            && s.used < r.manifest.limits.reuse
         {
-            s.renew();
-            return Ok((s, used));
+            s.session.renew();
+            return Ok(s);
         }
-        Ok((r.plugin.session(r.config.clone(), r.manifest.limits)?, 0))
+        Sandbox::fresh(r)
     }
 
     /// Ask `accepts`; the session goes on to `format` (or back to `warm`).
@@ -401,33 +422,31 @@ impl<'a> Context<'a> {
         r: &ActiveReceiver,
         i: usize,
         warm: &mut Warm,
-    ) -> Result<(bool, Session, u32), CallError> {
-        let (mut s, used) = self.checkout(r, warm)?;
-        let accepted = s.accepts(&self.wit[i]);
-        self.emit_logs(r, &self.changes[i], s.take_logs());
+    ) -> Result<(bool, Sandbox), CallError> {
+        let mut s = self.checkout(r, warm)?;
+        let accepted = s.session.accepts(&self.wit[i]);
+        self.emit_logs(r, &self.changes[i], s.session.take_logs());
         match accepted {
-            Ok(a) => Ok((a, s, used)),
-            Err(e) if used > 0 && retry_fresh(&e) => {
+            Ok(a) => Ok((a, s)),
+            Err(e) if s.used > 0 && retry_fresh(&e) => {
                 // At most one sandbox per worker: the failed one goes first.
                 drop(s);
-                let mut s = r.plugin.session(r.config.clone(), r.manifest.limits)?;
-                let accepted = s.accepts(&self.wit[i]);
-                self.emit_logs(r, &self.changes[i], s.take_logs());
-                Ok((accepted?, s, 0))
+                let mut s = Sandbox::fresh(r)?;
+                let accepted = s.session.accepts(&self.wit[i]);
+                self.emit_logs(r, &self.changes[i], s.session.take_logs());
+                Ok((accepted?, s))
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Call `call` (format or format-batch), retrying on `retry` with a fresh
-    /// session up to `max_retries` times. A session that served the call
-    /// cleanly goes back to `warm` (`used` changes so far).
-    #[allow(clippy::too_many_arguments)]
+    /// Call `call` (format or format-batch) in `sandbox`, retrying on
+    /// `retry` with a fresh one up to `max_retries` times. A sandbox that
+    /// served the call cleanly goes back to `warm`.
     pub(super) fn format(
         &self,
         r: &ActiveReceiver,
-        mut session: Session,
-        mut used: u32,
+        mut sandbox: Sandbox,
         st: &mut ReceiverStats,
         call: impl Fn(&mut Session) -> Result<Result<Vec<Message>, FormatError>, CallError>,
         change: &Change,
@@ -435,29 +454,28 @@ impl<'a> Context<'a> {
     ) -> Formatted {
         let mut attempt = 0;
         loop {
-            let result = call(&mut session);
-            self.emit_logs(r, change, session.take_logs());
+            let result = call(&mut sandbox.session);
+            self.emit_logs(r, change, sandbox.session.take_logs());
             let failed = |kind, what: &str| Formatted::Failed {
                 kind,
                 error: self.describe_change(r, change, what),
             };
-            let fresh = || r.plugin.session(r.config.clone(), r.manifest.limits);
             match result {
                 Ok(Ok(msgs)) => {
-                    *warm = Some((session, used + 1));
+                    *warm = sandbox.served();
                     return Formatted::Messages(msgs);
                 }
                 Ok(Err(FormatError::Reject(reason))) => {
-                    *warm = Some((session, used + 1));
+                    *warm = sandbox.served();
                     return failed(FailureKind::Rejected, &format!("rejected: {reason}"));
                 }
                 Ok(Err(FormatError::Retry(reason))) if attempt < self.max_retries => {
                     attempt += 1;
                     st.retries += 1;
                     tracing::info!(receiver = r.id(), key = %change.key, sequence = %change.sequence, attempt, reason = %reason, "plugin asked to retry");
-                    drop(session);
-                    (session, used) = match fresh() {
-                        Ok(s) => (s, 0),
+                    drop(sandbox);
+                    sandbox = match Sandbox::fresh(r) {
+                        Ok(s) => s,
                         Err(e) => return failed(e.kind(), &e.to_string()),
                     };
                 }
@@ -467,10 +485,10 @@ impl<'a> Context<'a> {
                         &format!("still asking to retry after {attempt} retries: {reason}"),
                     );
                 }
-                Err(e) if used > 0 && retry_fresh(&e) => {
-                    drop(session);
-                    (session, used) = match fresh() {
-                        Ok(s) => (s, 0),
+                Err(e) if sandbox.used > 0 && retry_fresh(&e) => {
+                    drop(sandbox);
+                    sandbox = match Sandbox::fresh(r) {
+                        Ok(s) => s,
                         Err(e) => return failed(e.kind(), &e.to_string()),
                     };
                 }
