@@ -18,7 +18,7 @@ use super::worker::{Context, Formatted};
 use super::{Progress, ReceiverStats, to_wit};
 use crate::breaker::BreakerConfig;
 use crate::receivers::ActiveReceiver;
-use crate::sink::{DeadLetter, Envelope, Sink, SinkErrorKind};
+use crate::sink::{DeadLetter, Envelope, Sink, SinkError, SinkErrorKind};
 use crate::spool::{Claim, Lane, LaneInfo, Spool, Spooled, crash_point};
 use prism_engine::WitChange;
 use prism_types::change::Change;
@@ -149,6 +149,15 @@ pub(super) struct Flusher<'a> {
     pub(super) left: Option<LaneInfo>,
 }
 
+/// The window a flush is delivering: the context it was formatted in, its
+/// changes (all of them, by index) and its id (`<first>-<last>` sequence).
+#[derive(Clone, Copy)]
+struct Window<'w, 'c> {
+    ctx: &'w Context<'c>,
+    all: &'w [usize],
+    id: &'w str,
+}
+
 impl Flusher<'_> {
     fn spool_error(&mut self, e: crate::spool::SpoolError) {
         tracing::error!(receiver = self.r.id(), error = %e, "batch buffer unavailable; the flush stops here and resumes on the next tick");
@@ -231,7 +240,8 @@ impl Flusher<'_> {
         }
     }
 
-    /// Format the window's changes and deliver what is not out yet.
+    /// Format the claimed window and deliver its messages in chunks,
+    /// recording after each chunk what is out.
     fn deliver(
         &mut self,
         claim: &mut Claim,
@@ -276,16 +286,7 @@ impl Flusher<'_> {
                 return self.parked(parked, claim);
             }
         };
-        let digest = hex::encode(crate::outputs::hash_messages(&msgs));
-        if claim.digest.as_ref().is_some_and(|d| *d != digest) {
-            tracing::warn!(
-                receiver = self.r.id(),
-                "the window formats differently than before the flush was interrupted (a new plugin version?); sending all of it"
-            );
-            claim.sent = 0;
-            claim.partial.remove(WINDOW_OUT);
-        }
-        claim.digest = Some(digest);
+        self.check_digest(claim, &msgs);
         let first = &changes[0];
         let last = changes.last().expect("a window has changes");
         let id = format!("{}-{}", first.sequence, last.sequence);
@@ -303,27 +304,68 @@ impl Flusher<'_> {
                 window: Some(&id),
             })
             .collect();
+        let window = Window {
+            ctx: &ctx,
+            all: &all,
+            id: &id,
+        };
         if let Err(e) = self.sink.check(&envelopes)
             && e.kind == SinkErrorKind::TooLarge
         {
-            if changes.len() > 1 && claim.sent == 0 {
-                // Split the window until its output fits.
-                claim.members.truncate(claim.members.len() / 2);
-                claim.digest = None;
-                tracing::info!(
-                    receiver = self.r.id(),
-                    changes = changes.len(),
-                    "window output over the destination's size limit; halving the window"
-                );
-                self.spool.save_claim(self.lane, claim)?;
-                return Ok(Step::Halved);
-            }
-            let error = format!("window {id}: {e}");
-            let parked = ctx.park(self.r, self.st, &all, e.kind.failure(), &error);
-            return self.parked(parked, claim);
+            return self.too_large(window, claim, &e);
         }
-        // Messages out beyond the leading `sent` (a partial failure, or a
-        // window cut in a run that could not deliver all of it).
+        self.send(window, claim, &envelopes)
+    }
+
+    /// A flush resumed after an interruption must send the messages it
+    /// started with: if the window formats differently now (a new plugin
+    /// version), all of it is sent again.
+    fn check_digest(&self, claim: &mut Claim, msgs: &[prism_contract::Message]) {
+        let digest = hex::encode(crate::outputs::hash_messages(msgs));
+        if claim.digest.as_ref().is_some_and(|d| *d != digest) {
+            tracing::warn!(
+                receiver = self.r.id(),
+                "the window formats differently than before the flush was interrupted (a new plugin version?); sending all of it"
+            );
+            claim.sent = 0;
+            claim.partial.remove(WINDOW_OUT);
+        }
+        claim.digest = Some(digest);
+    }
+
+    /// The window's output is over the destination's size limit: halve the
+    /// window (while nothing of it is out), else park it.
+    fn too_large(
+        &mut self,
+        w: Window<'_, '_>,
+        claim: &mut Claim,
+        e: &SinkError,
+    ) -> Result<Step, crate::spool::SpoolError> {
+        if w.all.len() > 1 && claim.sent == 0 {
+            claim.members.truncate(claim.members.len() / 2);
+            claim.digest = None;
+            tracing::info!(
+                receiver = self.r.id(),
+                changes = w.all.len(),
+                "window output over the destination's size limit; halving the window"
+            );
+            self.spool.save_claim(self.lane, claim)?;
+            return Ok(Step::Halved);
+        }
+        let error = format!("window {}: {e}", w.id);
+        let parked = w.ctx.park(self.r, self.st, w.all, e.kind.failure(), &error);
+        self.parked(parked, claim)
+    }
+
+    /// Send the window's messages not out yet (beyond the leading `sent`,
+    /// and not in the claim's record of a partial failure), a chunk at a
+    /// time, saving after each chunk what got out.
+    fn send(
+        &mut self,
+        w: Window<'_, '_>,
+        claim: &mut Claim,
+        envelopes: &[Envelope<'_>],
+    ) -> Result<Step, crate::spool::SpoolError> {
         let mut out: BTreeSet<usize> = claim
             .partial
             .remove(WINDOW_OUT)
@@ -354,54 +396,76 @@ impl Flusher<'_> {
                 .map(|&p| envelopes[p].message.body.len() as u64)
                 .sum::<u64>();
             out.extend(&got);
-            while out.remove(&claim.sent) {
-                claim.sent += 1;
-            }
-            if !out.is_empty() {
-                claim
-                    .partial
-                    .insert(WINDOW_OUT.to_owned(), out.iter().copied().collect());
-            }
-            if !got.is_empty() {
-                // What got out is recorded as out: never sent again.
-                if let Err(e) = self.spool.save_claim(self.lane, claim) {
-                    // Once more, with the lease given up in the same write,
-                    // as a retry lane does: after a passing failure the next
-                    // tick resumes after the chunk instead of waiting out
-                    // the lease and sending it again past SQS's 5-minute
-                    // deduplication window.
-                    if self.spool.unlock(self.lane, claim).is_ok() {
-                        tracing::warn!(receiver = self.r.id(), window = %id, error = %e, "flush progress saved on a second try; the next tick resumes after it");
-                    }
-                    return Err(e);
-                }
-            }
+            self.record_out(claim, &mut out, !got.is_empty(), w.id)?;
             if let Err(e) = result {
-                if e.kind != SinkErrorKind::Unavailable {
-                    // Refused by the destination: sending it again fails the same way.
-                    let error = format!("window {id}: {e}");
-                    let parked = ctx.park_as(
-                        self.r,
-                        self.st,
-                        &all,
-                        e.kind.failure(),
-                        &e.dead_letter_kind(),
-                        &error,
-                    );
-                    return self.parked(parked, claim);
-                }
-                tracing::warn!(receiver = self.r.id(), window = %id, error = %e, "flush could not deliver; the window stays buffered for the next tick");
-                self.st.error(
-                    "delivery",
-                    format!("receiver {} window {id}: {e}", self.r.id()),
-                );
-                self.spool.unlock(self.lane, claim)?;
-                return Ok(Step::Stopped);
+                return self.chunk_failed(w, claim, &e);
             }
             crash_point("flush-sent");
         }
         self.finish(&claim.members)?;
         Ok(Step::Done)
+    }
+
+    /// Record in the claim which messages are out (`out`, folded into the
+    /// leading `sent` where it can be), and save it when anything new got
+    /// out, so it is never sent again.
+    fn record_out(
+        &mut self,
+        claim: &mut Claim,
+        out: &mut BTreeSet<usize>,
+        new: bool,
+        id: &str,
+    ) -> Result<(), crate::spool::SpoolError> {
+        while out.remove(&claim.sent) {
+            claim.sent += 1;
+        }
+        if !out.is_empty() {
+            claim
+                .partial
+                .insert(WINDOW_OUT.to_owned(), out.iter().copied().collect());
+        }
+        if !new {
+            return Ok(());
+        }
+        self.spool.save_claim(self.lane, claim).inspect_err(|e| {
+            // Once more, with the lease given up in the same write, as a
+            // retry lane does: after a passing failure the next tick
+            // resumes after the chunk instead of waiting out the lease and
+            // sending it again past SQS's 5-minute deduplication window.
+            if self.spool.unlock(self.lane, claim).is_ok() {
+                tracing::warn!(receiver = self.r.id(), window = %id, error = %e, "flush progress saved on a second try; the next tick resumes after it");
+            }
+        })
+    }
+
+    /// A chunk did not all go out: a destination that refused it parks the
+    /// window (sending again fails the same way); an unavailable one leaves
+    /// it buffered for the next tick.
+    fn chunk_failed(
+        &mut self,
+        w: Window<'_, '_>,
+        claim: &mut Claim,
+        e: &SinkError,
+    ) -> Result<Step, crate::spool::SpoolError> {
+        if e.kind != SinkErrorKind::Unavailable {
+            let error = format!("window {}: {e}", w.id);
+            let parked = w.ctx.park_as(
+                self.r,
+                self.st,
+                w.all,
+                e.kind.failure(),
+                &e.dead_letter_kind(),
+                &error,
+            );
+            return self.parked(parked, claim);
+        }
+        tracing::warn!(receiver = self.r.id(), window = %w.id, error = %e, "flush could not deliver; the window stays buffered for the next tick");
+        self.st.error(
+            "delivery",
+            format!("receiver {} window {}: {e}", self.r.id(), w.id),
+        );
+        self.spool.unlock(self.lane, claim)?;
+        Ok(Step::Stopped)
     }
 
     /// After parking the window: drop it when parked, else keep it for the next tick.
