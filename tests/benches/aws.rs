@@ -17,9 +17,13 @@
 //! Needs moto: `PRISM_TEST_AWS_ENDPOINT`, or `moto_server` on the PATH
 //! (`. scripts/tools` puts it there). `PRISM_BENCH_CHANGES` (default 1000),
 //! `PRISM_BENCH_LATENCY_MS` (default 10), `PRISM_BENCH_WINDOW` (the batched
-//! receivers' window, default 100), `PRISM_BENCH_BEFORE=0` skips the path
-//! before packing (slow at 10k changes), `PRISM_BENCH_THREADS` (the
+//! receivers' window, default 100), `PRISM_BENCH_THREADS` (the
 //! dispatcher's worker threads, default 2).
+//!
+//! The path before packing (change by change, every batched change through
+//! the spool) is no longer in the code: its row comes from the git tag
+//! `perf-baseline-before-packing`, where this benchmark still prints it
+//! (docs/performance.md, "Comparing with the path before").
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command};
@@ -128,7 +132,6 @@ fn main() {
     let changes = env_or("PRISM_BENCH_CHANGES", 1000) as usize;
     let latency = Duration::from_millis(env_or("PRISM_BENCH_LATENCY_MS", 10));
     let window = env_or("PRISM_BENCH_WINDOW", 100).to_string();
-    let before = env_or("PRISM_BENCH_BEFORE", 1) == 1;
     let threads = env_or("PRISM_BENCH_THREADS", 2).to_string();
     let (ep, mut child) = moto();
     for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
@@ -200,7 +203,6 @@ fn main() {
     let mut rows = Vec::new();
     let mut by_action_lines = Vec::new();
     for (n, (path, pack, overlap)) in [
-        ("change by change (before)", 1usize, false),
         (
             "packed, concurrent, no I/O overlap",
             prism_core::dispatch::PACK,
@@ -214,7 +216,6 @@ fn main() {
     ]
     .into_iter()
     .enumerate()
-    .filter(|(n, _)| before || *n > 0)
     {
         // Fresh state tables per path: the same changes, as new to each.
         let (ledger, outputs, spool) = (
@@ -249,8 +250,6 @@ fn main() {
         p.emit_metrics = false;
         p.dispatcher.pack = pack;
         p.dispatcher.overlap_io = overlap;
-        // The path before appended every batched change to the spool.
-        p.cut_windows = pack > 1;
         // Warm: the registry read, the plugins compiled, a first batch.
         q.rt.block_on(p.handle(&json!({ "Records": warmup })))
             .unwrap();

@@ -296,7 +296,6 @@ impl LambdaConfig {
             dispatcher,
             unreadable_queue: self.unreadable_queue.clone(),
             emit_metrics: true,
-            cut_windows: true,
             clock: prism_core::stream::system_clock(),
             only: None,
             replay: false,

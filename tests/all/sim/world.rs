@@ -253,7 +253,6 @@ fn processor_of(
         emit_metrics: false,
         outputs: Some(OutputsStore::Table(b.outputs.clone())),
         spool: Some(b.spool.clone()),
-        cut_windows: true,
         only: None,
         replay: false,
         clock: {

@@ -107,15 +107,16 @@ pub struct Dispatcher {
     pub tick_cursor: tick_order::TickCursor,
     /// Immediate receivers: how many formatted changes are handed to the
     /// sink together, so it can pack their messages into shared calls (SQS:
-    /// 10 per `SendMessageBatch`) and send them concurrently. `1` delivers
-    /// change by change (the path before packing, kept to compare).
+    /// 10 per `SendMessageBatch`) and send them concurrently (at least 1).
     pub pack: usize,
     /// The most message bytes a worker holds for packing before it hands
     /// them to the sink, whatever `pack` says (default [`PACK_BYTES`]).
     pub pack_bytes: usize,
     /// Send a unit's last packed delivery on a thread of its own while the
     /// worker formats its next units (default; see [`IN_FLIGHT_UNITS`]).
-    /// `false` waits for it first (the path before, kept to compare).
+    /// `false` waits for it first: backend calls then come in one order
+    /// the run alone decides, which the simulation (`tests/all/sim`) needs
+    /// to replay a seed exactly.
     pub overlap_io: bool,
 }
 
@@ -308,10 +309,10 @@ impl Dispatcher {
     ) -> RunReport {
         let started = Instant::now();
         let threads = self.threads.max(1);
-        // More units than threads balance a slow plugin's load; packing
-        // wants each unit to hold as many changes as it can (one receiver's
-        // share of the batch per thread), so that their messages share calls.
-        let shards = if self.pack > 1 { threads } else { threads * 4 };
+        // One unit per receiver and thread: packing wants each unit to hold
+        // as many changes as it can (one receiver's share of the batch per
+        // thread), so that their messages share calls.
+        let shards = threads;
         let wit: Vec<WitChange> = changes.iter().map(to_wit).collect();
         let shard_of: Vec<usize> = changes.iter().map(|c| shard(&c.key, shards)).collect();
         progress

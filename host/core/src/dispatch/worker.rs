@@ -185,7 +185,7 @@ impl<'a> Context<'a> {
                     st.skipped += 1;
                     Settled::Skipped
                 }
-                Ok(Some(Formatted::Messages(msgs))) if self.pack > 1 => {
+                Ok(Some(Formatted::Messages(msgs))) => {
                     // Delivered with the next changes, packed together.
                     st.accepted += 1;
                     // Output dedup compares a change with the product's last
@@ -211,10 +211,6 @@ impl<'a> Context<'a> {
                         }
                         Settled::Packed
                     }
-                }
-                Ok(Some(Formatted::Messages(msgs))) => {
-                    st.accepted += 1;
-                    self.deliver(r, &mut st, &[i], &msgs, r.manifest.dedup)
                 }
                 Ok(Some(Formatted::Failed { kind, error }))
                     if kind == FailureKind::RetryExhausted

@@ -137,10 +137,6 @@ pub struct StreamProcessor {
     /// Batch buffers and retry lanes; `None`: batch windows end with the
     /// stream batch, and a held change fails its record (Lambda retries it).
     pub spool: Option<Arc<dyn Spool>>,
-    /// Cut batch windows within a stream batch while a receiver's buffer is
-    /// empty (see [`Lanes::cut_windows`]); `false` appends every accepted
-    /// change to the buffer first (the path before, kept to compare).
-    pub cut_windows: bool,
     /// Run only this receiver (`prism dlq redrive`); `None`: every receiver.
     pub only: Option<String>,
     /// The records replay changes on purpose (`prism dlq redrive`): the
@@ -266,7 +262,6 @@ impl StreamProcessor {
             outputs: outputs.clone(),
             park_unreadable: self.unreadable_queue.is_some(),
             broken,
-            cut_windows: self.cut_windows,
             replay: self.replay,
             now_ms: (self.clock)(),
         };
@@ -589,7 +584,6 @@ struct Run {
     outputs: Option<Arc<OutputMemory>>,
     park_unreadable: bool,
     broken: Vec<Broken>,
-    cut_windows: bool,
     replay: bool,
     now_ms: u64,
 }
@@ -626,7 +620,7 @@ impl Run {
         let lanes = match self.spool.as_deref().map(|s| Lanes::open(s, self.now_ms)) {
             None => None,
             Some(Ok(l)) => Some(Lanes {
-                cut_windows: self.cut_windows,
+                cut_windows: true,
                 replay: self.replay,
                 ..l
             }),
