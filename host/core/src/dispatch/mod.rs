@@ -26,6 +26,7 @@ mod batch;
 mod deliver;
 mod flush;
 mod lanes;
+mod pool;
 mod stats;
 mod tick_options;
 mod tick_order;
@@ -33,8 +34,7 @@ mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use lanes::{MAX_LANE_ATTEMPTS, Persist, TickReport, Work, tick, tick_with};
@@ -279,12 +279,6 @@ impl RunReport {
     }
 }
 
-/// Work for one thread at a time.
-enum Unit {
-    Immediate { receiver: usize, shard: usize },
-    Batch { receiver: usize },
-}
-
 impl Dispatcher {
     /// Run `changes` (in stream order) through every active receiver of `set`.
     pub fn run(
@@ -314,23 +308,9 @@ impl Dispatcher {
         // thread), so that their messages share calls.
         let shards = threads;
         let wit: Vec<WitChange> = changes.iter().map(to_wit).collect();
-        let shard_of: Vec<usize> = changes.iter().map(|c| shard(&c.key, shards)).collect();
         progress
             .total
             .fetch_add((changes.len() * set.active.len()) as u64, Ordering::Relaxed);
-
-        // Batched receivers first: each is one long unit.
-        let mut units = Vec::new();
-        for (i, r) in set.active.iter().enumerate() {
-            if matches!(r.manifest.mode, prism_types::manifest::Mode::Batch { .. }) {
-                units.push(Unit::Batch { receiver: i });
-            }
-        }
-        for (i, r) in set.active.iter().enumerate() {
-            if !matches!(r.manifest.mode, prism_types::manifest::Mode::Batch { .. }) {
-                units.extend((0..shards).map(|shard| Unit::Immediate { receiver: i, shard }));
-            }
-        }
 
         // Plugin time each receiver has used in this run (ns).
         let used: BTreeMap<String, AtomicU64> = set
@@ -361,89 +341,13 @@ impl Dispatcher {
             pack: self.pack.max(1),
             pack_bytes: self.pack_bytes.max(1),
         };
-        let next = AtomicUsize::new(0);
-        let totals: Mutex<BTreeMap<String, ReceiverStats>> = Mutex::new(
-            set.active
-                .iter()
-                .map(|r| (r.id().to_owned(), ReceiverStats::default()))
-                .collect(),
-        );
-        let merge = |r: &crate::receivers::ActiveReceiver, stats: ReceiverStats| {
-            let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
-            t.entry(r.id().to_owned()).or_default().merge(stats);
-        };
-        let (ctx, set, overlap_io) = (&ctx, set, self.overlap_io);
-        let pack_bytes = self.pack_bytes.max(1);
+        let pool = pool::Pool::new(&ctx, set, shards, self.overlap_io, self.pack_bytes.max(1));
         std::thread::scope(|s| {
-            for _ in 0..threads.min(units.len().max(1)) {
-                s.spawn(|| {
-                    // The last packed deliveries of this worker's earlier
-                    // units, each sent on a thread of its own while this
-                    // one formats the next units: the I/O overlaps the Wasm
-                    // work and other units' I/O. Bounded in number and in
-                    // the message bytes they hold.
-                    let mut in_flight: std::collections::VecDeque<InFlight<'_, '_>> =
-                        std::collections::VecDeque::new();
-                    let mut held_bytes = 0usize;
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(unit) = units.get(i) else { break };
-                        match *unit {
-                            Unit::Immediate { receiver, shard } => {
-                                let r = &set.active[receiver];
-                                let idx = (0..changes.len()).filter(|&c| shard_of[c] == shard);
-                                let (stats, last) = ctx.immediate_deferred(r, idx);
-                                merge(r, stats);
-                                if last.is_empty() {
-                                    continue;
-                                }
-                                if !overlap_io {
-                                    let outcomes = ctx.send(r, &last);
-                                    let mut st = ReceiverStats::default();
-                                    ctx.settle_sent(
-                                        r,
-                                        &mut st,
-                                        &last,
-                                        outcomes,
-                                        &mut HashSet::new(),
-                                    );
-                                    merge(r, st);
-                                    continue;
-                                }
-                                let bytes = last
-                                    .iter()
-                                    .flat_map(|(_, m)| m)
-                                    .map(|m| m.body.len())
-                                    .sum::<usize>();
-                                while in_flight.len() >= IN_FLIGHT_UNITS
-                                    || (held_bytes + bytes > pack_bytes && !in_flight.is_empty())
-                                {
-                                    let f = in_flight.pop_front().expect("not empty");
-                                    held_bytes -= f.bytes;
-                                    let (r, st) = f.settle(ctx);
-                                    merge(r, st);
-                                }
-                                held_bytes += bytes;
-                                let sending = s.spawn(move || {
-                                    let outcomes = ctx.send(r, &last);
-                                    (last, outcomes)
-                                });
-                                in_flight.push_back(InFlight { r, sending, bytes });
-                            }
-                            Unit::Batch { receiver } => {
-                                let r = &set.active[receiver];
-                                merge(r, ctx.batch(r));
-                            }
-                        }
-                    }
-                    for f in in_flight {
-                        let (r, st) = f.settle(ctx);
-                        merge(r, st);
-                    }
-                });
+            for _ in 0..threads.min(pool.units.len().max(1)) {
+                s.spawn(|| pool.work(s));
             }
         });
-        let mut receivers = totals.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut receivers = pool.totals.into_inner().unwrap_or_else(|e| e.into_inner());
         for st in receivers.values_mut() {
             st.held.sort_unstable();
         }
@@ -451,33 +355,6 @@ impl Dispatcher {
             receivers,
             elapsed: started.elapsed(),
         }
-    }
-}
-
-/// A unit's last packed delivery, on its way on a thread of its own.
-struct InFlight<'s, 'a> {
-    r: &'a crate::receivers::ActiveReceiver,
-    /// The message bytes it holds.
-    bytes: usize,
-    sending: std::thread::ScopedJoinHandle<
-        's,
-        (worker::Pending, Vec<Result<(), crate::sink::SinkError>>),
-    >,
-}
-
-impl<'a> InFlight<'_, 'a> {
-    /// Wait for the delivery and settle it: counts, dedup state, holds.
-    fn settle(
-        self,
-        ctx: &worker::Context<'_>,
-    ) -> (&'a crate::receivers::ActiveReceiver, ReceiverStats) {
-        let (sent, outcomes) = match self.sending.join() {
-            Ok(done) => done,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        let mut st = ReceiverStats::default();
-        ctx.settle_sent(self.r, &mut st, &sent, outcomes, &mut HashSet::new());
-        (self.r, st)
     }
 }
 
