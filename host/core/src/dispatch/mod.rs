@@ -25,6 +25,7 @@
 mod batch;
 mod deliver;
 mod flush;
+mod immediate;
 mod lanes;
 mod pool;
 mod stats;

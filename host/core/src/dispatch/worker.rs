@@ -2,7 +2,6 @@
 //! change (batched receivers are in `batch.rs`), and the calls, delivery and
 //! parking both share.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -110,135 +109,6 @@ pub(super) enum Formatted {
 pub type Pending = Vec<(usize, Vec<Message>)>;
 
 impl<'a> Context<'a> {
-    /// Handle the changes at `indices` (in order) for an immediate receiver.
-    /// Once a change of a product is held, the product's later changes are
-    /// held behind it (in its retry lane, when there is a spool), so order
-    /// per key is kept across the retry; other products carry on.
-    ///
-    /// The unit's last packed delivery is not made here: it is returned,
-    /// ready to [`send`](Self::send) and [`settle`](Self::settle_sent), so
-    /// the caller can send it while the next unit formats. No later change
-    /// of the unit depends on how it goes: it is the unit's last.
-    pub fn immediate_deferred(
-        &self,
-        r: &ActiveReceiver,
-        indices: impl Iterator<Item = usize>,
-    ) -> (ReceiverStats, Pending) {
-        let mut st = ReceiverStats::default();
-        let mut stuck: HashSet<&str> = HashSet::new();
-        let mut pending: Vec<(usize, Vec<Message>)> = Vec::new();
-        // The bodies in `pending`: bounded, so a plugin whose every output
-        // is near the cap cannot make a pack hold hundreds of them.
-        let mut pending_bytes = 0usize;
-        let mut warm: Warm = None;
-        for i in indices {
-            if !self.should_run(r, i, &mut st) {
-                continue;
-            }
-            if self.out_of_time(r) {
-                // Not started: reported for a retry (the ledger keeps what
-                // was handled, so the retry starts where this one stopped).
-                st.deferred += 1;
-                st.held.push(i);
-                continue;
-            }
-            let key = self.changes[i].key.as_str();
-            if stuck.contains(key) || self.lane_open(r, key) {
-                stuck.insert(key);
-                self.hold(r, &mut st, i);
-                continue;
-            }
-            match self.admit(r, &mut st, i) {
-                Admission::Run => {}
-                Admission::Passed => continue,
-                Admission::Held => {
-                    stuck.insert(key);
-                    self.hold(r, &mut st, i);
-                    continue;
-                }
-            }
-            let started = Instant::now();
-            let outcome = self.accepts(r, i, &mut warm).map(|(accepted, sandbox)| {
-                if !accepted {
-                    warm = sandbox.served();
-                    return None;
-                }
-                Some(self.format(
-                    r,
-                    sandbox,
-                    &mut st,
-                    |s| s.format(&self.wit[i]),
-                    &self.changes[i],
-                    &mut warm,
-                ))
-            });
-            let took = started.elapsed();
-            self.charge(r, &mut st, took);
-            let failure = match &outcome {
-                Ok(Some(Formatted::Failed { kind, .. })) => Some(*kind),
-                Err(e) => Some(e.kind()),
-                _ => None,
-            };
-            self.breaker_outcome(r, failure, took, r.call_budget());
-            let handled = match outcome {
-                Ok(None) => {
-                    st.skipped += 1;
-                    Settled::Skipped
-                }
-                Ok(Some(Formatted::Messages(msgs))) => {
-                    // Delivered with the next changes, packed together.
-                    st.accepted += 1;
-                    // Output dedup compares a change with the product's last
-                    // recorded output: an earlier change of the product in
-                    // this pack must be delivered and recorded first, or the
-                    // two are never compared (and a failed earlier one must
-                    // hold this one behind it).
-                    let repeated = r.manifest.dedup
-                        && self.outputs.is_some()
-                        && pending.iter().any(|(p, _)| self.changes[*p].key == key);
-                    if repeated {
-                        self.deliver_pending(r, &mut st, &mut pending, &mut stuck);
-                        pending_bytes = 0;
-                    }
-                    if stuck.contains(key) {
-                        Settled::Held
-                    } else {
-                        pending_bytes += msgs.iter().map(|m| m.body.len()).sum::<usize>();
-                        pending.push((i, msgs));
-                        if pending.len() >= self.pack || pending_bytes >= self.pack_bytes {
-                            self.deliver_pending(r, &mut st, &mut pending, &mut stuck);
-                            pending_bytes = 0;
-                        }
-                        Settled::Packed
-                    }
-                }
-                Ok(Some(Formatted::Failed { kind, error }))
-                    if kind == FailureKind::RetryExhausted
-                        && (self.hold_retry || self.lanes.is_some()) =>
-                {
-                    // Still asking to retry: try again later, in order.
-                    st.accepted += 1;
-                    st.error(kind.as_str(), error);
-                    Settled::Held
-                }
-                Ok(Some(Formatted::Failed { kind, error })) => {
-                    st.accepted += 1;
-                    self.park(r, &mut st, &[i], kind, &error)
-                }
-                Err(e) => {
-                    let error = self.describe(r, i, &e.to_string());
-                    self.park(r, &mut st, &[i], e.kind(), &error)
-                }
-            };
-            if !handled.handled() {
-                stuck.insert(key);
-                self.hold(r, &mut st, i);
-            }
-        }
-        let last = self.sendable(r, &mut st, pending);
-        (st, last)
-    }
-
     /// Whether `r` may start no more calls in this run: its next one could
     /// not end by [`Self::finish_by`], or it has used its [`Self::share`].
     pub(super) fn out_of_time(&self, r: &ActiveReceiver) -> bool {
@@ -321,7 +191,7 @@ impl<'a> Context<'a> {
     }
 
     /// Does this receiver have a retry lane open for `key`?
-    fn lane_open(&self, r: &ActiveReceiver, key: &str) -> bool {
+    pub(super) fn lane_open(&self, r: &ActiveReceiver, key: &str) -> bool {
         self.lanes.is_some_and(|l| {
             !l.open.is_empty() && l.open.contains(&(r.id().to_owned(), key.to_owned()))
         })
