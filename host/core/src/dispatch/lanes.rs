@@ -3,13 +3,15 @@
 //! `prism flush` and the `prism dev` loop locally.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::flush::{Flusher, due, flush};
 use super::tick_options::TickOptions;
 use super::{Dispatcher, Progress, ReceiverStats, RunOptions};
 use crate::receivers::{ActiveReceiver, ReceiverSet};
 use crate::sink::Sink;
-use crate::spool::{Lane, Spool};
+use crate::spool::{Claim, Lane, Spool, SpoolError, Spooled};
+use prism_types::change::Change;
 
 /// How many ticks a change whose plugin keeps asking to retry stays in its
 /// retry lane before it is parked as `retry-exhausted`. (A destination that
@@ -84,8 +86,7 @@ pub fn tick_with(
     work: &Work<'_>,
     opts: TickOptions,
 ) -> TickReport {
-    let (spool, sink) = (work.spool, work.sink);
-    let now_ms = opts.now_ms;
+    let spool = work.spool;
     let mut report = TickReport::default();
     let lanes = match spool.lanes() {
         Ok(l) => l,
@@ -103,9 +104,8 @@ pub fn tick_with(
             None
         })
     });
-    let lanes = super::tick_order::fair_order(lanes, cursor.as_deref());
     let mut reached = None;
-    for (lane, info) in lanes {
+    for (lane, info) in super::tick_order::fair_order(lanes, cursor.as_deref()) {
         let r = set.active.iter().find(|r| r.id() == lane.receiver());
         // A lane is started only if its receiver's whole call budget fits
         // before the end: a receiver with long limits defers its own lanes,
@@ -125,36 +125,15 @@ pub fn tick_with(
             report.orphaned += info.count;
             continue;
         };
-        let st = match &lane {
-            Lane::Buffer { .. } if opts.force || due(r, &info, now_ms) => {
-                match flush(
-                    r,
-                    spool,
-                    sink,
-                    (dispatcher.max_retries, &dispatcher.breaker),
-                    opts,
-                ) {
-                    Some(st) => st,
-                    None => {
-                        report.busy += 1;
-                        continue;
-                    }
-                }
-            }
-            Lane::Buffer { .. } => continue,
-            Lane::Retry { .. } => match retry(dispatcher, r, &lane, work, opts) {
-                Some(st) => st,
-                None => {
-                    report.busy += 1;
-                    continue;
-                }
-            },
-        };
-        report
-            .receivers
-            .entry(r.id().to_owned())
-            .or_default()
-            .merge(st);
+        match work_lane(dispatcher, r, &lane, &info, work, opts) {
+            Worked::Stats(st) => report
+                .receivers
+                .entry(r.id().to_owned())
+                .or_default()
+                .merge(*st),
+            Worked::Busy => report.busy += 1,
+            Worked::NotDue => {}
+        }
     }
     // Cut short by the deadline: the next tick starts after the last lane
     // this one reached. A full pass starts the next one from the top.
@@ -172,22 +151,49 @@ pub fn tick_with(
     report
 }
 
+/// What a tick did with one lane.
+enum Worked {
+    /// Flushed or retried.
+    Stats(Box<ReceiverStats>),
+    /// Another tick holds it.
+    Busy,
+    /// A buffer that is not due.
+    NotDue,
+}
+
+/// Flush a buffer that is due (any, with `force`), or retry a retry lane.
+fn work_lane(
+    dispatcher: &Dispatcher,
+    r: &Arc<ActiveReceiver>,
+    lane: &Lane,
+    info: &crate::spool::LaneInfo,
+    work: &Work<'_>,
+    opts: TickOptions,
+) -> Worked {
+    let stats = match lane {
+        Lane::Buffer { .. } if opts.force || due(r, info, opts.now_ms) => flush(
+            r,
+            work.spool,
+            work.sink,
+            (dispatcher.max_retries, &dispatcher.breaker),
+            opts,
+        ),
+        Lane::Buffer { .. } => return Worked::NotDue,
+        Lane::Retry { .. } => retry(dispatcher, r, lane, work, opts),
+    };
+    stats.map_or(Worked::Busy, |st| Worked::Stats(Box::new(st)))
+}
+
 /// Retry one retry lane in order; `None` when another tick holds it.
 fn retry(
     dispatcher: &Dispatcher,
-    r: &std::sync::Arc<ActiveReceiver>,
+    r: &Arc<ActiveReceiver>,
     lane: &Lane,
     work: &Work<'_>,
     opts: TickOptions,
 ) -> Option<ReceiverStats> {
-    let Work {
-        spool,
-        sink,
-        outputs,
-        persist,
-    } = *work;
     let mut st = ReceiverStats::default();
-    let mut claim = match spool.claim(lane, opts.now_ms, opts.break_leases) {
+    let mut claim = match work.spool.claim(lane, opts.now_ms, opts.break_leases) {
         Ok(Some(c)) => c,
         Ok(None) => return None,
         Err(e) => {
@@ -195,23 +201,70 @@ fn retry(
             return Some(st);
         }
     };
-    let result = (|| {
-        let entries = spool.read(lane)?;
-        let claim = &mut claim;
+    let mut retry = LaneRetry {
+        dispatcher,
+        r,
+        lane,
+        work,
+        st: &mut st,
+    };
+    if let Err(e) = retry.run(&mut claim) {
+        tracing::error!(lane = %lane, error = %e, "retry lane could not be worked; kept for the next tick");
+        st.error("spool", e.to_string());
+        // Best effort: let the next tick in without waiting for the lease.
+        let _ = work.spool.unlock(lane, &claim);
+    }
+    Some(st)
+}
+
+/// One retry lane's retry, under its claim.
+struct LaneRetry<'l, 'w> {
+    dispatcher: &'l Dispatcher,
+    r: &'l Arc<ActiveReceiver>,
+    lane: &'l Lane,
+    work: &'l Work<'w>,
+    st: &'l mut ReceiverStats,
+}
+
+impl LaneRetry<'_, '_> {
+    /// Run the lane's changes again, in order: what went (delivered or
+    /// parked) leaves the lane; the rest waits for the next tick.
+    fn run(&mut self, claim: &mut Claim) -> Result<(), SpoolError> {
+        let entries = self.work.spool.read(self.lane)?;
+        let (changes, mut done) = self.readable(&entries)?;
+        let held = self.dispatch(claim, &entries, &changes, &mut done);
+        claim.partial.retain(|seq, _| !done.contains(seq));
+        self.persist_outputs()?;
+        self.work.spool.remove(self.lane, &done)?;
+        if held.is_empty() {
+            return self.work.spool.release(self.lane);
+        }
+        claim.attempts = if done.is_empty() {
+            claim.attempts + 1
+        } else {
+            0
+        };
+        tracing::info!(lane = %self.lane, waiting = held.len(), attempts = claim.attempts, "retry lane still blocked");
+        self.work.spool.unlock(self.lane, claim)
+    }
+
+    /// The lane's entries as changes, and the sequences of those that are
+    /// unreadable (parked as they are, so done).
+    fn readable(&mut self, entries: &[Spooled]) -> Result<(Vec<Change>, Vec<String>), SpoolError> {
         let mut changes = Vec::new();
         let mut done = Vec::new();
-        for e in &entries {
+        for e in entries {
             match e.to_change() {
                 Ok(c) => changes.push(c),
                 Err(error) => {
                     let mut f = Flusher {
-                        r,
-                        spool,
-                        sink,
-                        max_retries: dispatcher.max_retries,
-                        breaker: &dispatcher.breaker,
-                        lane,
-                        st: &mut st,
+                        r: self.r,
+                        spool: self.work.spool,
+                        sink: self.work.sink,
+                        max_retries: self.dispatcher.max_retries,
+                        breaker: &self.dispatcher.breaker,
+                        lane: self.lane,
+                        st: self.st,
                         left: None,
                     };
                     f.park_unreadable(e, &error)?;
@@ -219,14 +272,26 @@ fn retry(
                 }
             }
         }
+        Ok((changes, done))
+    }
+
+    /// Run `changes` through the receiver alone, holding what still cannot
+    /// go. The sequences it handled join `done`; the held indices come back.
+    fn dispatch(
+        &mut self,
+        claim: &mut Claim,
+        entries: &[Spooled],
+        changes: &[Change],
+        done: &mut Vec<String>,
+    ) -> Vec<usize> {
         let one = ReceiverSet {
-            active: vec![r.clone()],
+            active: vec![self.r.clone()],
             ..ReceiverSet::default()
         };
         let d = Dispatcher {
             threads: 1,
             hold_unavailable: true,
-            ..dispatcher.clone()
+            ..self.dispatcher.clone()
         };
         // What earlier attempts got out: from the first try (stored with
         // the entry) and from earlier retries (kept in the claim).
@@ -241,11 +306,11 @@ fn retry(
             hold_retry: claim.attempts + 1 < MAX_LANE_ATTEMPTS,
             hold_quarantined: true,
             sent: Some(&sent),
-            outputs,
+            outputs: self.work.outputs,
             ..RunOptions::default()
         };
-        let mut report = d.run_with(&one, &changes, sink, &Progress::default(), opts);
-        let mut got = report.receivers.remove(r.id()).unwrap_or_default();
+        let mut report = d.run_with(&one, changes, self.work.sink, &Progress::default(), opts);
+        let mut got = report.receivers.remove(self.r.id()).unwrap_or_default();
         let held = std::mem::take(&mut got.held);
         for (i, out) in std::mem::take(&mut got.partial) {
             claim.partial.insert(changes[i].sequence.clone(), out);
@@ -257,41 +322,24 @@ fn retry(
                 .filter(|(i, _)| held.binary_search(i).is_err())
                 .map(|(_, c)| c.sequence.clone()),
         );
-        st.merge(got);
-        claim.partial.retain(|seq, _| !done.contains(seq));
-        // The dedup state first: marked done, these entries cannot come
-        // back through the lane, and a retried stream batch with a state
-        // that never heard of them would send a change the lane
-        // suppressed after the product's newer one (found by the
-        // simulation).
-        if let (Some(persist), Some(o)) = (persist, outputs) {
-            persist(o).map_err(|message| crate::spool::SpoolError {
-                store: "output dedup state".into(),
-                lane: lane.to_string(),
-                message: format!(
-                    "could not record what the lane delivered, so its entries stay for the next tick: {message}"
-                ),
-            })?;
-        }
-        spool.remove(lane, &done)?;
-        if held.is_empty() {
-            spool.release(lane)?;
-        } else {
-            claim.attempts = if done.is_empty() {
-                claim.attempts + 1
-            } else {
-                0
-            };
-            tracing::info!(lane = %lane, waiting = held.len(), attempts = claim.attempts, "retry lane still blocked");
-            spool.unlock(lane, claim)?;
-        }
-        Ok::<_, crate::spool::SpoolError>(())
-    })();
-    if let Err(e) = result {
-        tracing::error!(lane = %lane, error = %e, "retry lane could not be worked; kept for the next tick");
-        st.error("spool", e.to_string());
-        // Best effort: let the next tick in without waiting for the lease.
-        let _ = spool.unlock(lane, &claim);
+        self.st.merge(got);
+        held
     }
-    Some(st)
+
+    /// The dedup state first: marked done, the lane's entries cannot come
+    /// back through it, and a retried stream batch with a state that never
+    /// heard of them would send a change the lane suppressed after the
+    /// product's newer one (found by the simulation).
+    fn persist_outputs(&self) -> Result<(), SpoolError> {
+        let (Some(persist), Some(o)) = (self.work.persist, self.work.outputs) else {
+            return Ok(());
+        };
+        persist(o).map_err(|message| SpoolError {
+            store: "output dedup state".into(),
+            lane: self.lane.to_string(),
+            message: format!(
+                "could not record what the lane delivered, so its entries stay for the next tick: {message}"
+            ),
+        })
+    }
 }
