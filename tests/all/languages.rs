@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use prism_e2e::{bodies, changes, dead_letters, engine, files, run, wasm};
-use prism_engine::Contract;
+use prism_e2e::{bodies, changes, dead_letters, files, run, wasm};
+use prism_engine::{Contract, EngineOptions, PluginEngine};
 use prism_sample::StreamWriter;
 use prism_types::manifest::Mode;
 use prism_types::registry::LocalRegistry;
@@ -80,7 +80,16 @@ fn javascript(source: &Path, out: &Path) -> Option<Vec<u8>> {
 /// Run the price feed (`component`) beside the Rust logistics receiver over
 /// five changes and check every message, skip and dead letter.
 fn runs_the_price_feed(component: &[u8], lang: &str, contract: Contract) {
-    assert_eq!(engine().load(component).unwrap().contract(), contract);
+    // One compile per component: an interpreter inside (CPython, about
+    // 18 MB; StarlingMonkey, about 12 MB) takes Cranelift tens of seconds.
+    // The engine shares the compile cache of `prism` in these tests, so a
+    // component `prism plugin check` compiled is loaded, not compiled again.
+    let engine = PluginEngine::new(&EngineOptions {
+        cache_dir: Some(std::env::temp_dir().join("prism-e2e-cache")),
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    assert_eq!(engine.load(component).unwrap().contract(), contract);
     let mut w = StreamWriter::new();
     let a = json!({"pk": "A", "prices": {"DE": {"amount": 10.5}}, "texts": {}});
     let mut a2 = a.clone();
@@ -110,7 +119,7 @@ fn runs_the_price_feed(component: &[u8], lang: &str, contract: Contract) {
         .unwrap();
     prism_e2e::immediate(&reg, "logistics", wasm::LOGISTICS);
 
-    let (set, report) = run(&engine(), &reg, &changes(&w.to_json_lines()), &outbox, 2);
+    let (set, report) = run(&engine, &reg, &changes(&w.to_json_lines()), &outbox, 2);
     assert_eq!(set.active.len(), 2, "{:?}", set.unavailable);
     assert_eq!(
         bodies(&outbox, "pricefeed"),

@@ -406,9 +406,17 @@ fn near_its_deadline_a_batch_reports_the_rest_instead_of_timing_out() {
     };
     let queue = w.q.create("slow");
     let dlq = w.q.create("slow-dlq");
+    // The determinism check runs each change twice: over one change, not
+    // the built-in sample's hundred (the plugin spins on every change).
+    let one = tempfile::NamedTempFile::new().unwrap();
+    let mut sample = prism_sample::StreamWriter::new();
+    sample.push("P", None, Some(&json!({"pk": "P"})));
+    std::fs::write(one.path(), sample.to_json_lines()).unwrap();
     w.prism(&[
         "plugin",
         "register",
+        "--determinism-changes",
+        one.path().to_str().unwrap(),
         wasm::HOSTILE,
         "--receiver",
         "slow",
@@ -425,10 +433,12 @@ fn near_its_deadline_a_batch_reports_the_rest_instead_of_timing_out() {
         "--config",
         "spin=200000000",
     ]);
+    // 20 spinning changes are more work than the second this invocation has.
+    const N: usize = 20;
     let p = w.processor(&[]);
-    w.write(&products(0..60));
+    w.write(&products(0..N));
     let records = w.records();
-    assert_eq!(records.len(), 60);
+    assert_eq!(records.len(), N);
 
     // Room for one budget and the finish, plus about a second of work.
     let deadline = SystemTime::now() + FINISH_RESERVE + Duration::from_millis(2000 + 1000);
@@ -445,7 +455,7 @@ fn near_its_deadline_a_batch_reports_the_rest_instead_of_timing_out() {
     let st = &first.report.receivers["slow"];
     assert!(st.deferred > 0, "{st:?}");
     assert!(
-        st.messages > 0 && st.messages < 60,
+        st.messages > 0 && st.messages < N as u64,
         "some changes delivered before the deadline: {st:?}"
     );
     // Lambda retries from the first record not fully handled (units run by
@@ -471,6 +481,6 @@ fn near_its_deadline_a_batch_reports_the_rest_instead_of_timing_out() {
                 .to_owned()
         })
         .collect();
-    assert_eq!(bodies.len(), 60, "every change once, none twice");
-    assert_eq!(keys.len(), 60);
+    assert_eq!(bodies.len(), N, "every change once, none twice");
+    assert_eq!(keys.len(), N);
 }

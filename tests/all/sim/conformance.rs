@@ -27,7 +27,7 @@ use super::world::{Backends, Options, World};
 use super::{RECEIVERS, drain, fixture, options, play};
 
 /// Fault-free seeds (a seed's fault rate is `seed % 4`'s: 0 for these).
-const SEEDS: [u64; 12] = [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44];
+const SEEDS: [u64; 6] = [0, 8, 16, 24, 32, 40];
 
 /// What one receiver ended with, in terms both sides share: per product,
 /// the changes its messages are, in order; and its dead letters.
