@@ -609,7 +609,7 @@ fn a_backfill_fans_its_segments_out_over_the_dispatcher_lambda() {
     let Some(mut emu) = crate::support::emulator::Emulator::start() else {
         return;
     };
-    let table: BTreeMap<String, Value> = products(0..300)
+    let table: BTreeMap<String, Value> = products(0..120)
         .into_iter()
         .map(|d| (d["pk"].as_str().unwrap().to_owned(), d))
         .collect();
@@ -650,7 +650,7 @@ fn a_backfill_fans_its_segments_out_over_the_dispatcher_lambda() {
             "--segments",
             "3",
             "--page-size",
-            "50",
+            "20",
             "--pages-per-invocation",
             "1",
             "--concurrency",
@@ -664,10 +664,10 @@ fn a_backfill_fans_its_segments_out_over_the_dispatcher_lambda() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     let s = summary(&out);
-    assert_eq!(s["items"], 300, "{s}");
+    assert_eq!(s["items"], 120, "{s}");
 
     let (state, all) = receiver_state(&w, &queue);
-    assert_eq!(all.len(), 300, "each product once");
+    assert_eq!(all.len(), 120, "each product once");
     assert_eq!(sorted(&state), rendering(&table));
     // Each segment took several invocations, each resuming from the checkpoint.
     let invocations: usize = (0..2)
@@ -680,7 +680,7 @@ fn a_backfill_fans_its_segments_out_over_the_dispatcher_lambda() {
         .sum();
     assert!(
         invocations >= 6,
-        "3 segments of about 100 items, 50 a call: {invocations}"
+        "3 segments of about 40 items, 20 a call: {invocations}"
     );
     let cps = w.q.rt.block_on(async {
         use prism_aws::backfill::SpoolCheckpoints;
@@ -692,10 +692,10 @@ fn a_backfill_fans_its_segments_out_over_the_dispatcher_lambda() {
     });
     assert_eq!(cps.len(), 3);
     assert!(cps.iter().all(|c| c.done), "{cps:?}");
-    assert_eq!(cps.iter().map(|c| c.items).sum::<u64>(), 300);
+    assert_eq!(cps.iter().map(|c| c.items).sum::<u64>(), 120);
     // `prism status` shows where it stands.
     let out = w.prism(&["status", "--spool-table", &spool]);
-    assert!(out.contains("done (300 items)"), "{out}");
+    assert!(out.contains("done (120 items)"), "{out}");
 }
 
 /// A batched receiver backfilled in pages gets every product, on a
