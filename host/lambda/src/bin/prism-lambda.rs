@@ -1,4 +1,4 @@
-//! The dispatcher Lambda's entry point: see [`prism_lambda`].
+//! The dispatcher Lambda's entry point: see [`prism_lambda::dispatcher`].
 
 fn main() -> std::process::ExitCode {
     prism_lambda::main()
