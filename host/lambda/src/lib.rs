@@ -1,7 +1,7 @@
 //! The three Lambda entry points and what they share: the dispatcher
 //! ([`dispatcher`]: stream batches, the tick, backfill segments), the model
 //! builder ([`mapper`]) and the read API ([`api`]); their configuration from
-//! the environment ([`vars`], [`env`]), their errors ([`error`]), JSON logs
+//! the environment ([`vars`], [`env`](mod@env)), their errors ([`error`]), JSON logs
 //! and the invocation deadline.
 
 use std::process::ExitCode;
