@@ -20,35 +20,37 @@
 //!   failed (the event source mapping's on-failure destination then keeps
 //!   it after its retries).
 
+mod dedup_state;
 pub mod ledger;
 pub mod metrics;
 mod outcome;
 mod records;
 mod routing;
+mod run;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::dispatch::{Dispatcher, Progress, RunReport};
-use crate::dispatch::{Lanes, RunOptions, TickOptions, TickReport};
+use crate::dispatch::{Dispatcher, RunReport};
+use crate::dispatch::{TickOptions, TickReport};
 use crate::outputs::OutputMemory;
 use crate::outputs::OutputsTable;
 use crate::receivers::{ReceiverSet, Receivers, SourceError};
-use crate::sink::{Delivery, Sink};
+use crate::sink::Delivery;
 use crate::spool::Spool;
 use prism_engine::PluginEngine;
 use prism_types::change::Change;
-use prism_types::manifest::Mode;
 
 pub use crate::deadline::{FINISH_RESERVE, finish_by, fits_invocation};
 pub use ledger::{LedgerError, LedgerStore, MemoryLedger};
 pub use metrics::BatchNumbers;
 
-use records::{Record, read_records, readable};
-use routing::{Broken, deliverable, destinations, park_all, park_unreadable};
+use dedup_state::dirty_entries;
+use records::{read_records, readable};
+use routing::{deliverable, destinations};
+use run::Run;
 
 /// The receiver name under which unreadable records are parked and remembered.
 pub const UNREADABLE: &str = "prism:unreadable";
@@ -398,121 +400,6 @@ impl StreamProcessor {
         Ok(report)
     }
 
-    /// The dedup state for this batch: the long-lived one, or the stored
-    /// entries of its (receiver, key) pairs. A store that cannot be read
-    /// stops the batch (see `read_outputs`).
-    async fn batch_outputs(
-        &self,
-        set: &ReceiverSet,
-        changes: &[Change],
-        stream_order: bool,
-    ) -> Result<Option<Arc<OutputMemory>>, StreamError> {
-        let Some(outputs) = self.outputs.as_ref() else {
-            return Ok(None);
-        };
-        match outputs {
-            OutputsStore::Memory(m) => Ok(Some(m.clone())),
-            OutputsStore::Table(_) => {
-                let keys: BTreeSet<&str> = changes.iter().map(|c| c.key.as_str()).collect();
-                let pairs: Vec<(String, String)> = set
-                    .active
-                    .iter()
-                    .filter(|r| r.manifest.dedup && r.manifest.mode == Mode::Immediate)
-                    .flat_map(|r| keys.iter().map(|k| (r.id().to_owned(), (*k).to_owned())))
-                    .collect();
-                self.read_outputs(&pairs, stream_order).await
-            }
-        }
-    }
-
-    /// The dedup state for a tick: the entries of the products that have
-    /// retry lanes of dedup receivers (a lane's deliveries update them).
-    async fn tick_outputs(
-        &self,
-        set: &ReceiverSet,
-        spool: Arc<dyn Spool>,
-    ) -> Result<Option<Arc<OutputMemory>>, StreamError> {
-        let Some(outputs) = self.outputs.as_ref() else {
-            return Ok(None);
-        };
-        let pairs: Vec<(String, String)> = match outputs {
-            OutputsStore::Memory(m) => return Ok(Some(m.clone())),
-            OutputsStore::Table(_) => {
-                let dedup: BTreeSet<&str> = set
-                    .active
-                    .iter()
-                    .filter(|r| r.manifest.dedup && r.manifest.mode == Mode::Immediate)
-                    .map(|r| r.id())
-                    .collect();
-                let lanes = tokio::task::spawn_blocking(move || spool.lanes())
-                    .await
-                    .expect("listing lanes does not panic")?;
-                lanes
-                    .into_iter()
-                    .filter_map(|(lane, _)| match lane {
-                        crate::spool::Lane::Retry { receiver, key }
-                            if dedup.contains(receiver.as_str()) =>
-                        {
-                            Some((receiver, key))
-                        }
-                        _ => None,
-                    })
-                    .collect()
-            }
-        };
-        // A lane holds the stream's changes in sequence order.
-        self.read_outputs(&pairs, !self.replay).await
-    }
-
-    /// The stored dedup state of `pairs`. A store that cannot be read
-    /// stops the batch or tick: turning dedup off instead (as before) sent
-    /// a change an earlier attempt had suppressed after the product's newer
-    /// change (the simulation found it).
-    async fn read_outputs(
-        &self,
-        pairs: &[(String, String)],
-        stream_order: bool,
-    ) -> Result<Option<Arc<OutputMemory>>, StreamError> {
-        let Some(OutputsStore::Table(store)) = &self.outputs else {
-            return Ok(None);
-        };
-        let entries = if pairs.is_empty() {
-            Vec::new()
-        } else {
-            match store.read(pairs).await {
-                Ok(entries) => entries,
-                Err(e) => {
-                    tracing::error!(error = %e, "output dedup state unreadable; nothing delivered, tried again");
-                    return Err(e.into());
-                }
-            }
-        };
-        let memory = OutputMemory::from_entries(entries);
-        Ok(Some(Arc::new(if stream_order {
-            memory.guarding_stale()
-        } else {
-            memory
-        })))
-    }
-
-    /// Write what a batch or tick changed in the dedup state
-    /// ([`StreamError::OutputsUnwritable`] says why a failure fails it).
-    async fn save_outputs(
-        &self,
-        memory: Option<&OutputMemory>,
-    ) -> Result<(), crate::outputs::OutputsError> {
-        let (Some(OutputsStore::Table(store)), Some(mem)) = (&self.outputs, memory) else {
-            return Ok(());
-        };
-        let entries = dirty_entries(mem);
-        if entries.is_empty() {
-            return Ok(());
-        }
-        store.write(&entries).await.map(|_| ()).inspect_err(|e| {
-            tracing::error!(error = %e, "could not write the output dedup state; the batch is tried again");
-        })
-    }
-
     /// Park `change` in `receiver`'s dead-letter queue with `kind` and
     /// `error`, outside any run (a redrive's correction it could not send).
     pub async fn park(
@@ -571,111 +458,6 @@ impl StreamProcessor {
             Some(r) => Arc::new(set.only(r)),
         })
     }
-}
-
-/// The blocking part of a batch: the dispatcher over the readable
-/// changes, then parking for receivers that cannot run and for unreadable
-/// records. Runs on a blocking thread (plugins and sinks block).
-struct Run {
-    dispatcher: Dispatcher,
-    set: Arc<ReceiverSet>,
-    sink: Arc<dyn Sink>,
-    spool: Option<Arc<dyn Spool>>,
-    outputs: Option<Arc<OutputMemory>>,
-    park_unreadable: bool,
-    broken: Vec<Broken>,
-    replay: bool,
-    now_ms: u64,
-}
-
-/// What [`Run::run`] hands back: the report, and its inputs for the answer.
-type Ran = (
-    RunReport,
-    Vec<Change>,
-    ledger::Handled,
-    Vec<usize>,
-    Vec<(Record, bool)>,
-);
-
-impl Run {
-    fn run(
-        self,
-        changes: Vec<Change>,
-        prior: ledger::Handled,
-        of_change: Vec<usize>,
-        records: Vec<Record>,
-        ids: Vec<String>,
-    ) -> Result<Ran, crate::spool::SpoolError> {
-        let already = |receiver: &str, c: usize| {
-            prior
-                .get(&ids[of_change[c]])
-                .is_some_and(|s| s.contains(receiver))
-        };
-        // A stream batch is retried whole if the run dies: windows are cut
-        // in the run while a buffer is empty. A spool that cannot be read
-        // stops the batch before anything is sent: a product may have
-        // older changes waiting in a lane or a buffer, and delivering its
-        // newer ones now would overtake them (the simulation found it: a
-        // buffered change flushed after the product's newer one).
-        let lanes = match self.spool.as_deref().map(|s| Lanes::open(s, self.now_ms)) {
-            None => None,
-            Some(Ok(l)) => Some(Lanes {
-                cut_windows: true,
-                replay: self.replay,
-                ..l
-            }),
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "spool unreadable; the batch is retried whole");
-                return Err(e);
-            }
-        };
-        let opts = RunOptions {
-            already: &already,
-            outputs: self.outputs.as_deref(),
-            lanes: lanes.as_ref(),
-            ..RunOptions::default()
-        };
-        let sink = &*self.sink;
-        let mut report =
-            self.dispatcher
-                .run_with(&self.set, &changes, sink, &Progress::default(), opts);
-        for b in &self.broken {
-            let st = park_all(sink, b, &changes, &already);
-            report.receivers.insert(b.receiver.clone(), st);
-        }
-        let records: Vec<(Record, bool)> = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let parked = match &r.change {
-                    Ok(_) => false,
-                    Err(e) => {
-                        tracing::error!(sequence = %r.sequence, error = %e, "stream record unreadable");
-                        prior.get(&r.id).is_some_and(|s| s.contains(UNREADABLE))
-                            || (self.park_unreadable && park_unreadable(sink, i, &r, e))
-                    }
-                };
-                (r, parked)
-            })
-            .collect();
-        Ok((report, changes, prior, of_change, records))
-    }
-}
-
-/// What to write back of a dedup state: every entry of each product that
-/// changed (a store may keep a product's entries together: DynamoDB does,
-/// one item per product). Forgets that they changed.
-fn dirty_entries(
-    mem: &OutputMemory,
-) -> Vec<(crate::outputs::OutputKey, crate::outputs::LastOutput)> {
-    let dirty: BTreeSet<String> = mem.take_dirty().into_iter().map(|((_, k), _)| k).collect();
-    if dirty.is_empty() {
-        return Vec::new();
-    }
-    mem.entries()
-        .into_iter()
-        .filter(|((_, k), _)| dirty.contains(k))
-        .collect()
 }
 
 fn now_ms() -> u64 {
