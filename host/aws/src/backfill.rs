@@ -75,14 +75,10 @@ impl ModelScan for DynamoModelScan {
         Ok((names, t.item_count().unwrap_or(0).max(0) as u64))
     }
 
-    async fn scan(&self, page: PageRequest<'_>) -> Result<ScanPage, BackfillError> {
-        let PageRequest {
-            segment,
-            segments,
-            limit,
-            after,
-        } = page;
-        let start = after
+    async fn scan(&self, req: PageRequest<'_>) -> Result<ScanPage, BackfillError> {
+        let segment = req.segment;
+        let start = req
+            .after
             .map(key_from_json)
             .transpose()
             .map_err(|e| self.err(format!("segment {segment}: its checkpoint's key: {e}")))?;
@@ -91,8 +87,8 @@ impl ModelScan for DynamoModelScan {
             .scan()
             .table_name(&self.table)
             .segment(segment as i32)
-            .total_segments(segments as i32)
-            .limit(limit as i32)
+            .total_segments(req.segments as i32)
+            .limit(req.limit as i32)
             .set_exclusive_start_key(start)
             .send()
             .await

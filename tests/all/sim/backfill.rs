@@ -103,13 +103,7 @@ impl ModelScan for SimModel {
         Ok((vec!["pk".to_owned()], n))
     }
 
-    async fn scan(&self, page: PageRequest<'_>) -> Result<ScanPage, BackfillError> {
-        let PageRequest {
-            segment,
-            segments,
-            limit,
-            after,
-        } = page;
+    async fn scan(&self, req: PageRequest<'_>) -> Result<ScanPage, BackfillError> {
         if errs(self.faults.decide("model.scan", TABLE)) {
             return Err(model_err("Scan"));
         }
@@ -121,16 +115,18 @@ impl ModelScan for SimModel {
             self.faults
                 .note(|| format!("scan reads {lag} writes behind"));
         }
-        let after = after.map(|a| a["pk"]["S"].as_str().unwrap_or("").to_owned());
+        let after = req
+            .after
+            .map(|a| a["pk"]["S"].as_str().unwrap_or("").to_owned());
         let mut items: Vec<(String, Value)> = self
             .table
             .at(now - lag)
             .into_iter()
-            .filter(|(k, _)| product_number(k) % segments == segment)
+            .filter(|(k, _)| product_number(k) % req.segments == req.segment)
             .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
             .collect();
-        let more = items.len() > limit;
-        items.truncate(limit);
+        let more = items.len() > req.limit;
+        items.truncate(req.limit);
         Ok(ScanPage {
             after: more
                 .then(|| items.last().map(|(k, _)| json!({"pk": {"S": k}})))
