@@ -145,10 +145,7 @@ pub fn run(
     threads: usize,
 ) -> (ReceiverSet, RunReport) {
     let set = ReceiverSet::load(engine, LocalRegistry::new(registry).load().unwrap());
-    let d = Dispatcher {
-        threads,
-        ..Dispatcher::default()
-    };
+    let d = Dispatcher::builder().threads(threads).build();
     let report = d.run(&set, changes, &Outbox::new(outbox), &Progress::default());
     (set, report)
 }

@@ -246,10 +246,18 @@ fn main() {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let config = prism_lambda::LambdaConfig::from_vars(|k| vars.get(k).cloned()).unwrap();
-        let mut p = q.rt.block_on(config.processor()).unwrap();
-        p.emit_metrics = false;
-        p.dispatcher.pack = pack;
-        p.dispatcher.overlap_io = overlap;
+        let p = q.rt.block_on(config.processor()).unwrap();
+        let dispatcher = p
+            .dispatcher()
+            .to_builder()
+            .pack(pack)
+            .overlap_io(overlap)
+            .build();
+        let p = p
+            .into_builder()
+            .metrics(false)
+            .dispatcher(dispatcher)
+            .build();
         // Warm: the registry read, the plugins compiled, a first batch.
         q.rt.block_on(p.handle(&json!({ "Records": warmup })))
             .unwrap();

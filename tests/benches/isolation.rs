@@ -63,11 +63,10 @@ fn run(
     breaker: BreakerConfig,
 ) -> (RunReport, Duration) {
     let set = ReceiverSet::load(e, LocalRegistry::new(reg).load().unwrap());
-    let d = Dispatcher {
-        threads: THREADS,
-        breaker,
-        ..Dispatcher::default()
-    };
+    let d = Dispatcher::builder()
+        .threads(THREADS)
+        .breaker(breaker)
+        .build();
     let started = Instant::now();
     let report = d.run(&set, stream, &Outbox::new(out), &Progress::default());
     (report, started.elapsed())

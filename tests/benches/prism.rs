@@ -546,11 +546,7 @@ fn run(
     threads: usize,
     outputs: Option<&OutputMemory>,
 ) -> RunReport {
-    Dispatcher {
-        threads,
-        ..Dispatcher::default()
-    }
-    .run_with(
+    Dispatcher::builder().threads(threads).build().run_with(
         set,
         changes,
         &Null,

@@ -171,9 +171,8 @@ pub fn backfill(
                     std::env::temp_dir().join("prism-backfill"),
                 )
             };
-            let mut p = rt.block_on(lambda.processor_with(&r.config, &target))?;
-            p.emit_metrics = false;
-            Some(p)
+            let p = rt.block_on(lambda.processor_with(&r.config, &target))?;
+            Some(p.into_builder().metrics(false).build())
         }
     };
     let backfiller = processor.as_ref().map(|p| Backfiller {

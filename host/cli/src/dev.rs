@@ -107,22 +107,28 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         endpoint_url: target.endpoint_url.clone(),
         ..LambdaConfig::new(a.remote.table.clone(), bucket, cache_dir)
     };
-    let mut processor = lambda.processor_with(&config, &target).await?;
-    processor.emit_metrics = a.metrics;
-    if processor.outputs.is_none() {
-        processor.outputs = Some(prism_core::stream::OutputsStore::Memory(Default::default()));
+    let processor = lambda.processor_with(&config, &target).await?;
+    // Without tables, dedup state and the spool live in this process.
+    let durable = processor.has_spool();
+    let memory_outputs = (!processor.has_outputs())
+        .then(|| prism_core::stream::OutputsStore::Memory(Default::default()));
+    let mut processor = processor.into_builder().metrics(a.metrics);
+    if let Some(outputs) = memory_outputs {
+        processor = processor.outputs(Some(outputs));
     }
-    let durable = processor.spool.is_some();
     if !durable {
-        processor.spool = Some(std::sync::Arc::new(prism_core::spool::LocalSpool::memory()));
+        let memory: std::sync::Arc<dyn prism_core::spool::Spool> =
+            std::sync::Arc::new(prism_core::spool::LocalSpool::memory());
+        processor = processor.spool(Some(memory));
     }
+    let processor = processor.build();
     let mut model_stream = Followed::new(&config, &arn);
     println!("following {arn}");
     let mut chain = match &a.mapper {
         Some(path) => Some(
             super::dev_mapper::Chain::start(
                 &config,
-                &processor.engine,
+                processor.engine(),
                 path,
                 &a.shadow_prefix,
                 a.model_table.as_deref().unwrap_or_default(),

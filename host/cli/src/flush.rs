@@ -138,7 +138,11 @@ async fn aws_tick(a: &Args, spool_table: &str) -> anyhow::Result<TickReport> {
         endpoint_url: target.endpoint_url.clone(),
         ..LambdaConfig::new(table, bucket, cache_dir)
     };
-    let mut processor = lambda.processor_with(&config, &target).await?;
-    processor.emit_metrics = false;
+    let processor = lambda
+        .processor_with(&config, &target)
+        .await?
+        .into_builder()
+        .metrics(false)
+        .build();
     Ok(processor.tick(a.tick_options()).await?)
 }

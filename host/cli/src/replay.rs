@@ -160,8 +160,12 @@ async fn replay(a: Args) -> anyhow::Result<ExitCode> {
             std::env::temp_dir().join("prism-replay"),
         )
     };
-    let mut processor = lambda.processor_with(&config, &target).await?;
-    processor.emit_metrics = false;
+    let processor = lambda
+        .processor_with(&config, &target)
+        .await?
+        .into_builder()
+        .metrics(false)
+        .build();
     let model = prism_aws::read_model::DynamoModel::new(
         aws_sdk_dynamodb::Client::new(&config),
         &a.model_table,

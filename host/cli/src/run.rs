@@ -119,9 +119,9 @@ pub fn execute(args: &Args) -> anyhow::Result<Outcome> {
     let set = ReceiverSet::load(&engine, snapshot);
     let load_time = started.elapsed();
 
-    let mut dispatcher = Dispatcher::default();
+    let mut dispatcher = Dispatcher::builder();
     if let Some(t) = args.threads {
-        dispatcher.threads = t;
+        dispatcher = dispatcher.threads(t);
     }
     let progress = Progress::default();
     let expected = (input.changes.len() * set.active.len()) as u64;
@@ -134,12 +134,10 @@ pub fn execute(args: &Args) -> anyhow::Result<Outcome> {
         Some(dir) => Some(LocalSpool::open(dir)?),
         None => None,
     };
+    // Held changes wait in retry lanes, retried by `prism flush`.
+    let dispatcher = dispatcher.hold_unavailable(spool.is_some()).build();
     let lanes = match &spool {
-        Some(s) => {
-            // Held changes wait in retry lanes, retried by `prism flush`.
-            dispatcher.hold_unavailable = true;
-            Some(Lanes::open(s, now_ms())?)
-        }
+        Some(s) => Some(Lanes::open(s, now_ms())?),
         None => None,
     };
     let opts = RunOptions {

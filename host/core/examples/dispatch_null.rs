@@ -26,11 +26,12 @@ fn main() {
     let stream =
         prism_sample::stream(prism_sample::SampleOptions { products, seed: 42 }).to_json_lines();
     let changes = prism_types::input::parse(&stream, "s").changes;
-    let r = Dispatcher {
-        threads,
-        ..Dispatcher::default()
-    }
-    .run(&set, &changes, &Null, &Progress::default());
+    let r = Dispatcher::builder().threads(threads).build().run(
+        &set,
+        &changes,
+        &Null,
+        &Progress::default(),
+    );
     let n: u64 = r.receivers.values().map(|s| s.seen).sum();
     println!(
         "{n} receiver-changes in {:?} on {threads} threads: {:.0}/s",

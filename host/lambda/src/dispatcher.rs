@@ -190,58 +190,52 @@ impl LambdaConfig {
             self.reload,
         )
         .within(self.timeout);
-        let dispatcher = Dispatcher {
-            threads,
-            ..Dispatcher::default()
-        };
+        let dispatcher = Dispatcher::builder().threads(threads).build();
         // Changes and dead letters too big for DynamoDB or SQS wait in the plugin bucket.
         let claims = prism_aws::claims::ClaimStore::new(
             aws::s3_client(&config, &target),
             &self.plugin_bucket,
         );
-        Ok(StreamProcessor {
-            engine: Arc::new(engine),
-            receivers: live.into_receivers(),
-            delivery: Arc::new(SqsDelivery {
-                client: aws_sdk_sqs::Client::new(&config),
-                claims: Some(claims.clone()),
-                in_flight: self.sqs_in_flight.unwrap_or(prism_aws::sqs::IN_FLIGHT),
-                in_flight_per_queue: self
-                    .sqs_in_flight_per_queue
-                    .unwrap_or(prism_aws::sqs::IN_FLIGHT_PER_QUEUE),
+        let delivery = Arc::new(SqsDelivery {
+            client: aws_sdk_sqs::Client::new(&config),
+            claims: Some(claims.clone()),
+            in_flight: self.sqs_in_flight.unwrap_or(prism_aws::sqs::IN_FLIGHT),
+            in_flight_per_queue: self
+                .sqs_in_flight_per_queue
+                .unwrap_or(prism_aws::sqs::IN_FLIGHT_PER_QUEUE),
+        });
+        let ledger: Arc<dyn prism_core::stream::LedgerStore> = match &self.ledger_table {
+            Some(table) => Arc::new(DynamoLedger {
+                client: ddb,
+                table: table.clone(),
             }),
-            ledger: match &self.ledger_table {
-                Some(table) => Arc::new(DynamoLedger {
-                    client: ddb,
-                    table: table.clone(),
-                }),
-                None => Arc::new(MemoryLedger::default()),
-            },
-            dispatcher,
-            unreadable_queue: self.unreadable_queue.clone(),
-            emit_metrics: true,
-            clock: prism_core::stream::system_clock(),
-            only: None,
-            replay: false,
-            outputs: self.outputs_table.as_ref().map(|t| {
-                prism_core::stream::OutputsStore::Table(Arc::new(
-                    prism_aws::outputs::DynamoOutputs::new(
-                        aws_sdk_dynamodb::Client::new(&config),
-                        t,
-                    ),
-                ))
-            }),
-            spool: self.spool_table.as_ref().map(|t| {
-                Arc::new(
-                    prism_aws::spool::DynamoSpool::new(
-                        aws_sdk_dynamodb::Client::new(&config),
-                        t,
-                        tokio::runtime::Handle::current(),
-                    )
-                    .with_claims(Some(claims.clone())),
-                ) as Arc<dyn prism_core::spool::Spool>
-            }),
-        })
+            None => Arc::new(MemoryLedger::default()),
+        };
+        let outputs = self.outputs_table.as_ref().map(|t| {
+            prism_core::stream::OutputsStore::Table(Arc::new(
+                prism_aws::outputs::DynamoOutputs::new(aws_sdk_dynamodb::Client::new(&config), t),
+            ))
+        });
+        let spool = self.spool_table.as_ref().map(|t| {
+            Arc::new(
+                prism_aws::spool::DynamoSpool::new(
+                    aws_sdk_dynamodb::Client::new(&config),
+                    t,
+                    tokio::runtime::Handle::current(),
+                )
+                .with_claims(Some(claims.clone())),
+            ) as Arc<dyn prism_core::spool::Spool>
+        });
+        Ok(
+            StreamProcessor::builder(Arc::new(engine), live.into_receivers(), delivery)
+                .ledger(ledger)
+                .dispatcher(dispatcher)
+                .unreadable_queue(self.unreadable_queue.clone())
+                .metrics(true)
+                .outputs(outputs)
+                .spool(spool)
+                .build(),
+        )
     }
 }
 /// The Lambda binary: build the shared state once, then serve invocations.

@@ -343,9 +343,14 @@ fn a_quarantine_outlives_the_process_that_opened_it() {
     };
     let (site, _) = w.register(wasm::WEBSITE, "website", &[], true);
     w.register(wasm::HOSTILE, "retrier", &["behaviour=retry"], true);
-    let mut first = w.processor(&[]);
+    let first = w.processor(&[]);
     // Long enough that the second process cannot see it expire.
-    first.dispatcher.breaker.cool_down = Duration::from_secs(3600);
+    let breaker = prism_core::breaker::BreakerConfig {
+        cool_down: Duration::from_secs(3600),
+        ..first.dispatcher().breaker()
+    };
+    let dispatcher = first.dispatcher().to_builder().breaker(breaker).build();
+    let first = first.into_builder().dispatcher(dispatcher).build();
     w.write(&products(0..8));
     let out = w.invoke(&first, &w.records());
     let st = &out.report.receivers["retrier"];

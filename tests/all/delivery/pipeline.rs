@@ -219,11 +219,10 @@ fn order_per_receiver_and_key_is_kept_with_many_threads() {
     prism_e2e::immediate(dir.path(), "logistics-2", wasm::LOGISTICS);
     let set = ReceiverSet::load(&engine(), LocalRegistry::new(dir.path()).load().unwrap());
     let sink = Recorder::default();
-    Dispatcher {
-        threads: 4,
-        ..Dispatcher::default()
-    }
-    .run(&set, &stream, &sink, &Progress::default());
+    Dispatcher::builder()
+        .threads(4)
+        .build()
+        .run(&set, &stream, &sink, &Progress::default());
     let seen = sink.0.into_inner().unwrap();
     assert_eq!(seen.len(), 2 * stream.len());
     for receiver in ["logistics", "logistics-2"] {
@@ -344,11 +343,10 @@ fn hold_mode_stops_one_product_at_a_dead_destination_and_the_retry_runs_only_wha
     prism_e2e::immediate(dir.path(), "down", wasm::LOGISTICS);
     prism_e2e::immediate(dir.path(), "up", wasm::LOGISTICS);
     let set = ReceiverSet::load(&engine(), LocalRegistry::new(dir.path()).load().unwrap());
-    let d = Dispatcher {
-        threads: 2,
-        hold_unavailable: true,
-        ..Dispatcher::default()
-    };
+    let d = Dispatcher::builder()
+        .threads(2)
+        .hold_unavailable(true)
+        .build();
     let sink = DownFor {
         receiver: "down",
         key: "K3",
@@ -539,12 +537,11 @@ fn a_pack_is_handed_over_at_its_byte_limit_before_its_count() {
     let set = ReceiverSet::load(&engine(), LocalRegistry::new(dir.path()).load().unwrap());
     let run = |pack_bytes| {
         let sink = Packs::default();
-        Dispatcher {
-            threads: 1,
-            pack_bytes,
-            ..Dispatcher::default()
-        }
-        .run(&set, &stream, &sink, &Progress::default());
+        Dispatcher::builder()
+            .threads(1)
+            .pack_bytes(pack_bytes)
+            .build()
+            .run(&set, &stream, &sink, &Progress::default());
         sink.0.into_inner().unwrap()
     };
     // 48 changes, four messages of ~60 bytes each: one pack by count.

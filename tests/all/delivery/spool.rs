@@ -326,11 +326,10 @@ fn load(dir: &Path) -> ReceiverSet {
 }
 
 fn hold() -> Dispatcher {
-    Dispatcher {
-        threads: 2,
-        hold_unavailable: true,
-        ..Dispatcher::default()
-    }
+    Dispatcher::builder()
+        .threads(2)
+        .hold_unavailable(true)
+        .build()
 }
 
 /// Run `changes` with the spool's lanes at time `now`.
@@ -504,10 +503,10 @@ fn a_plugin_that_keeps_asking_to_retry_waits_in_its_lane_then_is_parked() {
     // The lane's own bound, without the breaker (which, by default,
     // quarantines a plugin that keeps asking to retry after 5 such changes:
     // `a_receiver_that_always_asks_to_retry_is_quarantined`).
-    let no_breaker = Dispatcher {
-        breaker: prism_core::breaker::BreakerConfig::off(),
-        ..hold()
-    };
+    let no_breaker = hold()
+        .to_builder()
+        .breaker(prism_core::breaker::BreakerConfig::off())
+        .build();
     let mut by_attempt = BTreeMap::new();
     for attempt in 1..=MAX_LANE_ATTEMPTS {
         let t = tick(&no_breaker, &set, &spool, &sink, TickOptions::at(0));
@@ -614,16 +613,16 @@ fn fifty_failing_lanes_of_one_receiver_do_not_starve_another_receivers_lane() {
         // beyond the receivers' call budget (`relaxed`: 10 s), which every
         // lane needs left to start. A fresh dispatcher each time, as on a
         // fresh Lambda instance: the cursor comes from the spool.
-        let d = Dispatcher {
-            finish_by: Some(
+        let d = hold()
+            .to_builder()
+            .finish_by(Some(
                 std::time::Instant::now()
                     + std::time::Duration::from_millis(prism_e2e::relaxed().timeout_ms + 250),
-            ),
-            ..hold()
-        };
+            ))
+            .build();
         let t = tick(&d, &set, &spool, &sink, TickOptions::at(0));
         assert!(t.deferred > 30, "tick {n}: the budget cut it short: {t:?}");
-        firsts.push(d.tick_cursor.get());
+        firsts.push(d.tick_cursor().get());
         if n == 0 {
             assert_eq!(
                 *sink.delivered.lock().unwrap(),

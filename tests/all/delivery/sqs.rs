@@ -57,11 +57,12 @@ fn queues_get_exactly_what_the_outbox_gets_with_attributes_and_fifo_groups() {
         &[("website", &web, &web_dlq), ("logistics", &log, &log_dlq)],
     );
     let set = ReceiverSet::load(&engine(), LocalRegistry::new(&reg).load().unwrap());
-    let report = Dispatcher {
-        threads: 2,
-        ..Dispatcher::default()
-    }
-    .run(&set, &stream, &sink_for(&set, &q), &Progress::default());
+    let report = Dispatcher::builder().threads(2).build().run(
+        &set,
+        &stream,
+        &sink_for(&set, &q),
+        &Progress::default(),
+    );
     assert_eq!(report.errors(), 0, "{:?}", report.receivers);
 
     let mut got: Vec<String> = q.drain(&web).into_iter().map(|(b, _, _)| b).collect();
@@ -118,10 +119,7 @@ fn a_retried_delivery_to_a_fifo_queue_is_not_duplicated() {
     destinations(dir.path(), &[("logistics", &fifo, &dlq)]);
     let set = ReceiverSet::load(&engine(), LocalRegistry::new(dir.path()).load().unwrap());
     let sink = sink_for(&set, &q);
-    let d = Dispatcher {
-        threads: 2,
-        ..Dispatcher::default()
-    };
+    let d = Dispatcher::builder().threads(2).build();
     let first = d.run(&set, &stream, &sink, &Progress::default());
     // The same changes again, as after a Lambda retry.
     d.run(&set, &stream, &sink, &Progress::default());
@@ -160,11 +158,12 @@ fn oversized_messages_and_missing_queues_are_parked_in_the_dead_letter_queue() {
         ],
     );
     let set = ReceiverSet::load(&engine(), LocalRegistry::new(dir.path()).load().unwrap());
-    let report = Dispatcher {
-        threads: 2,
-        ..Dispatcher::default()
-    }
-    .run(&set, &stream, &sink_for(&set, &q), &Progress::default());
+    let report = Dispatcher::builder().threads(2).build().run(
+        &set,
+        &stream,
+        &sink_for(&set, &q),
+        &Progress::default(),
+    );
 
     let parked = q.drain(&huge_dlq);
     assert_eq!(

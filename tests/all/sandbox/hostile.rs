@@ -384,15 +384,14 @@ fn run_quarantining(
     use prism_core::sink::Outbox;
     use prism_types::registry::LocalRegistry;
     let set = ReceiverSet::load(&engine(), LocalRegistry::new(reg).load().unwrap());
-    let d = Dispatcher {
-        threads: 1,
-        breaker: BreakerConfig {
+    let d = Dispatcher::builder()
+        .threads(1)
+        .breaker(BreakerConfig {
             threshold: 3,
             cool_down: Duration::from_secs(3600),
             ..BreakerConfig::default()
-        },
-        ..Dispatcher::default()
-    };
+        })
+        .build();
     d.run(&set, stream, &Outbox::new(out), &Progress::default())
 }
 

@@ -10,7 +10,7 @@
 //! - DynamoDB, as the spool (the core's in-memory spool behind faults),
 //!   the retry ledger and the output table, each written in chunks of 25
 //!   that succeed or fail on their own (`BatchWriteItem`).
-//! - Time: one simulated clock, the processor's (`StreamProcessor::clock`)
+//! - Time: one simulated clock, the processor's (`StreamProcessorBuilder::clock`)
 //!   and the tick's, so leases, buffer ages and SQS's window move only
 //!   when the schedule says so.
 

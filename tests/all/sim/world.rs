@@ -236,30 +236,25 @@ fn processor_of(
     clock: &Arc<Clock>,
     b: &Backends,
 ) -> StreamProcessor {
-    StreamProcessor {
-        engine: fixture.engine.clone(),
-        receivers: Receivers::Fixed(set.clone()),
-        delivery: b.delivery.clone(),
-        ledger: b.ledger.clone(),
-        // One thread, sends not overlapped with formatting: the order of
-        // backend calls, and so every fault, is the seed's alone.
-        dispatcher: Dispatcher {
-            threads: 1,
-            overlap_io: false,
-            breaker: BreakerConfig::off(),
-            ..Dispatcher::default()
-        },
-        unreadable_queue: None,
-        emit_metrics: false,
-        outputs: Some(OutputsStore::Table(b.outputs.clone())),
-        spool: Some(b.spool.clone()),
-        only: None,
-        replay: false,
-        clock: {
-            let clock = clock.clone();
-            Arc::new(move || clock.now())
-        },
-    }
+    // One thread, sends not overlapped with formatting: the order of
+    // backend calls, and so every fault, is the seed's alone.
+    let dispatcher = Dispatcher::builder()
+        .threads(1)
+        .overlap_io(false)
+        .breaker(BreakerConfig::off())
+        .build();
+    let clock = clock.clone();
+    StreamProcessor::builder(
+        fixture.engine.clone(),
+        Receivers::Fixed(set.clone()),
+        b.delivery.clone(),
+    )
+    .ledger(b.ledger.clone())
+    .dispatcher(dispatcher)
+    .outputs(Some(OutputsStore::Table(b.outputs.clone())))
+    .spool(Some(b.spool.clone()))
+    .clock(Arc::new(move || clock.now()))
+    .build()
 }
 
 impl<'f> World<'f> {
@@ -903,14 +898,15 @@ impl<'f> World<'f> {
     /// A pinned schedule's redrive of receiver `id`.
     pub(crate) fn redrive_receiver(&mut self, id: &str) {
         self.redrives += 1;
-        let mut p = processor_of(
+        let p = processor_of(
             self.fixture,
             &self.fixture.fixed,
             &self.clock,
             &self.backends,
-        );
-        p.only = Some(id.to_owned());
-        p.replay = true;
+        )
+        .into_builder()
+        .redrive(id)
+        .build();
         let letters = SimDeadLetters {
             receiver: id.to_owned(),
             queues: self.queues.clone(),

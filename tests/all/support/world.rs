@@ -238,9 +238,8 @@ impl World {
             vars.insert((*k).to_owned(), (*v).to_owned());
         }
         let config = LambdaConfig::from_vars(|k| vars.get(k).cloned()).unwrap();
-        let mut p = self.q.rt.block_on(config.processor()).unwrap();
-        p.emit_metrics = false;
-        p
+        let p = self.q.rt.block_on(config.processor()).unwrap();
+        p.into_builder().metrics(false).build()
     }
 
     /// This world's spool table (created empty).

@@ -83,13 +83,14 @@ async fn processor(a: &RedriveArgs, remote: &Remote) -> anyhow::Result<StreamPro
             std::env::temp_dir().join("prism-redrive"),
         )
     };
-    let mut processor = lambda.processor_with(&remote.config, &target).await?;
-    processor.emit_metrics = false;
-    processor.only = Some(a.common.receiver.clone());
+    let processor = lambda.processor_with(&remote.config, &target).await?;
     // The letters' changes keep their sequences, which a lane that parked
     // them remembers as handled: replayed on purpose, they are spooled anyway.
-    processor.replay = true;
-    Ok(processor)
+    Ok(processor
+        .into_builder()
+        .metrics(false)
+        .redrive(a.common.receiver.clone())
+        .build())
 }
 
 /// A receiver's DLQ (and queue) on SQS.

@@ -288,11 +288,12 @@ impl LaneRetry<'_, '_> {
             active: vec![self.r.clone()],
             ..ReceiverSet::default()
         };
-        let d = Dispatcher {
-            threads: 1,
-            hold_unavailable: true,
-            ..self.dispatcher.clone()
-        };
+        let d = self
+            .dispatcher
+            .to_builder()
+            .threads(1)
+            .hold_unavailable(true)
+            .build();
         // What earlier attempts got out: from the first try (stored with
         // the entry) and from earlier retries (kept in the claim).
         let mut sent: HashMap<String, Vec<usize>> = claim.partial.clone().into_iter().collect();

@@ -11,7 +11,7 @@
 //!   sequence, and everything else carries on.
 //! - A destination that is down is different: parking there would fail too.
 //!   By default (local runs) the change is parked as a `delivery` dead letter
-//!   elsewhere if the sink can; with [`Dispatcher::hold_unavailable`] (the
+//!   elsewhere if the sink can; with [`DispatcherBuilder::hold_unavailable`] (the
 //!   Lambda) the receiver's unit stops instead and reports the change, and
 //!   every later one of that unit, as *held*: not handled, to be retried.
 //!   Other receivers and other products carry on. With a spool
@@ -23,6 +23,7 @@
 //!   formatted within the run and the last one at its end.
 
 mod batch;
+mod config;
 mod deliver;
 mod flush;
 mod immediate;
@@ -38,6 +39,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub use config::{Dispatcher, DispatcherBuilder, IN_FLIGHT_UNITS, PACK, PACK_BYTES};
 pub use lanes::{MAX_LANE_ATTEMPTS, Persist, TickReport, Work, tick, tick_with};
 pub use tick_options::TickOptions;
 
@@ -80,77 +82,6 @@ pub struct Progress {
     pub done: AtomicU64,
     /// Receiver-changes in the run.
     pub total: AtomicU64,
-}
-
-/// Dispatch settings.
-#[derive(Debug, Clone)]
-pub struct Dispatcher {
-    /// Worker threads (default: all cores).
-    pub threads: usize,
-    /// How often a change the plugin asks to retry is tried again before it
-    /// is parked.
-    pub max_retries: u32,
-    /// When a destination is unavailable, hold the change (and the rest of
-    /// its unit) for a retry instead of parking it.
-    pub hold_unavailable: bool,
-    /// When a receiver is quarantined, and for how long.
-    pub breaker: crate::breaker::BreakerConfig,
-    /// Every plugin call must have ended by this instant (an invocation's
-    /// deadline, less what finishing takes). A receiver's call starts only
-    /// if its own budget fits before it, and a receiver that has used its
-    /// share of the run's plugin time (the time to this instant, times the
-    /// threads, over the receivers) starts no more: in both cases its
-    /// changes not yet run are held, so the caller reports them for a retry.
-    /// One receiver's limits or slowness defer only that receiver.
-    pub finish_by: Option<Instant>,
-    /// Where the last tick stopped (shared by clones), so the next starts
-    /// after it.
-    pub tick_cursor: tick_order::TickCursor,
-    /// Immediate receivers: how many formatted changes are handed to the
-    /// sink together, so it can pack their messages into shared calls (SQS:
-    /// 10 per `SendMessageBatch`) and send them concurrently (at least 1).
-    pub pack: usize,
-    /// The most message bytes a worker holds for packing before it hands
-    /// them to the sink, whatever `pack` says (default [`PACK_BYTES`]).
-    pub pack_bytes: usize,
-    /// Send a unit's last packed delivery on a thread of its own while the
-    /// worker formats its next units (default; see [`IN_FLIGHT_UNITS`]).
-    /// `false` waits for it first: backend calls then come in one order
-    /// the run alone decides, which the simulation (`tests/all/sim`) needs
-    /// to replay a seed exactly.
-    pub overlap_io: bool,
-}
-
-/// Changes handed to the sink together by default (see [`Dispatcher::pack`]).
-pub const PACK: usize = 256;
-
-/// Units' last deliveries one worker keeps in flight while it formats the
-/// next units (with at most [`Dispatcher::pack_bytes`] of messages among
-/// them). At 10 ms a call, 16 hide the wait of a batch's small units.
-pub const IN_FLIGHT_UNITS: usize = 16;
-
-/// The most message bytes a worker holds for packing before it hands them
-/// to the sink, whatever [`Dispatcher::pack`] says, and the most its units'
-/// deliveries in flight hold together: 8 MiB, what 32 full
-/// `SendMessageBatch` calls carry. Without it, 256 changes of a plugin that
-/// writes the largest output it may (~0.8 MiB) would hold ~200 MiB per
-/// worker, outside the engine's memory budget.
-pub const PACK_BYTES: usize = 8 << 20;
-
-impl Default for Dispatcher {
-    fn default() -> Self {
-        Self {
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            max_retries: 2,
-            hold_unavailable: false,
-            breaker: crate::breaker::BreakerConfig::default(),
-            finish_by: None,
-            tick_cursor: tick_order::TickCursor::default(),
-            pack: PACK,
-            pack_bytes: PACK_BYTES,
-            overlap_io: true,
-        }
-    }
 }
 
 /// Which (receiver, change index) pairs an earlier attempt already handled.

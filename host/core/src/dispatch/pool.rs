@@ -49,9 +49,9 @@ pub(super) struct Pool<'c, 'a> {
     pub next: AtomicUsize,
     /// Per receiver.
     pub totals: Mutex<BTreeMap<String, ReceiverStats>>,
-    /// See [`super::Dispatcher::overlap_io`].
+    /// See [`super::DispatcherBuilder::overlap_io`].
     pub overlap_io: bool,
-    /// See [`super::Dispatcher::pack_bytes`].
+    /// See [`super::DispatcherBuilder::pack_bytes`].
     pub pack_bytes: usize,
 }
 

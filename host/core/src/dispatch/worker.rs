@@ -51,16 +51,16 @@ pub(super) struct Context<'a> {
     pub hold_quarantined: bool,
     /// When receivers are quarantined.
     pub breaker: &'a crate::breaker::BreakerConfig,
-    /// Every plugin call ends by then (see [`super::Dispatcher::finish_by`]).
+    /// Every plugin call ends by then (see [`super::DispatcherBuilder::finish_by`]).
     pub finish_by: Option<Instant>,
     /// The plugin time each receiver may use in this run before it starts
     /// no more calls (with [`Self::finish_by`] only).
     pub share: Option<std::time::Duration>,
     /// Plugin time each receiver has used in this run (ns), by id.
     pub used: &'a std::collections::BTreeMap<String, std::sync::atomic::AtomicU64>,
-    /// Changes handed to the sink together ([`super::Dispatcher::pack`]).
+    /// Changes handed to the sink together ([`super::DispatcherBuilder::pack`]).
     pub pack: usize,
-    /// Message bytes held for packing ([`super::Dispatcher::pack_bytes`]).
+    /// Message bytes held for packing ([`super::DispatcherBuilder::pack_bytes`]).
     pub pack_bytes: usize,
 }
 

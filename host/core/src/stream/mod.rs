@@ -20,6 +20,7 @@
 //!   failed (the event source mapping's on-failure destination then keeps
 //!   it after its retries).
 
+mod builder;
 mod dedup_state;
 pub mod ledger;
 pub mod metrics;
@@ -44,6 +45,7 @@ use prism_engine::PluginEngine;
 use prism_types::change::Change;
 
 pub use crate::deadline::{FINISH_RESERVE, finish_by, fits_invocation};
+pub use builder::StreamProcessorBuilder;
 pub use ledger::{LedgerError, LedgerStore, MemoryLedger};
 pub use metrics::BatchNumbers;
 
@@ -117,37 +119,39 @@ pub enum StreamError {
     OutputsUnwritable(crate::outputs::OutputsError),
 }
 
-/// Everything a warm dispatcher keeps between batches.
+/// Everything a warm dispatcher keeps between batches. Built with
+/// [`StreamProcessor::builder`]: the engine, the receivers and the delivery
+/// are required, everything else has a default.
 pub struct StreamProcessor {
     /// The Wasm engine (with its compile cache), shareable with other
     /// processors (a simulation runs many over one engine).
-    pub engine: Arc<PluginEngine>,
+    pub(crate) engine: Arc<PluginEngine>,
     /// The receivers.
-    pub receivers: Receivers,
+    pub(crate) receivers: Receivers,
     /// Where messages and dead letters go (SQS on AWS).
-    pub delivery: Arc<dyn Delivery>,
+    pub(crate) delivery: Arc<dyn Delivery>,
     /// The retry ledger.
-    pub ledger: Arc<dyn LedgerStore>,
+    pub(crate) ledger: Arc<dyn LedgerStore>,
     /// Dispatch settings (hold mode is forced on).
-    pub dispatcher: Dispatcher,
+    pub(crate) dispatcher: Dispatcher,
     /// Queue for records that cannot be read (name or URL).
-    pub unreadable_queue: Option<String>,
+    pub(crate) unreadable_queue: Option<String>,
     /// Write EMF metric lines to stdout.
-    pub emit_metrics: bool,
+    pub(crate) emit_metrics: bool,
     /// Output dedup state; `None`: every output is sent.
-    pub outputs: Option<OutputsStore>,
+    pub(crate) outputs: Option<OutputsStore>,
     /// Batch buffers and retry lanes; `None`: batch windows end with the
     /// stream batch, and a held change fails its record (Lambda retries it).
-    pub spool: Option<Arc<dyn Spool>>,
+    pub(crate) spool: Option<Arc<dyn Spool>>,
     /// Run only this receiver (`prism dlq redrive`); `None`: every receiver.
-    pub only: Option<String>,
+    pub(crate) only: Option<String>,
     /// The records replay changes on purpose (`prism dlq redrive`): the
     /// spool takes them even where a lane handled their sequence before.
-    pub replay: bool,
+    pub(crate) replay: bool,
     /// Now, in ms since the Unix epoch: [`system_clock`] on Lambda, a
     /// simulated one in the simulation (buffer ages and lane times are
     /// measured by it).
-    pub clock: Clock,
+    pub(crate) clock: Clock,
 }
 
 /// Where a processor reads the time.
@@ -209,7 +213,7 @@ impl StreamProcessor {
         self.handle_for(event, deadline, self.only.as_deref()).await
     }
 
-    /// [`Self::handle_within`] for `receiver` alone, whatever [`Self::only`]
+    /// [`Self::handle_within`] for `receiver` alone, whatever [`StreamProcessorBuilder::redrive`]
     /// says: how a backfill runs the catalogue through one receiver on the
     /// dispatcher's own warm state.
     pub async fn handle_only(
@@ -245,11 +249,12 @@ impl StreamProcessor {
         let sink = self.delivery.sink(destinations.clone());
         let (changes, of_change) = readable(&records);
         let deliverable = Arc::new(deliverable(&set, &destinations));
-        let dispatcher = Dispatcher {
-            hold_unavailable: true,
-            finish_by: deadline.map(finish_by),
-            ..self.dispatcher.clone()
-        };
+        let dispatcher = self
+            .dispatcher
+            .to_builder()
+            .hold_unavailable(true)
+            .finish_by(deadline.map(finish_by))
+            .build();
         // Sequence numbers are the stream's own unless a backfill (`only`)
         // or a redrive (`replay`) runs the batch.
         let stream_order = only.is_none() && !self.replay;
@@ -341,10 +346,11 @@ impl StreamProcessor {
         let (destinations, _) = destinations(&set, self.unreadable_queue.as_deref());
         let sink = self.delivery.sink(destinations.clone());
         let deliverable = deliverable(&set, &destinations);
-        let dispatcher = Dispatcher {
-            finish_by: deadline.map(finish_by),
-            ..self.dispatcher.clone()
-        };
+        let dispatcher = self
+            .dispatcher
+            .to_builder()
+            .finish_by(deadline.map(finish_by))
+            .build();
         let outputs = self.tick_outputs(&deliverable, spool.clone()).await?;
         let memory = outputs.clone();
         // A table's state is written per lane, before the lane marks its
