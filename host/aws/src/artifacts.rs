@@ -23,6 +23,7 @@ use std::time::Instant;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::sdk_error;
+use crate::error::{Error, ErrorKind};
 use prism_types::digest::Digest;
 
 /// Where receivers' components live in the bucket (one prefix per receiver
@@ -49,63 +50,6 @@ pub const MAPPER_PREFIX: &str = "mappers/";
 pub const DISPATCHER_READS: &[&str] = &["s3:GetObject"];
 /// See [`DISPATCHER_READS`].
 pub const DISPATCHER_WRITES: &[&str] = &["s3:PutObject"];
-
-/// An artifact that could not be stored or fetched.
-#[derive(Debug, thiserror::Error)]
-pub enum ArtifactError {
-    /// S3 said no.
-    #[error("s3://{bucket}/{key}: {message}")]
-    S3 {
-        /// Bucket.
-        bucket: String,
-        /// Object key.
-        key: String,
-        /// What S3 said.
-        message: String,
-    },
-    /// The object's bytes do not hash to its name.
-    #[error("s3://{bucket}/{key}: content is {actual}, not the digest it is stored under")]
-    Corrupt {
-        /// Bucket.
-        bucket: String,
-        /// Object key.
-        key: String,
-        /// What it hashes to.
-        actual: String,
-    },
-    /// The object is larger than prism ever fetches.
-    #[error(
-        "s3://{bucket}/{key}: {size} bytes, more than the {max} an artifact may have; not downloaded"
-    )]
-    TooLarge {
-        /// Bucket.
-        bucket: String,
-        /// Object key.
-        key: String,
-        /// Its size (as reported, or as far as it was read).
-        size: u64,
-        /// The cap.
-        max: u64,
-    },
-    /// The artifact failed recently: not fetched again until the backoff ends.
-    #[error("{key}: not fetched again for {retry_in_secs} s after it failed: {last}")]
-    BackingOff {
-        /// Object key.
-        key: String,
-        /// Seconds until the next try.
-        retry_in_secs: u64,
-        /// The failure.
-        last: String,
-    },
-    /// Local cache I/O.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The error.
-        source: std::io::Error,
-    },
-}
 
 /// What [`ArtifactStore::fetch_cwasm`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +132,7 @@ impl ArtifactStore {
         &self,
         manifest: &prism_mapping::MapperManifest,
         wasm: &[u8],
-    ) -> Result<String, ArtifactError> {
+    ) -> Result<String, Error> {
         let mut manifest = manifest.clone();
         let digest = Digest::of(wasm);
         self.put(
@@ -206,7 +150,7 @@ impl ArtifactStore {
     }
 
     /// A text object (a mapper manifest), or `None` if there is none.
-    pub async fn text(&self, key: &str) -> Result<Option<String>, ArtifactError> {
+    pub async fn text(&self, key: &str) -> Result<Option<String>, Error> {
         match self.get(key, MAX_TEXT_BYTES).await? {
             Some(bytes) => String::from_utf8(bytes)
                 .map(Some)
@@ -216,7 +160,7 @@ impl ArtifactStore {
     }
 
     /// Upload `receiver`'s component under its digest (idempotent).
-    pub async fn put_wasm(&self, receiver: &str, wasm: &[u8]) -> Result<Digest, ArtifactError> {
+    pub async fn put_wasm(&self, receiver: &str, wasm: &[u8]) -> Result<Digest, Error> {
         let digest = Digest::of(wasm);
         self.put(
             &Self::wasm_key(receiver, &digest),
@@ -234,7 +178,7 @@ impl ArtifactStore {
         engine_hash: &str,
         digest: &Digest,
         bytes: Vec<u8>,
-    ) -> Result<(), ArtifactError> {
+    ) -> Result<(), Error> {
         self.put(
             &Self::cwasm_key(engine_hash, digest),
             bytes,
@@ -243,7 +187,7 @@ impl ArtifactStore {
         .await
     }
 
-    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ArtifactError> {
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), Error> {
         self.s3
             .put_object()
             .bucket(&self.bucket)
@@ -264,7 +208,7 @@ impl ArtifactStore {
         receiver: &str,
         digest: &Digest,
         cache_dir: &Path,
-    ) -> Result<Vec<u8>, ArtifactError> {
+    ) -> Result<Vec<u8>, Error> {
         self.component(&Self::wasm_key(receiver, digest), digest, cache_dir)
             .await
     }
@@ -275,7 +219,7 @@ impl ArtifactStore {
         mapper: &str,
         digest: &Digest,
         cache_dir: &Path,
-    ) -> Result<Vec<u8>, ArtifactError> {
+    ) -> Result<Vec<u8>, Error> {
         self.component(&Self::mapper_wasm_key(mapper, digest), digest, cache_dir)
             .await
     }
@@ -285,7 +229,7 @@ impl ArtifactStore {
         key: &str,
         digest: &Digest,
         cache_dir: &Path,
-    ) -> Result<Vec<u8>, ArtifactError> {
+    ) -> Result<Vec<u8>, Error> {
         let local = cache_dir
             .join("plugins")
             .join(format!("{}.wasm", digest.hex()));
@@ -302,11 +246,11 @@ impl ArtifactStore {
                 .ok_or_else(|| self.err(key, "no such object".into()))?;
             let actual = Digest::of(&bytes);
             if actual != *digest {
-                return Err(ArtifactError::Corrupt {
-                    bucket: self.bucket.clone(),
-                    key: key.to_owned(),
-                    actual: actual.to_string(),
-                });
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    self.url(key),
+                    format!("content is {actual}, not the digest it is stored under"),
+                ));
             }
             Ok(bytes)
         }
@@ -317,25 +261,31 @@ impl ArtifactStore {
     }
 
     /// `Err` while `key` is in its backoff after a failure.
-    fn backing_off(&self, key: &str) -> Result<(), ArtifactError> {
+    fn backing_off(&self, key: &str) -> Result<(), Error> {
         let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
         match failed.get(key) {
-            Some(f) if Instant::now() < f.retry_at => Err(ArtifactError::BackingOff {
-                key: key.to_owned(),
-                retry_in_secs: f
+            Some(f) if Instant::now() < f.retry_at => {
+                let retry_in_secs = f
                     .retry_at
                     .saturating_duration_since(Instant::now())
                     .as_secs()
-                    + 1,
-                last: f.last.clone(),
-            }),
+                    + 1;
+                Err(Error::new(
+                    ErrorKind::BackingOff,
+                    key,
+                    format!(
+                        "not fetched again for {retry_in_secs} s after it failed: {}",
+                        f.last
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
 
     /// Record how fetching `key` went: a failure starts (or doubles) its
     /// backoff, a success ends it.
-    fn settle<T>(&self, key: &str, r: Result<T, ArtifactError>) -> Result<T, ArtifactError> {
+    fn settle<T>(&self, key: &str, r: Result<T, Error>) -> Result<T, Error> {
         let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
         match &r {
             Ok(_) => {
@@ -370,7 +320,7 @@ impl ArtifactStore {
         digest: &Digest,
         cache_file: &Path,
         trusted: Option<&Digest>,
-    ) -> Result<Precompiled, ArtifactError> {
+    ) -> Result<Precompiled, Error> {
         if cache_file.exists() {
             return Ok(Precompiled::Cached);
         }
@@ -398,12 +348,13 @@ impl ArtifactStore {
     /// An object of at most `max` bytes, or `None` if there is none. Its
     /// size is asked first; the download stops at `max` whatever it said
     /// (the object may be replaced between the two calls).
-    async fn get(&self, key: &str, max: u64) -> Result<Option<Vec<u8>>, ArtifactError> {
-        let too_large = |size: u64| ArtifactError::TooLarge {
-            bucket: self.bucket.clone(),
-            key: key.to_owned(),
-            size,
-            max,
+    async fn get(&self, key: &str, max: u64) -> Result<Option<Vec<u8>>, Error> {
+        let too_large = |size: u64| {
+            Error::new(
+                ErrorKind::TooLarge,
+                self.url(key),
+                format!("{size} bytes, more than the {max} an artifact may have; not downloaded"),
+            )
         };
         let head = self
             .s3
@@ -447,19 +398,16 @@ impl ArtifactStore {
         Ok(Some(bytes))
     }
 
-    fn err(&self, key: &str, message: String) -> ArtifactError {
-        ArtifactError::S3 {
-            bucket: self.bucket.clone(),
-            key: key.to_owned(),
-            message,
-        }
+    fn err(&self, key: &str, message: String) -> Error {
+        Error::new(ErrorKind::S3, self.url(key), message)
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
-    let io = |source| ArtifactError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let io = |source| Error::caused_by(ErrorKind::CacheIo, path.display().to_string(), source);
     prism_types::atomic::write(path, bytes).map_err(io)
 }

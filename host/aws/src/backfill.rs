@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Map, Value};
 
 use prism_core::backfill::checkpoint::{Checkpoint, Checkpoints, checkpoint_error};
-use prism_core::backfill::{BackfillError, ModelScan, PageRequest, ScanPage};
+use prism_core::backfill::{ModelScan, PageRequest, ScanPage};
 
 use crate::batch::Item;
 
@@ -41,11 +41,8 @@ impl DynamoModelScan {
         }
     }
 
-    fn err(&self, message: String) -> BackfillError {
-        BackfillError::Model {
-            table: self.table.clone(),
-            message,
-        }
+    fn err(&self, message: String) -> prism_core::Error {
+        prism_core::Error::model(self.table.clone(), message)
     }
 }
 
@@ -55,7 +52,7 @@ impl ModelScan for DynamoModelScan {
         &self.table
     }
 
-    async fn describe(&self) -> Result<(Vec<String>, u64), BackfillError> {
+    async fn describe(&self) -> Result<(Vec<String>, u64), prism_core::Error> {
         let d = self
             .ddb
             .describe_table()
@@ -75,7 +72,7 @@ impl ModelScan for DynamoModelScan {
         Ok((names, t.item_count().unwrap_or(0).max(0) as u64))
     }
 
-    async fn scan(&self, req: PageRequest<'_>) -> Result<ScanPage, BackfillError> {
+    async fn scan(&self, req: PageRequest<'_>) -> Result<ScanPage, prism_core::Error> {
         let segment = req.segment;
         let start = req
             .after
@@ -106,7 +103,7 @@ impl ModelScan for DynamoModelScan {
         })
     }
 
-    async fn read(&self, keys: &[Map<String, Value>]) -> Result<Vec<Value>, BackfillError> {
+    async fn read(&self, keys: &[Map<String, Value>]) -> Result<Vec<Value>, prism_core::Error> {
         let keys = keys
             .iter()
             .map(|k| key_from_json(&Value::Object(k.clone())))
@@ -175,7 +172,7 @@ impl SpoolCheckpoints {
         }
     }
 
-    fn err(&self, message: String) -> BackfillError {
+    fn err(&self, message: String) -> prism_core::Error {
         checkpoint_error(self.place(), message)
     }
 
@@ -195,7 +192,7 @@ impl SpoolCheckpoints {
 
 #[async_trait::async_trait]
 impl Checkpoints for SpoolCheckpoints {
-    async fn all(&self) -> Result<Vec<Checkpoint>, BackfillError> {
+    async fn all(&self) -> Result<Vec<Checkpoint>, prism_core::Error> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -227,7 +224,7 @@ impl Checkpoints for SpoolCheckpoints {
         Ok(out)
     }
 
-    async fn save(&self, cp: &Checkpoint) -> Result<(), BackfillError> {
+    async fn save(&self, cp: &Checkpoint) -> Result<(), prism_core::Error> {
         // UpdateItem, which the dispatcher's role already has on the spool.
         self.client
             .update_item()
@@ -245,7 +242,7 @@ impl Checkpoints for SpoolCheckpoints {
         Ok(())
     }
 
-    async fn clear(&self) -> Result<(), BackfillError> {
+    async fn clear(&self) -> Result<(), prism_core::Error> {
         let deletes = self
             .all()
             .await?

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use crate::error::{Error, ErrorKind};
+
 /// The key prefix of claims in the plugin bucket.
 pub const PREFIX: &str = "claims/";
 /// The field that marks a reference.
@@ -51,21 +53,6 @@ impl ClaimRef {
     }
 }
 
-/// A claim that could not be stored or read.
-#[derive(Debug, thiserror::Error)]
-#[error("claim {key} in bucket {bucket}: {message}")]
-pub struct ClaimError {
-    /// The bucket.
-    pub bucket: String,
-    /// The key.
-    pub key: String,
-    /// What failed.
-    pub message: String,
-    /// The object is gone or not what was stored (expired by the bucket's
-    /// lifecycle, deleted, overwritten): asking again will not help.
-    pub gone: bool,
-}
-
 /// The claim checks in the plugin bucket.
 #[derive(Debug, Clone)]
 pub struct ClaimStore {
@@ -88,7 +75,7 @@ impl ClaimStore {
     }
 
     /// Store `body`; the reference to keep in its place.
-    pub async fn put(&self, body: &[u8]) -> Result<ClaimRef, ClaimError> {
+    pub async fn put(&self, body: &[u8]) -> Result<ClaimRef, Error> {
         let sha256 = hex::encode(Sha256::digest(body));
         let r = ClaimRef {
             bucket: self.bucket.clone(),
@@ -109,7 +96,7 @@ impl ClaimStore {
     }
 
     /// The body a reference points to, checked against its hash.
-    pub async fn get(&self, r: &ClaimRef) -> Result<Vec<u8>, ClaimError> {
+    pub async fn get(&self, r: &ClaimRef) -> Result<Vec<u8>, Error> {
         let out = self
             .s3
             .get_object()
@@ -119,9 +106,10 @@ impl ClaimStore {
             .await
             .map_err(|e| {
                 let gone = e.as_service_error().is_some_and(|se| se.is_no_such_key());
-                ClaimError {
-                    gone,
-                    ..self.err(&r.key, format!("GetObject: {}", crate::sdk_error(&e)))
+                let message = format!("GetObject: {}", crate::sdk_error(&e));
+                match gone {
+                    true => self.gone(&r.key, message),
+                    false => self.err(&r.key, message),
                 }
             })?;
         let body = out
@@ -133,20 +121,17 @@ impl ClaimStore {
             .to_vec();
         let actual = hex::encode(Sha256::digest(&body));
         if actual != r.sha256 {
-            return Err(ClaimError {
-                gone: true,
-                ..self.err(
-                    &r.key,
-                    format!("content hashes to {actual}, not the {} recorded", r.sha256),
-                )
-            });
+            return Err(self.gone(
+                &r.key,
+                format!("content hashes to {actual}, not the {} recorded", r.sha256),
+            ));
         }
         Ok(body)
     }
 
     /// Claim `v` when its JSON text is over `limit` bytes: the reference in
     /// its place, else `v` itself.
-    pub async fn check_in(&self, v: Value, limit: usize) -> Result<Value, ClaimError> {
+    pub async fn check_in(&self, v: Value, limit: usize) -> Result<Value, Error> {
         let text = v.to_string();
         if text.len() <= limit {
             return Ok(v);
@@ -155,7 +140,7 @@ impl ClaimStore {
     }
 
     /// `v`, or what it refers to when it is a claim reference.
-    pub async fn resolve(&self, v: Value) -> Result<Value, ClaimError> {
+    pub async fn resolve(&self, v: Value) -> Result<Value, Error> {
         let Some(r) = ClaimRef::from_value(&v) else {
             return Ok(v);
         };
@@ -163,25 +148,24 @@ impl ClaimStore {
         serde_json::from_slice(&body).map_err(|e| self.err(&r.key, format!("not JSON: {e}")))
     }
 
-    fn err(&self, key: &str, message: String) -> ClaimError {
-        ClaimError {
-            bucket: self.bucket.clone(),
-            key: key.to_owned(),
-            message,
-            gone: false,
-        }
+    fn err(&self, key: &str, message: String) -> Error {
+        Error::new(ErrorKind::Claim, self.place(key), message)
+    }
+
+    fn gone(&self, key: &str, message: String) -> Error {
+        Error::new(ErrorKind::ClaimGone, self.place(key), message)
+    }
+
+    fn place(&self, key: &str) -> String {
+        format!("{key} in bucket {}", self.bucket)
     }
 }
 
 /// A dead letter read from a DLQ, with its `change` fetched when it was
 /// claimed because the letter was over SQS's limit.
-pub async fn resolve_dead_letter(store: &ClaimStore, body: &str) -> Result<Value, ClaimError> {
-    let mut letter: Value = serde_json::from_str(body).map_err(|e| ClaimError {
-        bucket: store.bucket.clone(),
-        key: "-".into(),
-        message: format!("dead letter is not JSON: {e}"),
-        gone: false,
-    })?;
+pub async fn resolve_dead_letter(store: &ClaimStore, body: &str) -> Result<Value, Error> {
+    let mut letter: Value = serde_json::from_str(body)
+        .map_err(|e| store.err("-", format!("dead letter is not JSON: {e}")))?;
     if let Some(change) = letter.get_mut("change") {
         *change = store.resolve(change.take()).await?;
     }

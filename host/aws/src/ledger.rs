@@ -6,9 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use prism_core::stream::ledger::{
-    EXPIRES_AT, Handled, KEEP, KEY, LedgerError, LedgerStore, RECEIVERS,
-};
+use prism_core::stream::ledger::{EXPIRES_AT, Handled, KEEP, KEY, LedgerStore, RECEIVERS};
 
 /// The calls the dispatcher makes on the ledger table. Terraform grants exactly these.
 pub const ACTIONS: &[&str] = &[
@@ -26,17 +24,14 @@ pub struct DynamoLedger {
 }
 
 impl DynamoLedger {
-    fn err(&self, message: String) -> LedgerError {
-        LedgerError {
-            table: self.table.clone(),
-            message,
-        }
+    fn err(&self, message: String) -> prism_core::Error {
+        prism_core::Error::ledger(self.table.clone(), message)
     }
 }
 
 #[async_trait::async_trait]
 impl LedgerStore for DynamoLedger {
-    async fn lookup(&self, records: &[String]) -> Result<Handled, LedgerError> {
+    async fn lookup(&self, records: &[String]) -> Result<Handled, prism_core::Error> {
         let Some(first) = records.first() else {
             return Ok(Handled::new());
         };
@@ -63,7 +58,10 @@ impl LedgerStore for DynamoLedger {
         Ok(items.iter().filter_map(decode).collect())
     }
 
-    async fn remember(&self, entries: &[(String, BTreeSet<String>)]) -> Result<(), LedgerError> {
+    async fn remember(
+        &self,
+        entries: &[(String, BTreeSet<String>)],
+    ) -> Result<(), prism_core::Error> {
         let expires = (SystemTime::now() + KEEP)
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

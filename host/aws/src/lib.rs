@@ -13,6 +13,7 @@ pub mod attr_json;
 pub mod backfill;
 pub mod batch;
 pub mod claims;
+pub mod error;
 pub mod ledger;
 pub mod model_store;
 pub mod outputs;
@@ -24,9 +25,10 @@ pub mod spool;
 pub mod sqs;
 mod streams;
 
-pub use artifacts::{ArtifactError, ArtifactStore, Precompiled};
-pub use registry::{DynamoRegistry, Head, RegistryOpError, Version};
-pub use streams::{ShardCursor, StreamReadError, StreamReader, attr_json, item_json, record_json};
+pub use artifacts::{ArtifactStore, Precompiled};
+pub use error::{Error, ErrorKind};
+pub use registry::{DynamoRegistry, Head, Version};
+pub use streams::{ShardCursor, StreamReader, attr_json, item_json, record_json};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::{Builder, tls};
@@ -40,7 +42,7 @@ pub async fn snapshot(
     store: &ArtifactStore,
     engine: &prism_engine::PluginEngine,
     cache_dir: &std::path::Path,
-) -> Result<prism_types::registry::Snapshot, RegistryOpError> {
+) -> Result<prism_types::registry::Snapshot, Error> {
     use prism_types::registry::{Entry, RegistryError, Snapshot};
     let mut snap = Snapshot::default();
     for head in registry.heads().await? {

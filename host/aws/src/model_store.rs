@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::attr_json::to_av;
 use super::batch::{Item, batch_get};
 use super::shadow::plain;
-use prism_mapping::store::{ModelStore, Put, REV_ATTR, StoreError, Stored};
+use prism_mapping::store::{ModelStore, Put, REV_ATTR, Stored};
 
 /// The calls the model builder makes on the model table. Terraform grants
 /// exactly these (and no other function may write the model).
@@ -49,8 +49,8 @@ impl DynamoModelStore {
         Item::from([(self.key.clone(), AttributeValue::S(key.to_owned()))])
     }
 
-    fn err(&self, call: &str, key: &str, e: String) -> StoreError {
-        StoreError(format!("model table {}: {call} {key}: {e}", self.table))
+    fn err(&self, call: &str, key: &str, e: String) -> prism_mapping::Error {
+        prism_mapping::Error::store(format!("model table {}: {call} {key}: {e}", self.table))
     }
 }
 
@@ -70,7 +70,7 @@ fn condition(expected: Option<u64>) -> (String, Option<AttributeValue>) {
 }
 
 impl ModelStore for DynamoModelStore {
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Stored>>, StoreError> {
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Stored>>, prism_mapping::Error> {
         let mut unique: Vec<&String> = keys.iter().collect();
         unique.sort();
         unique.dedup();
@@ -81,7 +81,7 @@ impl ModelStore for DynamoModelStore {
                 &self.table,
                 unique.iter().map(|k| self.key_item(k)).collect(),
             ))
-            .map_err(|e| StoreError(format!("model table {}: {e}", self.table)))?;
+            .map_err(|e| prism_mapping::Error::store(format!("model table {}: {e}", self.table)))?;
         let mut by_key = std::collections::HashMap::new();
         for item in &found {
             let Value::Object(v) = plain(item, &self.table)? else {
@@ -97,7 +97,12 @@ impl ModelStore for DynamoModelStore {
         Ok(keys.iter().map(|k| by_key.get(k).cloned()).collect())
     }
 
-    fn put(&self, key: &str, next: &Stored, expected: Option<u64>) -> Result<Put, StoreError> {
+    fn put(
+        &self,
+        key: &str,
+        next: &Stored,
+        expected: Option<u64>,
+    ) -> Result<Put, prism_mapping::Error> {
         let item: Item = next
             .to_item()
             .iter()
@@ -126,7 +131,7 @@ impl ModelStore for DynamoModelStore {
         }
     }
 
-    fn delete(&self, key: &str, expected: u64) -> Result<Put, StoreError> {
+    fn delete(&self, key: &str, expected: u64) -> Result<Put, prism_mapping::Error> {
         let (cond, rev) = condition(Some(expected));
         let mut call = self
             .client

@@ -27,7 +27,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 use super::batch::{Item, batch_get, batch_write};
-use prism_core::outputs::{LastOutput, OutputKey, OutputsError, OutputsTable};
+use prism_core::outputs::{LastOutput, OutputKey, OutputsTable};
 
 /// Partition key (S): [`PRODUCT_ITEM`] for the per-product items.
 pub const KEY_RECEIVER: &str = "receiver";
@@ -84,11 +84,8 @@ impl DynamoOutputs {
         }
     }
 
-    fn err(&self, message: String) -> OutputsError {
-        OutputsError {
-            table: self.table.clone(),
-            message,
-        }
+    fn err(&self, message: String) -> prism_core::Error {
+        prism_core::Error::outputs_table(self.table.clone(), message)
     }
 }
 
@@ -97,7 +94,7 @@ impl OutputsTable for DynamoOutputs {
     async fn read(
         &self,
         pairs: &[OutputKey],
-    ) -> Result<Vec<(OutputKey, LastOutput)>, OutputsError> {
+    ) -> Result<Vec<(OutputKey, LastOutput)>, prism_core::Error> {
         let products: BTreeSet<&str> = pairs.iter().map(|(_, k)| k.as_str()).collect();
         let keys: Vec<Item> = products.into_iter().map(key_of).collect();
         let items = batch_get(&self.client, &self.table, keys)
@@ -106,7 +103,7 @@ impl OutputsTable for DynamoOutputs {
         Ok(items.iter().flat_map(decode).collect())
     }
 
-    async fn write(&self, entries: &[(OutputKey, LastOutput)]) -> Result<usize, OutputsError> {
+    async fn write(&self, entries: &[(OutputKey, LastOutput)]) -> Result<usize, prism_core::Error> {
         let mut items: BTreeMap<&str, Item> = BTreeMap::new();
         for ((receiver, product), e) in entries {
             let item = items

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use prism_read_api::{ModelError, ModelSource};
+use prism_read_api::ModelSource;
 
 /// The calls the read API makes on the model table. Terraform grants exactly these.
 pub const ACTIONS: &[&str] = &["dynamodb:DescribeTable", "dynamodb:GetItem"];
@@ -30,14 +30,11 @@ impl DynamoModel {
         }
     }
 
-    fn err(&self, message: String) -> ModelError {
-        ModelError {
-            table: self.table.clone(),
-            message,
-        }
+    fn err(&self, message: String) -> prism_core::Error {
+        prism_core::Error::model(self.table.clone(), message)
     }
 
-    async fn key_name(&self) -> Result<&str, ModelError> {
+    async fn key_name(&self) -> Result<&str, prism_core::Error> {
         self.key_name
             .get_or_try_init(|| async {
                 let d = self
@@ -63,7 +60,7 @@ impl DynamoModel {
 
 #[async_trait::async_trait]
 impl ModelSource for DynamoModel {
-    async fn get(&self, key: &str) -> Result<Option<Value>, ModelError> {
+    async fn get(&self, key: &str) -> Result<Option<Value>, prism_core::Error> {
         let name = self.key_name().await?;
         let out = self
             .client

@@ -28,6 +28,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
 use super::attr_json::{map_from_av, to_av};
 use super::sdk_error;
+use crate::error::{Error, ErrorKind};
 use prism_types::manifest::ReceiverManifest;
 use prism_types::registry::{Quarantine, RegistryError};
 
@@ -65,35 +66,6 @@ pub const TEAM_ACTIONS: &[&str] = &[
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 ];
-
-/// A registry operation that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryOpError {
-    /// DynamoDB said no.
-    #[error("registry table {table}: {message}")]
-    Dynamo {
-        /// Table.
-        table: String,
-        /// What DynamoDB said.
-        message: String,
-    },
-    /// Someone else changed the receiver since it was read.
-    #[error(
-        "receiver {receiver} was changed by someone else since it was read (revision {revision}); read it again and retry"
-    )]
-    Conflict {
-        /// The receiver.
-        receiver: String,
-        /// The revision that was read.
-        revision: u64,
-    },
-    /// No such receiver (or version).
-    #[error("{0}")]
-    NotFound(String),
-    /// An item that does not hold a valid entry.
-    #[error(transparent)]
-    Invalid(#[from] RegistryError),
-}
 
 /// A receiver's live state.
 #[derive(Debug, Clone)]
@@ -173,15 +145,12 @@ impl DynamoRegistry {
         &self.table
     }
 
-    fn err(&self, message: String) -> RegistryOpError {
-        RegistryOpError::Dynamo {
-            table: self.table.clone(),
-            message,
-        }
+    fn err(&self, message: String) -> Error {
+        Error::new(ErrorKind::RegistryTable, self.table.clone(), message)
     }
 
     /// A receiver's head, read consistently.
-    pub async fn head(&self, receiver: &str) -> Result<Option<Head>, RegistryOpError> {
+    pub async fn head(&self, receiver: &str) -> Result<Option<Head>, Error> {
         let out = self
             .ddb
             .get_item()
@@ -197,7 +166,7 @@ impl DynamoRegistry {
 
     /// Every receiver's head (entries that do not parse come back as errors
     /// naming the receiver, so one bad item cannot hide the others).
-    pub async fn heads(&self) -> Result<Vec<Result<Head, RegistryOpError>>, RegistryOpError> {
+    pub async fn heads(&self) -> Result<Vec<Result<Head, Error>>, Error> {
         let scan = self
             .ddb
             .scan()
@@ -215,7 +184,7 @@ impl DynamoRegistry {
     }
 
     /// A receiver's history, oldest first.
-    pub async fn versions(&self, receiver: &str) -> Result<Vec<Version>, RegistryOpError> {
+    pub async fn versions(&self, receiver: &str) -> Result<Vec<Version>, Error> {
         let query = self
             .ddb
             .query()
@@ -249,7 +218,7 @@ impl DynamoRegistry {
         manifest: &ReceiverManifest,
         seen: Option<&Head>,
         by: &str,
-    ) -> Result<Head, RegistryOpError> {
+    ) -> Result<Head, Error> {
         let receiver = &manifest.receiver;
         let version = seen.map_or(1, |h| h.latest + 1);
         let revision = seen.map_or(1, |h| h.revision + 1);
@@ -285,14 +254,11 @@ impl DynamoRegistry {
             .send()
             .await
             .map_err(|e| {
-                let conflict = e
+                let raced = e
                     .as_service_error()
                     .is_some_and(|s| s.is_transaction_canceled_exception());
-                if conflict {
-                    RegistryOpError::Conflict {
-                        receiver: receiver.clone(),
-                        revision: seen.map_or(0, |h| h.revision),
-                    }
+                if raced {
+                    conflict(receiver, seen.map_or(0, |h| h.revision))
                 } else {
                     self.err(sdk_error(&e))
                 }
@@ -301,12 +267,7 @@ impl DynamoRegistry {
     }
 
     /// Replace the head (enable, disable, rollback), if it is still at `seen`.
-    pub async fn update_head(
-        &self,
-        seen: &Head,
-        mut next: Head,
-        by: &str,
-    ) -> Result<Head, RegistryOpError> {
+    pub async fn update_head(&self, seen: &Head, mut next: Head, by: &str) -> Result<Head, Error> {
         next.revision = seen.revision + 1;
         next.updated_at = now();
         next.updated_by = by.to_owned();
@@ -322,10 +283,7 @@ impl DynamoRegistry {
             .await
             .map_err(|e| {
                 if crate::condition_failed(&e) {
-                    RegistryOpError::Conflict {
-                        receiver: next.manifest.receiver.clone(),
-                        revision: seen.revision,
-                    }
+                    conflict(&next.manifest.receiver, seen.revision)
                 } else {
                     self.err(sdk_error(&e))
                 }
@@ -335,7 +293,7 @@ impl DynamoRegistry {
 
     /// Delete a receiver: its head and its history. Artifacts stay in S3
     /// (content-addressed; other receivers may share them).
-    pub async fn remove(&self, receiver: &str) -> Result<usize, RegistryOpError> {
+    pub async fn remove(&self, receiver: &str) -> Result<usize, Error> {
         let mut keys: Vec<u64> = self
             .versions(receiver)
             .await?
@@ -366,7 +324,7 @@ impl DynamoRegistry {
         engine: &str,
         wasm: &prism_types::digest::Digest,
         cwasm: &prism_types::digest::Digest,
-    ) -> Result<bool, RegistryOpError> {
+    ) -> Result<bool, Error> {
         let attr = format!("{PRECOMPILED_PREFIX}{}", precompiled_key(engine, wasm));
         let r = self
             .ddb
@@ -391,7 +349,7 @@ impl DynamoRegistry {
     /// Record a dispatcher's last error for a receiver (best effort; shown by
     /// `prism status`), cut to [`MAX_LAST_ERROR_BYTES`]. Does not bump the
     /// revision.
-    pub async fn record_error(&self, receiver: &str, error: &str) -> Result<(), RegistryOpError> {
+    pub async fn record_error(&self, receiver: &str, error: &str) -> Result<(), Error> {
         let error = prism_types::text::cap(error, MAX_LAST_ERROR_BYTES);
         self.ddb
             .update_item()
@@ -416,7 +374,7 @@ impl DynamoRegistry {
         &self,
         receiver: &str,
         quarantine: Option<&Quarantine>,
-    ) -> Result<(), RegistryOpError> {
+    ) -> Result<(), Error> {
         let update = self
             .ddb
             .update_item()
@@ -449,7 +407,7 @@ impl DynamoRegistry {
         Ok(())
     }
 
-    fn head_put(&self, h: &Head, expected_revision: Option<u64>) -> Result<Put, RegistryOpError> {
+    fn head_put(&self, h: &Head, expected_revision: Option<u64>) -> Result<Put, Error> {
         let mut b = Put::builder()
             .table_name(&self.table)
             .item(KEY_RECEIVER, AttributeValue::S(h.manifest.receiver.clone()))
@@ -479,7 +437,7 @@ impl DynamoRegistry {
         b.build().map_err(|e| self.err(e.to_string()))
     }
 
-    fn parse_head(&self, item: &Item) -> Result<Head, RegistryOpError> {
+    fn parse_head(&self, item: &Item) -> Result<Head, Error> {
         let receiver = text(item, KEY_RECEIVER);
         Ok(Head {
             manifest: self.parse_entry(item, &receiver)?,
@@ -500,15 +458,11 @@ impl DynamoRegistry {
         })
     }
 
-    fn parse_entry(
-        &self,
-        item: &Item,
-        receiver: &str,
-    ) -> Result<ReceiverManifest, RegistryOpError> {
+    fn parse_entry(&self, item: &Item, receiver: &str) -> Result<ReceiverManifest, Error> {
         let version = num(item, KEY_VERSION);
         let origin = format!("dynamodb://{}/{receiver}/v{version}", self.table);
         let invalid = |message: String| {
-            RegistryOpError::Invalid(RegistryError::Manifest(
+            Error::invalid_entry(RegistryError::Manifest(
                 prism_types::manifest::ManifestError::Invalid {
                     origin: origin.clone(),
                     message,
@@ -521,12 +475,12 @@ impl DynamoRegistry {
             .ok_or_else(|| invalid("no `entry` map".into()))?;
         let json = map_from_av(entry, "entry").map_err(invalid)?;
         let manifest = ReceiverManifest::from_json(serde_json::Value::Object(json), &origin)
-            .map_err(|e| RegistryOpError::Invalid(e.into()))?;
+            .map_err(|e| Error::invalid_entry(e.into()))?;
         // Identity comes from the key, never from the item's content: a
         // team's role may write only items under its own partition key
         // (`dynamodb:LeadingKeys`), but it writes the entry's text freely.
         if manifest.receiver != receiver {
-            return Err(RegistryOpError::Invalid(RegistryError::ForeignIdentity {
+            return Err(Error::invalid_entry(RegistryError::ForeignIdentity {
                 origin: origin.clone(),
                 key: receiver.to_owned(),
                 named: manifest.receiver,
@@ -536,11 +490,22 @@ impl DynamoRegistry {
     }
 }
 
+/// Someone else changed `receiver` since it was read at `revision`.
+fn conflict(receiver: &str, revision: u64) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        receiver,
+        format!(
+            "was changed by someone else since it was read (revision {revision}); read it again and retry"
+        ),
+    )
+}
+
 fn entry_av(m: &ReceiverManifest) -> AttributeValue {
     to_av(&serde_json::to_value(m).expect("a manifest serializes"))
 }
 
-fn key_of(h: &Result<Head, RegistryOpError>) -> String {
+fn key_of(h: &Result<Head, Error>) -> String {
     match h {
         Ok(h) => h.manifest.receiver.clone(),
         Err(e) => e.to_string(),

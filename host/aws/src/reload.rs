@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{ArtifactStore, DynamoRegistry, RegistryOpError};
-use prism_core::receivers::{ReceiverSet, ReceiverSource, Receivers, SourceError};
+use crate::{ArtifactStore, DynamoRegistry, Error};
+use prism_core::receivers::{ReceiverSet, ReceiverSource, Receivers};
 use prism_engine::PluginEngine;
 
 /// Default time a registry read stays fresh.
@@ -103,10 +103,7 @@ impl LiveReceivers {
 
     /// The current set, re-read from the registry if the copy is stale.
     /// On a registry error the previous set is returned with the error.
-    pub async fn current(
-        &mut self,
-        engine: &PluginEngine,
-    ) -> (Arc<ReceiverSet>, Option<RegistryOpError>) {
+    pub async fn current(&mut self, engine: &PluginEngine) -> (Arc<ReceiverSet>, Option<Error>) {
         let Some((loader, old)) = self.begin_refresh() else {
             return (self.set.clone(), None);
         };
@@ -130,8 +127,8 @@ impl LiveReceivers {
     /// Install what a refresh loaded (or keep the old set on an error).
     pub fn finish_refresh(
         &mut self,
-        result: Result<ReceiverSet, RegistryOpError>,
-    ) -> (Arc<ReceiverSet>, Option<RegistryOpError>) {
+        result: Result<ReceiverSet, Error>,
+    ) -> (Arc<ReceiverSet>, Option<Error>) {
         self.refreshing = false;
         match result {
             Ok(set) => {
@@ -152,7 +149,7 @@ impl LiveReceivers {
     }
 
     /// Re-read the registry now.
-    pub async fn refresh(&mut self, engine: &PluginEngine) -> Result<Changes, RegistryOpError> {
+    pub async fn refresh(&mut self, engine: &PluginEngine) -> Result<Changes, Error> {
         let set = self.loader.clone().load(engine, &self.set).await?;
         let changes = diff(&self.set, &set);
         self.set = Arc::new(set);
@@ -207,7 +204,7 @@ struct Shared(tokio::sync::Mutex<LiveReceivers>);
 
 #[async_trait::async_trait]
 impl ReceiverSource for Shared {
-    async fn current(&self, engine: &PluginEngine) -> Result<Arc<ReceiverSet>, SourceError> {
+    async fn current(&self, engine: &PluginEngine) -> Result<Arc<ReceiverSet>, prism_core::Error> {
         // Reload without holding the lock: compiling takes seconds, and
         // meanwhile other callers are served the set in use.
         let job = self.0.lock().await.begin_refresh();
@@ -218,7 +215,7 @@ impl ReceiverSource for Shared {
         let mut live = self.0.lock().await;
         let (set, err) = live.finish_refresh(result);
         match err {
-            Some(e) if !live.loaded() => Err(SourceError(Box::new(e))),
+            Some(e) if !live.loaded() => Err(prism_core::Error::source_failed(e)),
             _ => Ok(set),
         }
     }
@@ -242,7 +239,7 @@ impl Loader {
         &self,
         engine: &PluginEngine,
         old: &ReceiverSet,
-    ) -> Result<ReceiverSet, RegistryOpError> {
+    ) -> Result<ReceiverSet, Error> {
         let snapshot =
             crate::snapshot(&self.registry, &self.store, engine, &self.artifacts_dir).await?;
         let mut reused = Vec::new();

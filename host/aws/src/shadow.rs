@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::attr_json::{ddb, to_av};
 use super::batch::{Item, batch_get};
 use prism_mapping::TableDecl;
-use prism_mapping::store::{Lookup, ShadowStore, StoreError};
+use prism_mapping::store::{Lookup, ShadowStore};
 
 /// The calls the mapper makes on shadow tables (and their indexes).
 /// Terraform grants exactly these.
@@ -41,13 +41,13 @@ impl DynamoShadow {
 }
 
 /// A DynamoDB item as plain JSON, converted as stream images are.
-pub fn plain(item: &Item, what: &str) -> Result<Value, StoreError> {
+pub fn plain(item: &Item, what: &str) -> Result<Value, prism_mapping::Error> {
     let Value::Object(ddb) = ddb::item_json(item) else {
         unreachable!("an item is an object");
     };
     prism_types::input::attr::map_to_json(&ddb, "")
         .map(Value::Object)
-        .map_err(|e| StoreError(format!("{what}: {e}")))
+        .map_err(|e| prism_mapping::Error::store(format!("{what}: {e}")))
 }
 
 fn key_item(key: &Value) -> Item {
@@ -61,7 +61,7 @@ impl ShadowStore for DynamoShadow {
         &self,
         table: &TableDecl,
         keys: &[Value],
-    ) -> Result<Vec<Option<Value>>, StoreError> {
+    ) -> Result<Vec<Option<Value>>, prism_mapping::Error> {
         let name = self.physical(table);
         // Keys by their JSON text (objects serialize with sorted keys), so a
         // cascade of thousands of keys is not matched pair by pair.
@@ -76,7 +76,7 @@ impl ShadowStore for DynamoShadow {
                 &name,
                 unique.into_values().collect(),
             ))
-            .map_err(|e| StoreError(format!("shadow table {name}: {e}")))?;
+            .map_err(|e| prism_mapping::Error::store(format!("shadow table {name}: {e}")))?;
         let mut by_key = std::collections::HashMap::with_capacity(found.len());
         for item in &found {
             let v = plain(item, &name)?;
@@ -93,7 +93,7 @@ impl ShadowStore for DynamoShadow {
             .collect())
     }
 
-    fn query(&self, lookup: Lookup<'_>) -> Result<Vec<Value>, StoreError> {
+    fn query(&self, lookup: Lookup<'_>) -> Result<Vec<Value>, prism_mapping::Error> {
         let Lookup {
             table,
             index,
@@ -116,7 +116,7 @@ impl ShadowStore for DynamoShadow {
                 .expression_attribute_values(":v", to_av(value));
             let items = super::all_items(query.into_paginator().items().send())
                 .await
-                .map_err(|e| StoreError(format!("{what}: Query: {e}")))?;
+                .map_err(|e| prism_mapping::Error::store(format!("{what}: Query: {e}")))?;
             items.iter().map(|item| plain(item, &what)).collect()
         })
     }

@@ -29,7 +29,7 @@ use serde_json::Value;
 use super::batch::{Item, batch_get, batch_write, delete, put};
 use crate::claims::{ClaimRef, ClaimStore};
 use prism_core::spool::{
-    Appended, Claim, DONE_MS, LEASE_MS, Lane, LaneInfo, Spool, SpoolError, Spooled, now_ms,
+    Appended, Claim, DONE_MS, LEASE_MS, Lane, LaneInfo, Spool, Spooled, now_ms,
 };
 
 /// Partition key: the lane name, or [`INDEX`] (S).
@@ -178,7 +178,7 @@ impl DynamoSpool {
             )
         })?;
         claims.resolve(v).await.map_err(|e| {
-            if e.gone {
+            if e.is_gone() {
                 Loaded::Gone(e.to_string())
             } else {
                 Loaded::Failed(e.to_string())
@@ -186,12 +186,8 @@ impl DynamoSpool {
         })
     }
 
-    fn err(&self, lane: &Lane, message: String) -> SpoolError {
-        SpoolError {
-            store: format!("table {}", self.table),
-            lane: lane.to_string(),
-            message,
-        }
+    fn err(&self, lane: &Lane, message: String) -> prism_core::Error {
+        prism_core::Error::spool(format!("table {}", self.table), lane.to_string(), message)
     }
 
     async fn query(&self, partition: &str, below: Option<&str>) -> Result<Vec<Item>, String> {
@@ -386,7 +382,7 @@ enum Loaded {
 }
 
 impl Spool for DynamoSpool {
-    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError> {
+    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, prism_core::Error> {
         let name = lane.to_string();
         let done_lane = format!("{DONE_PREFIX}{name}");
         self.handle
@@ -501,7 +497,7 @@ impl Spool for DynamoSpool {
         &self,
         lane: &Lane,
         sequences: &[String],
-    ) -> Result<std::collections::HashSet<String>, SpoolError> {
+    ) -> Result<std::collections::HashSet<String>, prism_core::Error> {
         if sequences.is_empty() {
             return Ok(Default::default());
         }
@@ -523,7 +519,7 @@ impl Spool for DynamoSpool {
             .map_err(|e: String| self.err(lane, e))
     }
 
-    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), prism_core::Error> {
         if sequences.is_empty() {
             return Ok(());
         }
@@ -542,13 +538,13 @@ impl Spool for DynamoSpool {
             .map_err(|e| self.err(lane, e))
     }
 
-    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError> {
+    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, prism_core::Error> {
         self.handle
             .block_on(self.entries(lane))
             .map_err(|e| self.err(lane, e))
     }
 
-    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), prism_core::Error> {
         let name = lane.to_string();
         self.handle
             .block_on(async {
@@ -597,15 +593,11 @@ impl Spool for DynamoSpool {
             .map_err(|e: String| self.err(lane, e))
     }
 
-    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, SpoolError> {
+    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, prism_core::Error> {
         let items = self
             .handle
             .block_on(self.query(INDEX, None))
-            .map_err(|e| SpoolError {
-                store: format!("table {}", self.table),
-                lane: INDEX.into(),
-                message: e,
-            })?;
+            .map_err(|e| prism_core::Error::spool(format!("table {}", self.table), INDEX, e))?;
         Ok(items
             .iter()
             .filter_map(|item| {
@@ -615,7 +607,12 @@ impl Spool for DynamoSpool {
             .collect())
     }
 
-    fn claim(&self, lane: &Lane, now_ms: u64, steal: bool) -> Result<Option<Claim>, SpoolError> {
+    fn claim(
+        &self,
+        lane: &Lane,
+        now_ms: u64,
+        steal: bool,
+    ) -> Result<Option<Claim>, prism_core::Error> {
         let mut update = self
             .client
             .update_item()
@@ -657,19 +654,19 @@ impl Spool for DynamoSpool {
         }
     }
 
-    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError> {
+    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), prism_core::Error> {
         self.handle
             .block_on(self.write_claim(lane, claim, false))
             .map_err(|e| self.err(lane, e))
     }
 
-    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError> {
+    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), prism_core::Error> {
         self.handle
             .block_on(self.write_claim(lane, claim, true))
             .map_err(|e| self.err(lane, e))
     }
 
-    fn tick_cursor(&self) -> Result<Option<String>, SpoolError> {
+    fn tick_cursor(&self) -> Result<Option<String>, prism_core::Error> {
         let out = self
             .handle
             .block_on(
@@ -693,7 +690,7 @@ impl Spool for DynamoSpool {
             .map(str::to_owned))
     }
 
-    fn save_tick_cursor(&self, lane: Option<&str>) -> Result<(), SpoolError> {
+    fn save_tick_cursor(&self, lane: Option<&str>) -> Result<(), prism_core::Error> {
         let result = match lane {
             Some(l) => self
                 .handle
@@ -723,7 +720,7 @@ impl Spool for DynamoSpool {
         result.map_err(|m| self.err(&tick_lane(), m))
     }
 
-    fn release(&self, lane: &Lane) -> Result<(), SpoolError> {
+    fn release(&self, lane: &Lane) -> Result<(), prism_core::Error> {
         self.handle
             .block_on(
                 self.client

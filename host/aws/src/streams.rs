@@ -7,15 +7,7 @@ use aws_sdk_dynamodbstreams::Client;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use serde_json::{Map, Value, json};
 
-/// A Streams API call that failed.
-#[derive(Debug, thiserror::Error)]
-#[error("stream {stream}: {message}")]
-pub struct StreamReadError {
-    /// The stream ARN.
-    pub stream: String,
-    /// What failed.
-    pub message: String,
-}
+use crate::error::{Error, ErrorKind};
 
 /// One open shard and where reading it has got to.
 #[derive(Debug, Clone)]
@@ -50,16 +42,17 @@ impl StreamReader {
         &self.arn
     }
 
-    fn err(&self, what: &str, e: impl std::fmt::Display) -> StreamReadError {
-        StreamReadError {
-            stream: self.arn.clone(),
-            message: format!("{what}: {e}"),
-        }
+    fn err(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::new(
+            ErrorKind::StreamRead,
+            self.arn.clone(),
+            format!("{what}: {e}"),
+        )
     }
 
     /// The shard ids of the stream, parents before children. (The Streams
     /// SDK models no paginator for DescribeStream, so this one loop stays.)
-    pub async fn shards(&self) -> Result<Vec<String>, StreamReadError> {
+    pub async fn shards(&self) -> Result<Vec<String>, Error> {
         let mut out = Vec::new();
         let mut start: Option<String> = None;
         loop {
@@ -87,11 +80,7 @@ impl StreamReader {
     }
 
     /// A cursor at the start (`from_start`) or the end of `shard`.
-    pub async fn open(
-        &self,
-        shard: &str,
-        from_start: bool,
-    ) -> Result<ShardCursor, StreamReadError> {
+    pub async fn open(&self, shard: &str, from_start: bool) -> Result<ShardCursor, Error> {
         let kind = if from_start {
             ShardIteratorType::TrimHorizon
         } else {
@@ -115,11 +104,7 @@ impl StreamReader {
     /// A cursor at the record with `sequence` in `shard` (for a replay).
     /// A record the stream no longer holds (past its 24-hour retention) is
     /// an error that says so.
-    pub async fn open_at(
-        &self,
-        shard: &str,
-        sequence: &str,
-    ) -> Result<ShardCursor, StreamReadError> {
+    pub async fn open_at(&self, shard: &str, sequence: &str) -> Result<ShardCursor, Error> {
         let out = self
             .client
             .get_shard_iterator()
@@ -148,11 +133,7 @@ impl StreamReader {
 
     /// The next records of a shard (at most `limit`), as Lambda-shaped JSON;
     /// advances the cursor.
-    pub async fn read(
-        &self,
-        cursor: &mut ShardCursor,
-        limit: i32,
-    ) -> Result<Vec<Value>, StreamReadError> {
+    pub async fn read(&self, cursor: &mut ShardCursor, limit: i32) -> Result<Vec<Value>, Error> {
         let Some(it) = cursor.iterator.clone() else {
             return Ok(Vec::new());
         };

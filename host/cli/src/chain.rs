@@ -98,7 +98,14 @@ pub fn map_shadow_stream(
             Err(e) => {
                 report.failed += 1;
                 tracing::error!(table = %change.table, key = %change.key, sequence = %change.sequence, error = %e, "shadow change parked");
-                park(&dead, report.failed, change, raw, &e.to_string(), e.kind())?;
+                park(
+                    &dead,
+                    report.failed,
+                    change,
+                    raw,
+                    &e.to_string(),
+                    e.reason(),
+                )?;
             }
         }
     }

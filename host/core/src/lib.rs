@@ -21,6 +21,7 @@ pub mod backfill;
 pub mod breaker;
 pub mod deadline;
 pub mod dispatch;
+pub mod error;
 pub mod model;
 pub mod outputs;
 pub mod receivers;
@@ -29,3 +30,5 @@ pub mod replay;
 pub mod sink;
 pub mod spool;
 pub mod stream;
+
+pub use error::{Error, ErrorKind};

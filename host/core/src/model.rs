@@ -6,15 +6,5 @@
 #[async_trait::async_trait]
 pub trait ModelSource: Send + Sync {
     /// The document for `key` as receivers see it (no bookkeeping), if any.
-    async fn get(&self, key: &str) -> Result<Option<serde_json::Value>, ModelError>;
-}
-
-/// The model could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("model table {table}: {message}")]
-pub struct ModelError {
-    /// The table.
-    pub table: String,
-    /// What failed.
-    pub message: String,
+    async fn get(&self, key: &str) -> Result<Option<serde_json::Value>, crate::Error>;
 }

@@ -263,7 +263,7 @@ pub enum Receivers {
 impl Receivers {
     /// The current set. An error only when the source has never been read:
     /// after that, a failed refresh keeps the last good set.
-    pub async fn current(&self, engine: &PluginEngine) -> Result<Arc<ReceiverSet>, SourceError> {
+    pub async fn current(&self, engine: &PluginEngine) -> Result<Arc<ReceiverSet>, crate::Error> {
         match self {
             Receivers::Fixed(s) => Ok(s.clone()),
             Receivers::Live(live) => live.current(engine).await,
@@ -308,7 +308,7 @@ impl Receivers {
 pub trait ReceiverSource: Send + Sync {
     /// The current set (re-read when stale). An error only when the source
     /// has never been read.
-    async fn current(&self, engine: &PluginEngine) -> Result<Arc<ReceiverSet>, SourceError>;
+    async fn current(&self, engine: &PluginEngine) -> Result<Arc<ReceiverSet>, crate::Error>;
 
     /// Record each `(receiver, error)` as the receiver's latest error.
     async fn record_errors(&self, errors: &[(String, String)]);
@@ -317,8 +317,3 @@ pub trait ReceiverSource: Send + Sync {
     /// that start later begin with it.
     async fn record_quarantines(&self, quarantines: &[(String, Option<Quarantine>)]);
 }
-
-/// A receiver source that could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct SourceError(pub Box<dyn std::error::Error + Send + Sync>);

@@ -42,26 +42,6 @@ pub const ROUNDS: usize = 4;
 /// finish reappears after this.
 pub const HOLD_SECS: u32 = 900;
 
-/// What went wrong, and where.
-#[derive(Debug, thiserror::Error)]
-#[error("{place}: {message}")]
-pub struct RedriveError {
-    /// The queue, the model, or the dispatch.
-    pub place: String,
-    /// What failed.
-    pub message: String,
-}
-
-impl RedriveError {
-    /// An error at `place`.
-    pub fn new(place: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            place: place.into(),
-            message: message.into(),
-        }
-    }
-}
-
 /// Which kind of dead letter a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LetterKind {
@@ -119,16 +99,16 @@ pub trait DeadLetters: Send + Sync {
     /// The queue, for messages.
     fn place(&self) -> String;
     /// Up to `max` letters, each held invisible for `hold_secs`.
-    async fn hold(&self, max: usize, hold_secs: u32) -> Result<Vec<Letter>, RedriveError>;
+    async fn hold(&self, max: usize, hold_secs: u32) -> Result<Vec<Letter>, crate::Error>;
     /// A parked letter's change (loaded from where it was claimed when it
     /// was too large for the queue).
-    async fn change(&self, letter: &Letter) -> Result<Change, RedriveError>;
+    async fn change(&self, letter: &Letter) -> Result<Change, crate::Error>;
     /// Delete a letter.
-    async fn delete(&self, letter: &Letter) -> Result<(), RedriveError>;
+    async fn delete(&self, letter: &Letter) -> Result<(), crate::Error>;
     /// Make held letters visible again at once.
-    async fn release(&self, letters: &[&Letter]) -> Result<(), RedriveError>;
+    async fn release(&self, letters: &[&Letter]) -> Result<(), crate::Error>;
     /// Send a consumer failure back to the receiver's queue, as it was.
-    async fn send_back(&self, letter: &Letter) -> Result<(), RedriveError>;
+    async fn send_back(&self, letter: &Letter) -> Result<(), crate::Error>;
 }
 
 /// What a redrive did.
@@ -186,11 +166,11 @@ pub async fn drifted(
     model: &dyn ModelSource,
     sent: &[Change],
     what: &str,
-) -> Result<Vec<Change>, RedriveError> {
+) -> Result<Vec<Change>, crate::Error> {
     let mut again = Vec::new();
     for c in sent {
         let now = model.get(&c.key).await.map_err(|e| {
-            RedriveError::new(
+            crate::Error::redrive(
                 format!("checking {} after the {what}", c.key),
                 e.to_string(),
             )
@@ -228,7 +208,7 @@ pub struct Redrive<'a> {
 
 impl Redrive<'_> {
     /// Run it.
-    pub async fn run(&self) -> Result<Tally, RedriveError> {
+    pub async fn run(&self) -> Result<Tally, crate::Error> {
         let letters = self.letters.hold(self.max, HOLD_SECS).await?;
         let mut t = Tally::default();
         let mut keep: Vec<&Letter> = Vec::new();
@@ -344,7 +324,7 @@ impl Redrive<'_> {
         current: &[(&'l Letter, Change)],
         t: &mut Tally,
         keep: &mut Vec<&'l Letter>,
-    ) -> Result<(), RedriveError> {
+    ) -> Result<(), crate::Error> {
         let changes: Vec<Change> = current.iter().map(|(_, c)| c.clone()).collect();
         let failed = self.dispatch(p, &changes, 0, t).await?;
         let sent: Vec<Change> = changes
@@ -384,7 +364,7 @@ impl Redrive<'_> {
         changes: &[Change],
         round: usize,
         t: &mut Tally,
-    ) -> Result<Vec<usize>, RedriveError> {
+    ) -> Result<Vec<usize>, crate::Error> {
         let mut records: Vec<Value> = changes
             .iter()
             .map(prism_types::input::record::from_change)
@@ -400,7 +380,7 @@ impl Redrive<'_> {
             .handle(&json!({ "Records": records }))
             .await
             .map_err(|e| {
-                RedriveError::new(format!("redrive of {}", self.receiver), e.to_string())
+                crate::Error::redrive(format!("redrive of {}", self.receiver), e.to_string())
             })?;
         let failed: Vec<usize> = out
             .response
@@ -435,7 +415,7 @@ impl Redrive<'_> {
         p: &StreamProcessor,
         sent: Vec<Change>,
         t: &mut Tally,
-    ) -> Result<Vec<String>, RedriveError> {
+    ) -> Result<Vec<String>, crate::Error> {
         let mut pending = sent;
         // Products whose correction could be neither sent nor parked.
         let mut unsent: Vec<String> = Vec::new();

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use prism_types::change::Change;
 
 use crate::model::ModelSource;
-use crate::redrive::{ROUNDS, RedriveError, catch_up, drifted};
+use crate::redrive::{ROUNDS, catch_up, drifted};
 use crate::stream::StreamProcessor;
 
 /// What a replay did.
@@ -51,14 +51,14 @@ pub struct Replay<'a> {
 
 impl Replay<'_> {
     /// Replay `records` (in stream order).
-    pub async fn run(&self, records: &[Value]) -> Result<ReplayTally, RedriveError> {
+    pub async fn run(&self, records: &[Value]) -> Result<ReplayTally, crate::Error> {
         let mut t = ReplayTally::default();
         let mut batch: Vec<(Value, Change)> = Vec::new();
         for r in records {
             let c = prism_types::input::record::to_change(r)
-                .map_err(|e| RedriveError::new("replay", format!("a record: {e}")))?;
+                .map_err(|e| crate::Error::redrive("replay", format!("a record: {e}")))?;
             let now = self.model.get(&c.key).await.map_err(|e| {
-                RedriveError::new(format!("reading {} from the model", c.key), e.to_string())
+                crate::Error::redrive(format!("reading {} from the model", c.key), e.to_string())
             })?;
             if now == c.new {
                 batch.push((r.clone(), c));
@@ -91,7 +91,7 @@ impl Replay<'_> {
         &self,
         batch: &[(Value, Change)],
         t: &mut ReplayTally,
-    ) -> Result<Vec<Change>, RedriveError> {
+    ) -> Result<Vec<Change>, crate::Error> {
         let mut from = 0;
         for attempt in 1..=self.attempts.max(1) {
             if from >= batch.len() {
@@ -128,12 +128,12 @@ impl Replay<'_> {
     }
 
     /// The dispatcher's answer: the sequences of the failed records.
-    async fn dispatch(&self, event: &Value) -> Result<Vec<String>, RedriveError> {
+    async fn dispatch(&self, event: &Value) -> Result<Vec<String>, crate::Error> {
         let out = self
             .processor
             .handle(event)
             .await
-            .map_err(|e| RedriveError::new("replay", e.to_string()))?;
+            .map_err(|e| crate::Error::redrive("replay", e.to_string()))?;
         Ok(out
             .response
             .batch_item_failures
@@ -144,7 +144,7 @@ impl Replay<'_> {
 
     /// Check the sent products against the model; send what changed (as
     /// a redrive does), [`ROUNDS`] times at most.
-    async fn confirm(&self, sent: Vec<Change>, t: &mut ReplayTally) -> Result<(), RedriveError> {
+    async fn confirm(&self, sent: Vec<Change>, t: &mut ReplayTally) -> Result<(), crate::Error> {
         let mut pending = sent;
         for round in 1..=ROUNDS + 1 {
             let again = drifted(self.model, &pending, "replay").await?;
@@ -153,7 +153,7 @@ impl Replay<'_> {
             }
             if round > ROUNDS {
                 let keys: Vec<&str> = again.iter().map(|c| c.key.as_str()).collect();
-                return Err(RedriveError::new(
+                return Err(crate::Error::redrive(
                     "replay",
                     format!(
                         "{} still changing after {ROUNDS} corrections: a receiver may hold an older version than the model's; replay again when they are quiet",
@@ -171,7 +171,7 @@ impl Replay<'_> {
             }
             let failed = self.dispatch(&json!({ "Records": records })).await?;
             if !failed.is_empty() {
-                return Err(RedriveError::new(
+                return Err(crate::Error::redrive(
                     "replay",
                     format!(
                         "corrections of {} could not be sent: a receiver may hold an older version than the model's; replay again",

@@ -20,7 +20,8 @@ use prism_aws::{self as aws, ArtifactStore, AwsTarget, DynamoRegistry};
 use prism_engine::{EngineOptions, PluginEngine};
 use prism_read_api::ReadApi;
 
-use crate::env::{ConfigError, Env};
+use crate::Error;
+use crate::env::Env;
 
 /// The names of the API Lambda's environment variables.
 pub mod vars {
@@ -94,7 +95,7 @@ pub struct ApiConfig {
 
 impl ApiConfig {
     /// Read the settings through `var` (the environment, or a map in tests).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let env = Env::from(var);
         Ok(Self {
             registry_table: env.required(crate::vars::REGISTRY_TABLE)?,

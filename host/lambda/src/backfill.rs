@@ -21,7 +21,7 @@ use prism_core::backfill::{
 };
 use prism_core::stream::StreamProcessor;
 
-use crate::InvokeError;
+use crate::{Error, ErrorKind};
 
 /// One segment to run.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -74,11 +74,11 @@ pub async fn handle(
     tables: Tables<'_>,
     event: &Value,
     deadline: Option<SystemTime>,
-) -> Result<Value, InvokeError> {
+) -> Result<Value, Error> {
     let e: BackfillEvent = serde_json::from_value(event.clone())
-        .map_err(|e| InvokeError::Malformed(format!("backfill event: {e}")))?;
+        .map_err(|e| Error::malformed(format!("backfill event: {e}")))?;
     let need = |what: &str, var: &str| {
-        InvokeError::Malformed(format!(
+        Error::malformed(format!(
             "a backfill needs {what}: {var} is not set on this function"
         ))
     };
@@ -95,7 +95,7 @@ pub async fn handle(
         page_size: e.page_size,
     };
     spec.validate()
-        .map_err(|e| InvokeError::Malformed(e.to_string()))?;
+        .map_err(|e| Error::malformed(e.to_string()))?;
     let pacer = e.max_per_second.and_then(Pacer::per_second);
     let checkpoints = SpoolCheckpoints::new(ddb.clone(), spool, &e.receiver);
     let scan = DynamoModelScan::new(ddb.clone(), model);
@@ -142,8 +142,8 @@ pub async fn handle(
     }))
 }
 
-fn backfill_error(e: bf::BackfillError) -> InvokeError {
-    InvokeError::Backfill(e.to_string())
+fn backfill_error(e: prism_core::Error) -> Error {
+    Error::new(ErrorKind::Backfill, "", e.to_string())
 }
 
 #[cfg(test)]

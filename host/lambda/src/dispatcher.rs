@@ -45,9 +45,7 @@ use prism_core::dispatch::Dispatcher;
 use prism_core::stream::{MemoryLedger, StreamProcessor};
 use prism_engine::{EngineOptions, PluginEngine};
 
-use crate::{
-    ConfigError, DEFAULT_CACHE_DIR, Env, InvokeError, backfill, run_binary, usable_deadline, vars,
-};
+use crate::{DEFAULT_CACHE_DIR, Env, Error, backfill, run_binary, usable_deadline, vars};
 
 /// The Lambda's settings, read from the environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +124,7 @@ impl LambdaConfig {
     }
 
     /// Read the settings through `var` (the environment, or a map in tests).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let env = Env::from(var);
         Ok(Self {
             registry_table: env.required(vars::REGISTRY_TABLE)?,
@@ -304,11 +302,11 @@ pub fn invocation(event: &Value) -> Result<Invocation, String> {
         ),
     }
 }
-async fn invoke(warm: &Warm, event: LambdaEvent<Value>) -> Result<Value, InvokeError> {
+async fn invoke(warm: &Warm, event: LambdaEvent<Value>) -> Result<Value, Error> {
     let processor = &warm.processor;
     // The runtime's own span already carries the request id.
     let deadline = usable_deadline(event.context.deadline, std::time::SystemTime::now());
-    match invocation(&event.payload).map_err(InvokeError::Malformed)? {
+    match invocation(&event.payload).map_err(Error::malformed)? {
         Invocation::Stream => {
             let outcome = processor.handle_within(&event.payload, deadline).await?;
             tracing::info!(
@@ -334,7 +332,11 @@ async fn invoke(warm: &Warm, event: LambdaEvent<Value>) -> Result<Value, InvokeE
             let report = processor.tick_within(opts, deadline).await?;
             if !report.errors.is_empty() {
                 // Fail the invocation so the error shows (the schedule fires again).
-                return Err(InvokeError::Spool(report.errors.join("; ")));
+                return Err(Error::new(
+                    crate::ErrorKind::Spool,
+                    "",
+                    report.errors.join("; "),
+                ));
             }
             Ok(serde_json::json!({
                 "lanes": report.lanes,
@@ -365,8 +367,12 @@ mod tests {
     fn config_names_the_missing_variable() {
         let e = LambdaConfig::from_vars(vars(&[("PRISM_REGISTRY_TABLE", "r")])).unwrap_err();
         assert_eq!(
+            (e.kind(), e.place()),
+            (crate::ErrorKind::MissingVariable, "PRISM_PLUGIN_BUCKET")
+        );
+        assert_eq!(
             e.to_string(),
-            "environment variable PRISM_PLUGIN_BUCKET is not set"
+            "environment variable PRISM_PLUGIN_BUCKET: is not set"
         );
         let e = LambdaConfig::from_vars(vars(&[
             ("PRISM_REGISTRY_TABLE", "r"),
@@ -377,7 +383,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "PRISM_RELOAD_SECS=\"soon\" is not a whole number"
+            "PRISM_RELOAD_SECS=\"soon\": is not a whole number"
         );
     }
 

@@ -4,21 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A variable that is missing or malformed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// A required variable is unset or empty.
-    #[error("environment variable {0} is not set")]
-    Missing(String),
-    /// A variable that must be a whole number is not one.
-    #[error("{name}={value:?} is not a whole number")]
-    NotANumber {
-        /// The variable.
-        name: String,
-        /// What it holds.
-        value: String,
-    },
-}
+use crate::error::{Error, ErrorKind};
 
 /// Reads variables through a lookup (the process environment, or a map in
 /// tests). Empty values count as unset.
@@ -43,27 +29,28 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 
     /// The variable's value; an error naming it when unset.
-    pub fn required(&self, name: &str) -> Result<String, ConfigError> {
+    pub fn required(&self, name: &str) -> Result<String, Error> {
         self.optional(name)
-            .ok_or_else(|| ConfigError::Missing(name.to_owned()))
+            .ok_or_else(|| Error::new(ErrorKind::MissingVariable, name, "is not set"))
     }
 
     /// A whole number, if set.
-    pub fn number(&self, name: &str) -> Result<Option<u64>, ConfigError> {
+    pub fn number(&self, name: &str) -> Result<Option<u64>, Error> {
         self.optional(name)
             .map(|v| {
-                v.trim()
-                    .parse::<u64>()
-                    .map_err(|_| ConfigError::NotANumber {
-                        name: name.to_owned(),
-                        value: v,
-                    })
+                v.trim().parse::<u64>().map_err(|_| {
+                    Error::new(
+                        ErrorKind::NotANumber,
+                        format!("{name}={v:?}"),
+                        "is not a whole number",
+                    )
+                })
             })
             .transpose()
     }
 
     /// A number of seconds, `default` when unset.
-    pub fn seconds(&self, name: &str, default: u64) -> Result<Duration, ConfigError> {
+    pub fn seconds(&self, name: &str, default: u64) -> Result<Duration, Error> {
         Ok(Duration::from_secs(self.number(name)?.unwrap_or(default)))
     }
 
@@ -91,11 +78,11 @@ mod tests {
         let e = env(&[("A", ""), ("N", "ten")]);
         assert_eq!(
             e.required("A").unwrap_err().to_string(),
-            "environment variable A is not set"
+            "environment variable A: is not set"
         );
         assert_eq!(
             e.number("N").unwrap_err().to_string(),
-            r#"N="ten" is not a whole number"#
+            r#"N="ten": is not a whole number"#
         );
         assert_eq!(e.number("unset").unwrap(), None);
     }

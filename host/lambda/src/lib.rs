@@ -15,8 +15,8 @@ pub mod error;
 pub mod mapper;
 
 pub use dispatcher::{Invocation, LambdaConfig, compile_bound, invocation, main, max_instances};
-pub use env::{ConfigError, Env};
-pub use error::InvokeError;
+pub use env::Env;
+pub use error::{Error, ErrorKind};
 
 /// Where the Lambdas keep compiled plugins and downloads unless told otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/tmp/prism";

@@ -45,7 +45,8 @@ use prism_mapping::stream::{MAPPER, MapBatchOutcome, MapperProcessor};
 use prism_mapping::{MapperManifest, ModelBuilder};
 use prism_types::manifest::Destination;
 
-use crate::env::{ConfigError, Env};
+use crate::Error;
+use crate::env::Env;
 
 /// The names of the mapper Lambda's environment variables (Terraform sets
 /// them; `tests/all/terraform/mod.rs` checks the two agree).
@@ -115,7 +116,7 @@ pub struct MapperConfig {
 
 impl MapperConfig {
     /// Read the settings through `var` (the environment, or a map in tests).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let env = Env::from(var);
         Ok(Self {
             manifest_key: env.required(vars::MAPPER_MANIFEST)?,
@@ -341,8 +342,10 @@ pub fn main() -> ExitCode {
                         ),
                     )
                     .await
-                    .map_err(|e| crate::InvokeError::Mapper(format!("{e:#}")))?;
-                Ok::<_, crate::InvokeError>(
+                    .map_err(|e| {
+                        crate::Error::new(crate::ErrorKind::Mapper, "", format!("{e:#}"))
+                    })?;
+                Ok::<_, crate::Error>(
                     serde_json::to_value(&outcome.response).expect("the response serializes"),
                 )
             }

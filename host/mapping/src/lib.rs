@@ -11,6 +11,7 @@
 //! Stores: [`local`] (memory or a state directory, for `prism run`) and
 //! DynamoDB (`prism_aws::shadow`, for `prism dev` and the Lambda).
 
+pub mod error;
 pub mod local;
 pub mod reads;
 pub mod record;
@@ -20,54 +21,13 @@ pub mod write;
 
 use std::sync::Arc;
 
-use prism_engine::{
-    CallError, GuestLog, LoadError, MapError, MapperPlugin, PluginEngine, ShadowChange,
-};
+pub use error::{Error, ErrorKind};
+use prism_engine::{GuestLog, LoadError, MapError, MapperPlugin, PluginEngine, ShadowChange};
 pub use prism_types::mapper_manifest::{self as manifest, MapperManifest, TableDecl};
 use reads::Reads;
-use store::{ModelStore, ShadowStore, StoreError};
-pub use write::{WriteError, WriteTally};
-
-/// Why a shadow change could not be mapped.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BuildError {
-    /// The plugin rejected it (bad master data): parked, not retried.
-    #[error("mapper rejected the change: {0}")]
-    Rejected(String),
-    /// The plugin asked for a retry (e.g. a read failed).
-    #[error("mapper asked to retry: {0}")]
-    Retry(String),
-    /// The plugin failed: trapped, ran out of time or memory, or returned
-    /// more than its limits or malformed writes.
-    #[error("mapper {0}")]
-    Plugin(#[from] CallError),
-    /// Writing the model failed.
-    #[error("model store: {0}")]
-    Store(#[from] StoreError),
-}
-
-impl BuildError {
-    /// A short machine-readable kind, for dead letters and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Rejected(_) => "rejected",
-            Self::Retry(_) => "retry",
-            Self::Plugin(e) => e.kind().as_str(),
-            Self::Store(_) => "model-store",
-        }
-    }
-
-    /// Worth retrying later (the stream retries the record)? Otherwise the
-    /// change is parked with the reason.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Retry(_)
-                | Self::Store(_)
-                | Self::Plugin(CallError::Timeout { .. } | CallError::Instantiate(_))
-        )
-    }
-}
+use store::{ModelStore, ShadowStore};
+use write::WriteError;
+pub use write::WriteTally;
 
 /// What mapping one change did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +81,7 @@ impl ModelBuilder {
     /// the mapper's read and the host's write (another stream's change to
     /// the same product), the change is mapped again on the new state, up
     /// to [`MAX_REMAPS`] times.
-    pub fn apply(&self, change: &ShadowChange) -> Result<Applied, BuildError> {
+    pub fn apply(&self, change: &ShadowChange) -> Result<Applied, Error> {
         let source = format!("{}/{}", change.table, change.key);
         let mut applied = Applied::default();
         for _ in 0..=MAX_REMAPS {
@@ -134,8 +94,8 @@ impl ModelBuilder {
             emit_logs(&self.manifest.mapper, change, result.logs);
             applied.items_read += result.items_read;
             let writes = result.outcome.map_err(|e| match e {
-                MapError::Reject(r) => BuildError::Rejected(r),
-                MapError::Retry(r) => BuildError::Retry(r),
+                MapError::Reject(r) => Error::new(ErrorKind::Rejected, "", r),
+                MapError::Retry(r) => Error::new(ErrorKind::Retry, "", r),
             })?;
             match write::apply(
                 self.model.as_ref(),
@@ -157,14 +117,13 @@ impl ModelBuilder {
                     applied.tally.upserted += done.upserted;
                     applied.tally.deleted += done.deleted;
                 }
-                Err(WriteError::Store(e)) => return Err(e.into()),
+                Err(WriteError::Store(e)) => return Err(e),
             }
         }
-        Err(StoreError(format!(
+        Err(Error::store(format!(
             "model documents kept changing while this change was mapped ({} attempts); retried later",
             MAX_REMAPS + 1
-        ))
-        .into())
+        )))
     }
 }
 

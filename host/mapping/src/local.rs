@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
 
-use super::store::{Lookup, ModelStore, Put, ShadowStore, StoreError, Stored};
+use super::store::{Lookup, ModelStore, Put, ShadowStore, Stored};
 use prism_engine::ShadowChange;
 use prism_types::change::{Change, ChangeKind};
 use prism_types::mapper_manifest::TableDecl;
@@ -24,18 +24,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn read_json(path: &Path) -> Result<Option<Value>, StoreError> {
+fn read_json(path: &Path) -> Result<Option<Value>, crate::Error> {
     match std::fs::read_to_string(path) {
         Ok(t) => serde_json::from_str(&t)
             .map(Some)
-            .map_err(|e| StoreError(format!("{}: {e}", path.display()))),
+            .map_err(|e| crate::Error::store(format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError(format!("{}: {e}", path.display()))),
+        Err(e) => Err(crate::Error::store(format!("{}: {e}", path.display()))),
     }
 }
 
-fn write_json(path: &Path, v: &Value) -> Result<(), StoreError> {
-    let err = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
+fn write_json(path: &Path, v: &Value) -> Result<(), crate::Error> {
+    let err = |e: std::io::Error| crate::Error::store(format!("{}: {e}", path.display()));
     prism_types::atomic::write(path, v.to_string().as_bytes()).map_err(err)
 }
 
@@ -54,10 +54,10 @@ type Index = BTreeMap<String, std::collections::BTreeSet<String>>;
 
 impl LocalShadow {
     /// Load `DIR/shadow.json` (empty if absent).
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path) -> Result<Self, crate::Error> {
         let tables = match read_json(&dir.join("shadow.json"))? {
             Some(v) => serde_json::from_value(v)
-                .map_err(|e| StoreError(format!("{}/shadow.json: {e}", dir.display())))?,
+                .map_err(|e| crate::Error::store(format!("{}/shadow.json: {e}", dir.display())))?,
             None => BTreeMap::new(),
         };
         Ok(Self {
@@ -67,7 +67,7 @@ impl LocalShadow {
     }
 
     /// Write `DIR/shadow.json`.
-    pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
+    pub fn save(&self, dir: &Path) -> Result<(), crate::Error> {
         let v = serde_json::to_value(&*lock(&self.tables)).expect("JSON values serialize");
         write_json(&dir.join("shadow.json"), &v)
     }
@@ -103,7 +103,7 @@ impl ShadowStore for LocalShadow {
         &self,
         table: &TableDecl,
         keys: &[Value],
-    ) -> Result<Vec<Option<Value>>, StoreError> {
+    ) -> Result<Vec<Option<Value>>, crate::Error> {
         let tables = lock(&self.tables);
         let t = tables.get(&table.name);
         Ok(keys
@@ -112,7 +112,7 @@ impl ShadowStore for LocalShadow {
             .collect())
     }
 
-    fn query(&self, lookup: Lookup<'_>) -> Result<Vec<Value>, StoreError> {
+    fn query(&self, lookup: Lookup<'_>) -> Result<Vec<Value>, crate::Error> {
         let Lookup {
             table,
             index: _,
@@ -176,13 +176,13 @@ impl Default for LocalModel {
 
 impl LocalModel {
     /// Load `DIR/model.json` (empty if absent).
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path) -> Result<Self, crate::Error> {
         let path = dir.join("model.json");
         let model = Self::default();
         let Some(v) = read_json(&path)? else {
             return Ok(model);
         };
-        let bad = |what: &str| StoreError(format!("{}: {what}", path.display()));
+        let bad = |what: &str| crate::Error::store(format!("{}: {what}", path.display()));
         {
             let mut s = lock(&model.state);
             s.next_sequence = v["next_sequence"]
@@ -200,7 +200,7 @@ impl LocalModel {
     }
 
     /// Write `DIR/model.json`.
-    pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
+    pub fn save(&self, dir: &Path) -> Result<(), crate::Error> {
         let s = lock(&self.state);
         let docs: Map<String, Value> = s
             .docs
@@ -253,12 +253,12 @@ impl LocalModel {
 }
 
 impl ModelStore for LocalModel {
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Stored>>, StoreError> {
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Stored>>, crate::Error> {
         let s = lock(&self.state);
         Ok(keys.iter().map(|k| s.docs.get(k).cloned()).collect())
     }
 
-    fn put(&self, key: &str, next: &Stored, expected: Option<u64>) -> Result<Put, StoreError> {
+    fn put(&self, key: &str, next: &Stored, expected: Option<u64>) -> Result<Put, crate::Error> {
         let mut s = lock(&self.state);
         let current = s.docs.get(key);
         if current.map(|c| c.rev) != expected {
@@ -270,7 +270,7 @@ impl ModelStore for LocalModel {
         Ok(Put::Done)
     }
 
-    fn delete(&self, key: &str, expected: u64) -> Result<Put, StoreError> {
+    fn delete(&self, key: &str, expected: u64) -> Result<Put, crate::Error> {
         let mut s = lock(&self.state);
         match s.docs.get(key) {
             Some(c) if c.rev == expected => {

@@ -18,11 +18,6 @@ use prism_types::mapper_manifest::TableDecl;
 
 pub use prism_types::bookkeeping::{BOOKKEEPING_PREFIX, REV_ATTR, SOURCES_ATTR, strip_bookkeeping};
 
-/// A store operation that failed (the text names the table and the call).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(pub String);
-
 /// A model document as stored, with its bookkeeping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
@@ -99,21 +94,24 @@ pub struct Lookup<'a> {
 pub trait ShadowStore: Send + Sync {
     /// Items of `table` by key (JSON objects of exactly the key attributes),
     /// in the order asked.
-    fn get_many(&self, table: &TableDecl, keys: &[Value])
-    -> Result<Vec<Option<Value>>, StoreError>;
+    fn get_many(
+        &self,
+        table: &TableDecl,
+        keys: &[Value],
+    ) -> Result<Vec<Option<Value>>, crate::Error>;
     /// The items `lookup` names, in key order.
-    fn query(&self, lookup: Lookup<'_>) -> Result<Vec<Value>, StoreError>;
+    fn query(&self, lookup: Lookup<'_>) -> Result<Vec<Value>, crate::Error>;
 }
 
 /// The product model, written only by the model builder.
 pub trait ModelStore: Send + Sync {
     /// Documents by model key, in the order asked.
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Stored>>, StoreError>;
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Stored>>, crate::Error>;
     /// Write `next` under `key` if the stored revision is still `expected`
     /// (`None`: only if there is no document).
-    fn put(&self, key: &str, next: &Stored, expected: Option<u64>) -> Result<Put, StoreError>;
+    fn put(&self, key: &str, next: &Stored, expected: Option<u64>) -> Result<Put, crate::Error>;
     /// Delete the document under `key` if its revision is still `expected`.
-    fn delete(&self, key: &str, expected: u64) -> Result<Put, StoreError>;
+    fn delete(&self, key: &str, expected: u64) -> Result<Put, crate::Error>;
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::record::to_shadow_change;
-use super::{BuildError, ModelBuilder, WriteTally, change_json};
+use super::{Error, ModelBuilder, WriteTally, change_json};
 use prism_core::sink::{DeadLetter, Sink};
 use prism_core::stream::DynamoDbEventResponse;
 use prism_engine::ShadowChange;
@@ -242,7 +242,7 @@ fn map_one(
             Err(e) => {
                 tracing::error!(table = %c.table, key = %c.key, %sequence, error = %e, "shadow change parked");
                 (
-                    e.kind().to_owned(),
+                    e.reason().to_owned(),
                     e.to_string(),
                     format!("{}/{}", c.table, c.key),
                     parked_json(&c, raw, &e),
@@ -273,8 +273,8 @@ fn map_one(
 }
 
 /// A parked shadow change: the change and the raw record (to replay it).
-fn parked_json(c: &ShadowChange, raw: &Value, e: &BuildError) -> Value {
-    serde_json::json!({"change": change_json(c), "record": raw, "kind": e.kind()})
+fn parked_json(c: &ShadowChange, raw: &Value, e: &Error) -> Value {
+    serde_json::json!({"change": change_json(c), "record": raw, "kind": e.reason()})
 }
 
 /// Every metric name [`mapper_line`] writes (dimension `Mapper`).

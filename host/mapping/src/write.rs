@@ -16,17 +16,17 @@
 
 use serde_json::Value;
 
-use super::store::{ModelStore, Put, StoreError, Stored};
+use super::store::{ModelStore, Put, Stored};
 use prism_engine::ModelWrite;
 use prism_types::change::cmp_sequence;
 
 /// How many documents one read fetches.
 const READ_CHUNK: usize = 100;
 /// Why the writes stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteError {
+#[derive(Debug)]
+pub(crate) enum WriteError {
     /// The store failed.
-    Store(StoreError),
+    Store(crate::Error),
     /// A document changed between its read and its write: map again.
     Conflict {
         /// The document.
@@ -36,8 +36,8 @@ pub enum WriteError {
     },
 }
 
-impl From<StoreError> for WriteError {
-    fn from(e: StoreError) -> Self {
+impl From<crate::Error> for WriteError {
+    fn from(e: crate::Error) -> Self {
         Self::Store(e)
     }
 }
@@ -81,7 +81,7 @@ enum Outcome {
 /// set to each document's key. Of several writes to one key, the last one
 /// counts. A store error or a conflict stops the writes: the change is
 /// mapped again (or retried as a whole), and what was written is then stale.
-pub fn apply(
+pub(crate) fn apply(
     store: &dyn ModelStore,
     model_key: &str,
     writes: Vec<ModelWrite>,
@@ -134,7 +134,7 @@ fn decide(
     current: Option<Stored>,
     source: &str,
     sequence: &str,
-) -> Result<Result<Outcome, ()>, StoreError> {
+) -> Result<Result<Outcome, ()>, crate::Error> {
     if let Some(c) = &current
         && let Some(applied) = c.sources.get(source)
         && cmp_sequence(applied, sequence).is_ge()

@@ -69,7 +69,7 @@ pub struct ReadApi {
     pub model: Arc<dyn ModelSource>,
 }
 
-pub use prism_core::model::{ModelError, ModelSource};
+pub use prism_core::model::ModelSource;
 
 impl ReadApi {
     /// Answer one request.

@@ -30,6 +30,7 @@ pub mod atomic;
 pub mod bookkeeping;
 pub mod change;
 pub mod digest;
+pub mod error;
 pub mod failure;
 pub mod input;
 pub mod limits;

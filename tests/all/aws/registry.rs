@@ -2,7 +2,7 @@
 //! versions and rollback, conditional writes, enable/disable, remove, and a
 //! dispatcher snapshot that compiles nothing.
 
-use prism_aws::{ArtifactStore, RegistryOpError};
+use prism_aws::{ArtifactStore, ErrorKind};
 use prism_core::receivers::ReceiverSet;
 use prism_e2e::aws::{endpoint, rt, setup};
 use prism_e2e::{manifest, read, wasm};
@@ -214,7 +214,7 @@ fn concurrent_writers_cannot_lose_each_others_updates() {
             .publish(&b, Some(&seen_b), "bob")
             .await
             .unwrap_err();
-        assert!(matches!(err, RegistryOpError::Conflict { .. }), "{err}");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
         assert!(err.to_string().contains("changed by someone else"), "{err}");
         let mut off = seen_b.clone();
         off.manifest.enabled = false;
@@ -223,12 +223,10 @@ fn concurrent_writers_cannot_lose_each_others_updates() {
             .update_head(&seen_b, off, "bob")
             .await
             .unwrap_err();
-        assert!(matches!(err, RegistryOpError::Conflict { .. }), "{err}");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
         // Creating a receiver that already exists is a conflict too.
-        assert!(matches!(
-            env.registry.publish(&m, None, "carol").await,
-            Err(RegistryOpError::Conflict { .. })
-        ));
+        let err = env.registry.publish(&m, None, "carol").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
         let head = env.registry.head("shop").await.unwrap().unwrap();
         assert_eq!(head.manifest.config["by"], "alice");
         assert_eq!((head.current, head.revision), (2, 2));

@@ -90,7 +90,7 @@ fn without_a_readable_spool_the_batch_is_retried_whole_and_nothing_is_sent() {
             .block_on(p.handle(&event))
             .expect_err("the batch fails");
     assert!(
-        matches!(err, prism_core::stream::StreamError::SpoolUnreadable(_)),
+        err.kind() == prism_core::ErrorKind::SpoolUnreadable,
         "{err}"
     );
     assert!(err.to_string().contains("no-such-table"), "{err}");

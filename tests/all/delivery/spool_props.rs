@@ -19,7 +19,7 @@ use proptest::prelude::*;
 use prism_core::dispatch::{Dispatcher, TickOptions, tick};
 use prism_core::receivers::ReceiverSet;
 use prism_core::sink::{DeadLetter, Envelope, Sink, SinkError};
-use prism_core::spool::{Appended, Claim, Lane, LaneInfo, LocalSpool, Spool, SpoolError, Spooled};
+use prism_core::spool::{Appended, Claim, Lane, LaneInfo, LocalSpool, Spool, Spooled};
 use prism_e2e::{register, relaxed, wasm};
 use prism_types::change::{Change, ChangeKind};
 use prism_types::manifest::Mode;
@@ -37,28 +37,28 @@ struct Flaky {
 }
 
 impl Flaky {
-    fn step(&self, op: &str) -> Result<(), SpoolError> {
+    fn step(&self, op: &str) -> Result<(), prism_core::Error> {
         let left = self.countdown.fetch_sub(1, Ordering::SeqCst);
         if left == 0 {
             if op == "save_claim" && self.sent_since_save.load(Ordering::SeqCst) > 0 {
                 self.after_send.fetch_add(1, Ordering::SeqCst);
             }
-            return Err(SpoolError {
-                store: "flaky".into(),
-                lane: "-".into(),
-                message: format!("injected crash at {op}"),
-            });
+            return Err(prism_core::Error::spool(
+                "flaky",
+                "-",
+                format!("injected crash at {op}"),
+            ));
         }
         Ok(())
     }
 }
 
 impl Spool for Flaky {
-    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError> {
+    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, prism_core::Error> {
         self.step("append")?;
         self.inner.append(lane, entries)
     }
-    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError> {
+    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, prism_core::Error> {
         self.step("read")?;
         self.inner.read(lane)
     }
@@ -66,35 +66,40 @@ impl Spool for Flaky {
         &self,
         lane: &Lane,
         sequences: &[String],
-    ) -> Result<std::collections::HashSet<String>, SpoolError> {
+    ) -> Result<std::collections::HashSet<String>, prism_core::Error> {
         self.step("handled")?;
         self.inner.handled(lane, sequences)
     }
-    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), prism_core::Error> {
         self.step("mark_handled")?;
         self.inner.mark_handled(lane, sequences)
     }
-    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), prism_core::Error> {
         self.step("remove")?;
         self.inner.remove(lane, sequences)
     }
-    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, SpoolError> {
+    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, prism_core::Error> {
         self.inner.lanes()
     }
-    fn claim(&self, lane: &Lane, now_ms: u64, steal: bool) -> Result<Option<Claim>, SpoolError> {
+    fn claim(
+        &self,
+        lane: &Lane,
+        now_ms: u64,
+        steal: bool,
+    ) -> Result<Option<Claim>, prism_core::Error> {
         self.step("claim")?;
         self.inner.claim(lane, now_ms, steal)
     }
-    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError> {
+    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), prism_core::Error> {
         self.step("save_claim")?;
         self.sent_since_save.store(0, Ordering::SeqCst);
         self.inner.save_claim(lane, claim)
     }
-    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError> {
+    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), prism_core::Error> {
         self.step("unlock")?;
         self.inner.unlock(lane, claim)
     }
-    fn release(&self, lane: &Lane) -> Result<(), SpoolError> {
+    fn release(&self, lane: &Lane) -> Result<(), prism_core::Error> {
         self.step("release")?;
         self.inner.release(lane)
     }

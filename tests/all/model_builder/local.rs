@@ -10,8 +10,8 @@ use prism_e2e::{catalog_manifest, engine, hostile_mapper_manifest, read, wasm};
 use prism_engine::{CallError, LoadError, ShadowChange};
 use prism_mapping::local::{LocalModel, LocalShadow};
 use prism_mapping::record::to_shadow_change;
-use prism_mapping::store::{ModelStore, Put, StoreError, Stored};
-use prism_mapping::{BuildError, MapperManifest, ModelBuilder, WriteTally};
+use prism_mapping::store::{ModelStore, Put, Stored};
+use prism_mapping::{Error, ErrorKind, MapperManifest, ModelBuilder, WriteTally};
 use prism_sample::SampleOptions;
 use prism_sample::shadow;
 use prism_types::change::ChangeKind;
@@ -53,7 +53,7 @@ impl Chain {
 
     /// What the master system's write does: the shadow table changes, then
     /// its stream record is mapped.
-    fn write(&self, c: &ShadowChange) -> Result<WriteTally, BuildError> {
+    fn write(&self, c: &ShadowChange) -> Result<WriteTally, Error> {
         self.shadow.apply(c);
         self.builder.apply(c).map(|a| a.tally)
     }
@@ -291,11 +291,16 @@ impl Contended {
 }
 
 impl ModelStore for Contended {
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Stored>>, StoreError> {
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Stored>>, prism_mapping::Error> {
         self.inner.get_many(keys)
     }
 
-    fn put(&self, key: &str, next: &Stored, expected: Option<u64>) -> Result<Put, StoreError> {
+    fn put(
+        &self,
+        key: &str,
+        next: &Stored,
+        expected: Option<u64>,
+    ) -> Result<Put, prism_mapping::Error> {
         use std::sync::atomic::Ordering;
         let left = self.conflicts.load(Ordering::SeqCst);
         if left > 0 {
@@ -313,7 +318,7 @@ impl ModelStore for Contended {
         self.inner.put(key, next, expected)
     }
 
-    fn delete(&self, key: &str, expected: u64) -> Result<Put, StoreError> {
+    fn delete(&self, key: &str, expected: u64) -> Result<Put, prism_mapping::Error> {
         self.inner.delete(key, expected)
     }
 }
@@ -398,13 +403,15 @@ fn mapper_failures_say_what_failed_and_whether_it_is_retried() {
 
     let e = fail(json!({"do": "reject"}));
     assert!(
-        matches!(&e, BuildError::Rejected(r) if r == "master data says no") && !e.is_transient()
+        e.kind() == ErrorKind::Rejected
+            && e.message() == "master data says no"
+            && !e.is_transient()
     );
     let e = fail(json!({"do": "retry"}));
-    assert!(matches!(&e, BuildError::Retry(_)) && e.is_transient());
+    assert!(e.kind() == ErrorKind::Retry && e.is_transient());
     let e = fail(json!({"do": "trap"}));
     assert!(
-        matches!(&e, BuildError::Plugin(CallError::Trap { .. })),
+        matches!(e.call_error(), Some(CallError::Trap { .. })),
         "{e}"
     );
     assert!(
@@ -413,10 +420,7 @@ fn mapper_failures_say_what_failed_and_whether_it_is_retried() {
     );
     let e = fail(json!({"do": "spin"}));
     assert!(
-        matches!(
-            &e,
-            BuildError::Plugin(CallError::Timeout { budget_ms: 300 })
-        ),
+        matches!(e.call_error(), Some(CallError::Timeout { budget_ms: 300 })),
         "{e}"
     );
     let e = fail(json!({"do": "undeclared"}));
@@ -437,7 +441,7 @@ fn mapper_failures_say_what_failed_and_whether_it_is_retried() {
             && !e.is_transient(),
         "{e}"
     );
-    assert_eq!(e.kind(), "output");
+    assert_eq!((e.kind(), e.reason()), (ErrorKind::Plugin, "output"));
 
     // None of that touched the model, and the mapper still works.
     assert!(chain.model.documents().is_empty());

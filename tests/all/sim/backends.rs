@@ -18,10 +18,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use prism_core::outputs::{LastOutput, OutputKey, OutputsError, OutputsTable};
+use prism_core::outputs::{LastOutput, OutputKey, OutputsTable};
 use prism_core::sink::{DeadLetter, Delivery, Envelope, Sink, SinkError};
-use prism_core::spool::{Appended, Claim, Lane, LaneInfo, LocalSpool, Spool, SpoolError, Spooled};
-use prism_core::stream::{LedgerError, LedgerStore, MemoryLedger};
+use prism_core::spool::{Appended, Claim, Lane, LaneInfo, LocalSpool, Spool, Spooled};
+use prism_core::stream::{LedgerStore, MemoryLedger};
 use prism_types::manifest::Destination;
 
 use super::faults::{Fault, Faults, applies, errs};
@@ -231,12 +231,12 @@ impl Sink for SimSink {
     }
 }
 
-fn spool_err(lane: &Lane, f: Fault) -> SpoolError {
-    SpoolError {
-        store: "sim".into(),
-        lane: lane.to_string(),
-        message: format!("simulated DynamoDB fault ({f:?})"),
-    }
+fn spool_err(lane: &Lane, f: Fault) -> prism_core::Error {
+    prism_core::Error::spool(
+        "sim",
+        lane.to_string(),
+        format!("simulated DynamoDB fault ({f:?})"),
+    )
 }
 
 /// The spool: the core's in-memory spool behind faults.
@@ -259,8 +259,8 @@ impl SimSpool {
         &self,
         kind: &str,
         lane: &Lane,
-        op: impl FnOnce() -> Result<T, SpoolError>,
-    ) -> Result<T, SpoolError> {
+        op: impl FnOnce() -> Result<T, prism_core::Error>,
+    ) -> Result<T, prism_core::Error> {
         let f = self.faults.decide(kind, &lane.to_string());
         if !applies(f) {
             return Err(spool_err(lane, f));
@@ -275,7 +275,7 @@ impl SimSpool {
 }
 
 impl Spool for SimSpool {
-    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError> {
+    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, prism_core::Error> {
         self.faults.note(|| {
             let seqs: Vec<String> = entries
                 .iter()
@@ -291,13 +291,13 @@ impl Spool for SimSpool {
         });
         self.call("spool.append", lane, || self.inner.append(lane, entries))
     }
-    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError> {
+    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, prism_core::Error> {
         self.call("spool.read", lane, || self.inner.read(lane))
     }
-    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), prism_core::Error> {
         self.call("spool.remove", lane, || self.inner.remove(lane, sequences))
     }
-    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), prism_core::Error> {
         self.call("spool.mark_handled", lane, || {
             self.inner.mark_handled(lane, sequences)
         })
@@ -306,37 +306,42 @@ impl Spool for SimSpool {
         &self,
         lane: &Lane,
         sequences: &[String],
-    ) -> Result<std::collections::HashSet<String>, SpoolError> {
+    ) -> Result<std::collections::HashSet<String>, prism_core::Error> {
         self.call("spool.handled", lane, || {
             self.inner.handled(lane, sequences)
         })
     }
-    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, SpoolError> {
+    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, prism_core::Error> {
         let any = Lane::Buffer {
             receiver: "*".into(),
         };
         self.call("spool.lanes", &any, || self.inner.lanes())
     }
-    fn claim(&self, lane: &Lane, now_ms: u64, steal: bool) -> Result<Option<Claim>, SpoolError> {
+    fn claim(
+        &self,
+        lane: &Lane,
+        now_ms: u64,
+        steal: bool,
+    ) -> Result<Option<Claim>, prism_core::Error> {
         self.call("spool.claim", lane, || {
             self.inner.claim(lane, now_ms, steal)
         })
     }
-    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError> {
+    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), prism_core::Error> {
         self.call("spool.save_claim", lane, || {
             self.inner.save_claim(lane, claim)
         })
     }
-    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError> {
+    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), prism_core::Error> {
         self.call("spool.unlock", lane, || self.inner.unlock(lane, claim))
     }
-    fn release(&self, lane: &Lane) -> Result<(), SpoolError> {
+    fn release(&self, lane: &Lane) -> Result<(), prism_core::Error> {
         self.call("spool.release", lane, || self.inner.release(lane))
     }
-    fn tick_cursor(&self) -> Result<Option<String>, SpoolError> {
+    fn tick_cursor(&self) -> Result<Option<String>, prism_core::Error> {
         Ok(self.cursor.lock().unwrap().clone())
     }
-    fn save_tick_cursor(&self, lane: Option<&str>) -> Result<(), SpoolError> {
+    fn save_tick_cursor(&self, lane: Option<&str>) -> Result<(), prism_core::Error> {
         *self.cursor.lock().unwrap() = lane.map(str::to_owned);
         Ok(())
     }
@@ -348,11 +353,8 @@ pub(crate) struct SimLedger {
     pub(crate) faults: Arc<Faults>,
 }
 
-fn ledger_err(f: Fault) -> LedgerError {
-    LedgerError {
-        table: "sim".into(),
-        message: format!("simulated DynamoDB fault ({f:?})"),
-    }
+fn ledger_err(f: Fault) -> prism_core::Error {
+    prism_core::Error::ledger("sim", format!("simulated DynamoDB fault ({f:?})"))
 }
 
 #[async_trait::async_trait]
@@ -360,7 +362,7 @@ impl LedgerStore for SimLedger {
     async fn lookup(
         &self,
         records: &[String],
-    ) -> Result<prism_core::stream::ledger::Handled, LedgerError> {
+    ) -> Result<prism_core::stream::ledger::Handled, prism_core::Error> {
         let f = self.faults.decide("ledger.read", "");
         if errs(f) {
             return Err(ledger_err(f));
@@ -372,7 +374,10 @@ impl LedgerStore for SimLedger {
         Ok(found)
     }
 
-    async fn remember(&self, entries: &[(String, BTreeSet<String>)]) -> Result<(), LedgerError> {
+    async fn remember(
+        &self,
+        entries: &[(String, BTreeSet<String>)],
+    ) -> Result<(), prism_core::Error> {
         let mut failed = None;
         for chunk in entries.chunks(25) {
             let f = self.faults.decide("ledger.write", "");
@@ -396,11 +401,8 @@ pub(crate) struct SimOutputs {
     pub(crate) faults: Arc<Faults>,
 }
 
-fn outputs_err(f: Fault) -> OutputsError {
-    OutputsError {
-        table: "sim".into(),
-        message: format!("simulated DynamoDB fault ({f:?})"),
-    }
+fn outputs_err(f: Fault) -> prism_core::Error {
+    prism_core::Error::outputs_table("sim", format!("simulated DynamoDB fault ({f:?})"))
 }
 
 #[async_trait::async_trait]
@@ -408,7 +410,7 @@ impl OutputsTable for SimOutputs {
     async fn read(
         &self,
         pairs: &[OutputKey],
-    ) -> Result<Vec<(OutputKey, LastOutput)>, OutputsError> {
+    ) -> Result<Vec<(OutputKey, LastOutput)>, prism_core::Error> {
         let f = self.faults.decide("outputs.read", "");
         if errs(f) {
             return Err(outputs_err(f));
@@ -420,7 +422,7 @@ impl OutputsTable for SimOutputs {
             .collect())
     }
 
-    async fn write(&self, entries: &[(OutputKey, LastOutput)]) -> Result<usize, OutputsError> {
+    async fn write(&self, entries: &[(OutputKey, LastOutput)]) -> Result<usize, prism_core::Error> {
         let mut failed = None;
         let mut written = 0;
         for chunk in entries.chunks(25) {

@@ -20,9 +20,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use prism_core::backfill::checkpoint::{Checkpoint, Checkpoints, checkpoint_error};
-use prism_core::backfill::{
-    BackfillError, Clock as BackfillClock, ModelScan, PageRequest, ScanPage,
-};
+use prism_core::backfill::{Clock as BackfillClock, ModelScan, PageRequest, ScanPage};
 
 use super::backends::Clock;
 use super::faults::{Faults, applies, errs};
@@ -75,11 +73,8 @@ fn product_number(key: &str) -> u32 {
     key.trim_start_matches("P-").parse().unwrap_or(0)
 }
 
-fn model_err(what: &str) -> BackfillError {
-    BackfillError::Model {
-        table: TABLE.to_owned(),
-        message: format!("{what}: injected fault"),
-    }
+fn model_err(what: &str) -> prism_core::Error {
+    prism_core::Error::model(TABLE.to_owned(), format!("{what}: injected fault"))
 }
 
 /// The model table as a backfill reads it, behind faults.
@@ -98,12 +93,12 @@ impl ModelScan for SimModel {
         TABLE
     }
 
-    async fn describe(&self) -> Result<(Vec<String>, u64), BackfillError> {
+    async fn describe(&self) -> Result<(Vec<String>, u64), prism_core::Error> {
         let n = self.table.at(self.table.now()).len() as u64;
         Ok((vec!["pk".to_owned()], n))
     }
 
-    async fn scan(&self, req: PageRequest<'_>) -> Result<ScanPage, BackfillError> {
+    async fn scan(&self, req: PageRequest<'_>) -> Result<ScanPage, prism_core::Error> {
         if errs(self.faults.decide("model.scan", TABLE)) {
             return Err(model_err("Scan"));
         }
@@ -135,7 +130,7 @@ impl ModelScan for SimModel {
         })
     }
 
-    async fn read(&self, keys: &[Map<String, Value>]) -> Result<Vec<Value>, BackfillError> {
+    async fn read(&self, keys: &[Map<String, Value>]) -> Result<Vec<Value>, prism_core::Error> {
         if errs(self.faults.decide("model.read", TABLE)) {
             return Err(model_err("BatchGetItem"));
         }
@@ -163,7 +158,7 @@ impl SimCheckpoints {
         }
     }
 
-    fn fault(&self, call: &str) -> (bool, Result<(), BackfillError>) {
+    fn fault(&self, call: &str) -> (bool, Result<(), prism_core::Error>) {
         let f = self.faults.decide(call, &self.receiver);
         let result = if errs(f) {
             Err(checkpoint_error(
@@ -179,12 +174,12 @@ impl SimCheckpoints {
 
 #[async_trait::async_trait]
 impl Checkpoints for SimCheckpoints {
-    async fn all(&self) -> Result<Vec<Checkpoint>, BackfillError> {
+    async fn all(&self) -> Result<Vec<Checkpoint>, prism_core::Error> {
         self.fault("checkpoints.read").1?;
         Ok(self.saved.lock().unwrap().clone())
     }
 
-    async fn save(&self, cp: &Checkpoint) -> Result<(), BackfillError> {
+    async fn save(&self, cp: &Checkpoint) -> Result<(), prism_core::Error> {
         let (happens, result) = self.fault("checkpoints.save");
         if happens {
             let mut saved = self.saved.lock().unwrap();
@@ -195,7 +190,7 @@ impl Checkpoints for SimCheckpoints {
         result
     }
 
-    async fn clear(&self) -> Result<(), BackfillError> {
+    async fn clear(&self) -> Result<(), prism_core::Error> {
         let (happens, result) = self.fault("checkpoints.clear");
         if happens {
             self.saved.lock().unwrap().clear();

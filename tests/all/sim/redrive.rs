@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use prism_core::redrive::{DeadLetters, Letter, LetterKind, RedriveError};
-use prism_read_api::{ModelError, ModelSource};
+use prism_core::redrive::{DeadLetters, Letter, LetterKind};
+use prism_read_api::ModelSource;
 use prism_types::change::Change;
 
 use super::backends::{Clock, Queues};
@@ -26,10 +26,10 @@ pub(crate) struct SimDeadLetters {
 }
 
 impl SimDeadLetters {
-    fn fault(&self, call: &str) -> (bool, Result<(), RedriveError>) {
+    fn fault(&self, call: &str) -> (bool, Result<(), prism_core::Error>) {
         let f = self.faults.decide(call, &self.receiver);
         let result = if errs(f) {
-            Err(RedriveError::new(
+            Err(prism_core::Error::redrive(
                 self.place(),
                 format!("{call}: injected fault"),
             ))
@@ -51,7 +51,7 @@ impl DeadLetters for SimDeadLetters {
         format!("sim DLQ of {}", self.receiver)
     }
 
-    async fn hold(&self, max: usize, hold_secs: u32) -> Result<Vec<Letter>, RedriveError> {
+    async fn hold(&self, max: usize, hold_secs: u32) -> Result<Vec<Letter>, prism_core::Error> {
         let (happens, result) = self.fault("dlq.receive");
         let mut out = Vec::new();
         if happens {
@@ -78,12 +78,12 @@ impl DeadLetters for SimDeadLetters {
         result.map(|()| out)
     }
 
-    async fn change(&self, l: &Letter) -> Result<Change, RedriveError> {
+    async fn change(&self, l: &Letter) -> Result<Change, prism_core::Error> {
         let body: Value = serde_json::from_str(&l.body).unwrap();
-        Change::from_json(&body["change"]).map_err(|e| RedriveError::new(&l.id, e))
+        Change::from_json(&body["change"]).map_err(|e| prism_core::Error::redrive(&l.id, e))
     }
 
-    async fn delete(&self, l: &Letter) -> Result<(), RedriveError> {
+    async fn delete(&self, l: &Letter) -> Result<(), prism_core::Error> {
         let (happens, result) = self.fault("dlq.delete");
         if happens {
             let (id, r) = receipt(l);
@@ -93,7 +93,7 @@ impl DeadLetters for SimDeadLetters {
                 .is_some_and(|q| q.delete(id, r));
             drop(queues);
             if !deleted {
-                return Err(RedriveError::new(
+                return Err(prism_core::Error::redrive(
                     self.place(),
                     format!("{}: the receipt is no longer valid", l.id),
                 ));
@@ -104,7 +104,7 @@ impl DeadLetters for SimDeadLetters {
         result
     }
 
-    async fn release(&self, letters: &[&Letter]) -> Result<(), RedriveError> {
+    async fn release(&self, letters: &[&Letter]) -> Result<(), prism_core::Error> {
         let (happens, result) = self.fault("dlq.release");
         if happens {
             let mut queues = self.queues.0.lock().unwrap();
@@ -120,7 +120,7 @@ impl DeadLetters for SimDeadLetters {
         result
     }
 
-    async fn send_back(&self, l: &Letter) -> Result<(), RedriveError> {
+    async fn send_back(&self, l: &Letter) -> Result<(), prism_core::Error> {
         unreachable!("the simulation's letters are all parked: {}", l.id)
     }
 }
@@ -137,12 +137,12 @@ pub(crate) struct SimDocs {
 
 #[async_trait::async_trait]
 impl ModelSource for SimDocs {
-    async fn get(&self, key: &str) -> Result<Option<Value>, ModelError> {
+    async fn get(&self, key: &str) -> Result<Option<Value>, prism_core::Error> {
         if errs(self.faults.decide("model.get", TABLE)) {
-            return Err(ModelError {
-                table: TABLE.to_owned(),
-                message: format!("GetItem {key}: injected fault"),
-            });
+            return Err(prism_core::Error::model(
+                TABLE.to_owned(),
+                format!("GetItem {key}: injected fault"),
+            ));
         }
         let item = self.table.item(key);
         if self.rng.lock().unwrap().u32(0..4) == 0 {

@@ -795,7 +795,7 @@ impl<'f> World<'f> {
         run: &Run,
         segment: u32,
         limits: Limits,
-    ) -> (Result<bool, bf::BackfillError>, Totals) {
+    ) -> (Result<bool, prism_core::Error>, Totals) {
         let cps = self.checkpoints_of(run.receiver);
         let totals = Totals::default();
         let result = {
@@ -821,7 +821,7 @@ impl<'f> World<'f> {
         &mut self,
         run: &Run,
         segment: u32,
-        (result, totals): (Result<bool, bf::BackfillError>, Totals),
+        (result, totals): (Result<bool, prism_core::Error>, Totals),
     ) {
         let id = run.receiver.id;
         let s = totals.summary();
@@ -850,7 +850,7 @@ impl<'f> World<'f> {
             .note(|| format!("backfill {id} segment {segment}: {result:?}, {s}"));
         match result {
             Ok(_) => {}
-            Err(bf::BackfillError::Contended { .. }) => self
+            Err(e) if e.kind() == prism_core::ErrorKind::Contended => self
                 .reached
                 .add("backfill: page contended (stops, resumes)", 1),
             Err(_) => self.reached.add("backfill: segment stopped by a fault", 1),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use aws_sdk_sqs::types::MessageAttributeValue;
-use prism_core::redrive::{DeadLetters, Letter, Redrive, RedriveError};
+use prism_core::redrive::{DeadLetters, Letter, Redrive};
 use prism_core::stream::StreamProcessor;
 use prism_lambda::LambdaConfig;
 use prism_types::change::Change;
@@ -100,8 +100,8 @@ struct SqsDeadLetters<'a> {
     remote: &'a Remote,
 }
 
-fn err(place: &str, e: anyhow::Error) -> RedriveError {
-    RedriveError::new(place, format!("{e:#}"))
+fn err(place: &str, e: anyhow::Error) -> prism_core::Error {
+    prism_core::Error::redrive(place, format!("{e:#}"))
 }
 
 #[async_trait::async_trait]
@@ -110,14 +110,14 @@ impl DeadLetters for SqsDeadLetters<'_> {
         self.q.dlq.clone()
     }
 
-    async fn hold(&self, max: usize, hold_secs: u32) -> Result<Vec<Letter>, RedriveError> {
+    async fn hold(&self, max: usize, hold_secs: u32) -> Result<Vec<Letter>, prism_core::Error> {
         let letters = scan(self.q, max, hold_secs as i32)
             .await
             .map_err(|e| err(&self.q.dlq, e))?;
         Ok(letters.iter().map(super::Letter::held).collect())
     }
 
-    async fn change(&self, l: &Letter) -> Result<Change, RedriveError> {
+    async fn change(&self, l: &Letter) -> Result<Change, prism_core::Error> {
         let read = async {
             let body: serde_json::Value =
                 serde_json::from_str(&l.body).context("the dead letter is not JSON")?;
@@ -130,13 +130,13 @@ impl DeadLetters for SqsDeadLetters<'_> {
         read.await.map_err(|e| err(&l.id, e))
     }
 
-    async fn delete(&self, l: &Letter) -> Result<(), RedriveError> {
+    async fn delete(&self, l: &Letter) -> Result<(), prism_core::Error> {
         delete(self.q, &l.id, &l.receipt)
             .await
             .map_err(|e| err(&self.q.dlq, e))
     }
 
-    async fn release(&self, letters: &[&Letter]) -> Result<(), RedriveError> {
+    async fn release(&self, letters: &[&Letter]) -> Result<(), prism_core::Error> {
         let receipts: Vec<&str> = letters.iter().map(|l| l.receipt.as_str()).collect();
         release(self.q, &receipts)
             .await
@@ -144,7 +144,7 @@ impl DeadLetters for SqsDeadLetters<'_> {
     }
 
     /// With its body, attributes and (FIFO) group.
-    async fn send_back(&self, l: &Letter) -> Result<(), RedriveError> {
+    async fn send_back(&self, l: &Letter) -> Result<(), prism_core::Error> {
         let q = self.q;
         let mut req = q
             .sqs
@@ -168,7 +168,7 @@ impl DeadLetters for SqsDeadLetters<'_> {
                 .message_deduplication_id(format!("redrive-{}", l.id));
         }
         req.send().await.map_err(|e| {
-            RedriveError::new(
+            prism_core::Error::redrive(
                 format!("sending {} back to {}", l.id, q.queue),
                 sdk_error(&e),
             )

@@ -12,8 +12,6 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::BackfillError;
-
 /// One segment's progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -78,16 +76,16 @@ impl Checkpoint {
 #[async_trait::async_trait]
 pub trait Checkpoints: Send + Sync {
     /// Every checkpoint of the receiver's run, any segment count.
-    async fn all(&self) -> Result<Vec<Checkpoint>, BackfillError>;
+    async fn all(&self) -> Result<Vec<Checkpoint>, crate::Error>;
     /// Write one.
-    async fn save(&self, cp: &Checkpoint) -> Result<(), BackfillError>;
+    async fn save(&self, cp: &Checkpoint) -> Result<(), crate::Error>;
     /// Forget them all (a fresh run).
-    async fn clear(&self) -> Result<(), BackfillError>;
+    async fn clear(&self) -> Result<(), crate::Error>;
     /// Where they are, for messages.
     fn place(&self) -> String;
 
     /// The checkpoint of `segment` of `segments`, if there is one.
-    async fn load(&self, segment: u32, segments: u32) -> Result<Option<Checkpoint>, BackfillError> {
+    async fn load(&self, segment: u32, segments: u32) -> Result<Option<Checkpoint>, crate::Error> {
         Ok(self
             .all()
             .await?
@@ -97,8 +95,8 @@ pub trait Checkpoints: Send + Sync {
 }
 
 /// A checkpoint store's failure, naming where it keeps them.
-pub fn checkpoint_error(place: String, message: String) -> BackfillError {
-    BackfillError::Checkpoint { place, message }
+pub fn checkpoint_error(place: String, message: String) -> crate::Error {
+    crate::Error::new(crate::ErrorKind::Checkpoint, place, message)
 }
 
 /// Checkpoints as files in a directory (one per segment).
@@ -115,14 +113,14 @@ impl DirCheckpoints {
         }
     }
 
-    fn err(&self, message: String) -> BackfillError {
+    fn err(&self, message: String) -> crate::Error {
         checkpoint_error(self.place(), message)
     }
 }
 
 #[async_trait::async_trait]
 impl Checkpoints for DirCheckpoints {
-    async fn all(&self) -> Result<Vec<Checkpoint>, BackfillError> {
+    async fn all(&self) -> Result<Vec<Checkpoint>, crate::Error> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
@@ -145,7 +143,7 @@ impl Checkpoints for DirCheckpoints {
         Ok(out)
     }
 
-    async fn save(&self, cp: &Checkpoint) -> Result<(), BackfillError> {
+    async fn save(&self, cp: &Checkpoint) -> Result<(), crate::Error> {
         std::fs::create_dir_all(&self.dir).map_err(|e| self.err(e.to_string()))?;
         let path = self.dir.join(format!(
             "segment-{:04}-of-{:04}.json",
@@ -159,7 +157,7 @@ impl Checkpoints for DirCheckpoints {
             .map_err(|e| self.err(format!("{}: {e}", path.display())))
     }
 
-    async fn clear(&self) -> Result<(), BackfillError> {
+    async fn clear(&self) -> Result<(), crate::Error> {
         match std::fs::remove_dir_all(&self.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.err(e.to_string())),
             _ => Ok(()),

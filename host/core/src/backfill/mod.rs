@@ -21,7 +21,7 @@
 //! again. Every product thus ends with its newest version delivered last.
 //! The last correction is checked too. A product still changing after
 //! [`CORRECTION_ROUNDS`] corrections may have been overtaken by the last
-//! of them: the segment stops with [`BackfillError::Contended`] naming it,
+//! of them: the segment stops with [`crate::ErrorKind::Contended`] naming it,
 //! its checkpoint before the page (marked open, so a rerun numbers the
 //! page afresh and no done mark or ledger entry takes it for this one).
 //!
@@ -93,13 +93,13 @@ pub trait ModelScan: Send + Sync {
     fn table(&self) -> &str;
     /// The key attribute names (partition first) and the item count as
     /// the table last computed it (for a progress bar: it lags).
-    async fn describe(&self) -> Result<(Vec<String>, u64), BackfillError>;
+    async fn describe(&self) -> Result<(Vec<String>, u64), crate::Error>;
     /// Up to `page.limit` items of segment `page.segment` of
     /// `page.segments`, after `page.after`.
-    async fn scan(&self, page: PageRequest<'_>) -> Result<ScanPage, BackfillError>;
+    async fn scan(&self, page: PageRequest<'_>) -> Result<ScanPage, crate::Error>;
     /// The items at `keys` now (a strongly consistent read); a key with no
     /// item is left out.
-    async fn read(&self, keys: &[Map<String, Value>]) -> Result<Vec<Value>, BackfillError>;
+    async fn read(&self, keys: &[Map<String, Value>]) -> Result<Vec<Value>, crate::Error>;
 }
 
 /// Time as a backfill sees it: the wall clock and real waits, or a
@@ -126,60 +126,6 @@ impl Clock for WallClock {
     }
 }
 
-/// What went wrong, and where.
-#[derive(Debug, thiserror::Error)]
-pub enum BackfillError {
-    /// Checkpoints could not be read or written.
-    #[error("backfill checkpoints in {place}: {message}")]
-    Checkpoint {
-        /// Where they are kept.
-        place: String,
-        /// What failed.
-        message: String,
-    },
-    /// The model table could not be read.
-    #[error("model table {table}: {message}")]
-    Model {
-        /// The table.
-        table: String,
-        /// What failed.
-        message: String,
-    },
-    /// The receiver cannot take a backfill.
-    #[error("receiver {receiver}: {message}")]
-    Receiver {
-        /// The receiver.
-        receiver: String,
-        /// Why not.
-        message: String,
-    },
-    /// A page kept failing.
-    #[error("segment {segment}: {message}")]
-    Delivery {
-        /// The segment.
-        segment: u32,
-        /// What failed.
-        message: String,
-    },
-    /// Products kept changing through every check of a page: the receiver
-    /// may hold an older version than the table's.
-    #[error(
-        "segment {segment} page {page}: {} still changing after {CORRECTION_ROUNDS} corrections, so the receiver may hold an older version than the model table; the checkpoint stays before this page: run the backfill again (it resumes here) when they are quiet",
-        named(products)
-    )]
-    Contended {
-        /// The segment.
-        segment: u32,
-        /// The page (pages finished before it in the segment).
-        page: u64,
-        /// The products' keys.
-        products: Vec<String>,
-    },
-    /// The request itself is wrong.
-    #[error("{0}")]
-    Invalid(String),
-}
-
 /// One backfill: which receiver, which table, how it is cut.
 #[derive(Debug, Clone)]
 pub struct Backfill {
@@ -195,15 +141,15 @@ pub struct Backfill {
 
 impl Backfill {
     /// Check the numbers.
-    pub fn validate(&self) -> Result<(), BackfillError> {
+    pub fn validate(&self) -> Result<(), crate::Error> {
         if !(1..=1_000_000).contains(&self.segments) {
-            return Err(BackfillError::Invalid(format!(
+            return Err(crate::Error::invalid(format!(
                 "--segments {} is out of range: a Scan takes 1 to 1000000 segments",
                 self.segments
             )));
         }
         if !(1..=records::MAX_PAGE).contains(&self.page_size) {
-            return Err(BackfillError::Invalid(format!(
+            return Err(crate::Error::invalid(format!(
                 "--page-size {} is out of range: 1 to {}",
                 self.page_size,
                 records::MAX_PAGE
@@ -235,7 +181,7 @@ pub struct Totals {
     /// checked and sent again as they are now.
     pub recovered: AtomicU64,
     /// Products still changing after every check: their page stopped the
-    /// segment ([`BackfillError::Contended`]).
+    /// segment ([`crate::ErrorKind::Contended`]).
     pub contended: AtomicU64,
     /// Deliveries tried again.
     pub retries: AtomicU64,
@@ -324,7 +270,7 @@ pub async fn plan(
     spec: &Backfill,
     restart: bool,
     clock: &dyn Clock,
-) -> Result<Plan, BackfillError> {
+) -> Result<Plan, crate::Error> {
     spec.validate()?;
     if restart {
         checkpoints.clear().await?;
@@ -337,7 +283,7 @@ pub async fn plan(
         });
     };
     if let Some(other) = all.iter().find(|c| c.segments != spec.segments) {
-        return Err(BackfillError::Invalid(format!(
+        return Err(crate::Error::invalid(format!(
             "the {} hold an unfinished run in {} segments: pass --segments {} to resume it, or --restart to start over",
             checkpoints.place(),
             other.segments,
@@ -379,10 +325,13 @@ impl Backfiller<'_> {
 
     /// Refuse a receiver that is not registered, disabled, or cannot run
     /// (its backfill would only park every product in its DLQ).
-    pub async fn check_receiver(&self) -> Result<(), BackfillError> {
-        let refuse = |message: String| BackfillError::Receiver {
-            receiver: self.receiver().to_owned(),
-            message,
+    pub async fn check_receiver(&self) -> Result<(), crate::Error> {
+        let refuse = |message: String| {
+            crate::Error::new(
+                crate::ErrorKind::BackfillReceiver,
+                self.receiver().to_owned(),
+                message,
+            )
         };
         match self
             .processor
@@ -408,10 +357,10 @@ impl Backfiller<'_> {
         segment: u32,
         run: u64,
         limits: Limits,
-    ) -> Result<Checkpoint, BackfillError> {
+    ) -> Result<Checkpoint, crate::Error> {
         let segments = self.spec.segments;
         if segment >= segments {
-            return Err(BackfillError::Invalid(format!(
+            return Err(crate::Error::invalid(format!(
                 "segment {segment} is out of range for {segments} segments"
             )));
         }
@@ -476,15 +425,15 @@ impl Backfiller<'_> {
         Ok(cp)
     }
 
-    fn bad_item(&self, cp: &Checkpoint, e: String) -> BackfillError {
-        BackfillError::Model {
-            table: self.model.table().to_owned(),
-            message: format!("segment {} page {}: {e}", cp.segment, cp.pages),
-        }
+    fn bad_item(&self, cp: &Checkpoint, e: String) -> crate::Error {
+        crate::Error::model(
+            self.model.table().to_owned(),
+            format!("segment {} page {}: {e}", cp.segment, cp.pages),
+        )
     }
 
     /// The key attributes of `item`.
-    fn keys_of(&self, cp: &Checkpoint, item: &Value) -> Result<Map<String, Value>, BackfillError> {
+    fn keys_of(&self, cp: &Checkpoint, item: &Value) -> Result<Map<String, Value>, crate::Error> {
         let item = item
             .as_object()
             .ok_or_else(|| self.bad_item(cp, "an item that is not an object".into()))?;
@@ -498,7 +447,7 @@ impl Backfiller<'_> {
     /// they are now (a remove for one that is gone), then checked as a page
     /// is. Numbered apart from every attempt, so no done mark or ledger
     /// entry takes it for one of them.
-    async fn recover(&self, cp: &mut Checkpoint) -> Result<(), BackfillError> {
+    async fn recover(&self, cp: &mut Checkpoint) -> Result<(), crate::Error> {
         cp.abandoned += 1;
         cp.updated_ms = self.clock.now_ms();
         self.checkpoints.save(cp).await?;
@@ -511,7 +460,7 @@ impl Backfiller<'_> {
                     .map_err(|e| self.bad_item(cp, e))?;
                 Ok((key, v))
             })
-            .collect::<Result<_, BackfillError>>()?;
+            .collect::<Result<_, crate::Error>>()?;
         let mut present = Vec::new();
         let mut gone = Vec::new();
         for keys in &cp.open_keys {
@@ -550,7 +499,7 @@ impl Backfiller<'_> {
         cp: &Checkpoint,
         items: &[Value],
         gone: &[Map<String, Value>],
-    ) -> Result<u64, BackfillError> {
+    ) -> Result<u64, crate::Error> {
         struct Product {
             key: String,
             keys: Map<String, Value>,
@@ -680,15 +629,18 @@ impl Backfiller<'_> {
         self.totals
             .contended
             .fetch_add(contended.len() as u64, Ordering::Relaxed);
-        Err(BackfillError::Contended {
-            segment: cp.segment,
-            page: cp.pages,
-            products: contended,
-        })
+        Err(crate::Error::new(
+            crate::ErrorKind::Contended,
+            format!("segment {} page {}", cp.segment, cp.pages),
+            format!(
+                "{} still changing after {CORRECTION_ROUNDS} corrections, so the receiver may hold an older version than the model table; the checkpoint stays before this page: run the backfill again (it resumes here) when they are quiet",
+                named(&contended)
+            ),
+        ))
     }
 
     /// Run `records` through the receiver until none fails, or fail.
-    async fn deliver(&self, segment: u32, records: &[Value]) -> Result<(), BackfillError> {
+    async fn deliver(&self, segment: u32, records: &[Value]) -> Result<(), crate::Error> {
         if records.is_empty() {
             return Ok(());
         }
@@ -699,9 +651,12 @@ impl Backfiller<'_> {
                 .processor
                 .handle_only(&event, self.receiver(), None)
                 .await
-                .map_err(|e| BackfillError::Delivery {
-                    segment,
-                    message: e.to_string(),
+                .map_err(|e| {
+                    crate::Error::new(
+                        crate::ErrorKind::Segment,
+                        segment.to_string(),
+                        e.to_string(),
+                    )
                 })?;
             if let Some(st) = out.report.receivers.get(self.receiver()) {
                 self.totals.add(st);
@@ -722,9 +677,10 @@ impl Backfiller<'_> {
                 .sleep(Duration::from_millis(100 << attempt))
                 .await;
         }
-        Err(BackfillError::Delivery {
-            segment,
-            message: format!(
+        Err(crate::Error::new(
+            crate::ErrorKind::Segment,
+            segment.to_string(),
+            format!(
                 "{} records still not delivered after {ATTEMPTS} attempts{}; the checkpoint stays before this page, so a rerun resumes here",
                 records.len(),
                 if last.is_empty() {
@@ -733,6 +689,6 @@ impl Backfiller<'_> {
                     format!(" (last errors: {last})")
                 }
             ),
-        })
+        ))
     }
 }

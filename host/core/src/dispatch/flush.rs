@@ -159,18 +159,13 @@ struct Window<'w, 'c> {
 }
 
 impl Flusher<'_> {
-    fn spool_error(&mut self, e: crate::spool::SpoolError) {
+    fn spool_error(&mut self, e: crate::Error) {
         tracing::error!(receiver = self.r.id(), error = %e, "batch buffer unavailable; the flush stops here and resumes on the next tick");
         self.st.error("spool", e.to_string());
     }
 
     /// Flush one window under the lease; `Ok(true)` to look for another.
-    fn window(
-        &mut self,
-        mut claim: Claim,
-        now_ms: u64,
-        force: bool,
-    ) -> Result<bool, crate::spool::SpoolError> {
+    fn window(&mut self, mut claim: Claim, now_ms: u64, force: bool) -> Result<bool, crate::Error> {
         let Mode::Batch {
             max_count,
             max_bytes,
@@ -242,11 +237,7 @@ impl Flusher<'_> {
 
     /// Format the claimed window and deliver its messages in chunks,
     /// recording after each chunk what is out.
-    fn deliver(
-        &mut self,
-        claim: &mut Claim,
-        changes: &[Change],
-    ) -> Result<Step, crate::spool::SpoolError> {
+    fn deliver(&mut self, claim: &mut Claim, changes: &[Change]) -> Result<Step, crate::Error> {
         let wit: Vec<WitChange> = changes.iter().map(to_wit).collect();
         let ctx = Context {
             changes,
@@ -340,7 +331,7 @@ impl Flusher<'_> {
         w: Window<'_, '_>,
         claim: &mut Claim,
         e: &SinkError,
-    ) -> Result<Step, crate::spool::SpoolError> {
+    ) -> Result<Step, crate::Error> {
         if w.all.len() > 1 && claim.sent == 0 {
             claim.members.truncate(claim.members.len() / 2);
             claim.digest = None;
@@ -365,7 +356,7 @@ impl Flusher<'_> {
         w: Window<'_, '_>,
         claim: &mut Claim,
         envelopes: &[Envelope<'_>],
-    ) -> Result<Step, crate::spool::SpoolError> {
+    ) -> Result<Step, crate::Error> {
         let mut out: BTreeSet<usize> = claim
             .partial
             .remove(WINDOW_OUT)
@@ -415,7 +406,7 @@ impl Flusher<'_> {
         out: &mut BTreeSet<usize>,
         new: bool,
         id: &str,
-    ) -> Result<(), crate::spool::SpoolError> {
+    ) -> Result<(), crate::Error> {
         while out.remove(&claim.sent) {
             claim.sent += 1;
         }
@@ -446,7 +437,7 @@ impl Flusher<'_> {
         w: Window<'_, '_>,
         claim: &mut Claim,
         e: &SinkError,
-    ) -> Result<Step, crate::spool::SpoolError> {
+    ) -> Result<Step, crate::Error> {
         if e.kind != SinkErrorKind::Unavailable {
             let error = format!("window {}: {e}", w.id);
             let parked = w.ctx.park_as(
@@ -469,11 +460,7 @@ impl Flusher<'_> {
     }
 
     /// After parking the window: drop it when parked, else keep it for the next tick.
-    fn parked(
-        &mut self,
-        parked: super::Settled,
-        claim: &Claim,
-    ) -> Result<Step, crate::spool::SpoolError> {
+    fn parked(&mut self, parked: super::Settled, claim: &Claim) -> Result<Step, crate::Error> {
         if parked.handled() {
             self.finish(&claim.members)?;
             Ok(Step::Done)
@@ -484,7 +471,7 @@ impl Flusher<'_> {
     }
 
     /// The window is delivered (or parked): drop it and the claim.
-    fn finish(&mut self, members: &[String]) -> Result<(), crate::spool::SpoolError> {
+    fn finish(&mut self, members: &[String]) -> Result<(), crate::Error> {
         self.spool.remove(self.lane, members)?;
         // Unknown until the next read: a window may take entries other
         // runs appended meanwhile.
@@ -494,11 +481,7 @@ impl Flusher<'_> {
     }
 
     /// An entry that no longer reads as a change: park it as it is stored.
-    pub(super) fn park_unreadable(
-        &mut self,
-        e: &Spooled,
-        error: &str,
-    ) -> Result<(), crate::spool::SpoolError> {
+    pub(super) fn park_unreadable(&mut self, e: &Spooled, error: &str) -> Result<(), crate::Error> {
         let dead = DeadLetter {
             receiver: self.r.id().to_owned(),
             plugin_digest: None,
@@ -511,10 +494,12 @@ impl Flusher<'_> {
         };
         self.st
             .error(FailureKind::Unreadable.as_str(), dead.error.clone());
-        self.sink.park(&dead).map_err(|s| crate::spool::SpoolError {
-            store: "-".into(),
-            lane: self.lane.to_string(),
-            message: format!("could not park an unreadable entry: {s}"),
+        self.sink.park(&dead).map_err(|s| {
+            crate::Error::spool(
+                "-",
+                self.lane.to_string(),
+                format!("could not park an unreadable entry: {s}"),
+            )
         })
     }
 }

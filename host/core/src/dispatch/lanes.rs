@@ -10,7 +10,7 @@ use super::tick_options::TickOptions;
 use super::{Dispatcher, Progress, ReceiverStats, RunOptions};
 use crate::receivers::{ActiveReceiver, ReceiverSet};
 use crate::sink::Sink;
-use crate::spool::{Claim, Lane, Spool, SpoolError, Spooled};
+use crate::spool::{Claim, Lane, Spool, Spooled};
 use prism_types::change::Change;
 
 /// How many ticks a change whose plugin keeps asking to retry stays in its
@@ -229,7 +229,7 @@ struct LaneRetry<'l, 'w> {
 impl LaneRetry<'_, '_> {
     /// Run the lane's changes again, in order: what went (delivered or
     /// parked) leaves the lane; the rest waits for the next tick.
-    fn run(&mut self, claim: &mut Claim) -> Result<(), SpoolError> {
+    fn run(&mut self, claim: &mut Claim) -> Result<(), crate::Error> {
         let entries = self.work.spool.read(self.lane)?;
         let (changes, mut done) = self.readable(&entries)?;
         let held = self.dispatch(claim, &entries, &changes, &mut done);
@@ -250,7 +250,10 @@ impl LaneRetry<'_, '_> {
 
     /// The lane's entries as changes, and the sequences of those that are
     /// unreadable (parked as they are, so done).
-    fn readable(&mut self, entries: &[Spooled]) -> Result<(Vec<Change>, Vec<String>), SpoolError> {
+    fn readable(
+        &mut self,
+        entries: &[Spooled],
+    ) -> Result<(Vec<Change>, Vec<String>), crate::Error> {
         let mut changes = Vec::new();
         let mut done = Vec::new();
         for e in entries {
@@ -331,16 +334,12 @@ impl LaneRetry<'_, '_> {
     /// back through it, and a retried stream batch with a state that never
     /// heard of them would send a change the lane suppressed after the
     /// product's newer one (found by the simulation).
-    fn persist_outputs(&self) -> Result<(), SpoolError> {
+    fn persist_outputs(&self) -> Result<(), crate::Error> {
         let (Some(persist), Some(o)) = (self.work.persist, self.work.outputs) else {
             return Ok(());
         };
-        persist(o).map_err(|message| SpoolError {
-            store: "output dedup state".into(),
-            lane: self.lane.to_string(),
-            message: format!(
+        persist(o).map_err(|message| crate::Error::spool("output dedup state", self.lane.to_string(), format!(
                 "could not record what the lane delivered, so its entries stay for the next tick: {message}"
-            ),
-        })
+            )))
     }
 }

@@ -160,10 +160,7 @@ impl<'a> Lanes<'a> {
     }
 
     /// Read the open retry lanes of `spool`.
-    pub fn open(
-        spool: &'a dyn crate::spool::Spool,
-        now_ms: u64,
-    ) -> Result<Self, crate::spool::SpoolError> {
+    pub fn open(spool: &'a dyn crate::spool::Spool, now_ms: u64) -> Result<Self, crate::Error> {
         let mut open = HashSet::new();
         let mut buffered = HashMap::new();
         for (lane, info) in spool.lanes()? {

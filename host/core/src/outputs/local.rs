@@ -13,22 +13,15 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join("outputs.jsonl")
 }
 
-/// A state file that cannot be read or written.
-#[derive(Debug, thiserror::Error)]
-#[error("output state {path}: {message}")]
-pub struct StateError {
-    /// The file.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
 /// Read the state in `dir` (empty if there is none yet).
-pub fn load(dir: &Path) -> Result<OutputMemory, StateError> {
+pub fn load(dir: &Path) -> Result<OutputMemory, crate::Error> {
     let p = path(dir);
-    let err = |message: String| StateError {
-        path: p.display().to_string(),
-        message,
+    let err = |message: String| {
+        crate::Error::new(
+            crate::ErrorKind::OutputsFile,
+            p.display().to_string(),
+            message,
+        )
     };
     let text = match std::fs::read_to_string(&p) {
         Ok(t) => t,
@@ -69,11 +62,14 @@ pub fn load(dir: &Path) -> Result<OutputMemory, StateError> {
 }
 
 /// Write the whole state into `dir` (atomically: a reader never sees half a file).
-pub fn save(dir: &Path, state: &OutputMemory) -> Result<(), StateError> {
+pub fn save(dir: &Path, state: &OutputMemory) -> Result<(), crate::Error> {
     let p = path(dir);
-    let err = |e: std::io::Error| StateError {
-        path: p.display().to_string(),
-        message: e.to_string(),
+    let err = |e: std::io::Error| {
+        crate::Error::new(
+            crate::ErrorKind::OutputsFile,
+            p.display().to_string(),
+            e.to_string(),
+        )
     };
     let mut text = String::new();
     for ((receiver, key), e) in state.entries() {

@@ -284,30 +284,20 @@ pub fn image_hash(json: Option<&str>) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// A read or write of a stored dedup state that failed.
-#[derive(Debug, thiserror::Error)]
-#[error("output state table {table}: {message}")]
-pub struct OutputsError {
-    /// The table.
-    pub table: String,
-    /// What failed.
-    pub message: String,
-}
-
 /// A durable dedup state, read and written per batch
 /// (`prism_aws::outputs::DynamoOutputs` on AWS).
 #[async_trait::async_trait]
 pub trait OutputsTable: Send + Sync {
     /// The stored state of `pairs` (absent pairs have none yet).
     async fn read(&self, pairs: &[OutputKey])
-    -> Result<Vec<(OutputKey, LastOutput)>, OutputsError>;
+    -> Result<Vec<(OutputKey, LastOutput)>, crate::Error>;
 
     /// Write `entries`: every entry of each product the caller changed
     /// (a store may keep a product's entries together). Returns how many
     /// items were written. A write may race another writer's and leave an
     /// older entry behind: safe, since an entry only ever suppresses the
     /// change right after its own image.
-    async fn write(&self, entries: &[(OutputKey, LastOutput)]) -> Result<usize, OutputsError>;
+    async fn write(&self, entries: &[(OutputKey, LastOutput)]) -> Result<usize, crate::Error>;
 }
 
 #[cfg(test)]

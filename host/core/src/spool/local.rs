@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Appended, Claim, LEASE_MS, Lane, LaneInfo, Spool, SpoolError, Spooled};
+use super::{Appended, Claim, LEASE_MS, Lane, LaneInfo, Spool, Spooled};
 
 /// Sort key of an entry: the sequence, zero-padded so text order is numeric.
 fn padded(sequence: &str) -> String {
@@ -64,21 +64,23 @@ impl LocalSpool {
     }
 
     /// The spool kept in `DIR/spool.json` (created on first write).
-    pub fn open(dir: &Path) -> Result<Self, SpoolError> {
+    pub fn open(dir: &Path) -> Result<Self, crate::Error> {
         let file = dir.join("spool.json");
         let state = match std::fs::read_to_string(&file) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| SpoolError {
-                store: file.display().to_string(),
-                lane: "-".into(),
-                message: format!("not a prism spool file: {e}"),
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                crate::Error::spool(
+                    file.display().to_string(),
+                    "-",
+                    format!("not a prism spool file: {e}"),
+                )
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => {
-                return Err(SpoolError {
-                    store: file.display().to_string(),
-                    lane: "-".into(),
-                    message: e.to_string(),
-                });
+                return Err(crate::Error::spool(
+                    file.display().to_string(),
+                    "-",
+                    e.to_string(),
+                ));
             }
         };
         Ok(Self {
@@ -94,14 +96,12 @@ impl LocalSpool {
     }
 
     /// Apply `f` to the state and persist it.
-    fn with<T>(&self, lane: &Lane, f: impl FnOnce(&mut State) -> T) -> Result<T, SpoolError> {
+    fn with<T>(&self, lane: &Lane, f: impl FnOnce(&mut State) -> T) -> Result<T, crate::Error> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let out = f(&mut state);
         if let Some(file) = &self.file {
-            let err = |e: std::io::Error| SpoolError {
-                store: self.store(),
-                lane: lane.to_string(),
-                message: e.to_string(),
+            let err = |e: std::io::Error| {
+                crate::Error::spool(self.store(), lane.to_string(), e.to_string())
             };
             let text = serde_json::to_vec(&*state).expect("spool state serializes");
             prism_types::atomic::write(file, &text).map_err(err)?;
@@ -119,7 +119,7 @@ fn info(entries: &BTreeMap<String, Spooled>) -> LaneInfo {
 }
 
 impl Spool for LocalSpool {
-    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError> {
+    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, crate::Error> {
         let now = super::now_ms();
         self.with(lane, |s| {
             let name = lane.to_string();
@@ -173,7 +173,7 @@ impl Spool for LocalSpool {
         &self,
         lane: &Lane,
         sequences: &[String],
-    ) -> Result<std::collections::HashSet<String>, SpoolError> {
+    ) -> Result<std::collections::HashSet<String>, crate::Error> {
         let now = super::now_ms();
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let Some(done) = s.done.get(&lane.to_string()) else {
@@ -186,7 +186,7 @@ impl Spool for LocalSpool {
             .collect())
     }
 
-    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), crate::Error> {
         let until = super::now_ms() + super::DONE_MS;
         self.with(lane, |s| {
             let done = s.done.entry(lane.to_string()).or_default();
@@ -196,7 +196,7 @@ impl Spool for LocalSpool {
         })
     }
 
-    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError> {
+    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, crate::Error> {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         Ok(s.lanes
             .get(&lane.to_string())
@@ -204,7 +204,7 @@ impl Spool for LocalSpool {
             .unwrap_or_default())
     }
 
-    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError> {
+    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), crate::Error> {
         let now = super::now_ms();
         self.with(lane, |s| {
             let name = lane.to_string();
@@ -224,7 +224,7 @@ impl Spool for LocalSpool {
         })
     }
 
-    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, SpoolError> {
+    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, crate::Error> {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         Ok(s.lanes
             .iter()
@@ -232,7 +232,7 @@ impl Spool for LocalSpool {
             .collect())
     }
 
-    fn claim(&self, lane: &Lane, now_ms: u64, steal: bool) -> Result<Option<Claim>, SpoolError> {
+    fn claim(&self, lane: &Lane, now_ms: u64, steal: bool) -> Result<Option<Claim>, crate::Error> {
         self.with(lane, |s| {
             let held = s.claims.entry(lane.to_string()).or_default();
             if held.lease_until > now_ms && !steal {
@@ -243,13 +243,13 @@ impl Spool for LocalSpool {
         })
     }
 
-    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError> {
+    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), crate::Error> {
         self.with(lane, |s| {
             s.claims.entry(lane.to_string()).or_default().claim = claim.clone();
         })
     }
 
-    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError> {
+    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), crate::Error> {
         self.with(lane, |s| {
             s.claims.insert(
                 lane.to_string(),
@@ -261,13 +261,13 @@ impl Spool for LocalSpool {
         })
     }
 
-    fn release(&self, lane: &Lane) -> Result<(), SpoolError> {
+    fn release(&self, lane: &Lane) -> Result<(), crate::Error> {
         self.with(lane, |s| {
             s.claims.remove(&lane.to_string());
         })
     }
 
-    fn tick_cursor(&self) -> Result<Option<String>, SpoolError> {
+    fn tick_cursor(&self) -> Result<Option<String>, crate::Error> {
         Ok(self
             .state
             .lock()
@@ -276,7 +276,7 @@ impl Spool for LocalSpool {
             .clone())
     }
 
-    fn save_tick_cursor(&self, lane: Option<&str>) -> Result<(), SpoolError> {
+    fn save_tick_cursor(&self, lane: Option<&str>) -> Result<(), crate::Error> {
         let tick = Lane::Buffer {
             receiver: "#tick".into(),
         };

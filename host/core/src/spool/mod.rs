@@ -192,18 +192,6 @@ impl fmt::Display for Lane {
     }
 }
 
-/// A spool operation that failed.
-#[derive(Debug, thiserror::Error)]
-#[error("spool {store}, lane {lane}: {message}")]
-pub struct SpoolError {
-    /// The store (a file path or a table name).
-    pub store: String,
-    /// The lane.
-    pub lane: String,
-    /// What failed.
-    pub message: String,
-}
-
 /// How long a claim's lease lasts: longer than any one flush or retry (the
 /// Lambda's longest timeout). A flush that died keeps its lanes this long,
 /// unless the next one breaks the lease (`prism flush --break-leases`).
@@ -227,40 +215,40 @@ pub trait Spool: Send + Sync {
     /// purpose, and a backfill's correction waiting behind a failed send
     /// must not be refused as older (the simulation found that too).
     /// Returns how many were added and the lane's totals afterwards.
-    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, SpoolError>;
+    fn append(&self, lane: &Lane, entries: &[Spooled]) -> Result<Appended, crate::Error>;
     /// Every entry of a lane, in sequence order.
-    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, SpoolError>;
+    fn read(&self, lane: &Lane) -> Result<Vec<Spooled>, crate::Error>;
     /// Which of `sequences` the lane removed as handled within [`DONE_MS`]
     /// (delivered or parked): a stream batch retried whole must not send
     /// them again in windows it cuts itself, past the buffer.
-    fn handled(&self, lane: &Lane, sequences: &[String]) -> Result<HashSet<String>, SpoolError>;
+    fn handled(&self, lane: &Lane, sequences: &[String]) -> Result<HashSet<String>, crate::Error>;
     /// Remember `sequences` as handled for [`DONE_MS`], as [`Self::remove`]
     /// does, though the lane never held them: a window cut in a stream
     /// batch went out (or was parked) past the buffer.
-    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError>;
+    fn mark_handled(&self, lane: &Lane, sequences: &[String]) -> Result<(), crate::Error>;
     /// Remove entries (by sequence) as handled, remembering them for
     /// [`DONE_MS`]; a lane left empty disappears from [`Self::lanes`].
-    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), SpoolError>;
+    fn remove(&self, lane: &Lane, sequences: &[String]) -> Result<(), crate::Error>;
     /// Every non-empty lane with its totals.
-    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, SpoolError>;
+    fn lanes(&self) -> Result<Vec<(Lane, LaneInfo)>, crate::Error>;
     /// Take the lane's lease until `now_ms + LEASE_MS`: `None` when someone
     /// else holds a live one (unless `steal`), else the claim left by the
     /// last holder (a flush that was interrupted) or an empty one.
-    fn claim(&self, lane: &Lane, now_ms: u64, steal: bool) -> Result<Option<Claim>, SpoolError>;
+    fn claim(&self, lane: &Lane, now_ms: u64, steal: bool) -> Result<Option<Claim>, crate::Error>;
     /// Record progress under the lease.
-    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError>;
+    fn save_claim(&self, lane: &Lane, claim: &Claim) -> Result<(), crate::Error>;
     /// Give the lease up, keeping `claim` (progress, attempts) for the next holder.
-    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), SpoolError>;
+    fn unlock(&self, lane: &Lane, claim: &Claim) -> Result<(), crate::Error>;
     /// Drop the claim: the lane's work is done.
-    fn release(&self, lane: &Lane) -> Result<(), SpoolError>;
+    fn release(&self, lane: &Lane) -> Result<(), crate::Error>;
     /// The last lane a tick cut short by its deadline reached, kept in the
     /// store so the next tick resumes after it on whichever instance runs
     /// it. Stores that one process owns keep it in memory (the default).
-    fn tick_cursor(&self) -> Result<Option<String>, SpoolError> {
+    fn tick_cursor(&self) -> Result<Option<String>, crate::Error> {
         Ok(None)
     }
     /// Record where the last tick stopped (`None`: it did a full pass).
-    fn save_tick_cursor(&self, lane: Option<&str>) -> Result<(), SpoolError> {
+    fn save_tick_cursor(&self, lane: Option<&str>) -> Result<(), crate::Error> {
         let _ = lane;
         Ok(())
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{OutputsStore, StreamError, StreamProcessor};
+use super::{OutputsStore, StreamProcessor};
 use crate::outputs::OutputMemory;
 use crate::receivers::ReceiverSet;
 use crate::spool::Spool;
@@ -21,7 +21,7 @@ impl StreamProcessor {
         set: &ReceiverSet,
         changes: &[Change],
         stream_order: bool,
-    ) -> Result<Option<Arc<OutputMemory>>, StreamError> {
+    ) -> Result<Option<Arc<OutputMemory>>, crate::Error> {
         let Some(outputs) = self.outputs.as_ref() else {
             return Ok(None);
         };
@@ -46,7 +46,7 @@ impl StreamProcessor {
         &self,
         set: &ReceiverSet,
         spool: Arc<dyn Spool>,
-    ) -> Result<Option<Arc<OutputMemory>>, StreamError> {
+    ) -> Result<Option<Arc<OutputMemory>>, crate::Error> {
         let Some(outputs) = self.outputs.as_ref() else {
             return Ok(None);
         };
@@ -61,7 +61,8 @@ impl StreamProcessor {
                     .collect();
                 let lanes = tokio::task::spawn_blocking(move || spool.lanes())
                     .await
-                    .expect("listing lanes does not panic")?;
+                    .expect("listing lanes does not panic")
+                    .map_err(|e| e.because(crate::ErrorKind::SpoolUnreadable))?;
                 lanes
                     .into_iter()
                     .filter_map(|(lane, _)| match lane {
@@ -87,7 +88,7 @@ impl StreamProcessor {
         &self,
         pairs: &[(String, String)],
         stream_order: bool,
-    ) -> Result<Option<Arc<OutputMemory>>, StreamError> {
+    ) -> Result<Option<Arc<OutputMemory>>, crate::Error> {
         let Some(OutputsStore::Table(store)) = &self.outputs else {
             return Ok(None);
         };
@@ -98,7 +99,7 @@ impl StreamProcessor {
                 Ok(entries) => entries,
                 Err(e) => {
                     tracing::error!(error = %e, "output dedup state unreadable; nothing delivered, tried again");
-                    return Err(e.into());
+                    return Err(e.because(crate::ErrorKind::OutputsUnreadable));
                 }
             }
         };
@@ -111,11 +112,11 @@ impl StreamProcessor {
     }
 
     /// Write what a batch or tick changed in the dedup state
-    /// ([`StreamError::OutputsUnwritable`] says why a failure fails it).
+    /// ([`crate::ErrorKind::OutputsUnwritable`] says why a failure fails it).
     pub(super) async fn save_outputs(
         &self,
         memory: Option<&OutputMemory>,
-    ) -> Result<(), crate::outputs::OutputsError> {
+    ) -> Result<(), crate::Error> {
         let (Some(OutputsStore::Table(store)), Some(mem)) = (&self.outputs, memory) else {
             return Ok(());
         };

@@ -33,26 +33,16 @@ pub const EXPIRES_AT: &str = "expires_at";
 /// How long an entry is kept.
 pub const KEEP: Duration = Duration::from_secs(2 * 24 * 3600);
 
-/// A ledger read or write that failed.
-#[derive(Debug, thiserror::Error)]
-#[error("retry ledger {table}: {message}")]
-pub struct LedgerError {
-    /// The table (or `memory`).
-    pub table: String,
-    /// What failed.
-    pub message: String,
-}
-
 /// Where the ledger lives: [`MemoryLedger`] in this process, or a table
 /// (`prism_aws::ledger::DynamoLedger`).
 #[async_trait::async_trait]
 pub trait LedgerStore: Send + Sync {
     /// What earlier attempts recorded for `records` (in batch order). Only
     /// a batch whose first record has an entry (a retry) reads the rest.
-    async fn lookup(&self, records: &[String]) -> Result<Handled, LedgerError>;
+    async fn lookup(&self, records: &[String]) -> Result<Handled, crate::Error>;
 
     /// Record which receivers handled each of `entries`' records.
-    async fn remember(&self, entries: &[(String, BTreeSet<String>)]) -> Result<(), LedgerError>;
+    async fn remember(&self, entries: &[(String, BTreeSet<String>)]) -> Result<(), crate::Error>;
 }
 
 /// The part of a lookup a retry may trust: the entries of the records
@@ -76,7 +66,7 @@ pub struct MemoryLedger(Mutex<Handled>);
 
 #[async_trait::async_trait]
 impl LedgerStore for MemoryLedger {
-    async fn lookup(&self, records: &[String]) -> Result<Handled, LedgerError> {
+    async fn lookup(&self, records: &[String]) -> Result<Handled, crate::Error> {
         let Some(first) = records.first() else {
             return Ok(Handled::new());
         };
@@ -90,7 +80,7 @@ impl LedgerStore for MemoryLedger {
             .collect())
     }
 
-    async fn remember(&self, entries: &[(String, BTreeSet<String>)]) -> Result<(), LedgerError> {
+    async fn remember(&self, entries: &[(String, BTreeSet<String>)]) -> Result<(), crate::Error> {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for (record, receivers) in entries {
             m.insert(record.clone(), receivers.clone());

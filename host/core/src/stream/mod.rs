@@ -38,7 +38,7 @@ use crate::dispatch::{Dispatcher, RunReport};
 use crate::dispatch::{TickOptions, TickReport};
 use crate::outputs::OutputMemory;
 use crate::outputs::OutputsTable;
-use crate::receivers::{ReceiverSet, Receivers, SourceError};
+use crate::receivers::{ReceiverSet, Receivers};
 use crate::sink::Delivery;
 use crate::spool::Spool;
 use prism_engine::PluginEngine;
@@ -46,7 +46,7 @@ use prism_types::change::Change;
 
 pub use crate::deadline::{FINISH_RESERVE, finish_by, fits_invocation};
 pub use builder::StreamProcessorBuilder;
-pub use ledger::{LedgerError, LedgerStore, MemoryLedger};
+pub use ledger::{LedgerStore, MemoryLedger};
 pub use metrics::BatchNumbers;
 
 use dedup_state::dirty_entries;
@@ -82,41 +82,6 @@ pub fn item_failure(sequence: impl Into<String>) -> BatchItemFailure {
     BatchItemFailure {
         item_identifier: Some(sequence.into()),
     }
-}
-
-/// Why a whole batch could not be handled (Lambda retries all of it).
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    /// The event is not a DynamoDB stream event.
-    #[error("malformed stream event: {0}")]
-    Malformed(String),
-    /// The registry has never been read, so no receiver is known.
-    #[error("no receivers loaded: {0}")]
-    Registry(#[from] SourceError),
-    /// The spool could not be read, so which products have changes waiting
-    /// in a retry lane or a batch buffer is unknown: delivering anything
-    /// could overtake them. Nothing was run; Lambda retries the batch.
-    #[error("spool unreadable, nothing delivered: {0}")]
-    SpoolUnreadable(#[from] crate::spool::SpoolError),
-    /// The output dedup state could not be read: without it a change the
-    /// last attempt suppressed could go out after the product's newer one.
-    /// Nothing was run; Lambda retries the batch (the tick tries again).
-    #[error("output dedup state unreadable, nothing delivered: {0}")]
-    OutputsUnreadable(#[from] crate::outputs::OutputsError),
-    /// The retry ledger could not be read: handled as new, the batch could
-    /// send a change the last attempt suppressed (or parked) after the
-    /// product's newer one that attempt delivered. Nothing was run; Lambda
-    /// retries the batch.
-    #[error("retry ledger unreadable, nothing delivered: {0}")]
-    LedgerUnreadable(#[from] LedgerError),
-    /// The output dedup state of what a batch delivered could not be
-    /// written. Left behind, the state would describe an older output than
-    /// the receiver holds, and could suppress a later change as the same
-    /// (when the product comes back to an earlier image): the batch fails
-    /// whole before its retry ledger is written, so Lambda's retry sends
-    /// again (copies, which at-least-once allows) and records it.
-    #[error("output dedup state not written, the batch is tried again: {0}")]
-    OutputsUnwritable(crate::outputs::OutputsError),
 }
 
 /// Everything a warm dispatcher keeps between batches. Built with
@@ -196,7 +161,7 @@ pub struct BatchOutcome {
 
 impl StreamProcessor {
     /// Handle one DynamoDB stream event (`{"Records": [...]}`).
-    pub async fn handle(&self, event: &Value) -> Result<BatchOutcome, StreamError> {
+    pub async fn handle(&self, event: &Value) -> Result<BatchOutcome, crate::Error> {
         self.handle_within(event, None).await
     }
 
@@ -209,7 +174,7 @@ impl StreamProcessor {
         &self,
         event: &Value,
         deadline: Option<SystemTime>,
-    ) -> Result<BatchOutcome, StreamError> {
+    ) -> Result<BatchOutcome, crate::Error> {
         self.handle_for(event, deadline, self.only.as_deref()).await
     }
 
@@ -221,7 +186,7 @@ impl StreamProcessor {
         event: &Value,
         receiver: &str,
         deadline: Option<SystemTime>,
-    ) -> Result<BatchOutcome, StreamError> {
+    ) -> Result<BatchOutcome, crate::Error> {
         self.handle_for(event, deadline, Some(receiver)).await
     }
 
@@ -230,7 +195,7 @@ impl StreamProcessor {
         event: &Value,
         deadline: Option<SystemTime>,
         only: Option<&str>,
-    ) -> Result<BatchOutcome, StreamError> {
+    ) -> Result<BatchOutcome, crate::Error> {
         let records = read_records(event)?;
         let set = self.current(only).await?;
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
@@ -242,7 +207,7 @@ impl StreamProcessor {
                 // the newer change that attempt delivered (found by the
                 // simulation): the batch waits for the ledger instead.
                 tracing::error!(error = %e, "retry ledger unreadable; nothing delivered, the batch is tried again");
-                return Err(e.into());
+                return Err(e.because(crate::ErrorKind::LedgerUnreadable));
             }
         };
         let (destinations, broken) = destinations(&set, self.unreadable_queue.as_deref());
@@ -275,13 +240,14 @@ impl StreamProcessor {
         let (report, changes, prior, of_change, records) =
             tokio::task::spawn_blocking(move || run.run(changes, prior, of_change, records, ids))
                 .await
-                .expect("the dispatcher does not panic")?;
+                .expect("the dispatcher does not panic")
+                .map_err(|e| e.because(crate::ErrorKind::SpoolUnreadable))?;
 
         // Before the ledger: a retry that finds no ledger runs the batch
         // again whole, and records the state then.
         self.save_outputs(outputs.as_deref())
             .await
-            .map_err(StreamError::OutputsUnwritable)?;
+            .map_err(|e| e.because(crate::ErrorKind::OutputsUnwritable))?;
         let mut response = DynamoDbEventResponse::default();
         if let Some(f) = outcome::first_failed(report.first_held(), &of_change, &records) {
             let (entries, failures) =
@@ -327,7 +293,7 @@ impl StreamProcessor {
     /// The scheduled tick: flush the batch buffers that are due (all of them
     /// with `opts.force`) and retry the retry lanes, in order. Without a
     /// spool there is nothing to do.
-    pub async fn tick(&self, opts: TickOptions) -> Result<TickReport, StreamError> {
+    pub async fn tick(&self, opts: TickOptions) -> Result<TickReport, crate::Error> {
         self.tick_within(opts, None).await
     }
 
@@ -337,7 +303,7 @@ impl StreamProcessor {
         &self,
         opts: TickOptions,
         deadline: Option<SystemTime>,
-    ) -> Result<TickReport, StreamError> {
+    ) -> Result<TickReport, crate::Error> {
         let Some(spool) = self.spool.clone() else {
             tracing::info!("tick without a spool: nothing to flush or retry");
             return Ok(TickReport::default());
@@ -386,7 +352,7 @@ impl StreamProcessor {
         // (`persist`); what is left is the rest of the run's.
         self.save_outputs(outputs.as_deref())
             .await
-            .map_err(StreamError::OutputsUnwritable)?;
+            .map_err(|e| e.because(crate::ErrorKind::OutputsUnwritable))?;
         self.receivers.record_quarantines(&set).await;
         tracing::info!(
             lanes = report.lanes,
@@ -438,8 +404,12 @@ impl StreamProcessor {
 
     /// Whether `receiver` would run now: a backfill refuses to start for
     /// one that would only park every change.
-    pub async fn presence(&self, receiver: &str) -> Result<Presence, StreamError> {
-        let set = self.receivers.current(&self.engine).await?;
+    pub async fn presence(&self, receiver: &str) -> Result<Presence, crate::Error> {
+        let set = self
+            .receivers
+            .current(&self.engine)
+            .await
+            .map_err(|e| e.because(crate::ErrorKind::NoReceivers))?;
         Ok(if set.active.iter().any(|a| a.id() == receiver) {
             Presence::Active
         } else if set.disabled.iter().any(|d| d == receiver) {
@@ -457,8 +427,12 @@ impl StreamProcessor {
 
     /// The current receivers (re-read from the registry when stale), or
     /// just `only`.
-    async fn current(&self, only: Option<&str>) -> Result<Arc<ReceiverSet>, StreamError> {
-        let set = self.receivers.current(&self.engine).await?;
+    async fn current(&self, only: Option<&str>) -> Result<Arc<ReceiverSet>, crate::Error> {
+        let set = self
+            .receivers
+            .current(&self.engine)
+            .await
+            .map_err(|e| e.because(crate::ErrorKind::NoReceivers))?;
         Ok(match only {
             None => set,
             Some(r) => Arc::new(set.only(r)),

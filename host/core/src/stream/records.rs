@@ -9,8 +9,6 @@ use serde_json::Value;
 
 use prism_types::change::Change;
 
-use super::StreamError;
-
 /// One record of the event, as far as it could be read.
 pub(crate) struct Record {
     /// `<event source ARN>#<sequence>` (the ledger's key).
@@ -34,11 +32,11 @@ pub(crate) fn readable(records: &[Record]) -> (Vec<Change>, Vec<usize>) {
 
 /// Read every record of `event`; a record without a sequence number makes
 /// the whole event malformed (nothing could be retried from it).
-pub(crate) fn read_records(event: &Value) -> Result<Vec<Record>, StreamError> {
+pub(crate) fn read_records(event: &Value) -> Result<Vec<Record>, crate::Error> {
     let records = event
         .get("Records")
         .and_then(Value::as_array)
-        .ok_or_else(|| StreamError::Malformed("no \"Records\" array".into()))?;
+        .ok_or_else(|| crate::Error::malformed("no \"Records\" array"))?;
     records
         .iter()
         .enumerate()
@@ -47,7 +45,7 @@ pub(crate) fn read_records(event: &Value) -> Result<Vec<Record>, StreamError> {
                 .pointer("/dynamodb/SequenceNumber")
                 .and_then(Value::as_str)
                 .ok_or_else(|| {
-                    StreamError::Malformed(format!(
+                    crate::Error::malformed(format!(
                         "record {i} (eventID {}) has no dynamodb.SequenceNumber string",
                         raw.get("eventID").unwrap_or(&Value::Null)
                     ))

@@ -47,7 +47,7 @@ impl Run {
         of_change: Vec<usize>,
         records: Vec<Record>,
         ids: Vec<String>,
-    ) -> Result<Ran, crate::spool::SpoolError> {
+    ) -> Result<Ran, crate::Error> {
         let already = |receiver: &str, c: usize| {
             prior
                 .get(&ids[of_change[c]])
