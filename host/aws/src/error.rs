@@ -34,7 +34,7 @@ pub enum ErrorKind {
     /// and retry.
     Conflict,
     /// A registry item that does not hold a valid entry (its cause is the
-    /// [`prism_types::registry::RegistryError`]).
+    /// [`prism_types::Error`]).
     InvalidEntry,
     /// A DynamoDB Streams call failed; the place is the stream ARN.
     StreamRead,
@@ -62,7 +62,7 @@ prism_types::crate_error!(ErrorKind);
 
 impl Error {
     /// A registry item that does not hold a valid entry.
-    pub fn invalid_entry(e: prism_types::registry::RegistryError) -> Self {
+    pub fn invalid_entry(e: prism_types::Error) -> Self {
         Self::caused_by(ErrorKind::InvalidEntry, "", e)
     }
 

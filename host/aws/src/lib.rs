@@ -43,16 +43,18 @@ pub async fn snapshot(
     engine: &prism_engine::PluginEngine,
     cache_dir: &std::path::Path,
 ) -> Result<prism_types::registry::Snapshot, Error> {
-    use prism_types::registry::{Entry, RegistryError, Snapshot};
+    use prism_types::registry::{Entry, Snapshot};
+    use prism_types::{Error as EntryError, ErrorKind as EntryKind};
     let mut snap = Snapshot::default();
     for head in registry.heads().await? {
         let head = match head {
             Ok(h) => h,
             Err(e) => {
-                snap.problems.push(RegistryError::Unavailable {
-                    origin: registry.table().to_owned(),
-                    message: e.to_string(),
-                });
+                snap.problems.push(EntryError::new(
+                    EntryKind::Unavailable,
+                    registry.table(),
+                    e.to_string(),
+                ));
                 continue;
             }
         };
@@ -104,10 +106,11 @@ pub async fn snapshot(
                     wasm,
                 });
             }
-            Err(e) => snap.problems.push(RegistryError::Unavailable {
+            Err(e) => snap.problems.push(EntryError::new(
+                EntryKind::Unavailable,
                 origin,
-                message: e.to_string(),
-            }),
+                e.to_string(),
+            )),
         }
     }
     Ok(snap)

@@ -30,7 +30,7 @@ use super::attr_json::{map_from_av, to_av};
 use super::sdk_error;
 use crate::error::{Error, ErrorKind};
 use prism_types::manifest::ReceiverManifest;
-use prism_types::registry::{Quarantine, RegistryError};
+use prism_types::registry::Quarantine;
 
 /// Partition key attribute.
 pub const KEY_RECEIVER: &str = "receiver";
@@ -462,11 +462,10 @@ impl DynamoRegistry {
         let version = num(item, KEY_VERSION);
         let origin = format!("dynamodb://{}/{receiver}/v{version}", self.table);
         let invalid = |message: String| {
-            Error::invalid_entry(RegistryError::Manifest(
-                prism_types::manifest::ManifestError::Invalid {
-                    origin: origin.clone(),
-                    message,
-                },
+            Error::invalid_entry(prism_types::Error::new(
+                prism_types::ErrorKind::ManifestInvalid,
+                origin.clone(),
+                message,
             ))
         };
         let entry = item
@@ -475,16 +474,19 @@ impl DynamoRegistry {
             .ok_or_else(|| invalid("no `entry` map".into()))?;
         let json = map_from_av(entry, "entry").map_err(invalid)?;
         let manifest = ReceiverManifest::from_json(serde_json::Value::Object(json), &origin)
-            .map_err(|e| Error::invalid_entry(e.into()))?;
+            .map_err(Error::invalid_entry)?;
         // Identity comes from the key, never from the item's content: a
         // team's role may write only items under its own partition key
         // (`dynamodb:LeadingKeys`), but it writes the entry's text freely.
         if manifest.receiver != receiver {
-            return Err(Error::invalid_entry(RegistryError::ForeignIdentity {
-                origin: origin.clone(),
-                key: receiver.to_owned(),
-                named: manifest.receiver,
-            }));
+            return Err(Error::invalid_entry(prism_types::Error::new(
+                prism_types::ErrorKind::ForeignIdentity,
+                origin.clone(),
+                format!(
+                    "the entry names receiver {:?}, but it is stored under {receiver:?}; refused (an entry may define only the receiver its key names)",
+                    manifest.receiver
+                ),
+            )));
         }
         Ok(manifest)
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prism_engine::{LoadError, LoadSource, Plugin, PluginEngine};
+use prism_engine::{LoadSource, Plugin, PluginEngine};
 use prism_types::digest::Digest;
 use prism_types::manifest::ReceiverManifest;
 use prism_types::registry::{Quarantine, Snapshot};
@@ -247,7 +247,7 @@ fn resumed_breaker(
     }
 }
 
-fn load_reason(e: &LoadError, origin: &str) -> String {
+fn load_reason(e: &prism_engine::Error, origin: &str) -> String {
     format!("{origin}: plugin {e}")
 }
 

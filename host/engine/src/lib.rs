@@ -97,34 +97,37 @@ impl Default for EngineOptions {
     }
 }
 
-/// Why a plugin could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+/// Why a plugin could not be loaded: prism-engine's one error (a plugin
+/// call's outcome is a [`CallError`], which the dispatcher turns into a
+/// dead letter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
     /// The bytes are not a Wasm component.
-    #[error("not a Wasm component: {0}")]
-    NotAComponent(String),
+    NotAComponent,
     /// Cranelift refused it (invalid Wasm, unsupported feature).
-    #[error("does not compile: {0}")]
-    Compile(String),
-    /// It does not fit its world or imports what is not granted; the text
-    /// names the world.
-    #[error("{0}")]
-    Shape(String),
+    Compile,
+    /// It does not fit its world or imports what is not granted; the
+    /// message names the world.
+    Shape,
     /// Larger than the engine compiles.
-    #[error("the component is {bytes} bytes, over the {limit}-byte limit on components")]
-    TooLarge {
-        /// Its size.
-        bytes: usize,
-        /// The limit.
-        limit: usize,
-    },
+    TooLarge,
     /// The compile took longer than the engine allows.
-    #[error(
-        "compiling took longer than {} s; abandoned (it finishes in the background and a later load finds it in the compile cache)",
-        .0.as_secs()
-    )]
-    CompileTimeout(Duration),
+    CompileTimeout,
 }
+
+impl ErrorKind {
+    /// What an error of this kind says first.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::NotAComponent => "not a Wasm component: ",
+            Self::Compile => "does not compile: ",
+            Self::Shape | Self::TooLarge | Self::CompileTimeout => "",
+        }
+    }
+}
+
+prism_types::crate_error!(ErrorKind);
 
 /// Where a loaded plugin's machine code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +224,7 @@ impl PluginEngine {
     }
 
     /// Compile (or load from cache) and check a component.
-    pub fn load(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
+    pub fn load(&self, wasm: &[u8]) -> Result<Plugin, Error> {
         let digest = Digest::of(wasm);
         let (component, source) = self.compile(wasm, &digest)?;
         let world = check::receiver_world(&self.engine, &component);
@@ -240,7 +243,7 @@ impl PluginEngine {
     }
 
     /// Compile (or load from cache) and check a mapper component.
-    pub fn load_mapper(&self, wasm: &[u8]) -> Result<MapperPlugin, LoadError> {
+    pub fn load_mapper(&self, wasm: &[u8]) -> Result<MapperPlugin, Error> {
         let digest = Digest::of(wasm);
         let (component, source) = self.compile(wasm, &digest)?;
         let pre = self.checked(&self.mapper_linker, &component, &check::MAPPER)?;
@@ -260,14 +263,18 @@ impl PluginEngine {
         linker: &Linker<HostState>,
         component: &Component,
         world: &check::World,
-    ) -> Result<wasmtime::component::InstancePre<HostState>, LoadError> {
+    ) -> Result<wasmtime::component::InstancePre<HostState>, Error> {
         let (problems, exports) = check::shape(&self.engine, component, world);
         if !problems.is_empty() {
-            return Err(LoadError::Shape(format!(
-                "does not fit the {} world:\n{}",
-                world.name,
-                problems.explain(world, &exports)
-            )));
+            return Err(Error::new(
+                ErrorKind::Shape,
+                "",
+                format!(
+                    "does not fit the {} world:\n{}",
+                    world.name,
+                    problems.explain(world, &exports)
+                ),
+            ));
         }
         linker
             .instantiate_pre(component)
@@ -277,7 +284,7 @@ impl PluginEngine {
     /// Compile on a thread of its own, waiting at most `max_compile`.
     /// Cranelift cannot be interrupted: a compile that runs over is left to
     /// finish in the background, where it still fills the compile cache.
-    fn compile_bounded(&self, wasm: &[u8]) -> Result<Component, LoadError> {
+    fn compile_bounded(&self, wasm: &[u8]) -> Result<Component, Error> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let (engine, bytes, cache) = (self.engine.clone(), wasm.to_vec(), self.cache.clone());
         std::thread::Builder::new()
@@ -292,27 +299,49 @@ impl PluginEngine {
                     store_in_cache(cache, &Digest::of(&bytes), &c);
                 }
             })
-            .map_err(|e| LoadError::Compile(format!("starting a compile thread: {e}")))?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Compile,
+                    "",
+                    format!("starting a compile thread: {e}"),
+                )
+            })?;
         match rx.recv_timeout(self.max_compile) {
-            Ok(r) => r.map_err(LoadError::Compile),
-            Err(_) => Err(LoadError::CompileTimeout(self.max_compile)),
+            Ok(r) => r.map_err(|e| Error::new(ErrorKind::Compile, "", e)),
+            Err(_) => Err(Error::new(
+                ErrorKind::CompileTimeout,
+                "",
+                format!(
+                    "compiling took longer than {} s; abandoned (it finishes in the background and a later load finds it in the compile cache)",
+                    self.max_compile.as_secs()
+                ),
+            )),
         }
     }
 
     /// Compile without checking the world: `(component, compile time, source)`.
-    fn compile(&self, wasm: &[u8], digest: &Digest) -> Result<(Component, LoadSource), LoadError> {
+    fn compile(&self, wasm: &[u8], digest: &Digest) -> Result<(Component, LoadSource), Error> {
         if wasm.len() > self.max_component_bytes {
-            return Err(LoadError::TooLarge {
-                bytes: wasm.len(),
-                limit: self.max_component_bytes,
-            });
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "",
+                format!(
+                    "the component is {} bytes, over the {}-byte limit on components",
+                    wasm.len(),
+                    self.max_component_bytes
+                ),
+            ));
         }
         if !is_component(wasm) {
-            return Err(LoadError::NotAComponent(if wasm.starts_with(b"\0asm") {
-                "this is a core Wasm module; build with `--target wasm32-wasip2` (or wrap it with `wasm-tools component new`)".into()
-            } else {
-                "the file does not start with the Wasm magic bytes".into()
-            }));
+            return Err(Error::new(
+                ErrorKind::NotAComponent,
+                "",
+                if wasm.starts_with(b"\0asm") {
+                    "this is a core Wasm module; build with `--target wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
+                } else {
+                    "the file does not start with the Wasm magic bytes"
+                },
+            ));
         }
         if let Some(cache) = &self.cache {
             let path = cache.path(digest);
@@ -338,7 +367,7 @@ impl PluginEngine {
     /// Precompile a component to the bytes of a `.cwasm` for this engine.
     /// When the compile cache already holds it (a [`Self::load`] just wrote
     /// it), those bytes are returned instead of compiling a second time.
-    pub fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>, LoadError> {
+    pub fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>, Error> {
         if let Some(path) = self.cache_path(&Digest::of(wasm))
             && let Ok(bytes) = std::fs::read(path)
         {
@@ -346,7 +375,7 @@ impl PluginEngine {
         }
         self.engine
             .precompile_component(wasm)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))
+            .map_err(|e| Error::new(ErrorKind::Compile, "", format!("{e:#}")))
     }
 }
 
@@ -375,8 +404,12 @@ fn store_in_cache(cache: &CompileCache, digest: &Digest, component: &Component) 
     }
 }
 
-fn shape_error(world: &check::World, e: wasmtime::Error) -> LoadError {
-    LoadError::Shape(format!("does not fit the {} world:\n{e:#}", world.name))
+fn shape_error(world: &check::World, e: wasmtime::Error) -> Error {
+    Error::new(
+        ErrorKind::Shape,
+        "",
+        format!("does not fit the {} world:\n{e:#}", world.name),
+    )
 }
 
 /// Does this look like a component (not a core module)?

@@ -22,7 +22,7 @@ pub mod write;
 use std::sync::Arc;
 
 pub use error::{Error, ErrorKind};
-use prism_engine::{GuestLog, LoadError, MapError, MapperPlugin, PluginEngine, ShadowChange};
+use prism_engine::{GuestLog, MapError, MapperPlugin, PluginEngine, ShadowChange};
 pub use prism_types::mapper_manifest::{self as manifest, MapperManifest, TableDecl};
 use reads::Reads;
 use store::{ModelStore, ShadowStore};
@@ -55,7 +55,7 @@ impl ModelBuilder {
         wasm: &[u8],
         shadow: Arc<dyn ShadowStore>,
         model: Arc<dyn ModelStore>,
-    ) -> Result<Self, LoadError> {
+    ) -> Result<Self, prism_engine::Error> {
         let plugin = engine.load_mapper(wasm)?;
         let manifest = Arc::new(manifest);
         Ok(Self {

@@ -8,7 +8,7 @@
 //!   so no empty change flows to the receivers;
 //! - otherwise it is written conditioned on the revision read. A concurrent
 //!   write (another shadow stream's change to the same product) makes the
-//!   condition fail: the writes stop with [`WriteError::Conflict`], and the
+//!   condition fail: the writes stop with `WriteError::Conflict`, and the
 //!   caller maps the change again, so the plugin builds its documents from
 //!   what is there now (re-applying the document it built from the old
 //!   state would undo the other write). What this change already wrote is

@@ -4,6 +4,9 @@
 //! (with a `label`, what its errors say before the place) and gets its
 //! `Error` from [`crate_error!`](crate::crate_error), the pattern of the
 //! AWS SDK's errors: callers match on `kind()`, never on the text.
+//!
+//! prism-types' own [`Error`] (manifests and the local registry) is
+//! declared here the same way.
 
 /// Declares `Error` in the calling crate over its `ErrorKind`, which must
 /// have `fn label(self) -> &'static str`. The error says `label`, then
@@ -90,6 +93,44 @@ macro_rules! crate_error {
         }
     };
 }
+
+/// What kind of thing failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A manifest is not valid TOML (or JSON), or has an unknown, missing
+    /// or mistyped field; the message names the field and position.
+    ManifestParse,
+    /// A manifest parsed, but a value is out of range.
+    ManifestInvalid,
+    /// A mapper manifest cannot be used.
+    MapperManifest,
+    /// A registry file could not be read.
+    Io,
+    /// A `.wasm` does not have the digest its manifest promises.
+    DigestMismatch,
+    /// A local registry's manifest names no `.wasm` file.
+    NoFile,
+    /// A remote registry entry or its artifact could not be read.
+    Unavailable,
+    /// An entry names a receiver other than the one its registry key (or
+    /// file) belongs to: refused, nothing of it is loaded.
+    ForeignIdentity,
+    /// Two manifests claim the same receiver id.
+    Duplicate,
+}
+
+impl ErrorKind {
+    /// What an error of this kind says before its place.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::MapperManifest => "mapper manifest ",
+            _ => "",
+        }
+    }
+}
+
+crate::crate_error!(ErrorKind);
 
 #[cfg(test)]
 mod tests {

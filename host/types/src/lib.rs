@@ -38,3 +38,5 @@ pub mod manifest;
 pub mod mapper_manifest;
 pub mod registry;
 pub mod text;
+
+pub use error::{Error, ErrorKind};

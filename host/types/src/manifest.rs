@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::error::{Error, ErrorKind};
 use crate::limits::Limits;
 
 /// The manifest schema version this prism reads and writes.
@@ -196,27 +197,6 @@ pub struct Destination {
     pub dead_letter_queue: Option<String>,
 }
 
-/// A manifest that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
-    /// Not valid TOML, or an unknown / missing / mistyped field.
-    #[error("{origin}: {message}")]
-    Parse {
-        /// The file (or registry item) it came from.
-        origin: String,
-        /// The parser's description, naming the field and position.
-        message: String,
-    },
-    /// Parsed, but a value is out of range.
-    #[error("{origin}: {message}")]
-    Invalid {
-        /// The file (or registry item) it came from.
-        origin: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
 impl ReceiverManifest {
     /// A new receiver's manifest with the defaults: enabled, immediate,
     /// dedup on, no field interest, no destination override, default
@@ -238,14 +218,14 @@ impl ReceiverManifest {
     }
 
     /// Parse and validate manifest text; `origin` names the file in errors.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ManifestError> {
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, Error> {
         let parsed =
             toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', "\n  "));
         Self::checked(parsed, origin)
     }
 
     /// Parse and validate an entry held as JSON (e.g. a DynamoDB item's map).
-    pub fn from_json(value: serde_json::Value, origin: &str) -> Result<Self, ManifestError> {
+    pub fn from_json(value: serde_json::Value, origin: &str) -> Result<Self, Error> {
         Self::checked(
             serde_json::from_value(value).map_err(|e| e.to_string()),
             origin,
@@ -253,15 +233,10 @@ impl ReceiverManifest {
     }
 
     /// A parsed manifest, validated; errors name `origin`.
-    fn checked(parsed: Result<Self, String>, origin: &str) -> Result<Self, ManifestError> {
-        let m = parsed.map_err(|message| ManifestError::Parse {
-            origin: origin.to_owned(),
-            message,
-        })?;
-        m.validate().map_err(|message| ManifestError::Invalid {
-            origin: origin.to_owned(),
-            message,
-        })?;
+    fn checked(parsed: Result<Self, String>, origin: &str) -> Result<Self, Error> {
+        let m = parsed.map_err(|message| Error::new(ErrorKind::ManifestParse, origin, message))?;
+        m.validate()
+            .map_err(|message| Error::new(ErrorKind::ManifestInvalid, origin, message))?;
         Ok(m)
     }
 

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, ErrorKind};
 use crate::limits::Limits;
 use crate::manifest::{PluginRef, SCHEMA_VERSION, validate_receiver_id};
 
@@ -113,23 +114,10 @@ impl MapperLimits {
     }
 }
 
-/// A manifest that cannot be used; the text names the file and the field.
-#[derive(Debug, thiserror::Error)]
-#[error("mapper manifest {origin}: {message}")]
-pub struct MapperManifestError {
-    /// Where it came from.
-    pub origin: String,
-    /// What is wrong.
-    pub message: String,
-}
-
 impl MapperManifest {
     /// Parse and validate a TOML manifest; `origin` names it in errors.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Self, MapperManifestError> {
-        let err = |message: String| MapperManifestError {
-            origin: origin.to_owned(),
-            message,
-        };
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, Error> {
+        let err = |message: String| Error::new(ErrorKind::MapperManifest, origin, message);
         let m: Self = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         m.validate().map_err(err)?;
         Ok(m)
@@ -179,12 +167,9 @@ impl MapperManifest {
 
     /// Read a local manifest and its component (`plugin.file`, relative to
     /// the manifest), checking the component's digest.
-    pub fn read_local(path: &std::path::Path) -> Result<(Self, Vec<u8>), MapperManifestError> {
+    pub fn read_local(path: &std::path::Path) -> Result<(Self, Vec<u8>), Error> {
         let origin = path.display().to_string();
-        let err = |message: String| MapperManifestError {
-            origin: origin.clone(),
-            message,
-        };
+        let err = |message: String| Error::new(ErrorKind::MapperManifest, origin.clone(), message);
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let m = Self::from_toml(&text, &origin)?;
         let file =

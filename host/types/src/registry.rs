@@ -2,84 +2,13 @@
 //! (`<anything>.toml`) and the `.wasm` files they name.
 //!
 //! A bad manifest or a missing/mismatched `.wasm` disables only that
-//! receiver: it is reported as a [`RegistryError`] and the rest load.
+//! receiver: it is reported as an [`Error`] and the rest load.
 
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
-use crate::manifest::{ManifestError, ReceiverManifest};
-
-/// A problem with one registry entry.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// A file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// A manifest is invalid.
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    /// The `.wasm` does not have the digest the manifest promises.
-    #[error(
-        "{origin}: digest mismatch for receiver {receiver}: the manifest says {expected}, but {file} is {actual}"
-    )]
-    DigestMismatch {
-        /// The manifest.
-        origin: String,
-        /// The receiver.
-        receiver: String,
-        /// The plugin file.
-        file: String,
-        /// The manifest's digest.
-        expected: String,
-        /// The file's digest.
-        actual: String,
-    },
-    /// The manifest names no file (local registries need one).
-    #[error(
-        "{origin}: [plugin] has no `file` (a local registry needs the .wasm next to the manifest)"
-    )]
-    NoFile {
-        /// The manifest.
-        origin: String,
-    },
-    /// A remote registry entry or its artifact could not be read.
-    #[error("{origin}: {message}")]
-    Unavailable {
-        /// The registry item.
-        origin: String,
-        /// What failed.
-        message: String,
-    },
-    /// An entry names a receiver other than the one its registry key (or
-    /// file) belongs to: whoever may write that key is not that receiver's
-    /// owner, so the entry is refused and nothing of it is loaded.
-    #[error(
-        "{origin}: the entry names receiver {named:?}, but it is stored under {key:?}; refused (an entry may define only the receiver its key names)"
-    )]
-    ForeignIdentity {
-        /// The item or file.
-        origin: String,
-        /// The receiver its key (or file name) stands for.
-        key: String,
-        /// The receiver the entry claims to be.
-        named: String,
-    },
-    /// Two manifests claim the same receiver id.
-    #[error("{origin}: receiver {receiver} is already defined in {first}")]
-    Duplicate {
-        /// The second manifest.
-        origin: String,
-        /// The receiver.
-        receiver: String,
-        /// The first manifest.
-        first: String,
-    },
-}
+use crate::error::{Error, ErrorKind};
+use crate::manifest::ReceiverManifest;
 
 /// One usable entry: its manifest, where it came from, and its component bytes.
 #[derive(Debug, Clone)]
@@ -98,7 +27,7 @@ pub struct Snapshot {
     /// Usable entries, sorted by receiver id.
     pub entries: Vec<Entry>,
     /// Entries that could not be used, with the reason.
-    pub problems: Vec<RegistryError>,
+    pub problems: Vec<Error>,
     /// Precompiled artifacts that were discarded because their bytes are
     /// not the ones recorded by a trusted writer (object keys).
     pub untrusted_artifacts: Vec<String>,
@@ -139,10 +68,9 @@ impl LocalRegistry {
     }
 
     /// Read every manifest and its component.
-    pub fn load(&self) -> Result<Snapshot, RegistryError> {
-        let io = |path: &Path, source| RegistryError::Io {
-            path: path.display().to_string(),
-            source,
+    pub fn load(&self) -> Result<Snapshot, Error> {
+        let io = |path: &Path, source| {
+            Error::caused_by(ErrorKind::Io, path.display().to_string(), source)
         };
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .map_err(|e| io(&self.dir, e))?
@@ -159,11 +87,14 @@ impl LocalRegistry {
                         .iter()
                         .find(|e| e.manifest.receiver == entry.manifest.receiver);
                     if let Some(first) = dup {
-                        snap.problems.push(RegistryError::Duplicate {
-                            origin: entry.origin,
-                            receiver: entry.manifest.receiver,
-                            first: first.origin.clone(),
-                        });
+                        snap.problems.push(Error::new(
+                            ErrorKind::Duplicate,
+                            entry.origin,
+                            format!(
+                                "receiver {} is already defined in {}",
+                                entry.manifest.receiver, first.origin
+                            ),
+                        ));
                     } else {
                         snap.entries.push(entry);
                     }
@@ -176,34 +107,34 @@ impl LocalRegistry {
         Ok(snap)
     }
 
-    fn read_entry(&self, path: &Path) -> Result<Entry, RegistryError> {
+    fn read_entry(&self, path: &Path) -> Result<Entry, Error> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
-            path: origin.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::caused_by(ErrorKind::Io, origin.clone(), source))?;
         let manifest = ReceiverManifest::from_toml(&text, &origin)?;
-        let file = manifest
-            .plugin
-            .file
-            .as_deref()
-            .ok_or_else(|| RegistryError::NoFile {
-                origin: origin.clone(),
-            })?;
+        let file = manifest.plugin.file.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoFile,
+                origin.clone(),
+                "[plugin] has no `file` (a local registry needs the .wasm next to the manifest)",
+            )
+        })?;
         let wasm_path = path.parent().unwrap_or(Path::new(".")).join(file);
-        let wasm = std::fs::read(&wasm_path).map_err(|source| RegistryError::Io {
-            path: wasm_path.display().to_string(),
-            source,
+        let wasm = std::fs::read(&wasm_path).map_err(|source| {
+            Error::caused_by(ErrorKind::Io, wasm_path.display().to_string(), source)
         })?;
         let actual = Digest::of(&wasm);
         if actual != manifest.plugin.digest {
-            return Err(RegistryError::DigestMismatch {
+            return Err(Error::new(
+                ErrorKind::DigestMismatch,
                 origin,
-                receiver: manifest.receiver,
-                file: wasm_path.display().to_string(),
-                expected: manifest.plugin.digest.to_string(),
-                actual: actual.to_string(),
-            });
+                format!(
+                    "digest mismatch for receiver {}: the manifest says {}, but {} is {actual}",
+                    manifest.receiver,
+                    manifest.plugin.digest,
+                    wasm_path.display()
+                ),
+            ));
         }
         Ok(Entry {
             manifest,

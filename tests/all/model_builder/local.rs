@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use prism_e2e::{catalog_manifest, engine, hostile_mapper_manifest, read, wasm};
-use prism_engine::{CallError, LoadError, ShadowChange};
+use prism_engine::{CallError, ShadowChange};
 use prism_mapping::local::{LocalModel, LocalShadow};
 use prism_mapping::record::to_shadow_change;
 use prism_mapping::store::{ModelStore, Put, Stored};
@@ -465,7 +465,7 @@ fn receivers_and_mappers_are_refused_in_each_others_world() {
     );
     let err = e.load(&read(wasm::CATALOG)).err().expect("refused");
     let msg = err.to_string();
-    assert!(matches!(err, LoadError::Shape(_)), "{msg}");
+    assert_eq!(err.kind(), prism_engine::ErrorKind::Shape, "{msg}");
     assert!(
         msg.contains("imports `prism:receiver/shadow@0.1.0`")
             && msg.contains("world grants only prism:receiver/{log,config} and"),
