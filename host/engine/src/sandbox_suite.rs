@@ -137,3 +137,41 @@ fn a_failed_call_leaves_the_next_session_whole() {
         assert_eq!(call(&good, limits()), Ok(true));
     }
 }
+
+#[test]
+fn what_is_not_a_component_is_refused_before_it_compiles() {
+    let e = engine();
+    let err = e.load(b"#!/bin/sh\nrm -rf /\n").err().expect("refused");
+    assert_eq!(err.kind(), crate::ErrorKind::NotAComponent, "{err}");
+    assert!(err.to_string().contains("magic bytes"), "{err}");
+    // A core module (a guest built for the wrong target) gets the fix.
+    let core = wasm_encoder::Module::new().finish();
+    let err = e.load(&core).err().expect("refused");
+    assert_eq!(err.kind(), crate::ErrorKind::NotAComponent, "{err}");
+    assert!(err.to_string().contains("wasm32-wasip2"), "{err}");
+}
+
+#[test]
+fn a_component_over_the_size_cap_is_refused_unread() {
+    let wasm = receiver(Accepts::True);
+    let small = PluginEngine::new(&EngineOptions {
+        max_instances: 1,
+        max_component_bytes: wasm.len() - 1,
+        ..EngineOptions::default()
+    })
+    .expect("the engine starts");
+    let err = small.load(&wasm).err().expect("refused");
+    assert_eq!(err.kind(), crate::ErrorKind::TooLarge, "{err}");
+    assert!(
+        err.message().contains(&format!("is {} bytes", wasm.len())),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_component_that_is_not_a_receiver_does_not_load() {
+    // A component exporting nothing fits no receiver world.
+    let empty = wasm_encoder::Component::new().finish();
+    let err = engine().load(&empty).err().expect("refused");
+    assert_eq!(err.kind(), crate::ErrorKind::Shape, "{err}");
+}
