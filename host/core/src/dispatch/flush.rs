@@ -23,7 +23,7 @@ use crate::spool::{Claim, Lane, LaneInfo, Spool, Spooled, crash_point};
 use prism_engine::WitChange;
 use prism_types::change::Change;
 use prism_types::failure::FailureKind;
-use prism_types::manifest::Mode;
+use prism_types::manifest::WindowLimits;
 
 /// The key in [`Claim::partial`] under which a buffer's claim keeps the
 /// messages of its window that got out beyond the leading [`Claim::sent`].
@@ -149,6 +149,18 @@ pub(super) struct Flusher<'a> {
     pub(super) left: Option<LaneInfo>,
 }
 
+/// A flush reports no progress, has no earlier attempt and no share of a
+/// run's time: a window is formatted whole.
+static NO_PROGRESS: Progress = Progress {
+    done: std::sync::atomic::AtomicU64::new(0),
+    total: std::sync::atomic::AtomicU64::new(0),
+};
+static NONE_USED: std::collections::BTreeMap<String, std::sync::atomic::AtomicU64> =
+    std::collections::BTreeMap::new();
+fn never_handled(_: &str, _: usize) -> bool {
+    false
+}
+
 /// The window a flush is delivering: the context it was formatted in, its
 /// changes (all of them, by index) and its id (`<first>-<last>` sequence).
 #[derive(Clone, Copy)]
@@ -166,12 +178,7 @@ impl Flusher<'_> {
 
     /// Flush one window under the lease; `Ok(true)` to look for another.
     fn window(&mut self, mut claim: Claim, now_ms: u64, force: bool) -> Result<bool, crate::Error> {
-        let Mode::Batch {
-            max_count,
-            max_bytes,
-            ..
-        } = self.r.manifest.mode
-        else {
+        let Some(limits) = self.r.manifest.mode.batch_limits() else {
             self.spool.release(self.lane)?;
             return Ok(false);
         };
@@ -184,45 +191,13 @@ impl Flusher<'_> {
                 self.spool.release(self.lane)?;
                 return Ok(false);
             }
-            let mut bytes = 0;
-            for e in &entries {
-                let full = claim.members.len() >= max_count || bytes + e.bytes > max_bytes as u64;
-                if !claim.members.is_empty() && full {
-                    break;
-                }
-                bytes += e.bytes;
-                claim.members.push(e.sequence.clone());
-            }
-            claim.sent = 0;
-            claim.digest = None;
-            claim.partial.remove(WINDOW_OUT);
-            self.spool.save_claim(self.lane, &claim)?;
-            crash_point("flush-claimed");
+            self.claim_window(&mut claim, &entries, limits)?;
         }
         loop {
-            let window: Vec<&Spooled> = entries
-                .iter()
-                .filter(|e| claim.members.contains(&e.sequence))
-                .collect();
-            if window.is_empty() {
-                // Removed already: the last flush was stopped just before its end.
-                self.spool.release(self.lane)?;
-                return Ok(true);
-            }
-            let mut changes = Vec::with_capacity(window.len());
-            for e in &window {
-                match e.to_change() {
-                    Ok(c) => changes.push(c),
-                    Err(error) => {
-                        self.park_unreadable(e, &error)?;
-                        self.spool
-                            .remove(self.lane, std::slice::from_ref(&e.sequence))?;
-                        claim.members.retain(|m| *m != e.sequence);
-                        self.spool.save_claim(self.lane, &claim)?;
-                    }
-                }
-            }
+            let changes = self.readable(&mut claim, &entries)?;
             if changes.is_empty() {
+                // Removed already (the last flush was stopped just before
+                // its end), or nothing of it could be read.
                 self.spool.release(self.lane)?;
                 return Ok(true);
             }
@@ -235,32 +210,64 @@ impl Flusher<'_> {
         }
     }
 
+    /// Claim the buffer's first window: its oldest entries, up to the
+    /// receiver's count and bytes (at least one entry), saved in the claim
+    /// before anything is sent.
+    fn claim_window(
+        &mut self,
+        claim: &mut Claim,
+        entries: &[Spooled],
+        limits: WindowLimits,
+    ) -> Result<(), crate::Error> {
+        let mut bytes = 0;
+        for e in entries {
+            let count = claim.members.len() as u64;
+            if count > 0 && (count >= limits.max_count || bytes + e.bytes > limits.max_bytes) {
+                break;
+            }
+            bytes += e.bytes;
+            claim.members.push(e.sequence.clone());
+        }
+        claim.sent = 0;
+        claim.digest = None;
+        claim.partial.remove(WINDOW_OUT);
+        self.spool.save_claim(self.lane, claim)?;
+        crash_point("flush-claimed");
+        Ok(())
+    }
+
+    /// The claimed window's changes, in order. An entry that cannot be read
+    /// is parked, removed and dropped from the claim.
+    fn readable(
+        &mut self,
+        claim: &mut Claim,
+        entries: &[Spooled],
+    ) -> Result<Vec<Change>, crate::Error> {
+        let window: Vec<&Spooled> = entries
+            .iter()
+            .filter(|e| claim.members.contains(&e.sequence))
+            .collect();
+        let mut changes = Vec::with_capacity(window.len());
+        for e in window {
+            match e.to_change() {
+                Ok(c) => changes.push(c),
+                Err(error) => {
+                    self.park_unreadable(e, &error)?;
+                    self.spool
+                        .remove(self.lane, std::slice::from_ref(&e.sequence))?;
+                    claim.members.retain(|m| *m != e.sequence);
+                    self.spool.save_claim(self.lane, claim)?;
+                }
+            }
+        }
+        Ok(changes)
+    }
+
     /// Format the claimed window and deliver its messages in chunks,
     /// recording after each chunk what is out.
     fn deliver(&mut self, claim: &mut Claim, changes: &[Change]) -> Result<Step, crate::Error> {
         let wit: Vec<WitChange> = changes.iter().map(to_wit).collect();
-        let ctx = Context {
-            changes,
-            wit: &wit,
-            sink: self.sink,
-            progress: &Progress::default(),
-            max_retries: self.max_retries,
-            hold_unavailable: true,
-            already: &|_, _| false,
-            outputs: None,
-            lanes: None,
-            sent: None,
-            hold_retry: false,
-            hold_quarantined: true,
-            breaker: self.breaker,
-            // The tick started this flush only with the window's budget
-            // left (see `tick_with`).
-            finish_by: None,
-            share: None,
-            used: &std::collections::BTreeMap::new(),
-            pack: 1,
-            pack_bytes: super::PACK_BYTES,
-        };
+        let ctx = context(self.sink, self.max_retries, self.breaker, changes, &wit);
         let all: Vec<usize> = (0..changes.len()).collect();
         let msgs = match ctx.format_window(self.r, self.st, &all) {
             Formatted::Messages(m) => m,
@@ -278,23 +285,9 @@ impl Flusher<'_> {
             }
         };
         self.check_digest(claim, &msgs);
-        let first = &changes[0];
-        let last = changes.last().expect("a window has changes");
+        let (first, last) = (&changes[0], &changes[changes.len() - 1]);
         let id = format!("{}-{}", first.sequence, last.sequence);
-        let envelopes: Vec<Envelope<'_>> = msgs
-            .iter()
-            .enumerate()
-            .map(|(index, message)| Envelope {
-                receiver: self.r.id(),
-                key: &first.key,
-                sequence: &last.sequence,
-                ordinal: 0,
-                index,
-                message,
-                digest: self.r.digest(),
-                window: Some(&id),
-            })
-            .collect();
+        let envelopes = envelopes(self.r, &msgs, first, last, &id);
         let window = Window {
             ctx: &ctx,
             all: &all,
@@ -502,4 +495,62 @@ impl Flusher<'_> {
             )
         })
     }
+}
+
+/// The context a flush formats a window in: hold what cannot go out,
+/// one change per pack, no dedup, no deadline of its own (the tick
+/// starts a flush only with the window's budget left, see `tick_with`).
+fn context<'c>(
+    sink: &'c dyn Sink,
+    max_retries: u32,
+    breaker: &'c BreakerConfig,
+    changes: &'c [Change],
+    wit: &'c [WitChange],
+) -> Context<'c> {
+    Context {
+        changes,
+        wit,
+        sink,
+        progress: &NO_PROGRESS,
+        max_retries,
+        hold_unavailable: true,
+        already: &never_handled,
+        outputs: None,
+        lanes: None,
+        sent: None,
+        hold_retry: false,
+        hold_quarantined: true,
+        breaker,
+        // The tick started this flush only with the window's budget
+        // left (see `tick_with`).
+        finish_by: None,
+        share: None,
+        used: &NONE_USED,
+        pack: 1,
+        pack_bytes: super::PACK_BYTES,
+    }
+}
+
+/// The window's messages as the sink takes them: each under the
+/// window's last sequence and its id (`<first>-<last>`).
+fn envelopes<'m>(
+    r: &'m ActiveReceiver,
+    msgs: &'m [prism_contract::Message],
+    first: &'m Change,
+    last: &'m Change,
+    id: &'m str,
+) -> Vec<Envelope<'m>> {
+    msgs.iter()
+        .enumerate()
+        .map(|(index, message)| Envelope {
+            receiver: r.id(),
+            key: &first.key,
+            sequence: &last.sequence,
+            ordinal: 0,
+            index,
+            message,
+            digest: r.digest(),
+            window: Some(id),
+        })
+        .collect()
 }

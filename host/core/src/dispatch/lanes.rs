@@ -96,14 +96,7 @@ pub fn tick_with(
             return report;
         }
     };
-    // Where the last tick stopped: this instance's memory, else the store's
-    // (a tick on a fresh instance resumes after another instance's).
-    let cursor = dispatcher.tick_cursor.get().or_else(|| {
-        spool.tick_cursor().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "tick cursor unreadable; starting from the first lane");
-            None
-        })
-    });
+    let cursor = resume_after(dispatcher, spool);
     let mut reached = None;
     for (lane, info) in super::tick_order::fair_order(lanes, cursor.as_deref()) {
         let r = set.active.iter().find(|r| r.id() == lane.receiver());
@@ -138,17 +131,39 @@ pub fn tick_with(
     // Cut short by the deadline: the next tick starts after the last lane
     // this one reached. A full pass starts the next one from the top.
     let next = if report.deferred > 0 { reached } else { None };
-    if next != cursor
-        && let Err(e) = spool.save_tick_cursor(next.as_deref())
-    {
-        tracing::warn!(error = %e, "could not record where the tick stopped; the next one on another instance starts from the first lane");
-    }
-    dispatcher.tick_cursor.set(next);
+    save_cursor(dispatcher, spool, cursor, next);
     match spool.lanes() {
         Ok(l) => report.waiting = l.iter().map(|(_, i)| i.count).sum(),
         Err(e) => report.errors.push(e.to_string()),
     }
     report
+}
+
+/// Where the last tick stopped: this instance's memory, else the store's
+/// (a tick on a fresh instance resumes after another instance's).
+fn resume_after(dispatcher: &Dispatcher, spool: &dyn Spool) -> Option<String> {
+    dispatcher.tick_cursor.get().or_else(|| {
+        spool.tick_cursor().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "tick cursor unreadable; starting from the first lane");
+            None
+        })
+    })
+}
+
+/// Record where the next tick starts (`None`: from the first lane), in
+/// this instance and, when it moved, in the store.
+fn save_cursor(
+    dispatcher: &Dispatcher,
+    spool: &dyn Spool,
+    was: Option<String>,
+    next: Option<String>,
+) {
+    if next != was
+        && let Err(e) = spool.save_tick_cursor(next.as_deref())
+    {
+        tracing::warn!(error = %e, "could not record where the tick stopped; the next one on another instance starts from the first lane");
+    }
+    dispatcher.tick_cursor.set(next);
 }
 
 /// What a tick did with one lane.
