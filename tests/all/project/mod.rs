@@ -3,3 +3,4 @@
 mod architecture;
 mod docs;
 mod examples;
+mod workspace_hack;
