@@ -171,8 +171,7 @@ pub fn backfill(
                     std::env::temp_dir().join("prism-backfill"),
                 )
             };
-            let p = rt.block_on(lambda.processor_with(&r.config, &target))?;
-            Some(p.into_builder().metrics(false).build())
+            Some(rt.block_on(lambda.processor_with(&r.config, &target))?)
         }
     };
     let backfiller = processor.as_ref().map(|p| Backfiller {

@@ -105,6 +105,7 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
         spool_table: a.spool_table.clone(),
         reload: Duration::from_secs(a.reload_secs),
         endpoint_url: target.endpoint_url.clone(),
+        metrics: a.metrics,
         ..LambdaConfig::new(a.remote.table.clone(), bucket, cache_dir)
     };
     let processor = lambda.processor_with(&config, &target).await?;
@@ -112,7 +113,7 @@ async fn dev(a: Args) -> anyhow::Result<ExitCode> {
     let durable = processor.has_spool();
     let memory_outputs = (!processor.has_outputs())
         .then(|| prism_core::stream::OutputsStore::Memory(Default::default()));
-    let mut processor = processor.into_builder().metrics(a.metrics);
+    let mut processor = processor.into_builder();
     if let Some(outputs) = memory_outputs {
         processor = processor.outputs(Some(outputs));
     }

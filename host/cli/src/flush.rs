@@ -138,11 +138,6 @@ async fn aws_tick(a: &Args, spool_table: &str) -> anyhow::Result<TickReport> {
         endpoint_url: target.endpoint_url.clone(),
         ..LambdaConfig::new(table, bucket, cache_dir)
     };
-    let processor = lambda
-        .processor_with(&config, &target)
-        .await?
-        .into_builder()
-        .metrics(false)
-        .build();
+    let processor = lambda.processor_with(&config, &target).await?;
     Ok(processor.tick(a.tick_options()).await?)
 }

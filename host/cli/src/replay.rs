@@ -160,12 +160,7 @@ async fn replay(a: Args) -> anyhow::Result<ExitCode> {
             std::env::temp_dir().join("prism-replay"),
         )
     };
-    let processor = lambda
-        .processor_with(&config, &target)
-        .await?
-        .into_builder()
-        .metrics(false)
-        .build();
+    let processor = lambda.processor_with(&config, &target).await?;
     let model = prism_aws::read_model::DynamoModel::new(
         aws_sdk_dynamodb::Client::new(&config),
         &a.model_table,

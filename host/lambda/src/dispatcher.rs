@@ -80,6 +80,9 @@ pub struct LambdaConfig {
     pub memory_mb: Option<u64>,
     /// The function's timeout, for the call budget check at load.
     pub timeout: Option<Duration>,
+    /// Write EMF metric lines to stdout (on for the Lambda; off for a
+    /// `prism` command, whose stdout is its report).
+    pub metrics: bool,
 }
 
 /// How long an invocation waits for one plugin's compile: a quarter of the
@@ -120,6 +123,7 @@ impl LambdaConfig {
             endpoint_url: None,
             memory_mb: None,
             timeout: None,
+            metrics: false,
         }
     }
 
@@ -147,6 +151,7 @@ impl LambdaConfig {
                 None => env.number(vars::LAMBDA_MEMORY_SIZE)?,
             },
             timeout: env.number(vars::LAMBDA_TIMEOUT)?.map(Duration::from_secs),
+            metrics: true,
         })
     }
 
@@ -229,7 +234,7 @@ impl LambdaConfig {
                 .ledger(ledger)
                 .dispatcher(dispatcher)
                 .unreadable_queue(self.unreadable_queue.clone())
-                .metrics(true)
+                .metrics(self.metrics)
                 .outputs(outputs)
                 .spool(spool)
                 .build(),

@@ -88,7 +88,6 @@ async fn processor(a: &RedriveArgs, remote: &Remote) -> anyhow::Result<StreamPro
     // them remembers as handled: replayed on purpose, they are spooled anyway.
     Ok(processor
         .into_builder()
-        .metrics(false)
         .redrive(a.common.receiver.clone())
         .build())
 }
