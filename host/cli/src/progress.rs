@@ -23,7 +23,6 @@ pub fn with_progress<T>(progress: &Progress, expected: u64, work: impl FnOnce() 
     with_bar(count, "receiver-changes", REDRAW, to_stderr, work)
 }
 
-#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 /// Show a bar of `done` out of about `total` (which may lag behind: the
 /// bar then shows what is done) while `work` runs, on a terminal.
 pub fn with_count<T>(done: &AtomicU64, total: u64, unit: &str, work: impl FnOnce() -> T) -> T {

@@ -6,6 +6,7 @@
 //! compiled (or loaded precompiled) once, then each change runs in a fresh,
 //! cheap instance (see [`Plugin::session`]).
 
+pub mod behaviour;
 mod bindings;
 pub mod budget;
 pub mod cache;

@@ -29,6 +29,75 @@ fn help_explains_every_command() {
     );
 }
 
+/// `plugin check` on the hostile plugin set to `behaviour`, with `extra`
+/// flags: (exit code, stdout, stderr).
+fn check_hostile(behaviour: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+    let config = format!("behaviour={behaviour}");
+    let mut args = vec!["plugin", "check", wasm::HOSTILE, "--config", &config];
+    args.extend_from_slice(extra);
+    let o = prism(&args);
+    let (out, err) = text(&o);
+    (o.status.code(), out, err)
+}
+
+#[test]
+fn plugin_check_refuses_a_plugin_that_fails_on_the_sample_and_says_how() {
+    // Each way a plugin breaks on every change it accepts, and what the
+    // check says of it; none of them is OK.
+    for (behaviour, says) in [
+        ("panic", "trapped on "),
+        ("reject", "rejected on "),
+        ("retry", "asked to retry on "),
+        ("malformed", "returned output the host refuses on "),
+        ("memory", "hit the memory cap on "),
+        ("loop", "timed out on 1 of "),
+    ] {
+        let (code, out, err) = check_hostile(behaviour, &[]);
+        assert_eq!(code, Some(1), "{behaviour}: {out}{err}");
+        assert!(
+            err.contains(&format!("sample       REJECTED: {says}")),
+            "{behaviour}: {err}"
+        );
+        assert!(!out.contains(": OK"), "{behaviour}: {out}");
+        // The first failure names the change and what the plugin said.
+        assert!(err.contains("; first P-"), "{behaviour}: {err}");
+    }
+    // A loop stops the sample at its first timeout instead of running
+    // every change into the budget.
+    let (_, out, _) = check_hostile("loop", &[]);
+    assert!(out.contains("stopped at the first timeout (1 of "), "{out}");
+    // The panic's own message is in the report.
+    let (_, _, err) = check_hostile("panic", &[]);
+    assert!(err.contains("boom: no price for P-"), "{err}");
+}
+
+#[test]
+fn plugin_check_counts_the_sample_and_lets_the_team_allow_rejections() {
+    let (code, out, err) = check_hostile("behave", &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("sample       ")
+            && out.contains(" 0 rejected, 0 asked to retry)")
+            && out.contains(" 0 failed; "),
+        "{out}"
+    );
+    // Rejecting every change is refused by default, and allowed when the
+    // team says its receiver may reject them all.
+    let (code, _, err) = check_hostile("reject", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("(more than 50 %)"), "{err}");
+    let (code, out, err) = check_hostile("reject", &["--max-rejected-percent", "100"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // A failed call is refused whatever the threshold.
+    let (code, _, err) = check_hostile("panic", &["--max-rejected-percent", "100"]);
+    assert_eq!(code, Some(1), "{err}");
+    // A batched receiver's window is checked too.
+    let (code, out, err) = check_hostile("behave", &["--batch"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, _, err) = check_hostile("panic", &["--batch"]);
+    assert_eq!(code, Some(1), "{err}");
+}
+
 #[test]
 fn plugin_check_accepts_receivers_and_explains_rejections() {
     let o = prism(&["plugin", "check", wasm::WEBSITE]);

@@ -311,6 +311,8 @@ fn a_window_sqs_fails_in_part_waits_in_the_buffer_and_only_its_rest_is_sent() {
         "plugin",
         "register",
         wasm::HOSTILE,
+        "--allow-failures",
+        "hostile on purpose: the test drives the dispatcher's failure paths",
         "--receiver",
         "win",
         "--bucket",

@@ -235,6 +235,8 @@ fn check_and_register_refuse_a_stateful_plugin_unless_overridden_and_record_why(
             "plugin",
             "register",
             wasm::HOSTILE,
+            "--allow-failures",
+            "hostile on purpose: the test drives the dispatcher's failure paths",
             "--receiver",
             "counter",
             "--registry",

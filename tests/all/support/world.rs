@@ -184,6 +184,12 @@ impl World {
         for c in config {
             args.extend(["--config", c]);
         }
+        if wasm == wasm::HOSTILE {
+            args.extend([
+                "--allow-failures",
+                "hostile on purpose: the test drives the dispatcher's failure paths",
+            ]);
+        }
         self.prism(&args);
         (queue, dlq)
     }
